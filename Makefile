@@ -1,0 +1,55 @@
+# casino-crm: `make demo` (set up + simulate + run everything), `make test`, `make ui`, `make bench`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PLAYERS ?= 20000
+DAYS    ?= 120
+SEED    ?= 42
+export CRM_HOME ?= $(CURDIR)/data
+export DAGSTER_HOME := $(CRM_HOME)/dagster
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := false
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DO_NOT_TRACK := 1
+
+.PHONY: help venv demo run test lint ui bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv with the pinned dependencies
+
+demo: venv  ## simulate a casino (PLAYERS, DAYS, SEED) and run the whole pipeline through Dagster
+	$(BIN)/crm simulate --players $(PLAYERS) --days $(DAYS) --seed $(SEED) --fresh
+	$(BIN)/crm run
+	$(BIN)/crm lists
+
+run: venv  ## run the daily refresh on what is landed (DATE=YYYY-MM-DD to override the as-of date)
+	$(BIN)/crm run $(if $(DATE),--date $(DATE),)
+
+test: venv  ## run the test suite
+	$(BIN)/python -m pytest -q
+
+lint: venv  ## ruff
+	$(BIN)/ruff check crm ml expectations orchestration tests bench
+
+ui: venv  ## Dagster UI on :3000 and MLflow UI on :5000 over the data home
+	mkdir -p $(DAGSTER_HOME) $(CRM_HOME)/mlflow
+	@echo "Dagster: http://127.0.0.1:3000   MLflow: http://127.0.0.1:5000   (Ctrl-C stops both)"
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CRM_HOME)/mlflow/mlflow.db \
+	    --default-artifact-root $(CRM_HOME)/mlflow/artifacts --host 127.0.0.1 --port 5000 & \
+	trap 'kill %1' EXIT INT TERM; \
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: venv  ## benchmarks: figures and ratios, also written as JSON under the data home
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+clean:  ## remove the data home (all outputs)
+	rm -rf $(CRM_HOME)

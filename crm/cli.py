@@ -1,0 +1,162 @@
+"""The `crm` command: simulate a casino, land events, run the pipeline, read lists.
+
+Every command has --help. The data home is $CRM_HOME (default: data/ in the checkout).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import click
+
+from crm.config import CAMPAIGNS_DIR, export_env
+
+
+def _echo_json(obj: object) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="casino-crm")
+def main() -> None:
+    """casino-crm: casino events -> warehouse -> models -> gated campaign lists.
+
+    Everything is written under the data home $CRM_HOME (default: data/ in the checkout).
+    """
+
+
+@main.command()
+@click.option("--players", default=20_000, show_default=True, help="number of players")
+@click.option("--days", default=120, show_default=True, help="days of activity")
+@click.option("--seed", default=42, show_default=True, help="random seed (same seed, same files)")
+@click.option("--start", "start_date", default="2025-06-01", show_default=True, help="first simulated day (UTC)")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl"]), default="parquet", show_default=True)
+@click.option("--dirty-rate", default=0.0005, show_default=True,
+              help="share of deliberately broken records, to exercise quarantine")
+@click.option("--fresh", is_flag=True,
+              help="first remove landed data and the warehouse (keeps MLflow, Dagster history and lists)")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
+def simulate(players: int, days: int, seed: int, start_date: str, fmt: str, dirty_rate: float, fresh: bool,
+             as_json: bool) -> None:
+    """Simulate a casino and write contract events to landing/incoming.
+
+    Also writes the ground truth (latent churn, true campaign effects) to truth/,
+    which the pipeline never reads.
+    """
+    import shutil
+
+    from crm.simulate import simulate as run_simulation
+
+    paths = export_env()
+    if fresh:
+        for d in (paths.home / "landing", paths.truth):
+            shutil.rmtree(d, ignore_errors=True)
+        paths.warehouse.unlink(missing_ok=True)
+        paths.ensure()
+    summary = run_simulation(paths, players=players, days=days, seed=seed,
+                             start_date=dt.date.fromisoformat(start_date), fmt=fmt, dirty_rate=dirty_rate,
+                             progress=not as_json)
+    if as_json:
+        _echo_json(summary.to_dict())
+    else:
+        click.echo(f"simulated {summary.players:,} players x {summary.days} days: {summary.events:,} events "
+                   f"({summary.dirty_records:,} deliberately broken) in {summary.seconds:.1f} s -> {paths.incoming}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable report")
+def ingest(path: str, as_json: bool) -> None:
+    """Land a JSONL or Parquet file (or every such file in a folder) of contract events.
+
+    Bad records go to quarantine with a reason; duplicates are counted and dropped.
+    Re-ingesting the same file changes nothing.
+    """
+    from pathlib import Path
+
+    from crm.landing import SUPPORTED_SUFFIXES, LandingError, ingest_file
+
+    paths = export_env()
+    p = Path(path)
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in SUPPORTED_SUFFIXES) if p.is_dir() else [p]
+    reports = []
+    for f in files:
+        try:
+            reports.append(ingest_file(f, paths))
+        except LandingError as e:
+            raise click.ClickException(str(e)) from e
+    if as_json:
+        _echo_json([r.to_dict() for r in reports])
+        return
+    for r in reports:
+        note = " (already ingested: nothing changed)" if r.already_ingested else ""
+        click.echo(f"{r.source_file}: {r.records:,} records = {r.loaded:,} loaded + {r.quarantined:,} quarantined "
+                   f"+ {r.duplicates:,} duplicates{note}")
+        for reason, n in r.reasons.items():
+            click.echo(f"    quarantined {n:>6,}  {reason}")
+
+
+@main.command()
+@click.option("--date", "as_of", help="as-of date YYYY-MM-DD (default: the day after the latest landed event)")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
+def run(as_of: str | None, as_json: bool) -> None:
+    """Run the daily refresh through Dagster (land, dbt, train, score, lists, gates, dispatch).
+
+    The run is recorded in the Dagster instance under the data home: open `make ui` to see it.
+    """
+    if as_of:
+        try:
+            dt.date.fromisoformat(as_of)
+        except ValueError as e:
+            raise click.BadParameter(f"expected YYYY-MM-DD, got {as_of!r}", param_hint="--date") from e
+    export_env()
+    cmd = [sys.executable, "-m", "orchestration.run"] + (["--date", as_of] if as_of else []) + \
+        (["--json"] if as_json else [])
+    sys.exit(subprocess.call(cmd))
+
+
+@main.command("lists")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable listing")
+def lists_cmd(as_json: bool) -> None:
+    """Published campaign lists with their paths, counts and gate status."""
+    from pathlib import Path
+
+    from crm.lists import gate_verdict, published_lists
+
+    paths = export_env()
+    found = published_lists(paths)
+    for m in found:
+        m["gate_passed"], m["gate_note"] = gate_verdict(Path(m["path"]))
+    if as_json:
+        _echo_json(found)
+        return
+    if not found:
+        click.echo(f"no published lists under {paths.lists}: run `crm run` first")
+        return
+    click.echo(f"{'campaign':<28} {'as of':<10} {'rows':>8} {'holdout':>8}  gate  path")
+    for m in found:
+        c = m["counts"]
+        click.echo(f"{m['campaign_id']:<28} {m['as_of_date']:<10} {c['listed']:>8,} {c['holdout']:>8,}  "
+                   f"{'pass' if m['gate_passed'] else 'FAIL'}  {m['path']}")
+
+
+@main.command("campaigns")
+@click.option("--dir", "directory", default=str(CAMPAIGNS_DIR), show_default=True, help="campaign folder")
+def campaigns_cmd(directory: str) -> None:
+    """Validate the campaign YAML files and list them (exit 1 if any is broken)."""
+    from crm.campaign_spec import load_campaigns
+
+    specs, errors = load_campaigns(directory)
+    for s in specs:
+        click.echo(f"ok    {s.id:<28} {s.channel:<7} offer={s.offer.template} holdout={s.experiment.holdout}")
+    for e in errors:
+        click.echo(f"ERROR {e}", err=True)
+    if errors:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Where everything lives: one data home (``CRM_HOME``) holds all the platform writes.
+
+Configuration comes from environment variables with sensible defaults; nothing here
+creates directories except :func:`ensure`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+CAMPAIGNS_DIR = REPO_ROOT / "campaigns"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """All locations under one data home."""
+
+    home: Path
+
+    @property
+    def incoming(self) -> Path:
+        """Raw contract files waiting to be landed (the simulator writes here)."""
+        return self.home / "landing" / "incoming"
+
+    @property
+    def events(self) -> Path:
+        """Validated, de-duplicated events: one Parquet file per landed batch."""
+        return self.home / "landing" / "events"
+
+    @property
+    def quarantine(self) -> Path:
+        """Records that broke the contract, each with its reason."""
+        return self.home / "landing" / "quarantine"
+
+    @property
+    def ingest_log(self) -> Path:
+        """One JSON line per ingested file: counts that always add up."""
+        return self.home / "landing" / "ingest_log.jsonl"
+
+    @property
+    def exports(self) -> Path:
+        """Operator exports that are not events (e.g. past campaign assignments)."""
+        return self.home / "landing" / "exports"
+
+    @property
+    def truth(self) -> Path:
+        """Simulator ground truth. The pipeline never reads it; benchmarks do."""
+        return self.home / "truth"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @property
+    def lists(self) -> Path:
+        """Published campaign lists: lists/<campaign_id>/<as_of>/..."""
+        return self.home / "lists"
+
+    @property
+    def outbox(self) -> Path:
+        """Messages handed to dispatch: outbox/<channel>/<campaign_id>/<as_of>.jsonl"""
+        return self.home / "outbox"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def bench(self) -> Path:
+        return self.home / "bench"
+
+    def ensure(self) -> "Paths":
+        for p in (self.incoming, self.events, self.quarantine, self.exports, self.truth,
+                  self.mlflow_artifacts, self.lists, self.outbox, self.dagster_home):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def crm_home() -> Path:
+    """The data home: ``$CRM_HOME`` or ``data/`` in the checkout, always absolute."""
+    return Path(os.environ.get("CRM_HOME") or REPO_ROOT / "data").expanduser().resolve()
+
+
+def paths() -> Paths:
+    return Paths(crm_home())
+
+
+def export_env() -> Paths:
+    """Set the environment the tools read (dbt profile, MLflow, Dagster, GX) and return paths."""
+    p = paths().ensure()
+    os.environ["CRM_HOME"] = str(p.home)
+    os.environ["DAGSTER_HOME"] = str(p.dagster_home)
+    os.environ["MLFLOW_TRACKING_URI"] = p.mlflow_tracking_uri
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    os.environ["DBT_LOG_PATH"] = str(p.home / "dbt" / "logs")
+    return p

@@ -1,0 +1,224 @@
+"""Campaign lists: audience ∩ segment ∩ eligibility -> offer -> variants + holdout -> publish.
+
+:func:`build_list` is a pure function over the audience frame (profile + features +
+scores); :func:`publish` writes CSV, Parquet, the suppression report and a manifest
+atomically under ``lists/<campaign_id>/<as_of>/``. Lists carry the pseudonymous
+player id, never contact details.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from crm import eligibility, experiments
+from crm.campaign_spec import CampaignSpec, Rule
+from crm.config import Paths
+
+LIST_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "brand_id", "country",
+                "locale", "timezone", "churn_score", "model_version", "offer_template",
+                "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days")
+
+
+@dataclass
+class BuiltList:
+    campaign: CampaignSpec
+    as_of: dt.date
+    rows: pd.DataFrame
+    funnel: dict[str, int]
+    suppression: dict[str, dict[str, int]]
+    srm_pvalue: float
+    model_versions: list[str] = field(default_factory=list)
+
+
+def _rule_mask(df: pd.DataFrame, rule: Rule) -> pd.Series:
+    col = df[rule.field]
+    v = rule.value
+    ops = {
+        ">=": lambda: col >= v, ">": lambda: col > v, "<=": lambda: col <= v, "<": lambda: col < v,
+        "==": lambda: col == v, "!=": lambda: col != v,
+        "between": lambda: col.between(v[0], v[1]), "in": lambda: col.isin(v),
+    }
+    # NULL (no features, no score) never matches a rule.
+    return ops[rule.op]().fillna(False).astype(bool) & col.notna()
+
+
+def segment_mask(df: pd.DataFrame, spec: CampaignSpec) -> pd.Series:
+    mask = pd.Series(True, index=df.index)
+    for rule in spec.segment.rules:
+        mask &= _rule_mask(df, rule)
+    for score, bound in spec.segment.scores.items():
+        col = pd.to_numeric(df[score], errors="coerce")
+        if bound.min is not None:
+            mask &= (col >= bound.min).fillna(False).astype(bool)
+        if bound.max is not None:
+            mask &= (col <= bound.max).fillna(False).astype(bool)
+    return mask
+
+
+def scope_mask(df: pd.DataFrame, spec: CampaignSpec) -> pd.Series:
+    mask = pd.Series(True, index=df.index)
+    if spec.brands:
+        mask &= df["brand_id"].isin(spec.brands)
+    if spec.jurisdictions:
+        mask &= df["country"].isin(spec.jurisdictions)
+    return mask
+
+
+def offer_cost_cents(df: pd.DataFrame, spec: CampaignSpec) -> np.ndarray:
+    """Cost of the offer per player in EUR cents (cashback depends on the 7-day net loss)."""
+    o = spec.offer
+    if o.template in ("bonus", "free_spins"):
+        return np.full(len(df), round(o.value_eur * 100), dtype=np.int64)
+    if o.template == "cashback":
+        loss = pd.to_numeric(df.get("net_loss_eur_7d"), errors="coerce").fillna(0).clip(lower=0)
+        return np.minimum(np.round(loss * o.percent / 100), round(o.cap_eur * 100)).astype(np.int64).to_numpy()
+    return np.zeros(len(df), dtype=np.int64)
+
+
+def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date) -> BuiltList:
+    """Select, check eligibility, price the offer and assign variants. Pure."""
+    in_scope = audience[scope_mask(audience, spec)]
+    in_segment = in_scope[segment_mask(in_scope, spec)]
+    verdicts = eligibility.evaluate(in_segment, spec)
+    eligible = in_segment[verdicts["eligible"].to_numpy()].copy()
+    if spec.max_list_size is not None and len(eligible) > spec.max_list_size:
+        key = "churn_score" if spec.uses_ml else "player_id"
+        eligible = eligible.sort_values([key, "player_id"], ascending=[not spec.uses_ml, True])
+        eligible = eligible.head(spec.max_list_size)
+    eligible = eligible.sort_values("player_id", kind="stable")
+
+    exp = spec.experiment
+    variant = experiments.assign(spec.id, exp.salt, eligible["player_id"], exp.holdout, exp.variants)
+    rows = pd.DataFrame({
+        "player_id": eligible["player_id"].astype(str).to_numpy(),
+        "campaign_id": spec.id,
+        "channel": spec.channel,
+        "variant": variant.astype(str),
+        "as_of_date": as_of.isoformat(),
+        "brand_id": eligible["brand_id"].to_numpy(),
+        "country": eligible["country"].to_numpy(),
+        "locale": eligible.get("locale", pd.Series(index=eligible.index, dtype=object)).to_numpy(),
+        "timezone": eligible.get("timezone", pd.Series(index=eligible.index, dtype=object)).to_numpy(),
+        "churn_score": pd.to_numeric(eligible.get("churn_score"), errors="coerce").round(6).to_numpy(),
+        "model_version": eligible.get("model_version", pd.Series(index=eligible.index, dtype=object)).to_numpy(),
+        "offer_template": spec.offer.template,
+        "offer_cost_eur_cents": offer_cost_cents(eligible, spec),
+        "offer_wagering": float(spec.offer.wagering),
+        "offer_expiry_days": int(spec.offer.expiry_days),
+    }, columns=list(LIST_COLUMNS)).reset_index(drop=True)
+
+    counts = rows["variant"].value_counts().to_dict()
+    shares = {experiments.HOLDOUT: exp.holdout} | {
+        k: (1 - exp.holdout) * w / sum(exp.variants.values()) for k, w in exp.variants.items()}
+    funnel = {
+        "audience": len(audience), "in_scope": len(in_scope), "in_segment": len(in_segment),
+        "eligible": int(verdicts["eligible"].sum()), "listed": len(rows),
+        "holdout": int(counts.get(experiments.HOLDOUT, 0)),
+        **{f"variant_{k}": int(counts.get(k, 0)) for k in exp.variants},
+    }
+    versions = sorted({str(v) for v in rows["model_version"].dropna().unique()})
+    return BuiltList(spec, as_of, rows, funnel, eligibility.suppression_counts(verdicts),
+                     experiments.srm_pvalue(counts, shares) if len(rows) else 1.0, versions)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def list_dir(paths: Paths, campaign_id: str, as_of: dt.date) -> Path:
+    return paths.lists / campaign_id / as_of.isoformat()
+
+
+def publish(built: BuiltList, paths: Paths) -> dict:
+    """Write list.csv, list.parquet, suppression.json and manifest.json atomically.
+
+    The files are written in a temporary folder beside the target and renamed into
+    place, so readers see the old list or the new one, never half of one. The same
+    inputs give byte-identical files.
+    """
+    target = list_dir(paths, built.campaign.id, built.as_of)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{built.as_of.isoformat()}-", dir=target.parent))
+    try:
+        built.rows.to_csv(tmp / "list.csv", index=False, lineterminator="\n")
+        built.rows.to_parquet(tmp / "list.parquet", index=False)
+        (tmp / "suppression.json").write_text(json.dumps(
+            {"campaign_id": built.campaign.id, "as_of_date": built.as_of.isoformat(),
+             "funnel": built.funnel, **built.suppression}, indent=2, sort_keys=True) + "\n")
+        manifest = {
+            "campaign_id": built.campaign.id, "campaign_name": built.campaign.name,
+            "channel": built.campaign.channel, "as_of_date": built.as_of.isoformat(),
+            "spec_hash": built.campaign.spec_hash(), "model_versions": built.model_versions,
+            "counts": built.funnel, "srm_pvalue": round(built.srm_pvalue, 6),
+            "suppression": built.suppression["first_failing_rule"],
+            "total_offer_cost_eur_cents": int(built.rows.loc[built.rows["variant"] != "holdout",
+                                                            "offer_cost_eur_cents"].sum()),
+            "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+                      for name in ("list.csv", "list.parquet", "suppression.json")},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if target.exists():
+            old = target.with_name(f".old-{target.name}-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest | {"path": str(target)}
+
+
+def read_manifest(directory: Path) -> dict:
+    return json.loads((directory / "manifest.json").read_text()) | {"path": str(directory)}
+
+
+def published_lists(paths: Paths) -> list[dict]:
+    """Every published list (latest first per campaign) with its manifest and paths."""
+    out = []
+    for mf in sorted(paths.lists.glob("*/*/manifest.json")):
+        out.append(read_manifest(mf.parent))
+    return sorted(out, key=lambda m: (m["campaign_id"], m["as_of_date"]), reverse=False)
+
+
+def verify_manifest(directory: Path) -> list[str]:
+    """Files whose sha256 no longer matches the manifest (empty = intact)."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return [name for name, info in manifest["files"].items()
+            if not (directory / name).exists() or _sha256(directory / name) != info["sha256"]]
+
+
+GATE_FILE = "gate.json"
+
+
+def record_gate(directory: Path, suite: str, success: bool, details: dict) -> None:
+    """Write the gate verdict beside the list it judged, bound to that list's checksum."""
+    record = {"suite": suite, "success": bool(success),
+              "list_sha256": _sha256(directory / "list.parquet"), **details}
+    tmp = directory / f".{GATE_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, directory / GATE_FILE)
+
+
+def gate_verdict(directory: Path) -> tuple[bool, str]:
+    """Whether the list in ``directory`` passed its gate *as it is now*, and why not."""
+    gate = directory / GATE_FILE
+    if not gate.exists():
+        return False, "no gate result for this list: the quality gate has not run on it"
+    record = json.loads(gate.read_text())
+    if not record.get("success"):
+        return False, f"the quality gate failed: {record.get('summary', '')}"
+    if record.get("list_sha256") != _sha256(directory / "list.parquet"):
+        return False, "the list changed after its gate ran"
+    return True, "gate passed"

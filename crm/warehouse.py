@@ -1,0 +1,82 @@
+"""Reading and writing the DuckDB warehouse from Python (dbt owns the SQL models).
+
+DuckDB allows one writing process at a time: open read-only where you only read, and
+keep writes short.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import duckdb
+import pandas as pd
+
+from crm.config import Paths
+
+SCORES_TABLE = "player_scores"
+
+
+@contextmanager
+def connect(paths: Paths, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    if read_only and not paths.warehouse.exists():
+        raise FileNotFoundError(f"no warehouse at {paths.warehouse}: run the pipeline first (`crm run`)")
+    con = duckdb.connect(str(paths.warehouse), read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
+
+
+def read_table(paths: Paths, name: str, where: str = "", params: list | None = None) -> pd.DataFrame:
+    with connect(paths) as con:
+        return con.execute(f"SELECT * FROM {name} {where}", params or []).df()
+
+
+def row_counts(paths: Paths, tables: list[str]) -> dict[str, int]:
+    with connect(paths) as con:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in tables if table_exists(con, t)}
+
+
+def write_scores(paths: Paths, scores: pd.DataFrame, as_of: dt.date) -> int:
+    """Replace the scores of one as-of date (idempotent) in table ``player_scores``."""
+    df = scores.assign(as_of_date=as_of, scored_at=dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    with connect(paths, read_only=False) as con:
+        con.execute(f"""CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (
+            player_id VARCHAR, as_of_date DATE, churn_score DOUBLE, model_name VARCHAR,
+            model_version VARCHAR, scored_at TIMESTAMP)""")
+        con.execute("BEGIN")
+        con.execute(f"DELETE FROM {SCORES_TABLE} WHERE as_of_date = ?", [as_of])
+        con.register("_scores", df)
+        con.execute(f"""INSERT INTO {SCORES_TABLE}
+            SELECT player_id, as_of_date, churn_score, model_name, model_version, scored_at FROM _scores""")
+        con.execute("COMMIT")
+    return len(df)
+
+
+def read_audience(paths: Paths, as_of: dt.date) -> pd.DataFrame:
+    """Profile + current features + scores of the as-of date: what campaigns select from.
+
+    Every player in the profile is present; players without a feature row (inactive for
+    90 days) or without a score have NULLs there, which segment rules treat as no match.
+    """
+    with connect(paths) as con:
+        has_scores = table_exists(con, SCORES_TABLE)
+        score_join = (f"LEFT JOIN (SELECT player_id, churn_score, model_version FROM {SCORES_TABLE} "
+                      "WHERE as_of_date = $as_of) s USING (player_id)") if has_scores else ""
+        score_cols = ", s.churn_score, s.model_version" if has_scores else \
+            ", NULL::DOUBLE AS churn_score, NULL::VARCHAR AS model_version"
+        return con.execute(f"""
+            SELECT p.*, f.* EXCLUDE (player_id, as_of_date, brand_id, country) {score_cols}
+            FROM dim_player p
+            LEFT JOIN player_features f USING (player_id)
+            {score_join}
+            ORDER BY p.player_id
+        """, {"as_of": as_of} if has_scores else {}).df()

@@ -1,0 +1,4 @@
+"""Great Expectations suites (one per gated dataset) and the function that runs them.
+
+Never imports Dagster: orchestration/ wraps these in blocking asset checks.
+"""

@@ -1,0 +1,96 @@
+"""One list asset per campaign, its blocking compliance gate, and its dispatch asset."""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetChecksDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+
+from crm.campaign_spec import CampaignSpec
+from crm.dispatch import dispatch_list
+from crm.lists import build_list, list_dir, publish, record_gate, verify_manifest
+from crm.warehouse import read_audience, read_table
+from expectations.campaign_list import gate_list
+from orchestration.assets._meta import md_table
+from orchestration.resources import CrmResource
+
+
+def list_key(spec: CampaignSpec) -> AssetKey:
+    return AssetKey(["campaigns", spec.id, "list"])
+
+
+def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:
+    @asset(key=list_key(spec), group_name="campaigns", kinds={"csv", "parquet"},
+           deps=[AssetKey("player_scores"), AssetKey("dim_player"), AssetKey("player_features")],
+           description=f"{spec.name} ({spec.channel}): segment ∩ eligibility, offer, variants + holdout.",
+           tags={"channel": spec.channel})
+    def campaign_list(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
+        paths, as_of = crm.paths(), crm.as_of()
+        built = build_list(spec, read_audience(paths, as_of), as_of)
+        manifest = publish(built, paths)
+        context.log.info(f"{spec.id}: {built.funnel} -> {manifest['path']}")
+        return MaterializeResult(metadata={
+            "path": MetadataValue.path(manifest["path"]),
+            "as_of_date": as_of.isoformat(),
+            "rows": len(built.rows),
+            "dagster/row_count": len(built.rows),
+            "funnel": md_table(built.funnel, "stage", "players"),
+            "suppressed_by_first_failing_rule": md_table(built.suppression["first_failing_rule"], "rule", "players"),
+            "suppressed_by_every_failing_rule": md_table(built.suppression["every_failing_rule"], "rule", "players"),
+            "srm_pvalue": built.srm_pvalue,
+            "total_offer_cost_eur": manifest["total_offer_cost_eur_cents"] / 100,
+            "model_versions": ", ".join(built.model_versions) or "none",
+            "preview": MetadataValue.md(built.rows.head(10).to_markdown(index=False) if len(built.rows) else "_empty_"),
+        })
+
+    @asset_check(asset=campaign_list, name="compliance_gate", blocking=True,
+                 description="Great Expectations suite: no ineligible player (recomputed from the profile), "
+                             "unique players, known variants, holdout share, costs, manifest checksums.")
+    def compliance_gate(crm: CrmResource) -> AssetCheckResult:
+        paths, as_of = crm.paths(), crm.as_of()
+        directory = list_dir(paths, spec.id, as_of)
+        import pandas as pd
+
+        lst = pd.read_parquet(directory / "list.parquet")
+        profile = read_table(paths, "dim_player")
+        result = gate_list(lst, profile, spec.experiment.holdout, list(spec.experiment.variants))
+        tampered = verify_manifest(directory)
+        passed = result.success and not tampered
+        summary = result.summary() + (f"; files changed since publish: {tampered}" if tampered else "")
+        record_gate(directory, result.suite, passed, {"summary": summary, "as_of_date": as_of.isoformat()})
+        failed = {f"{o.expectation}({o.column or ''})": f"observed={o.observed!r}; unexpected={o.unexpected_count}; "
+                  f"sample={o.sample[:10]}" for o in result.failed}
+        return AssetCheckResult(
+            passed=passed, severity=AssetCheckSeverity.ERROR,
+            description=summary,
+            metadata={
+                "rows": result.rows,
+                "expectations": len(result.outcomes),
+                "failed_expectations": md_table(failed, "expectation", "observed / sample ids"),
+                "manifest_checksums": "ok" if not tampered else f"mismatch: {tampered}",
+            })
+
+    @asset(key=AssetKey(["campaigns", spec.id, "dispatch"]), group_name="dispatch", kinds={"json"},
+           deps=[campaign_list],
+           description=f"Outbox of {spec.channel} messages for {spec.id} with idempotency keys; holdout never sent.")
+    def dispatch(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
+        paths, as_of = crm.paths(), crm.as_of()
+        report = dispatch_list(paths, spec.id, as_of)  # raises DispatchBlocked unless the gate passed
+        context.log.info(f"{spec.id}: {report.new_messages} new messages -> {report.outbox_file}")
+        return MaterializeResult(metadata={
+            "outbox_file": MetadataValue.path(report.outbox_file),
+            "new_messages": report.new_messages,
+            "already_in_outbox": report.already_in_outbox,
+            "holdout_not_sent": report.holdout,
+        })
+
+    return [campaign_list, dispatch], [compliance_gate]

@@ -1,0 +1,46 @@
+"""Landing: new files in landing/incoming -> validated events + quarantine."""
+
+from __future__ import annotations
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MaterializeResult, asset, asset_check
+
+from crm.landing import already_ingested, ingest_pending, landed_summary
+from orchestration.assets._meta import md_table
+from orchestration.resources import CrmResource
+
+
+@asset(group_name="landing", kinds={"parquet", "duckdb"},
+       description="Contract events landed from landing/incoming; bad records quarantined with a reason.")
+def landed_events(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
+    paths = crm.paths()
+    reports = ingest_pending(paths)
+    for r in reports:
+        context.log.info(f"landed {r.source_file}: {r.records} records = {r.loaded} loaded + "
+                         f"{r.quarantined} quarantined + {r.duplicates} duplicates")
+    totals = landed_summary(paths)
+    reasons: dict[str, int] = {}
+    for r in reports:
+        for k, v in r.reasons.items():
+            reasons[k] = reasons.get(k, 0) + v
+    return MaterializeResult(metadata={
+        "files_this_run": len(reports),
+        "records_this_run": sum(r.records for r in reports),
+        "loaded_this_run": sum(r.loaded for r in reports),
+        "quarantined_this_run": sum(r.quarantined for r in reports),
+        "duplicates_this_run": sum(r.duplicates for r in reports),
+        "quarantine_reasons": md_table(reasons, "reason", "records"),
+        "total_loaded": totals.get("loaded", 0),
+        "total_quarantined": totals.get("quarantined", 0),
+        "first_event_at": totals.get("first_event_at", ""),
+        "last_event_at": totals.get("last_event_at", ""),
+        "path": str(paths.events),
+    })
+
+
+@asset_check(asset=landed_events, blocking=True, description="records in = loaded + quarantined + duplicates, per file")
+def landing_counts_add_up(crm: CrmResource) -> AssetCheckResult:
+    entries = list(already_ingested(crm.paths()).values())
+    bad = [e["source_file"] for e in entries
+           if e["records"] != e["loaded"] + e["quarantined"] + e["duplicates"]]
+    return AssetCheckResult(passed=not bad, severity=AssetCheckSeverity.ERROR,
+                            metadata={"files": len(entries), "unbalanced_files": ", ".join(bad) or "none"})

@@ -1,0 +1,46 @@
+"""The Dagster code location: every asset, check, job and schedule of casino-crm."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from dagster import AssetSelection, Definitions, ScheduleDefinition, define_asset_job, in_process_executor
+from dagster_dbt import DbtCliResource
+
+from crm.campaign_spec import load_campaigns
+from crm.config import CAMPAIGNS_DIR, export_env
+from orchestration.assets.campaigns import campaign_assets
+from orchestration.assets.landing import landed_events, landing_counts_add_up
+from orchestration.assets.ml import churn_model, player_scores
+from orchestration.assets.warehouse import warehouse
+from orchestration.dbt_project import DBT_PROJECT
+from orchestration.resources import CrmResource
+
+export_env()
+log = logging.getLogger(__name__)
+
+campaign_dir = os.environ.get("CRM_CAMPAIGNS_DIR", str(CAMPAIGNS_DIR))
+specs, campaign_errors = load_campaigns(campaign_dir)
+for err in campaign_errors:  # one broken campaign does not stop the others
+    log.error(err)
+
+campaign_defs = [campaign_assets(s) for s in specs]
+campaign_asset_defs = [a for assets, _ in campaign_defs for a in assets]
+campaign_checks = [c for _, checks in campaign_defs for c in checks]
+
+daily_refresh = define_asset_job(
+    "daily_refresh", selection=AssetSelection.all(),
+    description="Land new files, build the warehouse, train and score, build, gate and dispatch lists.",
+)
+
+defs = Definitions(
+    assets=[landed_events, warehouse, churn_model, player_scores, *campaign_asset_defs],
+    asset_checks=[landing_counts_add_up, *campaign_checks],
+    jobs=[daily_refresh],
+    schedules=[ScheduleDefinition(name="daily_refresh_schedule", job=daily_refresh, cron_schedule="0 6 * * *",
+                                  execution_timezone="UTC")],
+    resources={"crm": CrmResource(), "dbt": DbtCliResource(project_dir=DBT_PROJECT)},
+    # DuckDB allows one writer: steps run one at a time in one process.
+    executor=in_process_executor,
+)

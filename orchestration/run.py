@@ -1,0 +1,97 @@
+"""Run the daily refresh through Dagster, recorded in the instance under DAGSTER_HOME.
+
+``python -m orchestration.run [--date D] [--json]``; `crm run` calls this in a
+subprocess so that crm/ never imports Dagster. Runs show up in `make ui`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from crm.config import export_env
+
+
+def _summary(result, as_of: str, seconds: float) -> dict:
+    from crm.lists import published_lists
+    from crm.warehouse import row_counts
+
+    paths = export_env()
+    marts = row_counts(paths, ["dim_player", "fct_player_daily", "player_feature_snapshots", "player_features",
+                               "player_labels", "player_scores"])
+    model = {}
+    for ev in result.get_asset_materialization_events():
+        mat = ev.event_specific_data.materialization
+        if mat.asset_key.path == ["churn_model"]:
+            model = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    gates = [{"check": f"{'/'.join(e.asset_key.path)}:{e.check_name}", "passed": e.passed,
+              "description": e.description or ""} for e in result.get_asset_check_evaluations()]
+    lists = [{"campaign_id": m["campaign_id"], "rows": m["counts"]["listed"], "holdout": m["counts"]["holdout"],
+              "path": m["path"]} for m in published_lists(paths) if m["as_of_date"] == as_of]
+    failed_steps = [ev.step_key for ev in result.all_events if ev.event_type_value == "STEP_FAILURE"]
+    skipped = [ev.step_key for ev in result.all_events if ev.event_type_value == "STEP_SKIPPED"]
+    return {"success": result.success, "run_id": result.run_id, "as_of_date": as_of, "seconds": round(seconds, 1),
+            "marts": marts, "model": model, "lists": lists, "gates": gates,
+            "failed_steps": failed_steps, "skipped_steps": skipped}
+
+
+def print_summary(s: dict) -> None:
+    print(f"\n== daily refresh as of {s['as_of_date']}: {'OK' if s['success'] else 'FAILED'} "
+          f"in {s['seconds']} s (Dagster run {s['run_id']})")
+    print("\nRows per table:")
+    for t, n in s["marts"].items():
+        print(f"  {t:<28} {n:>10,}")
+    if s["model"]:
+        m = s["model"]
+        print(f"\nChurn model: {m.get('model')}  roc_auc={m.get('roc_auc', float('nan')):.3f}  "
+              f"pr_auc={m.get('pr_auc', float('nan')):.3f}  baseline(recency)={m.get('baseline_recency_auc', float('nan')):.3f}")
+        print(f"  {m.get('decision')}")
+    print("\nPublished lists:")
+    for li in s["lists"]:
+        print(f"  {li['campaign_id']:<28} {li['rows']:>8,} rows ({li['holdout']:,} holdout)  {li['path']}")
+    print("\nQuality gates:")
+    for g in s["gates"]:
+        print(f"  {'PASS' if g['passed'] else 'FAIL'}  {g['check']}  {g['description'][:160]}")
+    if s["failed_steps"]:
+        print(f"\nFailed steps: {', '.join(s['failed_steps'])}")
+    if s["skipped_steps"]:
+        print(f"Skipped (blocked upstream): {', '.join(s['skipped_steps'])}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orchestration.run", description=__doc__)
+    parser.add_argument("--date", help="as-of date YYYY-MM-DD (default: day after the latest landed event)")
+    parser.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    args = parser.parse_args(argv)
+
+    export_env()
+    from dagster import DagsterInstance
+
+    from crm.landing import LandingError, default_as_of
+    from orchestration.definitions import defs
+
+    paths = export_env()
+    job = defs.resolve_job_def("daily_refresh")
+    # Without --date the run's as-of date is resolved inside the run, after landing.
+    run_config = {"resources": {"crm": {"config": {"as_of_date": args.date}}}} if args.date else {}
+    start = time.time()
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
+                                        tags={"crm/trigger": "cli", **({"crm/as_of_date": args.date} if args.date else {})})
+        try:
+            as_of = args.date or default_as_of(paths).isoformat()
+        except LandingError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        summary = _summary(result, as_of, time.time() - start)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_summary(summary)
+    return 0 if summary["success"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
