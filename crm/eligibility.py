@@ -27,7 +27,8 @@ def _flag(df: pd.DataFrame, col: str, missing: bool) -> pd.Series:
 
 
 def _jurisdiction(df: pd.DataFrame, attr: str) -> pd.Series:
-    return df["country"].map(lambda c: getattr(rules_for(c), attr))
+    values = [getattr(rules_for(c if isinstance(c, str) else None), attr) for c in df["country"]]
+    return pd.Series(values, index=df.index, dtype=object)
 
 
 def _age(df: pd.DataFrame) -> pd.Series:
@@ -43,9 +44,9 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule("under_age", "player is at least the jurisdiction's minimum age",
-         lambda df, c: (_age(df) >= _jurisdiction(df, "min_age")).fillna(False).astype(bool)),
+         lambda df, c: (_age(df) >= _jurisdiction(df, "min_age").astype(float)).fillna(False).astype(bool)),
     Rule("age_not_verified", "age verified where the jurisdiction requires it",
-         lambda df, c: _flag(df, "age_verified", False) | ~_jurisdiction(df, "age_verification_required")),
+         lambda df, c: _flag(df, "age_verified", False) | ~_jurisdiction(df, "age_verification_required").astype(bool)),
     Rule("self_excluded", "not self-excluded now",
          lambda df, c: ~_flag(df, "self_excluded_now", True)),
     Rule("excluded_not_returned", "an ended self-exclusion stays suppressed until the player returns",
@@ -59,12 +60,12 @@ RULES: tuple[Rule, ...] = (
     Rule("no_profiling_consent", "ML targeting only with profiling consent",
          lambda df, c: _flag(df, "consent_profiling", False) if c.uses_ml else pd.Series(True, index=df.index)),
     Rule("bonus_under_jurisdiction_age", "no targeted bonus below the jurisdiction's bonus age (NL: 24)",
-         lambda df, c: ((_age(df) >= _jurisdiction(df, "min_age_targeted_bonus")).fillna(False).astype(bool)
+         lambda df, c: ((_age(df) >= _jurisdiction(df, "min_age_targeted_bonus").astype(float))
+                        .fillna(False).astype(bool)
                         if c.offer.is_bonus else pd.Series(True, index=df.index))),
     Rule("wagering_over_cap", "offer wagering within the jurisdiction's cap (UK: 10x)",
-         lambda df, c: _jurisdiction(df, "max_wagering").map(
-             lambda cap: cap is None or (isinstance(cap, float) and np.isnan(cap)) or c.offer.wagering <= cap
-         ).astype(bool) if c.offer.is_bonus else pd.Series(True, index=df.index)),
+         lambda df, c: pd.Series([cap is None or c.offer.wagering <= cap for cap in _jurisdiction(df, "max_wagering")],
+                                 index=df.index, dtype=bool) if c.offer.is_bonus else pd.Series(True, index=df.index)),
 )
 
 RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)

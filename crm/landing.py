@@ -314,7 +314,7 @@ def landed_summary(paths: Paths) -> dict:
     out["files"] = len(entries)
     glob = _landed_glob(paths)
     if glob:
-        lo, hi = duckdb.sql(f"SELECT min(occurred_at), max(occurred_at) FROM read_parquet({_sql_str(glob)})"
+        lo, hi = duckdb.execute(f"SELECT min(occurred_at), max(occurred_at) FROM read_parquet({_sql_str(glob)})"
                             ).fetchone()
         out["first_event_at"], out["last_event_at"] = str(lo), str(hi)
     return out
@@ -326,5 +326,5 @@ def default_as_of(paths: Paths) -> dt.date:
     if not glob:
         raise LandingError(f"no landed events under {paths.events}: run `crm simulate` or "
                            "`crm ingest PATH` first")
-    hi = duckdb.sql(f"SELECT max(occurred_at) FROM read_parquet({_sql_str(glob)})").fetchone()[0]
+    hi = duckdb.execute(f"SELECT max(occurred_at) FROM read_parquet({_sql_str(glob)})").fetchone()[0]
     return hi.date() + dt.timedelta(days=1)

@@ -1,0 +1,104 @@
+"""Campaign YAML validation, salted-hash assignment, publishing and the dispatch guard."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crm.campaign_spec import CampaignError, load_campaign, load_campaigns
+from crm.config import CAMPAIGNS_DIR, Paths
+from crm.dispatch import DispatchBlocked, dispatch_list, read_outbox
+from crm.experiments import assign, srm_pvalue
+from crm.lists import build_list, list_dir, publish, record_gate, verify_manifest
+
+
+def test_shipped_campaigns_are_valid():
+    specs, errors = load_campaigns(CAMPAIGNS_DIR)
+    assert not errors and len(specs) >= 2
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("id: broken\nname: x\nchannel: pigeon\n", "field 'channel'"),
+    ("id: broken\nname: x\nchannel: email\nsegment: {rules: [{field: shoe_size, op: '>=', value: 3}]}\n",
+     "unknown field 'shoe_size'"),
+    ("id: broken\nname: x\nchannel: email\nexperiment: {holdout: 1.5}\n", "field 'experiment.holdout'"),
+    ("id: broken\nname: x\nchannel: email\ncolour: red\n", "field 'colour'"),
+    ("id: other\nname: x\nchannel: email\n", "file is named 'broken'"),
+    ("id: broken\n  name: [x\n", "not valid YAML"),
+])
+def test_broken_campaign_names_file_and_field(tmp_path, body, expected):
+    path = tmp_path / "broken.yaml"
+    path.write_text(body)
+    with pytest.raises(CampaignError) as e:
+        load_campaign(path)
+    assert str(path) in str(e.value) and expected in str(e.value)
+
+
+def test_one_broken_campaign_does_not_stop_the_others(tmp_path):
+    (tmp_path / "good_one.yaml").write_text("id: good_one\nname: g\nchannel: sms\n")
+    (tmp_path / "bad_one.yaml").write_text("id: bad_one\nname: b\nchannel: fax\n")
+    specs, errors = load_campaigns(tmp_path)
+    assert [s.id for s in specs] == ["good_one"] and len(errors) == 1 and "bad_one.yaml" in errors[0]
+
+
+def test_assignment_is_stable_independent_and_balanced():
+    ids = [f"p_{i}" for i in range(20_000)]
+    a = assign("exp1", "s", ids, 0.1, {"A": 1, "B": 1})
+    assert (a == assign("exp1", "s", ids, 0.1, {"A": 1, "B": 1})).all()  # stable
+    b = assign("exp2", "s", ids, 0.1, {"A": 1, "B": 1})
+    # independent: holdout membership in exp1 says nothing about exp2
+    both = np.mean((a == "holdout") & (b == "holdout"))
+    assert abs(both - 0.01) < 0.004
+    counts = dict(zip(*np.unique(a, return_counts=True), strict=True))
+    assert srm_pvalue(counts, {"holdout": 0.1, "A": 0.45, "B": 0.45}) > 0.001
+    assert srm_pvalue({"holdout": 100, "A": 900, "B": 1000}, {"holdout": 0.1, "A": 0.45, "B": 0.45}) < 0.01
+
+
+def _audience(n: int = 200) -> pd.DataFrame:
+    return pd.DataFrame({
+        "player_id": [f"p_{i:04d}" for i in range(n)], "brand_id": "A", "country": "DE", "locale": "de-DE",
+        "timezone": "Europe/Berlin", "age_years": 30, "age_verified": True, "self_excluded_now": False,
+        "ever_self_excluded": False, "returned_after_exclusion": False, "cooling_off_now": False,
+        "harm_risk_flag": False, "consent_email": True, "consent_push": True, "consent_sms": True,
+        "consent_in_app": True, "consent_profiling": True, "churn_score": np.linspace(0, 1, n),
+        "model_version": "3", "net_loss_eur_7d": 5000, "active_days_7d": 2, "days_since_last_active": 1,
+        "deposit_eur_90d": 50_000,
+    })
+
+
+def test_publish_is_atomic_byte_identical_and_dispatch_needs_a_passed_gate(tmp_path):
+    paths = Paths(tmp_path).ensure()
+    spec = load_campaign(CAMPAIGNS_DIR / "cashback_recent_losers.yaml")
+    as_of = dt.date(2025, 10, 1)
+    built = build_list(spec, _audience(), as_of)
+    m1 = publish(built, paths)
+    d = list_dir(paths, spec.id, as_of)
+    first = {p.name: p.read_bytes() for p in d.iterdir()}
+    publish(build_list(spec, _audience(), as_of), paths)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == first  # byte-identical rebuild
+    assert m1["counts"]["listed"] == 200 and verify_manifest(d) == []
+    assert not list(d.parent.glob(".*"))  # no temp folders left behind
+
+    with pytest.raises(DispatchBlocked, match="gate has not run"):
+        dispatch_list(paths, spec.id, as_of)
+    record_gate(d, "campaign_list", False, {"summary": "poisoned"})
+    with pytest.raises(DispatchBlocked, match="gate failed"):
+        dispatch_list(paths, spec.id, as_of)
+    record_gate(d, "campaign_list", True, {"summary": "ok"})
+    r1 = dispatch_list(paths, spec.id, as_of)
+    r2 = dispatch_list(paths, spec.id, as_of)
+    msgs = read_outbox(__import__("pathlib").Path(r1.outbox_file))
+    assert r1.new_messages == 200 - r1.holdout == len(msgs) and r2.new_messages == 0
+    assert len({m["idempotency_key"] for m in msgs}) == len(msgs)
+    assert all(m["variant"] != "holdout" for m in msgs)
+    assert not any("email" in json.dumps(m) and "@" in json.dumps(m) for m in msgs)  # no contact details
+    # a list edited after its gate ran is not dispatched
+    df = pd.read_parquet(d / "list.parquet")
+    df.iloc[:5].to_parquet(d / "list.parquet")
+    assert verify_manifest(d) == ["list.parquet"]
+    with pytest.raises(DispatchBlocked, match="changed after its gate"):
+        dispatch_list(paths, spec.id, as_of)
