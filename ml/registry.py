@@ -1,0 +1,216 @@
+"""MLflow registry helpers: clients, experiments, aliases, promotion and rollback.
+
+Aliases, not stages: ``champion`` is what scoring loads, ``challenger`` is the latest
+trained version. Every alias move is recorded as tags on the model versions and on the
+registered model (``last_champion_change``), so the history can be read in the MLflow UI.
+
+Always pass an explicit tracking URI (an absolute ``sqlite:///...`` one in practice);
+nothing here falls back to ``./mlruns``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+# Model version tags written by promote / rollback / training.
+TAG_PREVIOUS_CHAMPION = "previous_champion"
+TAG_PROMOTED_AT = "promoted_at"
+TAG_PROMOTION_REASON = "promotion_reason"
+TAG_ROLLED_BACK_AT = "rolled_back_at"
+TAG_ROLLBACK_REASON = "rollback_reason"
+TAG_LAST_CHANGE = "last_champion_change"  # registered-model tag
+
+_NOISY_LOGGERS = ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils")
+
+
+class NoModelError(LookupError):
+    """No registered model version behind the requested name / alias."""
+
+
+def quiet_mlflow() -> None:
+    """Turn off MLflow telemetry and the noisiest INFO logs (idempotent)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence deprecation noise that MLflow's own code triggers in its dependencies.
+
+    (SQLAlchemy 2.1 ``noload`` deprecation from the SQL store, pandas 3 ``Pandas4Warning``
+    from input-example handling, a ``UserWarning`` about ``Any`` type hints when
+    ``mlflow.pyfunc`` is first imported.) Deprecations are hidden only when attributed to
+    ``mlflow`` modules.
+    """
+    quiet_mlflow()
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category, module=r"mlflow(\.|$)")
+        # Emitted once when mlflow.pyfunc is first imported (its own chat-agent types).
+        warnings.filterwarnings("ignore", message=r".*Any type hint is inferred as AnyType", category=UserWarning)
+        yield
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_uri(tracking_uri: str) -> None:
+    """Require a URI; for SQLite require an absolute path and create its directory."""
+    if not tracking_uri:
+        raise ValueError("tracking_uri is required (e.g. crm.config.paths().mlflow_tracking_uri)")
+    if tracking_uri.startswith("sqlite:"):
+        path = tracking_uri.removeprefix("sqlite:").removeprefix("///")
+        if not path.startswith("/"):
+            raise ValueError(f"SQLite tracking URI must be absolute (sqlite:////abs/path/mlflow.db): {tracking_uri}")
+        os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
+
+
+def use_tracking_uri(tracking_uri: str) -> None:
+    """Point the fluent API (``mlflow.start_run`` / ``log_*``) at this store and registry."""
+    import mlflow
+
+    quiet_mlflow()
+    _check_uri(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+
+
+def get_client(tracking_uri: str):
+    """An ``MlflowClient`` whose tracking store and model registry are ``tracking_uri``."""
+    from mlflow import MlflowClient
+
+    quiet_mlflow()
+    _check_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def ensure_experiment(client, name: str, artifact_location: str) -> str:
+    """Id of experiment ``name``; created with ``artifact_location`` if missing, restored if deleted.
+
+    A plain path is made absolute, so artifacts never land relative to the working directory.
+    """
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    location = str(artifact_location)
+    if "://" not in location:
+        location = os.path.abspath(os.path.expanduser(location))
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _is_missing(exc: Exception) -> bool:
+    return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def alias_version(client, name: str, alias: str):
+    """The ``ModelVersion`` behind ``name@alias``, or ``None`` (also when the model is unknown)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        rm = client.get_registered_model(name)
+    except MlflowException as exc:
+        if _is_missing(exc):
+            return None
+        raise
+    version = (rm.aliases or {}).get(alias)
+    if version is None:
+        return None
+    return client.get_model_version(name, str(version))
+
+
+def champion_version(client, name: str):
+    """The current champion ``ModelVersion`` of ``name`` or ``None``."""
+    return alias_version(client, name, CHAMPION)
+
+
+def require_version(client, name: str, alias: str = CHAMPION):
+    """Like :func:`alias_version` but raises :class:`NoModelError` with a clear message."""
+    mv = alias_version(client, name, alias)
+    if mv is None:
+        raise NoModelError(f"no model registered as {name}@{alias}: run training first")
+    return mv
+
+
+def set_alias(client, name: str, alias: str, version: str | int) -> None:
+    """Point ``name@alias`` at ``version``."""
+    client.set_registered_model_alias(name, alias, str(version))
+
+
+def version_metric(client, mv, key: str) -> float | None:
+    """Metric ``key`` of the run that produced model version ``mv`` (None if absent)."""
+    if not mv.run_id:
+        return None
+    return client.get_run(mv.run_id).data.metrics.get(key)
+
+
+def _append_description(client, name: str, version: str, line: str) -> None:
+    mv = client.get_model_version(name, version)
+    text = f"{mv.description}\n{line}" if mv.description else line
+    client.update_model_version(name, version, description=text[-4000:])
+
+
+@quiet()
+def promote(tracking_uri: str, model_name: str, version: str | int, reason: str):
+    """Make ``version`` the champion; remember the previous champion for :func:`rollback`.
+
+    Returns the promoted ``ModelVersion``. Promoting the current champion only records
+    the reason.
+    """
+    client = get_client(tracking_uri)
+    version = str(version)
+    mv = client.get_model_version(model_name, version)  # raises if it does not exist
+    prev = champion_version(client, model_name)
+    ts = _now()
+    if prev is not None and str(prev.version) == version:
+        client.set_model_version_tag(model_name, version, TAG_PROMOTION_REASON, reason)
+        return mv
+    set_alias(client, model_name, CHAMPION, version)
+    client.set_model_version_tag(model_name, version, TAG_PROMOTED_AT, ts)
+    client.set_model_version_tag(model_name, version, TAG_PROMOTION_REASON, reason)
+    client.set_model_version_tag(model_name, version, TAG_PREVIOUS_CHAMPION, str(prev.version) if prev else "")
+    before = f"v{prev.version}" if prev else "none"
+    client.set_registered_model_tag(model_name, TAG_LAST_CHANGE, f"{ts} promote {before} -> v{version}: {reason}")
+    _append_description(client, model_name, version, f"{ts} champion (was {before}): {reason}")
+    return client.get_model_version(model_name, version)
+
+
+@quiet()
+def rollback(
+    tracking_uri: str, model_name: str, reason: str = "manual rollback", *, to_version: str | int | None = None
+):
+    """Move ``champion`` back to the version it replaced (or to ``to_version``).
+
+    The rolled-back version keeps its history and gets ``rolled_back_at`` /
+    ``rollback_reason`` tags; the restored version keeps its own ``previous_champion``,
+    so repeated rollbacks walk further back. Returns the new champion ``ModelVersion``.
+    """
+    client = get_client(tracking_uri)
+    current = require_version(client, model_name, CHAMPION)
+    target = str(to_version) if to_version is not None else current.tags.get(TAG_PREVIOUS_CHAMPION, "")
+    if not target:
+        raise ValueError(f"{model_name}@champion (v{current.version}) has no previous champion to roll back to")
+    if target == str(current.version):
+        raise ValueError(f"v{target} is already {model_name}@champion")
+    client.get_model_version(model_name, target)  # raises if it does not exist
+    ts = _now()
+    set_alias(client, model_name, CHAMPION, target)
+    client.set_model_version_tag(model_name, str(current.version), TAG_ROLLED_BACK_AT, ts)
+    client.set_model_version_tag(model_name, str(current.version), TAG_ROLLBACK_REASON, reason)
+    client.set_registered_model_tag(
+        model_name, TAG_LAST_CHANGE, f"{ts} rollback v{current.version} -> v{target}: {reason}"
+    )
+    _append_description(client, model_name, str(current.version), f"{ts} rolled back to v{target}: {reason}")
+    _append_description(client, model_name, target, f"{ts} champion again (rollback from v{current.version}): {reason}")
+    return client.get_model_version(model_name, target)
