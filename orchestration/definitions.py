@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from pathlib import Path
 
 from dagster import AssetSelection, Definitions, ScheduleDefinition, define_asset_job, in_process_executor
 from dagster_dbt import DbtCliResource
@@ -40,7 +42,8 @@ defs = Definitions(
     jobs=[daily_refresh],
     schedules=[ScheduleDefinition(name="daily_refresh_schedule", job=daily_refresh, cron_schedule="0 6 * * *",
                                   execution_timezone="UTC")],
-    resources={"crm": CrmResource(), "dbt": DbtCliResource(project_dir=DBT_PROJECT)},
+    resources={"crm": CrmResource(), "dbt": DbtCliResource(project_dir=DBT_PROJECT,
+                                         dbt_executable=str(Path(sys.executable).with_name("dbt")))},
     # DuckDB allows one writer: steps run one at a time in one process.
     executor=in_process_executor,
 )

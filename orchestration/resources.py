@@ -1,6 +1,5 @@
 """Resources: where the data home is and which as-of date a run describes."""
 
-from __future__ import annotations
 
 import datetime as dt
 

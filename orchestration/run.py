@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -52,8 +53,12 @@ def print_summary(s: dict) -> None:
     for li in s["lists"]:
         print(f"  {li['campaign_id']:<28} {li['rows']:>8,} rows ({li['holdout']:,} holdout)  {li['path']}")
     print("\nQuality gates:")
-    for g in s["gates"]:
+    dbt_tests = [g for g in s["gates"] if not g["description"]]
+    ours = [g for g in s["gates"] if g["description"]]
+    for g in ours + [g for g in dbt_tests if not g["passed"]]:
         print(f"  {'PASS' if g['passed'] else 'FAIL'}  {g['check']}  {g['description'][:160]}")
+    if dbt_tests:
+        print(f"  dbt data tests: {sum(g['passed'] for g in dbt_tests)} of {len(dbt_tests)} passed")
     if s["failed_steps"]:
         print(f"\nFailed steps: {', '.join(s['failed_steps'])}")
     if s["skipped_steps"]:
@@ -77,15 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     # Without --date the run's as-of date is resolved inside the run, after landing.
     run_config = {"resources": {"crm": {"config": {"as_of_date": args.date}}}} if args.date else {}
     start = time.time()
-    with DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
-                                        tags={"crm/trigger": "cli", **({"crm/as_of_date": args.date} if args.date else {})})
-        try:
-            as_of = args.date or default_as_of(paths).isoformat()
-        except LandingError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        summary = _summary(result, as_of, time.time() - start)
+    # Keep stdout for the summary: dbt and Dagster log lines go to stderr while the job runs.
+    sys.stdout.flush()
+    saved_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with DagsterInstance.get() as instance:
+            result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
+                                            tags={"crm/trigger": "cli",
+                                                  **({"crm/as_of_date": args.date} if args.date else {})})
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved_stdout, 1)
+        os.close(saved_stdout)
+    try:
+        as_of = args.date or default_as_of(paths).isoformat()
+    except LandingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    summary = _summary(result, as_of, time.time() - start)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

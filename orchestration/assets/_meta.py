@@ -1,6 +1,5 @@
 """Small helpers to turn our results into Dagster metadata."""
 
-from __future__ import annotations
 
 import pandas as pd
 from dagster import MetadataValue

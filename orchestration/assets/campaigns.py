@@ -1,6 +1,5 @@
 """One list asset per campaign, its blocking compliance gate, and its dispatch asset."""
 
-from __future__ import annotations
 
 from dagster import (
     AssetCheckResult,

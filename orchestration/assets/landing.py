@@ -1,6 +1,5 @@
 """Landing: new files in landing/incoming -> validated events + quarantine."""
 
-from __future__ import annotations
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MaterializeResult, asset, asset_check
 
@@ -43,4 +42,6 @@ def landing_counts_add_up(crm: CrmResource) -> AssetCheckResult:
     bad = [e["source_file"] for e in entries
            if e["records"] != e["loaded"] + e["quarantined"] + e["duplicates"]]
     return AssetCheckResult(passed=not bad, severity=AssetCheckSeverity.ERROR,
+                            description=f"{len(entries)} files; counts add up" if not bad
+                            else f"counts do not add up for: {', '.join(bad)}",
                             metadata={"files": len(entries), "unbalanced_files": ", ".join(bad) or "none"})

@@ -1,6 +1,5 @@
 """Churn model training (MLflow, champion alias) and daily scoring."""
 
-from __future__ import annotations
 
 import os
 

@@ -1,0 +1,44 @@
+"""Shared fixtures: a real pipeline run on a small simulated casino in a temp data home."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+TEST_CAMPAIGN = """\
+# Test-only campaign: everyone in scope, so the list draws from every profile row.
+id: everyone_push
+name: Everyone by push (test)
+channel: push
+offer: {template: free_spins, value_eur: 5, wagering: 5}
+experiment: {holdout: 0.2, variants: {A: 1}}
+"""
+
+
+@pytest.fixture(scope="session")
+def pipeline_home(tmp_path_factory) -> Path:
+    """A data home with a small simulated casino, before any pipeline run.
+
+    The environment points every tool (dbt, MLflow, Dagster) at it for the session.
+    """
+    from crm.config import CAMPAIGNS_DIR, Paths
+    from crm.simulate import simulate
+
+    home = tmp_path_factory.mktemp("crm_home")
+    campaigns = home / "campaigns"
+    campaigns.mkdir()
+    for p in CAMPAIGNS_DIR.glob("*.yaml"):
+        shutil.copy(p, campaigns / p.name)
+    (campaigns / "everyone_push.yaml").write_text(TEST_CAMPAIGN)
+    os.environ["CRM_HOME"] = str(home)
+    os.environ["CRM_CAMPAIGNS_DIR"] = str(campaigns)
+    simulate(Paths(home), players=800, days=100, seed=11, progress=False)
+    return home

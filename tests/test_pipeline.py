@@ -1,0 +1,140 @@
+"""The whole asset graph, materialized through Dagster on a small simulated casino.
+
+One real run (dbt on DuckDB, LightGBM + MLflow, Great Expectations, Dagster) is shared
+by the tests below; they then poison a list and prove it is not dispatched, in the same
+run and in a later one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def first_run(pipeline_home):
+    from dagster import DagsterInstance
+
+    from orchestration.definitions import defs
+
+    instance = DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("daily_refresh").execute_in_process(instance=instance, raise_on_error=False)
+    return result, instance
+
+
+def _paths():
+    from crm.config import paths
+
+    return paths()
+
+
+def test_whole_graph_materializes(first_run):
+    result, _ = first_run
+    failures = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert result.success, failures
+    p = _paths()
+    with duckdb.connect(str(p.warehouse), read_only=True) as con:
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("dim_player", "fct_player_daily", "player_features", "player_feature_snapshots",
+                            "player_labels", "player_scores")}
+        cols = {r[0] for r in con.execute("DESCRIBE dim_player").fetchall()}
+        scored_without_consent = con.execute("""
+            SELECT count(*) FROM player_scores s JOIN dim_player d USING (player_id)
+            WHERE NOT d.consent_profiling""").fetchone()[0]
+    assert counts["dim_player"] == 800 and all(counts.values()), counts
+    assert not {"email", "phone", "ip", "birth_date", "device_id"} & cols  # PII stays out of the marts
+    assert scored_without_consent == 0
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks and all(checks.values()), checks
+
+
+def test_lists_are_published_gated_and_dispatched(first_run):
+    from crm.lists import gate_verdict, published_lists
+
+    p = _paths()
+    lists = published_lists(p)
+    assert {m["campaign_id"] for m in lists} == {"reengage_dormant_vip", "cashback_recent_losers", "everyone_push"}
+    for m in lists:
+        d = Path(m["path"])
+        assert (d / "list.csv").exists() and (d / "list.parquet").exists()
+        assert gate_verdict(d)[0]
+        df = pd.read_parquet(d / "list.parquet")
+        assert len(df) == m["counts"]["listed"] and df["player_id"].is_unique
+        assert not {"email", "phone"} & set(df.columns)
+    everyone = next(m for m in lists if m["campaign_id"] == "everyone_push")
+    assert everyone["counts"]["listed"] > 100
+    # everyone_push drew from every profile row: the suppression report explains the rest
+    assert sum(everyone["suppression"].values()) == everyone["counts"]["in_segment"] - everyone["counts"]["eligible"]
+    assert "self_excluded" in everyone["suppression"] or "excluded_not_returned" in everyone["suppression"]
+    outbox = list((p.outbox / "push" / "everyone_push").glob("*.jsonl"))
+    assert len(outbox) == 1
+    msgs = [json.loads(x) for x in outbox[0].read_text().splitlines()]
+    assert len(msgs) == everyone["counts"]["listed"] - everyone["counts"]["holdout"]
+
+
+def test_model_is_registered_as_champion(first_run):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(_paths().mlflow_tracking_uri)
+    mv = client.get_model_version_by_alias("churn_lgbm", "champion")
+    run = client.get_run(mv.run_id)
+    assert 0.5 < run.data.metrics["roc_auc"] < 0.995
+
+
+def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
+    """A list builder that admits everyone (a compliance bug) is stopped by the gate."""
+    from dagster import AssetKey, DagsterInstance
+
+    import crm.eligibility
+    from crm.dispatch import DispatchBlocked, outbox_file
+    from crm.landing import default_as_of
+    from crm.lists import gate_verdict, list_dir
+    from orchestration.definitions import defs
+
+    p = _paths()
+    as_of = default_as_of(p)
+    box = outbox_file(p, "push", "everyone_push", as_of)
+    box.unlink()  # forget the first run's dispatch so we can see that nothing new is written
+
+    real = crm.eligibility.evaluate
+
+    def admit_everyone(profile, campaign):
+        out = real(profile, campaign)
+        out["eligible"] = True
+        out["reason"] = None
+        return out
+
+    monkeypatch.setattr(crm.eligibility, "evaluate", admit_everyone)
+    list_key = AssetKey(["campaigns", "everyone_push", "list"])
+    dispatch_key = AssetKey(["campaigns", "everyone_push", "dispatch"])
+    instance = DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("daily_refresh")
+    result = job.execute_in_process(instance=instance, raise_on_error=False,
+                                    asset_selection=[list_key, dispatch_key])
+    listed = pd.read_parquet(list_dir(p, "everyone_push", as_of) / "list.parquet")
+    with duckdb.connect(str(p.warehouse), read_only=True) as con:
+        excluded = {r[0] for r in con.execute(
+            "SELECT player_id FROM dim_player WHERE self_excluded_now OR ever_self_excluded").fetchall()}
+    assert excluded & set(listed["player_id"]), "the poisoned list should contain an excluded player"
+    gate = [e for e in result.get_asset_check_evaluations() if e.check_name == "compliance_gate"]
+    assert len(gate) == 1 and not gate[0].passed
+    failed_md = str(gate[0].metadata["failed_expectations"].value)
+    assert "compliance_violation" in failed_md
+    # not dispatched in the same run ...
+    assert not box.exists()
+    mats = {tuple(e.asset_key.path) for e in result.get_asset_materialization_events()}
+    assert tuple(dispatch_key.path) not in mats
+    # ... nor by a later run that only asks for dispatch
+    later = job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=[dispatch_key])
+    assert not later.success and not box.exists()
+    assert not gate_verdict(list_dir(p, "everyone_push", as_of))[0]
+    with pytest.raises(DispatchBlocked):
+        from crm.dispatch import dispatch_list
+
+        dispatch_list(p, "everyone_push", as_of)
