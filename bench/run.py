@@ -1,0 +1,146 @@
+"""Benchmarks of casino-crm: figures and ratios against a baseline measured in the same run.
+
+    python -m bench.run [--sim-sizes 20000,200000,1000000] [--e2e-sizes 20000,200000] [--days 120]
+
+* simulator: events/s and peak memory (max RSS of the simulating process) per size;
+* daily refresh end to end (`crm run`: landing, dbt, training, scoring, lists, gates,
+  dispatch) per size, each in a fresh data home;
+* the dbt build as a ratio to one bare DuckDB aggregation over the same landed events.
+
+Each step runs in its own process so peak memory is that step's own. Results are printed
+as a table and written as JSON under $CRM_HOME/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from crm.config import DBT_PROJECT_DIR, Paths, crm_home
+
+BIN = Path(sys.executable).parent
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run a command; return (seconds, peak RSS in MiB of that process tree's largest member, stdout)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {os.waitstatus_to_exitcode(status)}")
+    return seconds, usage.ru_maxrss / 1024, out
+
+
+def _env(home: Path) -> dict[str, str]:
+    return os.environ | {"CRM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+                         "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
+
+
+def bench_simulator(root: Path, players: int, days: int) -> dict:
+    home = root / f"sim_{players}"
+    shutil.rmtree(home, ignore_errors=True)
+    secs, rss, out = _run([str(BIN / "crm"), "simulate", "--players", str(players), "--days", str(days),
+                           "--json"], _env(home))
+    events = json.loads(out)["events"]
+    size = sum(p.stat().st_size for p in Paths(home).incoming.glob("*"))
+    shutil.rmtree(home, ignore_errors=True)
+    return {"players": players, "days": days, "events": events, "seconds": round(secs, 2),
+            "events_per_s": round(events / secs), "peak_rss_mib": round(rss), "bytes_on_disk": size}
+
+
+def bench_refresh(root: Path, players: int, days: int) -> dict:
+    home = root / f"e2e_{players}"
+    shutil.rmtree(home, ignore_errors=True)
+    env = _env(home)
+    _run([str(BIN / "crm"), "simulate", "--players", str(players), "--days", str(days), "--json"], env)
+    secs, rss, out = _run([str(BIN / "crm"), "run", "--json"], env)
+    summary = json.loads(out)
+    if not summary["success"]:
+        raise RuntimeError(f"refresh failed at {players} players: {summary['failed_steps']}")
+    log = Paths(home).ingest_log.read_text().splitlines()
+    events = sum(json.loads(line)["loaded"] for line in log)
+    # dbt build alone vs. one bare DuckDB aggregation over the same landed events.
+    dbt_secs, _, _ = _run([str(BIN / "dbt"), "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                           "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(home / "dbt" / "target"),
+                           "--vars", json.dumps({"as_of_date": summary["as_of_date"]})], env)
+    bare_secs, _, _ = _run([sys.executable, "-c", BARE_QUERY, str(Paths(home).events)], env)
+    result = {"players": players, "days": days, "events": events, "refresh_seconds": round(secs, 1),
+              "refresh_peak_rss_mib": round(rss), "dbt_build_seconds": round(dbt_secs, 1),
+              "bare_duckdb_seconds": round(bare_secs, 2), "dbt_vs_bare_ratio": round(dbt_secs / bare_secs, 1),
+              "model_roc_auc": round(summary["model"].get("roc_auc", float("nan")), 3),
+              "recency_baseline_auc": round(summary["model"].get("baseline_recency_auc", float("nan")), 3),
+              "lists": {li["campaign_id"]: li["rows"] for li in summary["lists"]}}
+    shutil.rmtree(home, ignore_errors=True)
+    return result
+
+
+# The baseline: one DuckDB query aggregating landed events to player-day activity
+# (what fct_player_daily does), with nothing else: no staging, tests or other marts.
+BARE_QUERY = """
+import sys, duckdb
+con = duckdb.connect()
+con.execute(f'''
+CREATE TABLE daily AS
+SELECT player_id, CAST(occurred_at AS DATE) AS day,
+       count(*) FILTER (WHERE event_type = 'session.started') AS sessions,
+       sum(CAST(payload->>'$.stake' AS BIGINT)) FILTER (WHERE event_type = 'bet.settled') AS stake,
+       sum(CAST(payload->>'$.win' AS BIGINT)) FILTER (WHERE event_type = 'bet.settled') AS win,
+       sum(CAST(payload->>'$.amount' AS BIGINT)) FILTER (WHERE event_type = 'payment.captured') AS deposits
+FROM read_parquet('{sys.argv[1]}/*.parquet')
+GROUP BY ALL
+''')
+"""
+
+
+def _table(rows: list[dict], cols: list[str]) -> str:
+    widths = [max(len(c), *(len(f"{r.get(c, '')}") for r in rows)) for c in cols]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(f"{r.get(c, '')}".rjust(w) for c, w in zip(cols, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sim-sizes", default="20000,200000,1000000", help="players per simulator run")
+    ap.add_argument("--e2e-sizes", default="20000,200000", help="players per end-to-end refresh")
+    ap.add_argument("--days", type=int, default=120)
+    args = ap.parse_args(argv)
+    root = crm_home() / "bench" / "work"
+    root.mkdir(parents=True, exist_ok=True)
+    report: dict = {"started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                "platform": platform.platform()},
+                    "simulator": [], "refresh": []}
+    for n in [int(x) for x in args.sim_sizes.split(",") if x]:
+        print(f"simulator: {n:,} players x {args.days} days ...", flush=True)
+        report["simulator"].append(bench_simulator(root, n, args.days))
+    for n in [int(x) for x in args.e2e_sizes.split(",") if x]:
+        print(f"daily refresh end to end: {n:,} players x {args.days} days ...", flush=True)
+        report["refresh"].append(bench_refresh(root, n, args.days))
+
+    print("\nSimulator")
+    print(_table(report["simulator"], ["players", "days", "events", "seconds", "events_per_s", "peak_rss_mib"]))
+    print("\nDaily refresh (crm run, through Dagster) and dbt build vs. one bare DuckDB aggregation")
+    print(_table(report["refresh"], ["players", "events", "refresh_seconds", "refresh_peak_rss_mib",
+                                     "dbt_build_seconds", "bare_duckdb_seconds", "dbt_vs_bare_ratio",
+                                     "model_roc_auc", "recency_baseline_auc"]))
+    out = crm_home() / "bench" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    shutil.rmtree(root, ignore_errors=True)
+    print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
