@@ -44,7 +44,7 @@ class Rule(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _value_shape(self) -> "Rule":
+    def _value_shape(self) -> Rule:
         if self.op == "between" and not (isinstance(self.value, list) and len(self.value) == 2):
             raise ValueError("'between' needs a value of two numbers [low, high]")
         if self.op == "in" and not isinstance(self.value, list):

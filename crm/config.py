@@ -85,7 +85,7 @@ class Paths:
     def bench(self) -> Path:
         return self.home / "bench"
 
-    def ensure(self) -> "Paths":
+    def ensure(self) -> Paths:
         for p in (self.incoming, self.events, self.quarantine, self.exports, self.truth,
                   self.mlflow_artifacts, self.lists, self.outbox, self.dagster_home):
             p.mkdir(parents=True, exist_ok=True)

@@ -46,8 +46,9 @@ def print_summary(s: dict) -> None:
         print(f"  {t:<28} {n:>10,}")
     if s["model"]:
         m = s["model"]
-        print(f"\nChurn model: {m.get('model')}  roc_auc={m.get('roc_auc', float('nan')):.3f}  "
-              f"pr_auc={m.get('pr_auc', float('nan')):.3f}  baseline(recency)={m.get('baseline_recency_auc', float('nan')):.3f}")
+        nan = float("nan")
+        print(f"\nChurn model: {m.get('model')}  roc_auc={m.get('roc_auc', nan):.3f}  "
+              f"pr_auc={m.get('pr_auc', nan):.3f}  baseline(recency)={m.get('baseline_recency_auc', nan):.3f}")
         print(f"  {m.get('decision')}")
     print("\nPublished lists:")
     for li in s["lists"]:

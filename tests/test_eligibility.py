@@ -79,11 +79,11 @@ def oracle_eligible(row: dict, c: CampaignSpec) -> bool:
         return False
     if country not in ("MT",) and not _true(row["age_verified"]):  # unknown jurisdictions: strictest
         return False
-    if not (row["self_excluded_now"] is False):
+    if row["self_excluded_now"] is not False:
         return False
     if not (row["ever_self_excluded"] is False or _true(row["returned_after_exclusion"])):
         return False
-    if not (row["cooling_off_now"] is False) or not (row["harm_risk_flag"] is False):
+    if row["cooling_off_now"] is not False or row["harm_risk_flag"] is not False:
         return False
     if not _true(row[f"consent_{c.channel}"]):
         return False

@@ -51,7 +51,8 @@ def test_each_bad_record_is_quarantined_with_its_reason(tmp_path, paths):
     _write_jsonl(src, records)
     r = ingest_file(src, paths)
     assert (r.records, r.loaded, r.quarantined, r.duplicates) == (10, 1, 8, 1)
-    q = duckdb.execute(f"SELECT record_no, reason FROM read_parquet('{paths.quarantine}/*.parquet') ORDER BY 1").fetchall()
+    q = duckdb.execute(
+        f"SELECT record_no, reason FROM read_parquet('{paths.quarantine}/*.parquet') ORDER BY 1").fetchall()
     reasons = dict(q)
     assert reasons[2] == "unknown event_type: bet.exploded"
     assert reasons[3] == "missing field payload.stake for bet.settled"
