@@ -1,0 +1,63 @@
+-- One row per player and UTC day with any counted activity before the run's as-of date.
+-- Money in EUR cents. is_active (a session, a settled bet or a captured deposit) is the
+-- activity definition every feature, label and dim_player.first_active_date uses.
+
+with family_days as (
+
+    select * from {{ ref('int_activity_daily_aggregated') }}
+
+),
+
+player_days as (
+
+    select
+        player_id,
+        activity_date,
+        max(brand_id) as brand_id,
+        cast(coalesce(sum(sessions), 0) as integer) as sessions,
+        cast(coalesce(sum(session_seconds), 0) as bigint) as session_seconds,
+        cast(coalesce(sum(bets), 0) as integer) as bets,
+        cast(coalesce(sum(rounds), 0) as bigint) as rounds,
+        cast(coalesce(sum(stake_eur), 0) as bigint) as stake_eur,
+        cast(coalesce(sum(win_eur), 0) as bigint) as win_eur,
+        cast(coalesce(sum(bonus_stake_eur), 0) as bigint) as bonus_stake_eur,
+        cast(coalesce(sum(deposits), 0) as integer) as deposits,
+        cast(coalesce(sum(deposit_eur), 0) as bigint) as deposit_eur,
+        cast(coalesce(sum(deposit_failures), 0) as integer) as deposit_failures,
+        cast(coalesce(sum(withdrawal_eur), 0) as bigint) as withdrawal_eur,
+        cast(coalesce(sum(bonus_cost_eur), 0) as bigint) as bonus_cost_eur,
+        cast(coalesce(sum(rg_limit_hits), 0) as integer) as rg_limit_hits,
+        cast(coalesce(sum(reality_checks), 0) as integer) as reality_checks,
+        cast(coalesce(sum(messages_delivered), 0) as integer) as messages_delivered,
+        cast(coalesce(sum(messages_opened), 0) as integer) as messages_opened,
+        cast(coalesce(sum(messages_clicked), 0) as integer) as messages_clicked
+    from family_days
+    group by player_id, activity_date
+
+)
+
+select
+    player_id,
+    activity_date,
+    brand_id,
+    sessions,
+    session_seconds,
+    bets,
+    rounds,
+    stake_eur,
+    win_eur,
+    bonus_stake_eur,
+    stake_eur - win_eur as ggr_eur,
+    deposits,
+    deposit_eur,
+    deposit_failures,
+    withdrawal_eur,
+    bonus_cost_eur,
+    stake_eur - win_eur - bonus_cost_eur as ngr_eur,
+    rg_limit_hits,
+    reality_checks,
+    messages_delivered,
+    messages_opened,
+    messages_clicked,
+    (sessions > 0 or bets > 0 or deposits > 0) as is_active
+from player_days

@@ -1,0 +1,26 @@
+with payment_events as (
+
+    select
+        *,
+        {{ parse_payload({
+            'amount': 'BIGINT', 'currency': 'VARCHAR', 'psp': 'VARCHAR',
+            'method': 'VARCHAR', 'reason_code': 'VARCHAR'
+        }) }} as p
+    from {{ ref('stg_casino__events') }}
+    -- a prefix filter is pushed into the Parquet scan (an IN list is not)
+    where event_type like 'payment.%'
+
+)
+
+select
+    event_id,
+    event_type,
+    player_id,
+    brand_id,
+    occurred_at,
+    p.amount,
+    p.currency,
+    p.psp,
+    p.method,
+    p.reason_code
+from payment_events

@@ -1,0 +1,10 @@
+{#- Composite foreign key: every combination of `columns` in the model exists in `to`. -#}
+{% test relationships_combination_exists(model, to, columns) %}
+
+select {% for c in columns %}child.{{ c }}{{ ", " if not loop.last }}{% endfor %}
+from {{ model }} as child
+left join {{ to }} as parent
+    on {% for c in columns %}child.{{ c }} = parent.{{ c }}{{ " and " if not loop.last }}{% endfor %}
+where parent.{{ columns[0] }} is null
+
+{% endtest %}
