@@ -89,6 +89,9 @@ class Paths:
         for p in (self.incoming, self.events, self.quarantine, self.exports, self.truth,
                   self.mlflow_artifacts, self.lists, self.outbox, self.dagster_home):
             p.mkdir(parents=True, exist_ok=True)
+        dagster_yaml = self.dagster_home / "dagster.yaml"
+        if not dagster_yaml.exists():  # no network here: no telemetry
+            dagster_yaml.write_text("telemetry:\n  enabled: false\n")
         return self
 
 

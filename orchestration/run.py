@@ -16,10 +16,12 @@ from crm.config import export_env
 
 
 def _summary(result, as_of: str, seconds: float) -> dict:
+    from crm.landing import landed_summary
     from crm.lists import published_lists
     from crm.warehouse import row_counts
 
     paths = export_env()
+    landing = landed_summary(paths)
     marts = row_counts(paths, ["dim_player", "fct_player_daily", "player_feature_snapshots", "player_features",
                                "player_labels", "player_scores"])
     model = {}
@@ -34,13 +36,16 @@ def _summary(result, as_of: str, seconds: float) -> dict:
     failed_steps = [ev.step_key for ev in result.all_events if ev.event_type_value == "STEP_FAILURE"]
     skipped = [ev.step_key for ev in result.all_events if ev.event_type_value == "STEP_SKIPPED"]
     return {"success": result.success, "run_id": result.run_id, "as_of_date": as_of, "seconds": round(seconds, 1),
-            "marts": marts, "model": model, "lists": lists, "gates": gates,
+            "landing": landing, "marts": marts, "model": model, "lists": lists, "gates": gates,
             "failed_steps": failed_steps, "skipped_steps": skipped}
 
 
 def print_summary(s: dict) -> None:
     print(f"\n== daily refresh as of {s['as_of_date']}: {'OK' if s['success'] else 'FAILED'} "
           f"in {s['seconds']} s (Dagster run {s['run_id']})")
+    la = s["landing"]
+    print(f"\nLanded: {la.get('files', 0)} files, {la.get('records', 0):,} records = {la.get('loaded', 0):,} loaded + "
+          f"{la.get('quarantined', 0):,} quarantined (with reasons) + {la.get('duplicates', 0):,} duplicates")
     print("\nRows per table:")
     for t, n in s["marts"].items():
         print(f"  {t:<28} {n:>10,}")
@@ -81,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     paths = export_env()
     job = defs.resolve_job_def("daily_refresh")
     # Without --date the run's as-of date is resolved inside the run, after landing.
-    run_config = {"resources": {"crm": {"config": {"as_of_date": args.date}}}} if args.date else {}
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    if args.date:
+        run_config["resources"] = {"crm": {"config": {"as_of_date": args.date}}}
     start = time.time()
     # Keep stdout for the summary: dbt and Dagster log lines go to stderr while the job runs.
     sys.stdout.flush()

@@ -142,11 +142,11 @@ def test_random_histories_never_reach_a_list(tmp_path_factory, players, channel)
     assert report.quarantined == 0, report.reasons
     env = os.environ | {"CRM_HOME": str(home), "DBT_LOG_PATH": str(home / "logs")}
     dbt = Path(sys.executable).with_name("dbt")
-    proc = subprocess.run([str(dbt), "build", "--quiet", "--select", "+dim_player", "+player_features",
-                           "--exclude", "test_type:unit", "--indirect-selection", "cautious", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
-                           str(DBT_PROJECT_DIR), "--target-path", str(home / "target"),
-                           "--vars", json.dumps({"as_of_date": AS_OF.isoformat()})],
-                          env=env, capture_output=True, text=True)
+    args = ["build", "--quiet", "--select", "+dim_player", "+player_features", "--exclude", "test_type:unit",
+            "--indirect-selection", "cautious", "--project-dir", str(DBT_PROJECT_DIR),
+            "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(home / "target"),
+            "--vars", json.dumps({"as_of_date": AS_OF.isoformat()})]
+    proc = subprocess.run([str(dbt), *args], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:]
     campaign = CampaignSpec.model_validate({"id": "everyone", "name": "everyone", "channel": channel,
                                             "experiment": {"holdout": 0.1}})
