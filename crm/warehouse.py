@@ -69,12 +69,18 @@ def read_audience(paths: Paths, as_of: dt.date) -> pd.DataFrame:
     """
     with connect(paths) as con:
         has_scores = table_exists(con, SCORES_TABLE)
+        profile_cols = {r[0] for r in con.execute("DESCRIBE dim_player").fetchall()}
+        # Feature columns the profile does not already have (the profile wins on overlap,
+        # e.g. tenure_days, and covers players without a feature row).
+        feature_cols = [r[0] for r in con.execute("DESCRIBE player_features").fetchall()
+                        if r[0] not in profile_cols]
         score_join = (f"LEFT JOIN (SELECT player_id, churn_score, model_version FROM {SCORES_TABLE} "
                       "WHERE as_of_date = $as_of) s USING (player_id)") if has_scores else ""
         score_cols = ", s.churn_score, s.model_version" if has_scores else \
             ", NULL::DOUBLE AS churn_score, NULL::VARCHAR AS model_version"
+        select_features = "".join(f', f."{c}"' for c in feature_cols)
         return con.execute(f"""
-            SELECT p.*, f.* EXCLUDE (player_id, as_of_date, brand_id, country) {score_cols}
+            SELECT p.* {select_features} {score_cols}
             FROM dim_player p
             LEFT JOIN player_features f USING (player_id)
             {score_join}

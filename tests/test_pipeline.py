@@ -50,6 +50,11 @@ def test_whole_graph_materializes(first_run):
     assert counts["dim_player"] == 800 and all(counts.values()), counts
     assert not {"email", "phone", "ip", "birth_date", "device_id"} & cols  # PII stays out of the marts
     assert scored_without_consent == 0
+    from crm.landing import default_as_of
+    from crm.warehouse import read_audience
+
+    audience = read_audience(p, default_as_of(p))
+    assert audience.columns.is_unique and len(audience) == counts["dim_player"]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks and all(checks.values()), checks
 
