@@ -113,18 +113,21 @@ _REASON_SQL = _reason_sql()
 
 
 def _load_raw(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Create table ``raw(record_no, j, raw, parse_error)``: one JSON object per record."""
+    """Make ``raw(record_no, raw)``: every record of the file as JSON text, numbered from 1."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         try:
-            con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM read_parquet({_sql_str(str(path))})")
+            cols = [r[0] for r in con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({_sql_str(str(path))})").fetchall()]
         except duckdb.Error as e:
             raise LandingError(f"{path}: not a readable Parquet file ({e})") from e
-        # The whole row as one JSON object: the same checks then apply to both formats.
-        con.execute("""
-            CREATE TEMP TABLE raw AS
-            SELECT row_number() OVER () AS record_no, to_json(src) AS raw
-            FROM src
+        # The whole row as one JSON object, so the same checks apply to both formats. A view:
+        # file_row_number is stable, so the rows are not copied into memory.
+        fields = ", ".join(f'"{c}" := "{c}"' for c in cols)
+        con.execute(f"""
+            CREATE TEMP VIEW raw AS
+            SELECT file_row_number + 1 AS record_no, to_json(struct_pack({fields}))::VARCHAR AS raw
+            FROM read_parquet({_sql_str(str(path))}, file_row_number = true)
         """)
     elif suffix in (".jsonl", ".ndjson", ".json"):
         # Lines are read in Python (C-speed splitlines) so that a malformed line is kept
@@ -164,6 +167,12 @@ def _append_lines(con: duckdb.DuckDBPyConnection, lines: list[bytes], start: int
     return start + len(texts)
 
 
+def _one(sql: str) -> tuple:
+    """One row from a fresh in-memory connection (never the shared default one)."""
+    with duckdb.connect() as con:
+        return con.execute(sql).fetchone()
+
+
 def _landed_glob(paths: Paths) -> str | None:
     return str(paths.events / "*.parquet") if any(paths.events.glob("*.parquet")) else None
 
@@ -195,19 +204,24 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
     con = duckdb.connect()
     try:
+        # Bounded memory: DuckDB spills to the data home past the limit.
+        spill = paths.home / "tmp" / "duckdb"
+        spill.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET memory_limit = '{os.environ.get('CRM_LANDING_MEMORY', '2GB')}'")
+        con.execute(f"SET temp_directory = {_sql_str(str(spill))}")
         con.execute("SET TimeZone = 'UTC'")
         _load_raw(con, path)
-        # 1. Parse: a record must be a JSON object.
+        # 1. Parse (a record must be a JSON object) and shape the envelope; payload may
+        #    arrive as an object or as JSON text. Views: nothing is copied yet.
         con.execute("""
-            CREATE TEMP TABLE parsed AS
-            SELECT record_no, raw,
+            CREATE TEMP VIEW parsed AS
+            SELECT record_no, json_valid(raw) AS is_json,
                    CASE WHEN json_valid(raw) AND json_type(raw) = 'OBJECT' THEN raw::JSON END AS j
             FROM raw
         """)
-        # 2. Normalise envelope fields; payload may arrive as an object or as JSON text.
         con.execute("""
-            CREATE TEMP TABLE shaped AS
-            SELECT record_no, raw, j,
+            CREATE TEMP VIEW shaped AS
+            SELECT record_no, is_json, j,
                    CASE
                      WHEN j IS NULL THEN NULL
                      WHEN json_type(j, '$.payload') = 'OBJECT' THEN j->'$.payload'
@@ -221,13 +235,16 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
                         AS occurred_at
             FROM parsed
         """)
+        # 2. One pass of the contract checks, materialised once with only what is landed.
         con.execute(f"""
             CREATE TEMP TABLE checked AS
-            SELECT *,
+            SELECT record_no,
                    CASE WHEN j IS NULL THEN
-                          CASE WHEN json_valid(raw) THEN 'record is not a JSON object'
-                               ELSE 'malformed JSON' END
-                        ELSE {_REASON_SQL} END AS reason
+                          CASE WHEN is_json THEN 'record is not a JSON object' ELSE 'malformed JSON' END
+                        ELSE {_REASON_SQL} END AS reason,
+                   j->>'$.event_id' AS event_id, event_type, j->>'$.trace_id' AS trace_id,
+                   j->>'$.player_id' AS player_id, j->>'$.brand_id' AS brand_id,
+                   occurred_at, payload::VARCHAR AS payload
             FROM shaped
         """)
         # 3. De-duplicate valid records: first occurrence in this file wins; ids landed
@@ -236,18 +253,18 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
         prior = (f"SELECT DISTINCT event_id FROM read_parquet({_sql_str(landed)})" if landed
                  else "SELECT NULL::VARCHAR AS event_id WHERE false")
         con.execute(f"""
-            CREATE TEMP TABLE valid AS
-            SELECT c.*, j->>'$.event_id' AS event_id,
-                   row_number() OVER (PARTITION BY j->>'$.event_id' ORDER BY record_no) AS nth,
-                   (j->>'$.event_id') IN ({prior}) AS seen_before
-            FROM checked c WHERE reason IS NULL
+            CREATE TEMP TABLE keep AS
+            SELECT record_no,
+                   row_number() OVER (PARTITION BY event_id ORDER BY record_no) = 1
+                   AND event_id NOT IN ({prior}) AS keep
+            FROM checked WHERE reason IS NULL
         """)
         records = con.execute("SELECT count(*) FROM raw").fetchone()[0]
         quarantined = con.execute("SELECT count(*) FROM checked WHERE reason IS NOT NULL").fetchone()[0]
-        duplicates = con.execute("SELECT count(*) FROM valid WHERE nth > 1 OR seen_before").fetchone()[0]
+        duplicates = con.execute("SELECT count(*) FROM keep WHERE NOT keep").fetchone()[0]
         reasons = dict(con.execute("""
             SELECT regexp_replace(reason, ': .*$', '') AS r, count(*) FROM checked
-            WHERE reason IS NOT NULL GROUP BY r ORDER BY 2 DESC
+            WHERE reason IS NOT NULL GROUP BY r ORDER BY 2 DESC, 1
         """).fetchall())
         loaded = records - quarantined - duplicates
 
@@ -257,11 +274,10 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
             tmp = final.with_suffix(".parquet.tmp")
             con.execute(f"""
                 COPY (
-                  SELECT event_id, event_type, j->>'$.trace_id' AS trace_id,
-                         j->>'$.player_id' AS player_id, j->>'$.brand_id' AS brand_id,
-                         occurred_at, payload::VARCHAR AS payload,
+                  SELECT event_id, event_type, trace_id, player_id, brand_id, occurred_at, payload,
                          {_sql_str(batch_id)} AS batch_id, TIMESTAMP '{now}' AS ingested_at
-                  FROM valid WHERE nth = 1 AND NOT seen_before
+                  FROM checked JOIN keep USING (record_no)
+                  WHERE keep
                   ORDER BY occurred_at, event_id
                 ) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
             """)
@@ -272,8 +288,9 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
             con.execute(f"""
                 COPY (
                   SELECT {_sql_str(batch_id)} AS batch_id, {_sql_str(str(path))} AS source_file,
-                         record_no, raw, reason, TIMESTAMP '{now}' AS quarantined_at
-                  FROM checked WHERE reason IS NOT NULL ORDER BY record_no
+                         c.record_no, r.raw, c.reason, TIMESTAMP '{now}' AS quarantined_at
+                  FROM checked c JOIN raw r USING (record_no)
+                  WHERE c.reason IS NOT NULL ORDER BY c.record_no
                 ) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
             """)
             tmp_files.append((tmp, final))
@@ -314,8 +331,7 @@ def landed_summary(paths: Paths) -> dict:
     out["files"] = len(entries)
     glob = _landed_glob(paths)
     if glob:
-        lo, hi = duckdb.execute(f"SELECT min(occurred_at), max(occurred_at) FROM read_parquet({_sql_str(glob)})"
-                            ).fetchone()
+        lo, hi = _one(f"SELECT min(occurred_at), max(occurred_at) FROM read_parquet({_sql_str(glob)})")
         out["first_event_at"], out["last_event_at"] = str(lo), str(hi)
     return out
 
@@ -326,5 +342,5 @@ def default_as_of(paths: Paths) -> dt.date:
     if not glob:
         raise LandingError(f"no landed events under {paths.events}: run `crm simulate` or "
                            "`crm ingest PATH` first")
-    hi = duckdb.execute(f"SELECT max(occurred_at) FROM read_parquet({_sql_str(glob)})").fetchone()[0]
+    hi = _one(f"SELECT max(occurred_at) FROM read_parquet({_sql_str(glob)})")[0]
     return hi.date() + dt.timedelta(days=1)

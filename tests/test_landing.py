@@ -51,7 +51,7 @@ def test_each_bad_record_is_quarantined_with_its_reason(tmp_path, paths):
     _write_jsonl(src, records)
     r = ingest_file(src, paths)
     assert (r.records, r.loaded, r.quarantined, r.duplicates) == (10, 1, 8, 1)
-    q = duckdb.execute(
+    q = duckdb.connect().execute(
         f"SELECT record_no, reason FROM read_parquet('{paths.quarantine}/*.parquet') ORDER BY 1").fetchall()
     reasons = dict(q)
     assert reasons[2] == "unknown event_type: bet.exploded"
@@ -62,7 +62,8 @@ def test_each_bad_record_is_quarantined_with_its_reason(tmp_path, paths):
     assert reasons[7] == "missing field player_id"
     assert reasons[8] == "malformed JSON"
     assert reasons[10].startswith("bad date payload.birth_date")
-    raw = duckdb.execute(f"SELECT raw FROM read_parquet('{paths.quarantine}/*.parquet') WHERE record_no = 8").fetchone()
+    raw = duckdb.connect().execute(
+        f"SELECT raw FROM read_parquet('{paths.quarantine}/*.parquet') WHERE record_no = 8").fetchone()
     assert raw[0] == "{this is not json"  # kept verbatim, never lost
 
 
@@ -80,7 +81,7 @@ def test_reingest_changes_nothing_and_replays_are_duplicates(tmp_path, paths):
     assert (r.loaded, r.duplicates, r.quarantined) == (1, 2, 0)
     totals = landed_summary(paths)
     assert totals["records"] == totals["loaded"] + totals["quarantined"] + totals["duplicates"] == 9
-    assert first.loaded + r.loaded == duckdb.execute(
+    assert first.loaded + r.loaded == duckdb.connect().execute(
         f"SELECT count(DISTINCT event_id) FROM read_parquet('{paths.events}/*.parquet')").fetchone()[0]
 
 
@@ -91,7 +92,7 @@ def test_parquet_with_struct_or_text_payload_and_default_as_of(tmp_path, paths):
     df_text.to_parquet(tmp_path / "t.parquet")
     assert ingest_file(tmp_path / "s.parquet", paths).loaded == 2
     assert ingest_file(tmp_path / "t.parquet", paths).loaded == 2
-    stored = duckdb.execute(f"SELECT payload FROM read_parquet('{paths.events}/*.parquet')").fetchall()
+    stored = duckdb.connect().execute(f"SELECT payload FROM read_parquet('{paths.events}/*.parquet')").fetchall()
     assert all(json.loads(p)["stake"] == 100 for (p,) in stored)
     assert default_as_of(paths).isoformat() == "2025-10-25"
 
