@@ -14,6 +14,7 @@ class Feature:
     name: str
     window_days: int | None  # None = whole history before the as-of date
     description: str
+    kind: str = "numeric"  # "numeric" | "categorical" (a string column; LightGBM treats it as categorical)
 
 
 FEATURES: tuple[Feature, ...] = (
