@@ -71,27 +71,52 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+# Envelope keys, read with one JSON parse per record: env[i] (text) and et[i] (JSON type).
+_ENVELOPE = ("event_id", "event_type", "player_id", "brand_id", "occurred_at", "trace_id", "payload")
+# Every payload field of the contract, typed with one parse per record: pt[i].
+_PAYLOAD_FIELDS = tuple(sorted({f.name for fields in PAYLOADS.values() for f in fields}))
+
+
+def _env(name: str) -> str:
+    return f"env[{_ENVELOPE.index(name) + 1}]"
+
+
+def _et(name: str) -> str:
+    return f"et[{_ENVELOPE.index(name) + 1}]"
+
+
+def _pt(name: str) -> str:
+    return f"pt[{_PAYLOAD_FIELDS.index(name) + 1}]"
+
+
+def _paths_sql(names: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'$.{n}'" for n in names) + "]"
+
+
 def _reason_sql() -> str:
-    """A CASE expression giving the first contract violation of a record, or NULL."""
+    """A CASE expression giving the first contract violation of a record, or NULL.
+
+    It reads the per-record lists ``env``/``et`` (envelope) and ``pt`` (payload field
+    types) computed once in the ``shaped`` view, so each record's JSON is parsed a
+    handful of times, not once per rule.
+    """
     whens: list[str] = []
     for name in ENVELOPE_REQUIRED:
-        whens.append(f"WHEN json_type(j, '$.{name}') IS NULL OR json_type(j, '$.{name}') = 'NULL' "
-                     f"THEN 'missing field {name}'")
+        whens.append(f"WHEN {_et(name)} IS NULL OR {_et(name)} = 'NULL' THEN 'missing field {name}'")
         if name != "occurred_at":
-            whens.append(f"WHEN json_type(j, '$.{name}') <> 'VARCHAR' "
-                         f"THEN 'wrong type for {name}: expected string, got ' || json_type(j, '$.{name}')")
-            whens.append(f"WHEN trim(j->>'$.{name}') = '' THEN 'empty field {name}'")
+            whens.append(f"WHEN {_et(name)} <> 'VARCHAR' "
+                         f"THEN 'wrong type for {name}: expected string, got ' || {_et(name)}")
+            whens.append(f"WHEN trim({_env(name)}) = '' THEN 'empty field {name}'")
     types = ", ".join(_sql_str(t) for t in PAYLOADS)
-    whens.append(f"WHEN (j->>'$.event_type') NOT IN ({types}) "
-                 "THEN 'unknown event_type: ' || (j->>'$.event_type')")
-    whens.append("WHEN occurred_at IS NULL THEN 'bad timestamp occurred_at: ' || (j->>'$.occurred_at')")
-    whens.append("WHEN json_type(j, '$.trace_id') NOT IN ('VARCHAR', 'NULL') "
-                 "THEN 'wrong type for trace_id: expected string, got ' || json_type(j, '$.trace_id')")
+    whens.append(f"WHEN event_type NOT IN ({types}) THEN 'unknown event_type: ' || event_type")
+    whens.append(f"WHEN occurred_at IS NULL THEN 'bad timestamp occurred_at: ' || {_env('occurred_at')}")
+    whens.append(f"WHEN {_et('trace_id')} NOT IN ('VARCHAR', 'NULL') "
+                 f"THEN 'wrong type for trace_id: expected string, got ' || {_et('trace_id')}")
     whens.append("WHEN payload IS NULL THEN 'missing or malformed payload (expected a JSON object)'")
     for event_type, fields in PAYLOADS.items():
         et = _sql_str(event_type)
         for f in fields:
-            jt = f"json_type(payload, '$.{f.name}')"
+            jt = _pt(f.name)
             allowed = ", ".join(_sql_str(t) for t in JSON_TYPES[f.type])
             if f.required:
                 whens.append(f"WHEN event_type = {et} AND ({jt} IS NULL OR {jt} = 'NULL') "
@@ -219,21 +244,30 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
                    CASE WHEN json_valid(raw) AND json_type(raw) = 'OBJECT' THEN raw::JSON END AS j
             FROM raw
         """)
-        con.execute("""
-            CREATE TEMP VIEW shaped AS
+        con.execute(f"""
+            CREATE TEMP VIEW enveloped AS
             SELECT record_no, is_json, j,
+                   json_extract_string(j, {_paths_sql(_ENVELOPE)}) AS env,
+                   json_type(j, {_paths_sql(_ENVELOPE)}) AS et
+            FROM parsed
+        """)
+        con.execute(f"""
+            CREATE TEMP VIEW payloaded AS
+            SELECT record_no, is_json, j, env, et,
                    CASE
                      WHEN j IS NULL THEN NULL
-                     WHEN json_type(j, '$.payload') = 'OBJECT' THEN j->'$.payload'
-                     WHEN json_type(j, '$.payload') = 'VARCHAR'
-                          AND json_valid(j->>'$.payload')
-                          AND json_type(j->>'$.payload') = 'OBJECT' THEN (j->>'$.payload')::JSON
+                     WHEN {_et('payload')} = 'OBJECT' THEN j->'$.payload'
+                     WHEN {_et('payload')} = 'VARCHAR' AND json_valid({_env('payload')})
+                          AND json_type({_env('payload')}) = 'OBJECT' THEN {_env('payload')}::JSON
                    END AS payload,
-                   j->>'$.event_type' AS event_type,
+                   {_env('event_type')} AS event_type,
                    CASE WHEN j IS NOT NULL
-                        THEN timezone('UTC', try_cast(j->>'$.occurred_at' AS TIMESTAMPTZ)) END
-                        AS occurred_at
-            FROM parsed
+                        THEN timezone('UTC', try_cast({_env('occurred_at')} AS TIMESTAMPTZ)) END AS occurred_at
+            FROM enveloped
+        """)
+        con.execute(f"""
+            CREATE TEMP VIEW shaped AS
+            SELECT *, json_type(payload, {_paths_sql(_PAYLOAD_FIELDS)}) AS pt FROM payloaded
         """)
         # 2. One pass of the contract checks, materialised once with only what is landed.
         con.execute(f"""
@@ -242,8 +276,8 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
                    CASE WHEN j IS NULL THEN
                           CASE WHEN is_json THEN 'record is not a JSON object' ELSE 'malformed JSON' END
                         ELSE {_REASON_SQL} END AS reason,
-                   j->>'$.event_id' AS event_id, event_type, j->>'$.trace_id' AS trace_id,
-                   j->>'$.player_id' AS player_id, j->>'$.brand_id' AS brand_id,
+                   {_env('event_id')} AS event_id, event_type, {_env('trace_id')} AS trace_id,
+                   {_env('player_id')} AS player_id, {_env('brand_id')} AS brand_id,
                    occurred_at, payload::VARCHAR AS payload
             FROM shaped
         """)
