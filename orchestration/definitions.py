@@ -7,7 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-from dagster import AssetSelection, Definitions, ScheduleDefinition, define_asset_job, in_process_executor
+from dagster import (
+    AssetSelection,
+    Definitions,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+    in_process_executor,
+)
 from dagster_dbt import DbtCliResource
 
 from crm.campaign_spec import load_campaigns
@@ -17,7 +23,7 @@ from orchestration.assets.landing import landed_events, landing_counts_add_up
 from orchestration.assets.ml import churn_model, player_scores
 from orchestration.assets.warehouse import warehouse
 from orchestration.dbt_project import DBT_PROJECT
-from orchestration.resources import CrmResource
+from orchestration.resources import DAILY, CrmResource
 
 export_env()
 log = logging.getLogger(__name__)
@@ -32,7 +38,7 @@ campaign_asset_defs = [a for assets, _ in campaign_defs for a in assets]
 campaign_checks = [c for _, checks in campaign_defs for c in checks]
 
 daily_refresh = define_asset_job(
-    "daily_refresh", selection=AssetSelection.all(),
+    "daily_refresh", selection=AssetSelection.all(), partitions_def=DAILY,
     description="Land new files, build the warehouse, train and score, build, gate and dispatch lists.",
 )
 
@@ -40,8 +46,8 @@ defs = Definitions(
     assets=[landed_events, warehouse, churn_model, player_scores, *campaign_asset_defs],
     asset_checks=[landing_counts_add_up, *campaign_checks],
     jobs=[daily_refresh],
-    schedules=[ScheduleDefinition(name="daily_refresh_schedule", job=daily_refresh, cron_schedule="0 6 * * *",
-                                  execution_timezone="UTC")],
+    # 06:00 UTC each day: the refresh for today's as-of date (the day's partition).
+    schedules=[build_schedule_from_partitioned_job(daily_refresh, name="daily_refresh_schedule", hour_of_day=6)],
     resources={"crm": CrmResource(), "dbt": DbtCliResource(project_dir=DBT_PROJECT,
                                          dbt_executable=str(Path(sys.executable).with_name("dbt")))},
     # DuckDB allows one writer: steps run one at a time in one process.

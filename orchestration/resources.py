@@ -3,11 +3,16 @@
 
 import datetime as dt
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, DailyPartitionsDefinition
 from pydantic import Field
 
 from crm.config import Paths, export_env
 from crm.landing import default_as_of
+
+# One partition per as-of date. end_offset=1: today's partition exists, because the
+# as-of date D describes everything strictly before D 00:00 UTC, complete once D starts.
+DAILY = DailyPartitionsDefinition(start_date="2024-01-01", end_offset=1, timezone="UTC")
+PARTITION_TAG = "dagster/partition"
 
 
 class CrmResource(ConfigurableResource):
@@ -21,7 +26,11 @@ class CrmResource(ConfigurableResource):
     def paths(self) -> Paths:
         return export_env()
 
-    def as_of(self) -> dt.date:
+    def as_of(self, context=None) -> dt.date:
+        """The run's as-of date: configured, else the run's partition, else the default."""
         if self.as_of_date:
             return dt.date.fromisoformat(self.as_of_date)
+        partition = context.run.tags.get(PARTITION_TAG) if context is not None else None
+        if partition:
+            return dt.date.fromisoformat(partition)
         return default_as_of(self.paths())

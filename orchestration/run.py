@@ -71,6 +71,32 @@ def print_summary(s: dict) -> None:
         print(f"Skipped (blocked upstream): {', '.join(s['skipped_steps'])}")
 
 
+def run_refresh(instance, as_of: str | None = None, asset_selection=None, log_level: str = "INFO"):
+    """Run the daily refresh for one as-of date (its partition) and return (result, as_of).
+
+    Without an as-of date, new files are landed first in a run of their own, so the
+    default date (the day after the latest landed event) sees them.
+    """
+    from dagster import AssetKey
+
+    from crm.landing import LandingError, default_as_of
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def("daily_refresh")
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if not as_of:
+        landing = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
+                                         asset_selection=[AssetKey("landed_events")], tags={"crm/trigger": "cli"})
+        if not landing.success:
+            raise LandingError(f"landing failed: see Dagster run {landing.run_id}")
+        as_of = default_as_of(export_env()).isoformat()
+    run_config["resources"] = {"crm": {"config": {"as_of_date": as_of}}}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
+                                    partition_key=as_of, asset_selection=asset_selection,
+                                    tags={"crm/trigger": "cli"})
+    return result, as_of
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestration.run", description=__doc__)
     parser.add_argument("--date", help="as-of date YYYY-MM-DD (default: day after the latest landed event)")
@@ -80,15 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     export_env()
     from dagster import DagsterInstance
 
-    from crm.landing import LandingError, default_as_of
-    from orchestration.definitions import defs
+    from crm.landing import LandingError
 
-    paths = export_env()
-    job = defs.resolve_job_def("daily_refresh")
-    # Without --date the run's as-of date is resolved inside the run, after landing.
-    run_config: dict = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    if args.date:
-        run_config["resources"] = {"crm": {"config": {"as_of_date": args.date}}}
+    export_env()
     start = time.time()
     # Keep stdout for the summary: dbt and Dagster log lines go to stderr while the job runs.
     sys.stdout.flush()
@@ -96,18 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     try:
         with DagsterInstance.get() as instance:
-            result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
-                                            tags={"crm/trigger": "cli",
-                                                  **({"crm/as_of_date": args.date} if args.date else {})})
+            result, as_of = run_refresh(instance, args.date)
+    except LandingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     finally:
         sys.stdout.flush()
         os.dup2(saved_stdout, 1)
         os.close(saved_stdout)
-    try:
-        as_of = args.date or default_as_of(paths).isoformat()
-    except LandingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     summary = _summary(result, as_of, time.time() - start)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))

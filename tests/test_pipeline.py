@@ -21,10 +21,10 @@ pytestmark = pytest.mark.slow
 def first_run(pipeline_home):
     from dagster import DagsterInstance
 
-    from orchestration.definitions import defs
+    from orchestration.run import run_refresh
 
     instance = DagsterInstance.ephemeral()
-    result = defs.resolve_job_def("daily_refresh").execute_in_process(instance=instance, raise_on_error=False)
+    result, as_of = run_refresh(instance)
     return result, instance
 
 
@@ -100,7 +100,7 @@ def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
     from crm.dispatch import DispatchBlocked, outbox_file
     from crm.landing import default_as_of
     from crm.lists import gate_verdict, list_dir
-    from orchestration.definitions import defs
+    from orchestration.run import run_refresh
 
     p = _paths()
     as_of = default_as_of(p)
@@ -119,9 +119,7 @@ def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
     list_key = AssetKey(["campaigns", "everyone_push", "list"])
     dispatch_key = AssetKey(["campaigns", "everyone_push", "dispatch"])
     instance = DagsterInstance.ephemeral()
-    job = defs.resolve_job_def("daily_refresh")
-    result = job.execute_in_process(instance=instance, raise_on_error=False,
-                                    asset_selection=[list_key, dispatch_key])
+    result, _ = run_refresh(instance, as_of.isoformat(), asset_selection=[list_key, dispatch_key])
     listed = pd.read_parquet(list_dir(p, "everyone_push", as_of) / "list.parquet")
     with duckdb.connect(str(p.warehouse), read_only=True) as con:
         excluded = {r[0] for r in con.execute(
@@ -136,7 +134,7 @@ def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
     mats = {tuple(e.asset_key.path) for e in result.get_asset_materialization_events()}
     assert tuple(dispatch_key.path) not in mats
     # ... nor by a later run that only asks for dispatch
-    later = job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=[dispatch_key])
+    later, _ = run_refresh(instance, as_of.isoformat(), asset_selection=[dispatch_key])
     assert not later.success and not box.exists()
     assert not gate_verdict(list_dir(p, "everyone_push", as_of))[0]
     with pytest.raises(DispatchBlocked):

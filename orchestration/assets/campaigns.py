@@ -2,6 +2,7 @@
 
 
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
@@ -33,7 +34,7 @@ def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[As
            description=f"{spec.name} ({spec.channel}): segment ∩ eligibility, offer, variants + holdout.",
            tags={"channel": spec.channel})
     def campaign_list(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
-        paths, as_of = crm.paths(), crm.as_of()
+        paths, as_of = crm.paths(), crm.as_of(context)
         built = build_list(spec, read_audience(paths, as_of), as_of)
         manifest = publish(built, paths)
         context.log.info(f"{spec.id}: {built.funnel} -> {manifest['path']}")
@@ -54,8 +55,8 @@ def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[As
     @asset_check(asset=campaign_list, name="compliance_gate", blocking=True,
                  description="Great Expectations suite: no ineligible player (recomputed from the profile), "
                              "unique players, known variants, holdout share, costs, manifest checksums.")
-    def compliance_gate(crm: CrmResource) -> AssetCheckResult:
-        paths, as_of = crm.paths(), crm.as_of()
+    def compliance_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
+        paths, as_of = crm.paths(), crm.as_of(context)
         directory = list_dir(paths, spec.id, as_of)
         import pandas as pd
 
@@ -82,7 +83,7 @@ def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[As
            deps=[campaign_list],
            description=f"Outbox of {spec.channel} messages for {spec.id} with idempotency keys; holdout never sent.")
     def dispatch(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
-        paths, as_of = crm.paths(), crm.as_of()
+        paths, as_of = crm.paths(), crm.as_of(context)
         report = dispatch_list(paths, spec.id, as_of)  # raises DispatchBlocked unless the gate passed
         context.log.info(f"{spec.id}: {report.new_messages} new messages -> {report.outbox_file}")
         return MaterializeResult(metadata={

@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 from crm.warehouse import read_table, write_scores
 from ml.score import score_players
 from ml.train import train_churn
-from orchestration.resources import CrmResource
+from orchestration.resources import DAILY, CrmResource
 
 MODEL_NAME = os.environ.get("CRM_CHURN_MODEL", "churn_lgbm")
 
@@ -23,7 +23,7 @@ def churn_model(context: AssetExecutionContext, crm: CrmResource) -> Materialize
     labels = read_table(paths, "player_labels")
     res = train_churn(snapshots, labels, tracking_uri=paths.mlflow_tracking_uri,
                       artifact_location=paths.mlflow_artifacts.as_uri(), model_name=MODEL_NAME,
-                      tags={"as_of_date": crm.as_of().isoformat()})
+                      tags={"as_of_date": crm.as_of(context).isoformat()})
     context.log.info(f"model {res.model_name} v{res.model_version}: {res.decision}")
     return MaterializeResult(metadata={
         "model": f"{res.model_name} v{res.model_version}",
@@ -36,12 +36,12 @@ def churn_model(context: AssetExecutionContext, crm: CrmResource) -> Materialize
     })
 
 
-@asset(group_name="ml", kinds={"lightgbm", "duckdb"},
+@asset(group_name="ml", kinds={"lightgbm", "duckdb"}, partitions_def=DAILY,
        deps=[churn_model, AssetKey("player_features"), AssetKey("dim_player")],
        description="Churn score of each current player with profiling consent, by the @champion model.")
 def player_scores(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
     paths = crm.paths()
-    as_of = crm.as_of()
+    as_of = crm.as_of(context)
     features = read_table(paths, "player_features")
     consenting = read_table(paths, "dim_player", "WHERE consent_profiling")[["player_id"]]
     # ML targeting only with profiling consent: players without it are not scored at all.

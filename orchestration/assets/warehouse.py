@@ -30,7 +30,7 @@ class CrmDbtTranslator(DagsterDbtTranslator):
 @dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, dagster_dbt_translator=CrmDbtTranslator())
 def warehouse(context: AssetExecutionContext, dbt: DbtCliResource, crm: CrmResource):
     paths = crm.paths()
-    as_of = crm.as_of()
+    as_of = crm.as_of(context)
     context.log.info(f"dbt build as of {as_of}")
     dbt_vars = json.dumps({"as_of_date": as_of.isoformat()})
     yield from dbt.cli(["build", "--vars", dbt_vars], context=context,
