@@ -77,8 +77,9 @@ def bench_refresh(root: Path, players: int, days: int) -> dict:
     result = {"players": players, "days": days, "events": events, "refresh_seconds": round(secs, 1),
               "refresh_peak_rss_mib": round(rss), "dbt_build_seconds": round(dbt_secs, 1),
               "bare_duckdb_seconds": round(bare_secs, 2), "dbt_vs_bare_ratio": round(dbt_secs / bare_secs, 1),
-              "model_roc_auc": round(summary["model"].get("roc_auc", float("nan")), 3),
-              "recency_baseline_auc": round(summary["model"].get("baseline_recency_auc", float("nan")), 3),
+              "model_roc_auc": round(summary["models"].get("churn_model", {}).get("roc_auc", float("nan")), 3),
+              "recency_baseline_auc": round(summary["models"].get("churn_model", {}).get(
+                  "baseline_recency_roc_auc", float("nan")), 3),
               "lists": {li["campaign_id"]: li["rows"] for li in summary["lists"]}}
     shutil.rmtree(home, ignore_errors=True)
     return result

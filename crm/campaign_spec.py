@@ -19,7 +19,7 @@ from ml.features import FEATURE_NAMES
 
 # Fields a segment rule may test: model features plus profile fields.
 PROFILE_FIELDS = ("age_years", "tenure_days", "brand_id", "country")
-SCORE_FIELDS = ("churn_score",)
+SCORE_FIELDS = ("churn_score", "deposit_intent_score")
 RULE_FIELDS = tuple(FEATURE_NAMES) + PROFILE_FIELDS
 
 
@@ -59,7 +59,7 @@ class ScoreBound(_Strict):
 
 class Segment(_Strict):
     rules: list[Rule] = []
-    scores: dict[Literal["churn_score"], ScoreBound] = {}
+    scores: dict[Literal["churn_score", "deposit_intent_score"], ScoreBound] = {}
 
 
 class Offer(_Strict):

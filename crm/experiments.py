@@ -45,10 +45,12 @@ def srm_pvalue(observed: Mapping[str, int], expected_shares: Mapping[str, float]
     """Sample-ratio-mismatch check: chi-square p-value of observed counts vs shares."""
     from scipy.stats import chisquare
 
-    keys = list(expected_shares)
+    if any(observed.get(k, 0) for k, share in expected_shares.items() if share <= 0):
+        return 0.0  # a group that should be empty is not
+    keys = [k for k, share in expected_shares.items() if share > 0]
     obs = np.asarray([observed.get(k, 0) for k in keys], dtype=float)
     total = obs.sum()
-    if total == 0:
+    if total == 0 or len(keys) < 2:
         return 1.0
     exp = np.asarray([expected_shares[k] for k in keys], dtype=float)
     exp = exp / exp.sum() * total

@@ -24,9 +24,10 @@ from crm import eligibility, experiments
 from crm.campaign_spec import CampaignSpec, Rule
 from crm.config import Paths
 
+SCORES = ("churn", "deposit_intent")  # the model scores a list carries (see crm.warehouse.SCORE_MODELS)
 LIST_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "brand_id", "country",
-                "locale", "timezone", "churn_score", "model_version", "offer_template",
-                "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days")
+                "locale", "timezone", *[c for m in SCORES for c in (f"{m}_score", f"{m}_model_version")],
+                "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days")
 
 
 @dataclass
@@ -92,13 +93,24 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date) -> Bu
     verdicts = eligibility.evaluate(in_segment, spec)
     eligible = in_segment[verdicts["eligible"].to_numpy()].copy()
     if spec.max_list_size is not None and len(eligible) > spec.max_list_size:
-        key = "churn_score" if spec.uses_ml else "player_id"
+        key = next(iter(spec.segment.scores)) if spec.uses_ml else "player_id"
         eligible = eligible.sort_values([key, "player_id"], ascending=[not spec.uses_ml, True])
         eligible = eligible.head(spec.max_list_size)
     eligible = eligible.sort_values("player_id", kind="stable")
 
     exp = spec.experiment
     variant = experiments.assign(spec.id, exp.salt, eligible["player_id"], exp.holdout, exp.variants)
+    def col(name: str) -> np.ndarray:
+        return eligible[name].to_numpy() if name in eligible else np.full(len(eligible), None, dtype=object)
+
+    # Model scores are profiling: a list carries them only for players who consented to it.
+    profiling = (eligible["consent_profiling"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+                 if "consent_profiling" in eligible else np.zeros(len(eligible), dtype=bool))
+    score_cols = {}
+    for m in SCORES:
+        score = pd.to_numeric(pd.Series(col(f"{m}_score")), errors="coerce").round(6).to_numpy()
+        score_cols[f"{m}_score"] = np.where(profiling, score, np.nan)
+        score_cols[f"{m}_model_version"] = np.where(profiling, col(f"{m}_model_version"), None)
     rows = pd.DataFrame({
         "player_id": eligible["player_id"].astype(str).to_numpy(),
         "campaign_id": spec.id,
@@ -107,10 +119,9 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date) -> Bu
         "as_of_date": as_of.isoformat(),
         "brand_id": eligible["brand_id"].to_numpy(),
         "country": eligible["country"].to_numpy(),
-        "locale": eligible.get("locale", pd.Series(index=eligible.index, dtype=object)).to_numpy(),
-        "timezone": eligible.get("timezone", pd.Series(index=eligible.index, dtype=object)).to_numpy(),
-        "churn_score": pd.to_numeric(eligible.get("churn_score"), errors="coerce").round(6).to_numpy(),
-        "model_version": eligible.get("model_version", pd.Series(index=eligible.index, dtype=object)).to_numpy(),
+        "locale": col("locale"),
+        "timezone": col("timezone"),
+        **score_cols,
         "offer_template": spec.offer.template,
         "offer_cost_eur_cents": offer_cost_cents(eligible, spec),
         "offer_wagering": float(spec.offer.wagering),
@@ -126,7 +137,7 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date) -> Bu
         "holdout": int(counts.get(experiments.HOLDOUT, 0)),
         **{f"variant_{k}": int(counts.get(k, 0)) for k in exp.variants},
     }
-    versions = sorted({str(v) for v in rows["model_version"].dropna().unique()})
+    versions = sorted({f"{m}_lgbm v{v}" for m in SCORES for v in rows[f"{m}_model_version"].dropna().unique()})
     return BuiltList(spec, as_of, rows, funnel, eligibility.suppression_counts(verdicts),
                      experiments.srm_pvalue(counts, shares) if len(rows) else 1.0, versions)
 

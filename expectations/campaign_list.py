@@ -32,7 +32,8 @@ SELECT l.player_id,
                 CASE l.channel WHEN 'email' THEN p.consent_email WHEN 'push' THEN p.consent_push
                                WHEN 'sms' THEN p.consent_sms WHEN 'in_app' THEN p.consent_in_app END,
                 false) THEN 'no consent for ' || l.channel END,
-         CASE WHEN l.churn_score IS NOT NULL AND NOT coalesce(p.consent_profiling, false)
+         CASE WHEN (l.churn_score IS NOT NULL OR l.deposit_intent_score IS NOT NULL)
+                   AND NOT coalesce(p.consent_profiling, false)
               THEN 'scored without profiling consent' END
        ) AS violation
 FROM lst l LEFT JOIN profile p USING (player_id)

@@ -91,32 +91,132 @@ def expected_calibration_error(y_true, y_score, bins: int = 10) -> float:
     return float((t["n"] * (t["observed_rate"] - t["mean_score"]).abs()).sum() / t["n"].sum())
 
 
+def ece_noise_floor(y_score, bins: int = 10) -> float:
+    """Expected ECE of a *perfectly calibrated* model with these scores on this many rows.
+
+    Sampling noise alone gives each bin an expected |observed - mean score| of
+    sqrt(2/pi) * sqrt(p(1-p)/n_bin); this is their count-weighted mean. On a few hundred
+    rows it is several points, so an ECE bound is only meaningful above it.
+    """
+    p = np.asarray(y_score, dtype=float)
+    if p.size == 0:
+        return 0.0
+    t = reliability_table(np.zeros(p.size, dtype=int), p, bins)
+    m = t["mean_score"].clip(0, 1)
+    return float(np.sqrt(2 / np.pi) * (np.sqrt(t["n"] * m * (1 - m))).sum() / p.size)
+
+
+def reference_bins(values, bins: int = 10) -> dict:
+    """Reference distribution of a numeric sample for PSI: interior quantile ``edges`` (deciles
+    by default, duplicates collapsed) and the ``shares`` of the bins plus a last "missing" bin."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        raise ValueError("reference_bins needs a non-empty sample")
+    ok = v[~np.isnan(v)]
+    edges = np.unique(np.quantile(ok, np.linspace(0, 1, bins + 1))[1:-1]) if ok.size else np.empty(0)
+    return {"kind": "numeric", "edges": edges.tolist(), "shares": _numeric_shares(edges, v).tolist(), "n": int(v.size)}
+
+
+def _numeric_shares(edges, values) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    edges = np.asarray(edges, dtype=float)
+    missing = np.isnan(v)
+    counts = np.bincount(np.searchsorted(edges, v[~missing], side="right"), minlength=len(edges) + 1)
+    return np.append(counts, missing.sum()) / max(v.size, 1)
+
+
+def categorical_reference(values, categories=None, top: int = 20) -> dict:
+    """Reference distribution of a categorical sample: shares of its ``top`` most frequent
+    values (or of ``categories``), then "other" and "missing"."""
+    s = pd.Series(values, dtype="object")
+    if s.empty:
+        raise ValueError("categorical_reference needs a non-empty sample")
+    present = s.dropna().astype(str)
+    if categories is None:
+        categories = present.value_counts().index[:top]
+    cats = [str(c) for c in categories][:top]
+    return {"kind": "categorical", "categories": cats, "shares": _categorical_shares(cats, s).tolist(), "n": len(s)}
+
+
+def _categorical_shares(categories, values) -> np.ndarray:
+    s = pd.Series(values, dtype="object")
+    missing = s.isna().to_numpy()
+    codes = pd.Categorical(s[~missing].astype(str), categories=list(categories)).codes
+    counts = np.bincount(np.where(codes < 0, len(categories), codes), minlength=len(categories) + 1)
+    return np.append(counts, missing.sum()) / max(len(s), 1)
+
+
+def psi_against(reference: dict, actual) -> float:
+    """PSI of the ``actual`` sample against a reference from :func:`reference_bins` or
+    :func:`categorical_reference`. Empty shares are floored at 1e-4."""
+    if len(actual) == 0:
+        raise ValueError("psi needs a non-empty actual sample")
+    e = np.asarray(reference["shares"], dtype=float)
+    if reference.get("kind") == "categorical":
+        a = _categorical_shares(reference["categories"], actual)
+    else:
+        a = _numeric_shares(reference["edges"], actual)
+    e = np.maximum(e, 1e-4)
+    a = np.maximum(a, 1e-4)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
 def psi(expected, actual, bins: int = 10) -> float:
     """Population stability index of ``actual`` against the ``expected`` (reference) sample.
 
-    Bins are reference deciles (quantiles); empty shares are floored at 1e-4. Rule of thumb:
-    < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift.
+    Bins are reference deciles (quantiles), plus one for missing values; empty shares are
+    floored at 1e-4. Rule of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant.
     """
-    e = np.asarray(expected, dtype=float)
-    a = np.asarray(actual, dtype=float)
-    if e.size == 0 or a.size == 0:
+    if np.asarray(expected).size == 0 or np.asarray(actual).size == 0:
         raise ValueError("psi needs non-empty expected and actual samples")
-    edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1))[1:-1])
-    e_share = np.bincount(np.searchsorted(edges, e, side="right"), minlength=len(edges) + 1) / e.size
-    a_share = np.bincount(np.searchsorted(edges, a, side="right"), minlength=len(edges) + 1) / a.size
-    e_share = np.maximum(e_share, 1e-4)
-    a_share = np.maximum(a_share, 1e-4)
-    return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
+    return psi_against(reference_bins(expected, bins), actual)
 
 
-def reliability_figure(table: pd.DataFrame, title: str = "Reliability (holdout)") -> Figure:
-    """Observed rate against mean predicted score per bin, with the diagonal."""
+def psi_status(value: float) -> str:
+    """``stable`` (< 0.1), ``moderate`` (< 0.25) or ``significant``."""
+    return "stable" if value < 0.1 else "moderate" if value < 0.25 else "significant"
+
+
+def lift_table(y_true, y_score, groups: int = 10) -> pd.DataFrame:
+    """Lift by score decile (``decile`` 1 = highest scores): ``n``, ``positives``, score range,
+    ``rate``, ``lift`` (rate / base rate), cumulative ``capture`` (share of all positives in
+    deciles 1..k) and ``cum_lift``."""
+    y, p = _arrays(y_true, y_score)
+    if y.size == 0:
+        raise ValueError("lift_table needs a non-empty sample")
+    order = np.argsort(-p, kind="stable")
+    decile = np.empty(len(p), dtype=int)
+    decile[order] = np.arange(len(p)) * groups // len(p) + 1
+    df = pd.DataFrame({"decile": decile, "y": y, "p": p})
+    g = df.groupby("decile", sort=True).agg(
+        n=("y", "size"),
+        positives=("y", "sum"),
+        min_score=("p", "min"),
+        max_score=("p", "max"),
+        mean_score=("p", "mean"),
+    )
+    base = y.mean() if y.size else 0.0
+    g["rate"] = g["positives"] / g["n"]
+    g["lift"] = g["rate"] / base if base > 0 else 0.0
+    g["capture"] = g["positives"].cumsum() / max(int(y.sum()), 1)
+    g["cum_lift"] = (g["positives"].cumsum() / g["n"].cumsum()) / base if base > 0 else 0.0
+    return g.reset_index()
+
+
+def reliability_figure(
+    table: pd.DataFrame,
+    title: str = "Reliability (holdout)",
+    others: dict[str, pd.DataFrame] | None = None,
+    label: str = "model",
+) -> Figure:
+    """Observed rate against mean predicted score per bin, with the diagonal; ``others`` adds
+    the reliability curves of other models (e.g. a baseline) for comparison."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.5, 5.0), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
-    ax.plot(table["mean_score"], table["observed_rate"], marker="o", label="model")
+    ax.plot(table["mean_score"], table["observed_rate"], marker="o", label=label)
     for _, r in table.iterrows():
         ax.annotate(
             str(int(r["n"])),
@@ -125,12 +225,33 @@ def reliability_figure(table: pd.DataFrame, title: str = "Reliability (holdout)"
             textcoords="offset points",
             xytext=(3, -9),
         )
+    for name, t in (others or {}).items():
+        ax.plot(t["mean_score"], t["observed_rate"], marker=".", linewidth=1, alpha=0.8, label=name)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed positive rate")
     ax.set_title(title)
     ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def lift_figure(tables: dict[str, pd.DataFrame], title: str = "Lift by decile (holdout)") -> Figure:
+    """Grouped bars of ``lift`` per decile, one group member per model (``tables`` by name)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.0, 4.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(tables), 1)
+    for i, (name, t) in enumerate(tables.items()):
+        ax.bar(t["decile"] + (i - (len(tables) - 1) / 2) * width, t["lift"], width=width, label=name)
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(sorted({int(d) for t in tables.values() for d in t["decile"]}))
+    ax.set_xlabel("score decile (1 = highest scores)")
+    ax.set_ylabel("lift (positive rate / base rate)")
+    ax.set_title(title)
+    ax.legend()
     fig.tight_layout()
     return fig
 

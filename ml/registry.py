@@ -10,6 +10,7 @@ nothing here falls back to ``./mlruns``.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import warnings
@@ -26,6 +27,10 @@ TAG_PROMOTED_AT = "promoted_at"
 TAG_PROMOTION_REASON = "promotion_reason"
 TAG_ROLLED_BACK_AT = "rolled_back_at"
 TAG_ROLLBACK_REASON = "rollback_reason"
+TAG_PROMOTED_BY = "promoted_by"
+TAG_ROLLED_BACK_BY = "rolled_back_by"
+TAG_DECISION = "decision"  # "champion" | "challenger": what training decided
+TAG_DECISION_REASON = "decision_reason"
 TAG_LAST_CHANGE = "last_champion_change"  # registered-model tag
 
 _NOISY_LOGGERS = ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils")
@@ -38,6 +43,7 @@ class NoModelError(LookupError):
 def quiet_mlflow() -> None:
     """Turn off MLflow telemetry and the noisiest INFO logs (idempotent)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -62,6 +68,20 @@ def quiet() -> Iterator[None]:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def whoami() -> str:
+    """Who moves an alias by hand: ``$CRM_USER``, else the login name, else ``unknown``."""
+    try:
+        return os.environ.get("CRM_USER") or getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def _check_reason(reason: str) -> str:
+    if not reason or not str(reason).strip():
+        raise ValueError("a reason is required to move the champion alias")
+    return str(reason).strip()
 
 
 def _check_uri(tracking_uri: str) -> None:
@@ -118,6 +138,14 @@ def alias_version(client, name: str, alias: str):
     """The ``ModelVersion`` behind ``name@alias``, or ``None`` (also when the model is unknown)."""
     from mlflow.exceptions import MlflowException
 
+    try:  # one cheap query in the common case (~2 ms against ~15 for the registered model)
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if _is_missing(exc):
+            return None
+        if getattr(exc, "error_code", "") != "INVALID_PARAMETER_VALUE":
+            raise
+    # "alias not found" comes as INVALID_PARAMETER_VALUE: confirm on the registered model itself
     try:
         rm = client.get_registered_model(name)
     except MlflowException as exc:
@@ -143,6 +171,18 @@ def require_version(client, name: str, alias: str = CHAMPION):
     return mv
 
 
+def get_version(client, name: str, version: str | int):
+    """``ModelVersion`` ``version`` of ``name``; :class:`NoModelError` if either does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if _is_missing(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
+            raise NoModelError(f"{name} has no version {version}") from exc
+        raise
+
+
 def set_alias(client, name: str, alias: str, version: str | int) -> None:
     """Point ``name@alias`` at ``version``."""
     client.set_registered_model_alias(name, alias, str(version))
@@ -162,40 +202,56 @@ def _append_description(client, name: str, version: str, line: str) -> None:
 
 
 @quiet()
-def promote(tracking_uri: str, model_name: str, version: str | int, reason: str):
+def promote(tracking_uri: str, model_name: str, version: str | int, reason: str, *, by: str | None = None):
     """Make ``version`` the champion; remember the previous champion for :func:`rollback`.
 
-    Returns the promoted ``ModelVersion``. Promoting the current champion only records
-    the reason.
+    ``reason`` is required; ``by`` (default :func:`whoami`) records who decided. Both are
+    tagged on the version (``promotion_reason``, ``promoted_by``, ``promoted_at``) and in the
+    registered model's ``last_champion_change``. Returns the promoted ``ModelVersion``.
+    Promoting the current champion only records the reason.
     """
+    reason = _check_reason(reason)
+    by = by or whoami()
     client = get_client(tracking_uri)
     version = str(version)
-    mv = client.get_model_version(model_name, version)  # raises if it does not exist
+    mv = get_version(client, model_name, version)
     prev = champion_version(client, model_name)
     ts = _now()
     if prev is not None and str(prev.version) == version:
         client.set_model_version_tag(model_name, version, TAG_PROMOTION_REASON, reason)
+        client.set_model_version_tag(model_name, version, TAG_PROMOTED_BY, by)
         return mv
     set_alias(client, model_name, CHAMPION, version)
     client.set_model_version_tag(model_name, version, TAG_PROMOTED_AT, ts)
     client.set_model_version_tag(model_name, version, TAG_PROMOTION_REASON, reason)
+    client.set_model_version_tag(model_name, version, TAG_PROMOTED_BY, by)
     client.set_model_version_tag(model_name, version, TAG_PREVIOUS_CHAMPION, str(prev.version) if prev else "")
     before = f"v{prev.version}" if prev else "none"
-    client.set_registered_model_tag(model_name, TAG_LAST_CHANGE, f"{ts} promote {before} -> v{version}: {reason}")
-    _append_description(client, model_name, version, f"{ts} champion (was {before}): {reason}")
+    client.set_registered_model_tag(
+        model_name, TAG_LAST_CHANGE, f"{ts} promote {before} -> v{version} by {by}: {reason}"
+    )
+    _append_description(client, model_name, version, f"{ts} champion (was {before}) by {by}: {reason}")
     return client.get_model_version(model_name, version)
 
 
 @quiet()
 def rollback(
-    tracking_uri: str, model_name: str, reason: str = "manual rollback", *, to_version: str | int | None = None
+    tracking_uri: str,
+    model_name: str,
+    reason: str,
+    *,
+    by: str | None = None,
+    to_version: str | int | None = None,
 ):
     """Move ``champion`` back to the version it replaced (or to ``to_version``).
 
     The rolled-back version keeps its history and gets ``rolled_back_at`` /
-    ``rollback_reason`` tags; the restored version keeps its own ``previous_champion``,
-    so repeated rollbacks walk further back. Returns the new champion ``ModelVersion``.
+    ``rollback_reason`` / ``rolled_back_by`` tags; the restored version keeps its own
+    ``previous_champion``, so repeated rollbacks walk further back. Returns the new champion
+    ``ModelVersion``.
     """
+    reason = _check_reason(reason)
+    by = by or whoami()
     client = get_client(tracking_uri)
     current = require_version(client, model_name, CHAMPION)
     target = str(to_version) if to_version is not None else current.tags.get(TAG_PREVIOUS_CHAMPION, "")
@@ -203,14 +259,88 @@ def rollback(
         raise ValueError(f"{model_name}@champion (v{current.version}) has no previous champion to roll back to")
     if target == str(current.version):
         raise ValueError(f"v{target} is already {model_name}@champion")
-    client.get_model_version(model_name, target)  # raises if it does not exist
+    get_version(client, model_name, target)
     ts = _now()
+    cur = str(current.version)
     set_alias(client, model_name, CHAMPION, target)
-    client.set_model_version_tag(model_name, str(current.version), TAG_ROLLED_BACK_AT, ts)
-    client.set_model_version_tag(model_name, str(current.version), TAG_ROLLBACK_REASON, reason)
-    client.set_registered_model_tag(
-        model_name, TAG_LAST_CHANGE, f"{ts} rollback v{current.version} -> v{target}: {reason}"
-    )
-    _append_description(client, model_name, str(current.version), f"{ts} rolled back to v{target}: {reason}")
-    _append_description(client, model_name, target, f"{ts} champion again (rollback from v{current.version}): {reason}")
+    client.set_model_version_tag(model_name, cur, TAG_ROLLED_BACK_AT, ts)
+    client.set_model_version_tag(model_name, cur, TAG_ROLLBACK_REASON, reason)
+    client.set_model_version_tag(model_name, cur, TAG_ROLLED_BACK_BY, by)
+    client.set_registered_model_tag(model_name, TAG_LAST_CHANGE, f"{ts} rollback v{cur} -> v{target} by {by}: {reason}")
+    _append_description(client, model_name, cur, f"{ts} rolled back to v{target} by {by}: {reason}")
+    _append_description(client, model_name, target, f"{ts} champion again (rollback from v{cur}) by {by}: {reason}")
     return client.get_model_version(model_name, target)
+
+
+def _iso_ms(ms) -> str | None:
+    if not ms:
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@quiet()
+def list_models(tracking_uri: str, name: str | None = None) -> list[dict]:
+    """Registered models (or just ``name``) with their aliases and every version, newest first.
+
+    Each model: ``name``, ``description``, ``aliases`` ({alias: version}), ``champion``,
+    ``challenger``, ``last_champion_change``, ``versions``. Each version: ``version``,
+    ``run_id``, ``created_at``, ``aliases`` (list), ``decision`` / ``decision_reason`` (what
+    training decided), ``promotion_reason`` / ``promoted_by`` / ``promoted_at``,
+    ``rollback_reason`` / ``rolled_back_by`` / ``rolled_back_at``, ``valid_as_of``, ``label``,
+    ``tags`` (all version tags) and ``metrics`` (all metrics of the training run).
+    """
+    client = get_client(tracking_uri)
+    out = []
+    models = client.search_registered_models(max_results=1000)
+    for rm in sorted(models, key=lambda m: m.name):
+        if name is not None and rm.name != name:
+            continue
+        aliases = {a: str(v) for a, v in (rm.aliases or {}).items()}
+        by_version: dict[str, list[str]] = {}
+        for a, v in aliases.items():
+            by_version.setdefault(v, []).append(a)
+        versions = []
+        mvs = client.search_model_versions(f"name = '{rm.name}'", max_results=10000)
+        for mv in sorted(mvs, key=lambda m: int(m.version), reverse=True):
+            tags = dict(mv.tags or {})
+            metrics: dict[str, float] = {}
+            run_tags: dict[str, str] = {}
+            if mv.run_id:
+                try:
+                    run = client.get_run(mv.run_id)
+                    metrics = dict(run.data.metrics)
+                    run_tags = dict(run.data.tags)
+                except Exception:  # run deleted: the version still lists
+                    pass
+            versions.append(
+                {
+                    "version": str(mv.version),
+                    "run_id": mv.run_id,
+                    "created_at": _iso_ms(mv.creation_timestamp),
+                    "aliases": sorted(by_version.get(str(mv.version), [])),
+                    "decision": tags.get(TAG_DECISION),
+                    "decision_reason": tags.get(TAG_DECISION_REASON),
+                    "promotion_reason": tags.get(TAG_PROMOTION_REASON),
+                    "promoted_by": tags.get(TAG_PROMOTED_BY),
+                    "promoted_at": tags.get(TAG_PROMOTED_AT),
+                    "rollback_reason": tags.get(TAG_ROLLBACK_REASON),
+                    "rolled_back_by": tags.get(TAG_ROLLED_BACK_BY),
+                    "rolled_back_at": tags.get(TAG_ROLLED_BACK_AT),
+                    "valid_as_of": tags.get("valid_as_of") or run_tags.get("valid_as_of"),
+                    "label": tags.get("label") or run_tags.get("label"),
+                    "tags": tags,
+                    "metrics": metrics,
+                }
+            )
+        out.append(
+            {
+                "name": rm.name,
+                "description": rm.description,
+                "aliases": aliases,
+                "champion": aliases.get(CHAMPION),
+                "challenger": aliases.get(CHALLENGER),
+                "last_champion_change": (rm.tags or {}).get(TAG_LAST_CHANGE),
+                "versions": versions,
+            }
+        )
+    return out

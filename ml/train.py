@@ -1,51 +1,67 @@
-"""Churn model training: time-based holdout, LightGBM, MLflow run + registry, champion/challenger.
+"""Training: one shared path for every model configuration (:data:`ml.models.MODELS`).
 
-Population: players active in the 30 days before the as-of date (``days_since_last_active
-<= 30``); churn is only defined for them. The holdout is the latest labelled as-of date;
-training uses every strictly earlier one. Features are exactly ``ml.features.FEATURE_NAMES``.
+``train_model(config, snapshots, labels, ...)``:
+
+1. joins point-in-time snapshots to the config's label, drops rows whose label is NULL
+   (label window not complete) and applies the config's population filter;
+2. splits by time: the holdout is the latest as-of date with labels *for this model*,
+   training uses every strictly earlier one;
+3. fits LightGBM on the spec's features (``ml.features.FEATURES`` unless a spec is passed;
+   categorical features become pandas Categoricals with categories fixed at training) and,
+   on the same split, a logistic regression on RFM features and a recency-only rule;
+4. logs one MLflow run: metrics of all three, lift by decile, reliability, feature
+   importance, per-player contributions, the drift reference, lineage tags, the model with
+   signature + input example;
+5. registers a new version (alias ``challenger``) and promotes it to ``champion`` only if it
+   passes the sanity bounds and beats the current champion *re-scored on the same holdout*
+   by the config's margin. The decision and its reason are tagged on the version and run.
+
+Never imports Dagster.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import subprocess
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ml import registry
-from ml.features import FEATURE_NAMES
+from ml import score as scoring
+from ml.features import FEATURE_NAMES, Feature
 from ml.metrics import (
     binary_metrics,
+    categorical_reference,
+    ece_noise_floor,
     importance_figure,
+    lift_figure,
+    lift_table,
+    reference_bins,
     reliability_figure,
     reliability_table,
     score_auc,
+    top_fraction_lift,
 )
+from ml.models import CATEGORICAL, CHURN, LGBM_PARAMS, NUMERIC, FeatureSchema, ModelConfig, SanityBounds, get_config
 
 log = logging.getLogger(__name__)
 
 KEYS: tuple[str, str] = ("player_id", "as_of_date")
 RECENCY = "days_since_last_active"
-POPULATION_MAX_DAYS_INACTIVE = 30
-LEAKAGE_AUC = 0.995  # a holdout AUC at or above this is treated as label leakage, never promoted
-MIN_VALID_PER_CLASS = 5
-
-DEFAULT_PARAMS: dict[str, object] = {
-    "n_estimators": 200,
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_child_samples": 20,
-    "subsample": 1.0,
-    "colsample_bytree": 1.0,
-    "reg_lambda": 0.0,
-    "random_state": 42,
-    "deterministic": True,
-    "force_col_wise": True,
-    "n_jobs": 2,
-    "verbose": -1,
-}
+POPULATION_MAX_DAYS_INACTIVE = 30  # churn population (see ml.models.CHURN)
+LEAKAGE_AUC = SanityBounds().leakage_auc
+MIN_VALID_PER_CLASS = SanityBounds().min_valid_per_class
+DEFAULT_PARAMS: dict[str, object] = dict(LGBM_PARAMS)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+AUTO_PROMOTER = "train_model"
+SMALL_FIT_CELLS = 2_000_000  # training rows x features below which LightGBM fits on one thread
 
 
 @dataclass
@@ -61,6 +77,10 @@ class TrainResult:
     train_range: tuple[str, str]
     valid_as_of: str
     champion_before: str | None = field(default=None)  # champion version when training started
+    config: str = "churn"
+    label: str = "churned"
+    champion_roc_auc: float | None = None  # the previous champion re-scored on this holdout
+    tags: dict[str, str] = field(default_factory=dict)  # lineage / row counts logged on the run
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -88,16 +108,29 @@ def _require(df: pd.DataFrame, cols, what: str) -> None:
         raise ValueError(f"{what} is missing columns: {missing}")
 
 
-def build_training_frame(snapshots: pd.DataFrame, labels: pd.DataFrame, label: str = "churned") -> pd.DataFrame:
-    """Snapshots joined to their labels, restricted to the churn population.
+def _population_columns(config: ModelConfig, columns) -> list[str]:
+    """Snapshot columns the population expression may refer to (by name occurrence)."""
+    if not config.population:
+        return []
+    return [c for c in columns if c in config.population and c not in KEYS]
 
-    Returns ``player_id``, ``as_of_date`` (normalised Timestamp), the feature columns and
-    ``y`` (0/1). Rows without a label (label window not complete) are dropped.
+
+def labelled_frame(
+    config: ModelConfig,
+    snapshots: pd.DataFrame,
+    labels: pd.DataFrame,
+    columns: Sequence[str] = (),
+) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Snapshots joined to ``config.label``: NULL labels dropped, population applied.
+
+    Returns the frame (``player_id``, ``as_of_date`` as a normalised Timestamp, ``columns``,
+    the population's columns, ``y`` 0/1, sorted by keys) and row counts for lineage.
     """
-    features = list(FEATURE_NAMES)
-    _require(snapshots, [*KEYS, *features], "snapshots")
+    label = config.label
+    cols = list(dict.fromkeys([*KEYS, *columns, *_population_columns(config, snapshots.columns)]))
+    _require(snapshots, cols, "snapshots")
     _require(labels, [*KEYS, label], "labels")
-    snap = snapshots[[*KEYS, *features]].copy()
+    snap = snapshots[cols].copy()
     lab = labels[[*KEYS, label]].copy()
     snap["as_of_date"] = _as_dates(snap["as_of_date"])
     lab["as_of_date"] = _as_dates(lab["as_of_date"])
@@ -105,11 +138,29 @@ def build_training_frame(snapshots: pd.DataFrame, labels: pd.DataFrame, label: s
         dups = int(df.duplicated(list(KEYS)).sum())
         if dups:
             raise ValueError(f"{name} has {dups} duplicate (player_id, as_of_date) rows")
-    lab = lab[lab[label].notna()]
+    null = lab[label].isna().to_numpy()
+    counts: dict[str, object] = {
+        "snapshot_rows": len(snap),
+        "snapshot_dates": int(snap["as_of_date"].nunique()),
+        "snapshot_from": _iso(snap["as_of_date"].min()) if len(snap) else "",
+        "snapshot_to": _iso(snap["as_of_date"].max()) if len(snap) else "",
+        "label_rows": len(lab),
+        "label_null_rows": int(null.sum()),
+    }
+    lab = lab[~null]
     frame = snap.merge(lab, on=list(KEYS), how="inner", validate="one_to_one")
-    frame = frame[frame[RECENCY] <= POPULATION_MAX_DAYS_INACTIVE]
+    counts["labelled_rows"] = len(frame)
+    if config.population:
+        frame = frame[np.asarray(frame.eval(config.population), dtype=bool)]
+    counts["population_rows"] = len(frame)
     frame["y"] = frame.pop(label).astype(bool).astype(int)
-    return frame.sort_values(list(KEYS), kind="stable").reset_index(drop=True)
+    return frame.sort_values(list(KEYS), kind="stable").reset_index(drop=True), counts
+
+
+def build_training_frame(snapshots: pd.DataFrame, labels: pd.DataFrame, label: str = "churned") -> pd.DataFrame:
+    """The churn population joined to ``label`` (kept for callers of the churn-only API)."""
+    frame, _ = labelled_frame(CHURN.replace(label=label), snapshots, labels, list(FEATURE_NAMES))
+    return frame[[*KEYS, *FEATURE_NAMES, "y"]]
 
 
 def time_split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
@@ -134,7 +185,356 @@ def _check_classes(y: pd.Series, what: str) -> None:
         )
 
 
-# ---------------------------------------------------------------------------- training
+def _needed_columns(config: ModelConfig, feats: Sequence[Feature], snapshots: pd.DataFrame) -> list[str]:
+    names = [f.name for f in feats]
+    extra = [config.recency_feature] if config.recency_feature in snapshots.columns else []
+    return list(dict.fromkeys([*names, *extra]))
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def _signed_log1p(x):
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def baseline_features(config: ModelConfig, feats: Sequence[Feature]) -> list[str]:
+    """The config's RFM columns that are numeric features of the spec."""
+    numeric = {f.name for f in feats if f.kind == NUMERIC}
+    return [c for c in config.baseline_features if c in numeric]
+
+
+def fit_logreg(train: pd.DataFrame, cols: Sequence[str]):
+    """Logistic regression on ``cols`` (median-imputed, signed log1p, standardised)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    pipe = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median")),
+            ("log", FunctionTransformer(_signed_log1p)),
+            ("scale", StandardScaler()),
+            ("logreg", LogisticRegression(max_iter=1000)),
+        ]
+    )
+    pipe.fit(train[list(cols)].to_numpy(dtype="float64", na_value=np.nan), train["y"].to_numpy())
+    return pipe
+
+
+def recency_score(config: ModelConfig, frame: pd.DataFrame) -> np.ndarray:
+    """The recency-only rule: ``days_since_last_active`` (negated when recency means *less* likely)."""
+    r = pd.to_numeric(frame[config.recency_feature], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    r = np.where(np.isnan(r), np.nanmax(r) if np.isfinite(r).any() else 0.0, r)
+    return config.recency_direction * r
+
+
+# ---------------------------------------------------------------------------- fit
+
+
+@dataclass
+class Fitted:
+    """A fitted model with its holdout evaluation (everything MLflow logging needs)."""
+
+    config: ModelConfig
+    model: object
+    schema: FeatureSchema
+    params: dict[str, object]
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    p_valid: np.ndarray
+    metrics: dict[str, float]
+    comparison: pd.DataFrame  # one row per model on the holdout: lightgbm, baseline_logreg, baseline_recency
+    importance: pd.DataFrame
+    reliability: pd.DataFrame
+    reliability_baseline: pd.DataFrame | None
+    lift: pd.DataFrame  # long: model, decile, ...
+    contributions: pd.DataFrame  # sample of holdout players
+    reference: dict
+    train_range: tuple[str, str]
+    valid_as_of: str
+    seconds: dict[str, float]
+
+
+_Fitted = Fitted  # former private name
+
+
+def fit_and_evaluate(
+    frame: pd.DataFrame,
+    config: ModelConfig | dict | None = None,
+    min_rows: int | None = None,
+    *,
+    spec: Sequence[Feature] | None = None,
+) -> Fitted:
+    """Time split, LightGBM + baselines fitted on the earlier dates, evaluated on the latest one.
+
+    ``frame`` comes from :func:`labelled_frame`. (A ``dict`` as ``config`` is read as LightGBM
+    parameters for the churn config, the former signature.)
+    """
+    from lightgbm import LGBMClassifier
+
+    if config is None or isinstance(config, dict):
+        config = CHURN.replace(params=config or {})
+    min_rows = config.sanity.min_train_rows if min_rows is None else min_rows
+    feats = config.resolve_features(spec)
+    names = [f.name for f in feats]
+    _require(frame, names, "training frame")
+    train, valid, valid_date = time_split(frame)
+    if len(train) < min_rows:
+        raise ValueError(
+            f"only {len(train)} training rows (population {config.population or 'all rows'}, "
+            f"as-of dates before {_iso(valid_date)}); need at least {min_rows}"
+        )
+    _check_classes(train["y"], "training data")
+    _check_classes(valid["y"], f"holdout {_iso(valid_date)}")
+
+    schema = FeatureSchema.fit(feats, train)
+    params = dict(config.params)
+    if len(train) * len(names) < SMALL_FIT_CELLS:
+        # OpenMP overhead dominates small fits, and on a busy machine two spinning threads can be
+        # 10-30x slower than one. deterministic=True: the model is the same either way.
+        params["n_jobs"] = 1
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    model = LGBMClassifier(**params)
+    model.fit(schema.encode(train), train["y"])
+    seconds["fit_seconds"] = time.perf_counter() - t0
+    booster = model.booster_
+    X_valid = schema.matrix(valid)
+    p_valid = np.clip(booster.predict(X_valid), 0.0, 1.0)
+    y_valid = valid["y"].to_numpy()
+
+    metrics = binary_metrics(y_valid, p_valid)
+    rows = [{"model": "lightgbm", **metrics}]
+    metrics["ece_noise"] = ece_noise_floor(p_valid)
+    lifts = {"lightgbm": lift_table(y_valid, p_valid)}
+    reliability_base = None
+
+    rfm = baseline_features(config, feats)
+    if rfm:
+        t0 = time.perf_counter()
+        logreg = fit_logreg(train, rfm)
+        seconds["baseline_logreg_fit_seconds"] = time.perf_counter() - t0
+        p_lr = logreg.predict_proba(valid[rfm].to_numpy(dtype="float64", na_value=np.nan))[:, 1]
+        m_lr = binary_metrics(y_valid, p_lr)
+        metrics.update({f"baseline_logreg_{k}": v for k, v in m_lr.items() if k != "base_rate"})
+        rows.append({"model": "baseline_logreg", "features": ",".join(rfm), **m_lr})
+        lifts["baseline_logreg"] = lift_table(y_valid, p_lr)
+        reliability_base = reliability_table(y_valid, p_lr)
+    if config.recency_feature in valid.columns:
+        s = recency_score(config, valid)
+        m_rec = {
+            "roc_auc": score_auc(y_valid, s),
+            "pr_auc": float(_average_precision(y_valid, s)),
+            "lift_top_decile": top_fraction_lift(y_valid, s, 0.1),
+        }
+        metrics.update({f"baseline_recency_{k}": v for k, v in m_rec.items()})
+        metrics["baseline_recency_auc"] = m_rec["roc_auc"]  # former name
+        rows.append({"model": "baseline_recency", "features": config.recency_feature, **m_rec})
+        lifts["baseline_recency"] = lift_table(y_valid, s)
+    metrics["train_positive_rate"] = float(train["y"].mean())
+    metrics.update(seconds)
+
+    # Per-player contributions (TreeSHAP, log-odds; last column = bias) cost ~1 ms a row: a sample.
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(len(valid), size=min(config.contribution_sample, len(valid)), replace=False))
+    contrib = booster.predict(X_valid[idx], pred_contrib=True)
+    importance = pd.DataFrame(
+        {
+            "feature": booster.feature_name(),
+            "kind": list(schema.kinds),
+            "gain": booster.feature_importance(importance_type="gain"),
+            "split": booster.feature_importance(importance_type="split"),
+            "mean_abs_contribution": np.abs(contrib[:, :-1]).mean(axis=0),
+            "mean_contribution": contrib[:, :-1].mean(axis=0),
+        }
+    ).sort_values(["gain", "feature"], ascending=[False, True], ignore_index=True)
+    importance["gain_share"] = importance["gain"] / max(float(importance["gain"].sum()), 1e-12)
+
+    contributions = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "player_id": valid["player_id"].to_numpy()[idx],
+                    "as_of_date": valid["as_of_date"].dt.strftime("%Y-%m-%d").to_numpy()[idx],
+                    "y": y_valid[idx],
+                    "score": p_valid[idx],
+                }
+            ),
+            pd.DataFrame(contrib, columns=[*schema.names, "bias"]),
+        ],
+        axis=1,
+    )
+
+    lift = pd.concat([t.assign(model=name) for name, t in lifts.items()], ignore_index=True)
+    lift = lift[["model", *[c for c in lift.columns if c != "model"]]]
+    return Fitted(
+        config=config,
+        model=model,
+        schema=schema,
+        params=params,
+        train=train,
+        valid=valid,
+        p_valid=p_valid,
+        metrics=metrics,
+        comparison=pd.DataFrame(rows),
+        importance=importance,
+        reliability=reliability_table(y_valid, p_valid),
+        reliability_baseline=reliability_base,
+        lift=lift,
+        contributions=contributions,
+        reference=drift_reference(config, schema, importance, valid, p_valid),
+        train_range=(_iso(train["as_of_date"].min()), _iso(train["as_of_date"].max())),
+        valid_as_of=_iso(valid_date),
+        seconds=seconds,
+    )
+
+
+def _average_precision(y, s) -> float:
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(y, s))
+
+
+def drift_reference(
+    config: ModelConfig, schema: FeatureSchema, importance: pd.DataFrame, valid: pd.DataFrame, p_valid: np.ndarray
+) -> dict:
+    """What scoring compares against: holdout score deciles and, for the top features by gain,
+    holdout quantile bins (numeric) or category shares (categorical)."""
+    kinds = dict(zip(schema.names, schema.kinds, strict=True))
+    top = importance.loc[importance["gain"] > 0, "feature"].head(config.drift_top_features).tolist()
+    feats: dict[str, dict] = {}
+    for name in top:
+        if kinds[name] == CATEGORICAL:
+            feats[name] = categorical_reference(valid[name].astype(object).where(valid[name].notna(), None))
+        else:
+            feats[name] = reference_bins(valid[name].to_numpy(dtype="float64", na_value=np.nan))
+    return {
+        "model": config.name,
+        "label": config.label,
+        "population": config.population,
+        "as_of": _iso(valid["as_of_date"].iloc[0]),
+        "rows": len(valid),
+        "score": reference_bins(p_valid),
+        "top_features": top,
+        "features": feats,
+    }
+
+
+# ---------------------------------------------------------------------------- promotion
+
+
+def decide(
+    metrics: dict[str, float],
+    *,
+    valid_rows: int,
+    valid_positives: int,
+    sanity: SanityBounds,
+    margin: float,
+    champion_version: str | None = None,
+    champion_auc: float | None = None,
+    champion_note: str = "",
+    holdout: str = "",
+    auto: bool = True,
+) -> tuple[bool, str]:
+    """Promote or not, with the reason. Sanity bounds first, then the champion comparison
+    (``champion_auc``: the champion re-scored on the same holdout)."""
+    auc = metrics["roc_auc"]
+    ece = metrics.get("ece")
+    noise = metrics.get("ece_noise", 0.0)
+    failed = []
+    if valid_rows < sanity.min_valid_rows:
+        failed.append(f"holdout has {valid_rows} rows < {sanity.min_valid_rows}")
+    if min(valid_positives, valid_rows - valid_positives) < sanity.min_valid_per_class:
+        failed.append(f"holdout has fewer than {sanity.min_valid_per_class} rows of a class")
+    if auc >= sanity.leakage_auc:
+        failed.append(f"holdout roc_auc {auc:.4f} >= {sanity.leakage_auc} (suspiciously high: label leakage?)")
+    if auc <= sanity.min_auc:
+        failed.append(f"holdout roc_auc {auc:.4f} <= {sanity.min_auc} (no better than random)")
+    if ece is not None and ece - noise > sanity.max_ece:
+        failed.append(
+            f"holdout ece {ece:.4f} exceeds its sampling noise {noise:.4f} by more than {sanity.max_ece} "
+            "(poorly calibrated)"
+        )
+    if failed:
+        promoted, reason = False, "kept as challenger: sanity check failed: " + "; ".join(failed)
+    elif champion_version is None:
+        promoted, reason = True, f"promoted to champion: no champion yet (holdout roc_auc {auc:.4f})"
+    elif champion_auc is None:
+        promoted, reason = True, f"promoted to champion: champion v{champion_version} has no roc_auc to compare"
+    else:
+        where = f" on the same holdout ({holdout}, {valid_rows} rows)" if holdout else " on the same holdout"
+        cmp = f"champion v{champion_version} {champion_auc:.4f} + margin {margin:.4f}{where}"
+        if auc >= champion_auc + margin:
+            promoted, reason = True, f"promoted to champion: holdout roc_auc {auc:.4f} >= {cmp}"
+        else:
+            promoted, reason = False, f"kept as challenger: holdout roc_auc {auc:.4f} < {cmp}"
+    if champion_note:
+        reason += f" [{champion_note}]"
+    if promoted and not auto:
+        return False, f"kept as challenger: automatic promotion off (would be {reason.removeprefix('promoted to ')})"
+    return promoted, reason
+
+
+def _champion_on_holdout(
+    client, tracking_uri: str, model_name: str, valid: pd.DataFrame, snapshots: pd.DataFrame
+) -> tuple[str | None, float | None, str]:
+    """(champion version, its roc_auc on ``valid``, note). Falls back to the champion's logged
+    roc_auc (with a note) when it cannot score these rows (e.g. a column it needs is gone)."""
+    champ = registry.champion_version(client, model_name)
+    if champ is None:
+        return None, None, ""
+    version = str(champ.version)
+    try:
+        loaded = scoring.load(tracking_uri, model_name, version)
+        rows = valid
+        missing = [c for c in loaded.schema.names if c not in valid.columns]
+        if missing:
+            rows = _holdout_rows(snapshots, valid, missing)
+        loaded.check_columns(rows)
+        return version, score_auc(valid["y"], loaded.predict(rows)), ""
+    except Exception as exc:  # noqa: BLE001 - any failure falls back to the logged metric
+        logged = registry.version_metric(client, champ, "roc_auc")
+        note = f"champion could not be scored on this holdout ({type(exc).__name__}: {exc})"
+        return version, logged, (note[:400] + "; compared with its logged roc_auc")
+
+
+def _holdout_rows(snapshots: pd.DataFrame, valid: pd.DataFrame, extra: Sequence[str]) -> pd.DataFrame:
+    """``valid`` plus snapshot columns ``extra`` for the same (player, date) rows."""
+    _require(snapshots, extra, "snapshots")
+    snap = snapshots[[*KEYS, *extra]].copy()
+    snap["as_of_date"] = _as_dates(snap["as_of_date"])
+    snap = snap[snap["as_of_date"] == valid["as_of_date"].iloc[0]]
+    out = valid.merge(snap, on=list(KEYS), how="left", validate="one_to_one")
+    out.index = valid.index
+    return out
+
+
+# ---------------------------------------------------------------------------- lineage
+
+
+def git_revision(root: Path = REPO_ROOT) -> dict[str, str]:
+    """``git_revision`` (HEAD) and ``git_dirty`` of the checkout holding this code; "unknown"
+    when it is not a git checkout or git is missing."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    rev = git("rev-parse", "HEAD")
+    if not rev:
+        return {"git_revision": "unknown", "git_dirty": "unknown"}
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_revision": rev, "git_dirty": "unknown" if dirty is None else str(bool(dirty)).lower()}
+
+
+# ---------------------------------------------------------------------------- MLflow
 
 
 def _pip_requirements() -> list[str]:
@@ -144,7 +544,7 @@ def _pip_requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("lightgbm", "scikit-learn", "skops", "numpy", "pandas")]
 
 
-def _register(client, model_name: str, model_info, run_id: str, tags: dict[str, str]):
+def _register(client, config: ModelConfig, model_info, run_id: str, tags: dict[str, str]):
     """Create (if needed) the registered model and a new version from the logged model.
 
     Done through the client rather than ``log_model(registered_model_name=...)``, which
@@ -153,14 +553,12 @@ def _register(client, model_name: str, model_info, run_id: str, tags: dict[str, 
     from mlflow.exceptions import MlflowException
 
     try:
-        client.create_registered_model(
-            model_name, description="Churn propensity (LightGBM); champion/challenger by aliases."
-        )
+        client.create_registered_model(config.registered_name, description=config.description)
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise
     return client.create_model_version(
-        name=model_name,
+        name=config.registered_name,
         source=model_info.model_uri,
         run_id=run_id,
         tags=tags,
@@ -168,110 +566,189 @@ def _register(client, model_name: str, model_info, run_id: str, tags: dict[str, 
     )
 
 
-def _decide(
-    client,
-    model_name: str,
-    metrics: dict[str, float],
-    valid_rows: int,
-    valid_pos: int,
-    promote_margin: float,
-    min_valid_rows: int,
-) -> tuple[bool, str, object]:
-    auc = metrics["roc_auc"]
-    failed = []
-    if valid_rows < min_valid_rows:
-        failed.append(f"holdout has {valid_rows} rows < {min_valid_rows}")
-    if min(valid_pos, valid_rows - valid_pos) < MIN_VALID_PER_CLASS:
-        failed.append(f"holdout has fewer than {MIN_VALID_PER_CLASS} rows of a class")
-    if auc >= LEAKAGE_AUC:
-        failed.append(f"holdout roc_auc {auc:.4f} >= {LEAKAGE_AUC} (suspiciously high: label leakage?)")
-    if auc <= 0.5:
-        failed.append(f"holdout roc_auc {auc:.4f} <= 0.5 (no better than random)")
-    champ = registry.champion_version(client, model_name)
-    if failed:
-        return False, "kept as challenger: sanity check failed: " + "; ".join(failed), champ
-    if champ is None:
-        return True, f"promoted to champion: no champion yet (holdout roc_auc {auc:.4f})", champ
-    champ_auc = registry.version_metric(client, champ, "roc_auc")
-    if champ_auc is None:
-        return True, f"promoted to champion: champion v{champ.version} has no roc_auc metric", champ
-    bar = champ_auc + promote_margin
-    if auc >= bar:
-        return (
-            True,
-            (
-                f"promoted to champion: holdout roc_auc {auc:.4f} >= champion v{champ.version} "
-                f"{champ_auc:.4f} + margin {promote_margin:.4f}"
-            ),
-            champ,
-        )
-    return (
-        False,
-        (
-            f"kept as challenger: holdout roc_auc {auc:.4f} < champion v{champ.version} "
-            f"{champ_auc:.4f} + margin {promote_margin:.4f}"
-        ),
-        champ,
+def _log_artifacts(fit: Fitted) -> None:
+    import mlflow
+
+    title = f"{fit.config.name}, holdout {fit.valid_as_of}"
+    mlflow.log_text(json.dumps(list(fit.schema.names), indent=1), "features.json")
+    mlflow.log_text(json.dumps(fit.schema.to_dict(), indent=1), scoring.SCHEMA_ARTIFACT)
+    mlflow.log_text(
+        json.dumps({**fit.config.summary(), "params": fit.params}, indent=1, default=str), "model_config.json"
     )
+    mlflow.log_text(fit.comparison.to_csv(index=False), "baselines.csv")
+    mlflow.log_text(fit.importance.to_csv(index=False), "feature_importance.csv")
+    mlflow.log_figure(importance_figure(fit.importance, title=f"Feature importance (gain), {title}"),
+                      "feature_importance.png")
+    mlflow.log_text(fit.reliability.to_csv(index=False), "reliability.csv")
+    others = {"baseline_logreg": fit.reliability_baseline} if fit.reliability_baseline is not None else None
+    reliability = reliability_figure(fit.reliability, f"Reliability, {title}", others, label="lightgbm")
+    mlflow.log_figure(reliability, "reliability.png")
+    mlflow.log_text(fit.lift.to_csv(index=False), "lift_by_decile.csv")
+    tables = {name: t for name, t in fit.lift.groupby("model", sort=False)}
+    mlflow.log_figure(lift_figure(tables, f"Lift by decile, {title}"), "lift_by_decile.png")
+    mlflow.log_text(fit.contributions.to_csv(index=False), "contributions/holdout_sample.csv")
+    mlflow.log_text(
+        fit.importance[["feature", "mean_abs_contribution", "mean_contribution"]]
+        .sort_values("mean_abs_contribution", ascending=False)
+        .to_csv(index=False),
+        "contributions/mean_abs.csv",
+    )
+    mlflow.log_text(json.dumps(fit.reference, indent=1), scoring.REFERENCE_ARTIFACT)
+    mlflow.log_text(pd.DataFrame({"score": fit.p_valid}).to_csv(index=False), scoring.LEGACY_SCORES_ARTIFACT)
 
 
-@dataclass
-class _Fitted:
-    """A fitted model with its holdout evaluation (everything MLflow logging needs)."""
+def train_model(
+    config: ModelConfig | str,
+    snapshots: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    tracking_uri: str,
+    artifact_location: str,
+    lineage: dict[str, str] | None = None,
+    promote: bool = True,
+    spec: Sequence[Feature] | None = None,
+) -> TrainResult:
+    """Train, evaluate, log, register ``config``'s model and decide on promotion.
 
-    model: object
-    params: dict[str, object]
-    train: pd.DataFrame
-    valid: pd.DataFrame
-    p_valid: np.ndarray
-    metrics: dict[str, float]
-    importance: pd.DataFrame
-    reliability: pd.DataFrame
-    train_range: tuple[str, str]
-    valid_as_of: str
+    ``config``: a :class:`ModelConfig` or a name in :data:`ml.models.MODELS`. ``spec``: the
+    feature spec (default ``ml.features.FEATURES`` at call time). ``lineage``: tags the caller
+    knows (dbt manifest hash, trigger, ...), logged on the run next to the snapshot range, row
+    counts and the git revision. ``promote=False`` registers the version as challenger only.
 
+    Raises ``ValueError`` on unusable data (missing columns, duplicates, fewer than 2 labelled
+    dates, too few training rows, a single class) before touching MLflow.
+    """
+    cfg = get_config(config)
+    if cfg is None:
+        raise ValueError(f"unknown model config {config!r}")
+    config = cfg
+    feats = config.resolve_features(spec)
+    frame, counts = labelled_frame(config, snapshots, labels, _needed_columns(config, feats, snapshots))
+    fit = fit_and_evaluate(frame, config, spec=feats)
+    train, valid, metrics = fit.train, fit.valid, fit.metrics
+    model_name = config.registered_name
 
-def fit_and_evaluate(frame: pd.DataFrame, params: dict | None = None, min_rows: int = 200) -> _Fitted:
-    """Time split, LightGBM fit on the earlier dates, evaluation on the latest one."""
-    from lightgbm import LGBMClassifier
+    run_tags = {
+        "model_config": config.name,
+        "model_name": model_name,
+        "label": config.label,
+        "population": config.population or "all snapshot rows",
+        **{k: str(v) for k, v in counts.items()},
+        "train_from": fit.train_range[0],
+        "train_to": fit.train_range[1],
+        "train_dates": str(train["as_of_date"].nunique()),
+        "valid_as_of": fit.valid_as_of,
+        "train_rows": str(len(train)),
+        "valid_rows": str(len(valid)),
+        "train_positives": str(int(train["y"].sum())),
+        "valid_positives": str(int(valid["y"].sum())),
+        "features": str(len(fit.schema.names)),
+        "categorical_features": ",".join(fit.schema.categorical),
+        **git_revision(),
+        **{str(k): str(v) for k, v in (lineage or {}).items()},
+    }
+    run_params = {
+        **fit.params,
+        **fit.config.summary(),
+        "n_features": len(fit.schema.names),
+        "min_rows": config.sanity.min_train_rows,
+    }
 
-    features = list(FEATURE_NAMES)
-    train, valid, valid_date = time_split(frame)
-    if len(train) < min_rows:
-        raise ValueError(
-            f"only {len(train)} training rows (population {RECENCY} <= {POPULATION_MAX_DAYS_INACTIVE}, "
-            f"as-of dates before {_iso(valid_date)}); need at least {min_rows}"
+    with registry.quiet():
+        import mlflow
+        from mlflow.models import infer_signature
+
+        registry.use_tracking_uri(tracking_uri)
+        client = registry.get_client(tracking_uri)
+        champ_version, champ_auc, champ_note = _champion_on_holdout(client, tracking_uri, model_name, valid, snapshots)
+        if champ_auc is not None:
+            metrics["champion_roc_auc"] = champ_auc
+        experiment_id = registry.ensure_experiment(client, config.experiment_name, artifact_location)
+        # Raw model input: numeric features as doubles (they may be missing), categoricals as strings.
+        example = valid[list(fit.schema.names)].head(5).copy()
+        for c, kind in zip(fit.schema.names, fit.schema.kinds, strict=True):
+            if kind == CATEGORICAL:
+                example[c] = example[c].astype(object).where(example[c].notna(), None)
+            else:
+                example[c] = example[c].to_numpy(dtype="float64", na_value=np.nan)
+        signature = infer_signature(example, fit.p_valid[:5])
+
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"{config.name}-{fit.valid_as_of}", tags=run_tags
+        ) as run:
+            run_id = run.info.run_id
+            mlflow.log_params(run_params)
+            mlflow.log_metrics(metrics)
+            _log_artifacts(fit)
+            info = mlflow.lightgbm.log_model(
+                fit.model,
+                name="model",
+                signature=signature,
+                input_example=example,
+                pip_requirements=_pip_requirements(),
+                metadata={"model_config": config.name, "label": config.label, "feature_schema": fit.schema.to_dict()},
+                # the native model takes encoded categoricals; the pyfunc check on raw strings cannot pass
+                validate_serving_input=False,
+            )
+            mv = _register(
+                client,
+                config,
+                info,
+                run_id,
+                {"label": config.label, "valid_as_of": fit.valid_as_of, "roc_auc": f"{metrics['roc_auc']:.4f}"},
+            )
+
+        version = str(mv.version)
+        registry.set_alias(client, model_name, registry.CHALLENGER, version)
+        promoted, decision = decide(
+            metrics,
+            valid_rows=len(valid),
+            valid_positives=int(valid["y"].sum()),
+            sanity=config.sanity,
+            margin=config.promotion_margin,
+            champion_version=champ_version,
+            champion_auc=champ_auc,
+            champion_note=champ_note,
+            holdout=fit.valid_as_of,
+            auto=promote,
         )
-    _check_classes(train["y"], "training data")
-    _check_classes(valid["y"], f"holdout {_iso(valid_date)}")
+        if promoted:
+            registry.promote(tracking_uri, model_name, version, decision, by=AUTO_PROMOTER)
+        decision_tag = "champion" if promoted else "challenger"
+        client.set_model_version_tag(model_name, version, registry.TAG_DECISION, decision_tag)
+        client.set_model_version_tag(model_name, version, registry.TAG_DECISION_REASON, decision)
+        client.set_tag(run_id, registry.TAG_DECISION, decision)
+        client.set_tag(run_id, "promoted", str(promoted).lower())
+        client.set_tag(run_id, "model_version", version)
+        if champ_version is not None:
+            client.set_tag(run_id, "champion_before", champ_version)
 
-    model_params = {**DEFAULT_PARAMS, **(params or {})}
-    model = LGBMClassifier(**model_params)
-    model.fit(train[features].astype("float64"), train["y"])
-    p_valid = model.predict_proba(valid[features].astype("float64"))[:, 1]
-
-    metrics = binary_metrics(valid["y"], p_valid)
-    metrics["baseline_recency_auc"] = score_auc(valid["y"], valid[RECENCY])
-    booster = model.booster_
-    importance = pd.DataFrame(
-        {
-            "feature": booster.feature_name(),
-            "gain": booster.feature_importance(importance_type="gain"),
-            "split": booster.feature_importance(importance_type="split"),
-        }
-    ).sort_values("gain", ascending=False, ignore_index=True)
-    importance["gain_share"] = importance["gain"] / max(float(importance["gain"].sum()), 1e-12)
-    return _Fitted(
-        model=model,
-        params=model_params,
-        train=train,
-        valid=valid,
-        p_valid=p_valid,
+    log.info(
+        "trained %s v%s (holdout %s roc_auc %.4f, logreg %.4f, recency %.4f): %s",
+        model_name,
+        version,
+        fit.valid_as_of,
+        metrics["roc_auc"],
+        metrics.get("baseline_logreg_roc_auc", float("nan")),
+        metrics.get("baseline_recency_roc_auc", float("nan")),
+        decision,
+    )
+    return TrainResult(
+        run_id=run_id,
+        model_name=model_name,
+        model_version=version,
         metrics=metrics,
-        importance=importance,
-        reliability=reliability_table(valid["y"], p_valid),
-        train_range=(_iso(train["as_of_date"].min()), _iso(train["as_of_date"].max())),
-        valid_as_of=_iso(valid_date),
+        promoted=promoted,
+        decision=decision,
+        train_rows=len(train),
+        valid_rows=len(valid),
+        train_range=fit.train_range,
+        valid_as_of=fit.valid_as_of,
+        champion_before=champ_version,
+        config=config.name,
+        label=config.label,
+        champion_roc_auc=champ_auc,
+        tags=run_tags,
     )
 
 
@@ -289,115 +766,71 @@ def train_churn(
     min_rows: int = 200,
     tags: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Train a LightGBM churn classifier, log it to MLflow, register it and decide on promotion.
+    """The churn model through :func:`train_model` (``tags`` are passed as ``lineage``)."""
+    config = CHURN.replace(
+        registered_name=model_name,
+        experiment=experiment,
+        label=label,
+        params=params or {},
+        promotion_margin=promote_margin,
+        sanity=dataclasses.replace(CHURN.sanity, min_train_rows=min_rows, min_valid_rows=max(20, min_rows // 4)),
+    )
+    return train_model(
+        config, snapshots, labels, tracking_uri=tracking_uri, artifact_location=artifact_location, lineage=tags
+    )
 
-    The new version always gets the ``challenger`` alias; it also becomes ``champion`` when
-    there is none, or when its holdout ROC AUC >= the champion's (from the champion's run
-    metrics) + ``promote_margin`` and the sanity checks pass (holdout size, both classes,
-    0.5 < roc_auc < 0.995). Raises ``ValueError`` on unusable data (fewer than 2 labelled
-    dates, fewer than ``min_rows`` training rows, a single class) before touching MLflow.
+
+# ---------------------------------------------------------------------------- evaluate
+
+
+def evaluate(
+    config: ModelConfig | str,
+    snapshots: pd.DataFrame,
+    labels: pd.DataFrame,
+    tracking_uri: str,
+    alias: str = registry.CHAMPION,
+    *,
+    model_name: str | None = None,
+) -> dict:
+    """Score the latest labelled holdout of ``config`` with ``<registered name>@alias``.
+
+    Returns ``config``, ``model_name``, ``alias``, ``version``, ``run_id``, ``holdout_as_of``,
+    ``rows``, ``positives``, the holdout metrics (``roc_auc``, ``pr_auc``, ``log_loss``,
+    ``brier``, ``base_rate``, ``ece``, ``lift_top_decile``), ``baseline_recency_roc_auc`` and,
+    from training, ``trained_valid_as_of`` / ``trained_roc_auc``. Raises
+    :class:`ml.registry.NoModelError` when nothing is registered under the alias.
     """
-    fit = fit_and_evaluate(build_training_frame(snapshots, labels, label), params, min_rows)
-    train, valid, metrics = fit.train, fit.valid, fit.metrics
-    run_tags = {
-        "label": label,
-        "population": f"{RECENCY} <= {POPULATION_MAX_DAYS_INACTIVE}",
-        "train_from": fit.train_range[0],
-        "train_to": fit.train_range[1],
-        "train_dates": str(train["as_of_date"].nunique()),
-        "valid_as_of": fit.valid_as_of,
-        "train_rows": str(len(train)),
-        "valid_rows": str(len(valid)),
-        "model_name": model_name,
-        **{str(k): str(v) for k, v in (tags or {}).items()},
+    cfg = get_config(config)
+    if cfg is None:
+        raise ValueError(f"unknown model config {config!r}")
+    name = model_name or cfg.registered_name
+    loaded = scoring.resolve(tracking_uri, name, alias)
+    cols = list(loaded.schema.names)
+    if cfg.recency_feature in snapshots.columns:
+        cols.append(cfg.recency_feature)
+    frame, _ = labelled_frame(cfg, snapshots, labels, list(dict.fromkeys(cols)))
+    if frame.empty:
+        raise ValueError(f"no labelled rows for {cfg.label} in the population")
+    as_of = frame["as_of_date"].max()
+    valid = frame[frame["as_of_date"] == as_of]
+    _check_classes(valid["y"], f"holdout {_iso(as_of)}")
+    p = loaded.predict(valid)
+    out: dict = {
+        "config": cfg.name,
+        "model_name": name,
+        "alias": alias,
+        "version": loaded.version,
+        "run_id": loaded.run_id,
+        "holdout_as_of": _iso(as_of),
+        "rows": len(valid),
+        "positives": int(valid["y"].sum()),
+        **binary_metrics(valid["y"], p),
     }
-    run_params = {
-        **fit.params,
-        "label": label,
-        "n_features": len(FEATURE_NAMES),
-        "population_max_days_inactive": POPULATION_MAX_DAYS_INACTIVE,
-        "promote_margin": promote_margin,
-        "min_rows": min_rows,
-    }
-
-    with registry.quiet():
-        import mlflow
-        from mlflow.models import infer_signature
-
-        registry.use_tracking_uri(tracking_uri)
-        client = registry.get_client(tracking_uri)
-        experiment_id = registry.ensure_experiment(client, experiment, artifact_location)
-        example = valid[list(FEATURE_NAMES)].astype("float64").head(5)
-        signature = infer_signature(example, fit.model.predict(example))
-
-        run_name = f"{label}-{fit.valid_as_of}"
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
-            run_id = run.info.run_id
-            mlflow.log_params(run_params)
-            mlflow.log_metrics({**metrics, "train_positive_rate": float(train["y"].mean())})
-            mlflow.log_text(json.dumps(list(FEATURE_NAMES), indent=1), "features.json")
-            mlflow.log_text(fit.importance.to_csv(index=False), "feature_importance.csv")
-            mlflow.log_figure(importance_figure(fit.importance), "feature_importance.png")
-            mlflow.log_text(fit.reliability.to_csv(index=False), "reliability.csv")
-            mlflow.log_figure(
-                reliability_figure(fit.reliability, f"Reliability, holdout {fit.valid_as_of}"), "reliability.png"
-            )
-            # Reference distribution of holdout scores, for drift (PSI) checks on scored lists.
-            mlflow.log_text(
-                pd.DataFrame({"churn_score": fit.p_valid}).to_csv(index=False), "reference/holdout_scores.csv"
-            )
-            info = mlflow.lightgbm.log_model(
-                fit.model,
-                name="model",
-                signature=signature,
-                input_example=example,
-                pip_requirements=_pip_requirements(),
-            )
-            mv = _register(
-                client,
-                model_name,
-                info,
-                run_id,
-                {"label": label, "valid_as_of": fit.valid_as_of, "roc_auc": f"{metrics['roc_auc']:.4f}"},
-            )
-
-        version = str(mv.version)
-        registry.set_alias(client, model_name, registry.CHALLENGER, version)
-        promoted, decision, champ = _decide(
-            client,
-            model_name,
-            metrics,
-            len(valid),
-            int(valid["y"].sum()),
-            promote_margin,
-            min_valid_rows=max(20, min_rows // 4),
-        )
-        if promoted:
-            registry.promote(tracking_uri, model_name, version, decision)
-        client.set_model_version_tag(model_name, version, "decision", "champion" if promoted else "challenger")
-        client.set_model_version_tag(model_name, version, "decision_reason", decision)
-        client.set_tag(run_id, "decision", decision)
-        client.set_tag(run_id, "model_version", version)
-
-    log.info(
-        "trained %s v%s (holdout %s roc_auc %.4f, recency baseline %.4f): %s",
-        model_name,
-        version,
-        fit.valid_as_of,
-        metrics["roc_auc"],
-        metrics["baseline_recency_auc"],
-        decision,
-    )
-    return TrainResult(
-        run_id=run_id,
-        model_name=model_name,
-        model_version=version,
-        metrics=metrics,
-        promoted=promoted,
-        decision=decision,
-        train_rows=len(train),
-        valid_rows=len(valid),
-        train_range=fit.train_range,
-        valid_as_of=fit.valid_as_of,
-        champion_before=str(champ.version) if champ is not None else None,
-    )
+    if cfg.recency_feature in valid.columns:
+        out["baseline_recency_roc_auc"] = score_auc(valid["y"], recency_score(cfg, valid))
+    if loaded.run_id:
+        with registry.quiet():
+            run = registry.get_client(tracking_uri).get_run(loaded.run_id)
+        out["trained_valid_as_of"] = run.data.tags.get("valid_as_of")
+        out["trained_roc_auc"] = run.data.metrics.get("roc_auc")
+    return out

@@ -24,11 +24,12 @@ def _summary(result, as_of: str, seconds: float) -> dict:
     landing = landed_summary(paths)
     marts = row_counts(paths, ["dim_player", "fct_player_daily", "player_feature_snapshots", "player_features",
                                "player_labels", "player_scores"])
-    model = {}
+    models = {}
     for ev in result.get_asset_materialization_events():
         mat = ev.event_specific_data.materialization
-        if mat.asset_key.path == ["churn_model"]:
-            model = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+        if mat.asset_key.path[-1].endswith("_model"):
+            models[mat.asset_key.path[-1]] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()
+                                              if not isinstance(getattr(v, "value", v), str) or len(str(v)) < 400}
     gates = [{"check": f"{'/'.join(e.asset_key.path)}:{e.check_name}", "passed": e.passed,
               "description": e.description or ""} for e in result.get_asset_check_evaluations()]
     lists = [{"campaign_id": m["campaign_id"], "rows": m["counts"]["listed"], "holdout": m["counts"]["holdout"],
@@ -36,7 +37,7 @@ def _summary(result, as_of: str, seconds: float) -> dict:
     failed_steps = [ev.step_key for ev in result.all_events if ev.event_type_value == "STEP_FAILURE"]
     skipped = [ev.step_key for ev in result.all_events if ev.event_type_value == "STEP_SKIPPED"]
     return {"success": result.success, "run_id": result.run_id, "as_of_date": as_of, "seconds": round(seconds, 1),
-            "landing": landing, "marts": marts, "model": model, "lists": lists, "gates": gates,
+            "landing": landing, "marts": marts, "models": models, "lists": lists, "gates": gates,
             "failed_steps": failed_steps, "skipped_steps": skipped}
 
 
@@ -49,11 +50,12 @@ def print_summary(s: dict) -> None:
     print("\nRows per table:")
     for t, n in s["marts"].items():
         print(f"  {t:<28} {n:>10,}")
-    if s["model"]:
-        m = s["model"]
-        nan = float("nan")
-        print(f"\nChurn model: {m.get('model')}  roc_auc={m.get('roc_auc', nan):.3f}  "
-              f"pr_auc={m.get('pr_auc', nan):.3f}  baseline(recency)={m.get('baseline_recency_auc', nan):.3f}")
+    nan = float("nan")
+    for m in s["models"].values():
+        print(f"\nModel {m.get('model')}: holdout roc_auc={m.get('roc_auc', nan):.3f}  "
+              f"pr_auc={m.get('pr_auc', nan):.3f}  "
+              f"vs logistic RFM {m.get('baseline_logreg_roc_auc', nan):.3f}, "
+              f"recency {m.get('baseline_recency_roc_auc', nan):.3f}")
         print(f"  {m.get('decision')}")
     print("\nPublished lists:")
     for li in s["lists"]:

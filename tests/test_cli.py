@@ -9,10 +9,11 @@ from click.testing import CliRunner
 
 from crm.cli import main
 
-COMMANDS = ["simulate", "ingest", "run", "lists", "campaigns"]
+COMMANDS = [["simulate"], ["ingest"], ["run"], ["lists"], ["campaigns"], ["import-daily"], ["ml"],
+            ["ml", "train"], ["ml", "evaluate"], ["ml", "promote"], ["ml", "rollback"], ["ml", "list"]]
 
 
-@pytest.mark.parametrize("cmd", [[], *[[c] for c in COMMANDS]])
+@pytest.mark.parametrize("cmd", [[], *COMMANDS])
 def test_every_command_has_help(cmd):
     r = CliRunner().invoke(main, [*cmd, "--help"])
     assert r.exit_code == 0 and "Usage:" in r.output

@@ -43,7 +43,7 @@ def profiles(draw) -> pd.DataFrame:
             "harm_risk_flag": draw(MAYBE_BOOL),
             "consent_profiling": draw(MAYBE_BOOL),
             "churn_score": draw(st.one_of(st.none(), st.floats(0, 1))),
-            "model_version": "1",
+            "churn_model_version": "1",
             "net_loss_eur_7d": draw(st.integers(-5000, 50000)),
             "days_since_last_active": draw(st.integers(0, 120)),
         }

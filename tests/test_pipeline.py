@@ -87,9 +87,15 @@ def test_model_is_registered_as_champion(first_run):
     from mlflow import MlflowClient
 
     client = MlflowClient(_paths().mlflow_tracking_uri)
-    mv = client.get_model_version_by_alias("churn_lgbm", "champion")
-    run = client.get_run(mv.run_id)
-    assert 0.5 < run.data.metrics["roc_auc"] < 0.995
+    for name in ("churn_lgbm", "deposit_intent_lgbm"):
+        mv = client.get_model_version_by_alias(name, "champion")
+        run = client.get_run(mv.run_id)
+        assert 0.5 < run.data.metrics["roc_auc"] < 0.995, name
+        assert "baseline_logreg_roc_auc" in run.data.metrics
+        assert run.data.tags.get("dbt_manifest_sha256", "unknown") != "unknown"
+    with duckdb.connect(str(_paths().warehouse), read_only=True) as con:
+        models = dict(con.execute("SELECT model, count(*) FROM player_scores GROUP BY model").fetchall())
+    assert set(models) == {"churn", "deposit_intent"} and len(set(models.values())) == 1
 
 
 def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
@@ -141,3 +147,31 @@ def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
         from crm.dispatch import dispatch_list
 
         dispatch_list(p, "everyone_push", as_of)
+
+
+def test_ml_commands_on_the_pipeline_registry(first_run):
+    """`crm ml` list / evaluate / train / promote / rollback against the run's MLflow store."""
+    from click.testing import CliRunner
+
+    from crm.cli import main
+
+    runner = CliRunner()
+
+    def run(*args):
+        r = runner.invoke(main, ["ml", *args, "--json"])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output)
+
+    listed = {m["name"]: m for m in run("list")}
+    assert {"churn_lgbm", "deposit_intent_lgbm"} <= set(listed)
+    champion = str(listed["churn_lgbm"]["champion"])
+    ev = run("evaluate", "churn")
+    assert ev["version"] == champion and 0.5 < ev["roc_auc"] < 1
+    trained = run("train", "deposit_intent", "--no-promote")
+    assert not trained["promoted"] and trained["model_name"] == "deposit_intent_lgbm"
+    promoted = run("promote", "deposit_intent", trained["model_version"], "--reason", "manual test", "--by", "qa")
+    assert promoted["champion"] == str(trained["model_version"])
+    back = run("rollback", "deposit_intent", "--reason", "undo manual test", "--by", "qa")
+    assert back["champion"] != str(trained["model_version"])
+    r = runner.invoke(main, ["ml", "promote", "churn", "999", "--reason", "x"])
+    assert r.exit_code != 0 and "999" in r.output

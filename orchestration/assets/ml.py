@@ -1,44 +1,60 @@
-"""Churn model training (MLflow, champion alias) and daily scoring."""
+"""One training asset per model configuration (ml/models.py) and the daily scoring asset."""
 
+import pandas as pd
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-import os
-
-from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
-
-from crm.warehouse import read_table, write_scores
-from ml.score import score_players
-from ml.train import train_churn
+from crm.lineage import lineage
+from crm.warehouse import SCORE_MODELS, read_table, write_scores
+from ml.models import MODELS, ModelConfig
+from ml.score import score_model
+from ml.train import train_model
+from orchestration.assets._meta import md_table
 from orchestration.resources import DAILY, CrmResource
 
-MODEL_NAME = os.environ.get("CRM_CHURN_MODEL", "churn_lgbm")
+
+def _mlflow_run_url(run_id: str) -> str:
+    return f"http://127.0.0.1:5000/#/runs/{run_id}"  # `make ui` serves MLflow there
 
 
-@asset(group_name="ml", kinds={"lightgbm", "mlflow"},
-       deps=[AssetKey("player_feature_snapshots"), AssetKey("player_labels")],
-       description="LightGBM churn model trained on point-in-time snapshots with a time-based holdout; "
-                   "registered in MLflow, promoted to @champion only if it beats the champion.")
-def churn_model(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
-    paths = crm.paths()
-    snapshots = read_table(paths, "player_feature_snapshots")
-    labels = read_table(paths, "player_labels")
-    res = train_churn(snapshots, labels, tracking_uri=paths.mlflow_tracking_uri,
-                      artifact_location=paths.mlflow_artifacts.as_uri(), model_name=MODEL_NAME,
-                      tags={"as_of_date": crm.as_of(context).isoformat()})
-    context.log.info(f"model {res.model_name} v{res.model_version}: {res.decision}")
-    return MaterializeResult(metadata={
-        "model": f"{res.model_name} v{res.model_version}",
-        "run_id": res.run_id,
-        "promoted_to_champion": res.promoted,
-        "decision": res.decision,
-        "train_rows": res.train_rows, "valid_rows": res.valid_rows,
-        "train_range": f"{res.train_range[0]} .. {res.train_range[1]}", "valid_as_of": res.valid_as_of,
-        **{k: MetadataValue.float(float(v)) for k, v in res.metrics.items()},
-    })
+def model_asset(config: ModelConfig) -> AssetsDefinition:
+    @asset(name=f"{config.name}_model", group_name="ml", kinds={"lightgbm", "mlflow"},
+           deps=[AssetKey("player_feature_snapshots"), AssetKey("player_labels")],
+           description=f"{config.description} Trained on point-in-time snapshots with a time-based holdout; "
+                       "promoted to @champion only if it beats the champion on the same holdout.")
+    def _train(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
+        paths = crm.paths()
+        snapshots = read_table(paths, "player_feature_snapshots")
+        labels = read_table(paths, "player_labels")
+        res = train_model(config, snapshots, labels, tracking_uri=paths.mlflow_tracking_uri,
+                          artifact_location=paths.mlflow_artifacts.as_uri(),
+                          lineage=lineage(as_of_date=crm.as_of(context).isoformat(), trigger="dagster",
+                                          dagster_run_id=context.run.run_id))
+        context.log.info(f"model {res.model_name} v{res.model_version}: {res.decision}")
+        m = res.metrics
+        compare = {k: round(float(m[k]), 4) for k in ("roc_auc", "baseline_logreg_roc_auc", "baseline_recency_roc_auc",
+                                                     "pr_auc", "log_loss", "brier", "ece", "lift_top_decile") if k in m}
+        return MaterializeResult(metadata={
+            "model": f"{res.model_name} v{res.model_version}",
+            "run_id": res.run_id,
+            "mlflow_run": MetadataValue.url(_mlflow_run_url(res.run_id)),
+            "promoted_to_champion": res.promoted,
+            "decision": res.decision,
+            "train_rows": res.train_rows, "valid_rows": res.valid_rows,
+            "train_range": f"{res.train_range[0]} .. {res.train_range[1]}", "valid_as_of": res.valid_as_of,
+            "holdout_metrics_vs_baselines": md_table(compare, "metric", "value"),
+            **{k: MetadataValue.float(float(v)) for k, v in m.items()},
+        })
+
+    return _train
+
+
+model_assets = [model_asset(c) for c in MODELS.values()]
 
 
 @asset(group_name="ml", kinds={"lightgbm", "duckdb"}, partitions_def=DAILY,
-       deps=[churn_model, AssetKey("player_features"), AssetKey("dim_player")],
-       description="Churn score of each current player with profiling consent, by the @champion model.")
+       deps=[*(a.key for a in model_assets), AssetKey("player_features"), AssetKey("dim_player")],
+       description="Daily scores of every current player with profiling consent, by each model's @champion, "
+                   "with score and feature drift (PSI) against the training reference.")
 def player_scores(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
     paths = crm.paths()
     as_of = crm.as_of(context)
@@ -46,12 +62,24 @@ def player_scores(context: AssetExecutionContext, crm: CrmResource) -> Materiali
     consenting = read_table(paths, "dim_player", "WHERE consent_profiling")[["player_id"]]
     # ML targeting only with profiling consent: players without it are not scored at all.
     features = features.merge(consenting, on="player_id", how="inner")
-    scores = score_players(features, tracking_uri=paths.mlflow_tracking_uri, model_name=MODEL_NAME)
-    n = write_scores(paths, scores, as_of)
-    q = scores["churn_score"].quantile([0.1, 0.5, 0.9]).round(4).tolist() if n else [None] * 3
-    return MaterializeResult(metadata={
-        "rows": n, "as_of_date": as_of.isoformat(),
-        "model_version": ", ".join(sorted(scores["model_version"].astype(str).unique())) if n else "",
-        "score_p10": q[0], "score_median": q[1], "score_p90": q[2],
-        "mean_score": float(scores["churn_score"].mean()) if n else 0.0,
-    })
+    meta: dict = {"as_of_date": as_of.isoformat(), "players_scored": len(features)}
+    drift_rows = []
+    for name in SCORE_MODELS:
+        res = score_model(MODELS[name], features, tracking_uri=paths.mlflow_tracking_uri)
+        write_scores(paths, res.scores[["player_id", "score", "model_name", "model_version"]], as_of, name)
+        s = res.scores["score"]
+        d = res.drift
+        meta[f"{name}_model"] = f"{res.model_name} v{res.model_version}"
+        meta[f"{name}_score_median"] = float(s.median()) if len(s) else 0.0
+        meta[f"{name}_score_psi"] = float(d.get("score_psi") or 0.0)
+        meta[f"{name}_max_feature_psi"] = float(d.get("max_feature_psi") or 0.0)
+        meta[f"{name}_drift_status"] = d.get("status", d.get("reason", "n/a"))
+        deciles = pd.cut(s, bins=[i / 10 for i in range(11)], include_lowest=True).value_counts(sort=False)
+        meta[f"{name}_score_histogram"] = md_table({str(k): int(v) for k, v in deciles.items()}, "score", "players")
+        for feat, value in (d.get("features") or {}).items():
+            drift_rows.append({"model": name, "feature": feat, "psi": round(float(value), 4)})
+        context.log.info(f"{name}: scored {len(s)} players with v{res.model_version}; drift {d.get('status')}")
+    meta["feature_drift_psi"] = MetadataValue.md(
+        pd.DataFrame(drift_rows).sort_values("psi", ascending=False).head(20).to_markdown(index=False)
+        if drift_rows else "_no reference_")
+    return MaterializeResult(metadata=meta)
