@@ -58,7 +58,7 @@ def bench_simulator(root: Path, players: int, days: int) -> dict:
             "events_per_s": round(events / secs), "peak_rss_mib": round(rss), "bytes_on_disk": size}
 
 
-def bench_refresh(root: Path, players: int, days: int) -> dict:
+def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False) -> dict:
     home = root / f"e2e_{players}"
     shutil.rmtree(home, ignore_errors=True)
     env = _env(home)
@@ -81,6 +81,10 @@ def bench_refresh(root: Path, players: int, days: int) -> dict:
               "recency_baseline_auc": round(summary["models"].get("churn_model", {}).get(
                   "baseline_recency_roc_auc", float("nan")), 3),
               "lists": {li["campaign_id"]: li["rows"] for li in summary["lists"]}}
+    if with_ml:
+        # Model quality and scoring speed on this home (issue 3): in its own process.
+        _, _, out = _run([sys.executable, "-m", "bench.ml", "--home", str(home), "--json"], env)
+        result["ml"] = json.loads(out)
     shutil.rmtree(home, ignore_errors=True)
     return result
 
@@ -126,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     for n in [int(x) for x in args.sim_sizes.split(",") if x]:
         print(f"simulator: {n:,} players x {args.days} days ...", flush=True)
         report["simulator"].append(bench_simulator(root, n, args.days))
-    for n in [int(x) for x in args.e2e_sizes.split(",") if x]:
+    for i, n in enumerate(int(x) for x in args.e2e_sizes.split(",") if x):
         print(f"daily refresh end to end: {n:,} players x {args.days} days ...", flush=True)
-        report["refresh"].append(bench_refresh(root, n, args.days))
+        report["refresh"].append(bench_refresh(root, n, args.days, with_ml=i == 0))
 
     print("\nSimulator")
     print(_table(report["simulator"], ["players", "days", "events", "seconds", "events_per_s", "peak_rss_mib"]))
@@ -136,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(report["refresh"], ["players", "events", "refresh_seconds", "refresh_peak_rss_mib",
                                      "dbt_build_seconds", "bare_duckdb_seconds", "dbt_vs_bare_ratio",
                                      "model_roc_auc", "recency_baseline_auc"]))
+    for r in report["refresh"]:
+        if "ml" in r:
+            from bench.ml import format_table
+
+            print(f"\nModels on the {r['players']:,}-player home (python -m bench.ml)")
+            print(format_table(r["ml"]))
     out = crm_home() / "bench" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     shutil.rmtree(root, ignore_errors=True)
