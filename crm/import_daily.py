@@ -26,7 +26,8 @@ loads one CSV or Parquet file of per-player daily aggregates through a mapping f
 Rules:
 
 * A canonical measure that is not mapped is recorded in the report and the import log as
-  *missing* and stored as 0 (money) or NULL (sessions). An empty cell in a mapped money
+  *missing* and stored as 0 (money), or NULL for ``ngr`` (the warehouse then derives it as
+  stake - win - bonus) and ``sessions``. An empty cell in a mapped money
   column is 0; an empty ``sessions`` cell is NULL.
 * Money is converted to EUR cents: minor units are divided by 100, multiplied by
   ``eur_per_unit`` from ``dbt_project/seeds/fx_rates.csv`` (the single source of FX),
@@ -639,7 +640,7 @@ def _output_sql(spec: DailyMapping, rates: dict[str, Decimal], batch_id: str, no
         elif name in money_out:
             canon = money_out[name]
             expr = _cents(f"t.{_ident('v_' + canon)}", "fx.factor", "fx.factor_double") \
-                if canon in spec.columns else "0"
+                if canon in spec.columns else ("NULL" if canon == "ngr" else "0")  # unmapped NGR: derived in dbt
         elif name == "sessions":
             expr = "t.v_sessions" if "sessions" in spec.columns else "NULL"
         elif name == "batch_id":

@@ -339,3 +339,11 @@ def test_cli_import_daily(tmp_path, monkeypatch):
     assert r.exit_code != 0 and "column 'deposits'" in r.output and "bad.csv" in r.output
     r = runner.invoke(main, ["import-daily", "--file", str(tmp_path / "nope.csv"), "--mapping", str(m)])
     assert r.exit_code != 0 and "nope.csv: no such file" in r.output
+
+
+def test_unmapped_ngr_is_null_so_the_warehouse_derives_it(tmp_path, paths):
+    cols = {"player_id": "customer_ref", "date": "day", "stake": "turnover", "win": "winnings"}
+    r = import_daily(_csv(tmp_path / "n.csv", ["n1,2025-06-01,10,4"], "customer_ref,day,turnover,winnings"),
+                     _mapping(tmp_path / "n.yaml", cols), paths)
+    (row,) = _read(r.output)
+    assert "ngr" in r.missing_measures and row["ngr_eur"] is None and row["stake_eur"] == 1000

@@ -1,8 +1,16 @@
--- Daily activity per player and event family, money converted to EUR cents.
+-- Daily activity per player and family, money converted to EUR cents.
 -- Grain: (player_id, activity_date, activity_family); fct_player_daily folds the families
 -- into one row per player-day. Every measure is attributed to the UTC day of the event
 -- that carries it (session seconds to the day of session.ended, etc.), so a day's row
--- depends only on events of that day: the basis of point-in-time correctness downstream.
+-- depends only on that day's events (and, for the local hour of a session start, on the
+-- player's time zone valid at that moment): the basis of point-in-time correctness.
+--
+-- Money: minor units are summed exactly per (player, day, currency) and converted once
+-- (round half away from zero), so the EUR cents of a day never depend on summation order.
+--
+-- The `imported` family holds the operators' own daily aggregates (stg_imported__player_daily,
+-- already EUR cents). It is added to the event families of the same player-day: events and
+-- imports for one day add up; an operator must not send a day both ways.
 
 with fx as (
 
@@ -51,14 +59,58 @@ sessions_daily as (
 
 ),
 
-settled_bets as (
+known_time_zones as (
+
+    select name from pg_timezone_names()
+
+),
+
+session_start_hours as (
+
+    -- local hour of each session start in the player's time zone valid at that moment
+    -- (attribute history, so a later time-zone change does not rewrite the past); an
+    -- unknown or invalid time zone counts as UTC
+    select
+        e.player_id,
+        cast(e.occurred_at as date) as activity_date,
+        hour(timezone(coalesce(tz.name, 'UTC'), timezone('UTC', e.occurred_at))) as local_hour
+    from session_events as e
+    asof left join {{ ref('int_players_historized') }} as h
+        on e.player_id = h.player_id
+        and e.occurred_at >= h.valid_from
+    left join known_time_zones as tz on h.timezone = tz.name
+    where e.event_type = 'session.started'
+
+),
+
+session_hours_daily as (
 
     select
-        b.*,
-        {{ fx_rate_or_fail('fx.eur_per_unit', 'b.currency') }} as eur_per_unit
-    from {{ ref('stg_casino__bets') }} as b
-    left join fx on b.currency = fx.currency
-    where b.event_type = 'bet.settled'
+        player_id,
+        activity_date,
+        'session_hours' as activity_family,
+        count(*) filter (where local_hour >= 18) as sessions_evening,
+        count(*) filter (where local_hour < 6) as sessions_night,
+        count(*) filter (where local_hour >= 6 and local_hour < 18) as sessions_daytime
+    from session_start_hours
+    group by all
+
+),
+
+bets_by_currency as (
+
+    select
+        g.player_id,
+        g.activity_date,
+        max(g.brand_id) as brand_id,
+        sum(g.bets) as bets,
+        sum(g.rounds) as rounds,
+        {{ to_eur_cents('sum(g.stake) * ' ~ fx_rate_or_fail('any_value(fx.eur_per_unit)', 'g.currency')) }} as stake_eur,
+        {{ to_eur_cents('sum(g.win) * ' ~ fx_rate_or_fail('any_value(fx.eur_per_unit)', 'g.currency')) }} as win_eur,
+        {{ to_eur_cents('sum(g.bonus_stake) * ' ~ fx_rate_or_fail('any_value(fx.eur_per_unit)', 'g.currency')) }} as bonus_stake_eur
+    from {{ ref('int_bets_daily_by_game') }} as g
+    left join fx on g.currency = fx.currency
+    group by g.player_id, g.activity_date, g.currency
 
 ),
 
@@ -66,27 +118,33 @@ bets_daily as (
 
     select
         player_id,
-        cast(occurred_at as date) as activity_date,
+        activity_date,
         'bets' as activity_family,
         max(brand_id) as brand_id,
-        count(*) as bets,
-        sum(coalesce(rounds, 1)) as rounds,
-        {{ to_eur_cents('sum(stake * eur_per_unit)') }} as stake_eur,
-        {{ to_eur_cents('sum(win * eur_per_unit)') }} as win_eur,
-        coalesce({{ to_eur_cents('sum(stake * eur_per_unit) filter (where in_bonus)') }}, 0) as bonus_stake_eur
-    from settled_bets
+        sum(bets) as bets,
+        sum(rounds) as rounds,
+        sum(stake_eur) as stake_eur,
+        sum(win_eur) as win_eur,
+        sum(bonus_stake_eur) as bonus_stake_eur,
+        sum(stake_eur) - sum(win_eur) as ngr_eur
+    from bets_by_currency
     group by all
 
 ),
 
-money_payments as (
+payments_by_currency as (
 
     select
-        p.*,
-        {{ fx_rate_or_fail('fx.eur_per_unit', 'p.currency') }} as eur_per_unit
-    from {{ ref('stg_casino__payments') }} as p
+        p.player_id,
+        p.activity_date,
+        max(p.brand_id) as brand_id,
+        sum(p.payments) filter (where p.event_type = 'payment.captured') as deposits,
+        {{ to_eur_cents("sum(p.amount) filter (where p.event_type = 'payment.captured') * " ~ fx_rate_or_fail('any_value(fx.eur_per_unit)', 'p.currency')) }} as deposit_eur,
+        sum(p.payments) filter (where p.event_type = 'payment.failed') as deposit_failures,
+        {{ to_eur_cents("sum(p.amount) filter (where p.event_type = 'payment.withdraw') * " ~ fx_rate_or_fail('any_value(fx.eur_per_unit)', 'p.currency')) }} as withdrawal_eur
+    from {{ ref('int_payments_daily_by_method') }} as p
     left join fx on p.currency = fx.currency
-    where p.event_type in ('payment.captured', 'payment.failed', 'payment.withdraw')
+    group by p.player_id, p.activity_date, p.currency
 
 ),
 
@@ -94,26 +152,32 @@ payments_daily as (
 
     select
         player_id,
-        cast(occurred_at as date) as activity_date,
+        activity_date,
         'payments' as activity_family,
         max(brand_id) as brand_id,
-        count(*) filter (where event_type = 'payment.captured') as deposits,
-        coalesce({{ to_eur_cents("sum(amount * eur_per_unit) filter (where event_type = 'payment.captured')") }}, 0) as deposit_eur,
-        count(*) filter (where event_type = 'payment.failed') as deposit_failures,
-        coalesce({{ to_eur_cents("sum(amount * eur_per_unit) filter (where event_type = 'payment.withdraw')") }}, 0) as withdrawal_eur
-    from money_payments
+        coalesce(sum(deposits), 0) as deposits,
+        coalesce(sum(deposit_eur), 0) as deposit_eur,
+        coalesce(sum(deposit_failures), 0) as deposit_failures,
+        coalesce(sum(withdrawal_eur), 0) as withdrawal_eur
+    from payments_by_currency
     group by all
 
 ),
 
-issued_bonuses as (
+bonuses_by_currency as (
 
     select
-        b.*,
-        {{ fx_rate_or_fail('fx.eur_per_unit', 'b.currency') }} as eur_per_unit
+        b.player_id,
+        cast(b.occurred_at as date) as activity_date,
+        max(b.brand_id) as brand_id,
+        count(*) filter (where b.event_type = 'bonus.issued') as bonuses_issued,
+        count(*) filter (where b.event_type = 'bonus.consumed') as bonuses_consumed,
+        coalesce({{ to_eur_cents("sum(b.cost) filter (where b.event_type = 'bonus.issued') * "
+                                 ~ fx_rate_or_fail('any_value(fx.eur_per_unit)', 'b.currency')) }}, 0) as bonus_cost_eur
     from {{ ref('stg_casino__bonuses') }} as b
     left join fx on b.currency = fx.currency
-    where b.event_type = 'bonus.issued'
+    where b.event_type in ('bonus.issued', 'bonus.consumed')
+    group by b.player_id, activity_date, b.currency
 
 ),
 
@@ -121,11 +185,14 @@ bonuses_daily as (
 
     select
         player_id,
-        cast(occurred_at as date) as activity_date,
+        activity_date,
         'bonuses' as activity_family,
         max(brand_id) as brand_id,
-        {{ to_eur_cents('sum(cost * eur_per_unit)') }} as bonus_cost_eur
-    from issued_bonuses
+        sum(bonuses_issued) as bonuses_issued,
+        sum(bonuses_consumed) as bonuses_consumed,
+        sum(bonus_cost_eur) as bonus_cost_eur,
+        -sum(bonus_cost_eur) as ngr_eur
+    from bonuses_by_currency
     group by all
 
 ),
@@ -159,10 +226,36 @@ messages_daily as (
     where event_type in ('crm.delivery', 'crm.open', 'crm.click')
     group by all
 
+),
+
+imported_daily as (
+
+    -- operators' aggregates: a deposit amount counts as one deposit; NGR as the operator
+    -- reports it (stake - win - bonus when missing); no bets, hours, RG or message data
+    select
+        player_id,
+        activity_date,
+        'imported' as activity_family,
+        max(brand_id) as brand_id,
+        coalesce(sum(sessions), 0) as sessions,
+        sum(stake_eur) as stake_eur,
+        sum(win_eur) as win_eur,
+        cast(bool_or(deposit_eur > 0) as integer) as deposits,
+        sum(deposit_eur) as deposit_eur,
+        sum(withdrawal_eur) as withdrawal_eur,
+        sum(bonus_eur) as bonus_cost_eur,
+        sum(coalesce(ngr_eur, stake_eur - win_eur - bonus_eur)) as ngr_eur,
+        bool_or(coalesce(sessions, 0) > 0 or stake_eur > 0 or deposit_eur > 0) as imported_active,
+        true as imported
+    from {{ ref('stg_imported__player_daily') }}
+    group by all
+
 )
 
 -- UNION ALL BY NAME: a family's missing measures come through as NULL
 select * from sessions_daily
+union all by name
+select * from session_hours_daily
 union all by name
 select * from bets_daily
 union all by name
@@ -173,3 +266,5 @@ union all by name
 select * from rg_daily
 union all by name
 select * from messages_daily
+union all by name
+select * from imported_daily

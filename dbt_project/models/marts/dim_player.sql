@@ -1,4 +1,6 @@
--- The CDP record: one row per player registered before the run's as-of date.
+-- The CDP record: one row per player registered before the run's as-of date, or known
+-- before it only from imported daily aggregates (brand / country from the import, no
+-- consents, no age: such players get features and scores but are never contactable).
 -- Identity and jurisdiction (current values), age (birth_date is reduced to birth_year and
 -- age; no contact details or device ids), consent state per channel with its version and
 -- last change, responsible-gambling status and activity recency.
@@ -47,12 +49,24 @@ first_active as (
 
 last_active as (
 
-    -- same event types as fct_player_daily.is_active, at full timestamp precision
+    -- same activity as fct_player_daily.is_active, at full timestamp precision for events;
+    -- an active imported day counts at its 00:00 UTC
     select
         player_id,
-        max(occurred_at) as last_active_at
-    from {{ ref('stg_casino__events') }}
-    where event_type in ('session.started', 'bet.settled', 'payment.captured')
+        max(last_active_at) as last_active_at
+    from (
+        select player_id, max(occurred_at) as last_active_at
+        from {{ ref('stg_casino__events') }}
+        where event_type in ('session.started', 'bet.settled', 'payment.captured')
+        group by player_id
+
+        union all
+
+        select player_id, cast(max(activity_date) as timestamp)
+        from {{ ref('stg_imported__player_daily') }}
+        where coalesce(sessions, 0) > 0 or stake_eur > 0 or deposit_eur > 0
+        group by player_id
+    ) as sources
     group by player_id
 
 ),

@@ -1,0 +1,65 @@
+-- Categorical activity per player and UTC day: one row per (player_id, activity_date,
+-- dimension, value) with dimension
+--   provider | game_category   settled bets (`events`) and their stake in EUR cents,
+--   payment_method | psp       captured or failed deposits (`events`; stake_eur 0).
+-- NULL values (optional payload fields) are left out. Like fct_player_daily, a row depends
+-- only on that day's events; player_feature_snapshots turns the rows into distinct counts
+-- and favourites over its windows.
+
+with fx as (
+
+    select currency, eur_per_unit from {{ ref('fx_rates') }}
+
+),
+
+games as (
+
+    select
+        g.player_id,
+        g.activity_date,
+        g.provider,
+        g.game_category,
+        g.bets,
+        {{ to_eur_cents('g.stake * ' ~ fx_rate_or_fail('fx.eur_per_unit', 'g.currency')) }} as stake_eur
+    from {{ ref('int_bets_daily_by_game') }} as g
+    left join fx on g.currency = fx.currency
+
+),
+
+deposit_attempts as (
+
+    select player_id, activity_date, method, psp, payments
+    from {{ ref('int_payments_daily_by_method') }}
+    where event_type in ('payment.captured', 'payment.failed')
+
+)
+
+select player_id, activity_date, 'provider' as dimension, provider as value,
+       cast(sum(bets) as integer) as events, cast(sum(stake_eur) as bigint) as stake_eur
+from games
+where provider is not null
+group by player_id, activity_date, provider
+
+union all
+
+select player_id, activity_date, 'game_category', game_category,
+       cast(sum(bets) as integer), cast(sum(stake_eur) as bigint)
+from games
+where game_category is not null
+group by player_id, activity_date, game_category
+
+union all
+
+select player_id, activity_date, 'payment_method', method,
+       cast(sum(payments) as integer), cast(0 as bigint)
+from deposit_attempts
+where method is not null
+group by player_id, activity_date, method
+
+union all
+
+select player_id, activity_date, 'psp', psp,
+       cast(sum(payments) as integer), cast(0 as bigint)
+from deposit_attempts
+where psp is not null
+group by player_id, activity_date, psp

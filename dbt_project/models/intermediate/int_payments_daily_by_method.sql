@@ -1,0 +1,17 @@
+-- Deposit outcomes and withdrawals per player, UTC day, event type, payment method, PSP and
+-- currency, amounts in minor units of that currency (summed exactly as integers; converted
+-- to EUR downstream). Parsed once for the daily activity and the payment-method features.
+
+select
+    player_id,
+    cast(occurred_at as date) as activity_date,
+    event_type,
+    method,
+    psp,
+    currency,
+    max(brand_id) as brand_id,
+    cast(count(*) as integer) as payments,
+    cast(coalesce(sum(amount), 0) as bigint) as amount
+from {{ ref('stg_casino__payments') }}
+where event_type in ('payment.captured', 'payment.failed', 'payment.withdraw')
+group by player_id, activity_date, event_type, method, psp, currency
