@@ -371,10 +371,18 @@ def landed_summary(paths: Paths) -> dict:
 
 
 def default_as_of(paths: Paths) -> dt.date:
-    """The day after the latest landed event: the as-of date of a run by default."""
+    """The day after the latest landed data: the as-of date of a run by default.
+
+    Landed events and imported daily aggregates (``crm import-daily``) both count.
+    """
+    days = []
     glob = _landed_glob(paths)
-    if not glob:
-        raise LandingError(f"no landed events under {paths.events}: run `crm simulate` or "
-                           "`crm ingest PATH` first")
-    hi = _one(f"SELECT max(occurred_at) FROM read_parquet({_sql_str(glob)})")[0]
-    return hi.date() + dt.timedelta(days=1)
+    if glob:
+        days.append(_one(f"SELECT max(occurred_at) FROM read_parquet({_sql_str(glob)})")[0].date())
+    imported = paths.home / "landing" / "imported_daily"
+    if any(imported.glob("*.parquet")):
+        days.append(_one(f"SELECT max(activity_date) FROM read_parquet({_sql_str(str(imported / '*.parquet'))})")[0])
+    if not days:
+        raise LandingError(f"no landed events under {paths.events} and no imported daily aggregates: "
+                           "run `crm simulate`, `crm ingest PATH` or `crm import-daily` first")
+    return max(days) + dt.timedelta(days=1)

@@ -17,3 +17,16 @@
   {%- endset -%}
   {{- return(run_query(lookup).columns[0].values()[0] > 0) -}}
 {%- endmacro %}
+
+
+{% macro landed_events_files_exist() -%}
+  {#- True when at least one landed event batch exists (checked at execution time, like
+      imported_daily_files_exist), so a home fed only by `crm import-daily` still builds. -#}
+  {%- if not execute -%}
+    {{- return(false) -}}
+  {%- endif -%}
+  {%- set lookup -%}
+    select count(*) from glob('{{ env_var('CRM_HOME') ~ '/landing/events/*.parquet' }}')
+  {%- endset -%}
+  {{- return(run_query(lookup).columns[0].values()[0] > 0) -}}
+{%- endmacro %}

@@ -1,5 +1,11 @@
 -- Every landed event before the run's as-of date: the envelope only, payload kept as JSON text.
 -- The as-of cut happens here, once, so nothing downstream can see the future of the run.
+-- No landed batch yet (a home fed only by imported daily aggregates): an empty relation with
+-- the same columns and types, decided at run time (macros/imported_daily.sql).
+{%- set events = source('landing', 'events') %}  {#- the DAG edge, at parse time #}
+
+{% if landed_events_files_exist() %}
+
 select
     event_id,
     event_type,
@@ -10,5 +16,21 @@ select
     payload,
     batch_id,
     cast(ingested_at as timestamp) as ingested_at
-from {{ source('landing', 'events') }}
+from {{ events }}
 where occurred_at < {{ run_as_of_date() }}
+
+{% else %}
+
+select
+    cast(null as varchar) as event_id,
+    cast(null as varchar) as event_type,
+    cast(null as varchar) as trace_id,
+    cast(null as varchar) as player_id,
+    cast(null as varchar) as brand_id,
+    cast(null as timestamp) as occurred_at,
+    cast(null as varchar) as payload,
+    cast(null as varchar) as batch_id,
+    cast(null as timestamp) as ingested_at
+where false
+
+{% endif %}
