@@ -152,3 +152,12 @@ def list_cmd(as_json: bool) -> None:
             aliases = ",".join(v.get("aliases", [])) or "-"
             click.echo(f"  v{v['version']:<4} roc_auc={auc if auc is None else f'{auc:.3f}'}  "
                        f"holdout={v.get('valid_as_of')}  aliases={aliases}  {v.get('decision_reason') or ''}")
+
+
+def _register_uplift() -> None:
+    from crm.cli_uplift import uplift_group
+
+    ml_group.add_command(uplift_group)
+
+
+_register_uplift()

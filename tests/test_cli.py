@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from crm.cli import main
 
 COMMANDS = [["simulate"], ["ingest"], ["run"], ["lists"], ["campaigns"], ["import-daily"], ["ml"],
-            ["ml", "train"], ["ml", "evaluate"], ["ml", "promote"], ["ml", "rollback"], ["ml", "list"]]
+            ["ml", "train"], ["ml", "evaluate"], ["ml", "promote"], ["ml", "rollback"], ["ml", "list"],
+            ["ml", "uplift"], ["ml", "uplift", "train"], ["ml", "uplift", "score"]]
 
 
 @pytest.mark.parametrize("cmd", [[], *COMMANDS])
