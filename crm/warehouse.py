@@ -103,3 +103,18 @@ def read_audience(paths: Paths, as_of: dt.date) -> pd.DataFrame:
             {score_join}
             ORDER BY p.player_id
         """, {"as_of": as_of} if has_scores else {}).df()
+
+
+def read_scoring_population(paths: Paths) -> pd.DataFrame:
+    """Current features of the players who may be scored: only those with profiling consent.
+
+    ML targeting needs `profiling` consent (DESIGN.md); players without it are not scored
+    at all, so no score of theirs can reach a list.
+    """
+    with connect(paths) as con:
+        return con.execute("""
+            SELECT f.* FROM player_features f
+            JOIN dim_player p USING (player_id)
+            WHERE p.consent_profiling
+            ORDER BY f.player_id
+        """).df()

@@ -344,3 +344,15 @@ def list_models(tracking_uri: str, name: str | None = None) -> list[dict]:
             }
         )
     return out
+
+
+def record_decision(client, tracking_uri: str, model_name: str, version: str, run_id: str, promoted: bool,
+                    decision: str, *, by: str) -> None:
+    """Apply a training decision: promote when asked, and tag the version and the run with it."""
+    if promoted:
+        promote(tracking_uri, model_name, version, decision, by=by)
+    client.set_model_version_tag(model_name, version, TAG_DECISION, "champion" if promoted else "challenger")
+    client.set_model_version_tag(model_name, version, TAG_DECISION_REASON, decision)
+    client.set_tag(run_id, TAG_DECISION, decision)
+    client.set_tag(run_id, "promoted", str(promoted).lower())
+    client.set_tag(run_id, "model_version", version)

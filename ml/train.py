@@ -712,14 +712,8 @@ def train_model(
             holdout=fit.valid_as_of,
             auto=promote,
         )
-        if promoted:
-            registry.promote(tracking_uri, model_name, version, decision, by=AUTO_PROMOTER)
-        decision_tag = "champion" if promoted else "challenger"
-        client.set_model_version_tag(model_name, version, registry.TAG_DECISION, decision_tag)
-        client.set_model_version_tag(model_name, version, registry.TAG_DECISION_REASON, decision)
-        client.set_tag(run_id, registry.TAG_DECISION, decision)
-        client.set_tag(run_id, "promoted", str(promoted).lower())
-        client.set_tag(run_id, "model_version", version)
+        registry.record_decision(client, tracking_uri, model_name, version, run_id, promoted, decision,
+                                 by=AUTO_PROMOTER)
         if champ_version is not None:
             client.set_tag(run_id, "champion_before", champ_version)
 

@@ -205,14 +205,8 @@ def train_uplift_from_exposures(
             promoted = False
             decision = (f"qini_auc {sel['qini_auc']:.4f} does not beat champion v{champ.version} "
                         f"({champ_qini:.4f}, its own validation)")
-        if promoted:
-            registry.promote(tracking_uri, model_name, version, decision, by=AUTO_PROMOTER)
-        decision_tag = "champion" if promoted else "challenger"
-        client.set_model_version_tag(model_name, version, registry.TAG_DECISION, decision_tag)
-        client.set_model_version_tag(model_name, version, registry.TAG_DECISION_REASON, decision)
-        client.set_tag(run_id, registry.TAG_DECISION, decision)
-        client.set_tag(run_id, "promoted", str(promoted).lower())
-        client.set_tag(run_id, "model_version", version)
+        registry.record_decision(client, tracking_uri, model_name, version, run_id, promoted, decision,
+                                 by=AUTO_PROMOTER)
 
     log.info("trained %s v%s (%s, qini_auc %.4f): %s", model_name, version, result.selected, sel["qini_auc"], decision)
     return {

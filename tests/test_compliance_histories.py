@@ -12,16 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from _dbt import dbt_build
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from crm.campaign_spec import CampaignSpec
-from crm.config import DBT_PROJECT_DIR, Paths
+from crm.config import Paths
 from crm.landing import ingest_file
 from crm.lists import build_list
 from crm.warehouse import read_audience
@@ -140,14 +138,8 @@ def test_random_histories_never_reach_a_list(tmp_path_factory, players, channel)
     src.write_text("\n".join(json.dumps(e) for e in _events(players)) + "\n")
     report = ingest_file(src, paths)
     assert report.quarantined == 0, report.reasons
-    env = os.environ | {"CRM_HOME": str(home), "DBT_LOG_PATH": str(home / "logs")}
-    dbt = Path(sys.executable).with_name("dbt")
-    args = ["build", "--quiet", "--select", "+dim_player", "+player_features", "--exclude", "test_type:unit",
-            "--indirect-selection", "cautious", "--project-dir", str(DBT_PROJECT_DIR),
-            "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(home / "target"),
-            "--vars", json.dumps({"as_of_date": AS_OF.isoformat()})]
-    proc = subprocess.run([str(dbt), *args], env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    dbt_build(home, AS_OF, "--select", "+dim_player", "+player_features", "--exclude", "test_type:unit",
+              "--indirect-selection", "cautious")
     campaign = CampaignSpec.model_validate({"id": "everyone", "name": "everyone", "channel": channel,
                                             "experiment": {"holdout": 0.1}})
     audience = read_audience(paths, AS_OF)

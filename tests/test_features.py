@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 import yaml
+from _dbt import dbt_build
 
 from crm.config import DBT_PROJECT_DIR, Paths
 from ml.features import CATEGORICAL, FEATURE_NAMES, FEATURES, KEY_COLUMNS, NONE_CATEGORY
@@ -44,16 +42,6 @@ NEWBIE = "p_late_new"
 
 
 # --------------------------------------------------------------------------- helpers
-def _dbt_build(home: Path) -> None:
-    dbt = Path(sys.executable).with_name("dbt")
-    env = os.environ | {"CRM_HOME": str(home), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
-    cmd = [str(dbt), "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-           "--target-path", str(home / "dbt" / "target"), "--log-path", str(home / "dbt" / "logs"),
-           "--vars", json.dumps({"as_of_date": AS_OF.isoformat()})]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"dbt build failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
-
-
 def _read(home: Path) -> dict[str, pd.DataFrame]:
     """The marts (sorted by key) and the feature marts' column types."""
     keys = {"dim_player": ["player_id"], "fct_player_daily": ["player_id", "activity_date"],
@@ -115,7 +103,7 @@ def home(tmp_path_factory) -> Path:
 def base(home) -> dict[str, pd.DataFrame]:
     """First build: the simulated events only; no imported_daily folder exists."""
     assert not (home / "landing" / "imported_daily").exists()
-    _dbt_build(home)
+    dbt_build(home, AS_OF)
     return _read(home)
 
 
@@ -187,7 +175,7 @@ def later(home, base) -> dict:
     _imported(IMPORT_ONLY, IMPORT_DAYS[:1], batch="b2", imported_at="2025-09-02 06:00",
               stake=99_900).to_parquet(folder / "batch_b2.parquet", index=False)
 
-    _dbt_build(home)
+    dbt_build(home, AS_OF)
     return {"marts": _read(home), "a": a["player_id"], "b": b["player_id"], "c": c["player_id"],
             "e": e, "e_day": e_day, "new_country": new_country}
 

@@ -4,16 +4,13 @@ builds the warehouse and gets the same features, training and scoring as event d
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import subprocess
-import sys
 
 import duckdb
 import numpy as np
 import pytest
+from _dbt import dbt_build
 
-from crm.config import DBT_PROJECT_DIR, Paths
+from crm.config import Paths
 from crm.import_daily import import_daily
 from crm.landing import default_as_of
 from ml.score import score_model
@@ -51,13 +48,7 @@ def test_import_only_home_builds_trains_and_scores(tmp_path):
     as_of = default_as_of(paths)
     assert as_of == dt.date.fromisoformat(report.date_to) + dt.timedelta(days=1)
 
-    env = os.environ | {"CRM_HOME": str(paths.home)}
-    res = subprocess.run([str(__import__("pathlib").Path(sys.executable).with_name("dbt")), "build", "--quiet",
-                          "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-                          "--target-path", str(paths.home / "target"), "--log-path", str(paths.home / "logs"),
-                          "--vars", json.dumps({"as_of_date": as_of.isoformat()})],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-4000:]
+    dbt_build(paths.home, as_of)
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         snapshots = con.execute("SELECT * FROM player_feature_snapshots").df()
         labels = con.execute("SELECT * FROM player_labels").df()

@@ -13,32 +13,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from _dbt import dbt_build
 
-from crm.config import DBT_PROJECT_DIR, Paths
+from crm.config import Paths
 from ml.features import FEATURE_NAMES
 
 START = dt.date(2025, 6, 1)
 DAYS = 100
 AS_OF = START + dt.timedelta(days=DAYS)  # the day after the last simulated day
-
-
-def _dbt_build(home: Path, as_of: dt.date) -> None:
-    dbt = Path(sys.executable).with_name("dbt")
-    env = os.environ | {"CRM_HOME": str(home), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
-    cmd = [str(dbt), "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-           "--target-path", str(home / "dbt" / "target"), "--log-path", str(home / "dbt" / "logs"),
-           "--vars", json.dumps({"as_of_date": as_of.isoformat()})]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"dbt build failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +39,7 @@ def home(tmp_path_factory) -> Path:
     simulate(paths, players=3000, days=DAYS, seed=11, start_date=START, progress=False)
     assert ingest_pending(paths)
     assert (paths.exports / "campaign_assignments.parquet").is_file()
-    _dbt_build(home, AS_OF)
+    dbt_build(home, AS_OF)
     return home
 
 
@@ -99,7 +87,7 @@ def test_empty_safe_without_export(tmp_path):
     for f in paths.exports.glob("campaign_assignments*.parquet"):
         f.unlink()
     ingest_pending(paths)
-    _dbt_build(tmp_path, START + dt.timedelta(days=30))
+    dbt_build(tmp_path, START + dt.timedelta(days=30))
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM fct_campaign_exposures").fetchone()[0] == 0
         types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "

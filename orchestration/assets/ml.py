@@ -4,7 +4,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from crm.lineage import lineage
-from crm.warehouse import SCORE_MODELS, read_table, write_scores
+from crm.warehouse import SCORE_MODELS, read_scoring_population, read_table, write_scores
 from ml.models import MODELS, ModelConfig
 from ml.score import score_model
 from ml.train import train_model
@@ -58,10 +58,7 @@ model_assets = [model_asset(c) for c in MODELS.values()]
 def player_scores(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
     paths = crm.paths()
     as_of = crm.as_of(context)
-    features = read_table(paths, "player_features")
-    consenting = read_table(paths, "dim_player", "WHERE consent_profiling")[["player_id"]]
-    # ML targeting only with profiling consent: players without it are not scored at all.
-    features = features.merge(consenting, on="player_id", how="inner")
+    features = read_scoring_population(paths)  # profiling consent only
     meta: dict = {"as_of_date": as_of.isoformat(), "players_scored": len(features)}
     drift_rows = []
     for name in SCORE_MODELS:

@@ -1,10 +1,10 @@
 -- Every landed event before the run's as-of date: the envelope only, payload kept as JSON text.
 -- The as-of cut happens here, once, so nothing downstream can see the future of the run.
 -- No landed batch yet (a home fed only by imported daily aggregates): an empty relation with
--- the same columns and types, decided at run time (macros/imported_daily.sql).
+-- the same columns and types, decided at run time (macros/landing_files.sql).
 {%- set events = source('landing', 'events') %}  {#- the DAG edge, at parse time #}
 
-{% if landed_events_files_exist() %}
+{% if landing_files_exist('events/*.parquet') %}
 
 select
     event_id,

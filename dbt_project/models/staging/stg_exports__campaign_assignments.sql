@@ -8,11 +8,11 @@
 -- files disagreeing about one (campaign_id, player_id) fail the mart's key test.
 --
 -- No files (empty or missing folder): an empty relation with the same columns and types,
--- decided at run time (macros/exports.sql), so a home without exports builds as before.
+-- decided at run time (macros/landing_files.sql), so a home without exports builds as before.
 {%- set assignments = source('landing', 'campaign_assignments') %}  {#- the DAG edge, at parse time #}
 {%- set as_of = run_as_of_date() %}
 
-{% if campaign_assignments_files_exist() %}
+{% if landing_files_exist('exports/campaign_assignments*.parquet') %}
 
 with assignments as (
 

@@ -8,11 +8,11 @@
 -- importing an overlapping export again never double counts.
 --
 -- No files (empty or missing folder): an empty relation with the same columns and types,
--- decided at run time (macros/imported_daily.sql), so the rest of the project does not care.
+-- decided at run time (macros/landing_files.sql), so the rest of the project does not care.
 {%- set imported = source('landing', 'imported_daily') %}  {#- the DAG edge, at parse time #}
 {%- set as_of = run_as_of_date() %}
 
-{% if imported_daily_files_exist() %}
+{% if landing_files_exist('imported_daily/*.parquet') %}
 
 with imported as (
 
