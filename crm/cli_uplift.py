@@ -117,7 +117,9 @@ def train_cmd(data: str, treatment: str, outcome: str, control_value: str | None
 
 
 @uplift_group.command("score")
-@click.option("--model", "model", required=True, help="model file written by `uplift train`")
+@click.option("--model", "model", required=True,
+              help="model file written by `uplift train`, or a registered model: models:/uplift_ngr@champion, "
+                   "models:/uplift_deposit/3")
 @click.option("--data", "data", required=True, help="rows to score (CSV or Parquet) with the model's feature columns")
 @click.option("--out", "out", required=True, help="output CSV: the id-like columns of the input plus `uplift`")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
@@ -132,7 +134,13 @@ def score_cmd(model: str, data: str, out: str, as_json: bool) -> None:
     from ml.uplift import id_columns, load_model
 
     try:
-        m = load_model(model)
+        if model.startswith("models:/"):
+            from crm.config import paths
+            from ml.uplift_score import load_uri
+
+            m = load_uri(paths().mlflow_tracking_uri, model).model
+        else:
+            m = load_model(model)
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     df = _read(data)

@@ -10,9 +10,10 @@ split. One MLflow run (experiment ``uplift``) gets the parameters, per-learner m
 metrics unprefixed, a Qini-curve PNG and the model (a pyfunc wrapping the joblib file of
 :func:`ml.uplift.save_model`; ``predict`` returns the uplift per row). The version is
 registered under ``model_name`` with alias ``challenger`` and promoted to ``champion`` when
-there is no champion or its Qini beats the champion's *logged* validation Qini (each on its own
-validation split, so only roughly comparable; a later change can re-score the champion on the
-same holdout as ml.train does for churn).
+its Qini is positive (better than random targeting) and either there is no champion or it is
+at least the champion's Qini *re-scored on the same validation rows* (ties go to the newer
+model, trained on more data). When the champion cannot score these rows (a feature it needs
+is gone), its logged validation Qini is compared instead, with a note in the decision.
 
 Never imports Dagster.
 """
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "uplift"
 OUTCOMES = ("deposited_7d", "ngr_eur_14d")
+# The registered uplift models trained from the exposures: name -> outcome. uplift_ngr (EUR
+# cents of 14-day NGR, net of the bonus cost) is what `target: uplift` campaigns rank by.
+UPLIFT_MODELS = {"uplift_deposit": "deposited_7d", "uplift_ngr": "ngr_eur_14d"}
 TREATMENT_COL = "arm"
 CONTROL, TREATED = "control", "treatment"
 AUTO_PROMOTER = "train_uplift"
@@ -54,6 +58,22 @@ def _pyfunc_class():
             return pd.DataFrame({"uplift": self.model.predict_uplift(pd.DataFrame(model_input))})
 
     return UpliftPyfunc
+
+
+class NotEnoughExposures(ValueError):
+    """Too few finished exposures in an arm to train and validate an uplift model yet."""
+
+
+def check_enough(df: pd.DataFrame, valid_fraction: float) -> None:
+    """Raise :class:`NotEnoughExposures` unless each arm can fill both splits (ml.uplift's minimum)."""
+    need = int(np.ceil(U.MIN_ROWS_PER_ARM / min(valid_fraction, 1 - valid_fraction)))
+    counts = df[TREATMENT_COL].value_counts()
+    short = {arm: int(counts.get(arm, 0)) for arm in (TREATED, CONTROL) if counts.get(arm, 0) < need}
+    if short:
+        raise NotEnoughExposures(
+            "not enough finished campaign exposures to train an uplift model yet: "
+            + ", ".join(f"{arm} {n}" for arm, n in short.items())
+            + f" rows with a complete outcome window (need {need} per arm)")
 
 
 def exposure_frame(exposures: pd.DataFrame, outcome: str) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
@@ -103,6 +123,36 @@ def _ensure_registered_model(client, name: str, description: str) -> None:
             raise
 
 
+def _champion_qini(client, tracking_uri: str, champ, df: pd.DataFrame,
+                   result: U.UpliftResult) -> tuple[float | None, str]:
+    """The champion's Qini on the challenger's validation rows, or its logged Qini and a note."""
+    if champ is None:
+        return None, ""
+    p = result.prepared
+    rows = df.loc[p.index[result.valid_index]]
+    try:
+        from ml.uplift_score import load
+
+        score = load(tracking_uri, champ.name, version=str(champ.version)).model.predict_uplift(rows)
+        return U.qini_auc(p.y[result.valid_index], p.treatment[result.valid_index], score), ""
+    except Exception as exc:  # noqa: BLE001 - any failure falls back to the logged metric
+        note = f"champion could not score these rows ({type(exc).__name__}: {str(exc)[:200]}); its logged qini"
+        return registry.version_metric(client, champ, "qini_auc"), note
+
+
+def promotion_decision(qini: float, champ, champ_qini: float | None, champ_note: str = "") -> tuple[bool, str]:
+    """Whether the new version becomes champion, and why (see the module docstring)."""
+    if not np.isfinite(qini) or qini <= 0:
+        return False, f"kept as challenger: qini_auc {qini:.4f} is not better than random targeting"
+    if champ is None:
+        return True, f"no champion yet; qini_auc {qini:.4f} > 0"
+    where = champ_note or "on the same validation rows"
+    if champ_qini is None or qini >= champ_qini:
+        shown = "none logged" if champ_qini is None else f"{champ_qini:.4f}"
+        return True, f"qini_auc {qini:.4f} >= champion v{champ.version} ({shown}, {where})"
+    return False, f"kept as challenger: qini_auc {qini:.4f} < champion v{champ.version} ({champ_qini:.4f}, {where})"
+
+
 def train_uplift_from_exposures(
     exposures: pd.DataFrame,
     *,
@@ -124,6 +174,7 @@ def train_uplift_from_exposures(
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
     df, features, counts = exposure_frame(exposures, outcome)
+    check_enough(df, valid_fraction)
     result = U.train_uplift(df, TREATMENT_COL, outcome, control_value=CONTROL, treated_value=TREATED,
                             features=features, learners=learners, seed=seed, valid_fraction=valid_fraction)
     sel = result.metrics[result.selected]
@@ -165,7 +216,9 @@ def train_uplift_from_exposures(
         registry.use_tracking_uri(tracking_uri)
         client = registry.get_client(tracking_uri)
         champ = registry.champion_version(client, model_name)
-        champ_qini = registry.version_metric(client, champ, "qini_auc") if champ is not None else None
+        champ_qini, champ_note = _champion_qini(client, tracking_uri, champ, df, result)
+        if champ_qini is not None and champ_note == "":
+            metrics["champion_qini_auc_same_holdout"] = champ_qini
         experiment_id = registry.ensure_experiment(client, EXPERIMENT, artifact_location)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{outcome}", tags=tags) as run:
             run_id = run.info.run_id
@@ -195,16 +248,7 @@ def train_uplift_from_exposures(
             )
         version = str(mv.version)
         registry.set_alias(client, model_name, registry.CHALLENGER, version)
-        if champ is None:
-            promoted, decision = True, f"no champion yet; qini_auc {sel['qini_auc']:.4f}"
-        elif champ_qini is None or sel["qini_auc"] > champ_qini:
-            promoted = True
-            decision = (f"qini_auc {sel['qini_auc']:.4f} beats champion v{champ.version} "
-                        f"({'none logged' if champ_qini is None else f'{champ_qini:.4f}'}, its own validation)")
-        else:
-            promoted = False
-            decision = (f"qini_auc {sel['qini_auc']:.4f} does not beat champion v{champ.version} "
-                        f"({champ_qini:.4f}, its own validation)")
+        promoted, decision = promotion_decision(sel["qini_auc"], champ, champ_qini, champ_note)
         registry.record_decision(client, tracking_uri, model_name, version, run_id, promoted, decision,
                                  by=AUTO_PROMOTER)
 

@@ -60,10 +60,9 @@ def test_exposure_mart(home, exposures):
     missing = [c for c in FEATURE_NAMES if c not in e.columns]
     assert not missing, missing
     assert e[list(FEATURE_NAMES)].notna().all().all()
-    # features as of the latest snapshot on or before the send day, sent before the as-of
+    # features as of the send day, sent before the as-of
     sent_day = pd.to_datetime(e["sent_at"]).dt.normalize()
-    fa = pd.to_datetime(e["features_as_of"])
-    assert (fa <= sent_day).all() and (fa > sent_day - pd.Timedelta(days=7)).all()
+    assert (pd.to_datetime(e["features_as_of"]) == sent_day).all()
     assert (pd.to_datetime(e["sent_at"]) < pd.Timestamp(AS_OF)).all()
     # no outcome from on or after the as-of: a complete window ends by it, incomplete -> NULL
     complete = e["outcome_complete"].astype(bool)
@@ -71,10 +70,40 @@ def test_exposure_mart(home, exposures):
     assert (sent_day[complete] + pd.Timedelta(days=14) <= pd.Timestamp(AS_OF)).all()
     assert e.loc[~complete, "ngr_eur_14d"].isna().all()
     assert e.loc[complete, ["deposited_7d", "ngr_eur_14d"]].notna().all().all()
-    # exposures match the export (dropped only when the player has no snapshot row)
+    # every exported assignment sent before the as-of is an exposure (the simulator only
+    # assigns registered players), with its arm; players without recent activity included
     exported = pd.read_parquet(Paths(home).exports / "campaign_assignments.parquet")
+    exported = exported[pd.to_datetime(exported["sent_at"]) < pd.Timestamp(AS_OF)]
+    assert len(e) == len(exported)
     keyed = exported.set_index(["campaign_id", "player_id"])["arm"]
     assert (keyed.loc[list(zip(e["campaign_id"], e["player_id"], strict=True))].to_numpy() == e["arm"]).all()
+    dormant = e["active_days_90d"] == 0
+    assert dormant.any() and (e.loc[dormant, "days_since_last_active"] == 999).all()
+
+
+def test_send_day_features_equal_the_snapshot_at_that_day(home, exposures, tmp_path):
+    """The two access paths of macros/feature_snapshots.sql agree: the exposures' features at a
+    send day S equal player_feature_snapshots built with S as its as-of date (for the players
+    in the snapshot's population, active in the 90 days before S)."""
+    import shutil
+
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy, ignore=shutil.ignore_patterns("dbt"))
+    send_day = pd.to_datetime(exposures["sent_at"]).dt.date.max()
+    dbt_build(copy, send_day, "--select", "+player_feature_snapshots", "--exclude", "resource_type:test")
+    with duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True) as con:
+        snap = con.execute("SELECT * FROM player_feature_snapshots WHERE as_of_date = ? ORDER BY player_id",
+                           [send_day]).df()
+    sent = exposures[pd.to_datetime(exposures["sent_at"]).dt.date == send_day]
+    sent = sent.drop_duplicates("player_id").set_index("player_id")
+    both = snap.set_index("player_id").index.intersection(sent.index)
+    assert len(both) > 50 and len(both) >= 0.3 * len(sent)
+    cols = [c for c in FEATURE_NAMES if c in snap.columns]
+    pd.testing.assert_frame_equal(snap.set_index("player_id").loc[both, cols], sent.loc[both, cols],
+                                  check_dtype=False)
+    # players outside the snapshot population are exactly those without activity before S
+    outside = sent.index.difference(both)
+    assert (sent.loc[outside, "active_days_90d"] == 0).all()
 
 
 def test_empty_safe_without_export(tmp_path):
@@ -143,3 +172,37 @@ def test_train_uplift_from_exposures(home, exposures, tmp_path):
           + json.dumps({n: {k: round(v, 3) for k, v in f.items()} for n, f in fractions.items()}))
     if np.isfinite(fractions[res.selected]["expected"]):
         assert fractions[res.selected]["expected"] > 0
+
+
+def test_uplift_champion_is_rescored_on_the_same_rows(exposures, tmp_path):
+    """A second training re-scores the champion on its own validation rows: the same data and
+    seed give the same model, so the same Qini, and the tie goes to the newer version."""
+    from ml import registry
+    from ml.uplift_train import train_uplift_from_exposures
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    kw = dict(tracking_uri=uri, artifact_location=str(tmp_path / "artifacts"), learners=("t",))
+    first = train_uplift_from_exposures(exposures, **kw)
+    second = train_uplift_from_exposures(exposures, **kw)
+    client = registry.get_client(uri)
+    same = client.get_run(second["run_id"]).data.metrics["champion_qini_auc_same_holdout"]
+    assert same == pytest.approx(first["metrics"]["t"]["qini_auc"])
+    assert first["promoted"], first["decision"]
+    assert second["promoted"] and "same validation rows" in second["decision"]
+    assert str(registry.champion_version(client, "uplift_deposit").version) == "2"
+
+
+def test_uplift_promotion_rule():
+    from types import SimpleNamespace
+
+    from ml.uplift_train import promotion_decision
+
+    champ = SimpleNamespace(version="3")
+    assert promotion_decision(0.01, None, None)[0]
+    assert not promotion_decision(-0.01, None, None)[0]  # worse than random: never champion
+    assert not promotion_decision(float("nan"), None, None)[0]
+    assert promotion_decision(0.02, champ, 0.02)[0]  # a tie goes to the newer model
+    ok, why = promotion_decision(0.01, champ, 0.02)
+    assert not ok and "0.0200" in why and "v3" in why
+    ok, why = promotion_decision(0.03, champ, 0.02, "champion could not score these rows (KeyError)")
+    assert ok and "could not score" in why

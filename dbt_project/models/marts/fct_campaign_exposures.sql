@@ -2,13 +2,12 @@
 -- per (campaign_id, player_id) sent before the run's as-of date (stg_exports__campaign_
 -- assignments), arm treatment | control (other arm labels are left out).
 --
--- Features: the player's row of player_feature_snapshots at `features_as_of`, the latest
--- snapshot date on or before the send day (a snapshot at D reads only days before D, so no
--- feature sees the campaign). Every snapshot column but the keys is selected (`s.* exclude`),
--- so features added to the spec flow through without touching this model. Exposures whose
--- player has no snapshot row at that date (sent before the first snapshot date, or the
--- player not in the snapshot population: not registered, or no active day in the 90 days
--- before it) are dropped.
+-- Features: the player's feature snapshot as of the send day S (int_campaign_sends_featurized:
+-- the spec's features from days before S only, so no feature sees the campaign; players
+-- without activity in the 90 days before S are kept with zero activity). Every snapshot
+-- column but the keys is selected (`s.* exclude`), so features added to the spec flow
+-- through without touching this model. Only an assignment of a player not registered
+-- before S has no snapshot and is dropped.
 --
 -- Outcomes (from fct_player_daily, days after the send by design), send day S:
 --   deposited_7d : a captured (or imported) deposit on a day in [S, S + 7); NULL while
@@ -39,24 +38,10 @@ exposures as (
         arm = 'treatment' as treated,
         channel,
         sent_at,
-        cast(sent_at as date) as sent_date
+        cast(sent_at as date) as sent_date,
+        cast(sent_at as date) as features_as_of
     from {{ ref('stg_exports__campaign_assignments') }}
     where arm in ('treatment', 'control')
-
-),
-
-snapshot_dates as (
-
-    select distinct as_of_date from {{ ref('player_feature_snapshots') }}
-
-),
-
-dated as (
-
-    select e.*, d.as_of_date as features_as_of
-    from exposures as e
-    asof inner join snapshot_dates as d
-        on e.sent_date >= d.as_of_date
 
 ),
 
@@ -67,7 +52,7 @@ outcomes as (
         e.player_id,
         bool_or(f.deposits > 0 and f.activity_date < e.sent_date + 7) as deposited_in_7d,
         sum(f.ngr_eur) as ngr_in_14d
-    from dated as e
+    from exposures as e
     inner join {{ ref('fct_player_daily') }} as f
         on f.player_id = e.player_id
         and f.activity_date >= e.sent_date
@@ -88,8 +73,8 @@ select
     case when e.sent_date + 14 <= x.end_date then cast(coalesce(o.ngr_in_14d, 0) as bigint) end as ngr_eur_14d,
     e.sent_date + 14 <= x.end_date as outcome_complete,
     s.* exclude (player_id, as_of_date)
-from dated as e
-inner join {{ ref('player_feature_snapshots') }} as s
+from exposures as e
+inner join {{ ref('int_campaign_sends_featurized') }} as s
     on s.player_id = e.player_id
     and s.as_of_date = e.features_as_of
 cross join data_end as x

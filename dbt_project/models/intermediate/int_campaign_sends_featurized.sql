@@ -1,0 +1,118 @@
+-- The feature snapshot of every assigned player as of the day of the send: one row per
+-- (player_id, as_of_date) where as_of_date = the send day S of a campaign assignment
+-- (stg_exports__campaign_assignments, both arms). Same columns, definitions and
+-- point-in-time rule as player_feature_snapshots (the shared macros in
+-- macros/feature_snapshots.sql): a row at S reads only days before S, so no feature sees
+-- the campaign.
+--
+-- Population: every assigned player registered before S, including players with no active
+-- day in the 90 days before S (dormant, or registered and never played: exactly the
+-- players win-back campaigns target). Their activity features are zero, their recency
+-- 999 ("never in the window"). player_feature_snapshots keeps its own population (active
+-- in the window) because churn is only defined for players who were active.
+--
+-- Access path: a join of the (player, S) keys to the player's daily rows of [S - 90, S - 1]
+-- instead of one aggregation per date, since the keys are a small, data-dependent set.
+
+with send_keys as (
+
+    select distinct player_id, cast(sent_at as date) as as_of_date
+    from {{ ref('stg_exports__campaign_assignments') }}
+
+),
+
+window_sums as (
+
+    select
+        player_id,
+        as_of_date,
+        {{ feature_window_aggregates() }}
+    from (
+        select
+            k.player_id,
+            k.as_of_date,
+            f.* exclude (player_id),
+            cast(k.as_of_date - f.activity_date as integer) as days_before
+        from send_keys as k
+        left join {{ ref('fct_player_daily') }} as f
+            on f.player_id = k.player_id
+            and f.activity_date >= k.as_of_date - 90
+            and f.activity_date < k.as_of_date
+    ) as daily
+    group by player_id, as_of_date
+
+),
+
+dimension_features as (
+
+    select
+        player_id,
+        as_of_date,
+        {{ dimension_feature_aggregates() }}
+    from (
+        select
+            k.player_id,
+            k.as_of_date,
+            d.dimension,
+            d.value,
+            sum(d.events) as events,
+            sum(d.stake_eur) as stake_eur,
+            max(d.activity_date) >= k.as_of_date - 30 as seen_30d
+        from send_keys as k
+        inner join {{ ref('int_activity_daily_dimensions') }} as d
+            on d.player_id = k.player_id
+            and d.activity_date >= k.as_of_date - 90
+            and d.activity_date < k.as_of_date
+        group by k.player_id, k.as_of_date, d.dimension, d.value
+    ) as per_value
+    group by player_id, as_of_date
+
+),
+
+limits_at_send as (
+
+    -- limit kinds first set before S
+    select k.player_id, k.as_of_date, count(distinct r.limit_kind) as rg_limits_set
+    from send_keys as k
+    inner join {{ ref('stg_casino__rg') }} as r
+        on r.player_id = k.player_id
+        and r.event_type = 'rg.limit.set'
+        and r.limit_kind is not null
+        and r.occurred_at < cast(k.as_of_date as timestamp)
+    group by k.player_id, k.as_of_date
+
+),
+
+player_at_send as (
+
+    -- the attribute version valid just before S; no version = not registered yet = dropped
+    select
+        w.*,
+        h.brand_id,
+        h.country,
+        h.registered_at
+    from window_sums as w
+    asof inner join {{ ref('int_players_historized') }} as h
+        on w.player_id = h.player_id
+        and cast(w.as_of_date as timestamp) > h.valid_from
+
+),
+
+snapshot as (
+
+    select
+        p.*,
+        {{ dimension_and_limit_columns('x', 'l') }}
+    from player_at_send as p
+    left join dimension_features as x
+        on p.player_id = x.player_id
+        and p.as_of_date = x.as_of_date
+    left join limits_at_send as l
+        on p.player_id = l.player_id
+        and p.as_of_date = l.as_of_date
+
+)
+
+select
+{{ feature_columns() }}
+from snapshot
