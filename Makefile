@@ -48,7 +48,12 @@ ui: venv  ## Dagster UI on :3000 and MLflow UI on :5000 over the data home
 	trap 'kill %1' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-bench: venv  ## benchmarks: figures and ratios, also written as JSON under the data home
+# Benchmark-only dependencies (causalml), never installed by `venv`/`test`: constrained by the lock.
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt -c requirements.lock
+	touch $@
+
+bench: venv $(VENV)/.bench-installed  ## benchmarks: figures and ratios, also written as JSON under the data home
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:  ## remove the data home (all outputs)

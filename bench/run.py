@@ -85,6 +85,12 @@ def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False) ->
         # Model quality and scoring speed on this home (issue 3): in its own process.
         _, _, out = _run([sys.executable, "-m", "bench.ml", "--home", str(home), "--json"], env)
         result["ml"] = json.loads(out)
+        # Uplift learners against causalml's meta-learners on the same split (issue 4); without
+        # causalml installed, bench.uplift notes it and measures our learners only.
+        from bench.uplift import run as run_uplift
+
+        print("uplift learners vs causalml (python -m bench.uplift) ...", flush=True)
+        result["uplift"] = run_uplift(home, log=lambda s: print(f"  {s}", flush=True))
     shutil.rmtree(home, ignore_errors=True)
     return result
 
@@ -146,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"\nModels on the {r['players']:,}-player home (python -m bench.ml)")
             print(format_table(r["ml"]))
+        if "uplift" in r:
+            from bench.uplift import format_table as uplift_table
+
+            print(f"\nUplift learners vs causalml on synthetic data and the {r['players']:,}-player home "
+                  "(python -m bench.uplift)")
+            print(uplift_table(r["uplift"]))
     out = crm_home() / "bench" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     shutil.rmtree(root, ignore_errors=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from crm.contract import CHANNELS, JURISDICTIONS
 from ml.features import FEATURE_NAMES
@@ -74,6 +74,48 @@ class Offer(_Strict):
     def is_bonus(self) -> bool:
         return self.template != "none"
 
+    @property
+    def can_cost(self) -> bool:
+        """Whether any player could cost something (a budget can bind)."""
+        if self.template in ("bonus", "free_spins"):
+            return self.value_eur > 0
+        if self.template == "cashback":
+            return self.percent > 0 and self.cap_eur > 0
+        return False
+
+
+class Target(_Strict):
+    """Who among the eligible players gets the campaign.
+
+    ``by: all`` (default): everyone eligible in the segment. ``by: uplift``: the players
+    with the highest predicted incremental NGR (model ``uplift_ngr``, EUR cents, net of
+    the bonus cost) per cent of offer cost, leaving out those predicted at or below
+    ``min_uplift_eur``, while the offer cost of the treated (non-holdout) players stays
+    within ``budget_eur`` (no budget: every player above the minimum). See
+    :func:`ml.policy.select_by_value_per_cost` for the exact rule.
+    """
+
+    by: Literal["all", "uplift"] = "all"
+    budget_eur: float | None = Field(default=None, gt=0, description="total offer cost of the treated, EUR")
+    min_uplift_eur: float = Field(default=0, ge=0, description="leave out players predicted at or below this, EUR")
+
+    @model_validator(mode="after")
+    def _uplift_only(self) -> Target:
+        if self.by != "uplift":
+            given = [f for f in ("budget_eur", "min_uplift_eur") if f in self.model_fields_set]
+            if given:
+                raise ValueError(f"target.{given[0]} applies only with 'by: uplift' ('by: all' lists everyone "
+                                 "eligible in the segment, so a budget would cut the list arbitrarily)")
+        return self
+
+    @property
+    def budget_cents(self) -> int | None:
+        return None if self.budget_eur is None or self.by != "uplift" else round(self.budget_eur * 100)
+
+    @property
+    def min_uplift_cents(self) -> int | None:
+        return round(self.min_uplift_eur * 100) if self.by == "uplift" else None
+
 
 class Experiment(_Strict):
     salt: str = "v1"
@@ -99,12 +141,24 @@ class CampaignSpec(_Strict):
     jurisdictions: list[Literal[JURISDICTIONS]] = []  # type: ignore[valid-type]
     segment: Segment = Segment()
     offer: Offer = Offer()
+    target: Target = Target()
     experiment: Experiment = Experiment()
     max_list_size: int | None = Field(default=None, gt=0)
 
+    @field_validator("target")
+    @classmethod
+    def _budget_needs_a_cost(cls, v: Target, info: ValidationInfo) -> Target:
+        offer = info.data.get("offer")
+        if v.budget_eur is not None and offer is not None and not offer.can_cost:
+            raise ValueError(f"target.budget_eur is set but the offer ({offer.template}) costs nothing, so a budget "
+                             "cannot bind; remove budget_eur to rank by predicted uplift alone, or give the offer "
+                             "a value")
+        return v
+
     @property
     def uses_ml(self) -> bool:
-        return bool(self.segment.scores)
+        """Targeting by a model (score thresholds or uplift): needs profiling consent."""
+        return bool(self.segment.scores) or self.target.by == "uplift"
 
     def spec_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

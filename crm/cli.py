@@ -210,6 +210,59 @@ def import_daily_cmd(file_: str, mapping: str, as_json: bool) -> None:
                    "the warehouse keeps this latest batch for them")
 
 
+@main.command("readout")
+@click.option("--campaign", "campaign_id", help="one campaign id (default: every campaign with assignments)")
+@click.option("--window-days", default=7.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="last-touch attribution window: a deposit at most N days after the last touch is credited")
+@click.option("--json", "as_json", is_flag=True, help="print the full readouts as JSON")
+def readout_cmd(campaign_id: str | None, window_days: float, as_json: bool) -> None:
+    """Readouts of randomized campaigns from the warehouse (fct_campaign_outcomes).
+
+    For each campaign with assignments (operator exports in landing/exports/ and our own
+    dispatches): treatment vs holdout on conversion (deposit within 7 days), deposits,
+    deposit EUR, NGR (14 days, net of bonus) and reactivation, each with a 95% confidence
+    interval and the relative lift; bonus cost and ROI (incremental NGR / bonus cost; 0 is
+    break-even); RG guardrails (limit hits, self-exclusions, complaints, unsubscribes) flagged
+    RISE when the treated rate is higher (one-sided test at 5%); the sample-ratio check
+    against the holdout of the campaign's YAML when there is one; and last-touch attributed
+    conversions beside the holdout-based incremental ones (the over-claim ratio).
+
+    Only players whose outcome window has ended before the warehouse's as-of date count.
+    Reads the warehouse built by `crm run`; writes nothing.
+    """
+    import os
+
+    from crm.campaign_spec import load_campaigns
+    from crm.readout import effects_table, readout, summary_line
+
+    paths = export_env()
+    specs, _ = load_campaigns(os.environ.get("CRM_CAMPAIGNS_DIR", str(CAMPAIGNS_DIR)))
+    shares = {s.id: s.experiment.holdout for s in specs}
+    try:
+        results = readout(paths, campaign_id, expected_control_share=shares, attribution_window_days=window_days)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from e
+    if campaign_id and not results:
+        raise click.ClickException(f"no assignments for campaign {campaign_id!r} in the warehouse")
+    if as_json:
+        _echo_json(results)
+        return
+    if not results:
+        click.echo("no campaign assignments in the warehouse yet (operator exports or dispatched lists)")
+        return
+    for r in results:
+        click.echo(f"\n== {summary_line(r)}")
+        if r["status"] != "ok":
+            continue
+        table = effects_table(r)[["metric", "n (T/C)", "treatment", "control", "difference", "95% CI", "flag"]]
+        click.echo(table.to_string(index=False))
+        b = r["bonus"]
+        if b["cost_eur"]:
+            click.echo(f"bonus cost {b['cost_eur']:,.0f} EUR ({b['cost_basis']}); incremental NGR "
+                       f"{b['incremental_ngr_eur']:,.0f} EUR; ROI {b['roi']:+.2f} "
+                       f"(95% CI {b['roi_ci'][0]:+.2f} .. {b['roi_ci'][1]:+.2f})")
+
+
 def _register_groups() -> None:
     from crm.cli_ml import ml_group
 

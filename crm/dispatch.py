@@ -3,6 +3,11 @@
 Each message carries an idempotency key derived from (campaign, as-of date, player,
 channel), so re-running dispatch never sends a message twice. Holdout rows are never
 dispatched. The outbox file is rewritten atomically (temp file + rename).
+
+Every dispatch also records its randomized assignment, so our own campaigns get readouts
+like the operator's past ones: ``landing/exports/campaign_assignments_<campaign>_<as_of>.parquet``
+in the export's schema (campaign_id, player_id, arm, channel, sent_at), read by dbt with the
+operator's files (``campaign_assignments*.parquet``). See :func:`write_assignments`.
 """
 
 from __future__ import annotations
@@ -11,15 +16,23 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from crm.config import Paths
 from crm.experiments import HOLDOUT
 from crm.lists import gate_verdict, list_dir
 
+# The operator export's schema (crm/simulate.py writes the same; stg_exports__campaign_assignments reads it).
+ASSIGNMENT_SCHEMA = pa.schema([
+    ("campaign_id", pa.string()), ("player_id", pa.string()), ("arm", pa.string()),
+    ("channel", pa.string()), ("sent_at", pa.timestamp("s")),
+])
 MESSAGE_FIELDS = ("idempotency_key", "campaign_id", "channel", "player_id", "variant", "as_of_date",
                   "locale", "timezone", "offer_template", "offer_cost_eur_cents")
 
@@ -37,6 +50,10 @@ class DispatchReport:
     holdout: int
     new_messages: int
     already_in_outbox: int
+    assignments_file: str = ""
+    assigned_treatment: int = 0
+    assigned_control: int = 0
+    assignments_written: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,6 +71,70 @@ def read_outbox(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def assignments_file(paths: Paths, campaign_id: str, as_of: dt.date) -> Path:
+    return paths.exports / f"campaign_assignments_{campaign_id}_{as_of.isoformat()}.parquet"
+
+
+def _earlier_assignments(paths: Paths, campaign_id: str, as_of: dt.date) -> set[str]:
+    """Players already assigned by this campaign's dispatches of as-of dates before ``as_of``."""
+    name = re.compile(rf"campaign_assignments_{re.escape(campaign_id)}_(\d{{4}}-\d{{2}}-\d{{2}})\.parquet")
+    seen: set[str] = set()
+    for f in paths.exports.glob(f"campaign_assignments_{campaign_id}_*.parquet"):
+        m = name.fullmatch(f.name)
+        if m and m.group(1) < as_of.isoformat():
+            seen.update(pq.read_table(f, columns=["player_id"]).column("player_id").to_pylist())
+    return seen
+
+
+def assignment_table(campaign_id: str, as_of: dt.date, channel: str, treated: set[str], control: set[str],
+                     already_assigned: set[str] = frozenset()) -> pa.Table:
+    """The export rows of one dispatch, sorted by player (deterministic).
+
+    ``sent_at`` is the as-of date at 00:00 UTC: a list of as-of D is built from data strictly
+    before D and sent on D, so its outcome windows start on D (S = D) and the first run that
+    can see any of them, as-of D + 1, is also the first whose staging cut (sent_at < as-of)
+    admits the rows. Control players get the same time (when they would have been sent).
+    A player keeps their first assignment to a campaign: players in ``already_assigned``
+    (earlier dispatches of the campaign; the hash puts them in the same arm every day) are
+    left out, so (campaign_id, player_id) stays a key and readouts measure from the first send.
+    """
+    sent_at = dt.datetime.combine(as_of, dt.time())
+    rows = sorted([(p, "treatment") for p in treated - already_assigned]
+                  + [(p, "control") for p in control - treated - already_assigned])
+    return pa.table({
+        "campaign_id": [campaign_id] * len(rows), "player_id": [p for p, _ in rows], "arm": [a for _, a in rows],
+        "channel": [channel] * len(rows), "sent_at": [sent_at] * len(rows),
+    }, schema=ASSIGNMENT_SCHEMA)
+
+
+def _same_rows(path: Path, table: pa.Table) -> bool:
+    try:  # Parquet keeps timestamps in ms at the finest: compare in the export's schema
+        return pq.read_table(path).cast(ASSIGNMENT_SCHEMA).equals(table)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, OSError):
+        return False
+
+
+def write_assignments(paths: Paths, campaign_id: str, as_of: dt.date, channel: str, treated: set[str],
+                      control: set[str]) -> tuple[Path, pa.Table, bool]:
+    """Write (or keep) this dispatch's assignment export; returns (path, table, written).
+
+    Idempotent: an existing file with the same rows is left untouched; otherwise the file is
+    replaced atomically (temp file + rename). Nothing is written when no one was assigned.
+    """
+    target = assignments_file(paths, campaign_id, as_of)
+    table = assignment_table(campaign_id, as_of, channel, treated, control,
+                             _earlier_assignments(paths, campaign_id, as_of))
+    if target.exists() and _same_rows(target, table):
+        return target, table, False
+    if table.num_rows == 0:
+        return target, table, False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, target)
+    return target, table, True
 
 
 def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date) -> DispatchReport:
@@ -87,5 +168,12 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date) -> DispatchRep
             for m in existing + new:
                 f.write(json.dumps(m, sort_keys=True, default=str) + "\n")
         os.replace(tmp, target)
+    # the randomized assignment: who was sent (the outbox) and the holdout, for readouts
+    treated = {m["player_id"] for m in existing + new}
+    control = set(rows.loc[rows["variant"] == HOLDOUT, "player_id"].astype(str))
+    export, table, written = write_assignments(paths, campaign_id, as_of, channel, treated, control)
+    arms = table.column("arm").to_pylist()
     return DispatchReport(campaign_id, as_of.isoformat(), str(target), len(rows),
-                          int((rows["variant"] == HOLDOUT).sum()), len(new), len(existing))
+                          int((rows["variant"] == HOLDOUT).sum()), len(new), len(existing),
+                          str(export) if table.num_rows else "", arms.count("treatment"), arms.count("control"),
+                          written)

@@ -1,9 +1,11 @@
-"""Campaign lists: audience ∩ segment ∩ eligibility -> offer -> variants + holdout -> publish.
+"""Campaign lists: audience ∩ segment ∩ eligibility -> targeting -> offer -> variants + holdout -> publish.
 
 :func:`build_list` is a pure function over the audience frame (profile + features +
-scores); :func:`publish` writes CSV, Parquet, the suppression report and a manifest
-atomically under ``lists/<campaign_id>/<as_of>/``. Lists carry the pseudonymous
-player id, never contact details.
+scores). Targeting only chooses among eligible players: ``target: by: uplift`` ranks them
+by predicted incremental NGR per cent of offer cost within the campaign's budget (the
+rule of :func:`ml.policy.select_by_value_per_cost`). :func:`publish` writes CSV, Parquet,
+the suppression report and a manifest atomically under ``lists/<campaign_id>/<as_of>/``.
+Lists carry the pseudonymous player id, never contact details.
 """
 
 from __future__ import annotations
@@ -23,8 +25,13 @@ import pandas as pd
 from crm import eligibility, experiments
 from crm.campaign_spec import CampaignSpec, Rule
 from crm.config import Paths
+from ml.policy import select_by_value_per_cost
 
-SCORES = ("churn", "deposit_intent")  # the model scores a list carries (see crm.warehouse.SCORE_MODELS)
+# The model scores a list carries (crm.warehouse.SCORE_MODELS), for players with profiling consent.
+SCORES = ("churn", "deposit_intent", "uplift_ngr")
+UPLIFT_SCORE = "uplift_ngr_score"  # predicted incremental NGR if treated, EUR cents (not a probability)
+SCORE_DECIMALS = 6  # scores are rounded so on the list; targeting ranks the rounded values
+_MODEL_LABELS = {"churn": "churn_lgbm", "deposit_intent": "deposit_intent_lgbm"}
 LIST_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "brand_id", "country",
                 "locale", "timezone", *[c for m in SCORES for c in (f"{m}_score", f"{m}_model_version")],
                 "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days")
@@ -39,6 +46,7 @@ class BuiltList:
     suppression: dict[str, dict[str, int]]
     srm_pvalue: float
     model_versions: list[str] = field(default_factory=list)
+    targeting: dict = field(default_factory=lambda: {"by": "all"})
 
 
 def _rule_mask(df: pd.DataFrame, rule: Rule) -> pd.Series:
@@ -86,15 +94,64 @@ def offer_cost_cents(df: pd.DataFrame, spec: CampaignSpec) -> np.ndarray:
     return np.zeros(len(df), dtype=np.int64)
 
 
+def _profiling(df: pd.DataFrame) -> np.ndarray:
+    """Profiling consent per row (missing: no)."""
+    return (df["consent_profiling"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+            if "consent_profiling" in df else np.zeros(len(df), dtype=bool))
+
+
+def _score(df: pd.DataFrame, column: str) -> np.ndarray:
+    """A score column as floats rounded as on the list (absent or missing: NaN)."""
+    if column not in df:
+        return np.full(len(df), np.nan)
+    return pd.to_numeric(df[column], errors="coerce").astype(float).round(SCORE_DECIMALS).to_numpy()
+
+
+def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The eligible players a ``target: by: uplift`` campaign lists, and the targeting summary.
+
+    Value = ``uplift_ngr_score`` (EUR cents, net of the bonus cost; NULL or without profiling
+    consent: never targeted); cost = this campaign's offer cost per player
+    (:func:`offer_cost_cents`: the bonus value, or the cashback on the player's last 7-day
+    net loss up to the cap). Players above ``min_uplift_eur`` are ranked by value per cent
+    of cost and taken in that order while the cost of the *treated* ones fits the budget.
+    Holdout membership is a salted hash of the player alone, so it is known before
+    selection: a holdout player is listed (as a randomized control of the targeted
+    population) but costs nothing; the walk stops at the first treated player who does
+    not fit, so the list is a prefix of the ranking and the treated cost never exceeds
+    the budget. ``max_list_size`` caps the number listed (holdout included).
+    """
+    t, exp = spec.target, spec.experiment
+    ids = eligible["player_id"].astype(str).to_numpy()
+    value = np.where(_profiling(eligible), _score(eligible, UPLIFT_SCORE), np.nan)
+    cost = offer_cost_cents(eligible, spec)
+    holdout = experiments.assign(spec.id, exp.salt, ids, exp.holdout, exp.variants) == experiments.HOLDOUT
+    sel = select_by_value_per_cost(value, cost, ids, t.budget_cents, min_value=t.min_uplift_cents,
+                                   free=holdout, max_count=spec.max_list_size)
+    treated = sel.index[~holdout[sel.index]]
+    summary = {
+        "by": "uplift", "budget_eur_cents": t.budget_cents, "min_uplift_eur_cents": t.min_uplift_cents,
+        "eligible": len(eligible), "scored": int(np.isfinite(value).sum()), "above_min_uplift": sel.candidates,
+        "targeted": len(sel.index), "treated": len(treated), "spent_eur_cents": int(round(sel.spent)),
+        "predicted_incremental_ngr_eur_cents": int(round(float(value[treated].sum()))),
+        "stopped_by": sel.stopped_by,
+    }
+    return eligible.iloc[sel.index], summary
+
+
 def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date) -> BuiltList:
-    """Select, check eligibility, price the offer and assign variants. Pure."""
+    """Select, check eligibility, target, price the offer and assign variants. Pure."""
     in_scope = audience[scope_mask(audience, spec)]
     in_segment = in_scope[segment_mask(in_scope, spec)]
     verdicts = eligibility.evaluate(in_segment, spec)
     eligible = in_segment[verdicts["eligible"].to_numpy()].copy()
-    if spec.max_list_size is not None and len(eligible) > spec.max_list_size:
-        key = next(iter(spec.segment.scores)) if spec.uses_ml else "player_id"
-        eligible = eligible.sort_values([key, "player_id"], ascending=[not spec.uses_ml, True])
+    targeting: dict = {"by": spec.target.by}
+    if spec.target.by == "uplift":
+        eligible, targeting = target_by_uplift(spec, eligible)
+    elif spec.max_list_size is not None and len(eligible) > spec.max_list_size:
+        ranked = bool(spec.segment.scores)
+        key = next(iter(spec.segment.scores)) if ranked else "player_id"
+        eligible = eligible.sort_values([key, "player_id"], ascending=[not ranked, True])
         eligible = eligible.head(spec.max_list_size)
     eligible = eligible.sort_values("player_id", kind="stable")
 
@@ -104,11 +161,10 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date) -> Bu
         return eligible[name].to_numpy() if name in eligible else np.full(len(eligible), None, dtype=object)
 
     # Model scores are profiling: a list carries them only for players who consented to it.
-    profiling = (eligible["consent_profiling"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-                 if "consent_profiling" in eligible else np.zeros(len(eligible), dtype=bool))
+    profiling = _profiling(eligible)
     score_cols = {}
     for m in SCORES:
-        score = pd.to_numeric(pd.Series(col(f"{m}_score")), errors="coerce").round(6).to_numpy()
+        score = _score(eligible, f"{m}_score")
         score_cols[f"{m}_score"] = np.where(profiling, score, np.nan)
         score_cols[f"{m}_model_version"] = np.where(profiling, col(f"{m}_model_version"), None)
     rows = pd.DataFrame({
@@ -131,15 +187,18 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date) -> Bu
     counts = rows["variant"].value_counts().to_dict()
     shares = {experiments.HOLDOUT: exp.holdout} | {
         k: (1 - exp.holdout) * w / sum(exp.variants.values()) for k, w in exp.variants.items()}
+    targeted = ({"uplift_scored": targeting["scored"], "above_min_uplift": targeting["above_min_uplift"],
+                 "targeted": targeting["targeted"]} if spec.target.by == "uplift" else {})
     funnel = {
         "audience": len(audience), "in_scope": len(in_scope), "in_segment": len(in_segment),
-        "eligible": int(verdicts["eligible"].sum()), "listed": len(rows),
+        "eligible": int(verdicts["eligible"].sum()), **targeted, "listed": len(rows),
         "holdout": int(counts.get(experiments.HOLDOUT, 0)),
         **{f"variant_{k}": int(counts.get(k, 0)) for k in exp.variants},
     }
-    versions = sorted({f"{m}_lgbm v{v}" for m in SCORES for v in rows[f"{m}_model_version"].dropna().unique()})
+    versions = sorted({f"{_MODEL_LABELS.get(m, m)} v{v}" for m in SCORES
+                       for v in rows[f"{m}_model_version"].dropna().unique()})
     return BuiltList(spec, as_of, rows, funnel, eligibility.suppression_counts(verdicts),
-                     experiments.srm_pvalue(counts, shares) if len(rows) else 1.0, versions)
+                     experiments.srm_pvalue(counts, shares) if len(rows) else 1.0, versions, targeting)
 
 
 def _sha256(path: Path) -> str:
@@ -174,6 +233,7 @@ def publish(built: BuiltList, paths: Paths) -> dict:
             "suppression": built.suppression["first_failing_rule"],
             "total_offer_cost_eur_cents": int(built.rows.loc[built.rows["variant"] != "holdout",
                                                             "offer_cost_eur_cents"].sum()),
+            "targeting": built.targeting,
             "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
                       for name in ("list.csv", "list.parquet", "suppression.json")},
         }

@@ -45,7 +45,11 @@ def row_counts(paths: Paths, tables: list[str]) -> dict[str, int]:
                 for t in tables if table_exists(con, t)}
 
 
-SCORE_MODELS = ("churn", "deposit_intent")  # model configs whose scores campaigns can use (ml/models.py)
+# Predicted incremental NGR if treated (EUR cents over 14 days, net of the bonus cost; may be
+# negative, not a probability), written to player_scores by the uplift scoring.
+UPLIFT_SCORE_MODEL = "uplift_ngr"
+# Models whose scores campaigns can use: read_audience pivots each to <model>_score / <model>_model_version.
+SCORE_MODELS = ("churn", "deposit_intent", UPLIFT_SCORE_MODEL)
 _SCORES_COLUMNS = ("player_id", "as_of_date", "model", "score", "model_name", "model_version", "scored_at")
 
 
@@ -77,6 +81,8 @@ def read_audience(paths: Paths, as_of: dt.date) -> pd.DataFrame:
 
     Every player in the profile is present; players without a feature row (inactive for
     90 days) or without a score have NULLs there, which segment rules treat as no match.
+    Each model of :data:`SCORE_MODELS` gives ``<model>_score`` and
+    ``<model>_model_version`` columns.
     """
     with connect(paths) as con:
         has_scores = table_exists(con, SCORES_TABLE)

@@ -20,7 +20,8 @@ from crm.campaign_spec import load_campaigns
 from crm.config import CAMPAIGNS_DIR, export_env
 from orchestration.assets.campaigns import campaign_assets
 from orchestration.assets.landing import landed_events, landing_counts_add_up
-from orchestration.assets.ml import model_assets, player_scores
+from orchestration.assets.ml import model_assets, player_scores, uplift_assets
+from orchestration.assets.readouts import readout_assets
 from orchestration.assets.warehouse import warehouse
 from orchestration.dbt_project import DBT_PROJECT
 from orchestration.resources import DAILY, CrmResource
@@ -43,7 +44,8 @@ daily_refresh = define_asset_job(
 )
 
 defs = Definitions(
-    assets=[landed_events, warehouse, *model_assets, player_scores, *campaign_asset_defs],
+    assets=[landed_events, warehouse, *model_assets, *uplift_assets, player_scores, *campaign_asset_defs,
+            *readout_assets(specs)],
     asset_checks=[landing_counts_add_up, *campaign_checks],
     jobs=[daily_refresh],
     # 06:00 UTC each day: the refresh for today's as-of date (the day's partition).

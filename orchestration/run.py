@@ -51,11 +51,18 @@ def print_summary(s: dict) -> None:
     for t, n in s["marts"].items():
         print(f"  {t:<28} {n:>10,}")
     nan = float("nan")
-    for m in s["models"].values():
-        print(f"\nModel {m.get('model')}: holdout roc_auc={m.get('roc_auc', nan):.3f}  "
-              f"pr_auc={m.get('pr_auc', nan):.3f}  "
-              f"vs logistic RFM {m.get('baseline_logreg_roc_auc', nan):.3f}, "
-              f"recency {m.get('baseline_recency_roc_auc', nan):.3f}")
+    for key, m in s["models"].items():
+        if "qini_auc" in m:  # an uplift model
+            print(f"\nModel {m.get('model')} ({m.get('selected_learner')}): held-out qini_auc={m['qini_auc']:.4g}  "
+                  f"uplift@10%={m.get('uplift_at_10', nan):.4g}  uplift@30%={m.get('uplift_at_30', nan):.4g}")
+        elif m.get("trained") is False:
+            print(f"\nModel {key}: not trained: {m.get('reason')}")
+            continue
+        else:
+            print(f"\nModel {m.get('model')}: holdout roc_auc={m.get('roc_auc', nan):.3f}  "
+                  f"pr_auc={m.get('pr_auc', nan):.3f}  "
+                  f"vs logistic RFM {m.get('baseline_logreg_roc_auc', nan):.3f}, "
+                  f"recency {m.get('baseline_recency_roc_auc', nan):.3f}")
         print(f"  {m.get('decision')}")
     print("\nPublished lists:")
     for li in s["lists"]:

@@ -59,12 +59,64 @@ def test_whole_graph_materializes(first_run):
     assert checks and all(checks.values()), checks
 
 
+def test_uplift_models_trained_and_champions_scored(first_run):
+    """Both uplift models train from the exposures mart; each champion scores the profiling-consent
+    population into player_scores (a model without a champion scores nobody)."""
+    from ml import registry
+    from ml.uplift_train import UPLIFT_MODELS
+
+    result, _ = first_run
+    meta = {e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    p = _paths()
+    client = registry.get_client(p.mlflow_tracking_uri)
+    with duckdb.connect(str(p.warehouse), read_only=True) as con:
+        scored = dict(con.execute("SELECT model, count(*) FROM player_scores GROUP BY model").fetchall())
+        population = con.execute("SELECT count(*) FROM player_features JOIN dim_player USING (player_id) "
+                                 "WHERE consent_profiling").fetchone()[0]
+    for name in UPLIFT_MODELS:
+        md = meta[f"{name}_model"]
+        assert md["trained"].value is True, md.get("reason")
+        assert md["valid_rows"].value > 100 and "qini_auc" in md and "qini_curve" in md
+        champ = registry.champion_version(client, name)
+        assert scored.get(name, 0) == (population if champ is not None else 0), (name, md["decision"].value)
+
+
+def test_uplift_champion_scores_after_a_manual_promotion(first_run):
+    """On 800 players an uplift model may not beat random targeting, so nothing is promoted
+    automatically; a data scientist's `crm ml promote` makes the next scoring use it."""
+    from dagster import AssetKey
+
+    from crm.landing import default_as_of
+    from crm.warehouse import read_audience
+    from ml import registry
+    from orchestration.run import run_refresh
+
+    _, instance = first_run
+    p = _paths()
+    client = registry.get_client(p.mlflow_tracking_uri)
+    if registry.champion_version(client, "uplift_ngr") is None:
+        registry.promote(p.mlflow_tracking_uri, "uplift_ngr", "1", "pipeline test: score with v1", by="tester")
+    as_of = default_as_of(p)
+    result, _ = run_refresh(instance, as_of.isoformat(), asset_selection=[AssetKey("player_scores")])
+    assert result.success
+    audience = read_audience(p, as_of)
+    scored = audience["uplift_ngr_score"].notna()
+    assert scored.any() and not (scored & ~audience["consent_profiling"].astype(bool)).any()
+    assert (audience.loc[scored, "uplift_ngr_score"] < 0).any()  # an uplift, not a probability
+    assert set(audience.loc[scored, "uplift_ngr_model_version"]) == {
+        str(registry.champion_version(client, "uplift_ngr").version)}
+
+
 def test_lists_are_published_gated_and_dispatched(first_run):
     from crm.lists import gate_verdict, published_lists
 
     p = _paths()
     lists = published_lists(p)
-    assert {m["campaign_id"] for m in lists} == {"reengage_dormant_vip", "cashback_recent_losers", "everyone_push"}
+    from crm.config import CAMPAIGNS_DIR
+
+    expected = {f.stem for f in CAMPAIGNS_DIR.glob("*.yaml")} | {"everyone_push"}
+    assert {m["campaign_id"] for m in lists} == expected and len(expected) >= 3
     for m in lists:
         d = Path(m["path"])
         assert (d / "list.csv").exists() and (d / "list.parquet").exists()
@@ -95,7 +147,9 @@ def test_model_is_registered_as_champion(first_run):
         assert run.data.tags.get("dbt_manifest_sha256", "unknown") != "unknown"
     with duckdb.connect(str(_paths().warehouse), read_only=True) as con:
         models = dict(con.execute("SELECT model, count(*) FROM player_scores GROUP BY model").fetchall())
-    assert set(models) == {"churn", "deposit_intent"} and len(set(models.values())) == 1
+    # uplift models score too once they have a champion (test_uplift_models_trained_and_champions_scored)
+    assert {"churn", "deposit_intent"} <= set(models) <= {"churn", "deposit_intent", "uplift_deposit", "uplift_ngr"}
+    assert len(set(models.values())) == 1
 
 
 def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):

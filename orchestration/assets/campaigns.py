@@ -17,11 +17,15 @@ from dagster import (
 
 from crm.campaign_spec import CampaignSpec
 from crm.dispatch import dispatch_list
-from crm.lists import build_list, list_dir, publish, record_gate, verify_manifest
+from crm.lists import build_list, list_dir, publish, read_manifest, record_gate, verify_manifest
 from crm.warehouse import read_audience, read_table
 from expectations.campaign_list import gate_list
 from orchestration.assets._meta import md_table
 from orchestration.resources import CrmResource
+
+# A deterministic hash assignment has no sampling noise beyond chance: a mismatch this
+# unlikely means players were dropped or added after assignment.
+SRM_ALPHA = 0.001
 
 
 def list_key(spec: CampaignSpec) -> AssetKey:
@@ -49,6 +53,7 @@ def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[As
             "srm_pvalue": built.srm_pvalue,
             "total_offer_cost_eur": manifest["total_offer_cost_eur_cents"] / 100,
             "model_versions": ", ".join(built.model_versions) or "none",
+            "targeting": md_table(manifest.get("targeting", {"by": "all"}), "targeting", "value"),
             "preview": MetadataValue.md(built.rows.head(10).to_markdown(index=False) if len(built.rows) else "_empty_"),
         })
 
@@ -62,7 +67,8 @@ def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[As
 
         lst = pd.read_parquet(directory / "list.parquet")
         profile = read_table(paths, "dim_player")
-        result = gate_list(lst, profile, spec.experiment.holdout, list(spec.experiment.variants))
+        result = gate_list(lst, profile, spec.experiment.holdout, list(spec.experiment.variants),
+                           budget_cents=spec.target.budget_cents, min_uplift_cents=spec.target.min_uplift_cents)
         tampered = verify_manifest(directory)
         passed = result.success and not tampered
         summary = result.summary() + (f"; files changed since publish: {tampered}" if tampered else "")
@@ -79,6 +85,19 @@ def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[As
                 "manifest_checksums": "ok" if not tampered else f"mismatch: {tampered}",
             })
 
+    @asset_check(asset=campaign_list, name="sample_ratio", blocking=False,
+                 description=f"Sample-ratio mismatch: chi-square of the variant / holdout counts against the "
+                             f"designed shares; warns below p = {SRM_ALPHA}.")
+    def sample_ratio(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
+        manifest = read_manifest(list_dir(crm.paths(), spec.id, crm.as_of(context)))
+        p = float(manifest["srm_pvalue"])
+        counts = {k: v for k, v in manifest["counts"].items() if k == "holdout" or k.startswith("variant_")}
+        return AssetCheckResult(
+            passed=p >= SRM_ALPHA, severity=AssetCheckSeverity.WARN,
+            description=f"srm p-value {p:.4g} ({'ok' if p >= SRM_ALPHA else 'mismatch: check the assignment'})",
+            metadata={"srm_pvalue": p, "counts": md_table(counts, "group", "players"),
+                      "designed_holdout_share": spec.experiment.holdout})
+
     @asset(key=AssetKey(["campaigns", spec.id, "dispatch"]), group_name="dispatch", kinds={"json"},
            deps=[campaign_list],
            description=f"Outbox of {spec.channel} messages for {spec.id} with idempotency keys; holdout never sent.")
@@ -91,6 +110,9 @@ def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[As
             "new_messages": report.new_messages,
             "already_in_outbox": report.already_in_outbox,
             "holdout_not_sent": report.holdout,
+            "assignments_file": MetadataValue.path(report.assignments_file) if report.assignments_file else "none",
+            "assigned_treatment": report.assigned_treatment,
+            "assigned_control": report.assigned_control,
         })
 
-    return [campaign_list, dispatch], [compliance_gate]
+    return [campaign_list, dispatch], [compliance_gate, sample_ratio]

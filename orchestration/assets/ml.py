@@ -4,11 +4,13 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from crm.lineage import lineage
-from crm.warehouse import SCORE_MODELS, read_scoring_population, read_table, write_scores
+from crm.warehouse import read_scoring_population, read_table, write_scores
+from ml import uplift_score
 from ml.models import MODELS, ModelConfig
 from ml.score import score_model
 from ml.train import train_model
-from orchestration.assets._meta import md_table
+from ml.uplift_train import UPLIFT_MODELS, NotEnoughExposures, qini_figure, train_uplift_from_exposures
+from orchestration.assets._meta import md_figure, md_table
 from orchestration.resources import DAILY, CrmResource
 
 
@@ -48,20 +50,63 @@ def model_asset(config: ModelConfig) -> AssetsDefinition:
     return _train
 
 
+def uplift_model_asset(name: str, outcome: str) -> AssetsDefinition:
+    @asset(name=f"{name}_model", group_name="ml", kinds={"lightgbm", "mlflow"},
+           deps=[AssetKey("fct_campaign_exposures")],
+           description=f"Uplift on {outcome} from past randomized campaigns (fct_campaign_exposures): T-, X- and "
+                       "class-transformation learners, selected by Qini on held-out rows; promoted to @champion "
+                       "when its Qini is positive and at least the champion's on the same rows.")
+    def _train(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
+        paths = crm.paths()
+        exposures = read_table(paths, "fct_campaign_exposures")
+        try:
+            out = train_uplift_from_exposures(
+                exposures, outcome=outcome, model_name=name, tracking_uri=paths.mlflow_tracking_uri,
+                artifact_location=paths.mlflow_artifacts.as_uri(),
+                lineage=lineage(as_of_date=crm.as_of(context).isoformat(), trigger="dagster",
+                                dagster_run_id=context.run.run_id))
+        except NotEnoughExposures as e:  # a young data home: no experiment has finished yet
+            context.log.warning(f"{name}: {e}")
+            return MaterializeResult(metadata={"trained": False, "reason": str(e),
+                                               "exposure_rows": len(exposures)})
+        context.log.info(f"model {name} v{out['model_version']} ({out['selected']}): {out['decision']}")
+        learners = pd.DataFrame([{"learner": k, **{m: round(float(v), 4) for m, v in ms.items()}}
+                                 for k, ms in out["metrics"].items()])
+        result = out["result"]
+        return MaterializeResult(metadata={
+            "trained": True,
+            "model": f"{name} v{out['model_version']}",
+            "selected_learner": out["selected"],
+            "promoted_to_champion": out["promoted"],
+            "decision": out["decision"],
+            "mlflow_run": MetadataValue.url(_mlflow_run_url(out["run_id"])),
+            "exposure_rows": out["exposure_rows"], "train_rows": out["train_rows"], "valid_rows": out["valid_rows"],
+            "learners_on_validation": md_table(learners),
+            "qini_curve": md_figure(qini_figure(result, f"Qini, {outcome} ({out['valid_rows']} held-out rows)"),
+                                    "Qini curves"),
+            **{k: MetadataValue.float(float(v)) for k, v in out["metrics"][out["selected"]].items()
+               if pd.notna(v)},
+        })
+
+    return _train
+
+
 model_assets = [model_asset(c) for c in MODELS.values()]
+uplift_assets = [uplift_model_asset(n, o) for n, o in UPLIFT_MODELS.items()]
 
 
 @asset(group_name="ml", kinds={"lightgbm", "duckdb"}, partitions_def=DAILY,
-       deps=[*(a.key for a in model_assets), AssetKey("player_features"), AssetKey("dim_player")],
+       deps=[*(a.key for a in model_assets + uplift_assets), AssetKey("player_features"), AssetKey("dim_player")],
        description="Daily scores of every current player with profiling consent, by each model's @champion, "
-                   "with score and feature drift (PSI) against the training reference.")
+                   "with score and feature drift (PSI) against the training reference; uplift champions add "
+                   "the predicted incremental deposit probability and 14-day NGR (EUR cents).")
 def player_scores(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
     paths = crm.paths()
     as_of = crm.as_of(context)
     features = read_scoring_population(paths)  # profiling consent only
     meta: dict = {"as_of_date": as_of.isoformat(), "players_scored": len(features)}
     drift_rows = []
-    for name in SCORE_MODELS:
+    for name in MODELS:
         res = score_model(MODELS[name], features, tracking_uri=paths.mlflow_tracking_uri)
         write_scores(paths, res.scores[["player_id", "score", "model_name", "model_version"]], as_of, name)
         s = res.scores["score"]
@@ -76,6 +121,18 @@ def player_scores(context: AssetExecutionContext, crm: CrmResource) -> Materiali
         for feat, value in (d.get("features") or {}).items():
             drift_rows.append({"model": name, "feature": feat, "psi": round(float(value), 4)})
         context.log.info(f"{name}: scored {len(s)} players with v{res.model_version}; drift {d.get('status')}")
+    for name in UPLIFT_MODELS:
+        loaded = uplift_score.load(paths.mlflow_tracking_uri, name)
+        if loaded is None:
+            meta[f"{name}_model"] = "no champion yet: not scored"
+            continue
+        scores = uplift_score.score_players(loaded, features)
+        write_scores(paths, scores, as_of, name)
+        u = scores["score"]
+        meta[f"{name}_model"] = f"{name} v{loaded.version}"
+        meta[f"{name}_median"] = float(u.median()) if len(u) else 0.0
+        meta[f"{name}_share_negative"] = float((u < 0).mean()) if len(u) else 0.0
+        context.log.info(f"{name}: scored {len(u)} players with v{loaded.version}")
     meta["feature_drift_psi"] = MetadataValue.md(
         pd.DataFrame(drift_rows).sort_values("psi", ascending=False).head(20).to_markdown(index=False)
         if drift_rows else "_no reference_")

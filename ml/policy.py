@@ -1,0 +1,178 @@
+"""Budgeted targeting: who gets a costly offer when the bonus budget is limited.
+
+One selection rule, used both by campaign lists (``target: by: uplift`` in
+:mod:`crm.lists`) and by :func:`compare_policies`:
+
+1. candidates are the players whose value (predicted incremental NGR, EUR cents, net of
+   the bonus cost) is known and strictly above ``min_value``;
+2. they are ranked by value per cent of offer cost, best first; a player whose offer
+   costs nothing (e.g. cashback on a week without net loss) ranks above every costly
+   one; ties go to the higher value, then to the smaller id (deterministic);
+3. players are taken in that order while the cost of the *paid* ones (not ``free``:
+   the holdout, which is never sent the offer) fits in the budget; the walk stops at
+   the first paid player that does not fit, so the selection is always a prefix of
+   the ranking and the spend never exceeds the budget.
+
+With equal costs (a fixed bonus) the rule picks the highest values that fit the budget,
+which is optimal; with unequal costs (cashback) it is the usual greedy approximation.
+
+Pure functions over arrays and DataFrames: no I/O, no Dagster, nothing from :mod:`crm`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+POLICIES = ("uplift", "churn", "random", "oracle")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Selected positions (into the input arrays), in ranking order, and how the walk ended."""
+
+    index: np.ndarray
+    spent: float  # total cost of the selected paid (non-free) players
+    candidates: int  # players that could be selected (value known and above the minimum)
+    stopped_by: str  # "budget" | "max_count" | "candidates" (all candidates taken)
+
+
+def _floats(x) -> np.ndarray:
+    """Numbers as float64, anything missing or non-numeric (None, pd.NA) as NaN."""
+    return pd.to_numeric(pd.Series(np.asarray(x, dtype=object).reshape(-1)), errors="coerce").to_numpy(dtype=float)
+
+
+def _costs(cost, n: int | None = None) -> np.ndarray:
+    c = np.asarray(cost, dtype=float).reshape(-1)
+    if n is not None and len(c) != n:
+        raise ValueError(f"cost has {len(c)} values for {n} players")
+    if not np.isfinite(c).all() or (c < 0).any():
+        raise ValueError("offer costs must be finite and non-negative")
+    return c
+
+
+def value_per_cost_order(value, cost, ids: Sequence) -> np.ndarray:
+    """Positions sorted best first by value / cost (zero cost: +inf when value > 0).
+
+    Ties: higher value first, then smaller id. Unknown values (NaN) come last.
+    """
+    v = _floats(value)
+    c = _costs(cost, len(v))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(c > 0, v / np.where(c > 0, c, 1), np.where(v > 0, np.inf, -np.inf))
+    ratio = np.where(np.isnan(v), np.nan, ratio)
+    keys = np.asarray([str(i) for i in ids], dtype=str)
+    if len(keys) != len(v):
+        raise ValueError(f"{len(keys)} ids for {len(v)} values")
+    # lexsort: last key is primary; NaN sorts last.
+    return np.lexsort((keys, -v, -ratio))
+
+
+def take_within_budget(order: np.ndarray, cost, budget: float | None = None, *, free=None,
+                       max_count: int | None = None) -> Selection:
+    """The longest prefix of ``order`` whose paid cost fits ``budget`` (None: no limit).
+
+    ``free`` marks players who are selected at no cost (the holdout). ``max_count`` caps
+    the number of players selected (paid and free).
+    """
+    order = np.asarray(order, dtype=np.int64)
+    c = _costs(cost)
+    paid = c[order] if free is None else np.where(np.asarray(free, dtype=bool)[order], 0.0, c[order])
+    cum = np.cumsum(paid)
+    n, stopped = len(order), "candidates"
+    if budget is not None:
+        if budget < 0:
+            raise ValueError(f"budget must be non-negative, got {budget}")
+        over = np.flatnonzero(cum > budget)
+        if len(over):
+            n, stopped = int(over[0]), "budget"
+    if max_count is not None and max_count < n:
+        n, stopped = int(max_count), "max_count"
+    return Selection(order[:n], float(cum[n - 1]) if n else 0.0, len(order), stopped)
+
+
+def select_by_value_per_cost(value, cost, ids: Sequence, budget: float | None = None, *,
+                             min_value: float = 0.0, free=None, max_count: int | None = None) -> Selection:
+    """The selection rule of the module docstring: candidates above ``min_value``, ranked, within budget."""
+    v = _floats(value)
+    order = value_per_cost_order(v, cost, ids)
+    order = order[v[order] > min_value]  # NaN compares False: unknown values are never selected
+    return take_within_budget(order, cost, budget, free=free, max_count=max_count)
+
+
+def _summary(sel_index: np.ndarray, cost: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    spend = float(cost[sel_index].sum())
+    true = float(truth[sel_index].sum())
+    return {"players": float(len(sel_index)), "spend_cents": spend, "incremental_ngr_cents": true,
+            "gross_incremental_ngr_cents": true + spend}
+
+
+def compare_policies(frame: pd.DataFrame, budget_cents: float, *, cost_col: str = "offer_cost_eur_cents",
+                     uplift_col: str = "uplift_ngr_score", churn_col: str = "churn_score",
+                     truth_col: str = "true_effect_ngr", id_col: str = "player_id",
+                     min_uplift_cents: float = 0.0, seed: int = 0, random_draws: int = 20) -> pd.DataFrame:
+    """Four targeting policies at the same budget, judged on the true incremental NGR.
+
+    ``frame``: one row per candidate player (already eligible) with the offer cost
+    (``cost_col``, EUR cents), the predicted uplift (``uplift_col``, EUR cents, net of the
+    bonus cost), a churn score (``churn_col``) and the true effect of treating the player
+    (``truth_col``, EUR cents, net of the bonus cost, e.g. the simulator's
+    ``true_effect_ngr``). Every policy walks its own ranking and takes players while the
+    spend fits ``budget_cents`` (:func:`take_within_budget`, no holdout):
+
+    * ``uplift``: :func:`select_by_value_per_cost` on the prediction (the list rule);
+    * ``churn``: highest churn score first (players without a score are never taken);
+    * ``random``: a random order, averaged over ``random_draws`` seeds from ``seed``;
+    * ``oracle``: :func:`select_by_value_per_cost` on the truth (positives only).
+
+    Returns a DataFrame indexed by policy (in :data:`POLICIES` order) with columns
+    ``players``, ``spend_cents``, ``budget_used`` (spend / budget),
+    ``incremental_ngr_cents`` (sum of the true effect of the selected players),
+    ``ngr_per_cost`` (incremental NGR per unit of bonus spent, EUR per EUR; NaN without spend),
+    ``gross_incremental_ngr_cents`` (true effect + bonus cost: the NGR change before the
+    bonus is paid) and ``gross_ngr_per_cost``. Random rows are means over the draws (its
+    ratios are mean NGR over mean spend). ``attrs`` hold the budget, the candidate count
+    and the number of random draws.
+    """
+    missing = [c for c in (cost_col, uplift_col, churn_col, truth_col) if c not in frame]
+    if missing:
+        raise ValueError(f"compare_policies: missing columns {missing}")
+    if random_draws < 1:
+        raise ValueError("random_draws must be at least 1")
+    n = len(frame)
+    cost = _costs(pd.to_numeric(frame[cost_col], errors="coerce").to_numpy(dtype=float), n)
+    truth = pd.to_numeric(frame[truth_col], errors="coerce").to_numpy(dtype=float)
+    if np.isnan(truth).any():
+        raise ValueError(f"compare_policies: {truth_col} has missing values")
+    uplift = pd.to_numeric(frame[uplift_col], errors="coerce").to_numpy(dtype=float)
+    churn = pd.to_numeric(frame[churn_col], errors="coerce").to_numpy(dtype=float)
+    ids = frame[id_col].astype(str).to_numpy() if id_col in frame else np.asarray([str(i) for i in frame.index])
+
+    rows: dict[str, dict[str, float]] = {}
+    sel = select_by_value_per_cost(uplift, cost, ids, budget_cents, min_value=min_uplift_cents)
+    rows["uplift"] = _summary(sel.index, cost, truth)
+
+    churn_order = np.lexsort((ids, -churn))  # highest churn first, NaN last
+    churn_order = churn_order[~np.isnan(churn[churn_order])]
+    rows["churn"] = _summary(take_within_budget(churn_order, cost, budget_cents).index, cost, truth)
+
+    draws = [_summary(take_within_budget(np.random.default_rng(seed + k).permutation(n), cost, budget_cents).index,
+                      cost, truth) for k in range(random_draws)]
+    rows["random"] = {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
+
+    sel = select_by_value_per_cost(truth, cost, ids, budget_cents, min_value=0.0)
+    rows["oracle"] = _summary(sel.index, cost, truth)
+
+    out = pd.DataFrame.from_dict(rows, orient="index").reindex(list(POLICIES))
+    out.index.name = "policy"
+    spend = out["spend_cents"].where(out["spend_cents"] > 0)
+    out["budget_used"] = out["spend_cents"] / budget_cents if budget_cents > 0 else np.nan
+    out["ngr_per_cost"] = out["incremental_ngr_cents"] / spend
+    out["gross_ngr_per_cost"] = out["gross_incremental_ngr_cents"] / spend
+    out = out[["players", "spend_cents", "budget_used", "incremental_ngr_cents", "ngr_per_cost",
+               "gross_incremental_ngr_cents", "gross_ngr_per_cost"]]
+    out.attrs.update({"budget_cents": float(budget_cents), "candidates": n, "random_draws": random_draws})
+    return out
