@@ -5,7 +5,10 @@
 * simulator: events/s and peak memory (max RSS of the simulating process) per size;
 * daily refresh end to end (`crm run`: landing, dbt, training, scoring, lists, gates,
   dispatch) per size, each in a fresh data home;
-* the dbt build as a ratio to one bare DuckDB aggregation over the same landed events.
+* the dbt build as a ratio to one bare DuckDB aggregation over the same landed events;
+* on the first end-to-end home: model quality and scoring speed (bench.ml), uplift learners
+  against causalml's on the same split (bench.uplift) and targeting policies at one budget
+  against the simulator's truth (bench.policy).
 
 Each step runs in its own process so peak memory is that step's own. Results are printed
 as a table and written as JSON under $CRM_HOME/bench/.
@@ -91,6 +94,11 @@ def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False) ->
 
         print("uplift learners vs causalml (python -m bench.uplift) ...", flush=True)
         result["uplift"] = run_uplift(home, log=lambda s: print(f"  {s}", flush=True))
+        # Targeting policies at the same bonus budget against the simulator's truth (issue 4).
+        from bench.policy import run as run_policy
+
+        print("targeting policies at one budget (python -m bench.policy) ...", flush=True)
+        result["policy"] = run_policy(home, log=lambda s: print(f"  {s}", flush=True))
     shutil.rmtree(home, ignore_errors=True)
     return result
 
@@ -114,7 +122,7 @@ GROUP BY ALL
 
 
 def _table(rows: list[dict], cols: list[str]) -> str:
-    widths = [max(len(c), *(len(f"{r.get(c, '')}") for r in rows)) for c in cols]
+    widths = [max([len(c), *(len(f"{r.get(c, '')}") for r in rows)]) for c in cols]
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
     lines += ["  ".join(f"{r.get(c, '')}".rjust(w) for c, w in zip(cols, widths, strict=True)) for r in rows]
     return "\n".join(lines)
@@ -158,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nUplift learners vs causalml on synthetic data and the {r['players']:,}-player home "
                   "(python -m bench.uplift)")
             print(uplift_table(r["uplift"]))
+        if "policy" in r:
+            from bench.policy import format_table as policy_table
+
+            print(f"\nTargeting policies on the {r['players']:,}-player home (python -m bench.policy)")
+            print(policy_table(r["policy"]))
     out = crm_home() / "bench" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     shutil.rmtree(root, ignore_errors=True)

@@ -66,7 +66,7 @@ MODES: dict[int, str] = {
 }
 OUTCOMES: tuple[str, ...] = ("deposited_7d", "ngr_eur_14d")
 TRUTH_COLUMNS = {"deposited_7d": "true_effect_deposit_prob", "ngr_eur_14d": "true_effect_ngr"}
-OURS = {"t": "ours T", "x": "ours X", "ct": "ours CT"}
+OURS = {"t": "ours T", "x": "ours X", "s": "ours S", "ct": "ours CT"}
 CAUSALML = ("causalml T", "causalml X", "causalml R", "causalml S")
 CEILING = "ceiling (fit on tau)"
 CLIP = (0.05, 0.95)  # as ml.uplift.XLearner.propensity_of

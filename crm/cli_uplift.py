@@ -55,7 +55,7 @@ def _fmt(v: float) -> str:
 
 @click.group("uplift")
 def uplift_group() -> None:
-    """Uplift models for randomized campaigns: train (T-, X-learner, class transformation) and score."""
+    """Uplift models for randomized campaigns: train (T-, X-, S-learner, class transformation) and score."""
 
 
 @uplift_group.command("train")
@@ -66,7 +66,7 @@ def uplift_group() -> None:
 @click.option("--treated-value", default=None, help="value of the treated arm (needed with more than two arms)")
 @click.option("--features", default=None,
               help="comma-separated feature columns (default: all but treatment, outcome and id-like columns)")
-@click.option("--learners", default="t,x,ct", show_default=True, help="learners to compare: t, x, ct")
+@click.option("--learners", default="t,x,s,ct", show_default=True, help="learners to compare: t, x, s, ct")
 @click.option("--seed", default=0, show_default=True, type=int, help="split and model seed")
 @click.option("--out", "out", default=None,
               help="model path (default: $CRM_HOME/models/uplift/<data file stem>.joblib)")

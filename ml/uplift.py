@@ -54,7 +54,7 @@ UPLIFT_PARAMS: dict[str, object] = {
     "n_jobs": 1,  # small fits: OpenMP overhead dominates (see ml.train.SMALL_FIT_CELLS)
 }
 TOP_FRACTIONS: tuple[float, ...] = (0.1, 0.2, 0.3)
-LEARNERS: tuple[str, ...] = ("t", "x", "ct")
+LEARNERS: tuple[str, ...] = ("t", "x", "s", "ct")
 MIN_ROWS_PER_ARM = 20  # in each of the training and validation splits
 CONTROL_NAMES = ("control", "holdout", "ctrl", "c", "no", "false", "0")
 MODEL_FORMAT = "crm-uplift/1"
@@ -147,6 +147,33 @@ class TLearner(_Learner):
         return _predict(self.model1_, X) - _predict(self.model0_, X)
 
 
+class SLearner(_Learner):
+    """One outcome model over the features plus the treatment flag; uplift = mu(x, 1) - mu(x, 0).
+
+    The single model shares its trees between the arms, which helps when the effect is small
+    next to the outcome's variation (the usual case in CRM data); the treatment column can be
+    left unused by the trees, which shrinks the predicted effects towards zero.
+    """
+
+    name = "s"
+    FLAG = "__treated__"
+
+    def _with_flag(self, X, flag) -> pd.DataFrame | np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            return X.assign(**{self.FLAG: np.broadcast_to(np.asarray(flag, dtype=float), len(X))})
+        X = np.asarray(X, dtype=float)
+        return np.column_stack([X, np.broadcast_to(np.asarray(flag, dtype=float), len(X))])
+
+    def fit(self, X, treatment, y) -> SLearner:
+        t, yv = _check_fit_input(X, treatment, y)
+        self._set_kind(yv)
+        self.model_ = self._outcome_model(0).fit(self._with_flag(X, t), yv)
+        return self
+
+    def predict_uplift(self, X) -> np.ndarray:
+        return _predict(self.model_, self._with_flag(X, 1.0)) - _predict(self.model_, self._with_flag(X, 0.0))
+
+
 class XLearner(_Learner):
     """X-learner (Kuenzel et al. 2019).
 
@@ -220,11 +247,11 @@ class ClassTransformation(_Learner):
         return 2 * _predict(self.model_, X) - 1
 
 
-LEARNER_CLASSES: dict[str, type[_Learner]] = {"t": TLearner, "x": XLearner, "ct": ClassTransformation}
+LEARNER_CLASSES: dict[str, type[_Learner]] = {"t": TLearner, "x": XLearner, "s": SLearner, "ct": ClassTransformation}
 
 
 def make_learner(name: str, seed: int = 0, **kwargs) -> _Learner:
-    """A learner by short name: ``t``, ``x`` or ``ct``."""
+    """A learner by short name: ``t``, ``x``, ``s`` or ``ct``."""
     if name not in LEARNER_CLASSES:
         raise ValueError(f"unknown uplift learner {name!r}; expected one of: {', '.join(LEARNER_CLASSES)}")
     return LEARNER_CLASSES[name](seed=seed, **kwargs)

@@ -61,7 +61,7 @@ def _valid(res, data, col: str = "tau"):
 
 
 def test_learners_beat_random_and_approach_the_oracle(trained, data):
-    assert set(trained.metrics) == {"t", "x", "ct"}
+    assert set(trained.metrics) == {"t", "x", "s", "ct"}
     assert trained.prepared.control_value == "control" and trained.prepared.treated_value == "treatment"
     assert trained.prepared.schema.categorical == ("segment",)
     assert "player_id" not in trained.prepared.schema.names
@@ -70,7 +70,7 @@ def test_learners_beat_random_and_approach_the_oracle(trained, data):
     for name, m in trained.metrics.items():
         assert m["qini_auc"] > 0, (name, m)
         assert m["uplift_at_10"] > m["ate"], (name, m)
-    for name in ("t", "x"):
+    for name in ("t", "x", "s"):
         assert fractions[name]["expected"] > 0.55, fractions
         assert fractions[name]["observed"] > 0.45, fractions
     assert fractions["ct"]["expected"] > 0.4, fractions
@@ -245,7 +245,7 @@ def test_cli_train_and_score(data, tmp_path, monkeypatch):
     out = json.loads(r.output)
     model_path = tmp_path / "models" / "uplift" / "spring_bonus.joblib"
     assert out["model_path"] == str(model_path) and model_path.is_file()
-    assert set(out["metrics"]) == {"t", "x", "ct"} and out["selected"] in out["metrics"]
+    assert set(out["metrics"]) == {"t", "x", "s", "ct"} and out["selected"] in out["metrics"]
     assert {"qini_auc", "auuc", "uplift_at_10", "uplift_at_20", "uplift_at_30"} <= set(out["metrics"]["t"])
 
     text = runner.invoke(uplift_group, ["train", "--data", str(csv), "--treatment", "group", "--outcome",
