@@ -744,7 +744,14 @@ def train_uplift(
         metrics[name] = uplift_metrics(yva, tva, s)
     if not fitted:
         raise ValueError(f"no uplift learner applies: {skipped}")
-    best = max(fitted, key=lambda n: (metrics[n]["qini_auc"], -list(fitted).index(n)))
+    # A learner whose predictions do not vary (an S-learner whose trees never split on the
+    # treatment flag) ranks nobody: its Qini is the random line's, which can still beat
+    # learners that are noisy on small data. It is reported but not selected.
+    flat = [n for n in fitted if not np.ptp(scores[n]) > 0]
+    for n in flat:
+        skipped[n] = "fitted but not selectable: predicts the same uplift for every held-out row"
+    pool = [n for n in fitted if n not in flat] or list(fitted)
+    best = max(pool, key=lambda n: (metrics[n]["qini_auc"], -list(fitted).index(n)))
     meta = {
         "format": MODEL_FORMAT,
         "learner": best,

@@ -289,3 +289,16 @@ def test_cli_errors(tmp_path, monkeypatch):
     for cmd in ("train", "score"):
         r = runner.invoke(uplift_group, [cmd, "--help"])
         assert r.exit_code == 0 and "--json" in r.output
+
+
+def test_a_learner_with_constant_predictions_is_never_selected(data):
+    """An outcome driven by x1 alone, which the treatment does not move: with few, coarse trees
+    the S-learner splits only on x1, never on the treatment flag, so its uplift is the same for
+    every row (the random line's Qini, which can beat noisy learners). It must not be selected."""
+    rng = np.random.default_rng(0)
+    df = data.drop(columns=["tau", "ngr", "deposited"]).assign(
+        y=10 * data["x1"] + rng.normal(scale=0.1, size=len(data)))
+    params = {"n_estimators": 3, "num_leaves": 2, "min_child_samples": 200}
+    res = U.train_uplift(df, "group", "y", seed=3, learners=("s", "t"), params=params)
+    assert np.ptp(res.valid_scores["s"]) == 0 and np.ptp(res.valid_scores["t"]) > 0
+    assert res.selected == "t" and "not selectable" in res.skipped["s"]
