@@ -89,8 +89,21 @@ def exposure_frame(exposures: pd.DataFrame, outcome: str) -> tuple[pd.DataFrame,
     return df.reset_index(drop=True), features, counts
 
 
-def qini_figure(result: U.UpliftResult, title: str):
-    """Qini curves of every learner on the validation split, with the random line."""
+def churn_baseline(tracking_uri: str, df: pd.DataFrame, result: U.UpliftResult) -> tuple[np.ndarray | None, str]:
+    """The baseline ranking of the issue: the churn champion's score on the validation rows
+    (features as of the send), i.e. "target whoever is most likely to churn". ``None`` with the
+    reason when there is no churn champion or it cannot score these rows."""
+    from ml.score import score_model
+
+    rows = df.loc[result.prepared.index[result.valid_index]]
+    try:
+        return score_model("churn", rows, tracking_uri=tracking_uri, drift=False).scores["score"].to_numpy(), ""
+    except (registry.NoModelError, ValueError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def qini_figure(result: U.UpliftResult, title: str, baselines: dict[str, np.ndarray] | None = None):
+    """Qini curves of every learner (and baseline rankings) on the validation split, with the random line."""
     from matplotlib.figure import Figure
 
     p = result.prepared
@@ -103,6 +116,10 @@ def qini_figure(result: U.UpliftResult, title: str):
         q = result.metrics[name]["qini_auc"]
         ax.plot(curve["fraction"], curve["qini"], label=f"{name} (qini_auc {q:.4f})",
                 lw=2.2 if name == result.selected else 1.2)
+    for name, score in (baselines or {}).items():
+        curve = U.qini_curve(y, t, score)
+        ax.plot(curve["fraction"], curve["qini"], ":", lw=1.5,
+                label=f"baseline: {name} (qini_auc {U.qini_auc(y, t, score):.4f})")
     if curve is not None:
         ax.plot(curve["fraction"], curve["random"], "k--", lw=1, label="random")
     ax.set_xlabel("fraction targeted (by predicted uplift)")
@@ -168,7 +185,9 @@ def train_uplift_from_exposures(
     """Fit, select, log and register an uplift model on ``fct_campaign_exposures`` rows.
 
     Returns ``run_id``, ``model_name``, ``model_version``, ``selected``, ``promoted``,
-    ``decision``, ``metrics`` (learner -> validation metrics), ``skipped``, row counts and the
+    ``decision``, ``metrics`` (learner -> validation metrics), ``skipped``,
+    ``baseline_churn_qini_auc`` (ranking the same rows by the churn champion's score; None
+    without a churn champion), row counts and the
     ``result`` (:class:`ml.uplift.UpliftResult`, for callers that score or compare further).
     """
     if outcome not in OUTCOMES:
@@ -219,6 +238,16 @@ def train_uplift_from_exposures(
         champ_qini, champ_note = _champion_qini(client, tracking_uri, champ, df, result)
         if champ_qini is not None and champ_note == "":
             metrics["champion_qini_auc_same_holdout"] = champ_qini
+        baselines: dict[str, np.ndarray] = {}
+        churn, why = churn_baseline(tracking_uri, df, result)
+        if churn is not None:
+            baselines["churn score"] = churn
+            p = result.prepared
+            yv, tv = p.y[result.valid_index], p.treatment[result.valid_index]
+            metrics.update({f"baseline_churn_{k}": float(v) for k, v in U.uplift_metrics(yv, tv, churn).items()
+                            if np.isfinite(v)})
+        else:
+            tags["baseline_churn"] = f"not computed: {why}"[:500]
         experiment_id = registry.ensure_experiment(client, EXPERIMENT, artifact_location)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{outcome}", tags=tags) as run:
             run_id = run.info.run_id
@@ -227,8 +256,8 @@ def train_uplift_from_exposures(
             mlflow.log_text(json.dumps(result.summary(), indent=1, default=str), "uplift_summary.json")
             rows = [{"learner": n, **m} for n, m in result.metrics.items()]
             mlflow.log_text(pd.DataFrame(rows).to_csv(index=False), "learners.csv")
-            mlflow.log_figure(qini_figure(result, f"Qini, {outcome} (validation, {result.valid_rows} rows)"),
-                              "qini_curve.png")
+            mlflow.log_figure(qini_figure(result, f"Qini, {outcome} (validation, {result.valid_rows} rows)",
+                                          baselines), "qini_curve.png")
             with tempfile.TemporaryDirectory() as tmp:
                 path = U.save_model(result, Path(tmp) / MODEL_ARTIFACT)
                 info = mlflow.pyfunc.log_model(
@@ -262,6 +291,8 @@ def train_uplift_from_exposures(
         "decision": decision,
         "metrics": result.metrics,
         "skipped": result.skipped,
+        "baseline_churn_qini_auc": metrics.get("baseline_churn_qini_auc"),
+        "baselines": baselines,
         "train_rows": result.train_rows,
         "valid_rows": result.valid_rows,
         **counts,

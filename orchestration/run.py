@@ -41,6 +41,10 @@ def _summary(result, as_of: str, seconds: float) -> dict:
             "failed_steps": failed_steps, "skipped_steps": skipped}
 
 
+def _g(v) -> str:
+    return f"{v:.4g}" if isinstance(v, int | float) else str(v)
+
+
 def print_summary(s: dict) -> None:
     print(f"\n== daily refresh as of {s['as_of_date']}: {'OK' if s['success'] else 'FAILED'} "
           f"in {s['seconds']} s (Dagster run {s['run_id']})")
@@ -54,7 +58,8 @@ def print_summary(s: dict) -> None:
     for key, m in s["models"].items():
         if "qini_auc" in m:  # an uplift model
             print(f"\nModel {m.get('model')} ({m.get('selected_learner')}): held-out qini_auc={m['qini_auc']:.4g}  "
-                  f"uplift@10%={m.get('uplift_at_10', nan):.4g}  uplift@30%={m.get('uplift_at_30', nan):.4g}")
+                  f"uplift@10%={m.get('uplift_at_10', nan):.4g}  uplift@30%={m.get('uplift_at_30', nan):.4g}  "
+                  f"vs churn-score ranking {_g(m.get('baseline_churn_qini_auc'))}")
         elif m.get("trained") is False:
             print(f"\nModel {key}: not trained: {m.get('reason')}")
             continue

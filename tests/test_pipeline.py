@@ -78,6 +78,8 @@ def test_uplift_models_trained_and_champions_scored(first_run):
         md = meta[f"{name}_model"]
         assert md["trained"].value is True, md.get("reason")
         assert md["valid_rows"].value > 100 and "qini_auc" in md and "qini_curve" in md
+        # the churn champion trained in the same run ranks the same rows: the baseline
+        assert isinstance(md["baseline_churn_qini_auc"].value, float)
         champ = registry.champion_version(client, name)
         assert scored.get(name, 0) == (population if champ is not None else 0), (name, md["decision"].value)
 

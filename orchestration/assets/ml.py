@@ -72,6 +72,7 @@ def uplift_model_asset(name: str, outcome: str) -> AssetsDefinition:
         context.log.info(f"model {name} v{out['model_version']} ({out['selected']}): {out['decision']}")
         learners = pd.DataFrame([{"learner": k, **{m: round(float(v), 4) for m, v in ms.items()}}
                                  for k, ms in out["metrics"].items()])
+        baseline = out["baseline_churn_qini_auc"]
         result = out["result"]
         return MaterializeResult(metadata={
             "trained": True,
@@ -82,8 +83,9 @@ def uplift_model_asset(name: str, outcome: str) -> AssetsDefinition:
             "mlflow_run": MetadataValue.url(_mlflow_run_url(out["run_id"])),
             "exposure_rows": out["exposure_rows"], "train_rows": out["train_rows"], "valid_rows": out["valid_rows"],
             "learners_on_validation": md_table(learners),
-            "qini_curve": md_figure(qini_figure(result, f"Qini, {outcome} ({out['valid_rows']} held-out rows)"),
-                                    "Qini curves"),
+            "baseline_churn_qini_auc": baseline if baseline is not None else "no churn champion",
+            "qini_curve": md_figure(qini_figure(result, f"Qini, {outcome} ({out['valid_rows']} held-out rows)",
+                                                out["baselines"]), "Qini curves"),
             **{k: MetadataValue.float(float(v)) for k, v in out["metrics"][out["selected"]].items()
                if pd.notna(v)},
         })
