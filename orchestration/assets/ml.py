@@ -52,7 +52,7 @@ def model_asset(config: ModelConfig) -> AssetsDefinition:
 
 def uplift_model_asset(name: str, outcome: str) -> AssetsDefinition:
     @asset(name=f"{name}_model", group_name="ml", kinds={"lightgbm", "mlflow"},
-           deps=[AssetKey("fct_campaign_exposures")],
+           deps=[AssetKey("fct_campaign_exposures"), AssetKey("churn_model")],  # churn: the baseline ranking
            description=f"Uplift on {outcome} from past randomized campaigns (fct_campaign_exposures): T-, X-, S- and "
                        "class-transformation learners, selected by Qini on held-out rows; promoted to @champion "
                        "when its Qini is positive and at least the champion's on the same rows.")
