@@ -30,6 +30,7 @@ demo: venv  ## simulate a casino (PLAYERS, DAYS, SEED) and run the whole pipelin
 	$(BIN)/crm simulate --players $(PLAYERS) --days $(DAYS) --seed $(SEED) --fresh
 	$(BIN)/crm run
 	$(BIN)/crm lists
+	$(BIN)/crm campaign status
 
 run: venv  ## run the daily refresh on what is landed (DATE=YYYY-MM-DD to override the as-of date)
 	$(BIN)/crm run $(if $(DATE),--date $(DATE),)

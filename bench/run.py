@@ -1,6 +1,7 @@
 """Benchmarks of casino-crm: figures and ratios against a baseline measured in the same run.
 
     python -m bench.run [--sim-sizes 20000,200000,1000000] [--e2e-sizes 20000,200000] [--days 120]
+                        [--lists-players 1000000]
 
 * simulator: events/s and peak memory (max RSS of the simulating process) per size;
 * daily refresh end to end (`crm run`: landing, dbt, training, scoring, lists, gates,
@@ -8,7 +9,8 @@
 * the dbt build as a ratio to one bare DuckDB aggregation over the same landed events;
 * on the first end-to-end home: model quality and scoring speed (bench.ml), uplift learners
   against causalml's on the same split (bench.uplift) and targeting policies at one budget
-  against the simulator's truth (bench.policy).
+  against the simulator's truth (bench.policy), and the day's campaign lists over that home
+  replicated to --lists-players players against one bare DuckDB join (bench.lists; 0 skips it).
 
 Each step runs in its own process so peak memory is that step's own. Results are printed
 as a table and written as JSON under $CRM_HOME/bench/.
@@ -61,7 +63,7 @@ def bench_simulator(root: Path, players: int, days: int) -> dict:
             "events_per_s": round(events / secs), "peak_rss_mib": round(rss), "bytes_on_disk": size}
 
 
-def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False) -> dict:
+def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False, lists_players: int = 0) -> dict:
     home = root / f"e2e_{players}"
     shutil.rmtree(home, ignore_errors=True)
     env = _env(home)
@@ -88,17 +90,23 @@ def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False) ->
         # Model quality and scoring speed on this home (issue 3): in its own process.
         _, _, out = _run([sys.executable, "-m", "bench.ml", "--home", str(home), "--json"], env)
         result["ml"] = json.loads(out)
-        # Uplift learners against causalml's meta-learners on the same split (issue 4); without
-        # causalml installed, bench.uplift notes it and measures our learners only.
-        from bench.uplift import run as run_uplift
-
+        # Uplift learners against causalml's meta-learners on the same split, and targeting
+        # policies at one budget against the simulator's truth (issue 4). Each in its own
+        # process like every step: a child started from a big process reports the parent's
+        # peak RSS as its own, so in-process work here would inflate the next refresh's figure.
         print("uplift learners vs causalml (python -m bench.uplift) ...", flush=True)
-        result["uplift"] = run_uplift(home, log=lambda s: print(f"  {s}", flush=True))
-        # Targeting policies at the same bonus budget against the simulator's truth (issue 4).
-        from bench.policy import run as run_policy
-
+        _, _, out = _run([sys.executable, "-m", "bench.uplift", "--home", str(home), "--json"], env)
+        result["uplift"] = json.loads(out)
         print("targeting policies at one budget (python -m bench.policy) ...", flush=True)
-        result["policy"] = run_policy(home, log=lambda s: print(f"  {s}", flush=True))
+        _, _, out = _run([sys.executable, "-m", "bench.policy", "--home", str(home), "--json"], env)
+        result["policy"] = json.loads(out)
+    if with_ml and lists_players:
+        # The day's campaign lists over this home replicated to lists_players players (issue 5).
+        # In its own process: the peak RSS of its measuring children is theirs, not this one's.
+        print(f"campaign lists over {lists_players:,} players (python -m bench.lists) ...", flush=True)
+        _, _, out = _run([sys.executable, "-m", "bench.lists", "--home", str(home), "--players", str(lists_players),
+                          "--work", str(root / f"lists_{lists_players}"), "--json"], env)
+        result["lists"] = json.loads(out)
     shutil.rmtree(home, ignore_errors=True)
     return result
 
@@ -134,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim-sizes", default="20000,200000,1000000", help="players per simulator run")
     ap.add_argument("--e2e-sizes", default="20000,200000", help="players per end-to-end refresh")
     ap.add_argument("--days", type=int, default=120)
+    ap.add_argument("--lists-players", type=int, default=1_000_000,
+                    help="players for the campaign-lists bench on the first end-to-end home (0: skip)")
     args = ap.parse_args(argv)
     root = crm_home() / "bench" / "work"
     root.mkdir(parents=True, exist_ok=True)
@@ -146,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         report["simulator"].append(bench_simulator(root, n, args.days))
     for i, n in enumerate(int(x) for x in args.e2e_sizes.split(",") if x):
         print(f"daily refresh end to end: {n:,} players x {args.days} days ...", flush=True)
-        report["refresh"].append(bench_refresh(root, n, args.days, with_ml=i == 0))
+        report["refresh"].append(bench_refresh(root, n, args.days, with_ml=i == 0, lists_players=args.lists_players))
 
     print("\nSimulator")
     print(_table(report["simulator"], ["players", "days", "events", "seconds", "events_per_s", "peak_rss_mib"]))
@@ -171,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"\nTargeting policies on the {r['players']:,}-player home (python -m bench.policy)")
             print(policy_table(r["policy"]))
+        if "lists" in r:
+            from bench.lists import format_table as lists_table
+
+            print(f"\nCampaign lists on the {r['players']:,}-player home replicated (python -m bench.lists)")
+            print(lists_table(r["lists"]))
     out = crm_home() / "bench" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     shutil.rmtree(root, ignore_errors=True)

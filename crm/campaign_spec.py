@@ -6,6 +6,7 @@ broken campaign does not stop the others (:func:`load_campaigns` returns both).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -15,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from crm.contract import CHANNELS, JURISDICTIONS
+from crm.policy import POLICY, PRODUCTS
+from crm.segments import NAMED_SEGMENTS
 from ml.features import FEATURE_NAMES
 
 # Fields a segment rule may test: model features plus profile fields.
@@ -58,8 +61,51 @@ class ScoreBound(_Strict):
 
 
 class Segment(_Strict):
+    """Who a campaign is for: named segments (:mod:`crm.segments`), narrowed by rules and scores."""
+
+    named: list[str] = []  # a name or a list of names; a player must be in every one
     rules: list[Rule] = []
     scores: dict[Literal["churn_score", "deposit_intent_score"], ScoreBound] = {}
+
+    @field_validator("named", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: object) -> object:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("named")
+    @classmethod
+    def _known_segment(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in NAMED_SEGMENTS:
+                raise ValueError(f"unknown named segment {name!r}; expected one of: {', '.join(NAMED_SEGMENTS)}")
+        return v
+
+    @property
+    def all_rules(self) -> list[Rule]:
+        """The named segments' rules, then the campaign's own (all must hold)."""
+        return [r for n in self.named for r in _NAMED[n].rules] + list(self.rules)
+
+    @property
+    def all_scores(self) -> dict[str, ScoreBound]:
+        """Score bounds of the named segments and the campaign, intersected per score."""
+        out: dict[str, ScoreBound] = {}
+        for bounds in [*(_NAMED[n].scores for n in self.named), self.scores]:
+            for score, b in bounds.items():
+                old = out.get(score, ScoreBound())
+                lo = [x for x in (old.min, b.min) if x is not None]
+                hi = [x for x in (old.max, b.max) if x is not None]
+                out[score] = ScoreBound(min=max(lo) if lo else None, max=min(hi) if hi else None)
+        return out
+
+
+class _NamedSegment(_Strict):
+    description: str
+    rules: list[Rule] = []
+    scores: dict[Literal["churn_score", "deposit_intent_score"], ScoreBound] = {}
+
+
+# Validated once at import: a typo in crm/segments.py fails loudly, never silently matches nobody.
+_NAMED: dict[str, _NamedSegment] = {n: _NamedSegment.model_validate(d) for n, d in NAMED_SEGMENTS.items()}
 
 
 class Offer(_Strict):
@@ -132,6 +178,79 @@ class Experiment(_Strict):
         return v
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Schedule(_Strict):
+    """When the campaign runs: as-of dates [start, end] (inclusive; open when omitted), on
+    ``weekdays`` (empty: every day), sent at ``send_time_utc`` on the as-of date. Quiet
+    hours and blackouts are checked at that instant in each player's local time."""
+
+    start: dt.date | None = None
+    end: dt.date | None = None
+    weekdays: list[Literal[WEEKDAYS]] = []  # type: ignore[valid-type]
+    send_time_utc: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "10:00"
+
+    @field_validator("send_time_utc", mode="before")
+    @classmethod
+    def _quoted_time(cls, v: object) -> object:
+        if not isinstance(v, str):  # YAML reads an unquoted 10:00 as the number 600
+            raise ValueError('expected a time "HH:MM" in quotes, e.g. send_time_utc: "10:00"')
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Schedule:
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError(f"schedule.end {self.end} is before schedule.start {self.start}")
+        return self
+
+    @property
+    def send_time(self) -> dt.time:
+        return dt.time.fromisoformat(self.send_time_utc)
+
+    def send_at(self, as_of: dt.date) -> dt.datetime:
+        """The send instant of the list of ``as_of`` (naive UTC)."""
+        return dt.datetime.combine(as_of, self.send_time)
+
+    def active_on(self, as_of: dt.date) -> bool:
+        return ((self.start is None or as_of >= self.start) and (self.end is None or as_of <= self.end)
+                and (not self.weekdays or WEEKDAYS[as_of.weekday()] in self.weekdays))
+
+
+class Budget(_Strict):
+    """Offer cost limits: ``total_eur`` over the campaign's life (offers already dispatched
+    count), ``per_player_per_day_eur`` for a player's offers of one day across all campaigns
+    (this one included; the policy's own cap holds as well)."""
+
+    total_eur: float | None = Field(default=None, gt=0)
+    per_player_per_day_eur: float | None = Field(default=None, gt=0)
+
+    @property
+    def total_cents(self) -> int | None:
+        return None if self.total_eur is None else round(self.total_eur * 100)
+
+    @property
+    def per_player_per_day_cents(self) -> int | None:
+        return None if self.per_player_per_day_eur is None else round(self.per_player_per_day_eur * 100)
+
+
+class Frequency(_Strict):
+    """How often a player may hear from us: each limit tightens the house policy
+    (:data:`crm.policy.POLICY`) for this campaign; none can loosen it."""
+
+    max_per_day: int | None = Field(default=None, ge=1, description="messages on this channel per player per day")
+    max_per_week: int | None = Field(default=None, ge=1, description="messages on this channel per player per 7 days")
+    cooldown_hours: float | None = Field(default=None, ge=0, le=720, description="hours since the nearest message")
+    dedup_days: int | None = Field(default=None, ge=0, le=365, description="no repeat of the dedup key within N days")
+    dedup_key: Annotated[str, Field(pattern=r"^[a-z0-9_]{3,64}$")] | None = None  # default: the campaign id
+
+
+class Approval(_Strict):
+    """Four-eyes approval (crm.approvals): always when ``required``, else above the cost threshold."""
+
+    required: bool = False
+
+
 class CampaignSpec(_Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9_]{3,64}$")]
     name: str
@@ -143,7 +262,16 @@ class CampaignSpec(_Strict):
     offer: Offer = Offer()
     target: Target = Target()
     experiment: Experiment = Experiment()
+    # 1 = highest: the lists of a day are built in priority order (ties by id), each seeing
+    # what the higher-priority lists took (caps, the one-bonus-per-day rule, costs).
+    priority: int = Field(default=100, ge=1, le=1000)
+    transactional: bool = False  # may bypass frequency caps, cooldown and quiet hours; never consent or RG
+    product: Literal[PRODUCTS] = "casino"  # type: ignore[valid-type]  # consent per product where required
+    schedule: Schedule = Schedule()
+    budget: Budget = Field(default_factory=Budget, validate_default=True)  # also checks the offer vs the policy
+    frequency: Frequency = Frequency()
     max_list_size: int | None = Field(default=None, gt=0)
+    approval: Approval = Approval()
 
     @field_validator("target")
     @classmethod
@@ -155,10 +283,71 @@ class CampaignSpec(_Strict):
                              "a value")
         return v
 
+    @field_validator("transactional")
+    @classmethod
+    def _transactional_carries_no_offer(cls, v: bool, info: ValidationInfo) -> bool:
+        offer = info.data.get("offer")
+        if v and offer is not None and offer.is_bonus:
+            raise ValueError(f"a transactional message cannot carry an offer (offer.template is {offer.template!r}); "
+                             "expected offer.template: none, or transactional: false")
+        return v
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_fits_the_offer(cls, v: Budget, info: ValidationInfo) -> Budget:
+        offer = info.data.get("offer")
+        if offer is None:
+            return v
+        if (v.total_eur is not None or v.per_player_per_day_eur is not None) and not offer.can_cost:
+            raise ValueError(f"a budget is set but the offer ({offer.template}) costs nothing, so it cannot bind; "
+                             "remove the budget block or give the offer a value")
+        fixed = round(offer.value_eur * 100) if offer.template in ("bonus", "free_spins") else None
+        per_player = v.per_player_per_day_cents
+        if fixed is not None and per_player is not None and fixed > per_player:
+            raise ValueError(f"per_player_per_day_eur {v.per_player_per_day_eur} is below the offer's value "
+                             f"{offer.value_eur}: no player could ever get it; expected at least {offer.value_eur}")
+        if fixed is not None and fixed > POLICY.max_cost_per_player_per_day_cents:
+            raise ValueError(f"the offer's value {offer.value_eur} EUR exceeds the policy's maximum cost per player "
+                             f"per day ({POLICY.max_cost_per_player_per_day_cents / 100:g} EUR)")
+        if v.total_cents is not None and fixed is not None and fixed > v.total_cents:
+            raise ValueError(f"total_eur {v.total_eur} is below one offer ({offer.value_eur} EUR); expected at least "
+                             f"{offer.value_eur}")
+        return v
+
+    @field_validator("frequency")
+    @classmethod
+    def _frequency_only_tightens(cls, v: Frequency, info: ValidationInfo) -> Frequency:
+        channel = info.data.get("channel")
+        if channel is None:
+            return v
+        day, week = POLICY.channel_cap(channel)
+        problems = []
+        if v.max_per_day is not None and v.max_per_day > day:
+            problems.append(f"max_per_day {v.max_per_day} exceeds the policy's {channel} cap of {day} per day")
+        if v.max_per_week is not None and v.max_per_week > week:
+            problems.append(f"max_per_week {v.max_per_week} exceeds the policy's {channel} cap of {week} per week")
+        if v.cooldown_hours is not None and v.cooldown_hours < POLICY.cooldown_hours:
+            problems.append(f"cooldown_hours {v.cooldown_hours:g} is below the policy's {POLICY.cooldown_hours:g}")
+        if v.dedup_days is not None and v.dedup_days < POLICY.dedup_days:
+            problems.append(f"dedup_days {v.dedup_days} is below the policy's {POLICY.dedup_days}")
+        if problems:
+            raise ValueError("; ".join(problems) + " (a campaign can only tighten the contact policy, crm/policy.py)")
+        return v
+
     @property
     def uses_ml(self) -> bool:
-        """Targeting by a model (score thresholds or uplift): needs profiling consent."""
-        return bool(self.segment.scores) or self.target.by == "uplift"
+        """Targeting by a model (score thresholds, also a named segment's, or uplift): needs profiling consent."""
+        return bool(self.segment.all_scores) or self.target.by == "uplift"
+
+    @property
+    def dedup_key(self) -> str:
+        """Messages with the same key are duplicates within the dedup window (default: the campaign id)."""
+        return self.frequency.dedup_key or self.id
+
+    @property
+    def order_key(self) -> tuple[int, str]:
+        """Build order of a day's lists: priority (1 first), then id."""
+        return (self.priority, self.id)
 
     def spec_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
@@ -194,6 +383,8 @@ def load_campaigns(directory: str | Path) -> tuple[list[CampaignSpec], list[str]
     """All campaigns in a folder: the valid specs and an error message per broken file."""
     specs, errors = [], []
     for path in sorted(Path(directory).glob("*.y*ml")):
+        if path.name.startswith("_"):  # _calendar.yaml and other shared files are not campaigns
+            continue
         try:
             specs.append(load_campaign(path))
         except CampaignError as e:

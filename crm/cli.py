@@ -146,12 +146,20 @@ def lists_cmd(as_json: bool) -> None:
 @main.command("campaigns")
 @click.option("--dir", "directory", default=str(CAMPAIGNS_DIR), show_default=True, help="campaign folder")
 def campaigns_cmd(directory: str) -> None:
-    """Validate the campaign YAML files and list them (exit 1 if any is broken)."""
+    """Validate the campaign YAML files and the blackout calendar (_calendar.yaml) and list them
+    (exit 1 if any is broken)."""
     from crm.campaign_spec import load_campaigns
+    from crm.policy import CalendarError, load_calendar
 
     specs, errors = load_campaigns(directory)
+    try:
+        calendar = load_calendar(directory)
+        click.echo(f"ok    calendar: {len(calendar.blackouts)} blackout window(s)")
+    except CalendarError as e:
+        errors.append(str(e))
     for s in specs:
-        click.echo(f"ok    {s.id:<28} {s.channel:<7} offer={s.offer.template} holdout={s.experiment.holdout}")
+        click.echo(f"ok    {s.id:<28} {s.channel:<7} priority={s.priority:<4} offer={s.offer.template} "
+                   f"holdout={s.experiment.holdout}{' transactional' if s.transactional else ''}")
     for e in errors:
         click.echo(f"ERROR {e}", err=True)
     if errors:
@@ -264,9 +272,14 @@ def readout_cmd(campaign_id: str | None, window_days: float, as_json: bool) -> N
 
 
 def _register_groups() -> None:
+    from crm.cli_campaign import audit_group, campaign_group
+    from crm.cli_explain import explain_cmd
     from crm.cli_ml import ml_group
 
     main.add_command(ml_group)
+    main.add_command(explain_cmd)
+    main.add_command(campaign_group)
+    main.add_command(audit_group)
 
 
 _register_groups()

@@ -78,6 +78,11 @@ class Paths:
         return self.home / "outbox"
 
     @property
+    def audit(self) -> Path:
+        """The hash-chained audit log (audit.jsonl) and its HEAD: approvals, rejections, campaign changes."""
+        return self.home / "audit"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
@@ -102,6 +107,11 @@ def crm_home() -> Path:
 
 def paths() -> Paths:
     return Paths(crm_home())
+
+
+def campaigns_dir() -> Path:
+    """The campaign YAML folder: ``$CRM_CAMPAIGNS_DIR`` or ``campaigns/`` in the checkout."""
+    return Path(os.environ.get("CRM_CAMPAIGNS_DIR") or CAMPAIGNS_DIR)
 
 
 def export_env() -> Paths:

@@ -8,6 +8,12 @@ Every dispatch also records its randomized assignment, so our own campaigns get 
 like the operator's past ones: ``landing/exports/campaign_assignments_<campaign>_<as_of>.parquet``
 in the export's schema (campaign_id, player_id, arm, channel, sent_at), read by dbt with the
 operator's files (``campaign_assignments*.parquet``). See :func:`write_assignments`.
+
+Four-eyes approval (:mod:`crm.approvals`): a gated list whose campaign needs approval and has
+none for the spec version the list was built from, or whose version was rejected, is not sent:
+:func:`dispatch_list` returns a report with ``status`` ``awaiting_approval`` / ``rejected``, no
+new messages and no assignment export. That is a normal state, not an error; the gate guard
+(:class:`DispatchBlocked`) comes first and still raises.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crm.config import Paths
+from crm.approvals import status as approval_status
+from crm.campaign_spec import CampaignError, CampaignSpec, load_campaign
+from crm.config import Paths, campaigns_dir
 from crm.experiments import HOLDOUT
-from crm.lists import gate_verdict, list_dir
+from crm.lists import gate_verdict, list_dir, read_manifest
 
 # The operator export's schema (crm/simulate.py writes the same; stg_exports__campaign_assignments reads it).
 ASSIGNMENT_SCHEMA = pa.schema([
@@ -54,6 +62,9 @@ class DispatchReport:
     assigned_treatment: int = 0
     assigned_control: int = 0
     assignments_written: bool = False
+    status: str = "dispatched"  # dispatched | awaiting_approval | rejected (crm.approvals)
+    approval: str = ""  # the approval state in words: who approved which version, or why it waits
+    spec_hash: str = ""  # the campaign version the list was built from (its manifest)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,11 +148,27 @@ def write_assignments(paths: Paths, campaign_id: str, as_of: dt.date, channel: s
     return target, table, True
 
 
-def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date) -> DispatchReport:
+def _load_spec(campaign_id: str) -> CampaignSpec:
+    path = campaigns_dir() / f"{campaign_id}.yaml"
+    try:
+        return load_campaign(path)
+    except (CampaignError, OSError) as e:
+        raise DispatchBlocked(f"{campaign_id}: not dispatched: its campaign file is needed to check approval "
+                              f"and cannot be read: {e}") from e
+
+
+def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: CampaignSpec | None = None) -> DispatchReport:
     """Write the non-holdout rows of a published list to the outbox, once.
 
     Refuses (:class:`DispatchBlocked`) unless the list's quality gate passed on exactly
     these bytes: this guard holds whatever runs dispatch, in the same run or a later one.
+
+    Then checks approval (:func:`crm.approvals.status`) for the spec version the list was built
+    from (``spec_hash`` in its manifest) and its cost: when that version needs approval and has
+    none, or was rejected, nothing is sent and the report says so (``status``). ``spec`` is the
+    campaign; when omitted it is loaded from ``$CRM_CAMPAIGNS_DIR/<campaign_id>.yaml`` (default
+    ``campaigns/``), and a missing or broken file blocks dispatch (fail closed). An audit log that
+    does not verify blocks dispatch as well: its approvals and rejections cannot be trusted.
     """
     directory = list_dir(paths, campaign_id, as_of)
     ok, why = gate_verdict(directory)
@@ -151,6 +178,18 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date) -> DispatchRep
     channel = str(rows["channel"].iloc[0]) if len(rows) else "email"
     target = outbox_file(paths, channel, campaign_id, as_of)
     existing = read_outbox(target)
+    manifest = read_manifest(directory)
+    spec = spec if spec is not None else _load_spec(campaign_id)
+    if spec.id != campaign_id:
+        raise ValueError(f"dispatch_list: spec {spec.id!r} given for campaign {campaign_id!r}")
+    approval = approval_status(paths, spec, manifest, spec_hash=manifest.get("spec_hash") or spec.spec_hash())
+    if approval.state == "audit_broken":
+        raise DispatchBlocked(f"{campaign_id} {as_of}: not dispatched: {approval.summary()}; run `crm audit verify`")
+    if not approval.dispatchable:
+        return DispatchReport(campaign_id, as_of.isoformat(), str(target), len(rows),
+                              int((rows["variant"] == HOLDOUT).sum()), 0, len(existing),
+                              status=approval.dispatch_status, approval=approval.summary(),
+                              spec_hash=approval.spec_hash)
     sent = {m["idempotency_key"] for m in existing}
     to_send = rows[rows["variant"] != HOLDOUT]
     new = []
@@ -176,4 +215,4 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date) -> DispatchRep
     return DispatchReport(campaign_id, as_of.isoformat(), str(target), len(rows),
                           int((rows["variant"] == HOLDOUT).sum()), len(new), len(existing),
                           str(export) if table.num_rows else "", arms.count("treatment"), arms.count("control"),
-                          written)
+                          written, status="dispatched", approval=approval.summary(), spec_hash=approval.spec_hash)

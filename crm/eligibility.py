@@ -1,90 +1,497 @@
 """Who may be contacted: every compliance rule of DESIGN.md, in one place.
 
-Each rule is a vectorised predicate over the player profile (``dim_player``) that says
-whether the player *passes*. Missing data fails closed: an unknown age, consent or RG
-state never makes a player eligible. A player is eligible only if every rule passes;
-the first failing rule (in the order below) is the reason counted in the suppression
-report, and every failing rule is kept for ``crm explain``.
+Each rule is a vectorised predicate that says whether a player *passes*, over the player
+profile (``dim_player`` + features) and the player's *contact features*
+(:func:`contact_features`: messages already sent or planned, local time of the send,
+blackouts, offers of the day), computed from a :class:`Context` (the as-of date, the
+message history with the day's higher-priority lists, the calendar, the policy).
+Missing data fails closed: an unknown age, consent, RG state, time zone or bonus history
+never makes a player eligible. A player is eligible only if every rule passes; the first
+failing rule (in the order of :data:`RULES`) is the reason counted in the suppression
+report, and every failing rule is kept. :func:`explain` gives each rule's verdict with the
+observed value for a few players, from the same predicates.
+
+Transactional campaigns (``transactional: true``) bypass the rules marked
+``transactional_bypass`` (frequency caps, cooldown, quiet hours), never consent, RG, age,
+jurisdiction, blackouts, dedup or offer rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 
 from crm.campaign_spec import CampaignSpec
+from crm.history import empty_history
 from crm.jurisdictions import rules_for
+from crm.offers import offer_cost_cents
+from crm.policy import POLICY, Calendar, ContactPolicy, blackout_names
+
+_HOUR = np.timedelta64(3600, "s")
 
 
-def _flag(df: pd.DataFrame, col: str, missing: bool) -> pd.Series:
+@dataclass(frozen=True)
+class Context:
+    """Everything beyond the profile that eligibility depends on, for one as-of date.
+
+    ``history``: messages sent or planned (:data:`crm.history.MESSAGE_COLUMNS`), including
+    the treated rows of the day's higher-priority lists (:meth:`with_planned`);
+    ``spent_cents``: offer cost each campaign already dispatched on earlier dates (its
+    total budget's use); ``bonus_offered``: players we ever sent a bonus offer to (outbox).
+    """
+
+    as_of: dt.date
+    history: pd.DataFrame = field(default_factory=empty_history, repr=False)
+    calendar: Calendar = field(default_factory=Calendar)
+    policy: ContactPolicy = POLICY
+    spent_cents: Mapping[str, int] = field(default_factory=dict)
+    bonus_offered: frozenset[str] = frozenset()
+
+    def with_planned(self, planned: pd.DataFrame) -> Context:
+        """This context plus the messages of a list built for the same day."""
+        if not len(planned):
+            return self
+        history = pd.concat([self.history, planned], ignore_index=True) if len(self.history) else planned
+        return replace(self, history=history)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _flag(df: pd.DataFrame, col: str, missing: bool) -> np.ndarray:
     """A boolean column with NULLs (or an absent column) replaced by ``missing``."""
     if col not in df:
-        return pd.Series(missing, index=df.index)
-    return df[col].astype("boolean").fillna(missing).astype(bool)
+        return np.full(len(df), missing, dtype=bool)
+    return df[col].astype("boolean").fillna(missing).to_numpy(dtype=bool)
 
 
-def _jurisdiction(df: pd.DataFrame, attr: str) -> pd.Series:
-    values = [getattr(rules_for(c if isinstance(c, str) else None), attr) for c in df["country"]]
-    return pd.Series(values, index=df.index, dtype=object)
+def _objects(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
 
 
-def _age(df: pd.DataFrame) -> pd.Series:
-    return pd.to_numeric(df.get("age_years"), errors="coerce")
+def _jurisdiction(df: pd.DataFrame, attr: str) -> np.ndarray:
+    """A jurisdiction rule per row (:func:`crm.jurisdictions.rules_for` of the row's country)."""
+    codes = df["country"].astype(object) if "country" in df else pd.Series(None, index=df.index, dtype=object)
+    cat = pd.Categorical(codes.where(codes.notna(), "").astype(str))
+    per_code = _objects([getattr(rules_for(c or None), attr) for c in cat.categories])
+    return per_code[cat.codes] if len(cat.categories) else np.empty(0, dtype=object)
+
+
+def _age(df: pd.DataFrame) -> np.ndarray:
+    if "age_years" not in df:
+        return np.full(len(df), np.nan)
+    return pd.to_numeric(df["age_years"], errors="coerce").astype(float).to_numpy()
+
+
+def _at_least(values: np.ndarray, minimum: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(values, nan=-np.inf) >= minimum.astype(float)
+
+
+def _all(df: pd.DataFrame, value: bool = True) -> np.ndarray:
+    return np.full(len(df), value, dtype=bool)
+
+
+def effective_caps(c: CampaignSpec, policy: ContactPolicy) -> dict[str, float]:
+    """The limits that hold for this campaign: the policy, tightened by the campaign."""
+    day, week = policy.channel_cap(c.channel)
+    f, b = c.frequency, c.budget
+    per_player = [policy.max_cost_per_player_per_day_cents, b.per_player_per_day_cents]
+    return {
+        "channel_day": min(day, f.max_per_day or day), "channel_week": min(week, f.max_per_week or week),
+        "global_day": policy.global_cap[0], "global_week": policy.global_cap[1],
+        "cooldown_hours": max(policy.cooldown_hours, f.cooldown_hours or 0),
+        "dedup_days": max(policy.dedup_days, f.dedup_days or 0),
+        "cost_per_player_day_cents": min(x for x in per_player if x is not None),
+        "bonus_offers_per_day": policy.max_bonus_offers_per_day,
+    }
+
+
+def _zone_times(names: pd.Series, aware: dt.datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For IANA zone names per row: (valid, local minute of the day, local date) of the instant."""
+    cat = pd.Categorical(names.where(names.notna(), "").astype(str))
+    minute = np.full(len(cat.categories), np.nan)
+    date = np.full(len(cat.categories), np.datetime64("NaT"), dtype="datetime64[D]")
+    for i, name in enumerate(cat.categories):
+        try:
+            t = aware.astimezone(ZoneInfo(name)) if name else None
+        except (ZoneInfoNotFoundError, ValueError):
+            t = None
+        if t is not None:
+            minute[i], date[i] = t.hour * 60 + t.minute, np.datetime64(t.date(), "D")
+    codes = np.asarray(cat.codes)
+    if not len(cat.categories):
+        return np.zeros(0, bool), np.zeros(0), np.zeros(0, dtype="datetime64[D]")
+    return ~np.isnan(minute[codes]), minute[codes], date[codes]
+
+
+def _local_times(df: pd.DataFrame, send_at: dt.datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per player: the time zone used, the local minute of the day and the local date of the send.
+
+    The player's own IANA zone, else (missing or invalid) their jurisdiction's; neither:
+    None / NaN / NaT, which the rules read as failing.
+    """
+    aware = send_at.replace(tzinfo=dt.UTC)
+    own = df["timezone"].astype(object) if "timezone" in df else pd.Series(None, index=df.index, dtype=object)
+    fallback = pd.Series(_jurisdiction(df, "timezone"), index=df.index, dtype=object)
+    ok_own, min_own, date_own = _zone_times(own, aware)
+    ok_fb, min_fb, date_fb = _zone_times(fallback, aware)
+    used = np.where(ok_own, own.to_numpy(dtype=object), np.where(ok_fb, fallback.to_numpy(dtype=object), None))
+    return (used.astype(object), np.where(ok_own, min_own, min_fb),
+            np.where(ok_own, date_own, date_fb).astype("datetime64[D]"))
+
+
+def contact_features(df: pd.DataFrame, c: CampaignSpec, ctx: Context) -> pd.DataFrame:
+    """Per player (aligned with ``df``): what the contact and offer rules look at.
+
+    Counts are of messages sent or planned *before this one*: ``channel_day`` /
+    ``channel_week`` on the campaign's channel, ``all_day`` / ``all_week`` on any channel
+    (day: the send's UTC date; week: that date and the six before); ``nearest_hours`` to
+    the nearest other message; ``duplicates`` with the same dedup key within the window;
+    ``bonus_offers_today``, ``cost_today_cents``, ``running_offer_until`` (our bonus offer
+    sent on an earlier day whose expiry is after this send), ``bonus_before`` (any bonus
+    offer of ours ever); the local ``timezone_used`` / ``local_minute`` / ``local_date`` of
+    the send, the ``blackout`` covering it, and this campaign's ``offer_cost_cents``.
+    """
+    n = len(df)
+    pids = df["player_id"].astype(str).to_numpy()
+    send_at = c.schedule.send_at(ctx.as_of)
+    caps = effective_caps(c, ctx.policy)
+    tz, minute, date = _local_times(df, send_at)
+    out = pd.DataFrame({"timezone_used": tz, "local_minute": minute, "local_date": date}, index=df.index)
+    countries = df["country"].astype(object).to_numpy() if "country" in df else np.full(n, None, dtype=object)
+    out["blackout"] = blackout_names(ctx.calendar, date, countries, c.channel, c.product, ctx.as_of)
+    out["offer_cost_cents"] = offer_cost_cents(df, c)
+
+    h = ctx.history
+    h = h[h["player_id"].isin(pids)] if len(h) else h
+    zeros = np.zeros(n, dtype=np.int64)
+    if not len(h):
+        for col in ("channel_day", "channel_week", "all_day", "all_week", "duplicates", "bonus_offers_today",
+                    "cost_today_cents"):
+            out[col] = zeros
+        out["nearest_hours"] = np.nan
+        out["last_duplicate_at"] = pd.NaT
+        out["running_offer_until"] = pd.NaT
+        out["bonus_before"] = np.isin(pids, list(ctx.bonus_offered)) if ctx.bonus_offered else np.zeros(n, bool)
+        return out
+    send = np.datetime64(send_at, "us")
+    today = np.datetime64(ctx.as_of, "D")
+    sent = h["sent_at"].to_numpy(dtype="datetime64[us]")
+    sent = np.where(np.isnat(sent), send, sent)  # a message of unknown time: as if sent now (fail closed)
+    day = sent.astype("datetime64[D]")
+    is_today = day == today
+    in_week = (day >= today - 6) & (day <= today)
+    on_channel = (h["channel"] == c.channel).to_numpy()
+    gap_hours = np.abs(sent - send) / _HOUR
+    dup = (h["dedup_key"] == c.dedup_key).to_numpy() & (gap_hours < caps["dedup_days"] * 24)
+    bonus = h["is_bonus_offer"].to_numpy(dtype=bool)
+    ends = h["offer_ends_at"].to_numpy(dtype="datetime64[us]")
+    running = bonus & (day < today) & ~np.isnat(ends) & (ends > send)
+    agg = pd.DataFrame({
+        "channel_day": is_today & on_channel, "channel_week": in_week & on_channel,
+        "all_day": is_today, "all_week": in_week, "duplicates": dup, "bonus_offers_today": bonus & is_today,
+        "cost_today_cents": np.where(is_today, h["cost_cents"].to_numpy(dtype=np.int64), 0),
+        "nearest_hours": gap_hours,
+        "last_duplicate_at": np.where(dup, sent, np.datetime64("NaT", "us")),
+        "running_offer_until": np.where(running, ends, np.datetime64("NaT", "us")),
+        "bonus_ever": bonus,
+    }).groupby(h["player_id"].to_numpy()).agg({
+        "channel_day": "sum", "channel_week": "sum", "all_day": "sum", "all_week": "sum", "duplicates": "sum",
+        "bonus_offers_today": "sum", "cost_today_cents": "sum", "nearest_hours": "min",
+        "last_duplicate_at": "max", "running_offer_until": "max", "bonus_ever": "any",
+    }).reindex(pids)
+    for col in ("channel_day", "channel_week", "all_day", "all_week", "duplicates", "bonus_offers_today",
+                "cost_today_cents"):
+        out[col] = agg[col].fillna(0).astype(np.int64).to_numpy()
+    out["nearest_hours"] = agg["nearest_hours"].astype(float).to_numpy()
+    out["last_duplicate_at"] = agg["last_duplicate_at"].to_numpy(dtype="datetime64[us]")
+    out["running_offer_until"] = agg["running_offer_until"].to_numpy(dtype="datetime64[us]")
+    ever = agg["bonus_ever"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    out["bonus_before"] = ever | (np.isin(pids, list(ctx.bonus_offered)) if ctx.bonus_offered else False)
+    return out
+
+
+# --------------------------------------------------------------------------- rules
+
+Frame = pd.DataFrame
+Predicate = Callable[[Frame, Frame, CampaignSpec, Context], np.ndarray]
+Observed = Callable[[Frame, Frame, CampaignSpec, Context], list[str]]
 
 
 @dataclass(frozen=True)
 class Rule:
     name: str
     description: str
-    passes: Callable[[pd.DataFrame, CampaignSpec], pd.Series]
+    passes: Predicate
+    observed: Observed
+    transactional_bypass: bool = False
+
+
+def _col(df: Frame, name: str) -> list:
+    """A column's values for display: missing (absent, NULL, NaN) as 'unknown'."""
+    if name not in df:
+        return ["unknown"] * len(df)
+    return ["unknown" if v is None or (not isinstance(v, str) and pd.isna(v)) else v for v in df[name].tolist()]
+
+
+def _in_quiet_hours(df: Frame, f: Frame) -> np.ndarray:
+    quiet = _jurisdiction(df, "quiet_hours")
+    start = np.asarray([q[0] * 60 for q in quiet], dtype=float)
+    end = np.asarray([q[1] * 60 for q in quiet], dtype=float)
+    m = f["local_minute"].to_numpy(dtype=float)
+    wraps = start > end
+    with np.errstate(invalid="ignore"):
+        inside = np.where(wraps, (m >= start) | (m < end), (m >= start) & (m < end))
+    return inside | np.isnan(m)  # unknown local time: treated as quiet (fail closed)
+
+
+def _bonus_only(passes: Predicate) -> Predicate:
+    return lambda df, f, c, ctx: passes(df, f, c, ctx) if c.offer.is_bonus else _all(df)
+
+
+def _no_bonus_note(c: CampaignSpec) -> str:
+    return f"not applicable: the offer ({c.offer.template}) is not a bonus"
+
+
+def _product_consent(df: Frame, c: CampaignSpec) -> np.ndarray:
+    col = f"consent_{c.channel}_products"
+    required = _jurisdiction(df, "product_consent_required").astype(bool)
+    if col not in df:
+        return ~required
+    products = pd.Categorical(df[col].astype(object).where(df[col].notna(), "").astype(str))
+    per_value = np.asarray([c.product in v.split(",") for v in products.categories] + [False], dtype=bool)
+    return ~required | per_value[np.asarray(products.codes)]
+
+
+def _bonus_first_occasion(df: Frame, f: Frame) -> np.ndarray:
+    only_first = _jurisdiction(df, "bonus_first_occasion_only").astype(bool)
+    received = (pd.to_numeric(df["bonuses_received"], errors="coerce").to_numpy(dtype=float)
+                if "bonuses_received" in df else np.full(len(df), np.nan))
+    never = (np.nan_to_num(received, nan=1) == 0) & ~f["bonus_before"].to_numpy(dtype=bool)
+    return ~only_first | never
+
+
+def _cap(f: Frame, col: str, cap: float) -> np.ndarray:
+    return f[col].to_numpy() < cap
+
+
+def _consent_observed(df: Frame, c: CampaignSpec) -> list[str]:
+    ch = f"consent_{c.channel}"
+    return [f"{ch}={v} (version {ver}, last change {src} at {at})" for v, ver, src, at in zip(
+        _col(df, ch), _col(df, f"{ch}_version"), _col(df, f"{ch}_source"), _col(df, f"{ch}_changed_at"), strict=True)]
+
+
+def _hours(x: float) -> str:
+    return "none" if x is None or np.isnan(x) else f"{x:.1f} h from this send"
+
+
+def _ts(x) -> str:
+    return "-" if pd.isna(x) else pd.Timestamp(x).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _count_obs(col: str, what: str, cap_key: str, period: str) -> Observed:
+    def obs(df: Frame, f: Frame, c: CampaignSpec, ctx: Context) -> list[str]:
+        cap = effective_caps(c, ctx.policy)[cap_key]
+        return [f"{n} {what(c)}message{'s' if n != 1 else ''} {period} before this one (sent or planned); "
+                f"cap {cap:g}" for n in f[col].tolist()]
+    return obs
 
 
 RULES: tuple[Rule, ...] = (
+    Rule("outside_schedule", "the as-of date is within the campaign's schedule (dates, weekdays)",
+         lambda df, f, c, ctx: _all(df, c.schedule.active_on(ctx.as_of)),
+         lambda df, f, c, ctx: [f"as-of {ctx.as_of} ({ctx.as_of:%a}); schedule {c.schedule.start or 'open'} .. "
+                                f"{c.schedule.end or 'open'}, weekdays {c.schedule.weekdays or 'all'}"] * len(df)),
     Rule("under_age", "player is at least the jurisdiction's minimum age",
-         lambda df, c: (_age(df) >= _jurisdiction(df, "min_age").astype(float)).fillna(False).astype(bool)),
+         lambda df, f, c, ctx: _at_least(_age(df), _jurisdiction(df, "min_age")),
+         lambda df, f, c, ctx: [f"age {a}, minimum {m} ({j})" for a, m, j in
+                                zip(_col(df, "age_years"), _jurisdiction(df, "min_age"), _col(df, "country"),
+                                    strict=True)]),
     Rule("age_not_verified", "age verified where the jurisdiction requires it",
-         lambda df, c: _flag(df, "age_verified", False) | ~_jurisdiction(df, "age_verification_required").astype(bool)),
+         lambda df, f, c, ctx: _flag(df, "age_verified", False) | ~_jurisdiction(
+             df, "age_verification_required").astype(bool),
+         lambda df, f, c, ctx: [f"age_verified={v}; required in {j}: {r}" for v, r, j in
+                                zip(_col(df, "age_verified"), _jurisdiction(df, "age_verification_required"),
+                                    _col(df, "country"), strict=True)]),
     Rule("self_excluded", "not self-excluded now",
-         lambda df, c: ~_flag(df, "self_excluded_now", True)),
+         lambda df, f, c, ctx: ~_flag(df, "self_excluded_now", True),
+         lambda df, f, c, ctx: [f"self_excluded_now={v}" for v in _col(df, "self_excluded_now")]),
     Rule("excluded_not_returned", "an ended self-exclusion stays suppressed until the player returns",
-         lambda df, c: ~_flag(df, "ever_self_excluded", True) | _flag(df, "returned_after_exclusion", False)),
+         lambda df, f, c, ctx: ~_flag(df, "ever_self_excluded", True) | _flag(df, "returned_after_exclusion", False),
+         lambda df, f, c, ctx: [f"ever_self_excluded={e}, returned_after_exclusion={r}" for e, r in
+                                zip(_col(df, "ever_self_excluded"), _col(df, "returned_after_exclusion"),
+                                    strict=True)]),
     Rule("cooling_off", "not in a cooling-off period",
-         lambda df, c: ~_flag(df, "cooling_off_now", True)),
+         lambda df, f, c, ctx: ~_flag(df, "cooling_off_now", True),
+         lambda df, f, c, ctx: [f"cooling_off_now={v}" for v in _col(df, "cooling_off_now")]),
     Rule("harm_risk", "no strong harm indicators",
-         lambda df, c: ~_flag(df, "harm_risk_flag", True)),
+         lambda df, f, c, ctx: ~_flag(df, "harm_risk_flag", True),
+         lambda df, f, c, ctx: [f"harm_risk_flag={v}" for v in _col(df, "harm_risk_flag")]),
     Rule("no_channel_consent", "valid opt-in for the campaign's channel, not revoked, unsubscribed or complained",
-         lambda df, c: _flag(df, f"consent_{c.channel}", False)),
+         lambda df, f, c, ctx: _flag(df, f"consent_{c.channel}", False),
+         lambda df, f, c, ctx: _consent_observed(df, c)),
     Rule("no_profiling_consent", "ML targeting only with profiling consent",
-         lambda df, c: _flag(df, "consent_profiling", False) if c.uses_ml else pd.Series(True, index=df.index)),
+         lambda df, f, c, ctx: _flag(df, "consent_profiling", False) if c.uses_ml else _all(df),
+         lambda df, f, c, ctx: [f"ML targeting: {c.uses_ml}; consent_profiling={v}"
+                                for v in _col(df, "consent_profiling")]),
     Rule("bonus_under_jurisdiction_age", "no targeted bonus below the jurisdiction's bonus age (NL: 24)",
-         lambda df, c: ((_age(df) >= _jurisdiction(df, "min_age_targeted_bonus").astype(float))
-                        .fillna(False).astype(bool)
-                        if c.offer.is_bonus else pd.Series(True, index=df.index))),
+         _bonus_only(lambda df, f, c, ctx: _at_least(_age(df), _jurisdiction(df, "min_age_targeted_bonus"))),
+         lambda df, f, c, ctx: [f"age {a}, bonus age {m} ({j})" if c.offer.is_bonus else _no_bonus_note(c)
+                                for a, m, j in zip(_col(df, "age_years"), _jurisdiction(df, "min_age_targeted_bonus"),
+                                                   _col(df, "country"), strict=True)]),
     Rule("wagering_over_cap", "offer wagering within the jurisdiction's cap (UK: 10x)",
-         lambda df, c: pd.Series([cap is None or c.offer.wagering <= cap for cap in _jurisdiction(df, "max_wagering")],
-                                 index=df.index, dtype=bool) if c.offer.is_bonus else pd.Series(True, index=df.index)),
+         _bonus_only(lambda df, f, c, ctx: np.asarray(
+             [cap is None or c.offer.wagering <= cap for cap in _jurisdiction(df, "max_wagering")], dtype=bool)),
+         lambda df, f, c, ctx: [f"wagering {c.offer.wagering:g}x, cap {'none' if m is None else f'{m:g}x'} ({j})"
+                                if c.offer.is_bonus else _no_bonus_note(c)
+                                for m, j in zip(_jurisdiction(df, "max_wagering"), _col(df, "country"), strict=True)]),
+    Rule("no_product_consent", "consent for the campaign's product on its channel where the jurisdiction asks (UK)",
+         lambda df, f, c, ctx: _product_consent(df, c),
+         lambda df, f, c, ctx: [f"{j} asks consent per product: {r}; {c.channel} consent for products "
+                                f"{p or 'none'}; campaign product {c.product}"
+                                for j, r, p in zip(_col(df, "country"), _jurisdiction(df, "product_consent_required"),
+                                                   _col(df, f"consent_{c.channel}_products"), strict=True)]),
+    Rule("bonus_not_first_occasion", "a bonus only on the first occasion where the jurisdiction asks (SE)",
+         _bonus_only(lambda df, f, c, ctx: _bonus_first_occasion(df, f)),
+         lambda df, f, c, ctx: [f"{j}: first occasion only: {r}; bonuses received {n} (first {first}); "
+                                f"bonus offer of ours before: {b}" if c.offer.is_bonus else _no_bonus_note(c)
+                                for j, r, n, first, b in zip(_col(df, "country"),
+                                                             _jurisdiction(df, "bonus_first_occasion_only"),
+                                                             _col(df, "bonuses_received"), _col(df, "first_bonus_at"),
+                                                             f["bonus_before"].tolist(), strict=True)]),
+    Rule("blackout", "the player's local send date is outside the calendar's blackout windows",
+         lambda df, f, c, ctx: (f["blackout"].isna()).to_numpy(dtype=bool),
+         lambda df, f, c, ctx: [f"local send date {'unknown' if pd.isna(d) else pd.Timestamp(d).date()}: "
+                                f"{'blackout ' + repr(b) if b else 'no blackout'}"
+                                for d, b in zip(f["local_date"].tolist(), f["blackout"].tolist(), strict=True)]),
+    Rule("quiet_hours", "the send is outside the jurisdiction's quiet hours in the player's local time",
+         lambda df, f, c, ctx: ~_in_quiet_hours(df, f),
+         lambda df, f, c, ctx: [
+             (f"send {c.schedule.send_time_utc} UTC = {int(m) // 60:02d}:{int(m) % 60:02d} local ({tz}); "
+              if not np.isnan(m) else "local time unknown (no valid time zone); ")
+             + f"quiet hours {q[0]:02d}:00-{q[1]:02d}:00"
+             for m, tz, q in zip(f["local_minute"].tolist(), f["timezone_used"].tolist(),
+                                 _jurisdiction(df, "quiet_hours"), strict=True)],
+         transactional_bypass=True),
+    Rule("channel_cap_day", "messages on this channel today within the daily cap",
+         lambda df, f, c, ctx: _cap(f, "channel_day", effective_caps(c, ctx.policy)["channel_day"]),
+         _count_obs("channel_day", lambda c: f"{c.channel} ", "channel_day", "today"), transactional_bypass=True),
+    Rule("channel_cap_week", "messages on this channel in 7 days within the weekly cap",
+         lambda df, f, c, ctx: _cap(f, "channel_week", effective_caps(c, ctx.policy)["channel_week"]),
+         _count_obs("channel_week", lambda c: f"{c.channel} ", "channel_week", "this week"), transactional_bypass=True),
+    Rule("global_cap_day", "messages on all channels today within the global daily cap",
+         lambda df, f, c, ctx: _cap(f, "all_day", effective_caps(c, ctx.policy)["global_day"]),
+         _count_obs("all_day", lambda c: "", "global_day", "today (all channels)"), transactional_bypass=True),
+    Rule("global_cap_week", "messages on all channels in 7 days within the global weekly cap",
+         lambda df, f, c, ctx: _cap(f, "all_week", effective_caps(c, ctx.policy)["global_week"]),
+         _count_obs("all_week", lambda c: "", "global_week", "this week (all channels)"), transactional_bypass=True),
+    Rule("cooldown", "no other message closer to this send than the cooldown",
+         lambda df, f, c, ctx: ~(f["nearest_hours"].to_numpy(dtype=float)
+                                 < effective_caps(c, ctx.policy)["cooldown_hours"]),
+         lambda df, f, c, ctx: [f"nearest other message: {_hours(x)}; cooldown "
+                                f"{effective_caps(c, ctx.policy)['cooldown_hours']:g} h"
+                                for x in f["nearest_hours"].tolist()], transactional_bypass=True),
+    Rule("duplicate", "no message with the same dedup key (campaign or event) within the dedup window",
+         lambda df, f, c, ctx: f["duplicates"].to_numpy() == 0,
+         lambda df, f, c, ctx: [f"{n} message(s) with dedup key {c.dedup_key!r} within "
+                                f"{effective_caps(c, ctx.policy)['dedup_days']:g} days (last {_ts(t)})"
+                                for n, t in zip(f["duplicates"].tolist(), f["last_duplicate_at"].tolist(),
+                                                strict=True)]),
+    Rule("bonus_already_today", "at most one bonus offer per player per day across campaigns (priority decides)",
+         _bonus_only(lambda df, f, c, ctx: f["bonus_offers_today"].to_numpy()
+                     < effective_caps(c, ctx.policy)["bonus_offers_per_day"]),
+         lambda df, f, c, ctx: [f"{n} bonus offer(s) already sent or planned today; at most "
+                                f"{effective_caps(c, ctx.policy)['bonus_offers_per_day']} per day"
+                                if c.offer.is_bonus else _no_bonus_note(c) for n in f["bonus_offers_today"].tolist()]),
+    Rule("active_bonus", "no bonus offer of ours still running (sent earlier, not expired)",
+         _bonus_only(lambda df, f, c, ctx: np.isnat(f["running_offer_until"].to_numpy(dtype="datetime64[us]"))),
+         lambda df, f, c, ctx: [(f"our bonus offer runs until {_ts(t)}" if not pd.isna(t) else "no running offer")
+                                if c.offer.is_bonus else _no_bonus_note(c)
+                                for t in f["running_offer_until"].tolist()]),
+    Rule("cost_per_player_day", "the player's offers today, this one included, within the max cost per player per day",
+         lambda df, f, c, ctx: (f["offer_cost_cents"].to_numpy() == 0) | (
+             f["cost_today_cents"].to_numpy() + f["offer_cost_cents"].to_numpy()
+             <= effective_caps(c, ctx.policy)["cost_per_player_day_cents"]),
+         lambda df, f, c, ctx: [f"offers today {t:,} + this {o:,} EUR cents; cap "
+                                f"{effective_caps(c, ctx.policy)['cost_per_player_day_cents']:,} EUR cents"
+                                for t, o in zip(f["cost_today_cents"].tolist(), f["offer_cost_cents"].tolist(),
+                                                strict=True)]),
 )
 
 RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
+_BY_NAME = {r.name: r for r in RULES}
 
 
-def evaluate(profile: pd.DataFrame, campaign: CampaignSpec) -> pd.DataFrame:
-    """One row per profile row: ``pass__<rule>`` columns, ``eligible`` and ``reason``.
+def default_context() -> Context:
+    """No history, no calendar, the policy; dated today (callers that build lists pass their own)."""
+    return Context(as_of=dt.date.today())
+
+
+def _passes(profile: pd.DataFrame, campaign: CampaignSpec, ctx: Context, f: pd.DataFrame) -> np.ndarray:
+    cols = []
+    for rule in RULES:
+        if campaign.transactional and rule.transactional_bypass:
+            cols.append(_all(profile))
+        else:
+            cols.append(np.asarray(rule.passes(profile, f, campaign, ctx), dtype=bool).reshape(len(profile)))
+    return np.column_stack(cols) if cols and len(profile) else np.ones((len(profile), len(RULES)), dtype=bool)
+
+
+def _failed_names(passes: np.ndarray) -> np.ndarray:
+    """Comma-joined failing rule names per row (vectorised through a bitmask of failures)."""
+    if not len(passes):
+        return np.empty(0, dtype=object)
+    weights = (1 << np.arange(passes.shape[1], dtype=np.int64))
+    code = (~passes).astype(np.int64) @ weights
+    uniq, inverse = np.unique(code, return_inverse=True)
+    names = np.asarray(RULE_NAMES, dtype=object)
+    text = _objects([",".join(names[(u & weights) != 0]) for u in uniq])
+    return text[inverse]
+
+
+def evaluate(profile: pd.DataFrame, campaign: CampaignSpec, context: Context | None = None) -> pd.DataFrame:
+    """One row per profile row: ``pass__<rule>`` columns, ``eligible``, ``reason`` and ``failed``.
 
     ``reason`` is the first failing rule (None when eligible); ``failed`` lists them all.
+    ``context``: the as-of date, history, calendar and policy (default: :func:`default_context`).
     """
-    out = pd.DataFrame(index=profile.index)
-    for rule in RULES:
-        out[f"pass__{rule.name}"] = rule.passes(profile, campaign).astype(bool).to_numpy()
-    passes = out[[f"pass__{n}" for n in RULE_NAMES]].to_numpy()
+    ctx = context if context is not None else default_context()
+    f = contact_features(profile, campaign, ctx)
+    passes = _passes(profile, campaign, ctx, f)
+    out = pd.DataFrame(passes, index=profile.index, columns=[f"pass__{n}" for n in RULE_NAMES])
     out["eligible"] = passes.all(axis=1)
-    first_fail = np.argmin(passes, axis=1)
+    first_fail = np.argmin(passes, axis=1) if len(passes) else np.empty(0, dtype=np.int64)
     names = np.asarray(RULE_NAMES, dtype=object)
-    out["reason"] = np.where(out["eligible"], None, names[first_fail])
-    out["failed"] = [",".join(names[~row]) for row in passes]
+    out["reason"] = np.where(out["eligible"].to_numpy(), None, names[first_fail])
+    out["failed"] = _failed_names(passes)
+    return out
+
+
+def explain(profile: pd.DataFrame, campaign: CampaignSpec, context: Context) -> list[list[dict]]:
+    """Per profile row: each rule's verdict (pass / FAIL / bypassed) with the observed value.
+
+    The verdicts come from the same predicates and contact features as :func:`evaluate`.
+    """
+    f = contact_features(profile, campaign, context)
+    passes = _passes(profile, campaign, context, f)
+    observed = {r.name: r.observed(profile, f, campaign, context) for r in RULES}
+    out = []
+    for i in range(len(profile)):
+        rows = []
+        for j, rule in enumerate(RULES):
+            bypassed = campaign.transactional and rule.transactional_bypass
+            rows.append({"rule": rule.name, "description": rule.description,
+                         "verdict": "bypassed (transactional)" if bypassed else ("pass" if passes[i, j] else "FAIL"),
+                         "passed": bool(passes[i, j]), "observed": observed[rule.name][i]})
+        out.append(rows)
     return out
 
 
@@ -92,5 +499,5 @@ def suppression_counts(verdicts: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Counts by first failing rule and by every failing rule."""
     first = verdicts["reason"].dropna().value_counts()
     every = {n: int((~verdicts[f"pass__{n}"]).sum()) for n in RULE_NAMES}
-    return {"first_failing_rule": {k: int(v) for k, v in first.items()},
+    return {"first_failing_rule": {k: int(v) for k, v in sorted(first.items(), key=lambda kv: (-kv[1], kv[0]))},
             "every_failing_rule": {k: v for k, v in every.items() if v}}

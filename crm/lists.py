@@ -1,11 +1,19 @@
 """Campaign lists: audience ∩ segment ∩ eligibility -> targeting -> offer -> variants + holdout -> publish.
 
 :func:`build_list` is a pure function over the audience frame (profile + features +
-scores). Targeting only chooses among eligible players: ``target: by: uplift`` ranks them
-by predicted incremental NGR per cent of offer cost within the campaign's budget (the
-rule of :func:`ml.policy.select_by_value_per_cost`). :func:`publish` writes CSV, Parquet,
-the suppression report and a manifest atomically under ``lists/<campaign_id>/<as_of>/``.
-Lists carry the pseudonymous player id, never contact details.
+scores) and an eligibility :class:`~crm.eligibility.Context` (as-of date, message history
+with the day's higher-priority lists, calendar, policy, budget already spent). Targeting
+only chooses among eligible players: ``target: by: uplift`` ranks them by predicted
+incremental NGR per cent of offer cost within the budget (the rule of
+:func:`ml.policy.select_by_value_per_cost`); ``by: all`` takes them in a fixed order
+(highest segment score first, else player id) while the campaign's remaining total budget
+lasts. :func:`build_day` builds the lists of one day in priority order (ties by id), each
+seeing what the higher-priority lists took, so caps, the one-bonus-per-day rule and the
+cost per player per day hold across campaigns; the order of the input does not matter.
+
+:func:`publish` writes CSV, Parquet, XLSX, the suppression report and a manifest
+atomically under ``lists/<campaign_id>/<as_of>/``; the same inputs give byte-identical
+files. Lists carry the pseudonymous player id, never contact details.
 """
 
 from __future__ import annotations
@@ -25,16 +33,21 @@ import pandas as pd
 from crm import eligibility, experiments
 from crm.campaign_spec import CampaignSpec, Rule
 from crm.config import Paths
-from ml.policy import select_by_value_per_cost
+from crm.eligibility import Context
+from crm.history import planned_messages
+from crm.offers import offer_cost_cents
+from ml.policy import select_by_value_per_cost, take_within_budget
 
 # The model scores a list carries (crm.warehouse.SCORE_MODELS), for players with profiling consent.
 SCORES = ("churn", "deposit_intent", "uplift_ngr")
 UPLIFT_SCORE = "uplift_ngr_score"  # predicted incremental NGR if treated, EUR cents (not a probability)
 SCORE_DECIMALS = 6  # scores are rounded so on the list; targeting ranks the rounded values
 _MODEL_LABELS = {"churn": "churn_lgbm", "deposit_intent": "deposit_intent_lgbm"}
-LIST_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "brand_id", "country",
-                "locale", "timezone", *[c for m in SCORES for c in (f"{m}_score", f"{m}_model_version")],
+LIST_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "send_at_utc", "product", "brand_id",
+                "country", "locale", "timezone", *[c for m in SCORES for c in (f"{m}_score", f"{m}_model_version")],
                 "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days")
+LIST_FILES = ("list.csv", "list.parquet", "list.xlsx", "suppression.json")
+XLSX_MAX_ROWS = 1_048_575  # an Excel sheet holds 1,048,576 rows with the header; more go to further sheets
 
 
 @dataclass
@@ -63,9 +76,9 @@ def _rule_mask(df: pd.DataFrame, rule: Rule) -> pd.Series:
 
 def segment_mask(df: pd.DataFrame, spec: CampaignSpec) -> pd.Series:
     mask = pd.Series(True, index=df.index)
-    for rule in spec.segment.rules:
+    for rule in spec.segment.all_rules:
         mask &= _rule_mask(df, rule)
-    for score, bound in spec.segment.scores.items():
+    for score, bound in spec.segment.all_scores.items():
         col = pd.to_numeric(df[score], errors="coerce")
         if bound.min is not None:
             mask &= (col >= bound.min).fillna(False).astype(bool)
@@ -83,17 +96,6 @@ def scope_mask(df: pd.DataFrame, spec: CampaignSpec) -> pd.Series:
     return mask
 
 
-def offer_cost_cents(df: pd.DataFrame, spec: CampaignSpec) -> np.ndarray:
-    """Cost of the offer per player in EUR cents (cashback depends on the 7-day net loss)."""
-    o = spec.offer
-    if o.template in ("bonus", "free_spins"):
-        return np.full(len(df), round(o.value_eur * 100), dtype=np.int64)
-    if o.template == "cashback":
-        loss = pd.to_numeric(df.get("net_loss_eur_7d"), errors="coerce").fillna(0).clip(lower=0)
-        return np.minimum(np.round(loss * o.percent / 100), round(o.cap_eur * 100)).astype(np.int64).to_numpy()
-    return np.zeros(len(df), dtype=np.int64)
-
-
 def _profiling(df: pd.DataFrame) -> np.ndarray:
     """Profiling consent per row (missing: no)."""
     return (df["consent_profiling"].astype("boolean").fillna(False).to_numpy(dtype=bool)
@@ -107,30 +109,47 @@ def _score(df: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(df[column], errors="coerce").astype(float).round(SCORE_DECIMALS).to_numpy()
 
 
-def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+def remaining_budget_cents(spec: CampaignSpec, context: Context) -> int | None:
+    """What is left of the campaign's total budget after the offers it already dispatched (None: no budget)."""
+    total = spec.budget.total_cents
+    return None if total is None else total - int(context.spent_cents.get(spec.id, 0))
+
+
+def _min_budget(*budgets: int | None) -> int | None:
+    given = [b for b in budgets if b is not None]
+    return min(given) if given else None
+
+
+def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame,
+                     budget_cents: int | None = None) -> tuple[pd.DataFrame, dict]:
     """The eligible players a ``target: by: uplift`` campaign lists, and the targeting summary.
 
     Value = ``uplift_ngr_score`` (EUR cents, net of the bonus cost; NULL or without profiling
     consent: never targeted); cost = this campaign's offer cost per player
     (:func:`offer_cost_cents`: the bonus value, or the cashback on the player's last 7-day
     net loss up to the cap). Players above ``min_uplift_eur`` are ranked by value per cent
-    of cost and taken in that order while the cost of the *treated* ones fits the budget.
-    Holdout membership is a salted hash of the player alone, so it is known before
-    selection: a holdout player is listed (as a randomized control of the targeted
-    population) but costs nothing; the walk stops at the first treated player who does
-    not fit, so the list is a prefix of the ranking and the treated cost never exceeds
-    the budget. ``max_list_size`` caps the number listed (holdout included).
+    of cost and taken in that order while the cost of the *treated* ones fits the budget
+    (``budget_cents``, default ``target.budget_eur``; the caller passes the smaller of that
+    and what is left of ``budget.total_eur``). Holdout membership is a salted hash of the
+    player alone, so it is known before selection: a holdout player is listed (as a
+    randomized control of the targeted population) but costs nothing; the walk stops at
+    the first treated player who does not fit, so the list is a prefix of the ranking and
+    the treated cost never exceeds the budget. ``max_list_size`` caps the number listed
+    (holdout included).
     """
     t, exp = spec.target, spec.experiment
+    budget = t.budget_cents if budget_cents is None else budget_cents
     ids = eligible["player_id"].astype(str).to_numpy()
     value = np.where(_profiling(eligible), _score(eligible, UPLIFT_SCORE), np.nan)
     cost = offer_cost_cents(eligible, spec)
     holdout = experiments.assign(spec.id, exp.salt, ids, exp.holdout, exp.variants) == experiments.HOLDOUT
-    sel = select_by_value_per_cost(value, cost, ids, t.budget_cents, min_value=t.min_uplift_cents,
-                                   free=holdout, max_count=spec.max_list_size)
+    sel = select_by_value_per_cost(value, cost, ids, max(budget, 0) if budget is not None else None,
+                                   min_value=t.min_uplift_cents, free=holdout, max_count=spec.max_list_size)
+    if budget is not None and budget <= 0:  # nothing left to spend: nobody, not even a holdout
+        sel = type(sel)(sel.index[:0], 0.0, sel.candidates, "budget")
     treated = sel.index[~holdout[sel.index]]
     summary = {
-        "by": "uplift", "budget_eur_cents": t.budget_cents, "min_uplift_eur_cents": t.min_uplift_cents,
+        "by": "uplift", "budget_eur_cents": budget, "min_uplift_eur_cents": t.min_uplift_cents,
         "eligible": len(eligible), "scored": int(np.isfinite(value).sum()), "above_min_uplift": sel.candidates,
         "targeted": len(sel.index), "treated": len(treated), "spent_eur_cents": int(round(sel.spent)),
         "predicted_incremental_ngr_eur_cents": int(round(float(value[treated].sum()))),
@@ -139,20 +158,59 @@ def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame) -> tuple[pd.Dat
     return eligible.iloc[sel.index], summary
 
 
-def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date) -> BuiltList:
-    """Select, check eligibility, target, price the offer and assign variants. Pure."""
+def _target_all(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: int | None) -> tuple[pd.DataFrame, dict]:
+    """``by: all``: everyone eligible, in a fixed order (the first segment score, highest first, else
+    the player id), cut at ``max_list_size`` and where the treated cost leaves the remaining budget."""
+    ranked = bool(spec.segment.all_scores)
+    key = next(iter(spec.segment.all_scores)) if ranked else "player_id"
+    ordered = eligible.sort_values([key, "player_id"], ascending=[not ranked, True], kind="stable")
+    ids = ordered["player_id"].astype(str).to_numpy()
+    exp = spec.experiment
+    holdout = experiments.assign(spec.id, exp.salt, ids, exp.holdout, exp.variants) == experiments.HOLDOUT
+    cost = offer_cost_cents(ordered, spec)
+    order = np.arange(len(ordered))
+    if budget_cents is not None and budget_cents <= 0:
+        within = take_within_budget(order[:0], cost, 0)
+        stopped = "budget"
+    else:
+        within = take_within_budget(order, cost, budget_cents, free=holdout)
+        stopped = within.stopped_by
+    n = len(within.index)
+    cut_budget = len(ordered) - n
+    if spec.max_list_size is not None and spec.max_list_size < n:
+        n, stopped = spec.max_list_size, "max_list_size"
+    taken = ordered.iloc[:n]
+    spent = int(cost[:n][~holdout[:n]].sum())
+    summary = {"by": "all", "eligible": len(eligible), "targeted": n, "budget_eur_cents": budget_cents,
+               "cut_by_budget": cut_budget, "cut_by_max_list_size": len(ordered) - cut_budget - n,
+               "spent_eur_cents": spent, "stopped_by": stopped}
+    return taken, summary
+
+
+def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, context: Context | None = None
+               ) -> BuiltList:
+    """Select, check eligibility, target, price the offer and assign variants. Pure.
+
+    ``context``: the day's history (with the higher-priority lists), calendar, policy and
+    spent budgets; default: none of them (:class:`~crm.eligibility.Context` of ``as_of``).
+    """
+    ctx = context if context is not None else Context(as_of)
+    if ctx.as_of != as_of:
+        raise ValueError(f"context is for {ctx.as_of}, the list for {as_of}")
     in_scope = audience[scope_mask(audience, spec)]
     in_segment = in_scope[segment_mask(in_scope, spec)]
-    verdicts = eligibility.evaluate(in_segment, spec)
+    verdicts = eligibility.evaluate(in_segment, spec, ctx)
     eligible = in_segment[verdicts["eligible"].to_numpy()].copy()
-    targeting: dict = {"by": spec.target.by}
+    remaining = remaining_budget_cents(spec, ctx)
     if spec.target.by == "uplift":
-        eligible, targeting = target_by_uplift(spec, eligible)
-    elif spec.max_list_size is not None and len(eligible) > spec.max_list_size:
-        ranked = bool(spec.segment.scores)
-        key = next(iter(spec.segment.scores)) if ranked else "player_id"
-        eligible = eligible.sort_values([key, "player_id"], ascending=[not ranked, True])
-        eligible = eligible.head(spec.max_list_size)
+        eligible, targeting = target_by_uplift(spec, eligible, _min_budget(spec.target.budget_cents, remaining))
+        after = {"not_targeted_by_uplift": targeting["eligible"] - targeting["targeted"]}
+    else:
+        eligible, targeting = _target_all(spec, eligible, remaining)
+        after = {"campaign_budget": targeting["cut_by_budget"], "max_list_size": targeting["cut_by_max_list_size"]}
+    if spec.budget.total_cents is not None:
+        targeting |= {"budget_total_eur_cents": spec.budget.total_cents,
+                      "spent_before_eur_cents": int(ctx.spent_cents.get(spec.id, 0))}
     eligible = eligible.sort_values("player_id", kind="stable")
 
     exp = spec.experiment
@@ -173,6 +231,8 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date) -> Bu
         "channel": spec.channel,
         "variant": variant.astype(str),
         "as_of_date": as_of.isoformat(),
+        "send_at_utc": spec.schedule.send_at(as_of).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "product": spec.product,
         "brand_id": eligible["brand_id"].to_numpy(),
         "country": eligible["country"].to_numpy(),
         "locale": col("locale"),
@@ -197,8 +257,31 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date) -> Bu
     }
     versions = sorted({f"{_MODEL_LABELS.get(m, m)} v{v}" for m in SCORES
                        for v in rows[f"{m}_model_version"].dropna().unique()})
-    return BuiltList(spec, as_of, rows, funnel, eligibility.suppression_counts(verdicts),
+    suppression = eligibility.suppression_counts(verdicts) | {
+        "after_eligibility": {k: int(v) for k, v in after.items() if v}}
+    return BuiltList(spec, as_of, rows, funnel, suppression,
                      experiments.srm_pvalue(counts, shares) if len(rows) else 1.0, versions, targeting)
+
+
+def build_day(specs: list[CampaignSpec], audience: pd.DataFrame, as_of: dt.date,
+              context: Context | None = None) -> list[BuiltList]:
+    """The lists of one day, built in priority order (1 first, ties by id), each seeing the
+    messages the higher-priority lists will send (:func:`crm.history.planned_messages`).
+
+    Deterministic whatever the order of ``specs``: the build order is a total order of
+    (priority, id), and each list is a pure function of the audience and the context the
+    lists before it leave. Returns the lists in build order.
+    """
+    ids = [s.id for s in specs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"campaign ids must be unique in a day, got {sorted(ids)}")
+    ctx = context if context is not None else Context(as_of)
+    built = []
+    for spec in sorted(specs, key=lambda s: s.order_key):
+        b = build_list(spec, audience, as_of, ctx)
+        built.append(b)
+        ctx = ctx.with_planned(planned_messages(b.rows, spec, as_of))
+    return built
 
 
 def _sha256(path: Path) -> str:
@@ -209,8 +292,54 @@ def list_dir(paths: Paths, campaign_id: str, as_of: dt.date) -> Path:
     return paths.lists / campaign_id / as_of.isoformat()
 
 
+def write_xlsx(built: BuiltList, path: Path) -> None:
+    """The list for marketers as XLSX: byte-identical for the same list.
+
+    XlsxWriter stamps every zip entry with 1980-01-01; the document's created / modified
+    dates are set to the as-of date (00:00 UTC) instead of now. Rows beyond one sheet's
+    capacity continue on further sheets; a ``summary`` sheet holds the funnel and the
+    suppression counts.
+    """
+    import xlsxwriter
+
+    stamp = dt.datetime.combine(built.as_of, dt.time())
+    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False,
+                                         "strings_to_formulas": False, "strings_to_urls": False,
+                                         "nan_inf_to_errors": False})
+    wb.set_properties({"title": f"{built.campaign.id} {built.as_of.isoformat()}", "author": "casino-crm",
+                       "created": stamp, "comments": f"spec {built.campaign.spec_hash()}"})
+    columns = list(built.rows.columns)
+    n = len(built.rows)
+    # plain values per column, written by one typed method per column (no per-cell type
+    # dispatch); missing values stay empty cells. constant_memory: rows in order.
+    data = []
+    for c in columns:
+        values = built.rows[c]
+        is_num = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        data.append(([None if pd.isna(v) else (float(v) if is_num else str(v)) for v in values.tolist()], is_num))
+    for part, first in enumerate(range(0, max(n, 1), XLSX_MAX_ROWS)):
+        ws = wb.add_worksheet("list" if part == 0 else f"list_{part + 1}")
+        ws.write_row(0, 0, columns)
+        writers = [(values, ws.write_number if is_num else ws.write_string) for values, is_num in data]
+        for i in range(first, min(n, first + XLSX_MAX_ROWS)):
+            r = i - first + 1
+            for j, (values, put) in enumerate(writers):
+                if values[i] is not None:
+                    put(r, j, values[i])
+    ws = wb.add_worksheet("summary")
+    r = 0
+    for title, values in (("funnel", built.funnel), *((k, v) for k, v in built.suppression.items())):
+        ws.write(r, 0, title)
+        r += 1
+        for k, v in values.items():
+            ws.write(r, 1, str(k))
+            ws.write(r, 2, v)
+            r += 1
+    wb.close()
+
+
 def publish(built: BuiltList, paths: Paths) -> dict:
-    """Write list.csv, list.parquet, suppression.json and manifest.json atomically.
+    """Write list.csv, list.parquet, list.xlsx, suppression.json and manifest.json atomically.
 
     The files are written in a temporary folder beside the target and renamed into
     place, so readers see the old list or the new one, never half of one. The same
@@ -222,20 +351,26 @@ def publish(built: BuiltList, paths: Paths) -> dict:
     try:
         built.rows.to_csv(tmp / "list.csv", index=False, lineterminator="\n")
         built.rows.to_parquet(tmp / "list.parquet", index=False)
+        write_xlsx(built, tmp / "list.xlsx")
         (tmp / "suppression.json").write_text(json.dumps(
             {"campaign_id": built.campaign.id, "as_of_date": built.as_of.isoformat(),
              "funnel": built.funnel, **built.suppression}, indent=2, sort_keys=True) + "\n")
+        spec = built.campaign
         manifest = {
-            "campaign_id": built.campaign.id, "campaign_name": built.campaign.name,
-            "channel": built.campaign.channel, "as_of_date": built.as_of.isoformat(),
-            "spec_hash": built.campaign.spec_hash(), "model_versions": built.model_versions,
+            "campaign_id": spec.id, "campaign_name": spec.name,
+            "channel": spec.channel, "as_of_date": built.as_of.isoformat(),
+            "priority": spec.priority, "product": spec.product, "transactional": spec.transactional,
+            "send_at_utc": spec.schedule.send_at(built.as_of).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "spec_hash": spec.spec_hash(), "model_versions": built.model_versions,
             "counts": built.funnel, "srm_pvalue": round(built.srm_pvalue, 6),
             "suppression": built.suppression["first_failing_rule"],
+            "suppression_every_rule": built.suppression["every_failing_rule"],
+            "suppression_after_eligibility": built.suppression.get("after_eligibility", {}),
             "total_offer_cost_eur_cents": int(built.rows.loc[built.rows["variant"] != "holdout",
                                                             "offer_cost_eur_cents"].sum()),
             "targeting": built.targeting,
             "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
-                      for name in ("list.csv", "list.parquet", "suppression.json")},
+                      for name in LIST_FILES},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if target.exists():

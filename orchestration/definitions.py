@@ -34,7 +34,8 @@ specs, campaign_errors = load_campaigns(campaign_dir)
 for err in campaign_errors:  # one broken campaign does not stop the others
     log.error(err)
 
-campaign_defs = [campaign_assets(s) for s in specs]
+# each list after the higher-priority lists of its day (crm.campaign_day.build_one)
+campaign_defs = [campaign_assets(s, specs) for s in specs]
 campaign_asset_defs = [a for assets, _ in campaign_defs for a in assets]
 campaign_checks = [c for _, checks in campaign_defs for c in checks]
 

@@ -38,6 +38,12 @@ def pipeline_home(tmp_path_factory) -> Path:
     for p in CAMPAIGNS_DIR.glob("*.yaml"):
         shutil.copy(p, campaigns / p.name)
     (campaigns / "everyone_push.yaml").write_text(TEST_CAMPAIGN)
+    # everyone_push may cost more than the approval threshold: a second person approves it (four eyes),
+    # so the pipeline tests dispatch it through the approval check (tests/test_audit.py covers the rules)
+    from crm.approvals import approve
+    from crm.campaign_spec import load_campaign
+
+    approve(Paths(home), load_campaign(campaigns / "everyone_push.yaml"), by="qa-approver", reason="test fixture")
     os.environ["CRM_HOME"] = str(home)
     os.environ["CRM_CAMPAIGNS_DIR"] = str(campaigns)
     simulate(Paths(home), players=800, days=100, seed=11, progress=False)

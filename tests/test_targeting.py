@@ -178,7 +178,7 @@ def test_player_without_profiling_consent_is_never_targeted(monkeypatch):
     assert built.suppression["first_failing_rule"] == {"no_profiling_consent": 2}
     # belt and braces: even if eligibility wrongly admitted them, targeting ignores their scores
     real = eligibility.evaluate
-    monkeypatch.setattr(eligibility, "evaluate", lambda df, c: real(df, c).assign(eligible=True))
+    monkeypatch.setattr(eligibility, "evaluate", lambda df, c, *a: real(df, c, *a).assign(eligible=True))
     assert not unconsented & set(build_list(spec, aud, AS_OF).rows["player_id"])
 
 

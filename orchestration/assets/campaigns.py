@@ -1,4 +1,9 @@
-"""One list asset per campaign, its blocking compliance gate, and its dispatch asset."""
+"""One list asset per campaign, its blocking compliance gate, and its dispatch asset.
+
+The list assets of a day depend on the list assets of every higher-priority campaign
+(priority, then id), so Dagster builds them in that order and the UI shows it; each reads
+the published higher-priority lists of its date (:func:`crm.campaign_day.build_one`).
+"""
 
 
 from dagster import (
@@ -15,10 +20,14 @@ from dagster import (
     asset_check,
 )
 
+from crm.approvals import record_spec_changes
+from crm.campaign_day import build_one, higher_priority, published_rows
 from crm.campaign_spec import CampaignSpec
 from crm.dispatch import dispatch_list
-from crm.lists import build_list, list_dir, publish, read_manifest, record_gate, verify_manifest
-from crm.warehouse import read_audience, read_table
+from crm.eligibility import effective_caps
+from crm.lists import list_dir, publish, read_manifest, record_gate, verify_manifest
+from crm.policy import POLICY
+from crm.warehouse import read_table
 from expectations.campaign_list import gate_list
 from orchestration.assets._meta import md_table
 from orchestration.resources import CrmResource
@@ -32,17 +41,32 @@ def list_key(spec: CampaignSpec) -> AssetKey:
     return AssetKey(["campaigns", spec.id, "list"])
 
 
-def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:
-    @asset(key=list_key(spec), group_name="campaigns", kinds={"csv", "parquet"},
-           deps=[AssetKey("player_scores"), AssetKey("dim_player"), AssetKey("player_features")],
-           description=f"{spec.name} ({spec.channel}): segment ∩ eligibility, offer, variants + holdout.",
-           tags={"channel": spec.channel})
+def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
+                    ) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:
+    """The assets of ``spec``; ``specs``: every campaign of the day (default: only this one)."""
+    specs = specs if specs is not None else [spec]
+    higher = higher_priority(spec, specs)
+
+    @asset(key=list_key(spec), group_name="campaigns", kinds={"csv", "parquet", "xlsx"},
+           deps=[AssetKey("player_scores"), AssetKey("dim_player"), AssetKey("player_features"),
+                 *[list_key(h) for h in higher]],
+           description=f"{spec.name} ({spec.channel}, priority {spec.priority}): segment ∩ eligibility "
+                       f"(after {len(higher)} higher-priority lists of the day), offer, variants + holdout.",
+           tags={"channel": spec.channel, "priority": str(spec.priority)})
     def campaign_list(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
         paths, as_of = crm.paths(), crm.as_of(context)
-        built = build_list(spec, read_audience(paths, as_of), as_of)
+        built = build_one(paths, spec, specs, as_of)
         manifest = publish(built, paths)
+        changed = record_spec_changes(paths, [spec])  # the audit log sees every campaign version
         context.log.info(f"{spec.id}: {built.funnel} -> {manifest['path']}")
         return MaterializeResult(metadata={
+            "priority": spec.priority,
+            "spec_hash": manifest["spec_hash"][:12],
+            "spec_changed_since_last_run": bool(changed),
+            "after_higher_priority_lists": ", ".join(h.id for h in higher) or "none (built first)",
+            "suppressed_after_eligibility": md_table(built.suppression.get("after_eligibility", {}), "cut",
+                                                     "players"),
+            "suppression_file": MetadataValue.path(str(list_dir(paths, spec.id, as_of) / "suppression.json")),
             "path": MetadataValue.path(manifest["path"]),
             "as_of_date": as_of.isoformat(),
             "rows": len(built.rows),
@@ -59,7 +83,9 @@ def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[As
 
     @asset_check(asset=campaign_list, name="compliance_gate", blocking=True,
                  description="Great Expectations suite: no ineligible player (recomputed from the profile), "
-                             "unique players, known variants, holdout share, costs, manifest checksums.")
+                             "unique players, known variants, holdout share, costs, the day's limits with the "
+                             "higher-priority lists (cost per player, one bonus offer, daily caps), manifest "
+                             "checksums.")
     def compliance_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
         paths, as_of = crm.paths(), crm.as_of(context)
         directory = list_dir(paths, spec.id, as_of)
@@ -67,8 +93,16 @@ def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[As
 
         lst = pd.read_parquet(directory / "list.parquet")
         profile = read_table(paths, "dim_player")
+        caps = effective_caps(spec, POLICY)
+        day_lists = [published_rows(paths, h, as_of) for h in higher]
         result = gate_list(lst, profile, spec.experiment.holdout, list(spec.experiment.variants),
-                           budget_cents=spec.target.budget_cents, min_uplift_cents=spec.target.min_uplift_cents)
+                           budget_cents=min((b for b in (spec.target.budget_cents, spec.budget.total_cents)
+                                             if b is not None), default=None),
+                           min_uplift_cents=spec.target.min_uplift_cents, day_lists=day_lists,
+                           max_cost_per_player_cents=int(caps["cost_per_player_day_cents"]),
+                           bonus_offers_per_day=int(caps["bonus_offers_per_day"]),
+                           channel_day_cap=None if spec.transactional else int(caps["channel_day"]),
+                           global_day_cap=None if spec.transactional else int(caps["global_day"]))
         tampered = verify_manifest(directory)
         passed = result.success and not tampered
         summary = result.summary() + (f"; files changed since publish: {tampered}" if tampered else "")
@@ -103,9 +137,16 @@ def campaign_assets(spec: CampaignSpec) -> tuple[list[AssetsDefinition], list[As
            description=f"Outbox of {spec.channel} messages for {spec.id} with idempotency keys; holdout never sent.")
     def dispatch(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
         paths, as_of = crm.paths(), crm.as_of(context)
-        report = dispatch_list(paths, spec.id, as_of)  # raises DispatchBlocked unless the gate passed
+        # raises DispatchBlocked unless the gate passed on these bytes; an unapproved campaign
+        # (four-eyes) is a normal state: nothing is sent and the status says why
+        report = dispatch_list(paths, spec.id, as_of, spec=spec)
+        if report.status != "dispatched":
+            context.log.warning(f"{spec.id}: not dispatched: {report.status} ({report.approval})")
         context.log.info(f"{spec.id}: {report.new_messages} new messages -> {report.outbox_file}")
         return MaterializeResult(metadata={
+            "status": report.status,
+            "approval": report.approval,
+            "spec_hash": report.spec_hash[:12],
             "outbox_file": MetadataValue.path(report.outbox_file),
             "new_messages": report.new_messages,
             "already_in_outbox": report.already_in_outbox,

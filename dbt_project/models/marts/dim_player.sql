@@ -3,7 +3,9 @@
 -- consents, no age: such players get features and scores but are never contactable).
 -- Identity and jurisdiction (current values), age (birth_date is reduced to birth_year and
 -- age; no contact details or device ids), consent state per channel with its version and
--- last change, responsible-gambling status and activity recency.
+-- last change, the products consented per message channel (int_consents_by_product; for
+-- jurisdictions that ask for consent per product), bonuses received (int_bonuses_received;
+-- SE: a bonus only on the first occasion), responsible-gambling status and activity recency.
 {% set as_of = run_as_of_date() %}
 
 with current_attributes as (
@@ -26,6 +28,21 @@ consent_state as (
         {{- "," if not loop.last }}
         {%- endfor %}
     from {{ ref('int_consents_versioned') }}
+    group by player_id
+
+),
+
+product_consents as (
+
+    -- per message channel, the products with a current grant, sorted and comma-separated
+    select
+        player_id,
+        {%- for ch in consent_channels() if ch != 'profiling' %}
+        string_agg(product, ',' order by product) filter (where channel = '{{ ch }}' and consent_state)
+            as consent_{{ ch }}_products
+        {{- "," if not loop.last }}
+        {%- endfor %}
+    from {{ ref('int_consents_by_product') }}
     group by player_id
 
 ),
@@ -113,9 +130,17 @@ select
     fa.first_active_date,
     la.last_active_at,
     cast(date_diff('day', cast(p.registered_at as date), {{ as_of }}) as integer) as tenure_days,
+    {%- for ch in consent_channels() if ch != 'profiling' %}
+    pc.consent_{{ ch }}_products,
+    {%- endfor %}
+    coalesce(b.bonuses_received, 0) as bonuses_received,
+    b.first_bonus_at,
+    b.last_bonus_at,
     {{ as_of }} as as_of_date
 from with_age as p
 left join consent_state as c on p.player_id = c.player_id
 left join rg_status as rg on p.player_id = rg.player_id
 left join first_active as fa on p.player_id = fa.player_id
 left join last_active as la on p.player_id = la.player_id
+left join product_consents as pc on p.player_id = pc.player_id
+left join {{ ref('int_bonuses_received') }} as b on p.player_id = b.player_id

@@ -1,0 +1,268 @@
+"""Four-eyes approval of campaigns, with the audit log (:mod:`crm.audit`) as the single source of truth.
+
+* A campaign needs approval when its YAML says ``approval: {required: true}``, or when its cost
+  exceeds ``CRM_APPROVAL_THRESHOLD_EUR`` (default 1000 EUR). Cost = the larger of the list's
+  treated offer cost (``total_offer_cost_eur_cents`` of the list's manifest) and the budget the
+  spec allows (``target.budget_eur`` per list, or a total budget if the spec has one).
+* An approval (or rejection) is bound to a spec hash: a changed YAML is a new version and needs
+  a new approval. The latest decision for a version wins, so a rejection after an approval
+  withdraws it (and a later approval reinstates it).
+* The author (``owner`` in the YAML) cannot approve their own campaign; neither can the
+  pipeline's own names (:data:`RESERVED_NAMES`). Anyone, the author included, may reject.
+* A rejected version is never dispatched, required or not; a required version without an
+  approval waits (:mod:`crm.dispatch` builds its list but does not send it).
+
+Nothing here is cached: :func:`status` reads the log each time and trusts it only if the whole
+chain verifies (state ``audit_broken`` otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from crm import audit
+from crm.campaign_spec import CampaignSpec
+from crm.config import Paths
+
+THRESHOLD_ENV = "CRM_APPROVAL_THRESHOLD_EUR"
+DEFAULT_THRESHOLD_EUR = 1000.0
+RESERVED_NAMES = frozenset({"pipeline", "unknown", "system", "dagster"})
+STATES = ("not_required", "pending", "approved", "rejected", "audit_broken")
+
+
+class ApprovalError(ValueError):
+    """An approval or rejection that may not be recorded (author approving, missing reason, ...)."""
+
+
+def threshold_cents() -> int:
+    """The cost above which a campaign needs approval, from ``$CRM_APPROVAL_THRESHOLD_EUR``."""
+    raw = os.environ.get(THRESHOLD_ENV, "").strip()
+    if not raw:
+        return round(DEFAULT_THRESHOLD_EUR * 100)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also catches NaN
+        raise ApprovalError(f"{THRESHOLD_ENV} must be a number of EUR >= 0, got {raw!r}")
+    return round(value * 100)
+
+
+def spec_budget_cents(spec: CampaignSpec) -> tuple[int | None, str]:
+    """The most the spec lets the campaign spend, in EUR cents, and which field says so."""
+    found: list[tuple[int, str]] = []
+    budget = getattr(spec, "budget", None)  # a total campaign budget, where the spec has one
+    for name in ("total_eur", "total", "total_budget_eur"):
+        v = getattr(budget, name, None) if budget is not None else None
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            found.append((round(v * 100), f"budget.{name}"))
+            break
+    if spec.target.budget_cents is not None:
+        found.append((spec.target.budget_cents, "target.budget_eur"))
+    return max(found) if found else (None, "")
+
+
+def approval_required(spec: CampaignSpec, manifest: dict | None = None) -> tuple[bool, str]:
+    """Whether ``spec`` needs a second person's approval, and why (or why not).
+
+    ``manifest`` is a published list's manifest (its treated offer cost); without one only the
+    spec's budget and ``approval.required`` count.
+    """
+    cost, basis = campaign_cost_cents(spec, manifest)
+    limit = threshold_cents()
+    if spec.approval.required:
+        return True, "the campaign's YAML asks for approval (approval.required: true)"
+    if cost is None:
+        return False, "cost unknown (no published list, no budget): not above the threshold so far"
+    if cost > limit:
+        return True, f"cost {_eur(cost)} ({basis}) exceeds the approval threshold {_eur(limit)} ({THRESHOLD_ENV})"
+    return False, f"cost {_eur(cost)} ({basis}) is within the approval threshold {_eur(limit)}"
+
+
+def campaign_cost_cents(spec: CampaignSpec, manifest: dict | None = None) -> tuple[int | None, str]:
+    """The cost that decides approval: max(list's treated offer cost, spec budget), and its basis."""
+    options = []
+    if manifest is not None and manifest.get("total_offer_cost_eur_cents") is not None:
+        options.append((int(manifest["total_offer_cost_eur_cents"]),
+                        f"offer cost of the list of {manifest.get('as_of_date', '?')}"))
+    budget, where = spec_budget_cents(spec)
+    if budget is not None:
+        options.append((budget, f"budget {where}"))
+    return max(options) if options else (None, "")
+
+
+def _eur(cents: int) -> str:
+    return f"{cents / 100:,.2f} EUR"
+
+
+def _person(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _may_approve(spec: CampaignSpec, by: str) -> bool:
+    return bool(_person(by)) and _person(by) != _person(spec.owner) and _person(by) not in RESERVED_NAMES
+
+
+@dataclass
+class ApprovalStatus:
+    campaign_id: str
+    spec_hash: str  # the version this status is about
+    owner: str
+    required: bool
+    why: str
+    state: str  # one of STATES
+    decided_by: str = ""  # the latest approval / rejection of this version
+    decided_at: str = ""
+    decision_reason: str = ""
+    decision_seq: int | None = None
+    approvals: list[dict] = field(default_factory=list)  # every approval of this version (by, ts, seq)
+    other_versions_approved: list[str] = field(default_factory=list)  # spec hashes approved before
+    audit_problem: str = ""
+
+    @property
+    def dispatchable(self) -> bool:
+        return self.state in ("not_required", "approved")
+
+    @property
+    def dispatch_status(self) -> str:
+        """What dispatch does: dispatched | awaiting_approval | rejected | audit_broken."""
+        return {"not_required": "dispatched", "approved": "dispatched", "pending": "awaiting_approval"}.get(
+            self.state, self.state)
+
+    def summary(self) -> str:
+        version = f"spec {self.spec_hash[:12]}"
+        if self.state == "audit_broken":
+            return f"the audit log does not verify ({self.audit_problem}); approvals cannot be trusted"
+        if self.state == "rejected":
+            return f"rejected by {self.decided_by} at {self.decided_at} ({version}): {self.decision_reason}"
+        if self.state == "approved":
+            return f"approved by {self.decided_by} at {self.decided_at} ({version}); {self.why}"
+        if self.state == "pending":
+            stale = " (an earlier version was approved; this one was changed since)" \
+                if self.other_versions_approved else ""
+            return (f"awaiting approval{stale}: {self.why}; a second person runs "
+                    f"`crm campaign approve {self.campaign_id} --by NAME --reason TEXT`")
+        return f"approval not required: {self.why}"
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"dispatchable": self.dispatchable, "summary": self.summary()}
+
+
+def status(paths: Paths, spec: CampaignSpec, manifest: dict | None = None, *,
+           spec_hash: str | None = None) -> ApprovalStatus:
+    """The approval state of one version of a campaign, read from the audit log.
+
+    The version is ``spec_hash`` when given (dispatch passes the hash the list was built from,
+    from its manifest), else the current spec's. ``manifest`` gives the list's cost.
+    """
+    h = spec_hash or spec.spec_hash()
+    required, why = approval_required(spec, manifest)
+    st = ApprovalStatus(spec.id, h, spec.owner, required, why, "not_required")
+    checked = audit.verify(paths)
+    if not checked.ok:
+        st.state, st.audit_problem = "audit_broken", checked.problem
+        return st
+    entries = [e for e in audit.read_entries(paths) if e.get("campaign_id") == spec.id
+               and e.get("kind") in ("approved", "rejected")]
+    # an approval by the author or a pipeline name never counts, however it got into the log
+    entries = [e for e in entries if e["kind"] == "rejected" or _may_approve(spec, e.get("by", ""))]
+    mine = [e for e in entries if e.get("spec_hash") == h]
+    st.approvals = [{"by": e["by"], "ts": e["ts"], "seq": e["seq"], "reason": e["reason"]}
+                    for e in mine if e["kind"] == "approved"]
+    st.other_versions_approved = sorted({e["spec_hash"] for e in entries
+                                         if e["kind"] == "approved" and e.get("spec_hash") != h})
+    if mine:
+        last = mine[-1]
+        st.decided_by, st.decided_at, st.decision_reason, st.decision_seq = (
+            last["by"], last["ts"], last["reason"], last["seq"])
+        st.state = "approved" if last["kind"] == "approved" else "rejected"
+    elif required:
+        st.state = "pending"
+    return st
+
+
+def _check_person_and_reason(by: str, reason: str) -> tuple[str, str]:
+    by, reason = (by or "").strip(), (reason or "").strip()
+    if not by:
+        raise ApprovalError("--by NAME is required: who decides")
+    if not reason:
+        raise ApprovalError("--reason TEXT is required: why (it is kept in the audit log)")
+    return by, reason
+
+
+def _decision_details(spec: CampaignSpec, manifest: dict | None) -> dict:
+    required, why = approval_required(spec, manifest)
+    cost, basis = campaign_cost_cents(spec, manifest)
+    return {"campaign_name": spec.name, "owner": spec.owner, "required": required, "why": why,
+            "cost_eur_cents": cost, "cost_basis": basis, "threshold_eur_cents": threshold_cents(),
+            "list_as_of_date": (manifest or {}).get("as_of_date")}
+
+
+def approve(paths: Paths, spec: CampaignSpec, by: str, reason: str, manifest: dict | None = None) -> dict:
+    """Record ``by``'s approval of the current version of ``spec``; returns the audit entry.
+
+    Raises :class:`ApprovalError` when ``by`` is the campaign's owner (or a pipeline name), or
+    when ``by`` or ``reason`` is empty. The version is logged as a change first if it is new.
+    """
+    by, reason = _check_person_and_reason(by, reason)
+    if _person(by) == _person(spec.owner):
+        raise ApprovalError(f"{by!r} is the author (owner) of campaign {spec.id!r} and cannot approve it: "
+                            "four eyes means a second person approves")
+    if not _may_approve(spec, by):
+        raise ApprovalError(f"{by!r} is not a person; approve with your own name")
+    with audit.transaction(paths) as tx:
+        _record_changes(tx, [spec], by=by)
+        return tx.append("approved", by=by, reason=reason, campaign_id=spec.id, spec_hash=spec.spec_hash(),
+                         details=_decision_details(spec, manifest))
+
+
+def reject(paths: Paths, spec: CampaignSpec, by: str, reason: str, manifest: dict | None = None) -> dict:
+    """Record a rejection of the current version of ``spec`` (withdraws an approval of it)."""
+    by, reason = _check_person_and_reason(by, reason)
+    with audit.transaction(paths) as tx:
+        _record_changes(tx, [spec], by=by)
+        return tx.append("rejected", by=by, reason=reason, campaign_id=spec.id, spec_hash=spec.spec_hash(),
+                         details=_decision_details(spec, manifest))
+
+
+def _record_changes(tx: audit.Transaction, specs: Iterable[CampaignSpec], by: str) -> list[dict]:
+    last: dict[str, str] = {}
+    for e in tx.entries:
+        if e.get("kind") == "campaign_changed":
+            last[e["campaign_id"]] = e["spec_hash"]
+    out = []
+    for spec in specs:
+        h = spec.spec_hash()
+        if last.get(spec.id) == h:
+            continue
+        previous = last.get(spec.id)
+        out.append(tx.append(
+            "campaign_changed", by=by, campaign_id=spec.id, spec_hash=h,
+            reason="first seen" if previous is None else "spec changed",
+            details={"previous_spec_hash": previous, "spec": spec.model_dump(mode="json")}))
+        last[spec.id] = h
+    return out
+
+
+def record_spec_changes(paths: Paths, specs: Iterable[CampaignSpec], by: str = "pipeline") -> list[dict]:
+    """Log ``campaign_changed`` for every spec whose hash differs from the last one logged for it.
+
+    The first sight of a campaign counts as a change. Idempotent (and race-free: the check and
+    the append happen under the log's lock). ``by`` is who noticed the change (the YAML is edited
+    outside this tool); the entry's details hold the whole spec, so versions can be compared.
+    """
+    specs = list(specs)
+    with audit.transaction(paths) as tx:
+        return _record_changes(tx, specs, by=by)
+
+
+def latest_manifest(paths: Paths, campaign_id: str) -> dict | None:
+    """The manifest of the campaign's most recent published list (by as-of date), if any."""
+    from crm.lists import read_manifest
+
+    found = sorted((p for p in Path(paths.lists / campaign_id).glob("*/manifest.json")
+                    if not p.parent.name.startswith(".")), key=lambda p: p.parent.name)  # not temp folders
+    return read_manifest(found[-1].parent) if found else None
