@@ -95,9 +95,15 @@ class Paths:
                   self.mlflow_artifacts, self.lists, self.outbox, self.dagster_home):
             p.mkdir(parents=True, exist_ok=True)
         dagster_yaml = self.dagster_home / "dagster.yaml"
-        if not dagster_yaml.exists():  # no network here: no telemetry
-            dagster_yaml.write_text("telemetry:\n  enabled: false\n")
+        # no network here: no telemetry; DuckDB has one writer: one run at a time (a UI
+        # backfill or the sensor queues its runs behind the running one)
+        if not dagster_yaml.exists() or dagster_yaml.read_text() == _OLD_DAGSTER_YAML:
+            dagster_yaml.write_text(DAGSTER_YAML)
         return self
+
+
+DAGSTER_YAML = "telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 1\n"
+_OLD_DAGSTER_YAML = "telemetry:\n  enabled: false\n"  # written before runs were limited: upgraded in place
 
 
 def crm_home() -> Path:

@@ -18,15 +18,24 @@ the day's offers stay within the cost per player per day, that nobody gets a sec
 offer that day, and that the per-channel and global daily message caps hold (skipped for a
 transactional campaign, which may bypass caps). Messages of earlier days are not visible
 from the lists; the builder counts them.
+
+List size: within a band around the median size of the campaign's recent runs
+(:func:`recent_list_sizes` reads the earlier manifests under ``lists/<campaign>/``;
+:func:`list_size_band`); without history the expectation is skipped with a note.
 """
 
 from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
 
 import duckdb
 import great_expectations as gx
 import pandas as pd
 
-from expectations.validate import GateResult, validate
+from expectations.thresholds import threshold
+from expectations.validate import GateResult, outcome, validate
 
 REQUIRED_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "offer_cost_eur_cents")
 SUITE = "campaign_list"
@@ -163,11 +172,41 @@ def day_checks(lst: pd.DataFrame, day_lists: list[pd.DataFrame], *, max_cost_per
     return ok.astype(bool)
 
 
+def recent_list_sizes(campaign_dir: Path, as_of: dt.date, runs: int | None = None) -> list[int]:
+    """Listed counts of the ``runs`` latest published lists of a campaign before ``as_of``
+    (from ``<campaign_dir>/<date>/manifest.json``; oldest first)."""
+    n = int(threshold("list_size_history_runs") if runs is None else runs)
+    found = []
+    for mf in sorted(Path(campaign_dir).glob("*/manifest.json")):
+        try:
+            day = dt.date.fromisoformat(mf.parent.name)
+        except ValueError:  # temporary / old folders of an atomic publish
+            continue
+        if day < as_of:
+            counts = json.loads(mf.read_text()).get("counts", {})
+            if "listed" in counts:
+                found.append(int(counts["listed"]))
+    return found[-n:] if n > 0 else []
+
+
+def list_size_band(history: list[int], band: float | None = None, slack: float | None = None
+                   ) -> tuple[float, float, float] | None:
+    """(low, high, median) allowed list size: median * (1 ± band), widened by ``slack`` rows;
+    None without history."""
+    if not history:
+        return None
+    b = threshold("list_size_band") if band is None else band
+    k = threshold("list_size_slack_rows") if slack is None else slack
+    med = float(pd.Series(history).median())
+    return max(0.0, med * (1 - b) - k), med * (1 + b) + k, med
+
+
 def gate_list(lst: pd.DataFrame, profile: pd.DataFrame, holdout_share: float,
               variants: list[str], *, budget_cents: int | None = None,
               min_uplift_cents: float | None = None, day_lists: list[pd.DataFrame] | None = None,
               max_cost_per_player_cents: int | None = None, bonus_offers_per_day: int | None = None,
-              channel_day_cap: int | None = None, global_day_cap: int | None = None) -> GateResult:
+              channel_day_cap: int | None = None, global_day_cap: int | None = None,
+              size_history: list[int] | None = None, docs_dir: str | Path | None = None) -> GateResult:
     """Run the campaign-list suite; ``success`` False means the list must not be dispatched.
 
     ``budget_cents``: the campaign's offer budget (the treated rows' ``offer_cost_eur_cents``
@@ -175,7 +214,9 @@ def gate_list(lst: pd.DataFrame, profile: pd.DataFrame, holdout_share: float,
     every row's ``uplift_ngr_score`` must be above it (``CampaignSpec.target`` gives both;
     None: not checked). ``day_lists`` (the published higher-priority lists of the same day)
     and the day's limits: see :func:`day_checks` (each given limit adds an expectation;
-    ``max_cost_per_player_cents`` is also checked on this list alone).
+    ``max_cost_per_player_cents`` is also checked on this list alone). ``size_history``:
+    listed counts of recent runs (:func:`recent_list_sizes`; empty or None: passes with a
+    note). ``docs_dir``: build GX Data Docs there.
     """
     df = lst.copy()
     df["compliance_violation"] = recompute_violations(df, profile).to_numpy() if len(df) else []
@@ -219,4 +260,15 @@ def gate_list(lst: pd.DataFrame, profile: pd.DataFrame, holdout_share: float,
             exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column=col, value_set=[True]))
             descriptions[len(exps) - 1] = (f"{col.replace('_', ' ')} ({limit}) with the "
                                            f"{len(day_lists or [])} higher-priority lists of the day")
-    return validate(df, SUITE, exps, id_column="player_id", descriptions=descriptions)
+    band = list_size_band(list(size_history or []))
+    if band is not None:
+        low, high, med = band
+        exps.append(gx.expectations.ExpectTableRowCountToBeBetween(min_value=int(low // 1),
+                                                                   max_value=int(-(-high // 1))))
+        descriptions[len(exps) - 1] = (f"list size within [{low:.0f}, {high:.0f}] around the median {med:g} "
+                                       f"of the {len(size_history or [])} recent runs")
+    result = validate(df, SUITE, exps, id_column="player_id", descriptions=descriptions, docs_dir=docs_dir)
+    if band is None:
+        result.outcomes.append(outcome("list_size_within_recent_band", True, len(df),
+                                       description="no earlier run of this campaign: size not checked (note)"))
+    return result

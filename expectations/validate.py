@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -23,6 +24,15 @@ class ExpectationOutcome:
     unexpected_count: int | None
     sample: list  # failing rows, by pseudonymous id where the suite names an id column
     description: str = ""
+    severity: str = "error"  # "error": a failure fails the gate; "warning": reported, the gate still passes
+
+
+def outcome(expectation: str, success: bool, observed: object = None, *, column: str | None = None,
+            unexpected_count: int | None = None, sample: list | None = None, description: str = "",
+            severity: str = "error") -> ExpectationOutcome:
+    """An outcome of a check GX has no expectation for (own SQL / pandas), in the same shape."""
+    return ExpectationOutcome(expectation, column, bool(success), _plain(observed), _plain(unexpected_count),
+                              _plain(list(sample or []))[:20], description, severity)
 
 
 @dataclass
@@ -31,14 +41,26 @@ class GateResult:
     success: bool
     rows: int
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    docs: list[str] = field(default_factory=list)  # file:// URLs of the Data Docs pages of this validation
 
     @property
     def failed(self) -> list[ExpectationOutcome]:
-        return [o for o in self.outcomes if not o.success]
+        """Failed outcomes that fail the gate (severity error)."""
+        return [o for o in self.outcomes if not o.success and o.severity != "warning"]
+
+    @property
+    def warnings(self) -> list[ExpectationOutcome]:
+        """Failed outcomes of severity warning: reported, the gate still passes."""
+        return [o for o in self.outcomes if not o.success and o.severity == "warning"]
 
     def summary(self) -> str:
-        if self.success:
+        if self.success and not self.warnings:
             return f"{self.suite}: all {len(self.outcomes)} expectations passed on {self.rows} rows"
+        if self.success:
+            warn = ("; warnings: " + "; ".join(f"{o.expectation}({o.column or ''}) observed={o.observed!r}"
+                                               for o in self.warnings)) if self.warnings else ""
+            passed = len(self.outcomes) - len(self.warnings)
+            return f"{self.suite}: {passed} of {len(self.outcomes)} expectations passed on {self.rows} rows" + warn
         parts = [f"{o.expectation}({o.column or ''}) observed={o.observed!r} "
                  f"unexpected={o.unexpected_count} sample={o.sample[:5]}" for o in self.failed]
         return f"{self.suite}: {len(self.failed)} of {len(self.outcomes)} failed: " + "; ".join(parts)
@@ -62,13 +84,20 @@ def _plain(v: object) -> object:
 
 
 def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: str | None = None,
-             descriptions: dict[int, str] | None = None) -> GateResult:
-    """Validate ``df`` against ``expectations`` (GX expectation objects)."""
+             descriptions: dict[int, str] | None = None, docs_dir: str | Path | None = None) -> GateResult:
+    """Validate ``df`` against ``expectations`` (GX expectation objects).
+
+    An expectation made with ``severity=FailureSeverity.WARNING`` is reported but does not
+    fail the result. With ``docs_dir``, the validation runs through a GX Checkpoint whose
+    UpdateDataDocsAction writes a Data Docs HTML site to ``docs_dir/<suite_name>``
+    (``GateResult.docs`` links the page of this validation; the site keeps the latest
+    validation of the suite: GX cleans pages its ephemeral stores do not know).
+    """
     import great_expectations as gx
 
     ctx = gx.get_context(mode="ephemeral")
     try:
-        ctx.variables.progress_bars = {"globally": False}
+        ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
     except Exception:  # noqa: BLE001 - older/newer configs differ; progress bars are cosmetic
         pass
     batch_def = (ctx.data_sources.add_pandas("pandas").add_dataframe_asset(suite_name)
@@ -79,7 +108,24 @@ def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: s
     result_format: dict = {"result_format": "COMPLETE", "partial_unexpected_count": 20}
     if id_column and id_column in df.columns:
         result_format["unexpected_index_column_names"] = [id_column]
-    res = batch_def.get_batch(batch_parameters={"dataframe": df}).validate(suite, result_format=result_format)
+    docs: list[str] = []
+    if docs_dir is None:
+        res = batch_def.get_batch(batch_parameters={"dataframe": df}).validate(suite, result_format=result_format)
+    else:
+        # one site per suite: GX's index builder removes pages its (in-memory) stores do not know
+        site = Path(docs_dir) / suite_name
+        site.mkdir(parents=True, exist_ok=True)
+        ctx.add_data_docs_site("crm", {
+            "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)}})
+        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=suite_name, data=batch_def, suite=suite))
+        cp = ctx.checkpoints.add(gx.Checkpoint(
+            name=suite_name, validation_definitions=[vd], result_format=result_format,
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["crm"])]))
+        run = cp.run(batch_parameters={"dataframe": df})
+        key, res = next(iter(run.run_results.items()))
+        docs = [u["site_url"] for u in ctx.get_docs_sites_urls(resource_identifier=key, site_name="crm")
+                if u.get("site_url")]
     outcomes = []
     for i, r in enumerate(res.results):
         cfg = r.expectation_config
@@ -89,8 +135,27 @@ def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: s
         err = (r.exception_info or {}).get("exception_message") if not r.success else None
         outcomes.append(ExpectationOutcome(
             expectation=cfg.type, column=cfg.kwargs.get("column"), success=bool(r.success),
-            observed=_plain(result.get("observed_value", err)),
+            observed=_plain(result["observed_value"] if "observed_value" in result
+                            else {"unexpected_values": (result.get("partial_unexpected_list") or [])[:10]}
+                            if result.get("unexpected_count") else err),
             unexpected_count=_plain(result.get("unexpected_count")), sample=_plain(sample),
             description=(descriptions or {}).get(i, ""),
+            severity="warning" if str(getattr(cfg, "severity", "critical")).lower().endswith("warning") else "error",
         ))
-    return GateResult(suite_name, bool(res.success), len(df), outcomes)
+    success = all(o.success for o in outcomes if o.severity != "warning")
+    return GateResult(suite_name, success, len(df), outcomes, docs)
+
+
+def combine(suite: str, parts: list[GateResult], extra: list[ExpectationOutcome] | None = None) -> GateResult:
+    """One result of a suite made of several validations (one per frame) and own checks."""
+    outcomes = [o for p in parts for o in p.outcomes] + list(extra or [])
+    success = all(o.success for o in outcomes if o.severity != "warning")
+    return GateResult(suite, success, parts[0].rows if parts else 0, outcomes, [d for p in parts for d in p.docs])
+
+
+def warning(expectation):
+    """``expectation`` with GX's warning severity (reported; does not fail the gate)."""
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
+    expectation.severity = FailureSeverity.WARNING
+    return expectation

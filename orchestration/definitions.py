@@ -1,6 +1,4 @@
-"""The Dagster code location: every asset, check, job and schedule of casino-crm."""
-
-from __future__ import annotations
+"""The Dagster code location: every asset, check, job, schedule and sensor of casino-crm."""
 
 import logging
 import os
@@ -19,12 +17,13 @@ from dagster_dbt import DbtCliResource
 from crm.campaign_spec import load_campaigns
 from crm.config import CAMPAIGNS_DIR, export_env
 from orchestration.assets.campaigns import campaign_assets
-from orchestration.assets.landing import landed_events, landing_counts_add_up
-from orchestration.assets.ml import model_assets, player_scores, uplift_assets
+from orchestration.assets.landing import landed_events, landing_checks
+from orchestration.assets.ml import ml_checks, model_assets, player_scores, uplift_assets
 from orchestration.assets.readouts import readout_assets
-from orchestration.assets.warehouse import warehouse
+from orchestration.assets.warehouse import warehouse, warehouse_checks
 from orchestration.dbt_project import DBT_PROJECT
 from orchestration.resources import DAILY, CrmResource
+from orchestration.sensors import land_incoming, mart_freshness_checks, sensors
 
 export_env()
 log = logging.getLogger(__name__)
@@ -40,17 +39,21 @@ campaign_asset_defs = [a for assets, _ in campaign_defs for a in assets]
 campaign_checks = [c for _, checks in campaign_defs for c in checks]
 
 daily_refresh = define_asset_job(
-    "daily_refresh", selection=AssetSelection.all(), partitions_def=DAILY,
+    # freshness checks are evaluated by freshness_checks_sensor, not inside the refresh
+    "daily_refresh", selection=AssetSelection.all() - AssetSelection.checks(*mart_freshness_checks),
+    partitions_def=DAILY,
     description="Land new files, build the warehouse, train and score, build, gate and dispatch lists.",
 )
 
 defs = Definitions(
     assets=[landed_events, warehouse, *model_assets, *uplift_assets, player_scores, *campaign_asset_defs,
             *readout_assets(specs)],
-    asset_checks=[landing_counts_add_up, *campaign_checks],
-    jobs=[daily_refresh],
+    asset_checks=[*landing_checks, *warehouse_checks, *ml_checks, *campaign_checks, *mart_freshness_checks],
+    jobs=[daily_refresh, land_incoming],
     # 06:00 UTC each day: the refresh for today's as-of date (the day's partition).
     schedules=[build_schedule_from_partitioned_job(daily_refresh, name="daily_refresh_schedule", hour_of_day=6)],
+    # landing, freshness and failure notifications: see orchestration/sensors.py (on by default)
+    sensors=sensors,
     resources={"crm": CrmResource(), "dbt": DbtCliResource(project_dir=DBT_PROJECT,
                                          dbt_executable=str(Path(sys.executable).with_name("dbt")))},
     # DuckDB allows one writer: steps run one at a time in one process.

@@ -57,6 +57,15 @@ def test_whole_graph_materializes(first_run):
     assert audience.columns.is_unique and len(audience) == counts["dim_player"]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks and all(checks.values()), checks
+    # the quality suites (expectations/) ran as asset checks and passed, each linking its Data Docs
+    gates = {"landing_gate", "marts_dim_player_gate", "marts_fct_player_daily_gate", "features_gate", "scores_gate",
+             "compliance_gate"}
+    assert gates <= set(checks), gates - set(checks)
+    for e in result.get_asset_check_evaluations():
+        if e.check_name in gates - {"landing_gate"} or (e.check_name == "landing_gate" and "batches" in e.metadata
+                                                         and e.metadata["batches"].value):
+            url = e.metadata["data_docs"].value
+            assert url.startswith("file://") and Path(url.removeprefix("file://")).exists(), (e.check_name, url)
 
 
 def test_one_asset_per_campaign_equals_the_day_built_at_once(first_run):

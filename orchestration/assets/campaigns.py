@@ -28,7 +28,8 @@ from crm.eligibility import effective_caps
 from crm.lists import list_dir, publish, read_manifest, record_gate, verify_manifest
 from crm.policy import POLICY
 from crm.warehouse import read_table
-from expectations.campaign_list import gate_list
+from expectations.campaign_list import gate_list, recent_list_sizes
+from orchestration.assets._gates import docs_dir
 from orchestration.assets._meta import md_table
 from orchestration.resources import CrmResource
 
@@ -84,8 +85,8 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
     @asset_check(asset=campaign_list, name="compliance_gate", blocking=True,
                  description="Great Expectations suite: no ineligible player (recomputed from the profile), "
                              "unique players, known variants, holdout share, costs, the day's limits with the "
-                             "higher-priority lists (cost per player, one bonus offer, daily caps), manifest "
-                             "checksums.")
+                             "higher-priority lists (cost per player, one bonus offer, daily caps), list size "
+                             "within a band around the median of recent runs, manifest checksums.")
     def compliance_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
         paths, as_of = crm.paths(), crm.as_of(context)
         directory = list_dir(paths, spec.id, as_of)
@@ -102,7 +103,9 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
                            max_cost_per_player_cents=int(caps["cost_per_player_day_cents"]),
                            bonus_offers_per_day=int(caps["bonus_offers_per_day"]),
                            channel_day_cap=None if spec.transactional else int(caps["channel_day"]),
-                           global_day_cap=None if spec.transactional else int(caps["global_day"]))
+                           global_day_cap=None if spec.transactional else int(caps["global_day"]),
+                           size_history=recent_list_sizes(paths.lists / spec.id, as_of),
+                           docs_dir=docs_dir(paths) / spec.id)
         tampered = verify_manifest(directory)
         passed = result.success and not tampered
         summary = result.summary() + (f"; files changed since publish: {tampered}" if tampered else "")
@@ -117,6 +120,10 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
                 "expectations": len(result.outcomes),
                 "failed_expectations": md_table(failed, "expectation", "observed / sample ids"),
                 "manifest_checksums": "ok" if not tampered else f"mismatch: {tampered}",
+                **{"data_docs" if i == 0 else f"data_docs_{i + 1}": MetadataValue.url(u)
+                   for i, u in enumerate(result.docs)},
+                **{f"note_{i + 1}": f"{o.expectation}: {o.description}" for i, o in enumerate(
+                    o for o in result.outcomes if "(note)" in o.description)},
             })
 
     @asset_check(asset=campaign_list, name="sample_ratio", blocking=False,

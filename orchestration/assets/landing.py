@@ -1,9 +1,18 @@
 """Landing: new files in landing/incoming -> validated events + quarantine."""
 
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MaterializeResult, asset, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    MaterializeResult,
+    asset,
+    asset_check,
+)
 
 from crm.landing import already_ingested, ingest_pending, landed_summary
+from orchestration.assets._gates import docs_dir, gate_check_result
 from orchestration.assets._meta import md_table
 from orchestration.resources import CrmResource
 
@@ -33,6 +42,7 @@ def landed_events(context: AssetExecutionContext, crm: CrmResource) -> Materiali
         "first_event_at": totals.get("first_event_at", ""),
         "last_event_at": totals.get("last_event_at", ""),
         "path": str(paths.events),
+        "batch_ids": ",".join(r.batch_id for r in reports if r.loaded or r.quarantined),
     })
 
 
@@ -45,3 +55,34 @@ def landing_counts_add_up(crm: CrmResource) -> AssetCheckResult:
                             description=f"{len(entries)} files; counts add up" if not bad
                             else f"counts do not add up for: {', '.join(bad)}",
                             metadata={"files": len(entries), "unbalanced_files": ", ".join(bad) or "none"})
+
+
+@asset_check(asset=landed_events, name="landing_gate", blocking=True,
+             description="Great Expectations suite on the batches landed by the run: schema, envelope not null, "
+                         "unique event ids, known event types, no event after its ingest time, quarantine rate "
+                         "per file under the threshold (CRM_GATE_MAX_QUARANTINE_RATE).")
+def landing_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
+    import duckdb
+    import pandas as pd
+
+    from expectations.landing import LANDED_COLUMNS, gate_landing
+
+    paths = crm.paths()
+    event = context.instance.get_latest_materialization_event(landed_events.key)
+    md = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    ids = [b for b in str(getattr(md.get("batch_ids"), "value", "") or "").split(",") if b]
+    if not ids:
+        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR,
+                                description="no file landed by the last materialization: nothing to check",
+                                metadata={"batches": 0})
+    log = already_ingested(paths)
+    files = pd.DataFrame([log[b] for b in ids if b in log])
+    landed = [str(paths.events / f"batch_{b}.parquet") for b in ids if (paths.events / f"batch_{b}.parquet").exists()]
+    with duckdb.connect() as con:
+        events = con.execute("SELECT * FROM read_parquet(?)", [landed]).df() if landed else pd.DataFrame(
+            columns=list(LANDED_COLUMNS))
+    result = gate_landing(events, files, docs_dir=docs_dir(paths))
+    return gate_check_result(result, {"batches": ", ".join(ids)})
+
+
+landing_checks = [landing_counts_add_up, landing_gate]

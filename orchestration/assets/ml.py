@@ -1,7 +1,17 @@
 """One training asset per model configuration (ml/models.py) and the daily scoring asset."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
 
 from crm.lineage import lineage
 from crm.warehouse import read_scoring_population, read_table, write_scores
@@ -10,6 +20,7 @@ from ml.models import MODELS, ModelConfig
 from ml.score import score_model
 from ml.train import train_model
 from ml.uplift_train import UPLIFT_MODELS, NotEnoughExposures, qini_figure, train_uplift_from_exposures
+from orchestration.assets._gates import docs_dir, gate_check_result
 from orchestration.assets._meta import md_figure, md_table
 from orchestration.resources import DAILY, CrmResource
 
@@ -139,3 +150,25 @@ def player_scores(context: AssetExecutionContext, crm: CrmResource) -> Materiali
         pd.DataFrame(drift_rows).sort_values("psi", ascending=False).head(20).to_markdown(index=False)
         if drift_rows else "_no reference_")
     return MaterializeResult(metadata=meta)
+
+
+@asset_check(asset=player_scores, name="scores_gate", blocking=True,
+             description="Great Expectations suite on the as-of date's scores: one per player and model, every "
+                         "score has a player, probabilities in [0, 1] (uplift: finite), every active player "
+                         "(profiling consent + feature row) scored, score PSI against each champion's training "
+                         "reference (error above CRM_GATE_PSI_ERROR, warning above CRM_GATE_PSI_WARN).")
+def scores_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
+    from expectations.scores import champion_score_psi, gate_scores
+
+    paths = crm.paths()
+    as_of = crm.as_of(context)
+    scores = read_table(paths, "player_scores", "WHERE as_of_date = ?", [as_of])
+    population = read_scoring_population(paths)
+    psi, notes = champion_score_psi(paths.mlflow_tracking_uri, scores, population)
+    result = gate_scores(scores, population["player_id"], read_table(paths, "dim_player"), psi=psi, notes=notes,
+                         docs_dir=docs_dir(paths))
+    return gate_check_result(result, {"as_of_date": as_of.isoformat(),
+                                      **{f"{m}_score_psi": float(v) for m, v in psi.items()}})
+
+
+ml_checks = [scores_gate]

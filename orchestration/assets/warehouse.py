@@ -5,9 +5,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, AssetKey, asset_check
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from orchestration.assets._gates import docs_dir, gate_check_result
 from orchestration.dbt_project import DBT_PROJECT, ensure_manifest
 from orchestration.resources import CrmResource
 
@@ -35,3 +36,50 @@ def warehouse(context: AssetExecutionContext, dbt: DbtCliResource, crm: CrmResou
     dbt_vars = json.dumps({"as_of_date": as_of.isoformat()})
     yield from dbt.cli(["build", "--vars", dbt_vars], context=context,
                        target_path=paths.home / "dbt" / "target").stream()
+
+
+# Quality gates on the marts (expectations/): blocking, so nothing downstream of a broken mart runs.
+@asset_check(asset=AssetKey("dim_player"), name="marts_dim_player_gate", blocking=True,
+             description="Great Expectations suite: player_id unique and not null; each channel's consent "
+                         "version is the player's latest; consent versions only increase (int_consents_versioned).")
+def marts_dim_player_gate(crm: CrmResource) -> AssetCheckResult:
+    from crm.warehouse import read_table
+    from expectations.marts import gate_dim_player
+
+    paths = crm.paths()
+    result = gate_dim_player(read_table(paths, "dim_player"), read_table(paths, "int_consents_versioned"),
+                             docs_dir=docs_dir(paths))
+    return gate_check_result(result)
+
+
+@asset_check(asset=AssetKey("fct_player_daily"), name="marts_fct_player_daily_gate", blocking=True,
+             description="Great Expectations suite: (player_id, activity_date) unique and not null; every fact "
+                         "has a player in dim_player.")
+def marts_fct_player_daily_gate(crm: CrmResource) -> AssetCheckResult:
+    from crm.warehouse import connect, read_table
+    from expectations.marts import gate_player_daily
+
+    paths = crm.paths()
+    with connect(paths) as con:
+        daily = con.execute("SELECT player_id, activity_date FROM fct_player_daily").df()
+    result = gate_player_daily(daily, read_table(paths, "dim_player"), docs_dir=docs_dir(paths))
+    return gate_check_result(result)
+
+
+@asset_check(asset=AssetKey("player_features"), name="features_gate", blocking=True,
+             description="Great Expectations suite: key unique, every row has a player, value ranges per feature "
+                         "kind (ml/features.py), null rates, feature PSI against each champion's training "
+                         "reference (error above CRM_GATE_PSI_ERROR, warning above CRM_GATE_PSI_WARN).")
+def features_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
+    from crm.warehouse import read_scoring_population, read_table
+    from expectations.features import champion_feature_psi, gate_features
+
+    paths = crm.paths()
+    psi, notes = champion_feature_psi(paths.mlflow_tracking_uri, read_scoring_population(paths))
+    result = gate_features(read_table(paths, "player_features"), read_table(paths, "dim_player"), psi=psi,
+                           notes=notes, docs_dir=docs_dir(paths))
+    worst = {m: max(v.values()) for m, v in psi.items() if v}
+    return gate_check_result(result, {f"{m}_max_feature_psi": float(v) for m, v in worst.items()})
+
+
+warehouse_checks = [marts_dim_player_gate, marts_fct_player_daily_gate, features_gate]

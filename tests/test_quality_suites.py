@@ -1,0 +1,223 @@
+"""The quality suites (expectations/) on tiny frames: each passes on clean data and fails naming
+the expectation that broke. The wiring on the real pipeline is in tests/test_pipeline.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from expectations.validate import GateResult
+
+NOW = dt.datetime(2025, 9, 1, 12, 0, 0)
+
+
+def _failed(result: GateResult) -> dict[str, object]:
+    """{"expectation(column)": outcome} of the error-level failures."""
+    return {f"{o.expectation}({o.column or ''})": o for o in result.failed}
+
+
+# ---- landing
+def _events(n: int = 4) -> pd.DataFrame:
+    return pd.DataFrame({
+        "event_id": [f"e{i}" for i in range(n)], "event_type": ["session.started"] * n,
+        "trace_id": [None] * n, "player_id": [f"p{i}" for i in range(n)], "brand_id": ["b1"] * n,
+        "occurred_at": [NOW - dt.timedelta(hours=i + 1) for i in range(n)], "payload": ["{}"] * n,
+        "batch_id": ["b"] * n, "ingested_at": [NOW] * n})
+
+
+def _files(records: int = 100, quarantined: int = 1) -> pd.DataFrame:
+    return pd.DataFrame({"batch_id": ["b"], "source_file": ["f.jsonl"], "records": [records],
+                         "quarantined": [quarantined]})
+
+
+def test_landing_suite_passes_on_clean_batch_and_builds_data_docs(tmp_path):
+    from expectations.landing import gate_landing
+
+    r = gate_landing(_events(), _files(), docs_dir=tmp_path / "docs")
+    assert r.success, r.summary()
+    assert r.docs and all(u.startswith("file://") and u.endswith(".html") for u in r.docs)
+    assert (tmp_path / "docs" / "landing_events" / "index.html").exists()
+    from urllib.parse import unquote, urlparse
+
+    assert all(Path(unquote(urlparse(u).path)).exists() for u in r.docs), r.docs
+
+
+def test_landing_suite_names_future_timestamp_unknown_type_and_quarantine_rate():
+    from expectations.landing import gate_landing
+
+    ev = _events()
+    ev.loc[1, "occurred_at"] = NOW + dt.timedelta(days=1)
+    ev.loc[2, "event_type"] = "casino.teleport"
+    r = gate_landing(ev, _files(100, 20), max_quarantine_rate=0.05)
+    failed = _failed(r)
+    assert not r.success
+    assert failed["expect_column_values_to_be_between(seconds_after_ingest)"].sample == ["e1"]
+    assert failed["expect_column_values_to_be_in_set(event_type)"].sample == ["e2"]
+    q = failed["expect_column_values_to_be_between(quarantine_rate)"]
+    assert q.sample == ["b"] and q.unexpected_count == 1
+    assert len(failed) == 3
+
+
+def test_landing_suite_fails_on_a_schema_break(monkeypatch):
+    from expectations.landing import gate_landing
+
+    r = gate_landing(_events().drop(columns=["brand_id"]).assign(extra=1), _files())
+    assert "expect_table_columns_to_match_set()" in _failed(r)
+    monkeypatch.setenv("CRM_GATE_MAX_QUARANTINE_RATE", "0.5")  # the threshold is configurable
+    assert gate_landing(_events(), _files(100, 20)).success
+
+
+# ---- marts
+def _dim(n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame({"player_id": [f"p{i}" for i in range(n)], "consent_email_version": [2] + [0] * (n - 1)})
+
+
+def _consents() -> pd.DataFrame:
+    return pd.DataFrame({"event_id": ["c1", "c2"], "player_id": ["p0", "p0"], "channel": ["email", "email"],
+                         "changed_at": [NOW - dt.timedelta(days=2), NOW - dt.timedelta(days=1)],
+                         "consent_version": [1, 2]})
+
+
+def test_marts_suites_pass_on_clean_marts():
+    from expectations.marts import gate_dim_player, gate_player_daily
+
+    assert gate_dim_player(_dim(), _consents()).success
+    daily = pd.DataFrame({"player_id": ["p0", "p0", "p1"], "activity_date": [NOW.date(), NOW.date()
+                                                                              - dt.timedelta(days=1), NOW.date()]})
+    assert gate_player_daily(daily, _dim()).success
+
+
+def test_marts_suite_names_duplicate_key_orphan_fact_and_decreasing_consent_version():
+    from expectations.marts import gate_dim_player, gate_player_daily
+
+    dim = pd.concat([_dim(), _dim().iloc[[1]]], ignore_index=True)
+    r = gate_dim_player(dim, _consents())
+    assert _failed(r)["expect_column_values_to_be_unique(player_id)"].sample == ["p1", "p1"]
+
+    cons = _consents().assign(consent_version=[2, 1])  # the later change has the lower version
+    r = gate_dim_player(_dim(), cons)
+    assert list(_failed(r)) == ["expect_column_values_to_be_in_set(version_increases)"]
+    assert _failed(r)["expect_column_values_to_be_in_set(version_increases)"].sample == ["p0"]
+
+    daily = pd.DataFrame({"player_id": ["p0", "ghost", "p1", "p1"],
+                          "activity_date": [NOW.date()] * 2 + [NOW.date()] * 2})
+    f = _failed(gate_player_daily(daily, _dim()))
+    assert f["expect_column_values_to_be_in_set(has_player)"].sample == ["ghost"]
+    assert "expect_compound_columns_to_be_unique()" in f
+
+
+# ---- features
+def _features(n: int = 20) -> pd.DataFrame:
+    from ml.features import CATEGORICAL, FEATURES
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"player_id": [f"p{i}" for i in range(n)]})
+    for f in FEATURES:
+        df[f.name] = "slots" if f.kind == CATEGORICAL else rng.uniform(0, 1, n)
+    return df
+
+
+def test_features_suite_passes_on_clean_features_and_warns_on_moderate_drift():
+    from expectations.features import gate_features
+
+    feats = _features()
+    r = gate_features(feats, _dim(20), psi={"churn": {"sessions_7d": 0.15, "bets_30d": 0.01}},
+                      psi_warn=0.1, psi_error=0.25)
+    assert r.success, r.summary()
+    assert [o.sample for o in r.warnings] == [["churn.sessions_7d"]]
+    assert gate_features(feats, _dim(20), notes=["churn: no champion yet"]).success
+
+
+def test_features_suite_names_share_out_of_range_nulls_and_drift():
+    from expectations.features import gate_features
+
+    feats = _features()
+    feats.loc[3, "evening_session_share_90d"] = 1.5
+    feats.loc[4, "sessions_30d"] = None
+    r = gate_features(feats, _dim(20), psi={"churn": {"sessions_7d": 0.6}}, psi_warn=0.1, psi_error=0.25)
+    f = _failed(r)
+    assert f["expect_column_values_to_be_between(evening_session_share_90d)"].sample == ["p3"]
+    assert f["expect_column_values_to_not_be_null(sessions_30d)"].sample == ["p4"]
+    assert f["expect_column_values_to_be_between(psi)"].sample == ["churn.sessions_7d"]
+    assert not r.success
+
+
+# ---- scores
+def _scores(players: list[str]) -> pd.DataFrame:
+    rows = [{"player_id": p, "model": m, "score": 0.3} for p in players for m in ("churn", "deposit_intent")]
+    rows += [{"player_id": p, "model": "uplift_ngr", "score": -120.0} for p in players]  # not a probability
+    return pd.DataFrame(rows)
+
+
+def test_scores_suite_passes_on_clean_scores():
+    from expectations.scores import gate_scores
+
+    players = [f"p{i}" for i in range(5)]
+    r = gate_scores(_scores(players), pd.Series(players), _dim(5), psi={"churn": 0.02, "deposit_intent": 0.05})
+    assert r.success, r.summary()
+
+
+def test_scores_suite_names_score_out_of_range_unscored_player_and_drift():
+    from expectations.scores import gate_scores
+
+    players = [f"p{i}" for i in range(5)]
+    s = _scores(players[:4])  # p4 is in the population but not scored
+    s.loc[(s.player_id == "p1") & (s.model == "churn"), "score"] = 1.3
+    r = gate_scores(s, pd.Series(players), _dim(5), psi={"churn": 0.4, "deposit_intent": 0.15},
+                    psi_warn=0.1, psi_error=0.25)
+    f = _failed(r)
+    assert f["expect_column_values_to_be_between(probability_score)"].sample == ["p1"]
+    cov = f["expect_column_values_to_be_in_set(scored)"]
+    assert cov.sample == ["p4", "p4"] and cov.unexpected_count == 2  # both probability models
+    assert f["expect_column_values_to_be_between(score_psi)"].sample == ["churn"]
+    assert [o.sample for o in r.warnings] == [["churn", "deposit_intent"]]
+
+
+# ---- lists
+def test_list_size_band_from_recent_manifests(tmp_path):
+    from expectations.campaign_list import list_size_band, recent_list_sizes
+
+    for day, n in (("2025-08-01", 100), ("2025-08-02", 110), ("2025-08-03", 90), ("2025-09-01", 5)):
+        (tmp_path / day).mkdir()
+        (tmp_path / day / "manifest.json").write_text(json.dumps({"counts": {"listed": n}}))
+    assert recent_list_sizes(tmp_path, dt.date(2025, 9, 1)) == [100, 110, 90]  # not the run's own date
+    assert recent_list_sizes(tmp_path / "none", dt.date(2025, 9, 1)) == []
+    assert list_size_band([100, 110, 90], band=0.5, slack=10) == (40.0, 160.0, 100.0)
+
+
+def test_list_suite_fails_a_list_far_outside_its_size_band_and_notes_missing_history():
+    from expectations.campaign_list import gate_list
+
+    profile = pd.DataFrame({"player_id": [f"p{i}" for i in range(30)], "country": "MT", "age_years": 30,
+                            "self_excluded_now": False, "ever_self_excluded": False, "cooling_off_now": False,
+                            "harm_risk_flag": False, "consent_push": True, "consent_profiling": True})
+    lst = pd.DataFrame({"player_id": profile["player_id"], "campaign_id": "c", "channel": "push",
+                        "variant": ["holdout" if i % 5 == 0 else "A" for i in range(30)],
+                        "as_of_date": "2025-09-01", "offer_cost_eur_cents": 0})
+    ok = gate_list(lst, profile, 0.2, ["A"], size_history=[])
+    assert ok.success and any("no earlier run" in o.description for o in ok.outcomes)
+    assert gate_list(lst, profile, 0.2, ["A"], size_history=[28, 31, 30]).success
+    bad = gate_list(lst, profile, 0.2, ["A"], size_history=[500, 520, 480])
+    f = _failed(bad)
+    assert list(f) == ["expect_table_row_count_to_be_between()"] and f["expect_table_row_count_to_be_between()"] \
+        .observed == 30
+
+
+def test_gate_check_result_names_failures_and_links_docs(tmp_path):
+    from dagster import MetadataValue
+
+    from expectations.scores import gate_scores
+    from orchestration.assets._gates import gate_check_result
+
+    s = _scores(["p0", "p1"])
+    s.loc[0, "score"] = 1.3
+    res = gate_check_result(gate_scores(s, pd.Series(["p0", "p1"]), _dim(2), docs_dir=tmp_path))
+    assert not res.passed and res.severity.value == "ERROR"
+    table = str(res.metadata["failed_expectations"].value)
+    assert "probability_score" in table and "p0" in table and "email" not in table.lower()
+    assert isinstance(res.metadata["data_docs"], type(MetadataValue.url("x")))
+    assert res.metadata["data_docs"].value.startswith("file://")
