@@ -1,7 +1,7 @@
 """Benchmarks of casino-crm: figures and ratios against a baseline measured in the same run.
 
     python -m bench.run [--sim-sizes 20000,200000,1000000] [--e2e-sizes 20000,200000] [--days 120]
-                        [--lists-players 1000000]
+                        [--lists-players 1000000] [--gates/--no-gates] [--gates-repeat 1]
 
 * simulator: events/s and peak memory (max RSS of the simulating process) per size;
 * daily refresh end to end (`crm run`: landing, dbt, training, scoring, lists, gates,
@@ -10,7 +10,10 @@
 * on the first end-to-end home: model quality and scoring speed (bench.ml), uplift learners
   against causalml's on the same split (bench.uplift) and targeting policies at one budget
   against the simulator's truth (bench.policy), and the day's campaign lists over that home
-  replicated to --lists-players players against one bare DuckDB join (bench.lists; 0 skips it).
+  replicated to --lists-players players against one bare DuckDB join (bench.lists; 0 skips it);
+* on the last end-to-end home (200,000 players by default): gate overhead, the refresh of the
+  same as-of date with every asset check against the same assets without any (bench.gates;
+  --no-gates skips it).
 
 Each step runs in its own process so peak memory is that step's own. Results are printed
 as a table and written as JSON under $CRM_HOME/bench/.
@@ -63,7 +66,8 @@ def bench_simulator(root: Path, players: int, days: int) -> dict:
             "events_per_s": round(events / secs), "peak_rss_mib": round(rss), "bytes_on_disk": size}
 
 
-def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False, lists_players: int = 0) -> dict:
+def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False, lists_players: int = 0,
+                  gates_repeat: int = 0) -> dict:
     home = root / f"e2e_{players}"
     shutil.rmtree(home, ignore_errors=True)
     env = _env(home)
@@ -107,6 +111,13 @@ def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False, li
         _, _, out = _run([sys.executable, "-m", "bench.lists", "--home", str(home), "--players", str(lists_players),
                           "--work", str(root / f"lists_{lists_players}"), "--json"], env)
         result["lists"] = json.loads(out)
+    if gates_repeat:
+        # Gate overhead (issue 6): the refresh of this as-of date with all checks vs. without any,
+        # each run in its own process (bench.gates starts them), dispatch left out of both.
+        print(f"gate overhead on {players:,} players (python -m bench.gates) ...", flush=True)
+        _, _, out = _run([sys.executable, "-m", "bench.gates", "--home", str(home), "--repeat", str(gates_repeat),
+                          "--json"], env)
+        result["gates"] = json.loads(out)
     shutil.rmtree(home, ignore_errors=True)
     return result
 
@@ -144,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=120)
     ap.add_argument("--lists-players", type=int, default=1_000_000,
                     help="players for the campaign-lists bench on the first end-to-end home (0: skip)")
+    ap.add_argument("--gates", action=argparse.BooleanOptionalAction, default=True,
+                    help="gate overhead (bench.gates) on the last end-to-end home")
+    ap.add_argument("--gates-repeat", type=int, default=1,
+                    help="pairs of gate-overhead runs (with, without checks); the best of each is kept")
     args = ap.parse_args(argv)
     root = crm_home() / "bench" / "work"
     root.mkdir(parents=True, exist_ok=True)
@@ -154,9 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     for n in [int(x) for x in args.sim_sizes.split(",") if x]:
         print(f"simulator: {n:,} players x {args.days} days ...", flush=True)
         report["simulator"].append(bench_simulator(root, n, args.days))
-    for i, n in enumerate(int(x) for x in args.e2e_sizes.split(",") if x):
+    e2e_sizes = [int(x) for x in args.e2e_sizes.split(",") if x]
+    for i, n in enumerate(e2e_sizes):
         print(f"daily refresh end to end: {n:,} players x {args.days} days ...", flush=True)
-        report["refresh"].append(bench_refresh(root, n, args.days, with_ml=i == 0, lists_players=args.lists_players))
+        report["refresh"].append(bench_refresh(
+            root, n, args.days, with_ml=i == 0, lists_players=args.lists_players,
+            gates_repeat=args.gates_repeat if args.gates and i == len(e2e_sizes) - 1 else 0))
 
     print("\nSimulator")
     print(_table(report["simulator"], ["players", "days", "events", "seconds", "events_per_s", "peak_rss_mib"]))
@@ -186,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"\nCampaign lists on the {r['players']:,}-player home replicated (python -m bench.lists)")
             print(lists_table(r["lists"]))
+        if "gates" in r:
+            from bench.gates import format_table as gates_table
+
+            print(f"\nGate overhead on the {r['players']:,}-player home: refresh with all checks vs. without "
+                  "(python -m bench.gates)")
+            print(gates_table(r["gates"]))
     out = crm_home() / "bench" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     shutil.rmtree(root, ignore_errors=True)

@@ -313,12 +313,14 @@ def readout_cmd(campaign_id: str | None, window_days: float, as_json: bool) -> N
 def _register_groups() -> None:
     from crm.cli_campaign import audit_group, campaign_group
     from crm.cli_explain import explain_cmd
+    from crm.cli_gate import gate_group
     from crm.cli_ml import ml_group
 
     main.add_command(ml_group)
     main.add_command(explain_cmd)
     main.add_command(campaign_group)
     main.add_command(audit_group)
+    main.add_command(gate_group)
 
 
 _register_groups()

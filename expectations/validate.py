@@ -7,7 +7,7 @@ raises, see STACK.md); progress bars and analytics off.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +24,13 @@ class ExpectationOutcome:
     unexpected_count: int | None
     sample: list  # failing rows, by pseudonymous id where the suite names an id column
     description: str = ""
-    severity: str = "error"  # "error": a failure fails the gate; "warning": reported, the gate still passes
+    severity: str = "error"  # "error": a failure fails the gate; "warning": reported, the gate still passes;
+    # "overridden": an error waived by a named person (crm/overrides.py), reported, the gate passes
+
+    @property
+    def name(self) -> str:
+        """How an override names this expectation: ``type(column)``, or ``type`` without a column."""
+        return f"{self.expectation}({self.column})" if self.column else self.expectation
 
 
 def outcome(expectation: str, success: bool, observed: object = None, *, column: str | None = None,
@@ -46,20 +52,30 @@ class GateResult:
     @property
     def failed(self) -> list[ExpectationOutcome]:
         """Failed outcomes that fail the gate (severity error)."""
-        return [o for o in self.outcomes if not o.success and o.severity != "warning"]
+        return [o for o in self.outcomes if not o.success and o.severity not in ("warning", "overridden")]
 
     @property
     def warnings(self) -> list[ExpectationOutcome]:
         """Failed outcomes of severity warning: reported, the gate still passes."""
         return [o for o in self.outcomes if not o.success and o.severity == "warning"]
 
+    @property
+    def overridden(self) -> list[ExpectationOutcome]:
+        """Failed error outcomes waived by an override: reported, the gate still passes."""
+        return [o for o in self.outcomes if not o.success and o.severity == "overridden"]
+
     def summary(self) -> str:
-        if self.success and not self.warnings:
+        waived = ("; overridden: " + "; ".join(f"{o.name} observed={o.observed!r} ({o.description})"
+                                               for o in self.overridden)) if self.overridden else ""
+        return self._summary() + waived
+
+    def _summary(self) -> str:
+        if self.success and not self.warnings and not self.overridden:
             return f"{self.suite}: all {len(self.outcomes)} expectations passed on {self.rows} rows"
         if self.success:
             warn = ("; warnings: " + "; ".join(f"{o.expectation}({o.column or ''}) observed={o.observed!r}"
                                                for o in self.warnings)) if self.warnings else ""
-            passed = len(self.outcomes) - len(self.warnings)
+            passed = len(self.outcomes) - len(self.warnings) - len(self.overridden)
             return f"{self.suite}: {passed} of {len(self.outcomes)} expectations passed on {self.rows} rows" + warn
         parts = [f"{o.expectation}({o.column or ''}) observed={o.observed!r} "
                  f"unexpected={o.unexpected_count} sample={o.sample[:5]}" for o in self.failed]
@@ -149,8 +165,23 @@ def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: s
 def combine(suite: str, parts: list[GateResult], extra: list[ExpectationOutcome] | None = None) -> GateResult:
     """One result of a suite made of several validations (one per frame) and own checks."""
     outcomes = [o for p in parts for o in p.outcomes] + list(extra or [])
-    success = all(o.success for o in outcomes if o.severity != "warning")
+    success = all(o.success for o in outcomes if o.severity not in ("warning", "overridden"))
     return GateResult(suite, success, parts[0].rows if parts else 0, outcomes, [d for p in parts for d in p.docs])
+
+
+def waive(result: GateResult, waivers: dict[str, str]) -> GateResult:
+    """A copy of ``result`` where each failed error outcome named in ``waivers`` (by
+    :attr:`ExpectationOutcome.name`) becomes severity ``"overridden"`` with the waiver's text
+    (who, why) in its description; ``success`` is recomputed from the remaining errors.
+
+    Which names may be waived is the caller's decision (:func:`crm.overrides.apply_overrides`
+    never passes a compliance expectation); passing outcomes and warnings are left as they are.
+    """
+    outcomes = [replace(o, severity="overridden", description=f"{o.description}; {waivers[o.name]}".lstrip("; "))
+                if not o.success and o.severity == "error" and o.name in waivers else o
+                for o in result.outcomes]
+    success = all(o.success for o in outcomes if o.severity == "error")
+    return replace(result, success=success, outcomes=outcomes, docs=list(result.docs))
 
 
 def warning(expectation):

@@ -1,9 +1,10 @@
 """A quality-gate result (expectations.validate.GateResult) as a Dagster asset check result."""
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue
 
 from crm.config import Paths
+from crm.overrides import apply_overrides
 from expectations.validate import GateResult
 
 
@@ -21,16 +22,43 @@ def _table(outcomes) -> MetadataValue:
     return MetadataValue.md(rows.to_markdown(index=False))
 
 
-def gate_check_result(result: GateResult, extra: dict | None = None) -> AssetCheckResult:
-    """ERROR severity: a failed gate blocks downstream (blocking checks); warnings pass with WARN metadata."""
+def _override_scope() -> tuple | None:
+    """(paths, check name, as-of date) of the running asset check, from Dagster's current context."""
+    try:
+        context = AssetCheckExecutionContext.get()
+        crm = context.resources.crm
+        return crm.paths(), context.check_specs[0].name, crm.as_of(context)
+    except Exception:  # noqa: BLE001 - outside a check run, or no crm resource: no override applies
+        return None
+
+
+def overrides_table(applied: list[dict]) -> MetadataValue:
+    return MetadataValue.md(pd.DataFrame(applied).to_markdown(index=False) if applied else "_(none)_")
+
+
+def gate_check_result(result: GateResult, extra: dict | None = None, *, scope: tuple | None = None
+                      ) -> AssetCheckResult:
+    """ERROR severity: a failed gate blocks downstream (blocking checks); warnings pass with WARN metadata.
+
+    Failed expectations waived by a gate override (crm/overrides.py) for this check and as-of date
+    (``scope`` = (paths, check, as_of); default: the running check's) pass as OVERRIDDEN, naming who and why.
+    """
+    scope = scope or _override_scope()
+    applied: list[dict] = []
+    if scope is not None:
+        result, applied = apply_overrides(scope[0], result, scope[1], scope[2])
     notes = [str(o.observed) for o in result.outcomes if o.description == "note" or "(note)" in o.description]
     meta: dict = {
         "rows": result.rows,
         "expectations": len(result.outcomes),
         "failed_expectations": _table(result.failed),
         "warnings": _table(result.warnings),
-        "status": "FAIL" if not result.success else ("WARN" if result.warnings else "PASS"),
+        "status": "FAIL" if not result.success else ("OVERRIDDEN" if applied
+                                                     else "WARN" if result.warnings else "PASS"),
     }
+    if applied:
+        meta["overrides"] = overrides_table(applied)
+        meta["overridden_expectations"] = _table(result.overridden)
     if notes:
         meta["notes"] = MetadataValue.md("\n".join(f"- {n}" for n in notes))
     for i, url in enumerate(result.docs):

@@ -25,11 +25,12 @@ from crm.campaign_day import build_one, higher_priority, published_rows
 from crm.campaign_spec import CampaignSpec
 from crm.dispatch import dispatch_list
 from crm.eligibility import effective_caps
-from crm.lists import list_dir, publish, read_manifest, record_gate, verify_manifest
+from crm.lists import list_dir, publish, read_manifest
+from crm.overrides import record_list_gate
 from crm.policy import POLICY
 from crm.warehouse import read_table
 from expectations.campaign_list import gate_list, recent_list_sizes
-from orchestration.assets._gates import docs_dir
+from orchestration.assets._gates import docs_dir, overrides_table
 from orchestration.assets._meta import md_table
 from orchestration.resources import CrmResource
 
@@ -106,10 +107,10 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
                            global_day_cap=None if spec.transactional else int(caps["global_day"]),
                            size_history=recent_list_sizes(paths.lists / spec.id, as_of),
                            docs_dir=docs_dir(paths) / spec.id)
-        tampered = verify_manifest(directory)
-        passed = result.success and not tampered
-        summary = result.summary() + (f"; files changed since publish: {tampered}" if tampered else "")
-        record_gate(directory, result.suite, passed, {"summary": summary, "as_of_date": as_of.isoformat()})
+        # overrides by a named person (never of a compliance expectation), manifest checksums, gate.json
+        verdict = record_list_gate(paths, spec.id, as_of, result)
+        result, overrides, tampered, passed, summary = (verdict.result, verdict.overrides, verdict.tampered,
+                                                        verdict.passed, verdict.summary)
         failed = {f"{o.expectation}({o.column or ''})": f"observed={o.observed!r}; unexpected={o.unexpected_count}; "
                   f"sample={o.sample[:10]}" for o in result.failed}
         return AssetCheckResult(
@@ -120,6 +121,7 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
                 "expectations": len(result.outcomes),
                 "failed_expectations": md_table(failed, "expectation", "observed / sample ids"),
                 "manifest_checksums": "ok" if not tampered else f"mismatch: {tampered}",
+                **({"overrides": overrides_table(overrides)} if overrides else {}),
                 **{"data_docs" if i == 0 else f"data_docs_{i + 1}": MetadataValue.url(u)
                    for i, u in enumerate(result.docs)},
                 **{f"note_{i + 1}": f"{o.expectation}: {o.description}" for i, o in enumerate(
