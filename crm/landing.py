@@ -213,6 +213,47 @@ def already_ingested(paths: Paths) -> dict[str, dict]:
     return out
 
 
+def _gate_log(paths: Paths) -> Path:
+    return paths.ingest_log.with_name("gate_log.jsonl")
+
+
+def batches_to_gate(paths: Paths) -> list[str]:
+    """Batch ids of landed files (with rows landed or quarantined) that have not passed the landing
+    gate yet, in landing order: new batches and batches whose last verdict was a failure.
+
+    The gate ledger (``landing/gate_log.jsonl``, one verdict per line, the last one counts) keeps a
+    failed batch in front of the gate on every later run until it passes (repaired in place, or
+    waived by a gate override): a batch is landed once, so the ledger, not the latest landing
+    run, says what still has to be checked.
+    """
+    verdicts: dict[str, bool] = {}
+    log = _gate_log(paths)
+    if log.exists():
+        for line in log.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                verdicts[entry["batch_id"]] = bool(entry["passed"])
+    return [b for b, e in already_ingested(paths).items()
+            if (e["loaded"] or e["quarantined"]) and not verdicts.get(b, False)]
+
+
+def record_landing_gate(paths: Paths, batch_ids: list[str], passed: bool, summary: str = "") -> None:
+    """Append the landing gate's verdict on ``batch_ids`` to the gate ledger (see :func:`batches_to_gate`)."""
+    if not batch_ids:
+        return
+    at = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
+    lines = "".join(json.dumps({"batch_id": b, "passed": bool(passed), "checked_at": at, "summary": summary[:500]})
+                    + "\n" for b in batch_ids)
+    with _gate_log(paths).open("a") as f:  # one write: a batch's verdict is never half-recorded
+        f.write(lines)
+
+
+def landed_schema(path: Path) -> dict[str, str]:
+    """Column -> DuckDB type of a landed batch file (what dbt's staging will read)."""
+    with duckdb.connect() as con:
+        return {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()}
+
+
 def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
     """Land one file of contract events. Returns the counts; never loses a record."""
     path = Path(path).resolve()

@@ -1,6 +1,7 @@
 """The landing suite: the batch of events landed by one run, and the quarantine rate of its files.
 
-Schema of the landed Parquet (exactly the columns landing writes), envelope fields not
+Schema of the landed Parquet (exactly the columns landing writes, each of its type in every
+batch file), envelope fields not
 null, event ids unique, event types known to the contract (:data:`crm.contract.EVENT_TYPES`),
 event time not after the ingest time (with ``max_future_seconds`` of clock skew), and per
 landed file the share of records quarantined at most ``max_quarantine_rate``. The contract
@@ -21,17 +22,22 @@ from expectations.thresholds import threshold
 from expectations.validate import GateResult, combine, validate
 
 SUITE = "landing"
-LANDED_COLUMNS = ("event_id", "event_type", "trace_id", "player_id", "brand_id", "occurred_at", "payload",
-                  "batch_id", "ingested_at")
+# Columns and DuckDB types of a landed batch file (crm.landing writes them; dbt staging reads them).
+LANDED_TYPES = {"event_id": "VARCHAR", "event_type": "VARCHAR", "trace_id": "VARCHAR", "player_id": "VARCHAR",
+                "brand_id": "VARCHAR", "occurred_at": "TIMESTAMP", "payload": "VARCHAR", "batch_id": "VARCHAR",
+                "ingested_at": "TIMESTAMP"}
+LANDED_COLUMNS = tuple(LANDED_TYPES)
 FILE_COLUMNS = ("batch_id", "source_file", "records", "quarantined")
 
 
 def gate_landing(events: pd.DataFrame, files: pd.DataFrame, *, now: dt.datetime | None = None,
                  max_quarantine_rate: float | None = None, max_future_seconds: float | None = None,
-                 docs_dir: str | Path | None = None) -> GateResult:
+                 schemas: dict[str, dict[str, str]] | None = None, docs_dir: str | Path | None = None) -> GateResult:
     """``events``: the landed rows of the batch; ``files``: one row per landed file (its ingest log
-    entry: batch_id, source_file, records, quarantined). Event time is compared with the row's
-    ``ingested_at`` (``now``, default the current UTC time, when the column is absent)."""
+    entry: batch_id, source_file, records, quarantined); ``schemas``: batch id -> column -> DuckDB
+    type of each landed batch file (:func:`crm.landing.landed_schema`; types are checked only when
+    given). Event time is compared with the row's ``ingested_at`` (``now``, default the current UTC
+    time, when the column is absent)."""
     max_q = threshold("max_quarantine_rate") if max_quarantine_rate is None else max_quarantine_rate
     skew = threshold("max_future_seconds") if max_future_seconds is None else max_future_seconds
     df = events.copy()
@@ -63,4 +69,14 @@ def gate_landing(events: pd.DataFrame, files: pd.DataFrame, *, now: dt.datetime 
         [gx.expectations.ExpectColumnValuesToBeBetween(column="quarantine_rate", min_value=0.0, max_value=max_q)],
         id_column="batch_id", descriptions={0: f"share of a file's records quarantined at most {max_q:g}"},
         docs_dir=docs_dir)
-    return combine(SUITE, [events_result, files_result])
+    parts = [events_result, files_result]
+    if schemas is not None:
+        rows = [{"column": f"{b}.{c}", "type": t, "expected_type": LANDED_TYPES[c]}
+                for b, cols in schemas.items() for c, t in cols.items() if c in LANDED_TYPES]
+        types = pd.DataFrame(rows or None, columns=["column", "type", "expected_type"])
+        parts.append(validate(
+            types, f"{SUITE}_types",
+            [gx.expectations.ExpectColumnPairValuesToBeEqual(column_A="type", column_B="expected_type")],
+            id_column="column", descriptions={0: "column types of each landed batch file (batch.column)"},
+            docs_dir=docs_dir))
+    return combine(SUITE, parts)

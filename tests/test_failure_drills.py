@@ -364,8 +364,10 @@ def test_schema_break_in_landing(first_run):
     for f, data in good.items():
         f.write_bytes(data)
     fixed = _run(instance, as_of)
-    # passes, but without looking at the repaired batch: nothing new landed (see the xfail test below)
-    assert _check(fixed, "landing_gate", ["landed_events"]).passed
+    # the repaired batch is checked again (the gate ledger keeps it pending until it passes)
+    gate = _check(fixed, "landing_gate", ["landed_events"])
+    assert gate.passed
+    assert _batch_of(p, "zz_drill_late_events.parquet") in str(gate.metadata["batches"].value)
     _assert_dispatched_once(fixed, instance, p, as_of)
 
 
@@ -387,9 +389,16 @@ def test_empty_list_against_recent_sizes(first_run):
     _list_drill(first_run, lambda rows: rows.iloc[0:0], "expect_table_row_count_to_be_between")
 
 
-def _landing_gate_after(first_run, name: str, break_table) -> tuple[bool, bool]:
-    """Land one new file through a broken loader (landed_events only), run landing again without fixing,
-    then repair the batch; returns whether landing_gate passed on (the faulty run, the next run)."""
+def _batch_of(p, name: str) -> str:
+    from crm.landing import file_digest
+
+    return file_digest(p.incoming / name)[:16]
+
+
+def _landing_drill(first_run, name: str, break_table):
+    """Land one new file through a broken loader (landed_events only), run landing again without
+    fixing, repair the batch in place and run a third time; returns landing_gate's evaluation of
+    each run (the faulty one, the next one, the one after the repair)."""
     import orchestration.assets.landing as landing_assets
 
     instance, as_of = first_run
@@ -402,32 +411,42 @@ def _landing_gate_after(first_run, name: str, break_table) -> tuple[bool, bool]:
             first = _run(instance, as_of, ["landed_events"])
         assert good, "the drill file was not landed"
         again = _run(instance, as_of, ["landed_events"])
-        return (_check(first, "landing_gate", ["landed_events"]).passed,
-                _check(again, "landing_gate", ["landed_events"]).passed)
     finally:
         for f, data in good.items():
             f.write_bytes(data)
+    repaired = _run(instance, as_of, ["landed_events"])
+    return tuple(_check(r, "landing_gate", ["landed_events"]) for r in (first, again, repaired))
 
 
-# Known gaps found by the drills (run last: they land files through a broken loader, then repair them).
-@pytest.mark.xfail(strict=True, reason="BUG: landing_gate checks only the batches of the latest landed_events "
-                   "materialization; a batch that failed it stays landed and is never landed again, so the next "
-                   "run passes with 'nothing to check' and dbt reads the broken batch (orchestration/assets/"
-                   "landing.py:71-77)")
+# Run last: they land files through a broken loader, then repair them.
 def test_failed_landing_batch_is_still_blocked_on_the_next_run(first_run):
-    faulty, next_run = _landing_gate_after(first_run, "zz_drill_second_late_events.parquet", _drop_trace_id)
-    assert not faulty
-    assert not next_run
+    """A batch is landed once: the gate ledger keeps a failed batch in front of landing_gate on every
+    later run (nothing new landed then) until it passes; then it is not checked again."""
+    p = _paths()
+    faulty, next_run, repaired = _landing_drill(first_run, "zz_drill_second_late_events.parquet", _drop_trace_id)
+    batch = _batch_of(p, "zz_drill_second_late_events.parquet")
+    assert not faulty.passed and not next_run.passed
+    assert "expect_table_columns_to_match_set" in _failed(next_run)
+    assert batch in str(next_run.metadata["batches"].value)
+    assert repaired.passed and batch in str(repaired.metadata["batches"].value)
+    from crm.landing import batches_to_gate
+
+    assert batch not in batches_to_gate(p)
 
 
-@pytest.mark.xfail(strict=True, reason="GAP: the landing schema expectation checks column names only "
-                   "(expectations/landing.py:46-47): a batch with occurred_at written as text passes landing_gate")
 def test_wrong_type_in_landed_batch_fails_landing_gate(first_run):
+    """Column names right, a type wrong (event time written as text): the type expectation fails and
+    names the batch and column."""
     import pyarrow as pa
 
     def occurred_at_as_text(t):
         i = t.schema.get_field_index("occurred_at")
         return t.set_column(i, "occurred_at", t.column("occurred_at").cast(pa.string()))
 
-    faulty, _ = _landing_gate_after(first_run, "zz_drill_third_late_events.parquet", occurred_at_as_text)
-    assert not faulty
+    p = _paths()
+    faulty, _, repaired = _landing_drill(first_run, "zz_drill_third_late_events.parquet", occurred_at_as_text)
+    assert not faulty.passed
+    failed = _failed(faulty)
+    assert "expect_column_pair_values_to_be_equal" in failed, failed
+    assert f"{_batch_of(p, 'zz_drill_third_late_events.parquet')}.occurred_at" in failed, failed
+    assert repaired.passed

@@ -103,3 +103,25 @@ def test_unsupported_file_is_a_clear_error_and_writes_nothing(tmp_path, paths):
     with pytest.raises(LandingError, match="unsupported file type '.csv'"):
         ingest_file(bad, paths)
     assert not any(paths.events.iterdir()) and not paths.ingest_log.exists()
+
+
+def test_gate_ledger_keeps_failed_batches_pending_until_they_pass(tmp_path, paths):
+    """A batch is landed once; the landing gate's ledger decides what it checks next time."""
+    from crm.landing import batches_to_gate, landed_schema, record_landing_gate
+    from expectations.landing import LANDED_TYPES
+
+    a, b, dup = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "dup.jsonl"
+    _write_jsonl(a, [_ev(event_id="ev_1")])
+    _write_jsonl(b, [_ev(event_id="ev_2"), "garbage"])
+    _write_jsonl(dup, [_ev(event_id="ev_2"), _ev(event_id="ev_1")])  # only duplicates: nothing landed, nothing to gate
+    ra, rb, rd = (ingest_file(f, paths) for f in (a, b, dup))
+    assert rd.loaded == rd.quarantined == 0
+    assert batches_to_gate(paths) == [ra.batch_id, rb.batch_id]
+    record_landing_gate(paths, [ra.batch_id, rb.batch_id], passed=False, summary="schema")
+    assert batches_to_gate(paths) == [ra.batch_id, rb.batch_id]  # failed: checked again
+    record_landing_gate(paths, [ra.batch_id], passed=True)
+    assert batches_to_gate(paths) == [rb.batch_id]
+    record_landing_gate(paths, [rb.batch_id], passed=True)
+    assert batches_to_gate(paths) == []
+    # what landing writes is what the gate's type expectation expects
+    assert landed_schema(paths.events / f"batch_{ra.batch_id}.parquet") == LANDED_TYPES

@@ -11,7 +11,14 @@ from dagster import (
     asset_check,
 )
 
-from crm.landing import already_ingested, ingest_pending, landed_summary
+from crm.landing import (
+    already_ingested,
+    batches_to_gate,
+    ingest_pending,
+    landed_schema,
+    landed_summary,
+    record_landing_gate,
+)
 from orchestration.assets._gates import docs_dir, gate_check_result
 from orchestration.assets._meta import md_table
 from orchestration.resources import CrmResource
@@ -58,7 +65,8 @@ def landing_counts_add_up(crm: CrmResource) -> AssetCheckResult:
 
 
 @asset_check(asset=landed_events, name="landing_gate", blocking=True,
-             description="Great Expectations suite on the batches landed by the run: schema, envelope not null, "
+             description="Great Expectations suite on every landed batch that has not passed it yet (new ones "
+                         "and earlier failures, from the gate ledger): schema and column types, envelope not null, "
                          "unique event ids, known event types, no event after its ingest time, quarantine rate "
                          "per file under the threshold (CRM_GATE_MAX_QUARANTINE_RATE).")
 def landing_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
@@ -68,21 +76,24 @@ def landing_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> Asset
     from expectations.landing import LANDED_COLUMNS, gate_landing
 
     paths = crm.paths()
-    event = context.instance.get_latest_materialization_event(landed_events.key)
-    md = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    ids = [b for b in str(getattr(md.get("batch_ids"), "value", "") or "").split(",") if b]
+    ids = batches_to_gate(paths)
     if not ids:
         return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR,
-                                description="no file landed by the last materialization: nothing to check",
+                                description="every landed batch has passed the landing gate: nothing to check",
                                 metadata={"batches": 0})
     log = already_ingested(paths)
-    files = pd.DataFrame([log[b] for b in ids if b in log])
-    landed = [str(paths.events / f"batch_{b}.parquet") for b in ids if (paths.events / f"batch_{b}.parquet").exists()]
+    files = pd.DataFrame([log[b] for b in ids])
+    landed = {b: paths.events / f"batch_{b}.parquet" for b in ids if (paths.events / f"batch_{b}.parquet").exists()}
     with duckdb.connect() as con:
-        events = con.execute("SELECT * FROM read_parquet(?)", [landed]).df() if landed else pd.DataFrame(
-            columns=list(LANDED_COLUMNS))
-    result = gate_landing(events, files, docs_dir=docs_dir(paths))
-    return gate_check_result(result, {"batches": ", ".join(ids)})
+        # by name: a batch whose columns differ is read (and failed by the schema expectations), not an error
+        events = (con.execute("SELECT * FROM read_parquet(?, union_by_name = true)", [list(map(str, landed.values()))])
+                  .df() if landed else pd.DataFrame(columns=list(LANDED_COLUMNS)))
+    result = gate_landing(events, files, schemas={b: landed_schema(f) for b, f in landed.items()},
+                          docs_dir=docs_dir(paths))
+    check = gate_check_result(result, {"batches": ", ".join(ids)})
+    # the verdict (after any override) goes to the ledger: a failed batch is checked again next run
+    record_landing_gate(paths, ids, check.passed, result.summary())
+    return check
 
 
 landing_checks = [landing_counts_add_up, landing_gate]
