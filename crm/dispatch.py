@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +41,13 @@ ASSIGNMENT_SCHEMA = pa.schema([
     ("campaign_id", pa.string()), ("player_id", pa.string()), ("arm", pa.string()),
     ("channel", pa.string()), ("sent_at", pa.timestamp("s")),
 ])
+# Events that withdraw permission to contact. A list describes the world strictly before its as-of
+# date (00:00 UTC); any of these landed with an event time on or after it suppresses the player at
+# send time, whatever the list says (fail closed: a consent granted again later does not undo it
+# for this list). Matters when a list is dispatched later than it was built (an approval that
+# came days later, a backfill run after newer events landed).
+STOP_EVENTS = ("rg.self_exclusion.started", "consent.revoked", "crm.unsubscribe", "crm.complaint")
+SUPPRESSED_FILE = "suppressed_at_send.json"  # beside the list: who was not sent and why
 MESSAGE_FIELDS = ("idempotency_key", "campaign_id", "channel", "player_id", "variant", "as_of_date",
                   "locale", "timezone", "offer_template", "offer_cost_eur_cents")
 
@@ -65,6 +72,8 @@ class DispatchReport:
     status: str = "dispatched"  # dispatched | awaiting_approval | rejected (crm.approvals)
     approval: str = ""  # the approval state in words: who approved which version, or why it waits
     spec_hash: str = ""  # the campaign version the list was built from (its manifest)
+    suppressed_at_send: int = 0  # treated rows not sent: a STOP_EVENTS event landed since the list's as-of date
+    suppressed_reasons: dict = field(default_factory=dict)  # event type -> players
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,6 +157,26 @@ def write_assignments(paths: Paths, campaign_id: str, as_of: dt.date, channel: s
     return target, table, True
 
 
+def send_time_suppressions(paths: Paths, as_of: dt.date, player_ids) -> dict[str, dict]:
+    """Players among ``player_ids`` with a :data:`STOP_EVENTS` event at or after ``as_of`` 00:00 UTC
+    in the landed events: player id -> the first such event (type, event time)."""
+    import duckdb
+
+    glob = paths.events / "*.parquet"
+    if not any(paths.events.glob("*.parquet")):
+        return {}
+    ids = pd.DataFrame({"player_id": pd.Series(list(player_ids), dtype="string")})
+    with duckdb.connect() as con:
+        con.register("ids", ids)
+        rows = con.execute(f"""
+            SELECT e.player_id, arg_min(e.event_type, e.occurred_at), min(e.occurred_at)
+            FROM read_parquet(?) e JOIN ids USING (player_id)
+            WHERE e.occurred_at >= ? AND e.event_type IN ({", ".join("?" * len(STOP_EVENTS))})
+            GROUP BY e.player_id
+        """, [str(glob), dt.datetime.combine(as_of, dt.time()), *STOP_EVENTS]).fetchall()
+    return {str(p): {"event_type": t, "occurred_at": str(at)} for p, t, at in rows}
+
+
 def _load_spec(campaign_id: str) -> CampaignSpec:
     path = campaigns_dir() / f"{campaign_id}.yaml"
     try:
@@ -169,6 +198,10 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
     campaign; when omitted it is loaded from ``$CRM_CAMPAIGNS_DIR/<campaign_id>.yaml`` (default
     ``campaigns/``), and a missing or broken file blocks dispatch (fail closed). An audit log that
     does not verify blocks dispatch as well: its approvals and rejections cannot be trusted.
+
+    At send time, treated players with a :data:`STOP_EVENTS` event landed since the list's
+    as-of date (opt-out, complaint, self-exclusion) are not sent (:func:`send_time_suppressions`);
+    they are listed in ``suppressed_at_send.json`` beside the list and counted in the report.
     """
     directory = list_dir(paths, campaign_id, as_of)
     ok, why = gate_verdict(directory)
@@ -192,6 +225,16 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
                               spec_hash=approval.spec_hash)
     sent = {m["idempotency_key"] for m in existing}
     to_send = rows[rows["variant"] != HOLDOUT]
+    # the players' own latest word (opt-out, complaint, self-exclusion) beats the list
+    stopped = send_time_suppressions(paths, as_of, to_send["player_id"].astype(str))
+    if stopped:
+        to_send = to_send[~to_send["player_id"].astype(str).isin(stopped)]
+        tmp = directory / f".{SUPPRESSED_FILE}.tmp"
+        tmp.write_text(json.dumps(stopped, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, directory / SUPPRESSED_FILE)
+    reasons: dict[str, int] = {}
+    for v in stopped.values():
+        reasons[v["event_type"]] = reasons.get(v["event_type"], 0) + 1
     new = []
     for r in to_send.itertuples(index=False):
         key = idempotency_key(campaign_id, as_of.isoformat(), r.player_id, r.channel)
@@ -215,4 +258,5 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
     return DispatchReport(campaign_id, as_of.isoformat(), str(target), len(rows),
                           int((rows["variant"] == HOLDOUT).sum()), len(new), len(existing),
                           str(export) if table.num_rows else "", arms.count("treatment"), arms.count("control"),
-                          written, status="dispatched", approval=approval.summary(), spec_hash=approval.spec_hash)
+                          written, status="dispatched", approval=approval.summary(), spec_hash=approval.spec_hash,
+                          suppressed_at_send=len(stopped), suppressed_reasons=reasons)

@@ -163,6 +163,8 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
             "assignments_file": MetadataValue.path(report.assignments_file) if report.assignments_file else "none",
             "assigned_treatment": report.assigned_treatment,
             "assigned_control": report.assigned_control,
+            "suppressed_at_send": report.suppressed_at_send,
+            "suppressed_at_send_reasons": md_table(report.suppressed_reasons, "stop event since the list", "players"),
         })
 
     return [campaign_list, dispatch], [compliance_gate, sample_ratio]
