@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 
 from crm.config import Paths
@@ -252,6 +253,28 @@ def landed_schema(path: Path) -> dict[str, str]:
     """Column -> DuckDB type of a landed batch file (what dbt's staging will read)."""
     with duckdb.connect() as con:
         return {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()}
+
+
+def read_landed_columns(files: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
+    """``columns`` of the landed batch ``files`` (by name; a column a file lacks is NULL there, one
+    no file has is all NULL), low-cardinality text as categoricals to keep big batches small."""
+    present: set[str] = set()
+    for f in files:
+        present |= set(landed_schema(f))
+    cols = [c for c in columns if c in present]
+    if files and cols:
+        with duckdb.connect() as con:
+            df = con.execute(f"SELECT {', '.join(cols)} FROM read_parquet(?, union_by_name = true)",
+                             [[str(f) for f in files]]).df()
+    else:
+        df = pd.DataFrame({c: [] for c in cols})
+    for c in columns:
+        if c not in df:
+            df[c] = None
+    for c in ("event_type", "brand_id"):
+        if c in df:
+            df[c] = df[c].astype("category")
+    return df[list(columns)]
 
 
 def ingest_file(path: str | Path, paths: Paths) -> IngestReport:

@@ -30,36 +30,60 @@ LANDED_COLUMNS = tuple(LANDED_TYPES)
 FILE_COLUMNS = ("batch_id", "source_file", "records", "quarantined")
 
 
+# What the row expectations read; with ``schemas`` given, the events frame needs only these
+# (the payload, the largest column, is left in the file: at 12 M events it would cost GBs).
+ROW_COLUMNS = ("event_id", "event_type", "player_id", "brand_id", "occurred_at", "ingested_at")
+MISSING, NOT_IN_CONTRACT = "(missing)", "(not in the contract)"
+
+
+def schema_frame(schemas: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """One row per batch file and column (``batch.column``) with its DuckDB type and the contract's:
+    a missing column, an extra one and a wrong type all show as the two types differing."""
+    rows = [{"column": f"{b}.{c}", "type": cols.get(c, MISSING), "expected_type": LANDED_TYPES.get(c, NOT_IN_CONTRACT)}
+            for b, cols in schemas.items() for c in dict.fromkeys([*LANDED_TYPES, *cols])]
+    return pd.DataFrame(rows or None, columns=["column", "type", "expected_type"])
+
+
 def gate_landing(events: pd.DataFrame, files: pd.DataFrame, *, now: dt.datetime | None = None,
                  max_quarantine_rate: float | None = None, max_future_seconds: float | None = None,
                  schemas: dict[str, dict[str, str]] | None = None, docs_dir: str | Path | None = None) -> GateResult:
-    """``events``: the landed rows of the batch; ``files``: one row per landed file (its ingest log
-    entry: batch_id, source_file, records, quarantined); ``schemas``: batch id -> column -> DuckDB
-    type of each landed batch file (:func:`crm.landing.landed_schema`; types are checked only when
-    given). Event time is compared with the row's ``ingested_at`` (``now``, default the current UTC
-    time, when the column is absent)."""
+    """``events``: the landed rows of the batches; ``files``: one row per landed file (its ingest
+    log entry: batch_id, source_file, records, quarantined); ``schemas``: batch id -> column ->
+    DuckDB type of each landed batch file (:func:`crm.landing.landed_schema`). With ``schemas``
+    the schema is checked on them (columns and types, per file) and ``events`` needs only
+    :data:`ROW_COLUMNS`; without, the columns of ``events`` are the schema (names only). Event
+    time is compared with the row's ``ingested_at`` (``now``, default the current UTC time, when
+    the column is absent)."""
     max_q = threshold("max_quarantine_rate") if max_quarantine_rate is None else max_quarantine_rate
     skew = threshold("max_future_seconds") if max_future_seconds is None else max_future_seconds
-    df = events.copy()
-    occurred = pd.to_datetime(df["occurred_at"], errors="coerce") if "occurred_at" in df else pd.Series(
-        pd.NaT, index=df.index, dtype="datetime64[ns]")
-    if "ingested_at" in df:
-        ref = pd.to_datetime(df["ingested_at"], errors="coerce")
+    occurred = pd.to_datetime(events["occurred_at"], errors="coerce") if "occurred_at" in events else pd.Series(
+        pd.NaT, index=events.index, dtype="datetime64[ns]")
+    if "ingested_at" in events:
+        ref = pd.to_datetime(events["ingested_at"], errors="coerce")
     else:
         ref = pd.Timestamp(now or dt.datetime.now(dt.UTC).replace(tzinfo=None))
-    df["seconds_after_ingest"] = (occurred - ref).dt.total_seconds()
-    exps = [
-        gx.expectations.ExpectTableColumnsToMatchSet(column_set=[*LANDED_COLUMNS, "seconds_after_ingest"],
-                                                     exact_match=True),
-        *[gx.expectations.ExpectColumnValuesToNotBeNull(column=c)
-          for c in ("event_id", "event_type", "player_id", "brand_id", "occurred_at")],
-        gx.expectations.ExpectColumnValuesToBeUnique(column="event_id"),
-        gx.expectations.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="seconds_after_ingest", max_value=float(skew)),
-    ]
-    desc = {0: "schema of the landed batch", 6: "event id unique", 7: "known event types (crm.contract)",
-            8: f"event time not in the future (ingest time + {skew:g} s)"}
+    df = events.assign(seconds_after_ingest=(occurred - ref).dt.total_seconds())  # no copy of the rows
+    exps, desc = [], {}
+    if schemas is None:
+        desc[len(exps)] = "schema of the landed batch"
+        exps.append(gx.expectations.ExpectTableColumnsToMatchSet(
+            column_set=[*LANDED_COLUMNS, "seconds_after_ingest"], exact_match=True))
+    exps += [gx.expectations.ExpectColumnValuesToNotBeNull(column=c)
+             for c in ("event_id", "event_type", "player_id", "brand_id", "occurred_at")]
+    desc[len(exps)] = "event id unique"
+    exps.append(gx.expectations.ExpectColumnValuesToBeUnique(column="event_id"))
+    desc[len(exps)] = "known event types (crm.contract)"
+    exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)))
+    desc[len(exps)] = f"event time not in the future (ingest time + {skew:g} s)"
+    exps.append(gx.expectations.ExpectColumnValuesToBeBetween(column="seconds_after_ingest", max_value=float(skew)))
     events_result = validate(df, f"{SUITE}_events", exps, id_column="event_id", descriptions=desc, docs_dir=docs_dir)
+    parts = [events_result]
+    if schemas is not None:
+        parts.append(validate(
+            schema_frame(schemas), f"{SUITE}_schema",
+            [gx.expectations.ExpectColumnPairValuesToBeEqual(column_A="type", column_B="expected_type")],
+            id_column="column", descriptions={0: "schema of each landed batch file: columns and their types "
+                                                 "(sample: batch.column)"}, docs_dir=docs_dir))
 
     f = files.copy() if len(files) else pd.DataFrame({c: [] for c in FILE_COLUMNS})
     f["quarantine_rate"] = (pd.to_numeric(f["quarantined"]) / pd.to_numeric(f["records"]).where(
@@ -69,14 +93,19 @@ def gate_landing(events: pd.DataFrame, files: pd.DataFrame, *, now: dt.datetime 
         [gx.expectations.ExpectColumnValuesToBeBetween(column="quarantine_rate", min_value=0.0, max_value=max_q)],
         id_column="batch_id", descriptions={0: f"share of a file's records quarantined at most {max_q:g}"},
         docs_dir=docs_dir)
-    parts = [events_result, files_result]
-    if schemas is not None:
-        rows = [{"column": f"{b}.{c}", "type": t, "expected_type": LANDED_TYPES[c]}
-                for b, cols in schemas.items() for c, t in cols.items() if c in LANDED_TYPES]
-        types = pd.DataFrame(rows or None, columns=["column", "type", "expected_type"])
-        parts.append(validate(
-            types, f"{SUITE}_types",
-            [gx.expectations.ExpectColumnPairValuesToBeEqual(column_A="type", column_B="expected_type")],
-            id_column="column", descriptions={0: "column types of each landed batch file (batch.column)"},
-            docs_dir=docs_dir))
+    parts.append(files_result)
     return combine(SUITE, parts)
+
+
+def gate_batches(paths, batch_ids: list[str], *, docs_dir: str | Path | None = None) -> GateResult:
+    """The suite on landed batches of a data home (``paths``: :class:`crm.config.Paths`): their
+    ingest log entries, each file's schema, and the row columns of their events."""
+    from crm.landing import already_ingested, landed_schema, read_landed_columns
+
+    log = already_ingested(paths)
+    files = pd.DataFrame([log[b] for b in batch_ids if b in log])
+    landed = {b: paths.events / f"batch_{b}.parquet" for b in batch_ids
+              if (paths.events / f"batch_{b}.parquet").exists()}
+    schemas = {b: landed_schema(f) for b, f in landed.items()}
+    return gate_landing(read_landed_columns(list(landed.values()), ROW_COLUMNS), files, schemas=schemas,
+                        docs_dir=docs_dir)

@@ -221,3 +221,19 @@ def test_gate_check_result_names_failures_and_links_docs(tmp_path):
     assert "probability_score" in table and "p0" in table and "email" not in table.lower()
     assert isinstance(res.metadata["data_docs"], type(MetadataValue.url("x")))
     assert res.metadata["data_docs"].value.startswith("file://")
+
+
+def test_landing_schema_per_file_names_missing_extra_and_mistyped_columns():
+    """With the files' schemas, the row expectations need only the row columns, and each file's
+    columns and types are checked: a missing, an extra and a mistyped column each fail by name."""
+    from expectations.landing import LANDED_TYPES, ROW_COLUMNS, gate_landing
+
+    ev = _events()[list(ROW_COLUMNS)]
+    good = dict(LANDED_TYPES)
+    assert gate_landing(ev, _files(), schemas={"b1": good, "b2": good}).success
+    bad = {k: v for k, v in good.items() if k != "trace_id"} | {"occurred_at": "VARCHAR", "extra": "INTEGER"}
+    r = gate_landing(ev, _files(), schemas={"b1": good, "b2": bad})
+    failed = _failed(r)
+    assert not r.success and list(failed) == ["expect_column_pair_values_to_be_equal()"], failed
+    assert sorted(failed["expect_column_pair_values_to_be_equal()"].sample) == [
+        "b2.extra", "b2.occurred_at", "b2.trace_id"]

@@ -15,7 +15,6 @@ from crm.landing import (
     already_ingested,
     batches_to_gate,
     ingest_pending,
-    landed_schema,
     landed_summary,
     record_landing_gate,
 )
@@ -70,10 +69,7 @@ def landing_counts_add_up(crm: CrmResource) -> AssetCheckResult:
                          "unique event ids, known event types, no event after its ingest time, quarantine rate "
                          "per file under the threshold (CRM_GATE_MAX_QUARANTINE_RATE).")
 def landing_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
-    import duckdb
-    import pandas as pd
-
-    from expectations.landing import LANDED_COLUMNS, gate_landing
+    from expectations.landing import gate_batches
 
     paths = crm.paths()
     ids = batches_to_gate(paths)
@@ -81,15 +77,7 @@ def landing_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> Asset
         return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR,
                                 description="every landed batch has passed the landing gate: nothing to check",
                                 metadata={"batches": 0})
-    log = already_ingested(paths)
-    files = pd.DataFrame([log[b] for b in ids])
-    landed = {b: paths.events / f"batch_{b}.parquet" for b in ids if (paths.events / f"batch_{b}.parquet").exists()}
-    with duckdb.connect() as con:
-        # by name: a batch whose columns differ is read (and failed by the schema expectations), not an error
-        events = (con.execute("SELECT * FROM read_parquet(?, union_by_name = true)", [list(map(str, landed.values()))])
-                  .df() if landed else pd.DataFrame(columns=list(LANDED_COLUMNS)))
-    result = gate_landing(events, files, schemas={b: landed_schema(f) for b, f in landed.items()},
-                          docs_dir=docs_dir(paths))
+    result = gate_batches(paths, ids, docs_dir=docs_dir(paths))
     check = gate_check_result(result, {"batches": ", ".join(ids)})
     # the verdict (after any override) goes to the ledger: a failed batch is checked again next run
     record_landing_gate(paths, ids, check.passed, result.summary())
