@@ -5,8 +5,10 @@
   refresh (warehouse, models, lists, dispatch) stays with ``daily_refresh_schedule``, ``crm run``
   or a backfill, because a file drop must never decide on its own to message players.
 - ``mart_freshness_checks`` + ``freshness_checks_sensor`` (on by default, read-only): the key
-  marts and scores must have been materialized in the 24 hours before 09:00 UTC each day
-  (the schedule runs at 06:00). Failing checks show as WARN on the asset pages.
+  marts must have been materialized in the 24 hours before 09:00 UTC each day (the schedule
+  runs at 06:00), and ``player_scores`` must have its latest daily partition by then (a backfill
+  of an old date does not make today's scores fresh). Failing checks show as WARN on the asset
+  pages.
 - ``notify_on_run_failure`` / ``notify_on_failed_gate`` (on by default): a failed run, with its
   failed steps and any failed ERROR check (the blocking gates), or a successful run with a
   failed ERROR check, goes to ``crm.notify.notify`` (log line + optional webhook).
@@ -33,6 +35,7 @@ from dagster import (
     SkipReason,
     build_last_update_freshness_checks,
     build_sensor_for_freshness_checks,
+    build_time_partition_freshness_checks,
     define_asset_job,
     run_failure_sensor,
     run_status_sensor,
@@ -114,13 +117,18 @@ def landing_sensor(context: SensorEvaluationContext):
 
 # ---- freshness of the marts -----------------------------------------------------------------
 
-FRESH_MARTS = ["dim_player", "fct_player_daily", "player_features", "player_scores"]
+FRESH_MARTS = ["dim_player", "fct_player_daily", "player_features"]  # one table each, rebuilt every refresh
+FRESH_PARTITIONED = ["player_scores"]  # daily partitions: the latest one must exist, not any recent update
 FRESHNESS_DEADLINE_CRON = "0 9 * * *"  # three hours after daily_refresh_schedule (06:00 UTC)
 
-mart_freshness_checks = build_last_update_freshness_checks(
-    assets=[AssetKey(k) for k in FRESH_MARTS], lower_bound_delta=dt.timedelta(hours=24),
-    deadline_cron=FRESHNESS_DEADLINE_CRON, timezone="UTC",
-)
+mart_freshness_checks = [
+    *build_last_update_freshness_checks(
+        assets=[AssetKey(k) for k in FRESH_MARTS], lower_bound_delta=dt.timedelta(hours=24),
+        deadline_cron=FRESHNESS_DEADLINE_CRON, timezone="UTC"),
+    # a backfill of an old date updates the asset but not today's scores: check the partition itself
+    *build_time_partition_freshness_checks(
+        assets=[AssetKey(k) for k in FRESH_PARTITIONED], deadline_cron=FRESHNESS_DEADLINE_CRON, timezone="UTC"),
+]
 freshness_checks_sensor = build_sensor_for_freshness_checks(
     freshness_checks=mart_freshness_checks, name="freshness_checks_sensor",
     default_status=DefaultSensorStatus.RUNNING,
