@@ -41,12 +41,19 @@ ASSIGNMENT_SCHEMA = pa.schema([
     ("campaign_id", pa.string()), ("player_id", pa.string()), ("arm", pa.string()),
     ("channel", pa.string()), ("sent_at", pa.timestamp("s")),
 ])
-# Events that withdraw permission to contact. A list describes the world strictly before its as-of
-# date (00:00 UTC); any of these landed with an event time on or after it suppresses the player at
-# send time, whatever the list says (fail closed: a consent granted again later does not undo it
-# for this list). Matters when a list is dispatched later than it was built (an approval that
-# came days later, a backfill run after newer events landed).
-STOP_EVENTS = ("rg.self_exclusion.started", "consent.revoked", "crm.unsubscribe", "crm.complaint")
+# Send-time suppression. The list was built on what had landed then; a stop event can land after
+# that (a list sent later than it was built: an approval days later, a backfill run after newer
+# events landed) or arrive late (an event of the evening before, landed after the morning's
+# build). At send time the landed events from STOP_LOOKBACK_DAYS before the list's as-of date on
+# are read again: a self-exclusion suppresses the player; on the list's channel (and
+# ``profiling`` for ML-targeted campaigns) the latest of consent.granted / consent.revoked /
+# crm.unsubscribe / crm.complaint decides, as in the warehouse (a withdrawal holds until a later
+# grant; at the same instant the withdrawal wins). Events arriving more than the window late are
+# seen by the next day's lists only.
+SELF_EXCLUSION = "rg.self_exclusion.started"
+WITHDRAWALS = ("consent.revoked", "crm.unsubscribe", "crm.complaint")
+STOP_EVENTS = (SELF_EXCLUSION, *WITHDRAWALS)
+STOP_LOOKBACK_DAYS = 7
 SUPPRESSED_FILE = "suppressed_at_send.json"  # beside the list: who was not sent and why
 MESSAGE_FIELDS = ("idempotency_key", "campaign_id", "channel", "player_id", "variant", "as_of_date",
                   "locale", "timezone", "offer_template", "offer_cost_eur_cents")
@@ -72,7 +79,7 @@ class DispatchReport:
     status: str = "dispatched"  # dispatched | awaiting_approval | rejected (crm.approvals)
     approval: str = ""  # the approval state in words: who approved which version, or why it waits
     spec_hash: str = ""  # the campaign version the list was built from (its manifest)
-    suppressed_at_send: int = 0  # treated rows not sent: a STOP_EVENTS event landed since the list's as-of date
+    suppressed_at_send: int = 0  # treated rows not sent: a stop event at send time (send_time_suppressions)
     suppressed_reasons: dict = field(default_factory=dict)  # event type -> players
 
     def to_dict(self) -> dict:
@@ -157,24 +164,45 @@ def write_assignments(paths: Paths, campaign_id: str, as_of: dt.date, channel: s
     return target, table, True
 
 
-def send_time_suppressions(paths: Paths, as_of: dt.date, player_ids) -> dict[str, dict]:
-    """Players among ``player_ids`` with a :data:`STOP_EVENTS` event at or after ``as_of`` 00:00 UTC
-    in the landed events: player id -> the first such event (type, event time)."""
+def send_time_suppressions(paths: Paths, as_of: dt.date, player_ids, channels: tuple[str, ...] | list[str]
+                           ) -> dict[str, dict]:
+    """Players among ``player_ids`` to leave out at send time (see :data:`STOP_EVENTS`): a
+    self-exclusion, or a withdrawal on one of ``channels`` not followed by a grant, with an event
+    time at or after ``as_of`` - :data:`STOP_LOOKBACK_DAYS` (00:00 UTC) in the landed events.
+    Returns player id -> the first such event (type, channel, event time)."""
     import duckdb
 
-    glob = paths.events / "*.parquet"
     if not any(paths.events.glob("*.parquet")):
         return {}
     ids = pd.DataFrame({"player_id": pd.Series(list(player_ids), dtype="string")})
+    cutoff = dt.datetime.combine(as_of - dt.timedelta(days=STOP_LOOKBACK_DAYS), dt.time())
+    kinds = (SELF_EXCLUSION, "consent.granted", *WITHDRAWALS)
     with duckdb.connect() as con:
         con.register("ids", ids)
         rows = con.execute(f"""
-            SELECT e.player_id, arg_min(e.event_type, e.occurred_at), min(e.occurred_at)
-            FROM read_parquet(?) e JOIN ids USING (player_id)
-            WHERE e.occurred_at >= ? AND e.event_type IN ({", ".join("?" * len(STOP_EVENTS))})
-            GROUP BY e.player_id
-        """, [str(glob), dt.datetime.combine(as_of, dt.time()), *STOP_EVENTS]).fetchall()
-    return {str(p): {"event_type": t, "occurred_at": str(at)} for p, t, at in rows}
+            WITH ev AS (
+                SELECT e.player_id, e.event_type, e.occurred_at,
+                       json_extract_string(e.payload, '$.channel') AS channel
+                FROM read_parquet(?) e JOIN ids USING (player_id)
+                WHERE e.occurred_at >= ? AND e.event_type IN ({", ".join("?" * len(kinds))})
+            ),
+            latest AS (  -- per player and channel, the latest consent change (a withdrawal wins a tie)
+                SELECT player_id, channel,
+                       arg_max(event_type, [epoch_us(occurred_at), (event_type <> 'consent.granted')::INT]) AS kind,
+                       max(occurred_at) AS changed_at
+                FROM ev WHERE event_type <> ? AND channel IN ({", ".join("?" * len(channels))})
+                GROUP BY player_id, channel
+            ),
+            stops AS (
+                SELECT player_id, event_type AS kind, NULL AS channel, occurred_at AS changed_at FROM ev
+                WHERE event_type = ?
+                UNION ALL
+                SELECT player_id, kind, channel, changed_at FROM latest WHERE kind <> 'consent.granted'
+            )
+            SELECT player_id, arg_min(kind, changed_at), arg_min(channel, changed_at), min(changed_at)
+            FROM stops GROUP BY player_id
+        """, [str(paths.events / "*.parquet"), cutoff, *kinds, SELF_EXCLUSION, *channels, SELF_EXCLUSION]).fetchall()
+    return {str(p): {"event_type": t, "channel": c, "occurred_at": str(at)} for p, t, c, at in rows}
 
 
 def _load_spec(campaign_id: str) -> CampaignSpec:
@@ -199,8 +227,9 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
     ``campaigns/``), and a missing or broken file blocks dispatch (fail closed). An audit log that
     does not verify blocks dispatch as well: its approvals and rejections cannot be trusted.
 
-    At send time, treated players with a :data:`STOP_EVENTS` event landed since the list's
-    as-of date (opt-out, complaint, self-exclusion) are not sent (:func:`send_time_suppressions`);
+    At send time, treated players with a self-exclusion, or an opt-out / complaint on the list's
+    channel not followed by a grant, from :data:`STOP_LOOKBACK_DAYS` before the list's as-of date
+    on, are not sent (:func:`send_time_suppressions`: late arrivals and events after the build);
     they are listed in ``suppressed_at_send.json`` beside the list and counted in the report.
     """
     directory = list_dir(paths, campaign_id, as_of)
@@ -226,7 +255,8 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
     sent = {m["idempotency_key"] for m in existing}
     to_send = rows[rows["variant"] != HOLDOUT]
     # the players' own latest word (opt-out, complaint, self-exclusion) beats the list
-    stopped = send_time_suppressions(paths, as_of, to_send["player_id"].astype(str))
+    channels = (spec.channel, "profiling") if spec.uses_ml else (spec.channel,)
+    stopped = send_time_suppressions(paths, as_of, to_send["player_id"].astype(str), channels)
     if stopped:
         to_send = to_send[~to_send["player_id"].astype(str).isin(stopped)]
         tmp = directory / f".{SUPPRESSED_FILE}.tmp"

@@ -234,8 +234,12 @@ def batches_to_gate(paths: Paths) -> list[str]:
             if line.strip():
                 entry = json.loads(line)
                 verdicts[entry["batch_id"]] = bool(entry["passed"])
-    return [b for b, e in already_ingested(paths).items()
-            if (e["loaded"] or e["quarantined"]) and not verdicts.get(b, False)]
+    logged = already_ingested(paths)
+    # a batch file with no log line (a crash between the rename and the log, or a file put there
+    # by hand) is read by dbt all the same: it is gated too
+    on_disk = sorted(f.stem.removeprefix("batch_") for f in paths.events.glob("batch_*.parquet"))
+    ids = [b for b, e in logged.items() if e["loaded"] or e["quarantined"]] + [b for b in on_disk if b not in logged]
+    return [b for b in ids if not verdicts.get(b, False)]
 
 
 def record_landing_gate(paths: Paths, batch_ids: list[str], passed: bool, summary: str = "") -> None:
@@ -255,17 +259,18 @@ def landed_schema(path: Path) -> dict[str, str]:
         return {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()}
 
 
-def read_landed_columns(files: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
+def read_landed_columns(files: list[Path], columns: tuple[str, ...], where: str | None = None) -> pd.DataFrame:
     """``columns`` of the landed batch ``files`` (by name; a column a file lacks is NULL there, one
-    no file has is all NULL), low-cardinality text as categoricals to keep big batches small."""
+    no file has is all NULL), low-cardinality text as categoricals to keep big batches small;
+    ``where``: an optional SQL filter on the rows (e.g. a chunk by event id hash)."""
     present: set[str] = set()
     for f in files:
         present |= set(landed_schema(f))
     cols = [c for c in columns if c in present]
     if files and cols:
         with duckdb.connect() as con:
-            df = con.execute(f"SELECT {', '.join(cols)} FROM read_parquet(?, union_by_name = true)",
-                             [[str(f) for f in files]]).df()
+            df = con.execute(f"SELECT {', '.join(cols)} FROM read_parquet(?, union_by_name = true)"
+                             + (f" WHERE {where}" if where else ""), [[str(f) for f in files]]).df()
     else:
         df = pd.DataFrame({c: [] for c in cols})
     for c in columns:

@@ -15,8 +15,9 @@ the list it was given for (``campaign_id`` / ``spec_hash`` name the campaign ver
   with a non-empty reason.
 * **Scope**: exactly that check and that as-of date (never a later one); for a list, only
   while the list's bytes are the ones it was given for (a rebuilt, different list needs a new
-  override). Naming an expectation waives only its failure: any other failing expectation
-  keeps the gate red.
+  override); for ``landing_gate``, only the landed batches that were waiting for the gate
+  when it was given (a batch landed later needs its own override). Naming an expectation
+  waives only its failure: any other failing expectation keeps the gate red.
 * A log that does not :func:`crm.audit.verify` means no override applies.
 
 An expectation is named ``type(column)`` as in the check's ``failed_expectations`` metadata
@@ -38,6 +39,7 @@ from expectations.validate import GateResult, waive
 
 KIND = "gate_override"
 LIST_CHECK = "compliance_gate"  # one per campaign list: needs the campaign id, bound to the list's sha256
+LANDING_CHECK = "landing_gate"  # bound to the batches waiting for the gate when the override was given
 CHECKS = ("landing_gate", "marts_dim_player_gate", "marts_fct_player_daily_gate", "features_gate", "scores_gate",
           LIST_CHECK)
 
@@ -50,6 +52,11 @@ NON_OVERRIDABLE = frozenset({
     "expect_column_values_to_be_in_set(one_bonus_offer_per_day)",
     "expect_column_values_to_be_in_set(channel_day_cap)",
     "expect_column_values_to_be_in_set(global_day_cap)",
+    # the profile the eligibility recomputation trusts (expectations/marts.py)
+    "expect_column_values_to_be_in_set(version_increases)",  # consent versions only increase
+    # what dbt reads: each landed file's columns and types (expectations/landing.py); one name
+    # covers every column of every file, so waiving it could hide a broken player_id or event time
+    "expect_column_pair_values_to_be_equal",
 })
 # ... and anything whose name mentions consent / RG / age (any gate).
 _COMPLIANCE_WORDS = re.compile(r"(^|[^a-z0-9])(consent|complian|eligib|self_?exclu|exclu|cooling|harm|age|"
@@ -126,6 +133,12 @@ def override(paths: Paths, *, check: str, as_of: dt.date, expectations: list[str
         details["list_sha256"], spec_hash = bound
     elif campaign_id:
         raise OverrideError(f"{check} is not a campaign gate: --campaign applies to {LIST_CHECK} only")
+    if check == LANDING_CHECK:
+        from crm.landing import batches_to_gate
+
+        details["batches"] = batches_to_gate(paths)
+        if not details["batches"]:
+            raise OverrideError("every landed batch has passed the landing gate: nothing to override")
     return audit.append(paths, KIND, by=by, reason=reason, campaign_id=campaign_id, spec_hash=spec_hash,
                         details=details)
 
@@ -139,6 +152,11 @@ def override_entries(paths: Paths, check: str, as_of: dt.date, campaign_id: str 
     if not audit.verify(paths).ok:
         return []
     sha = None
+    pending: list[str] = []
+    if check == LANDING_CHECK:
+        from crm.landing import batches_to_gate
+
+        pending = batches_to_gate(paths)
     if check == LIST_CHECK:
         bound = _list_binding(paths, campaign_id, as_of) if campaign_id else None
         if bound is None:
@@ -152,6 +170,8 @@ def override_entries(paths: Paths, check: str, as_of: dt.date, campaign_id: str 
             continue
         if not str(e.get("reason", "")).strip() or not _person(e.get("by", "")) or _person(e["by"]) in RESERVED_NAMES:
             continue
+        if check == LANDING_CHECK and not set(pending) <= set(d.get("batches") or []):
+            continue  # a batch the override was not given for is waiting: it needs its own
         out.append(e)
     return out
 

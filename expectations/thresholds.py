@@ -11,6 +11,8 @@ DEFAULTS: dict[str, float] = {
     # landing: share of a file's records quarantined, and clock skew allowed for event time vs ingest time
     "max_quarantine_rate": 0.05,
     "max_future_seconds": 300.0,
+    # landing: events validated per chunk (bounds the gate's memory, ~0.4 KB per event in pandas)
+    "landing_chunk_rows": 2_000_000.0,
     # features: share of NULLs allowed per feature (the spec promises none)
     "max_feature_null_rate": 0.0,
     # drift (PSI against the champion's training reference): warn above psi_warn (0.1: the usual "moderate

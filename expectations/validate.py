@@ -169,6 +169,33 @@ def combine(suite: str, parts: list[GateResult], extra: list[ExpectationOutcome]
     return GateResult(suite, success, parts[0].rows if parts else 0, outcomes, [d for p in parts for d in p.docs])
 
 
+def merge_chunks(results: list[GateResult]) -> GateResult:
+    """One result of the same suite validated on disjoint chunks of a table (same expectations, in
+    the same order): an expectation passes if it passed on every chunk; unexpected counts add up;
+    samples and unexpected values are concatenated (first 20); rows add up. Only expectations whose
+    verdict is per row compose like this (not null, in set, between; unique when rows with the same
+    value always fall in the same chunk): the caller chunks accordingly. Data Docs: the chunks'.
+    """
+    if len(results) == 1:
+        return results[0]
+    first = results[0]
+    outcomes = []
+    for i, o in enumerate(first.outcomes):
+        parts = [r.outcomes[i] for r in results]
+        assert all(p.expectation == o.expectation and p.column == o.column for p in parts), "chunks differ"
+        failing = [p for p in parts if not p.success]
+        counts = [p.unexpected_count for p in parts if p.unexpected_count is not None]
+        values = [v for p in failing if isinstance(p.observed, dict)
+                  for v in p.observed.get("unexpected_values", [])][:10]
+        observed = ({"unexpected_values": values} if values else failing[0].observed) if failing else o.observed
+        outcomes.append(replace(o, success=not failing, observed=observed,
+                                unexpected_count=sum(counts) if counts else None,
+                                sample=[s for p in failing for s in p.sample][:20]))
+    success = all(o.success for o in outcomes if o.severity not in ("warning", "overridden"))
+    return GateResult(first.suite, success, sum(r.rows for r in results), outcomes,
+                      [d for r in results for d in r.docs])
+
+
 def waive(result: GateResult, waivers: dict[str, str]) -> GateResult:
     """A copy of ``result`` where each failed error outcome named in ``waivers`` (by
     :attr:`ExpectationOutcome.name`) becomes severity ``"overridden"`` with the waiver's text

@@ -1,5 +1,6 @@
-"""Send-time suppression: a player's opt-out, complaint or self-exclusion that landed after the
-list's as-of date stops the message, whatever the (gated, approved) list says."""
+"""Send-time suppression: a self-exclusion, or an opt-out / complaint on the list's channel not
+followed by a grant, from a week before the list's as-of date on (late arrivals, events landed
+after the build) stops the message, whatever the (gated, approved) list says."""
 
 from __future__ import annotations
 
@@ -15,30 +16,34 @@ from test_audit import _publish_gated
 from crm import approvals
 from crm.campaign_spec import load_campaign
 from crm.config import CAMPAIGNS_DIR, Paths
-from crm.dispatch import STOP_EVENTS, SUPPRESSED_FILE, dispatch_list, outbox_file, read_outbox
+from crm.dispatch import STOP_LOOKBACK_DAYS, SUPPRESSED_FILE, WITHDRAWALS, dispatch_list, outbox_file, read_outbox
 from crm.experiments import HOLDOUT
 from crm.landing import ingest_file
 from crm.lists import list_dir
 
 AS_OF = dt.date(2025, 10, 1)
 SPEC = load_campaign(CAMPAIGNS_DIR / "cashback_recent_losers.yaml")
-PAYLOAD = {
-    "consent.revoked": {"channel": "email", "product": "casino"},
-    "consent.granted": {"channel": "email", "product": "casino"},
-    "crm.unsubscribe": {"delivery_id": "d1", "campaign_id": "x", "channel": "email"},
-    "crm.complaint": {"delivery_id": "d1", "campaign_id": "x", "channel": "email"},
-    "crm.open": {"delivery_id": "d1", "campaign_id": "x", "channel": "email"},
-    "rg.self_exclusion.started": {"scope": "all"},
-    "rg.limit.set": {"kind": "deposit_daily", "value": 5000},
-}
+CHANNEL = SPEC.channel  # push
+OTHER = "email" if CHANNEL != "email" else "push"
+KINDS = ("consent.revoked", "consent.granted", "crm.unsubscribe", "crm.complaint", "crm.open",
+         "rg.self_exclusion.started", "rg.limit.set")
 
 
-def _land(paths: Paths, tmp, events: list[tuple[str, str, dt.datetime]]) -> None:
-    """Land (player, event type, event time) records through the real landing."""
+def _payload(kind: str, channel: str) -> dict:
+    if kind.startswith("consent."):
+        return {"channel": channel, "product": "casino"}
+    if kind.startswith("crm."):
+        return {"delivery_id": "d1", "campaign_id": "x", "channel": channel}
+    return {"scope": "all"} if kind == "rg.self_exclusion.started" else {"kind": "deposit_daily", "value": 5000}
+
+
+def _land(paths: Paths, tmp, events: list[tuple]) -> None:
+    """Land (player, event type, event time[, channel]) records through the real landing."""
     src = tmp / f"{uuid.uuid4().hex}.jsonl"
     src.write_text("".join(json.dumps({
-        "event_id": uuid.uuid4().hex, "event_type": t, "trace_id": "tr", "player_id": p, "brand_id": "A",
-        "occurred_at": at.isoformat() + "Z", "payload": PAYLOAD[t]}) + "\n" for p, t, at in events))
+        "event_id": uuid.uuid4().hex, "event_type": e[1], "trace_id": "tr", "player_id": e[0], "brand_id": "A",
+        "occurred_at": e[2].isoformat() + "Z", "payload": _payload(e[1], e[3] if len(e) > 3 else CHANNEL)}) + "\n"
+        for e in events))
     r = ingest_file(src, paths)
     assert r.loaded == len(events), r
 
@@ -58,66 +63,86 @@ def gated(tmp_path, monkeypatch):
     return paths
 
 
-def test_stop_events_after_the_list_date_are_not_sent(tmp_path, gated):
+def test_stop_events_since_a_week_before_the_list_are_not_sent(tmp_path, gated):
     paths = gated
     t = _treated(paths)
     midnight = dt.datetime.combine(AS_OF, dt.time())
+    h = dt.timedelta(hours=1)
     _land(paths, tmp_path, [
-        (t[0], "consent.revoked", midnight),  # at the boundary: the list did not see it
-        (t[1], "crm.unsubscribe", midnight + dt.timedelta(hours=9)),
+        (t[0], "consent.revoked", midnight),  # at the as-of date: the list did not see it
+        (t[1], "crm.unsubscribe", midnight + 9 * h),
         (t[2], "rg.self_exclusion.started", midnight + dt.timedelta(days=2)),
-        (t[3], "crm.complaint", midnight + dt.timedelta(minutes=1)),
-        (t[4], "consent.revoked", midnight - dt.timedelta(seconds=1)),  # before: the list's own data
-        (t[5], "consent.granted", midnight + dt.timedelta(hours=1)),  # not a stop event
-        (t[6], "crm.open", midnight + dt.timedelta(hours=1)),
+        (t[3], "crm.complaint", midnight - 1 * h),  # the evening before, landed after the build
+        (t[4], "consent.revoked", midnight - dt.timedelta(days=STOP_LOOKBACK_DAYS)),  # the window's first instant
+        # not stops:
+        (t[5], "consent.granted", midnight + h),
+        (t[6], "crm.open", midnight + h),
+        (t[7], "crm.unsubscribe", midnight + h, OTHER),  # another channel
+        (t[8], "consent.revoked", midnight - 5 * h), (t[8], "consent.granted", midnight - 2 * h),  # granted again
+        (t[9], "consent.revoked", midnight - dt.timedelta(days=STOP_LOOKBACK_DAYS, seconds=1)),  # before the window
+        (t[10], "rg.limit.set", midnight + h),
     ])
     r = dispatch_list(paths, SPEC.id, AS_OF, spec=SPEC)
     sent = {m["player_id"] for m in read_outbox(outbox_file(paths, SPEC.channel, SPEC.id, AS_OF))}
-    assert sent == set(t) - set(t[:4])
-    assert r.suppressed_at_send == 4 and r.new_messages == len(t) - 4
-    assert r.suppressed_reasons == {"consent.revoked": 1, "crm.unsubscribe": 1, "rg.self_exclusion.started": 1,
+    stopped = set(t[:5])
+    assert sent == set(t) - stopped
+    assert r.suppressed_at_send == 5 and r.new_messages == len(t) - 5
+    assert r.suppressed_reasons == {"consent.revoked": 2, "crm.unsubscribe": 1, "rg.self_exclusion.started": 1,
                                     "crm.complaint": 1}
     record = json.loads((list_dir(paths, SPEC.id, AS_OF) / SUPPRESSED_FILE).read_text())
-    assert set(record) == set(t[:4]) and record[t[1]]["event_type"] == "crm.unsubscribe"
-    # the assignment export records who was sent: the suppressed are not treated
+    assert set(record) == stopped and record[t[1]]["event_type"] == "crm.unsubscribe"
+    assert record[t[1]]["channel"] == CHANNEL and record[t[2]]["channel"] is None
+    # the assignment export records who was sent: the suppressed are in neither arm
     import pandas as pd
 
     export = pd.read_parquet(r.assignments_file)
-    assert not set(export.loc[export["arm"] == "treatment", "player_id"]) & set(t[:4])
+    assert not set(export["player_id"]) & stopped
+
+
+def _oracle(events: list[tuple], cutoff: dt.datetime) -> set[str]:
+    """Who a send at this point must leave out, written apart from the SQL: a self-exclusion in the
+    window, or, per player on the list's channel, a latest consent change (withdrawal wins a tie)
+    in the window that is a withdrawal."""
+    out = {p for p, k, at, ch in events if k == "rg.self_exclusion.started" and at >= cutoff}
+    latest: dict[str, tuple] = {}
+    for p, k, at, ch in events:
+        if at >= cutoff and ch == CHANNEL and k in ("consent.granted", *WITHDRAWALS):
+            key = (at, k != "consent.granted")
+            if p not in latest or key > latest[p][0]:
+                latest[p] = (key, k)
+    return out | {p for p, (_, k) in latest.items() if k != "consent.granted"}
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_no_message_to_a_player_who_said_stop_since_the_list(tmp_path_factory, data):
-    """Over random event histories after (and just before) the list's date, and dispatch run before
-    and after they land: no message ever goes to a player with a stop event since the list's date,
-    and everyone else treated is sent exactly once."""
+    """Over random event histories around the list's date (channels, grants after withdrawals,
+    ties), landed in two parts with a dispatch after each: nobody the rule leaves out at a dispatch
+    is sent by it, everyone else treated is sent exactly once, and what was sent stays sent."""
     tmp = tmp_path_factory.mktemp("stop")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(approvals.THRESHOLD_ENV, "1000000000")
         paths = Paths(tmp / "home").ensure()
         _publish_gated(paths, SPEC, AS_OF, n=30)
         treated = _treated(paths)
+        window = STOP_LOOKBACK_DAYS * 86400
         events = data.draw(st.lists(st.tuples(
-            st.sampled_from(treated), st.sampled_from(sorted(PAYLOAD)),
-            st.integers(min_value=-3 * 86400, max_value=3 * 86400)), max_size=25))
+            st.sampled_from(treated[:8]), st.sampled_from(KINDS),
+            st.sampled_from([-window - 1, -window, -3600, -1, 0, 1, 3600, 86400]) | st.integers(-10 * 86400, 3 * 86400),
+            st.sampled_from([CHANNEL, OTHER])), max_size=25))
         split = data.draw(st.integers(min_value=0, max_value=len(events)))
         midnight = dt.datetime.combine(AS_OF, dt.time())
-        timed = [(p, t, midnight + dt.timedelta(seconds=s)) for p, t, s in events]
+        cutoff = midnight - dt.timedelta(days=STOP_LOOKBACK_DAYS)
+        timed = [(p, k, midnight + dt.timedelta(seconds=s), ch) for p, k, s, ch in events]
         box = outbox_file(paths, SPEC.channel, SPEC.id, AS_OF)
-        # some events land before a first dispatch, the rest before a second one
-        stopped_first = {p for p, t, at in timed[:split] if t in STOP_EVENTS and at >= midnight}
         if timed[:split]:
             _land(paths, tmp, timed[:split])
         dispatch_list(paths, SPEC.id, AS_OF, spec=SPEC)
         first = [m["player_id"] for m in read_outbox(box)]
-        assert not set(first) & stopped_first
+        assert set(first) == set(treated) - _oracle(timed[:split], cutoff)
         if timed[split:]:
             _land(paths, tmp, timed[split:])
         dispatch_list(paths, SPEC.id, AS_OF, spec=SPEC)
         sent = [m["player_id"] for m in read_outbox(box)]
-        stopped = {p for p, t, at in timed if t in STOP_EVENTS and at >= midnight}
         assert len(sent) == len(set(sent))  # never twice
-        # a message already sent stays sent; nobody stopped before a dispatch is sent by it
-        assert set(sent) - set(first) <= set(treated) - stopped
-        assert set(sent) == set(first) | (set(treated) - stopped)
+        assert set(sent) == set(first) | (set(treated) - _oracle(timed, cutoff))

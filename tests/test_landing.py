@@ -125,3 +125,30 @@ def test_gate_ledger_keeps_failed_batches_pending_until_they_pass(tmp_path, path
     assert batches_to_gate(paths) == []
     # what landing writes is what the gate's type expectation expects
     assert landed_schema(paths.events / f"batch_{ra.batch_id}.parquet") == LANDED_TYPES
+
+
+def test_orphaned_or_missing_batch_files_do_not_slip_past_the_gate(tmp_path, paths):
+    """A batch file with no ingest-log line (a crash between the rename and the log, or a hand copy)
+    is read by dbt all the same: it waits for the gate. A logged batch whose file is gone fails the
+    schema expectation (its columns show as missing) instead of passing with nothing read."""
+    import shutil
+
+    from crm.landing import batches_to_gate, record_landing_gate
+    from expectations.landing import gate_batches
+
+    a = tmp_path / "a.jsonl"
+    _write_jsonl(a, [_ev(event_id="ev_1"), _ev(event_id="ev_2")])
+    ra = ingest_file(a, paths)
+    record_landing_gate(paths, [ra.batch_id], passed=True)
+    assert batches_to_gate(paths) == []
+    orphan = paths.events / "batch_0123456789abcdef.parquet"
+    shutil.copy(paths.events / f"batch_{ra.batch_id}.parquet", orphan)
+    assert batches_to_gate(paths) == ["0123456789abcdef"]
+    r = gate_batches(paths, ["0123456789abcdef"])
+    assert r.rows == 2  # its events were read and checked
+    # the logged batch's file disappears
+    (paths.events / f"batch_{ra.batch_id}.parquet").unlink()
+    r = gate_batches(paths, [ra.batch_id])
+    failed = {o.name: o for o in r.failed}
+    assert not r.success and "expect_column_pair_values_to_be_equal" in failed, r.summary()
+    assert f"{ra.batch_id}.event_id" in failed["expect_column_pair_values_to_be_equal"].sample

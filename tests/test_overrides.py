@@ -28,7 +28,25 @@ from expectations.validate import GateResult, outcome
 
 DAY = dt.date(2025, 10, 1)
 BAND = "expect_table_row_count_to_be_between"
-RATE = "expect_column_mean_to_be_between(quarantine_rate)"
+RATE = "expect_column_values_to_be_between(quarantine_rate)"  # as the landing suite names it
+
+
+def _land(paths: Paths, name: str = "a") -> str:
+    """Land a one-event file (a batch waiting for the landing gate); returns its batch id."""
+    from crm.landing import ingest_file
+
+    src = paths.home / f"{name}.jsonl"
+    src.write_text(json.dumps({"event_id": f"ev_{name}", "event_type": "session.started", "trace_id": "t",
+                               "player_id": "p_1", "brand_id": "A", "occurred_at": "2025-09-30T10:00:00Z",
+                               "payload": {"session_id": "s"}}) + "\n")
+    return ingest_file(src, paths).batch_id
+
+
+def _home(tmp_path) -> Paths:
+    """A data home with one landed batch waiting for the landing gate."""
+    paths = Paths(tmp_path).ensure()
+    _land(paths)
+    return paths
 
 
 def _result(*failing: tuple[str, str | None]) -> GateResult:
@@ -38,7 +56,7 @@ def _result(*failing: tuple[str, str | None]) -> GateResult:
 
 
 def test_compliance_expectations_are_never_overridable(tmp_path):
-    paths = Paths(tmp_path).ensure()
+    paths = _home(tmp_path)
     for name in [*NON_OVERRIDABLE, "expect_column_values_to_be_in_set(consent_email_version_is_latest)",
                  "expect_column_values_to_be_between(age_years)", "EXPECT_COLUMN_VALUES_TO_BE_UNIQUE(player_id)"]:
         assert not overridable(name)[0], name
@@ -52,14 +70,14 @@ def test_compliance_expectations_are_never_overridable(tmp_path):
                                               ("pipeline", "why", "not a person"), ("Dagster", "why", "not a person"),
                                               ("Bob", "", "--reason"), ("Bob", "   ", "--reason")])
 def test_refuses_without_a_person_or_a_reason(tmp_path, by, reason, match):
-    paths = Paths(tmp_path).ensure()
+    paths = _home(tmp_path)
     with pytest.raises(OverrideError, match=match):
         override(paths, check="landing_gate", as_of=DAY, expectations=[RATE], by=by, reason=reason)
     assert not audit.read_entries(paths)
 
 
 def test_refuses_unknown_checks_no_expectation_and_misplaced_campaigns(tmp_path):
-    paths = Paths(tmp_path).ensure()
+    paths = _home(tmp_path)
     kw = {"as_of": DAY, "by": "Bob", "reason": "known issue"}
     with pytest.raises(OverrideError, match="unknown gate"):
         override(paths, check="landing_gat", expectations=[RATE], **kw)
@@ -75,12 +93,14 @@ def test_refuses_unknown_checks_no_expectation_and_misplaced_campaigns(tmp_path)
 
 
 def test_recorded_in_the_audit_log_scoped_to_check_and_date_and_the_log_still_verifies(tmp_path):
-    paths = Paths(tmp_path).ensure()
+    paths = _home(tmp_path)
     e = override(paths, check="landing_gate", as_of=DAY, expectations=[RATE, RATE.upper()], by=" Bob ",
                  reason="vendor resent the file")
     assert e["kind"] == "gate_override" and e["by"] == "Bob" and e["reason"] == "vendor resent the file"
+    from crm.landing import batches_to_gate
+
     assert e["details"] == {"check": "landing_gate", "as_of_date": "2025-10-01", "expectations": [RATE],
-                            "list_sha256": None}
+                            "list_sha256": None, "batches": batches_to_gate(paths)}
     assert audit.verify(paths).ok
     assert active_overrides(paths, "landing_gate", DAY) == {RATE}
     assert active_overrides(paths, "landing_gate", DAY + dt.timedelta(days=1)) == set()  # never a later date
@@ -118,6 +138,10 @@ def test_cli_override_list_and_audit_verify(tmp_path, monkeypatch):
     assert r.exit_code == 1 and "cannot be overridden" in r.output
     r = run("gate", "override", "landing_gate", "--date", "2025-10-01", "--expectation", RATE, "--by", "Bob",
             "--reason", "vendor resent the file")
+    assert r.exit_code == 1 and "nothing to override" in r.output  # no batch waiting for the gate
+    _home(tmp_path / "home")
+    r = run("gate", "override", "landing_gate", "--date", "2025-10-01", "--expectation", RATE, "--by", "Bob",
+            "--reason", "vendor resent the file")
     assert r.exit_code == 0 and "seq 1" in r.output, r.output
     r = run("gate", "overrides", "--date", "2025-10-01")
     assert r.exit_code == 0 and "landing_gate" in r.output and "by Bob: vendor resent the file" in r.output
@@ -130,26 +154,26 @@ def test_cli_override_list_and_audit_verify(tmp_path, monkeypatch):
 def test_a_waived_expectation_turns_the_check_green_naming_who_and_why(tmp_path):
     from orchestration.assets._gates import gate_check_result
 
-    paths = Paths(tmp_path).ensure()
+    paths = _home(tmp_path)
     override(paths, check="landing_gate", as_of=DAY, expectations=[RATE], by="Bob", reason="vendor resent the file")
     scope = (paths, "landing_gate", DAY)
 
-    res = gate_check_result(_result(("expect_column_mean_to_be_between", "quarantine_rate")), scope=scope)
+    res = gate_check_result(_result(("expect_column_values_to_be_between", "quarantine_rate")), scope=scope)
     assert res.passed and res.metadata["status"].value == "OVERRIDDEN"
     assert "Bob" in res.metadata["overrides"].value and "vendor resent the file" in res.metadata["overrides"].value
     assert "overridden by Bob: vendor resent the file" in res.description
 
     # a non-waived failure keeps it red, even next to a waived one
-    both = _result(("expect_column_mean_to_be_between", "quarantine_rate"),
+    both = _result(("expect_column_values_to_be_between", "quarantine_rate"),
                    ("expect_column_values_to_be_unique", "event_id"))
     res = gate_check_result(both, scope=scope)
     assert not res.passed and res.metadata["status"].value == "FAIL"
     assert "unique" in res.metadata["failed_expectations"].value
 
     # another date / check: not waived; no scope outside a Dagster run: not waived
-    assert not gate_check_result(_result(("expect_column_mean_to_be_between", "quarantine_rate")),
+    assert not gate_check_result(_result(("expect_column_values_to_be_between", "quarantine_rate")),
                                  scope=(paths, "landing_gate", DAY + dt.timedelta(days=1))).passed
-    assert not gate_check_result(_result(("expect_column_mean_to_be_between", "quarantine_rate"))).passed
+    assert not gate_check_result(_result(("expect_column_values_to_be_between", "quarantine_rate"))).passed
 
     # a compliance failure is never waived, even by an entry that names it
     audit.append(paths, "gate_override", by="Mallory", reason="shh",
@@ -166,7 +190,7 @@ def test_list_size_band_override_lets_dispatch_proceed_but_never_a_compliance_fa
     from expectations.campaign_list import gate_list
 
     monkeypatch.setenv(approvals.THRESHOLD_ENV, "1000000")
-    paths = Paths(tmp_path).ensure()
+    paths = _home(tmp_path)
     spec = load_campaign(CAMPAIGNS_DIR / "cashback_recent_losers.yaml")
     profile = _audience(200)
     publish(build_list(spec, profile, DAY), paths)
@@ -216,7 +240,7 @@ def test_a_running_dagster_check_finds_its_own_name_and_date(tmp_path, monkeypat
     from orchestration.resources import CrmResource
 
     monkeypatch.setenv("CRM_HOME", str(tmp_path))
-    override(Paths(tmp_path).ensure(), check="landing_gate", as_of=DAY, expectations=[RATE], by="Bob", reason="ok")
+    override(_home(tmp_path), check="landing_gate", as_of=DAY, expectations=[RATE], by="Bob", reason="ok")
 
     @dg.asset
     def landed():
@@ -224,9 +248,29 @@ def test_a_running_dagster_check_finds_its_own_name_and_date(tmp_path, monkeypat
 
     @dg.asset_check(asset=landed, name="landing_gate")
     def landing_gate(crm: CrmResource):
-        return gate_check_result(_result(("expect_column_mean_to_be_between", "quarantine_rate")))
+        return gate_check_result(_result(("expect_column_values_to_be_between", "quarantine_rate")))
 
     for day, status in ((DAY, "OVERRIDDEN"), (DAY + dt.timedelta(days=1), "FAIL")):
         run = dg.materialize([landed, landing_gate], resources={"crm": CrmResource(as_of_date=day.isoformat())})
         [ev] = run.get_asset_check_evaluations()
         assert ev.passed == (status == "OVERRIDDEN") and ev.metadata["status"].value == status
+
+
+def test_a_landing_override_covers_only_the_batches_waiting_when_it_was_given(tmp_path):
+    from crm.landing import batches_to_gate, record_landing_gate
+
+    paths = _home(tmp_path)
+    failing = _result(("expect_column_values_to_be_between", "quarantine_rate"))
+    e = override(paths, check="landing_gate", as_of=DAY, expectations=[RATE], by="Bob", reason="vendor resent")
+    assert e["details"]["batches"] == batches_to_gate(paths) and len(e["details"]["batches"]) == 1
+    assert apply_overrides(paths, failing, "landing_gate", DAY)[0].success
+    # a later batch fails the same way on the same as-of date: not covered
+    _land(paths, "b")
+    assert active_overrides(paths, "landing_gate", DAY) == set()
+    assert not apply_overrides(paths, failing, "landing_gate", DAY)[0].success
+    override(paths, check="landing_gate", as_of=DAY, expectations=[RATE], by="Bob", reason="both files checked")
+    assert apply_overrides(paths, failing, "landing_gate", DAY)[0].success
+    # nothing waiting: nothing to override
+    record_landing_gate(paths, batches_to_gate(paths), passed=True)
+    with pytest.raises(OverrideError, match="nothing to override"):
+        override(paths, check="landing_gate", as_of=DAY, expectations=[RATE], by="Bob", reason="x")

@@ -117,6 +117,7 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
             passed=passed, severity=AssetCheckSeverity.ERROR,
             description=summary,
             metadata={
+                "status": "FAIL" if not passed else "OVERRIDDEN" if overrides else "PASS",
                 "rows": result.rows,
                 "expectations": len(result.outcomes),
                 "failed_expectations": md_table(failed, "expectation", "observed / sample ids"),

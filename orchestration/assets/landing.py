@@ -80,7 +80,7 @@ def landing_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> Asset
     result = gate_batches(paths, ids, docs_dir=docs_dir(paths))
     check = gate_check_result(result, {"batches": ", ".join(ids)})
     # the verdict (after any override) goes to the ledger: a failed batch is checked again next run
-    record_landing_gate(paths, ids, check.passed, result.summary())
+    record_landing_gate(paths, ids, check.passed, check.description or result.summary())
     return check
 
 
