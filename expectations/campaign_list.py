@@ -151,7 +151,9 @@ def day_checks(lst: pd.DataFrame, day_lists: list[pd.DataFrame], *, max_cost_per
                        ignore_index=True) if others
              else pd.DataFrame({"player_id": [], "channel": [], "offer_template": [], "offer_cost_eur_cents": []}))
     other = other.assign(player_id=other["player_id"].astype(str),
-                         cost=pd.to_numeric(other["offer_cost_eur_cents"], errors="coerce").fillna(float("inf")),
+                         # a negative cost (a broken list) never makes room under the cap: counted as 0
+                         cost=pd.to_numeric(other["offer_cost_eur_cents"], errors="coerce").fillna(float("inf"))
+                         .clip(lower=0),
                          bonus=other["offer_template"].isin(["bonus", "cashback", "free_spins"]))
     pid = lst["player_id"].astype(str)
     cost_before = pid.map(other.groupby("player_id")["cost"].sum()).fillna(0).to_numpy(dtype=float)
@@ -160,7 +162,8 @@ def day_checks(lst: pd.DataFrame, day_lists: list[pd.DataFrame], *, max_cost_per
     ch_key = pid + "|" + lst["channel"].astype(str)
     ch_counts = (other["player_id"] + "|" + other["channel"].astype(str)).value_counts()
     ch_before = ch_key.map(ch_counts).fillna(0).to_numpy(dtype=float)
-    cost = pd.to_numeric(lst["offer_cost_eur_cents"], errors="coerce").fillna(float("inf")).to_numpy(dtype=float)
+    cost = (pd.to_numeric(lst["offer_cost_eur_cents"], errors="coerce").fillna(float("inf")).clip(lower=0)
+            .to_numpy(dtype=float))
     is_bonus = lst["offer_template"].isin(["bonus", "cashback", "free_spins"]).to_numpy(dtype=bool)
     ok = pd.DataFrame(index=lst.index)
     ok["day_cost_within_cap"] = ~sent | (cost == 0) | (

@@ -283,6 +283,11 @@ def test_gate_checks_the_days_limits_across_lists():
     assert not bad.success
     assert {o.column for o in bad.failed} == {"day_cost_within_cap", "one_bonus_offer_per_day", "channel_day_cap"}
     assert gate_list(first, aud, 0.0, ["A"], day_lists=[], **limits).success
+    # a negative cost on an earlier list (a broken, overridden list) never makes room under the cap
+    refund = first.assign(offer_cost_eur_cents=-10_000)
+    costly = poisoned.assign(offer_cost_eur_cents=15_000)
+    day = gate_list(costly, aud, 0.0, ["A"], day_lists=[refund], max_cost_per_player_cents=10_000)
+    assert "day_cost_within_cap" in {o.column for o in day.failed}
 
 
 # --------------------------------------------------------------------------- crm explain
