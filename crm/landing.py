@@ -220,26 +220,37 @@ def _gate_log(paths: Paths) -> Path:
 
 def batches_to_gate(paths: Paths) -> list[str]:
     """Batch ids of landed files (with rows landed or quarantined) that have not passed the landing
-    gate yet, in landing order: new batches and batches whose last verdict was a failure.
+    gate yet, in landing order: new batches, batches whose last verdict was a failure, and batches
+    whose file changed (size or modification time) since it passed.
 
     The gate ledger (``landing/gate_log.jsonl``, one verdict per line, the last one counts) keeps a
     failed batch in front of the gate on every later run until it passes (repaired in place, or
     waived by a gate override): a batch is landed once, so the ledger, not the latest landing
     run, says what still has to be checked.
     """
-    verdicts: dict[str, bool] = {}
+    verdicts: dict[str, tuple[bool, str | None]] = {}
     log = _gate_log(paths)
     if log.exists():
         for line in log.read_text().splitlines():
             if line.strip():
                 entry = json.loads(line)
-                verdicts[entry["batch_id"]] = bool(entry["passed"])
+                verdicts[entry["batch_id"]] = (bool(entry["passed"]), entry.get("file"))
     logged = already_ingested(paths)
     # a batch file with no log line (a crash between the rename and the log, or a file put there
     # by hand) is read by dbt all the same: it is gated too
     on_disk = sorted(f.stem.removeprefix("batch_") for f in paths.events.glob("batch_*.parquet"))
     ids = [b for b, e in logged.items() if e["loaded"] or e["quarantined"]] + [b for b in on_disk if b not in logged]
-    return [b for b in ids if not verdicts.get(b, False)]
+    # a pass counts only for the file as it was checked (rewritten since: checked again)
+    return [b for b in ids if verdicts.get(b, (False, None)) != (True, _file_state(paths, b))]
+
+
+def _file_state(paths: Paths, batch_id: str) -> str:
+    """Size and modification time of a batch file (cheap, unlike a checksum of every file each run)."""
+    f = paths.events / f"batch_{batch_id}.parquet"
+    if not f.exists():
+        return "absent"
+    st = f.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def record_landing_gate(paths: Paths, batch_ids: list[str], passed: bool, summary: str = "") -> None:
@@ -247,8 +258,8 @@ def record_landing_gate(paths: Paths, batch_ids: list[str], passed: bool, summar
     if not batch_ids:
         return
     at = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
-    lines = "".join(json.dumps({"batch_id": b, "passed": bool(passed), "checked_at": at, "summary": summary[:500]})
-                    + "\n" for b in batch_ids)
+    lines = "".join(json.dumps({"batch_id": b, "passed": bool(passed), "checked_at": at,
+                                "file": _file_state(paths, b), "summary": summary[:500]}) + "\n" for b in batch_ids)
     with _gate_log(paths).open("a") as f:  # one write: a batch's verdict is never half-recorded
         f.write(lines)
 

@@ -152,3 +152,22 @@ def test_orphaned_or_missing_batch_files_do_not_slip_past_the_gate(tmp_path, pat
     failed = {o.name: o for o in r.failed}
     assert not r.success and "expect_column_pair_values_to_be_equal" in failed, r.summary()
     assert f"{ra.batch_id}.event_id" in failed["expect_column_pair_values_to_be_equal"].sample
+
+
+def test_a_batch_rewritten_after_it_passed_is_gated_again(tmp_path, paths):
+    import os
+
+    from crm.landing import batches_to_gate, record_landing_gate
+
+    a = tmp_path / "a.jsonl"
+    _write_jsonl(a, [_ev(event_id="ev_1")])
+    b = ingest_file(a, paths).batch_id
+    record_landing_gate(paths, [b], passed=True)
+    assert batches_to_gate(paths) == []
+    f = paths.events / f"batch_{b}.parquet"
+    f.write_bytes(f.read_bytes())  # same bytes, new modification time: checked again
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert batches_to_gate(paths) == [b]
+    record_landing_gate(paths, [b], passed=True)
+    assert batches_to_gate(paths) == []
