@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from crm.approvals import status as approval_status
 from crm.campaign_spec import CampaignError, CampaignSpec, load_campaign
 from crm.config import Paths, campaigns_dir
 from crm.experiments import HOLDOUT
+from crm.landing import landed_glob
 from crm.lists import gate_verdict, list_dir, read_manifest
 
 # The operator export's schema (crm/simulate.py writes the same; stg_exports__campaign_assignments reads it).
@@ -172,7 +174,8 @@ def send_time_suppressions(paths: Paths, as_of: dt.date, player_ids, channels: t
     Returns player id -> the first such event (type, channel, event time)."""
     import duckdb
 
-    if not any(paths.events.glob("*.parquet")):
+    glob = landed_glob(paths)
+    if glob is None:
         return {}
     ids = pd.DataFrame({"player_id": pd.Series(list(player_ids), dtype="string")})
     cutoff = dt.datetime.combine(as_of - dt.timedelta(days=STOP_LOOKBACK_DAYS), dt.time())
@@ -201,7 +204,7 @@ def send_time_suppressions(paths: Paths, as_of: dt.date, player_ids, channels: t
             )
             SELECT player_id, arg_min(kind, changed_at), arg_min(channel, changed_at), min(changed_at)
             FROM stops GROUP BY player_id
-        """, [str(paths.events / "*.parquet"), cutoff, *kinds, SELF_EXCLUSION, *channels, SELF_EXCLUSION]).fetchall()
+        """, [glob, cutoff, *kinds, SELF_EXCLUSION, *channels, SELF_EXCLUSION]).fetchall()
     return {str(p): {"event_type": t, "channel": c, "occurred_at": str(at)} for p, t, c, at in rows}
 
 
@@ -262,9 +265,7 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
         tmp = directory / f".{SUPPRESSED_FILE}.tmp"
         tmp.write_text(json.dumps(stopped, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, directory / SUPPRESSED_FILE)
-    reasons: dict[str, int] = {}
-    for v in stopped.values():
-        reasons[v["event_type"]] = reasons.get(v["event_type"], 0) + 1
+    reasons = dict(Counter(v["event_type"] for v in stopped.values()))
     new = []
     for r in to_send.itertuples(index=False):
         key = idempotency_key(campaign_id, as_of.isoformat(), r.player_id, r.channel)

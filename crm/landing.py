@@ -199,7 +199,8 @@ def _one(sql: str) -> tuple:
         return con.execute(sql).fetchone()
 
 
-def _landed_glob(paths: Paths) -> str | None:
+def landed_glob(paths: Paths) -> str | None:
+    """The glob of the landed batch files, or None when nothing is landed yet."""
     return str(paths.events / "*.parquet") if any(paths.events.glob("*.parquet")) else None
 
 
@@ -270,13 +271,23 @@ def landed_schema(path: Path) -> dict[str, str]:
         return {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()}
 
 
-def read_landed_columns(files: list[Path], columns: tuple[str, ...], where: str | None = None) -> pd.DataFrame:
+def landed_rows(files: list[Path]) -> int:
+    """Rows of the landed batch ``files``, from their Parquet footers (no data is read)."""
+    if not files:
+        return 0
+    with duckdb.connect() as con:
+        return int(con.execute("SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata(?)",
+                               [[str(f) for f in files]]).fetchone()[0])
+
+
+def read_landed_columns(files: list[Path], columns: tuple[str, ...], where: str | None = None,
+                        present: set[str] | None = None) -> pd.DataFrame:
     """``columns`` of the landed batch ``files`` (by name; a column a file lacks is NULL there, one
     no file has is all NULL), low-cardinality text as categoricals to keep big batches small;
-    ``where``: an optional SQL filter on the rows (e.g. a chunk by event id hash)."""
-    present: set[str] = set()
-    for f in files:
-        present |= set(landed_schema(f))
+    ``where``: an optional SQL filter on the rows (e.g. a chunk by event id hash); ``present``:
+    the columns the files have, when the caller knows them (else read from each file's schema)."""
+    if present is None:
+        present = {c for f in files for c in landed_schema(f)}
     cols = [c for c in columns if c in present]
     if files and cols:
         with duckdb.connect() as con:
@@ -363,7 +374,7 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
         """)
         # 3. De-duplicate valid records: first occurrence in this file wins; ids landed
         #    by earlier batches are duplicates too.
-        landed = _landed_glob(paths)
+        landed = landed_glob(paths)
         prior = (f"SELECT DISTINCT event_id FROM read_parquet({_sql_str(landed)})" if landed
                  else "SELECT NULL::VARCHAR AS event_id WHERE false")
         con.execute(f"""
@@ -443,7 +454,7 @@ def landed_summary(paths: Paths) -> dict:
     entries = list(already_ingested(paths).values())
     out = {k: sum(e[k] for e in entries) for k in ("records", "loaded", "quarantined", "duplicates")}
     out["files"] = len(entries)
-    glob = _landed_glob(paths)
+    glob = landed_glob(paths)
     if glob:
         lo, hi = _one(f"SELECT min(occurred_at), max(occurred_at) FROM read_parquet({_sql_str(glob)})")
         out["first_event_at"], out["last_event_at"] = str(lo), str(hi)
@@ -456,7 +467,7 @@ def default_as_of(paths: Paths) -> dt.date:
     Landed events and imported daily aggregates (``crm import-daily``) both count.
     """
     days = []
-    glob = _landed_glob(paths)
+    glob = landed_glob(paths)
     if glob:
         days.append(_one(f"SELECT max(occurred_at) FROM read_parquet({_sql_str(glob)})")[0].date())
     imported = paths.home / "landing" / "imported_daily"

@@ -123,7 +123,7 @@ def gate_batches(paths, batch_ids: list[str], *, docs_dir: str | Path | None = N
     With several chunks, Data Docs show the events validation of the first failing chunk (else
     the last one): that chunk is validated again with Data Docs on.
     """
-    from crm.landing import already_ingested, landed_schema, read_landed_columns
+    from crm.landing import already_ingested, landed_rows, landed_schema, read_landed_columns
 
     log = already_ingested(paths)
     files = pd.DataFrame([log[b] for b in batch_ids if b in log])
@@ -134,13 +134,14 @@ def gate_batches(paths, batch_ids: list[str], *, docs_dir: str | Path | None = N
         if b not in landed and int((log.get(b) or {}).get("loaded") or 0) > 0:
             schemas[b] = {}
     limit = int(threshold("landing_chunk_rows") if chunk_rows is None else chunk_rows)
-    total = sum(int(log[b]["loaded"]) for b in landed if b in log)
-    k = max(1, -(-total // max(limit, 1))) if any("event_id" in c for c in schemas.values()) else 1
     sources = list(landed.values())
+    present = {c for cols in schemas.values() for c in cols}
+    total = landed_rows(sources)  # from the files, so a batch without a log line counts too
+    k = max(1, -(-total // max(limit, 1))) if "event_id" in present else 1
 
     def chunk(i: int) -> pd.DataFrame:
         where = f"coalesce(hash(event_id), 0) % {k} = {i}" if k > 1 else None
-        return read_landed_columns(sources, ROW_COLUMNS, where=where)
+        return read_landed_columns(sources, ROW_COLUMNS, where=where, present=present)
 
     if k == 1:
         rows = validate_events(chunk(0), check_columns=False, docs_dir=docs_dir)

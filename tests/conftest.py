@@ -23,28 +23,33 @@ experiment: {holdout: 0.2, variants: {A: 1}}
 """
 
 
+def make_home(home: Path, players: int, days: int = 100, seed: int = 11, reason: str = "test fixture") -> Path:
+    """A data home with the shipped campaigns plus ``everyone_push`` (approved by a second person:
+    it may cost more than the approval threshold) and a simulated casino, before any pipeline
+    run. Returns its campaigns folder; the caller points CRM_HOME / CRM_CAMPAIGNS_DIR at them."""
+    from crm.approvals import approve
+    from crm.campaign_spec import load_campaign
+    from crm.config import CAMPAIGNS_DIR, Paths
+    from crm.simulate import simulate
+
+    campaigns = home / "campaigns"
+    campaigns.mkdir()
+    for p in CAMPAIGNS_DIR.glob("*.yaml"):
+        shutil.copy(p, campaigns / p.name)
+    (campaigns / "everyone_push.yaml").write_text(TEST_CAMPAIGN)
+    approve(Paths(home), load_campaign(campaigns / "everyone_push.yaml"), by="qa-approver", reason=reason)
+    simulate(Paths(home), players=players, days=days, seed=seed, progress=False)
+    return campaigns
+
+
 @pytest.fixture(scope="session")
 def pipeline_home(tmp_path_factory) -> Path:
     """A data home with a small simulated casino, before any pipeline run.
 
     The environment points every tool (dbt, MLflow, Dagster) at it for the session.
     """
-    from crm.config import CAMPAIGNS_DIR, Paths
-    from crm.simulate import simulate
-
     home = tmp_path_factory.mktemp("crm_home")
-    campaigns = home / "campaigns"
-    campaigns.mkdir()
-    for p in CAMPAIGNS_DIR.glob("*.yaml"):
-        shutil.copy(p, campaigns / p.name)
-    (campaigns / "everyone_push.yaml").write_text(TEST_CAMPAIGN)
-    # everyone_push may cost more than the approval threshold: a second person approves it (four eyes),
-    # so the pipeline tests dispatch it through the approval check (tests/test_audit.py covers the rules)
-    from crm.approvals import approve
-    from crm.campaign_spec import load_campaign
-
-    approve(Paths(home), load_campaign(campaigns / "everyone_push.yaml"), by="qa-approver", reason="test fixture")
+    campaigns = make_home(home, players=800)
     os.environ["CRM_HOME"] = str(home)
     os.environ["CRM_CAMPAIGNS_DIR"] = str(campaigns)
-    simulate(Paths(home), players=800, days=100, seed=11, progress=False)
     return home

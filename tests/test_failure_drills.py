@@ -34,18 +34,11 @@ DISPATCH_KEY = ["campaigns", CAMPAIGN, "dispatch"]
 def drill_home(tmp_path_factory):
     """A data home of this module only; its environment is restored after the module (the other
     modules use the session home of conftest)."""
-    from crm.approvals import approve
-    from crm.campaign_spec import load_campaign
-    from crm.config import CAMPAIGNS_DIR, Paths
-    from crm.simulate import simulate
-    from tests.conftest import TEST_CAMPAIGN
+    from crm.config import Paths
+    from tests.conftest import make_home
 
     home = tmp_path_factory.mktemp("crm_drill_home")
-    campaigns = home / "campaigns"
-    campaigns.mkdir()
-    for p in CAMPAIGNS_DIR.glob("*.yaml"):
-        shutil.copy(p, campaigns / p.name)
-    (campaigns / f"{CAMPAIGN}.yaml").write_text(TEST_CAMPAIGN)
+    campaigns = make_home(home, players=600, reason="drill fixture")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CRM_HOME", str(home))
         mp.setenv("CRM_CAMPAIGNS_DIR", str(campaigns))
@@ -54,8 +47,6 @@ def drill_home(tmp_path_factory):
         mp.setenv("DAGSTER_HOME", str(p.dagster_home))
         mp.setenv("MLFLOW_TRACKING_URI", p.mlflow_tracking_uri)
         mp.setenv("DBT_LOG_PATH", str(home / "dbt" / "logs"))
-        approve(p, load_campaign(campaigns / f"{CAMPAIGN}.yaml"), by="qa-approver", reason="drill fixture")
-        simulate(p, players=600, days=100, seed=11, progress=False)
         yield home
 
 

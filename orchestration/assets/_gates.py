@@ -47,14 +47,23 @@ def gate_check_result(result: GateResult, extra: dict | None = None, *, scope: t
     applied: list[dict] = []
     if scope is not None:
         result, applied = apply_overrides(scope[0], result, scope[1], scope[2])
-    notes = [str(o.observed) for o in result.outcomes if o.description == "note" or "(note)" in o.description]
+    return check_result(result, applied, extra)
+
+
+def check_result(result: GateResult, applied: list[dict], extra: dict | None = None, *,
+                 passed: bool | None = None, description: str | None = None) -> AssetCheckResult:
+    """The check of a gate result whose overrides are already applied (``applied``: what was waived):
+    status, failed / warned / overridden expectations with sample ids, notes, Data Docs links.
+    ``passed`` / ``description``: when the verdict is more than the result (a list's checksums)."""
+    passed = result.success if passed is None else passed
+    notes = [str(o.observed) if o.description == "note" else f"{o.expectation}: {o.description}"
+             for o in result.outcomes if o.description == "note" or "(note)" in o.description]
     meta: dict = {
+        "status": "FAIL" if not passed else "OVERRIDDEN" if applied else "WARN" if result.warnings else "PASS",
         "rows": result.rows,
         "expectations": len(result.outcomes),
         "failed_expectations": _table(result.failed),
         "warnings": _table(result.warnings),
-        "status": "FAIL" if not result.success else ("OVERRIDDEN" if applied
-                                                     else "WARN" if result.warnings else "PASS"),
     }
     if applied:
         meta["overrides"] = overrides_table(applied)
@@ -63,5 +72,5 @@ def gate_check_result(result: GateResult, extra: dict | None = None, *, scope: t
         meta["notes"] = MetadataValue.md("\n".join(f"- {n}" for n in notes))
     for i, url in enumerate(result.docs):
         meta["data_docs" if i == 0 else f"data_docs_{i + 1}"] = MetadataValue.url(url)
-    return AssetCheckResult(passed=result.success, severity=AssetCheckSeverity.ERROR,
-                            description=result.summary()[:2000], metadata={**meta, **(extra or {})})
+    return AssetCheckResult(passed=passed, severity=AssetCheckSeverity.ERROR,
+                            description=(description or result.summary())[:2000], metadata={**meta, **(extra or {})})

@@ -30,7 +30,7 @@ from crm.overrides import record_list_gate
 from crm.policy import POLICY
 from crm.warehouse import read_table
 from expectations.campaign_list import gate_list, recent_list_sizes
-from orchestration.assets._gates import docs_dir, overrides_table
+from orchestration.assets._gates import check_result, docs_dir
 from orchestration.assets._meta import md_table
 from orchestration.resources import CrmResource
 
@@ -108,26 +108,9 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
                            size_history=recent_list_sizes(paths.lists / spec.id, as_of),
                            docs_dir=docs_dir(paths) / spec.id)
         # overrides by a named person (never of a compliance expectation), manifest checksums, gate.json
-        verdict = record_list_gate(paths, spec.id, as_of, result)
-        result, overrides, tampered, passed, summary = (verdict.result, verdict.overrides, verdict.tampered,
-                                                        verdict.passed, verdict.summary)
-        failed = {f"{o.expectation}({o.column or ''})": f"observed={o.observed!r}; unexpected={o.unexpected_count}; "
-                  f"sample={o.sample[:10]}" for o in result.failed}
-        return AssetCheckResult(
-            passed=passed, severity=AssetCheckSeverity.ERROR,
-            description=summary,
-            metadata={
-                "status": "FAIL" if not passed else "OVERRIDDEN" if overrides else "PASS",
-                "rows": result.rows,
-                "expectations": len(result.outcomes),
-                "failed_expectations": md_table(failed, "expectation", "observed / sample ids"),
-                "manifest_checksums": "ok" if not tampered else f"mismatch: {tampered}",
-                **({"overrides": overrides_table(overrides)} if overrides else {}),
-                **{"data_docs" if i == 0 else f"data_docs_{i + 1}": MetadataValue.url(u)
-                   for i, u in enumerate(result.docs)},
-                **{f"note_{i + 1}": f"{o.expectation}: {o.description}" for i, o in enumerate(
-                    o for o in result.outcomes if "(note)" in o.description)},
-            })
+        v = record_list_gate(paths, spec.id, as_of, result)
+        return check_result(v.result, v.overrides, {"manifest_checksums": f"mismatch: {v.tampered}" if v.tampered
+                                                     else "ok"}, passed=v.passed, description=v.summary)
 
     @asset_check(asset=campaign_list, name="sample_ratio", blocking=False,
                  description=f"Sample-ratio mismatch: chi-square of the variant / holdout counts against the "
