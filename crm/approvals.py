@@ -9,6 +9,11 @@
   withdraws it (and a later approval reinstates it).
 * The author (``owner`` in the YAML) cannot approve their own campaign; neither can the
   pipeline's own names (:data:`RESERVED_NAMES`). Anyone, the author included, may reject.
+* Names are compared as people read them, not as bytes (:func:`person_keys`): a zero-width
+  space, a look-alike letter from another alphabet, case, accents, spacing or punctuation do
+  not make another person. A name mixing alphabets (Latin ``alice`` with a Cyrillic ``а``) is
+  refused (:func:`name_problem`), and names are recorded in the audit log as
+  :func:`person_name` writes them.
 * A rejected version is never dispatched, required or not; a required version without an
   approval waits (:mod:`crm.dispatch` builds its list but does not send it).
 
@@ -19,6 +24,7 @@ chain verifies (state ``audit_broken`` otherwise).
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +36,7 @@ from crm.config import Paths
 THRESHOLD_ENV = "CRM_APPROVAL_THRESHOLD_EUR"
 DEFAULT_THRESHOLD_EUR = 1000.0
 RESERVED_NAMES = frozenset({"pipeline", "unknown", "system", "dagster"})
+MAX_NAME_CHARS = 200
 STATES = ("not_required", "pending", "approved", "rejected", "audit_broken")
 
 
@@ -98,12 +105,97 @@ def _eur(cents: int) -> str:
     return f"{cents / 100:,.2f} EUR"
 
 
-def _person(name: str) -> str:
-    return " ".join(name.split()).casefold()
+# ------------------------------------------------------------------------------------- people's names
+# Invisible although not of category Cf (Unicode's Default_Ignorable_Code_Point letters and marks:
+# the combining grapheme joiner, Hangul fillers, Khmer and Mongolian invisibles, variation
+# selectors) and the blank Braille pattern.
+_INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f\u2800\u3164\uffa0"
+                       + "".join(map(chr, range(0xFE00, 0xFE10))) + "".join(map(chr, range(0xE0100, 0xE01F0))))
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Co", "Cs", "Cn"})  # format, control, private, surrogate, unassigned
+_SPACES = frozenset("\t\n\v\f\r\x85")  # controls that are whitespace; the others (e.g. \x1f) are removed
+# Cyrillic and Greek letters that look like Latin ones (a subset of Unicode's confusables,
+# UTS #39), and characters that look like each other (I l 1 |, O 0): read as the same letter.
+_LOOK_ALIKES = str.maketrans(
+    "АВЕЅІЈКМНОРСТХУԚԜаеѕіјорсхуԁһԛԝӏ" "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαοιρυνκχ" "I1|0",
+    "ABESIJKMHOPCTXYQWaesijopcxydhqwl" "ABEZHIKMNOPTYXaoipuvkx" "lllo")
+# Scripts a name may combine: Japanese (kanji and kana), Korean (hanja and hangul).
+_SCRIPT_MIXES = (frozenset({"HAN", "HIRAGANA", "KATAKANA"}), frozenset({"HAN", "HANGUL"}))
+
+
+def _visible(text: str) -> str:
+    return "".join(c for c in text if c in _SPACES or (
+        c not in _INVISIBLE and unicodedata.category(c) not in _INVISIBLE_CATEGORIES))
+
+
+def person_name(name: object) -> str:
+    """A person's name as recorded: Unicode NFKC, invisible characters removed, whitespace collapsed."""
+    text = "" if name is None else str(name)
+    for _ in range(4):  # NFKC can produce what the other steps remove, and the reverse: to a fixed point
+        cleaned = " ".join(unicodedata.normalize("NFKC", _visible(text)).split())
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
+
+
+def _letters(text: str) -> str:
+    """Letters and digits of ``text``, accents dropped."""
+    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c)[0] in "LN")
+
+
+def person_keys(name: object) -> frozenset[str]:
+    """How a name reads, for comparing people: :func:`person_name` without case, accents, spaces
+    or punctuation, look-alike letters folded (Cyrillic ``а`` is ``a``), once ignoring case
+    first (``ALICE`` is ``alice``) and once folding first (``aIice``, capital i, is ``alice``).
+    Two names sharing a key are the same person (:func:`same_person`)."""
+    text = person_name(name)
+    return frozenset({_letters(text.casefold().translate(_LOOK_ALIKES)),
+                      _letters(text.translate(_LOOK_ALIKES).casefold().translate(_LOOK_ALIKES))}) - {""}
+
+
+def _script(ch: str) -> str:
+    """The alphabet of a letter, from its Unicode name (``LATIN SMALL LETTER A``: ``LATIN``)."""
+    word = unicodedata.name(ch, "UNKNOWN").split()[0]
+    if word in ("CJK", "IDEOGRAPHIC"):
+        return "HAN"
+    if word == "KATAKANA-HIRAGANA":
+        return "KATAKANA"
+    return "COMMON" if word == "MODIFIER" else word  # modifier letters (ʻ ʼ) go with any alphabet
+
+
+def name_problem(name: object) -> str:
+    """Why ``name`` cannot name a person ("" if it can): empty once invisible characters are
+    removed, no letter, longer than :data:`MAX_NAME_CHARS`, or letters from two alphabets
+    (look-alikes: Latin ``alice`` with a Cyrillic ``а``)."""
+    text = person_name(name)
+    if not text:
+        return "a name is required (nothing is left once invisible characters are removed)"
+    if len(text) > MAX_NAME_CHARS:
+        return f"a name of at most {MAX_NAME_CHARS} characters is expected"
+    scripts = {_script(c) for c in text if unicodedata.category(c).startswith("L")} - {"COMMON"}
+    if not scripts:
+        return f"{text!r} has no letters: a person's name is expected"
+    if len(scripts) > 1 and not any(scripts <= mix for mix in _SCRIPT_MIXES):
+        return (f"{text!r} mixes alphabets ({', '.join(sorted(s.title() for s in scripts))}): look-alike letters "
+                "are not accepted; write the name in one alphabet")
+    return ""
+
+
+_RESERVED_KEYS = frozenset().union(*map(person_keys, RESERVED_NAMES))
+
+
+def is_reserved(name: object) -> bool:
+    """Whether ``name`` reads as one of the pipeline's own names (:data:`RESERVED_NAMES`)."""
+    return bool(person_keys(name) & _RESERVED_KEYS)
+
+
+def same_person(a: object, b: object) -> bool:
+    """Whether two names read as the same person (:func:`person_keys`)."""
+    return bool(person_keys(a) & person_keys(b))
 
 
 def _may_approve(spec: CampaignSpec, by: str) -> bool:
-    return bool(_person(by)) and _person(by) != _person(spec.owner) and _person(by) not in RESERVED_NAMES
+    return not name_problem(by) and not same_person(by, spec.owner) and not is_reserved(by)
 
 
 @dataclass
@@ -185,12 +277,16 @@ def status(paths: Paths, spec: CampaignSpec, manifest: dict | None = None, *,
 
 
 def _check_person_and_reason(by: str, reason: str) -> tuple[str, str]:
-    by, reason = (by or "").strip(), (reason or "").strip()
-    if not by:
+    """``by`` as recorded (:func:`person_name`) and the reason; an :class:`ApprovalError` if either is unusable."""
+    reason = (reason or "").strip()
+    if not person_name(by):
         raise ApprovalError("--by NAME is required: who decides")
+    problem = name_problem(by)
+    if problem:
+        raise ApprovalError(f"--by: {problem}")
     if not reason:
         raise ApprovalError("--reason TEXT is required: why (it is kept in the audit log)")
-    return by, reason
+    return person_name(by), reason
 
 
 def _decision_details(spec: CampaignSpec, manifest: dict | None) -> dict:
@@ -208,9 +304,9 @@ def approve(paths: Paths, spec: CampaignSpec, by: str, reason: str, manifest: di
     when ``by`` or ``reason`` is empty. The version is logged as a change first if it is new.
     """
     by, reason = _check_person_and_reason(by, reason)
-    if _person(by) == _person(spec.owner):
-        raise ApprovalError(f"{by!r} is the author (owner) of campaign {spec.id!r} and cannot approve it: "
-                            "four eyes means a second person approves")
+    if same_person(by, spec.owner):
+        raise ApprovalError(f"{by!r} is the author (owner) of campaign {spec.id!r} (owner: {spec.owner!r}) and "
+                            "cannot approve it: four eyes means a second person approves")
     if not _may_approve(spec, by):
         raise ApprovalError(f"{by!r} is not a person; approve with your own name")
     with audit.transaction(paths) as tx:

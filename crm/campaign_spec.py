@@ -2,6 +2,12 @@
 
 A broken file gets an error naming the file, the field and what was expected; one
 broken campaign does not stop the others (:func:`load_campaigns` returns both).
+
+Every file is read as hostile input (:mod:`crm.safe_yaml`: size, alias expansion and nesting
+bounded; not UTF-8, binary or empty is an error, never a crash). Every number in a spec must be
+finite and within :data:`MAX_NUMBER` (money within :data:`MAX_EUR`), ``-0.0`` reads as ``0.0``,
+and error messages are cut (at most :data:`MAX_ERRORS` problems in about
+:data:`crm.safe_yaml.MAX_ERROR_CHARS` characters, each value echoed at most :data:`MAX_ECHO_CHARS`).
 """
 
 from __future__ import annotations
@@ -9,35 +15,83 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from crm import safe_yaml
 from crm.contract import CHANNELS, JURISDICTIONS
 from crm.policy import POLICY, PRODUCTS
 from crm.segments import NAMED_SEGMENTS
-from ml.features import FEATURE_NAMES
+from ml.features import CATEGORICAL_FEATURES, FEATURE_NAMES
 
 # Fields a segment rule may test: model features plus profile fields.
 PROFILE_FIELDS = ("age_years", "tenure_days", "brand_id", "country")
 SCORE_FIELDS = ("churn_score", "deposit_intent_score")
 RULE_FIELDS = tuple(FEATURE_NAMES) + PROFILE_FIELDS
+# compared as text (==, !=, in); every other rule field is a number
+TEXT_RULE_FIELDS = ("brand_id", "country", *CATEGORICAL_FEATURES)
+
+# Bounds of every number in a spec: beyond them a value is a typo or an attack (EUR 1e308
+# overflows the conversion to cents). Money in EUR; anything else (rule thresholds in cents,
+# weights, counts) within MAX_NUMBER.
+MAX_EUR = 1_000_000_000.0
+MAX_NUMBER = 1e12
+# Error messages echo what was written: at most this many problems, each value cut to this.
+MAX_ERRORS = 20
+MAX_ECHO_CHARS = 200
+MAX_MESSAGE_CHARS = 1_500  # a message may list what is expected (every rule field)
+# Ids are file and folder names: never a name Windows reserves for a device.
+_DEVICE_NAMES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                           *(f"lpt{i}" for i in range(10))})
 
 
 class CampaignError(ValueError):
     """A campaign file that cannot be used, with the file and field named."""
 
 
+def _sane_numbers(value: object, at: str = "") -> object:
+    """``value`` with every number in it checked finite and within :data:`MAX_NUMBER` (``-0.0`` becomes 0).
+
+    A backstop for every field, also in lists and mappings (``at`` names the item): the fields
+    have their own, tighter bounds, so a field added later cannot be left unbounded.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        # an int is compared exactly (float(10**400) would overflow); -0.0 + 0.0 is +0.0
+        if (isinstance(value, float) and not math.isfinite(value)) or abs(value) > MAX_NUMBER:
+            raise ValueError(f"expected a finite number between -{MAX_NUMBER:g} and {MAX_NUMBER:g}"
+                             + (f" (item {at[1:]})" if at else ""))
+        return value if isinstance(value, int) else value + 0.0
+    if isinstance(value, list):
+        return [_sane_numbers(v, f"{at}.{i}") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _sane_numbers(v, f"{at}.{k}") for k, v in value.items()}
+    return value
+
+
+# A number in a rule or a weight: finite (the models refuse inf and nan) and bounded.
+Number = Annotated[float, Field(ge=-MAX_NUMBER, le=MAX_NUMBER)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf / nan are refused for every float (also written as the strings "inf", "nan")
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _bounded(cls, v: object) -> object:
+        """Every number of every field, also in lists and mappings (a new field needs no extra code)."""
+        return _sane_numbers(v)
 
 
 class Rule(_Strict):
     field: str
     op: Literal[">=", ">", "<=", "<", "==", "!=", "between", "in"]
-    value: float | str | list[float] | list[str]
+    value: Number | str | list[Number] | list[str]
 
     @field_validator("field")
     @classmethod
@@ -52,6 +106,16 @@ class Rule(_Strict):
             raise ValueError("'between' needs a value of two numbers [low, high]")
         if self.op == "in" and not isinstance(self.value, list):
             raise ValueError("'in' needs a list value")
+        values = self.value if isinstance(self.value, list) else [self.value]
+        if self.field in TEXT_RULE_FIELDS:
+            if self.op not in ("==", "!=", "in"):
+                raise ValueError(f"{self.field} is text: expected op ==, != or in, got {self.op!r}")
+            if not all(isinstance(v, str) for v in values):
+                raise ValueError(f"{self.field} is text: expected a text value (in quotes)")
+        elif not all(isinstance(v, float | int) for v in values):
+            raise ValueError(f"{self.field} is a number: expected a number, not text")
+        if self.op == "between" and values[0] > values[1]:
+            raise ValueError(f"'between' needs [low, high] with low <= high, got {values}")
         return self
 
 
@@ -110,9 +174,9 @@ _NAMED: dict[str, _NamedSegment] = {n: _NamedSegment.model_validate(d) for n, d 
 
 class Offer(_Strict):
     template: Literal["none", "bonus", "cashback", "free_spins"] = "none"
-    value_eur: float = Field(default=0, ge=0, description="bonus value or free-spins value, EUR")
+    value_eur: float = Field(default=0, ge=0, le=MAX_EUR, description="bonus value or free-spins value, EUR")
     percent: float = Field(default=0, ge=0, le=100, description="cashback percent of 7-day net loss")
-    cap_eur: float = Field(default=0, ge=0, description="cashback cap per player, EUR")
+    cap_eur: float = Field(default=0, ge=0, le=MAX_EUR, description="cashback cap per player, EUR")
     wagering: float = Field(default=0, ge=0, le=100)
     expiry_days: int = Field(default=7, ge=1, le=90)
 
@@ -142,8 +206,9 @@ class Target(_Strict):
     """
 
     by: Literal["all", "uplift"] = "all"
-    budget_eur: float | None = Field(default=None, gt=0, description="total offer cost of the treated, EUR")
-    min_uplift_eur: float = Field(default=0, ge=0, description="leave out players predicted at or below this, EUR")
+    budget_eur: float | None = Field(default=None, gt=0, le=MAX_EUR, description="total offer cost of the treated, EUR")
+    min_uplift_eur: float = Field(default=0, ge=0, le=MAX_EUR,
+                                  description="leave out players predicted at or below this, EUR")
 
     @model_validator(mode="after")
     def _uplift_only(self) -> Target:
@@ -166,7 +231,7 @@ class Target(_Strict):
 class Experiment(_Strict):
     salt: str = "v1"
     holdout: float = Field(default=0.1, ge=0, lt=1)
-    variants: dict[str, Annotated[float, Field(gt=0)]] = {"A": 1.0}
+    variants: dict[str, Annotated[float, Field(gt=0, le=MAX_NUMBER)]] = {"A": 1.0}
 
     @field_validator("variants")
     @classmethod
@@ -222,8 +287,8 @@ class Budget(_Strict):
     count), ``per_player_per_day_eur`` for a player's offers of one day across all campaigns
     (this one included; the policy's own cap holds as well)."""
 
-    total_eur: float | None = Field(default=None, gt=0)
-    per_player_per_day_eur: float | None = Field(default=None, gt=0)
+    total_eur: float | None = Field(default=None, gt=0, le=MAX_EUR)
+    per_player_per_day_eur: float | None = Field(default=None, gt=0, le=MAX_EUR)
 
     @property
     def total_cents(self) -> int | None:
@@ -238,8 +303,10 @@ class Frequency(_Strict):
     """How often a player may hear from us: each limit tightens the house policy
     (:data:`crm.policy.POLICY`) for this campaign; none can loosen it."""
 
-    max_per_day: int | None = Field(default=None, ge=1, description="messages on this channel per player per day")
-    max_per_week: int | None = Field(default=None, ge=1, description="messages on this channel per player per 7 days")
+    max_per_day: int | None = Field(default=None, ge=1, le=1000,
+                                    description="messages on this channel per player per day")
+    max_per_week: int | None = Field(default=None, ge=1, le=7000,
+                                     description="messages on this channel per player per 7 days")
     cooldown_hours: float | None = Field(default=None, ge=0, le=720, description="hours since the nearest message")
     dedup_days: int | None = Field(default=None, ge=0, le=365, description="no repeat of the dedup key within N days")
     dedup_key: Annotated[str, Field(pattern=r"^[a-z0-9_]{3,64}$")] | None = None  # default: the campaign id
@@ -252,9 +319,9 @@ class Approval(_Strict):
 
 
 class CampaignSpec(_Strict):
-    id: Annotated[str, Field(pattern=r"^[a-z0-9_]{3,64}$")]
+    id: Annotated[str, Field(pattern=r"^[a-z0-9_]{3,64}$")]  # ASCII only: it names files and folders
     name: str
-    owner: str = "unknown"
+    owner: str = "unknown"  # a person's name (crm.approvals.person_name): the author, who cannot approve
     channel: Literal[CHANNELS]  # type: ignore[valid-type]
     brands: list[str] = []  # empty = all brands
     jurisdictions: list[Literal[JURISDICTIONS]] = []  # type: ignore[valid-type]
@@ -270,8 +337,25 @@ class CampaignSpec(_Strict):
     schedule: Schedule = Schedule()
     budget: Budget = Field(default_factory=Budget, validate_default=True)  # also checks the offer vs the policy
     frequency: Frequency = Frequency()
-    max_list_size: int | None = Field(default=None, gt=0)
+    max_list_size: int | None = Field(default=None, gt=0, le=1_000_000_000)
     approval: Approval = Approval()
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_device(cls, v: str) -> str:
+        if v in _DEVICE_NAMES:
+            raise ValueError(f"{v!r} is a device name on Windows and cannot name a file; choose another id")
+        return v
+
+    @field_validator("owner")
+    @classmethod
+    def _a_person(cls, v: str) -> str:
+        from crm.approvals import name_problem, person_name  # crm.approvals imports this module
+
+        problem = name_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return person_name(v)
 
     @field_validator("target")
     @classmethod
@@ -307,8 +391,8 @@ class CampaignSpec(_Strict):
             raise ValueError(f"per_player_per_day_eur {v.per_player_per_day_eur} is below the offer's value "
                              f"{offer.value_eur}: no player could ever get it; expected at least {offer.value_eur}")
         if fixed is not None and fixed > POLICY.max_cost_per_player_per_day_cents:
-            raise ValueError(f"the offer's value {offer.value_eur} EUR exceeds the policy's maximum cost per player "
-                             f"per day ({POLICY.max_cost_per_player_per_day_cents / 100:g} EUR)")
+            raise ValueError(f"the offer's value (offer.value_eur) {offer.value_eur} EUR exceeds the policy's maximum "
+                             f"cost per player per day ({POLICY.max_cost_per_player_per_day_cents / 100:g} EUR)")
         if v.total_cents is not None and fixed is not None and fixed > v.total_cents:
             raise ValueError(f"total_eur {v.total_eur} is below one offer ({offer.value_eur} EUR); expected at least "
                              f"{offer.value_eur}")
@@ -353,26 +437,46 @@ class CampaignSpec(_Strict):
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-def _format_error(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: invalid campaign"]
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        lines.append(f"  - field '{loc}': {e['msg']} (got {e.get('input')!r})")
+def format_validation_error(where: str | Path, what: str, err: ValidationError) -> str:
+    """``err`` as lines naming each field, for people: at most :data:`MAX_ERRORS` problems, every
+    message and echoed value cut, so a huge value in the input never makes a huge message."""
+    problems = err.errors(include_url=False)
+    lines = [f"{where}: invalid {what}"]
+    size, seen = len(lines[0]), set()
+    for e in problems[:MAX_ERRORS]:
+        loc = safe_yaml.short(".".join(str(x) for x in e["loc"]) or "(top level)", MAX_ECHO_CHARS)
+        got = safe_yaml.short(repr(e.get("input")), MAX_ECHO_CHARS)
+        msg = "the same as above" if e["msg"] in seen else safe_yaml.short(e["msg"], MAX_MESSAGE_CHARS)
+        seen.add(e["msg"])
+        line = f"  - field '{loc}': {msg} (got {got})"
+        if len(lines) > 1 and size + len(line) > safe_yaml.MAX_ERROR_CHARS:
+            break
+        lines.append(line)
+        size += len(line) + 1
+    if len(problems) >= len(lines):
+        lines.append(f"  ... and {len(problems) - len(lines) + 1} more problems")
     return "\n".join(lines)
 
 
 def load_campaign(path: str | Path) -> CampaignSpec:
+    """The campaign in ``path``; any problem with the file is a :class:`CampaignError` naming it."""
     path = Path(path)
+    if not path.is_file():  # a folder, a device, a pipe (e.g. a link to /dev/zero): not a campaign
+        raise CampaignError(f"{path}: not a regular file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise CampaignError(f"{path}: not valid YAML: {e}") from e
+        data = safe_yaml.load(path)
+    except safe_yaml.YamlInputError as e:  # too big, an alias bomb, not UTF-8, not YAML, a value like 2025-13-01
+        raise CampaignError(safe_yaml.short(str(e))) from None
     if not isinstance(data, dict):
-        raise CampaignError(f"{path}: expected a mapping of campaign fields at the top level")
+        raise CampaignError(f"{path}: expected a mapping of campaign fields at the top level, "
+                            f"got {'nothing (an empty file)' if data is None else type(data).__name__}")
     try:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as e:
-        raise CampaignError(_format_error(path, e)) from e
+        raise CampaignError(format_validation_error(path, "campaign", e)) from None
+    except (ArithmeticError, TypeError, RecursionError) as e:  # a validator's bug must not stop the other files
+        raise CampaignError(f"{path}: cannot be validated ({type(e).__name__}: "
+                            f"{safe_yaml.short(str(e), MAX_ECHO_CHARS)})") from e
     if spec.id != path.stem:
         raise CampaignError(f"{path}: field 'id' is {spec.id!r} but the file is named {path.stem!r}; "
                             "they must match")

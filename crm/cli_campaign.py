@@ -79,7 +79,8 @@ def _decide(kind: str, campaign_id: str, by: str, reason: str, as_json: bool) ->
 
 @campaign_group.command("approve")
 @click.argument("campaign_id", metavar="ID")
-@click.option("--by", required=True, help="your name; the campaign's owner cannot approve it")
+@click.option("--by", required=True, help="your name, in one alphabet; the campaign's owner cannot approve it "
+              "(compared as read: case, spacing, invisible characters and look-alike letters do not count)")
 @click.option("--reason", required=True, help="why you approve (kept in the audit log)")
 @click.option("--json", "as_json", is_flag=True, help="print the audit entry and the new status as JSON")
 def approve_cmd(campaign_id: str, by: str, reason: str, as_json: bool) -> None:

@@ -11,8 +11,9 @@ the list it was given for (``campaign_id`` / ``spec_hash`` name the campaign ver
   eligibility, self-exclusion, cooling-off, harm, age or RG (:func:`overridable`). The same
   rule is applied again when an override is *read*, so a hand-made log entry cannot waive them.
   The manifest checksums of a list are not an expectation and cannot be waived either.
-* **Who**: a named person (not empty, not a pipeline name of :data:`crm.approvals.RESERVED_NAMES`),
-  with a non-empty reason.
+* **Who**: a named person (not empty, not a pipeline name of :data:`crm.approvals.RESERVED_NAMES`,
+  names compared and recorded as :func:`crm.approvals.person_keys` / ``person_name`` say, so an
+  invisible character or a look-alike letter changes nothing), with a non-empty reason.
 * **Scope**: exactly that check and that as-of date (never a later one); for a list, only
   while the list's bytes are the ones it was given for (a rebuilt, different list needs a new
   override); for ``landing_gate``, only the landed batches that were waiting for the gate
@@ -33,7 +34,7 @@ import re
 from dataclasses import dataclass
 
 from crm import audit
-from crm.approvals import RESERVED_NAMES, _person
+from crm.approvals import is_reserved, name_problem, person_name
 from crm.config import Paths
 from expectations.validate import GateResult, waive
 
@@ -106,10 +107,12 @@ def override(paths: Paths, *, check: str, as_of: dt.date, expectations: list[str
     check, ``by`` empty or a pipeline name, an empty reason, ``compliance_gate`` without a
     campaign (or without a published list that day), or a campaign given for another check.
     """
-    by, reason = (by or "").strip(), (reason or "").strip()
+    by, reason = person_name(by), (reason or "").strip()
     if not by:
         raise OverrideError("--by NAME is required: who overrides the gate")
-    if _person(by) in RESERVED_NAMES:
+    if name_problem(by):
+        raise OverrideError(f"--by: {name_problem(by)}")
+    if is_reserved(by):
         raise OverrideError(f"{by!r} is not a person; override with your own name")
     if not reason:
         raise OverrideError("--reason TEXT is required: why the gate may be overridden (kept in the audit log)")
@@ -168,7 +171,7 @@ def override_entries(paths: Paths, check: str, as_of: dt.date, campaign_id: str 
         if (e.get("kind") != KIND or d.get("check") != check or d.get("as_of_date") != as_of.isoformat()
                 or e.get("campaign_id") != campaign_id or d.get("list_sha256") != sha):
             continue
-        if not str(e.get("reason", "")).strip() or not _person(e.get("by", "")) or _person(e["by"]) in RESERVED_NAMES:
+        if not str(e.get("reason", "")).strip() or name_problem(e.get("by")) or is_reserved(e.get("by")):
             continue
         if check == LANDING_CHECK and not set(pending) <= set(d.get("batches") or []):
             continue  # a batch the override was not given for is waiting: it needs its own

@@ -34,13 +34,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from crm.contract import CHANNELS, JURISDICTIONS
+from crm import safe_yaml
+from crm.contract import CHANNELS, JURISDICTIONS, PRODUCTS
 
-# Products a campaign can promote, and a consent can name (consent.* payload `product`).
-PRODUCTS = ("casino", "sports", "poker", "bingo", "lottery")
 CALENDAR_FILE = "_calendar.yaml"
 
 
@@ -102,23 +100,25 @@ def load_calendar(directory: str | Path) -> Calendar:
     A broken calendar raises :class:`CalendarError`: lists are not built against a
     calendar we cannot read (fail closed).
     """
+    from crm.campaign_spec import format_validation_error  # it imports this module
+
     path = Path(directory) / CALENDAR_FILE
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return Calendar()
+    if not path.is_file():  # a folder, a device, a dangling link: fail closed
+        raise CalendarError(f"{path}: not a regular file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise CalendarError(f"{path}: not valid YAML: {e}") from e
+        data = safe_yaml.load(path)
+    except safe_yaml.YamlInputError as e:  # too big, an alias bomb, not UTF-8, not YAML, a value like 2025-13-01
+        raise CalendarError(safe_yaml.short(str(e))) from None
+    if data is None:  # an empty file: no blackouts
+        return Calendar()
     if not isinstance(data, dict):
         raise CalendarError(f"{path}: expected a mapping with a 'blackouts' list at the top level")
     try:
         return Calendar.model_validate(data)
     except ValidationError as e:
-        lines = [f"{path}: invalid calendar"]
-        for err in e.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-            lines.append(f"  - field '{loc}': {err['msg']} (got {err.get('input')!r})")
-        raise CalendarError("\n".join(lines)) from e
+        raise CalendarError(format_validation_error(path, "calendar", e)) from None
 
 
 def blackout_names(calendar: Calendar, local_dates: np.ndarray, countries: np.ndarray, channel: str,

@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 
 from crm.config import Paths
+from crm.sql import ident
 
 SCORES_TABLE = "player_scores"
 
@@ -35,13 +36,14 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def read_table(paths: Paths, name: str, where: str = "", params: list | None = None) -> pd.DataFrame:
+    """Every row of table ``name``; ``where``: the caller's own SQL filter, values bound through ``params``."""
     with connect(paths) as con:
-        return con.execute(f"SELECT * FROM {name} {where}", params or []).df()
+        return con.execute(f"SELECT * FROM {ident(name)} {where}", params or []).df()
 
 
 def row_counts(paths: Paths, tables: list[str]) -> dict[str, int]:
     with connect(paths) as con:
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        return {t: con.execute(f"SELECT count(*) FROM {ident(t)}").fetchone()[0]
                 for t in tables if table_exists(con, t)}
 
 
@@ -101,7 +103,7 @@ def read_audience(paths: Paths, as_of: dt.date) -> pd.DataFrame:
         score_cols = "".join(
             f", s.{m}_score, s.{m}_model_version" if has_scores
             else f", NULL::DOUBLE AS {m}_score, NULL::VARCHAR AS {m}_model_version" for m in SCORE_MODELS)
-        select_features = "".join(f', f."{c}"' for c in feature_cols)
+        select_features = "".join(f", f.{ident(c)}" for c in feature_cols)
         return con.execute(f"""
             SELECT p.* {select_features} {score_cols}
             FROM dim_player p

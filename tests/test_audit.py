@@ -483,3 +483,160 @@ def test_cli_approve_reject_status_and_audit(tmp_path, monkeypatch):
     assert r.exit_code == 1 and "audit_broken" in r.output
     r = run("audit", "show")
     assert r.exit_code == 0 and "does not verify" in r.output
+
+
+# ------------------------------------------------------------------------------------------ people's names
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u034f", "\u180e", "\u3164", "\ufe0f",
+             "\u202e", "\U000e0041", "\x00", "\x1f", "\u2800"]
+# a Latin letter -> Cyrillic / Greek letters that look the same
+LOOK_ALIKES = {"a": "аα", "c": "с", "e": "е", "i": "іι", "l": "ӏ", "o": "оο", "p": "рρ", "x": "хχ", "y": "у",
+               "A": "АΑ", "B": "ВΒ", "C": "С", "E": "ЕΕ", "H": "НΗ", "K": "КΚ", "M": "МΜ", "O": "ОΟ", "P": "РΡ",
+               "T": "ТΤ"}
+OWNERS = ["alice", "Alice Author", "crm-team", "Kate Pope", "Mike Exley"]
+
+
+def _owned_by(owner: str) -> CampaignSpec:
+    return _spec(owner=owner, approval={"required": True})
+
+
+@st.composite
+def _disguised(draw) -> tuple[str, str]:
+    """(owner, the owner's name with invisible characters, spacing and case changes added)."""
+    owner = draw(st.sampled_from(OWNERS))
+    chars = list(owner)
+    for _ in range(draw(st.integers(1, 4))):
+        chars.insert(draw(st.integers(0, len(chars))), draw(st.sampled_from(INVISIBLE)))
+    name = "".join(chars)
+    name = draw(st.sampled_from([name, name.upper(), name.lower(), f"  {name} ", name.replace(" ", "\u00a0 \t")]))
+    return owner, name
+
+
+@st.composite
+def _look_alike(draw) -> tuple[str, str]:
+    """(owner, the owner's name with some letters swapped for another alphabet's look-alikes)."""
+    owner = draw(st.sampled_from(OWNERS))
+    where = [i for i, c in enumerate(owner) if c in LOOK_ALIKES]
+    swap = draw(st.lists(st.sampled_from(where), min_size=1, unique=True))
+    return owner, "".join(draw(st.sampled_from(LOOK_ALIKES[c])) if i in swap else c for i, c in enumerate(owner))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=st.one_of(_disguised(), _look_alike()))
+def test_the_owner_disguised_by_invisible_or_look_alike_letters_cannot_approve(case):
+    owner, name = case
+    spec = _owned_by(owner)
+    with tempfile.TemporaryDirectory(prefix="hF_names_") as d:
+        paths = Paths(Path(d))
+        with pytest.raises(ApprovalError):
+            approve(paths, spec, name, "looks fine")
+        assert audit.read_entries(paths) == []
+        # nor does such an approval count when it reaches the log some other way
+        audit.append(paths, "approved", by=name, reason="sneaky", campaign_id=spec.id, spec_hash=spec.spec_hash())
+        assert status(paths, spec).state == "pending"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inserted=st.lists(st.tuples(st.integers(0, 14), st.sampled_from(INVISIBLE)), max_size=4))
+def test_a_second_person_is_recorded_under_the_name_people_read(inserted):
+    chars = list("Bob Compliance")
+    for i, c in inserted:
+        chars.insert(i, c)
+    spec = _owned_by("Alice Author")
+    with tempfile.TemporaryDirectory(prefix="hF_names_") as d:
+        paths = Paths(Path(d))
+        entry = approve(paths, spec, f" {''.join(chars)}  ", "fine")
+        assert entry["by"] == "Bob Compliance" and verify(paths).ok
+        assert status(paths, spec).state == "approved"
+        assert {e["by"] for e in audit.read_entries(paths)} == {"Bob Compliance"}  # the change entry too
+
+
+@pytest.mark.parametrize("name, match", [
+    ("\u200b\u2060\ufeff", "--by NAME is required"),
+    ("  \t ", "--by NAME is required"),
+    ("аlice", "mixes alphabets"),  # Cyrillic а
+    ("Bοb Compliance", "mixes alphabets"),  # Greek ο
+    ("1234", "no letters"),
+    ("x" * 300, "at most"),
+])
+def test_names_that_are_no_person_are_refused_for_approve_and_reject(tmp_path, name, match):
+    spec = _owned_by("Alice Author")
+    for decide in (approve, reject):
+        with pytest.raises(ApprovalError, match=match):
+            decide(Paths(tmp_path), spec, name, "because")
+    assert audit.read_entries(Paths(tmp_path)) == []
+
+
+@pytest.mark.parametrize("owner, approver", [
+    ("alice", "аӏісе"),  # every letter Cyrillic: one alphabet, but it reads "alice"
+    ("alice", "aIice"),  # capital i for l
+    ("Alice Author", "ALICE-AUTHOR"),
+    ("René Dupont", "rene dupont"),
+    ("ｂｏｂ", "bob"),  # full-width letters are letters
+])
+def test_names_that_read_the_same_are_the_same_person(owner, approver):
+    with pytest.raises(ApprovalError, match="author"):
+        approve(Paths(Path(tempfile.mkdtemp(prefix="hF_names_"))), _owned_by(owner), approver, "mine")
+
+
+@pytest.mark.parametrize("name", ["Bob Compliance", "Алиса Петрова", "山田 たろう", "김민수", "Ζωή Παππά",
+                                  "O'Brien-Smith", "Hawaiʻi Joe", "José Núñez"])
+def test_real_names_of_one_script_may_approve(tmp_path, name):
+    entry = approve(Paths(tmp_path), _owned_by("alice"), name, "fine")
+    assert entry["by"] == name and status(Paths(tmp_path), _owned_by("alice")).state == "approved"
+
+
+@pytest.mark.parametrize("owner, match", [("al\u200bice", None), ("аlice", "mixes alphabets"),
+                                          ("\u200b", "name is required")])
+def test_the_owner_in_the_yaml_is_a_person_name(owner, match):
+    if match is None:
+        assert _owned_by(owner).owner == "alice"
+    else:
+        with pytest.raises(ValueError, match=match):
+            _owned_by(owner)
+
+
+def test_pipeline_names_in_disguise_are_not_people(tmp_path):
+    from crm.overrides import OverrideError, override, override_entries
+
+    paths, spec = Paths(tmp_path), _owned_by("alice")
+    for name in ("pipe\u200bline", "PIPELINE", "Dag ster", "sуstem"):  # the last one: Cyrillic у
+        with pytest.raises(ApprovalError):
+            approve(paths, spec, name, "auto")
+        with pytest.raises(OverrideError):
+            override(paths, check="scores_gate", as_of=dt.date(2025, 10, 1),
+                     expectations=["expect_column_mean_to_be_between(churn_score)"], by=name, reason="auto")
+    assert audit.read_entries(paths) == []
+    # a hand-made override by a disguised pipeline name never applies
+    audit.append(paths, "gate_override", by="dag\u2060ster", reason="auto", details={
+        "check": "scores_gate", "as_of_date": "2025-10-01", "expectations": ["x"], "list_sha256": None})
+    assert override_entries(paths, "scores_gate", dt.date(2025, 10, 1)) == []
+    entry = override(paths, check="scores_gate", as_of=dt.date(2025, 10, 1), expectations=["x"],
+                     by="  Carol\u200b  Ops ", reason="ok")
+    assert entry["by"] == "Carol Ops" and len(override_entries(paths, "scores_gate", dt.date(2025, 10, 1))) == 1
+
+
+def test_a_log_written_before_names_were_normalized_still_verifies_and_counts(tmp_path):
+    paths, spec = Paths(tmp_path), _owned_by("Alice Author")
+    # as the earlier code recorded them: trimmed, inner spacing kept
+    audit.append(paths, "campaign_changed", by="Bob   Compliance", reason="first seen", campaign_id=spec.id,
+                 spec_hash=spec.spec_hash(), details={"previous_spec_hash": None})
+    audit.append(paths, "approved", by="Bob   Compliance", reason="fine", campaign_id=spec.id,
+                 spec_hash=spec.spec_hash(), details={"owner": "Alice Author"})
+    assert verify(paths).ok
+    st_ = status(paths, spec)
+    assert st_.state == "approved" and st_.decided_by == "Bob   Compliance"  # shown as it was logged
+
+
+def test_cli_refuses_the_owner_in_disguise(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM_HOME", str(tmp_path / "home"))
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / "big_bonus.yaml").write_text("id: big_bonus\nname: Big\nowner: alice\nchannel: email\n"
+                                              "approval: {required: true}\n", encoding="utf-8")
+    monkeypatch.setenv("CRM_CAMPAIGNS_DIR", str(campaigns))
+    for name, expected in (("al\u200bice", "author (owner)"), ("ALICE\u200d", "author (owner)"),
+                           ("\u0430lice", "mixes alphabets")):
+        r = CliRunner().invoke(main, ["campaign", "approve", "big_bonus", "--by", name, "--reason", "mine"])
+        assert r.exit_code == 1 and expected in r.output, r.output
+    r = CliRunner().invoke(main, ["campaign", "status", "big_bonus", "--json"])
+    assert json.loads(r.output)[0]["state"] == "pending"
