@@ -179,7 +179,7 @@ def test_latin1_csv_needs_the_encoding_option(tmp_path, paths):
     src = tmp_path / "latin1.csv"
     src.write_bytes("id,d,s\nJos\u00e9,2025-06-01,1\n".encode("latin-1"))
     cols = {"player_id": "id", "date": "d", "stake": "s"}
-    with pytest.raises(ImportDailyError, match="latin1.csv: not a readable CSV file.*encoding: latin-1"):
+    with pytest.raises(ImportDailyError, match="latin1.csv: line 2: not valid utf-8 text.*encoding: latin-1"):
         import_daily(src, _mapping(tmp_path / "m.yaml", cols), paths)
     r = import_daily(src, _mapping(tmp_path / "m.yaml", cols, encoding="latin-1"), paths)
     assert _read(r.output)[0]["player_id"] == "Jos\u00e9"
@@ -220,7 +220,7 @@ BAD_CASES = {
     "mapped column missing": (
         GOOD_ROWS, {**FULL_COLUMNS, "stake": "turnover_eur"}, {},
         ["column 'turnover_eur' (mapped from canonical 'stake') not found in", "export.csv",
-         "available: customer_ref, day", "did you mean 'turnover'"]),
+         "available: 'customer_ref', 'day'", "did you mean 'turnover'"]),
     "non-numeric money": (
         [GOOD_ROWS[0], "C-1,2025-06-02,0,40,abc,10,-10,,1,a,UK,F", 'C-2,2025-06-01,50,0,"1,5",0,0,0,,b,SE,'],
         FULL_COLUMNS, {},
