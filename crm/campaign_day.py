@@ -10,6 +10,11 @@ Two ways to build the lists of an as-of date, with the same result:
   stale (built from another spec version) higher-priority list is an error: building
   without it could break a cap it holds.
 
+Both see what was already dispatched on the date (a re-run after dispatch): every
+campaign's messages of the day are facts in the day's history, except that a campaign's list
+re-plans its own (:func:`crm.lists.campaign_context`), and a higher-priority list's row that
+was already sent counts once, as sent (:func:`crm.lists.with_list`).
+
 :func:`explain_player` answers "why is this player in or out of this list" with the same
 code: the context of :func:`build_one` (or of :func:`build_all` when the day's lists are not
 published), :func:`crm.eligibility.explain` for the verdicts, :func:`crm.lists.build_list`
@@ -28,14 +33,17 @@ from crm import eligibility
 from crm.campaign_spec import CampaignSpec
 from crm.config import Paths, campaigns_dir
 from crm.eligibility import Context
-from crm.history import (
-    campaign_spent_cents,
-    load_history,
-    lookback_days,
-    planned_messages,
-    players_offered_a_bonus,
+from crm.history import campaign_spent_cents, load_history, lookback_days, players_offered_a_bonus
+from crm.lists import (
+    BuiltList,
+    _rule_mask,
+    build_day,
+    build_list,
+    campaign_context,
+    list_dir,
+    scope_mask,
+    with_list,
 )
-from crm.lists import BuiltList, _rule_mask, build_day, build_list, list_dir, scope_mask
 from crm.policy import POLICY, Calendar, ContactPolicy, load_calendar
 from crm.warehouse import read_audience
 
@@ -51,12 +59,13 @@ def higher_priority(spec: CampaignSpec, specs: Iterable[CampaignSpec]) -> list[C
 
 def day_context(paths: Paths, as_of: dt.date, specs: list[CampaignSpec], *, calendar: Calendar | None = None,
                 policy: ContactPolicy = POLICY) -> Context:
-    """The context of a day before any of its lists: history, calendar, budgets spent, bonus offers."""
+    """The context of a day before any of its lists: history (with every message already sent on
+    ``as_of``), calendar, budgets spent on earlier dates, earlier bonus offers."""
     history = load_history(paths, as_of, specs, days=lookback_days(specs, policy.dedup_days))
     spent = {s.id: campaign_spent_cents(paths, s.id, as_of) for s in specs if s.budget.total_cents is not None}
     return Context(as_of=as_of, history=history,
                    calendar=calendar if calendar is not None else load_calendar(campaigns_dir()),
-                   policy=policy, spent_cents=spent, bonus_offered=players_offered_a_bonus(paths, as_of, specs))
+                   policy=policy, spent_cents=spent, bonus_offered=players_offered_a_bonus(paths, as_of))
 
 
 def published_rows(paths: Paths, spec: CampaignSpec, as_of: dt.date) -> pd.DataFrame:
@@ -76,10 +85,11 @@ def published_rows(paths: Paths, spec: CampaignSpec, as_of: dt.date) -> pd.DataF
 
 def context_for(paths: Paths, spec: CampaignSpec, specs: list[CampaignSpec], as_of: dt.date,
                 base: Context | None = None) -> Context:
-    """The context ``spec``'s list is built in: the day's, plus the published higher-priority lists."""
+    """The context ``spec``'s list is built in: the day's, plus the published higher-priority lists
+    (their rows not already sent). :func:`crm.lists.build_list` takes ``spec``'s own sends out."""
     ctx = base if base is not None else day_context(paths, as_of, specs)
     for h in higher_priority(spec, specs):
-        ctx = ctx.with_planned(planned_messages(published_rows(paths, h, as_of), h, as_of))
+        ctx = with_list(ctx, published_rows(paths, h, as_of), h, as_of)
     return ctx
 
 
@@ -135,13 +145,13 @@ def explain_player(paths: Paths, player_id: str, spec: CampaignSpec, specs: list
     except HigherPriorityListMissing:  # the day is not (fully) published: build it in memory, same rules
         ctx = day_context(paths, as_of, specs)
         for b in build_day(higher_priority(spec, specs), audience, as_of, ctx):
-            ctx = ctx.with_planned(planned_messages(b.rows, b.campaign, as_of))
+            ctx = with_list(ctx, b.rows, b.campaign, as_of)
         source = "higher-priority lists rebuilt in memory (not all published)"
     built = build_list(spec, audience, as_of, ctx)
     listed = built.rows[built.rows["player_id"] == player_id]
     in_scope = bool(scope_mask(row, spec).iloc[0])
     segment = _segment_lines(row, spec)
-    rules = eligibility.explain(row, spec, ctx)[0]
+    rules = eligibility.explain(row, spec, campaign_context(spec, ctx)[0])[0]
     failing = [r["rule"] for r in rules if not r["passed"]]
     if not in_scope:
         why = "out of scope (brand or jurisdiction)"

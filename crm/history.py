@@ -1,19 +1,31 @@
 """Message history per player: what frequency caps, cooldown, dedup and offer rules count.
 
-Three sources, one frame (:data:`MESSAGE_COLUMNS`):
+Sent messages are facts; planning takes facts first. Four sources, one frame
+(:data:`MESSAGE_COLUMNS`):
 
 * ``delivered``: ``crm.delivery`` events in the warehouse (``stg_casino__crm_messages``),
   strictly before the as-of date (the warehouse's point-in-time cut);
-* ``outbox``: our own dispatched messages (``outbox/<channel>/<campaign>/<as_of>.jsonl``,
-  holdout never there), sent at their campaign's ``send_time_utc`` on their as-of date
-  (an unknown campaign: 23:59:59, the latest possible, so the cooldown fails closed). A
-  message in both (our dispatch came back as a delivery event) counts once;
+* ``outbox``: our own dispatched messages of earlier as-of dates
+  (``outbox/<channel>/<campaign>/<as_of>.jsonl``, holdout never there). A message in both
+  (our dispatch came back as a delivery event) counts once;
+* ``outbox_today`` (:data:`SENT_TODAY`): what was already dispatched on the as-of date being
+  built, by every campaign (a re-run of a dispatched date). For campaign C, C's own messages
+  of the day on its channel are the very messages C's list re-plans (dispatch's idempotency
+  key, (campaign, as-of, player, channel), keeps each single), so they leave C's history
+  (:func:`split_own_sends`); everyone else's stay, and C's own count toward its budget;
 * ``planned``: the treated rows of the lists of higher-priority campaigns built for the
-  same day (:func:`planned_messages`), which will be sent at their campaigns' send time.
+  same day (:func:`planned_messages`), which will be sent at their campaigns' send time;
+  a planned row already in the day's outbox is the same message and counts once, as sent
+  (:func:`not_yet_sent`).
 
-The outbox of the day being built is left out for the campaigns of that day (their lists
-are the planned messages instead), so rebuilding a day after its dispatch gives the same
-lists. Outbox files of that day from campaigns no longer defined still count.
+A dispatched message's time is its ``sent_at`` (when dispatch released it) if that falls
+between the message's own as-of date and the as-of date being built (both included), else
+its ``planned_send_at``, else its campaign's ``send_time_utc`` on its as-of date (an unknown
+campaign: 23:59:59, the latest possible, so the cooldown fails closed). The bound keeps a
+message on the day it belongs to when its release instant says nothing about that day: a
+backfill or a re-run dispatched by the wall clock months later, a simulated home's history. Outbox files of
+campaigns no longer defined still count. Without an outbox of the day, the lists of a day
+are what they were before any dispatch.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ from crm.warehouse import connect, table_exists
 MESSAGE_COLUMNS = ("player_id", "channel", "campaign_id", "dedup_key", "sent_at", "is_bonus_offer", "cost_cents",
                    "offer_ends_at", "source")
 BONUS_TEMPLATES = ("bonus", "cashback", "free_spins")
+SENT_TODAY = "outbox_today"  # the source of messages already dispatched on the as-of date being built
 _LATEST = dt.time(23, 59, 59)
 _DEFAULT_EXPIRY_DAYS = 30  # an offer of an unknown campaign: assume it runs long (fail closed)
 
@@ -92,17 +105,16 @@ def delivered_messages(paths: Paths, since: dt.datetime, as_of: dt.date,
                   df["sent_at"], [False] * n, [0] * n, [None] * n, ["delivered"] * n)
 
 
-def _outbox_files(paths: Paths, first: dt.date | None, as_of: dt.date, skip_today: set[str]) -> list[Path]:
+def _outbox_files(paths: Paths, first: dt.date | None, last: dt.date) -> list[Path]:
+    """Outbox files of as-of dates in [first, last] (first None: from the beginning)."""
     files = []
     for f in sorted(paths.outbox.glob("*/*/*.jsonl")):
         try:
             day = dt.date.fromisoformat(f.stem)
         except ValueError:
             continue
-        campaign = f.parent.name
-        if day > as_of or (first is not None and day < first) or (day == as_of and campaign in skip_today):
-            continue
-        files.append(f)
+        if day <= last and (first is None or day >= first):
+            files.append(f)
     return files
 
 
@@ -113,26 +125,68 @@ def _read_outbox(files: list[Path], columns: str) -> pd.DataFrame:
             SELECT {columns} FROM read_json(?, format = 'newline_delimited', union_by_name = true,
                 columns = {{'player_id': 'VARCHAR', 'channel': 'VARCHAR', 'campaign_id': 'VARCHAR',
                             'as_of_date': 'VARCHAR', 'offer_template': 'VARCHAR',
-                            'offer_cost_eur_cents': 'BIGINT'}})
+                            'offer_cost_eur_cents': 'BIGINT', 'sent_at': 'VARCHAR',
+                            'planned_send_at': 'VARCHAR'}})
         """, [[str(f) for f in files]]).df()
     finally:
         con.close()
 
 
+def _utc(values: pd.Series) -> pd.Series:
+    """ISO-8601 instants as naive UTC (missing or unreadable: NaT)."""
+    return pd.to_datetime(values.astype(object), utc=True, errors="coerce", format="ISO8601").dt.tz_localize(None)
+
+
 def outbox_messages(paths: Paths, since: dt.date, as_of: dt.date, specs: Mapping[str, CampaignSpec]) -> pd.DataFrame:
-    """Our dispatched messages of as-of dates [since, as_of], without the day's own campaigns on as_of."""
-    files = _outbox_files(paths, since, as_of, skip_today=set(specs))
+    """Our dispatched messages of as-of dates [since, as_of]; those of ``as_of`` itself as :data:`SENT_TODAY`."""
+    files = _outbox_files(paths, since, as_of)
     if not files:
         return empty_history()
-    df = _read_outbox(files, "player_id, channel, campaign_id, as_of_date, offer_template, offer_cost_eur_cents")
+    df = _read_outbox(files, "player_id, channel, campaign_id, as_of_date, offer_template, offer_cost_eur_cents, "
+                             "sent_at, planned_send_at")
     day = pd.to_datetime(df["as_of_date"])
     send = df["campaign_id"].map(lambda c: specs[c].schedule.send_time if c in specs else _LATEST)
-    sent_at = day + pd.to_timedelta([t.hour * 3600 + t.minute * 60 + t.second for t in send], unit="s")
+    scheduled = day + pd.to_timedelta([t.hour * 3600 + t.minute * 60 + t.second for t in send], unit="s")
+    released = _utc(df["sent_at"])
+    on_time = (released.dt.normalize() >= day) & (released.dt.normalize() <= pd.Timestamp(as_of))
+    sent_at = released.where(on_time).fillna(_utc(df["planned_send_at"])).fillna(scheduled)
     is_bonus = df["offer_template"].isin(BONUS_TEMPLATES).to_numpy()
     expiry = df["campaign_id"].map(lambda c: specs[c].offer.expiry_days if c in specs else _DEFAULT_EXPIRY_DAYS)
     ends = (sent_at + pd.to_timedelta(expiry.astype("int64"), unit="D")).where(is_bonus)
+    source = np.where(df["as_of_date"] == as_of.isoformat(), SENT_TODAY, "outbox")
     return _frame(df["player_id"], df["channel"], df["campaign_id"], _keys(df["campaign_id"], specs), sent_at,
-                  is_bonus, df["offer_cost_eur_cents"].fillna(0).astype("int64"), ends, ["outbox"] * len(df))
+                  is_bonus, df["offer_cost_eur_cents"].fillna(0).astype("int64"), ends, source)
+
+
+def split_own_sends(history: pd.DataFrame, campaign_id: str, channel: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the history a campaign's list is built on, the campaign's own messages already sent that day).
+
+    The first leaves out the campaign's :data:`SENT_TODAY` messages on its channel: its list
+    re-plans them and dispatch never sends one twice. Its sends of the day on another
+    channel (its file changed channel) are other messages and stay. The second holds every
+    message the campaign sent that day, on any channel (what its budget already paid).
+    """
+    if not len(history):
+        return history, history
+    own = ((history["source"] == SENT_TODAY) & (history["campaign_id"] == campaign_id)).to_numpy()
+    if not own.any():
+        return history, history.iloc[:0]
+    same = own & (history["channel"] == channel).to_numpy()
+    return history[~same].reset_index(drop=True), history[own].reset_index(drop=True)
+
+
+def not_yet_sent(planned: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """The planned messages that are not already in the day's outbox (:data:`SENT_TODAY` rows of
+    ``history``): the same campaign, player and channel is the same message, counted once, as sent."""
+    if not len(planned) or not len(history):
+        return planned
+    sent = history[history["source"] == SENT_TODAY]
+    if not len(sent):
+        return planned
+    key = ["campaign_id", "player_id", "channel"]
+    done = pd.MultiIndex.from_frame(sent[key].astype(str))
+    keep = ~pd.MultiIndex.from_frame(planned[key].astype(str)).isin(done)
+    return planned[keep].reset_index(drop=True)
 
 
 def lookback_days(specs: Iterable[CampaignSpec], policy_dedup_days: int) -> int:
@@ -159,10 +213,11 @@ def load_history(paths: Paths, as_of: dt.date, specs: Iterable[CampaignSpec], *,
     return pd.concat(parts, ignore_index=True) if parts else empty_history()
 
 
-def players_offered_a_bonus(paths: Paths, as_of: dt.date, specs: Iterable[CampaignSpec]) -> frozenset[str]:
-    """Players we ever sent a bonus offer to (outbox, as-of dates up to ``as_of``; the day's own
-    campaigns on ``as_of`` excluded): for the SE first-occasion rule, beside dim_player's bonuses."""
-    files = _outbox_files(paths, None, as_of, skip_today={s.id for s in specs})
+def players_offered_a_bonus(paths: Paths, as_of: dt.date) -> frozenset[str]:
+    """Players we sent a bonus offer to on as-of dates before ``as_of`` (outbox): for the SE
+    first-occasion rule, beside dim_player's bonuses. The bonus offers of ``as_of`` itself are in
+    the day's history (:data:`SENT_TODAY`), where a campaign's own re-planned messages are not."""
+    files = _outbox_files(paths, None, as_of - dt.timedelta(days=1))
     if not files:
         return frozenset()
     df = _read_outbox(files, "DISTINCT player_id, offer_template")
@@ -170,7 +225,9 @@ def players_offered_a_bonus(paths: Paths, as_of: dt.date, specs: Iterable[Campai
 
 
 def campaign_spent_cents(paths: Paths, campaign_id: str, as_of: dt.date) -> int:
-    """Offer cost this campaign already dispatched on as-of dates before ``as_of`` (its total budget's use)."""
+    """Offer cost this campaign already dispatched on as-of dates before ``as_of`` (its total budget's
+    use). What it dispatched on ``as_of`` itself is in the day's history (:func:`split_own_sends`):
+    a rebuild of the day counts it once, as paid, and its already-sent players cost nothing more."""
     files = [f for f in sorted(paths.outbox.glob(f"*/{campaign_id}/*.jsonl")) if f.stem < as_of.isoformat()]
     if not files:
         return 0

@@ -9,7 +9,10 @@ incremental NGR per cent of offer cost within the budget (the rule of
 (highest segment score first, else player id) while the campaign's remaining total budget
 lasts. :func:`build_day` builds the lists of one day in priority order (ties by id), each
 seeing what the higher-priority lists took, so caps, the one-bonus-per-day rule and the
-cost per player per day hold across campaigns; the order of the input does not matter.
+cost per player per day hold across campaigns; the order of the input does not matter. On a
+re-run of a dispatched date, what was already sent that day is a fact every list sees
+(:func:`campaign_context`): a list re-plans only its own campaign's messages, and the
+players its campaign already sent to cost its budget nothing more.
 
 :func:`publish` writes CSV, Parquet, XLSX, the suppression report and a manifest
 atomically under ``lists/<campaign_id>/<as_of>/``; the same inputs give byte-identical
@@ -24,7 +27,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,7 @@ from crm import eligibility, experiments
 from crm.campaign_spec import CampaignSpec, Rule
 from crm.config import Paths
 from crm.eligibility import Context
-from crm.history import planned_messages
+from crm.history import not_yet_sent, planned_messages, split_own_sends
 from crm.offers import offer_cost_cents
 from ml.policy import select_by_value_per_cost, take_within_budget
 
@@ -109,10 +112,27 @@ def _score(df: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(df[column], errors="coerce").astype(float).round(SCORE_DECIMALS).to_numpy()
 
 
-def remaining_budget_cents(spec: CampaignSpec, context: Context) -> int | None:
-    """What is left of the campaign's total budget after the offers it already dispatched (None: no budget)."""
+def campaign_context(spec: CampaignSpec, context: Context) -> tuple[Context, pd.DataFrame]:
+    """The context ``spec``'s list is built in, and the messages ``spec`` already sent that day.
+
+    The day's context holds every message already dispatched on the as-of date; ``spec``'s own
+    on its channel are the messages its list re-plans, so they leave its history
+    (:func:`crm.history.split_own_sends`). Without an outbox of the day: ``context`` unchanged.
+    """
+    history, sent = split_own_sends(context.history, spec.id, spec.channel)
+    return (context if history is context.history else replace(context, history=history)), sent
+
+
+def with_list(context: Context, rows: pd.DataFrame, spec: CampaignSpec, as_of: dt.date) -> Context:
+    """``context`` plus the messages a list of the day will send that are not already sent."""
+    return context.with_planned(not_yet_sent(planned_messages(rows, spec, as_of), context.history))
+
+
+def remaining_budget_cents(spec: CampaignSpec, context: Context, sent_today_cents: int = 0) -> int | None:
+    """What is left of the campaign's total budget after the offers it already dispatched, on earlier
+    dates and (``sent_today_cents``) on the day being rebuilt (None: no budget)."""
     total = spec.budget.total_cents
-    return None if total is None else total - int(context.spent_cents.get(spec.id, 0))
+    return None if total is None else total - int(context.spent_cents.get(spec.id, 0)) - sent_today_cents
 
 
 def _min_budget(*budgets: int | None) -> int | None:
@@ -120,8 +140,8 @@ def _min_budget(*budgets: int | None) -> int | None:
     return min(given) if given else None
 
 
-def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame,
-                     budget_cents: int | None = None) -> tuple[pd.DataFrame, dict]:
+def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: int | None = None, *,
+                     already_sent: frozenset[str] = frozenset()) -> tuple[pd.DataFrame, dict]:
     """The eligible players a ``target: by: uplift`` campaign lists, and the targeting summary.
 
     Value = ``uplift_ngr_score`` (EUR cents, net of the bonus cost; NULL or without profiling
@@ -135,7 +155,8 @@ def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame,
     randomized control of the targeted population) but costs nothing; the walk stops at
     the first treated player who does not fit, so the list is a prefix of the ranking and
     the treated cost never exceeds the budget. ``max_list_size`` caps the number listed
-    (holdout included).
+    (holdout included). Players in ``already_sent`` (this campaign's messages already dispatched
+    that day, paid for by the budget the caller passes) cost nothing more, like the holdout.
     """
     t, exp = spec.target, spec.experiment
     budget = t.budget_cents if budget_cents is None else budget_cents
@@ -143,9 +164,10 @@ def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame,
     value = np.where(_profiling(eligible), _score(eligible, UPLIFT_SCORE), np.nan)
     cost = offer_cost_cents(eligible, spec)
     holdout = experiments.assign(spec.id, exp.salt, ids, exp.holdout, exp.variants) == experiments.HOLDOUT
+    free = holdout | np.isin(ids, list(already_sent)) if already_sent else holdout
     sel = select_by_value_per_cost(value, cost, ids, max(budget, 0) if budget is not None else None,
-                                   min_value=t.min_uplift_cents, free=holdout, max_count=spec.max_list_size)
-    if budget is not None and budget <= 0:  # nothing left to spend: nobody, not even a holdout
+                                   min_value=t.min_uplift_cents, free=free, max_count=spec.max_list_size)
+    if budget is not None and budget <= 0 and not already_sent:  # nothing left to spend: nobody, not even a holdout
         sel = type(sel)(sel.index[:0], 0.0, sel.candidates, "budget")
     treated = sel.index[~holdout[sel.index]]
     summary = {
@@ -158,29 +180,32 @@ def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame,
     return eligible.iloc[sel.index], summary
 
 
-def _target_all(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: int | None) -> tuple[pd.DataFrame, dict]:
+def _target_all(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: int | None,
+                already_sent: frozenset[str] = frozenset()) -> tuple[pd.DataFrame, dict]:
     """``by: all``: everyone eligible, in a fixed order (the first segment score, highest first, else
-    the player id), cut at ``max_list_size`` and where the treated cost leaves the remaining budget."""
+    the player id), cut at ``max_list_size`` and where the treated cost leaves the remaining budget
+    (the holdout and players in ``already_sent`` cost nothing more)."""
     ranked = bool(spec.segment.all_scores)
     key = next(iter(spec.segment.all_scores)) if ranked else "player_id"
     ordered = eligible.sort_values([key, "player_id"], ascending=[not ranked, True], kind="stable")
     ids = ordered["player_id"].astype(str).to_numpy()
     exp = spec.experiment
     holdout = experiments.assign(spec.id, exp.salt, ids, exp.holdout, exp.variants) == experiments.HOLDOUT
+    free = holdout | np.isin(ids, list(already_sent)) if already_sent else holdout
     cost = offer_cost_cents(ordered, spec)
     order = np.arange(len(ordered))
-    if budget_cents is not None and budget_cents <= 0:
+    if budget_cents is not None and budget_cents <= 0 and not already_sent:
         within = take_within_budget(order[:0], cost, 0)
         stopped = "budget"
-    else:
-        within = take_within_budget(order, cost, budget_cents, free=holdout)
+    else:  # a budget used up by today's sends still re-lists the prefix of those already sent
+        within = take_within_budget(order, cost, None if budget_cents is None else max(budget_cents, 0), free=free)
         stopped = within.stopped_by
     n = len(within.index)
     cut_budget = len(ordered) - n
     if spec.max_list_size is not None and spec.max_list_size < n:
         n, stopped = spec.max_list_size, "max_list_size"
     taken = ordered.iloc[:n]
-    spent = int(cost[:n][~holdout[:n]].sum())
+    spent = int(cost[:n][~free[:n]].sum())
     summary = {"by": "all", "eligible": len(eligible), "targeted": n, "budget_eur_cents": budget_cents,
                "cut_by_budget": cut_budget, "cut_by_max_list_size": len(ordered) - cut_budget - n,
                "spent_eur_cents": spent, "stopped_by": stopped}
@@ -191,26 +216,37 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, conte
                ) -> BuiltList:
     """Select, check eligibility, target, price the offer and assign variants. Pure.
 
-    ``context``: the day's history (with the higher-priority lists), calendar, policy and
-    spent budgets; default: none of them (:class:`~crm.eligibility.Context` of ``as_of``).
+    ``context``: the day's history (with the higher-priority lists and what was already sent
+    that day), calendar, policy and spent budgets; default: none of them
+    (:class:`~crm.eligibility.Context` of ``as_of``). The campaign's own messages already sent
+    that day (:func:`campaign_context`) are re-planned, not counted against it, and paid for:
+    its budgets (``target.budget_eur`` per list, ``budget.total_eur``) hold for what was sent
+    plus what its list newly sends.
     """
     ctx = context if context is not None else Context(as_of)
     if ctx.as_of != as_of:
         raise ValueError(f"context is for {ctx.as_of}, the list for {as_of}")
+    ctx, sent = campaign_context(spec, ctx)
+    sent_cents = int(sent["cost_cents"].sum())
+    already = frozenset(sent.loc[sent["channel"] == spec.channel, "player_id"].astype(str))
     in_scope = audience[scope_mask(audience, spec)]
     in_segment = in_scope[segment_mask(in_scope, spec)]
     verdicts = eligibility.evaluate(in_segment, spec, ctx)
     eligible = in_segment[verdicts["eligible"].to_numpy()].copy()
-    remaining = remaining_budget_cents(spec, ctx)
+    remaining = remaining_budget_cents(spec, ctx, sent_cents)
     if spec.target.by == "uplift":
-        eligible, targeting = target_by_uplift(spec, eligible, _min_budget(spec.target.budget_cents, remaining))
+        per_list = None if spec.target.budget_cents is None else spec.target.budget_cents - sent_cents
+        eligible, targeting = target_by_uplift(spec, eligible, _min_budget(per_list, remaining),
+                                               already_sent=already)
         after = {"not_targeted_by_uplift": targeting["eligible"] - targeting["targeted"]}
     else:
-        eligible, targeting = _target_all(spec, eligible, remaining)
+        eligible, targeting = _target_all(spec, eligible, remaining, already)
         after = {"campaign_budget": targeting["cut_by_budget"], "max_list_size": targeting["cut_by_max_list_size"]}
     if spec.budget.total_cents is not None:
         targeting |= {"budget_total_eur_cents": spec.budget.total_cents,
                       "spent_before_eur_cents": int(ctx.spent_cents.get(spec.id, 0))}
+    if len(sent):
+        targeting |= {"already_sent_today": len(already), "sent_today_eur_cents": sent_cents}
     eligible = eligible.sort_values("player_id", kind="stable")
 
     exp = spec.experiment
@@ -266,7 +302,8 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, conte
 def build_day(specs: list[CampaignSpec], audience: pd.DataFrame, as_of: dt.date,
               context: Context | None = None) -> list[BuiltList]:
     """The lists of one day, built in priority order (1 first, ties by id), each seeing the
-    messages the higher-priority lists will send (:func:`crm.history.planned_messages`).
+    messages the higher-priority lists will send (:func:`with_list`: those not already sent) and
+    everything already sent that day (in ``context``; its own re-planned, see :func:`build_list`).
 
     Deterministic whatever the order of ``specs``: the build order is a total order of
     (priority, id), and each list is a pure function of the audience and the context the
@@ -280,7 +317,7 @@ def build_day(specs: list[CampaignSpec], audience: pd.DataFrame, as_of: dt.date,
     for spec in sorted(specs, key=lambda s: s.order_key):
         b = build_list(spec, audience, as_of, ctx)
         built.append(b)
-        ctx = ctx.with_planned(planned_messages(b.rows, spec, as_of))
+        ctx = with_list(ctx, b.rows, spec, as_of)
     return built
 
 

@@ -26,7 +26,7 @@ from crm.campaign_day import (
 from crm.campaign_spec import CampaignError, CampaignSpec, load_campaign, load_campaigns
 from crm.config import CAMPAIGNS_DIR, Paths
 from crm.eligibility import Context
-from crm.history import campaign_spent_cents, load_history, players_offered_a_bonus
+from crm.history import SENT_TODAY, campaign_spent_cents, load_history, players_offered_a_bonus, split_own_sends
 from crm.lists import build_day, build_list, list_dir, publish, segment_mask, verify_manifest
 from crm.policy import CalendarError, load_calendar
 from crm.segments import NAMED_SEGMENTS
@@ -140,20 +140,30 @@ def test_history_from_warehouse_deliveries_and_our_outbox(tmp_path):
     con.close()
     _outbox(paths, "email", "ours", dt.date(2025, 9, 30),
             [{"player_id": "p2", "offer_template": "bonus", "offer_cost_eur_cents": 1000},
-             {"player_id": "p5", "offer_template": "bonus", "offer_cost_eur_cents": 1000}])
+             {"player_id": "p5", "offer_template": "bonus", "offer_cost_eur_cents": 1000},
+             # released late the same day: its own time; released by a backfill months later: planned
+             {"player_id": "p8", "sent_at": "2025-09-30T11:30:00Z", "planned_send_at": "2025-09-30T09:00:00Z"},
+             {"player_id": "p9", "sent_at": "2026-03-01T10:00:00Z", "planned_send_at": "2025-09-30T08:00:00Z"}])
     _outbox(paths, "email", "ours", AS_OF, [{"player_id": "p6", "offer_template": "bonus",
-                                            "offer_cost_eur_cents": 1000}])  # today's own: a rebuild ignores it
+                                            "offer_cost_eur_cents": 1000}])  # today's own: its list re-plans it
     _outbox(paths, "push", "gone", AS_OF, [{"player_id": "p7"}])  # today's, campaign no longer defined: counts
     h = load_history(paths, AS_OF, [spec], days=30).sort_values(["player_id", "sent_at"]).reset_index(drop=True)
-    assert list(h["player_id"]) == ["p1", "p2", "p5", "p7"]  # no open, no as-of-day event, p2 counted once
+    # no open, no as-of-day delivery event, p2 counted once; what was sent today is a fact
+    assert list(h["player_id"]) == ["p1", "p2", "p5", "p6", "p7", "p8", "p9"]
     p2 = h[h["player_id"] == "p2"].iloc[0]
     assert p2["source"] == "outbox" and p2["sent_at"] == pd.Timestamp("2025-09-30 09:00")
     assert p2["is_bonus_offer"] and p2["offer_ends_at"] == pd.Timestamp("2025-10-03 09:00")
-    assert h.loc[h["player_id"] == "p7", "sent_at"].iloc[0] == pd.Timestamp("2025-10-01 23:59:59")  # unknown: late
-    assert campaign_spent_cents(paths, "ours", AS_OF) == 2000  # earlier dates only
-    assert players_offered_a_bonus(paths, AS_OF, [spec]) == frozenset({"p2", "p5"})
+    at = dict(zip(h["player_id"], h["sent_at"], strict=True))
+    assert at["p7"] == pd.Timestamp("2025-10-01 23:59:59")  # unknown campaign: as late as possible
+    assert at["p8"] == pd.Timestamp("2025-09-30 11:30") and at["p9"] == pd.Timestamp("2025-09-30 08:00")
+    assert list(h.loc[h["source"] == SENT_TODAY, "player_id"]) == ["p6", "p7"]
+    mine, sent = split_own_sends(h, "ours", "email")  # the campaign's own sends of the day leave its history
+    assert "p6" not in set(mine["player_id"]) and list(sent["player_id"]) == ["p6"]
+    assert split_own_sends(h, "gone", "email")[0].equals(h)  # another channel: another message, it stays
+    assert campaign_spent_cents(paths, "ours", AS_OF) == 2000  # earlier dates only (today's: in the history)
+    assert players_offered_a_bonus(paths, AS_OF) == frozenset({"p2", "p5"})
     ctx = day_context(paths, AS_OF, [spec])
-    assert ctx.spent_cents == {"ours": 2000} and len(ctx.history) == 4
+    assert ctx.spent_cents == {"ours": 2000} and len(ctx.history) == 7
 
 
 # --------------------------------------------------------------------------- one asset per campaign == the day
@@ -258,11 +268,19 @@ def test_gate_recomputes_the_jurisdiction_rules_from_the_profile():
                               consent_email_products=["sports", "casino", "casino", "casino"])
     spec = CampaignSpec.model_validate({"id": "gated", "name": "g", "channel": "email",
                                         "offer": {"template": "bonus", "value_eur": 10, "wagering": 10}})
-    rows = build_list(spec, aud.assign(country="DE"), AS_OF).rows  # built as if all were DE: a poisoned list
+    rows = build_list(spec, aud.assign(country="MT"), AS_OF).rows  # built as if all were MT: a poisoned list
     v = {p: (None if pd.isna(x) else x) for p, x in zip(rows["player_id"], recompute_violations(rows, aud),
                                                           strict=True)}
     assert v == {"uk": "no consent for product casino (UK)", "se": "bonus after a first bonus (SE)",
                  "nl": "bonus under 24 (NL)", "ok": None}
+    # DE asks for consent naming the product too; a withdrawn product fails everywhere
+    aud2 = _audience(3).assign(player_id=["de", "mt_withdrawn", "ok"], country=["DE", "MT", "DE"],
+                               consent_email_products=["sports", "casino", "casino"],
+                               consent_email_products_withdrawn=[None, "casino", "sports"])
+    rows = build_list(spec, aud2.assign(country="MT", consent_email_products_withdrawn=None), AS_OF).rows
+    v = dict(zip(rows["player_id"], recompute_violations(rows, aud2), strict=True))
+    assert {p: (None if pd.isna(x) else x) for p, x in v.items()} == {
+        "de": "no consent for product casino (DE)", "mt_withdrawn": "product casino withdrawn on email", "ok": None}
 
 
 def test_gate_checks_the_days_limits_across_lists():

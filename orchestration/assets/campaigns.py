@@ -2,10 +2,15 @@
 
 The list assets of a day depend on the list assets of every higher-priority campaign
 (priority, then id), so Dagster builds them in that order and the UI shows it; each reads
-the published higher-priority lists of its date (:func:`crm.campaign_day.build_one`).
+the published higher-priority lists of its date (:func:`crm.campaign_day.build_one`). The
+compliance gate of a list (:func:`gate_published_list`) checks the day's limits against the
+published higher-priority lists and what was already sent that day (the outbox).
 """
 
+import datetime as dt
+from pathlib import Path
 
+import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -23,13 +28,15 @@ from dagster import (
 from crm.approvals import record_spec_changes
 from crm.campaign_day import build_one, higher_priority, published_rows
 from crm.campaign_spec import CampaignSpec
+from crm.config import Paths
 from crm.dispatch import dispatch_list
 from crm.eligibility import effective_caps
 from crm.lists import list_dir, publish, read_manifest
 from crm.overrides import record_list_gate
 from crm.policy import POLICY
 from crm.warehouse import read_table
-from expectations.campaign_list import gate_list, recent_list_sizes
+from expectations.campaign_list import gate_list, read_sent, recent_list_sizes
+from expectations.validate import GateResult
 from orchestration.assets._gates import check_result, docs_dir
 from orchestration.assets._meta import md_table
 from orchestration.resources import CrmResource
@@ -41,6 +48,28 @@ SRM_ALPHA = 0.001
 
 def list_key(spec: CampaignSpec) -> AssetKey:
     return AssetKey(["campaigns", spec.id, "list"])
+
+
+def gate_published_list(paths: Paths, spec: CampaignSpec, specs: list[CampaignSpec], as_of: dt.date,
+                        docs: Path | None = None) -> GateResult:
+    """The compliance gate's suite on the published list of ``spec`` for ``as_of``: the profile,
+    the campaign's budgets and limits, the published higher-priority lists of the day and the
+    outbox of the day (and of the day before, for the cooldown) as dispatch left it."""
+    lst = pd.read_parquet(list_dir(paths, spec.id, as_of) / "list.parquet")
+    caps = effective_caps(spec, POLICY)
+    marketing = not spec.transactional  # a transactional message bypasses the caps and the cooldown
+    return gate_list(lst, read_table(paths, "dim_player"), spec.experiment.holdout, list(spec.experiment.variants),
+                     budget_cents=min((b for b in (spec.target.budget_cents, spec.budget.total_cents)
+                                       if b is not None), default=None),
+                     min_uplift_cents=spec.target.min_uplift_cents,
+                     day_lists=[published_rows(paths, h, as_of) for h in higher_priority(spec, specs)],
+                     sent=read_sent(paths.outbox, as_of, lists_dir=paths.lists),
+                     max_cost_per_player_cents=int(caps["cost_per_player_day_cents"]),
+                     bonus_offers_per_day=int(caps["bonus_offers_per_day"]),
+                     channel_day_cap=int(caps["channel_day"]) if marketing else None,
+                     global_day_cap=int(caps["global_day"]) if marketing else None,
+                     cooldown_hours=float(caps["cooldown_hours"]) if marketing else None,
+                     size_history=recent_list_sizes(paths.lists / spec.id, as_of), docs_dir=docs)
 
 
 def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
@@ -86,27 +115,12 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
     @asset_check(asset=campaign_list, name="compliance_gate", blocking=True,
                  description="Great Expectations suite: no ineligible player (recomputed from the profile), "
                              "unique players, known variants, holdout share, costs, the day's limits with the "
-                             "higher-priority lists (cost per player, one bonus offer, daily caps), list size "
-                             "within a band around the median of recent runs, manifest checksums.")
+                             "higher-priority lists and what was already sent that day (cost per player, one "
+                             "bonus offer, daily caps, cooldown), list size within a band around the median of "
+                             "recent runs, manifest checksums.")
     def compliance_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
         paths, as_of = crm.paths(), crm.as_of(context)
-        directory = list_dir(paths, spec.id, as_of)
-        import pandas as pd
-
-        lst = pd.read_parquet(directory / "list.parquet")
-        profile = read_table(paths, "dim_player")
-        caps = effective_caps(spec, POLICY)
-        day_lists = [published_rows(paths, h, as_of) for h in higher]
-        result = gate_list(lst, profile, spec.experiment.holdout, list(spec.experiment.variants),
-                           budget_cents=min((b for b in (spec.target.budget_cents, spec.budget.total_cents)
-                                             if b is not None), default=None),
-                           min_uplift_cents=spec.target.min_uplift_cents, day_lists=day_lists,
-                           max_cost_per_player_cents=int(caps["cost_per_player_day_cents"]),
-                           bonus_offers_per_day=int(caps["bonus_offers_per_day"]),
-                           channel_day_cap=None if spec.transactional else int(caps["channel_day"]),
-                           global_day_cap=None if spec.transactional else int(caps["global_day"]),
-                           size_history=recent_list_sizes(paths.lists / spec.id, as_of),
-                           docs_dir=docs_dir(paths) / spec.id)
+        result = gate_published_list(paths, spec, specs, as_of, docs=docs_dir(paths) / spec.id)
         # overrides by a named person (never of a compliance expectation), manifest checksums, gate.json
         v = record_list_gate(paths, spec.id, as_of, result)
         return check_result(v.result, v.overrides, {"manifest_checksums": f"mismatch: {v.tampered}" if v.tampered
