@@ -2,8 +2,11 @@
 
     python -m bench.run [--sim-sizes 20000,200000,1000000] [--e2e-sizes 20000,200000] [--days 120]
                         [--lists-players 1000000] [--gates/--no-gates] [--gates-repeat 1]
+                        [--landing-players 200000]
 
 * simulator: events/s and peak memory (max RSS of the simulating process) per size;
+* landing (`crm ingest`: the contract checks and normalization) against one bare DuckDB copy of
+  the same files (bench.landing; --landing-players 0 skips it);
 * daily refresh end to end (`crm run`: landing, dbt, training, scoring, lists, gates,
   dispatch) per size, each in a fresh data home;
 * the dbt build as a ratio to one bare DuckDB aggregation over the same landed events;
@@ -159,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="gate overhead (bench.gates) on the last end-to-end home")
     ap.add_argument("--gates-repeat", type=int, default=1,
                     help="pairs of gate-overhead runs (with, without checks); the best of each is kept")
+    ap.add_argument("--landing-players", type=int, default=200_000,
+                    help="players for the landing bench against a bare DuckDB copy (bench.landing; 0: skip)")
     args = ap.parse_args(argv)
     root = crm_home() / "bench" / "work"
     root.mkdir(parents=True, exist_ok=True)
@@ -169,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     for n in [int(x) for x in args.sim_sizes.split(",") if x]:
         print(f"simulator: {n:,} players x {args.days} days ...", flush=True)
         report["simulator"].append(bench_simulator(root, n, args.days))
+    if args.landing_players:
+        print(f"landing: {args.landing_players:,} players x {args.days} days vs a bare copy ...", flush=True)
+        _, _, out = _run([sys.executable, "-m", "bench.landing", "--players", str(args.landing_players),
+                          "--days", str(args.days), "--json"], os.environ.copy())
+        report["landing"] = json.loads(out)
     e2e_sizes = [int(x) for x in args.e2e_sizes.split(",") if x]
     for i, n in enumerate(e2e_sizes):
         print(f"daily refresh end to end: {n:,} players x {args.days} days ...", flush=True)
@@ -188,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
 def print_report(report: dict) -> None:
     print("\nSimulator")
     print(_table(report["simulator"], ["players", "days", "events", "seconds", "events_per_s", "peak_rss_mib"]))
+    if "landing" in report:
+        from bench.landing import format_table as landing_table
+
+        print("\nLanding (crm ingest) vs. one bare DuckDB copy of the same files (python -m bench.landing)")
+        print(landing_table(report["landing"]))
     print("\nDaily refresh (crm run, through Dagster) and dbt build vs. one bare DuckDB aggregation")
     print(_table(report["refresh"], ["players", "events", "refresh_seconds", "refresh_peak_rss_mib",
                                      "dbt_build_seconds", "bare_duckdb_seconds", "dbt_vs_bare_ratio",

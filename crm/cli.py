@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from crm.config import CAMPAIGNS_DIR, export_env
+from crm.config import campaigns_dir, export_env
 
 
 def _echo_json(obj: object) -> None:
@@ -78,16 +78,18 @@ def ingest(path: str, as_json: bool) -> None:
     from pathlib import Path
 
     from crm.landing import SUPPORTED_SUFFIXES, LandingError, ingest_file
+    from crm.run_lock import RunInProgress, run_lock
 
     paths = export_env()
     p = Path(path)
     files = sorted(f for f in p.iterdir() if f.suffix.lower() in SUPPORTED_SUFFIXES) if p.is_dir() else [p]
     reports = []
-    for f in files:
-        try:
-            reports.append(ingest_file(f, paths))
-        except LandingError as e:
-            raise click.ClickException(str(e)) from e
+    try:
+        with run_lock(paths, f"crm ingest {path}"):
+            for f in files:
+                reports.append(ingest_file(f, paths))
+    except (LandingError, RunInProgress) as e:
+        raise click.ClickException(str(e)) from e
     if as_json:
         _echo_json([r.to_dict() for r in reports])
         return
@@ -183,13 +185,21 @@ def lists_cmd(as_json: bool) -> None:
 
 
 @main.command("campaigns")
-@click.option("--dir", "directory", default=str(CAMPAIGNS_DIR), show_default=True, help="campaign folder")
-def campaigns_cmd(directory: str) -> None:
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="campaign folder [default: $CRM_CAMPAIGNS_DIR, else campaigns/ in the checkout]")
+def campaigns_cmd(directory: str | None) -> None:
     """Validate the campaign YAML files and the blackout calendar (_calendar.yaml) and list them
-    (exit 1 if any is broken)."""
+    (exit 1 if any is broken). Reads the folder the pipeline reads: $CRM_CAMPAIGNS_DIR, else
+    campaigns/ in the checkout (--dir another)."""
+    from pathlib import Path
+
     from crm.campaign_spec import load_campaigns
     from crm.policy import CalendarError, load_calendar
 
+    directory = directory or str(campaigns_dir())  # at call time: the environment of this run
+    if not Path(directory).is_dir():
+        raise click.ClickException(f"no campaign folder {directory}")
+    click.echo(f"campaigns in {directory}")
     specs, errors = load_campaigns(directory)
     try:
         calendar = load_calendar(directory)
@@ -228,19 +238,24 @@ def import_daily_cmd(file_: str, mapping: str, as_json: bool) -> None:
       currency: EUR             # or currency_column: ccy (rates: dbt_project/seeds/fx_rates.csv)
       date_format: "%Y-%m-%d"   # optional
       encoding: utf-8           # optional, CSV: utf-8 | latin-1 | utf-16
+      delimiter: ","            # optional, CSV: , ; | "\\t" (default: tab for .tsv, else comma)
 
     A measure you do not map is stored as 0 (money) or NULL (sessions) and listed as missing.
     The whole file is checked first; on any problem nothing is written and the errors name
-    the column, the file and the first bad lines. Money is stored in EUR cents under
+    the column, the file and the first bad lines. CSV is read strictly: an unbalanced quote,
+    a wrong number of fields or a blank line rejects the file. Dates must lie in
+    1990-01-01 .. tomorrow (UTC). Money is stored in EUR cents under
     $CRM_HOME/landing/imported_daily/; importing the same file and mapping again changes
     nothing. Full example: docs/examples/daily_mapping.yaml (with daily_export.csv).
     """
     from crm.import_daily import ImportDailyError, import_daily
+    from crm.run_lock import RunInProgress, run_lock
 
     paths = export_env()
     try:
-        r = import_daily(file_, mapping, paths)
-    except ImportDailyError as e:
+        with run_lock(paths, f"crm import-daily --file {file_}"):
+            r = import_daily(file_, mapping, paths)
+    except (ImportDailyError, RunInProgress) as e:
         raise click.ClickException(str(e)) from e
     if as_json:
         _echo_json(r.to_dict())
@@ -277,13 +292,12 @@ def readout_cmd(campaign_id: str | None, window_days: float, as_json: bool) -> N
     Only players whose outcome window has ended before the warehouse's as-of date count.
     Reads the warehouse built by `crm run`; writes nothing.
     """
-    import os
 
     from crm.campaign_spec import load_campaigns
     from crm.readout import effects_table, readout, summary_line
 
     paths = export_env()
-    specs, _ = load_campaigns(os.environ.get("CRM_CAMPAIGNS_DIR", str(CAMPAIGNS_DIR)))
+    specs, _ = load_campaigns(campaigns_dir())
     shares = {s.id: s.experiment.holdout for s in specs}
     try:
         results = readout(paths, campaign_id, expected_control_share=shares, attribution_window_days=window_days)

@@ -6,6 +6,7 @@ creates directories except :func:`ensure`.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,11 @@ class Paths:
         return self.home / "audit"
 
     @property
+    def simulation_file(self) -> Path:
+        """Written by ``crm simulate``: this home holds a simulated casino (its days are history)."""
+        return self.home / "simulation.json"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
@@ -113,6 +119,26 @@ def crm_home() -> Path:
 
 def paths() -> Paths:
     return Paths(crm_home())
+
+
+def dispatch_clock(p: Paths) -> dt.datetime | None:
+    """The instant a dispatch sends at (naive UTC), or None: on time, each message at its planned
+    send time (a replay of history).
+
+    ``$CRM_NOW``: ``wall`` (the wall clock), ``planned`` (on time), or an ISO-8601 instant. Unset:
+    on time in a simulated home (``crm simulate`` writes :attr:`Paths.simulation_file`: its days
+    are history, not now), else the wall clock.
+    """
+    value = (os.environ.get("CRM_NOW") or "").strip()
+    if value == "planned" or (not value and p.simulation_file.exists()):
+        return None
+    if not value or value == "wall":
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ValueError(f"CRM_NOW={value!r}: expected wall, planned or an ISO-8601 instant") from e
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
 def campaigns_dir() -> Path:

@@ -8,7 +8,13 @@ Money is in minor units (integers) with a currency; times are UTC ISO-8601.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from crm.config import DBT_PROJECT_DIR
 
 # JSON types as DuckDB's json_type() reports them, per logical type we accept.
 JSON_TYPES: dict[str, tuple[str, ...]] = {
@@ -20,6 +26,10 @@ JSON_TYPES: dict[str, tuple[str, ...]] = {
     "timestamp": ("VARCHAR",),  # ISO-8601 UTC, checked with try_cast
 }
 
+# Payload keys with contact details or device identity: no relation of the warehouse shows them
+# (dbt macro pii_fields(), the same list).
+PII_FIELDS = ("email", "phone", "device_id", "ip")
+
 ENVELOPE_REQUIRED = ("event_id", "event_type", "player_id", "brand_id", "occurred_at")
 ENVELOPE_OPTIONAL = ("trace_id",)
 
@@ -27,6 +37,36 @@ CHANNELS = ("email", "push", "sms", "in_app")
 CONSENT_CHANNELS = CHANNELS + ("profiling",)
 JURISDICTIONS = ("UK", "MT", "NL", "SE", "DE")
 SELF_EXCLUSION_SCOPES = ("brand", "operator", "cooling_off")
+# Products a campaign can promote and a consent can name (consent.* payload `product`).
+PRODUCTS = ("casino", "sports", "poker", "bingo", "lottery")
+PURPOSES = ("marketing", "profiling")
+LIMIT_KINDS = ("deposit", "loss", "wager", "session", "time")
+# Currencies with an EUR rate: the fx_rates seed is the single source (the warehouse converts
+# every amount with it and stops on a currency it lacks, so landing refuses those first).
+FX_RATES_CSV = DBT_PROJECT_DIR / "seeds" / "fx_rates.csv"
+with FX_RATES_CSV.open(newline="") as _f:
+    # XXX (ISO 4217: no currency) has a rate of 0 for bonus events whose currency has none
+    CURRENCIES: tuple[str, ...] = tuple(r["currency"] for r in csv.DictReader(_f) if r["currency"] != "XXX")
+
+# The players' own stop events: a withdrawal of consent or a self-exclusion. A record of one of
+# these that names a player is never quarantined for its payload or its time (a quarantined stop
+# would leave the player contactable): landing reads it the safe way instead: no or an unknown
+# channel withdraws every channel, no or an unknown scope excludes operator-wide, an unreadable
+# `until` is indefinite, an unusable time is the landing time (see VOCABULARIES, EARLIEST_EVENT_TIME).
+WITHDRAWALS = ("consent.revoked", "crm.unsubscribe", "crm.complaint")
+SELF_EXCLUSION_START = "rg.self_exclusion.started"
+STOP_EVENTS = (*WITHDRAWALS, SELF_EXCLUSION_START)
+ALL_CHANNELS = "*"  # the channel of a withdrawal that names none of ours: it withdraws every channel
+
+# Event times we accept: from 1990 (before any online casino) to a day after landing (clock
+# skew); other records are quarantined. A stop event outside them (or with no readable time)
+# lands at the time it was landed, the moment we learned of it, with the value sent kept as
+# payload.occurred_at_received.
+EARLIEST_EVENT_TIME = dt.datetime(1990, 1, 1)
+MAX_FUTURE_SKEW = dt.timedelta(days=1)
+# Limits on one record (bytes of its JSON text) and on an id; larger ones are quarantined.
+MAX_RECORD_BYTES = 64 * 1024
+MAX_ID_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -80,8 +120,9 @@ PAYLOADS: dict[str, tuple[Field, ...]] = {
     "rg.limit.set": _f("kind:string value:integer"),
     "rg.limit.hit": _f("kind:string value:integer?"),
     "rg.reality_check": _f("session_minutes:integer?"),
-    "rg.self_exclusion.started": _f("scope:string until:timestamp?"),
-    "rg.self_exclusion.ended": _f("scope:string?"),
+    # scope: absent or unknown on a start is operator-wide; an end must name it (VOCABULARIES)
+    "rg.self_exclusion.started": _f("scope:string? until:timestamp?"),
+    "rg.self_exclusion.ended": _f("scope:string"),
     "consent.granted": _CONSENT,
     "consent.revoked": _CONSENT,
     "crm.delivery": _CRM,
@@ -93,3 +134,107 @@ PAYLOADS: dict[str, tuple[Field, ...]] = {
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(PAYLOADS)
+
+
+# --------------------------------------------------------------------------- enumerated values
+# Every enumerated payload value is normalized once, at landing, by these rules (SQL in
+# crm.landing, Python in normalize() for single records; tests keep the two in step). The key of
+# a value drops invisible characters (zero-width space, BOM ...), then for lower-case vocabularies
+# lower-cases it and turns runs of spaces, dots, hyphens and underscores into one underscore
+# ("In-App " -> "in_app"); for upper-case ones it upper-cases and drops all white space. A key in
+# ``values`` or ``aliases`` (or matching ``pattern``) gives the canonical value; any other is
+# *unknown*: quarantined with a reason (``on_unknown`` None) or replaced by ``on_unknown``, the
+# fail-closed reading ("" drops the field: e.g. an unknown product on a withdrawal withdraws all
+# products of the channel). A changed value keeps what was sent as payload.<field>_received.
+
+# Characters a value may carry around or inside it without meaning anything: invisible ones
+# (dropped) and white space (a separator). Both lists are spelled out so that the SQL (RE2) and
+# Python regular expressions agree exactly; a key with any other non-ASCII character is unknown.
+INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+WHITESPACE = " \t\n\r\f\v\u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+             "\u2028\u2029\u202f\u205f\u3000"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    field: str
+    event_types: tuple[str, ...]
+    values: tuple[str, ...]
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    case: str = "lower"  # lower | upper
+    on_unknown: str | None = None  # None: quarantine the record; "": drop the field; else this value
+    pattern: str | None = None  # a key matching this (full match) is accepted as it is
+    when_missing: str | None = None  # the value of an absent field (None: it stays absent)
+
+    def key(self, value: str) -> str | None:
+        """The comparable form of ``value`` (see above); None if it holds other non-ASCII characters."""
+        v = "".join(ch for ch in value if ch not in INVISIBLE)
+        ws = re.escape(WHITESPACE)
+        v = re.sub(f"[{ws}]+", "", v) if self.case == "upper" else re.sub(f"[{ws}._-]+", "_", v)
+        if not v.isascii():
+            return None
+        return v.upper() if self.case == "upper" else v.lower().strip("_")
+
+    def canonical(self, value: str) -> str | None:
+        """The canonical value of ``value``, or None when it is unknown."""
+        k = self.key(value)
+        if k is None:
+            return None
+        if k in self.values:
+            return k
+        if k in self.aliases:
+            return self.aliases[k]
+        if self.pattern and re.fullmatch(self.pattern, k):
+            return k
+        return None
+
+
+_CHANNEL_ALIASES = {"e_mail": "email", "mail": "email", "text": "sms", "txt": "sms", "text_message": "sms",
+                    "inapp": "in_app", "push_notification": "push", "push_notifications": "push",
+                    "mobile_push": "push"}
+_PRODUCT_ALIASES = {"sport": "sports", "sportsbook": "sports", "sports_betting": "sports", "betting": "sports",
+                    "slots": "casino", "live_casino": "casino", "lotto": "lottery"}
+_SCOPE_ALIASES = {"cooling": "cooling_off", "cool_off": "cooling_off", "cooloff": "cooling_off",
+                  "coolingoff": "cooling_off", "time_out": "cooling_off", "timeout": "cooling_off",
+                  "operator_wide": "operator", "operatorwide": "operator", "global": "operator", "all": "operator",
+                  "all_brands": "operator", "site": "brand", "brand_only": "brand"}
+_BONUS = ("bonus.issued", "bonus.consumed", "bonus.expired")
+_MONEY = ("player.registered", "bet.placed", "bet.settled", "wallet.debit", "wallet.credit", "payment.intent",
+          "payment.authorized", "payment.captured", "payment.failed", "payment.refund", "payment.withdraw")
+
+VOCABULARIES: tuple[Vocabulary, ...] = (
+    # a grant or a message event must name one of our channels; a withdrawal that does not
+    # withdraws them all (and profiling: it may have meant it)
+    Vocabulary("channel", ("consent.granted",), CONSENT_CHANNELS, _CHANNEL_ALIASES),
+    Vocabulary("channel", ("consent.revoked",), CONSENT_CHANNELS, _CHANNEL_ALIASES, on_unknown=ALL_CHANNELS,
+               when_missing=ALL_CHANNELS),
+    Vocabulary("channel", ("crm.unsubscribe", "crm.complaint"), CHANNELS, _CHANNEL_ALIASES, on_unknown=ALL_CHANNELS,
+               when_missing=ALL_CHANNELS),
+    Vocabulary("channel", ("crm.delivery", "crm.open", "crm.click", "crm.bounce"), CHANNELS, _CHANNEL_ALIASES),
+    Vocabulary("product", ("consent.granted",), PRODUCTS, _PRODUCT_ALIASES),
+    Vocabulary("product", ("consent.revoked",), PRODUCTS, _PRODUCT_ALIASES, on_unknown=""),
+    Vocabulary("purpose", ("consent.granted",), PURPOSES),
+    Vocabulary("purpose", ("consent.revoked",), PURPOSES, on_unknown=""),
+    # an exclusion of unknown (or no) scope is operator-wide, the widest; an end must say which
+    # exclusion it ends (one of another scope never ends an exclusion)
+    Vocabulary("scope", (SELF_EXCLUSION_START,), SELF_EXCLUSION_SCOPES, _SCOPE_ALIASES, on_unknown="operator",
+               when_missing="operator"),
+    Vocabulary("scope", ("rg.self_exclusion.ended",), SELF_EXCLUSION_SCOPES, _SCOPE_ALIASES),
+    # a limit or a limit hit of a kind we do not know still counts (harm indicators)
+    Vocabulary("kind", ("rg.limit.set", "rg.limit.hit"), LIMIT_KINDS, on_unknown="other"),
+    Vocabulary("currency", _MONEY, CURRENCIES, case="upper"),
+    # a bonus in a currency without a rate still counts as a bonus received (SE: first occasion only)
+    Vocabulary("currency", _BONUS, CURRENCIES, case="upper", on_unknown="XXX"),
+    # ISO 3166 alpha-2, but the United Kingdom is UK here (the licence), GB accepted
+    Vocabulary("country", ("player.registered", "player.updated"), (), {"GB": "UK"}, case="upper",
+               pattern="[A-Z]{2}"),
+)
+
+
+def vocabulary(field_name: str, event_type: str) -> Vocabulary | None:
+    """The vocabulary of ``field_name`` on ``event_type``, if that value is enumerated."""
+    for v in VOCABULARIES:
+        if v.field == field_name and event_type in v.event_types:
+            return v
+    return None
+

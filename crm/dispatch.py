@@ -27,13 +27,16 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crm.approvals import status as approval_status
 from crm.campaign_spec import CampaignError, CampaignSpec, load_campaign
-from crm.config import Paths, campaigns_dir
+from crm.config import Paths, campaigns_dir, dispatch_clock
+from crm.contract import ALL_CHANNELS, SELF_EXCLUSION_START, WITHDRAWALS
+from crm.eligibility import quiet_hours_at
 from crm.experiments import HOLDOUT
 from crm.landing import landed_glob
 from crm.lists import gate_verdict, list_dir, read_manifest
@@ -50,12 +53,14 @@ ASSIGNMENT_SCHEMA = pa.schema([
 # are read again: a self-exclusion suppresses the player; on the list's channel (and
 # ``profiling`` for ML-targeted campaigns) the latest of consent.granted / consent.revoked /
 # crm.unsubscribe / crm.complaint decides, as in the warehouse (a withdrawal holds until a later
-# grant; at the same instant the withdrawal wins). Events arriving more than the window late are
-# seen by the next day's lists only.
-SELF_EXCLUSION = "rg.self_exclusion.started"
-WITHDRAWALS = ("consent.revoked", "crm.unsubscribe", "crm.complaint")
+# grant; at the same instant the withdrawal wins; a withdrawal landed with channel '*' counts on
+# every channel); and for the campaign's product, the latest grant naming it or withdrawal naming
+# it (or no product) decides too. Events arriving more than the window late are seen by the next
+# day's lists only.
+SELF_EXCLUSION = SELF_EXCLUSION_START
 STOP_EVENTS = (SELF_EXCLUSION, *WITHDRAWALS)
 STOP_LOOKBACK_DAYS = 7
+QUIET_HOURS_AT_SEND = "quiet_hours_at_send"  # held: the send runs late, into the player's quiet hours
 SUPPRESSED_FILE = "suppressed_at_send.json"  # beside the list: who was not sent and why
 MESSAGE_FIELDS = ("idempotency_key", "campaign_id", "channel", "player_id", "variant", "as_of_date",
                   "locale", "timezone", "offer_template", "offer_cost_eur_cents")
@@ -166,34 +171,52 @@ def write_assignments(paths: Paths, campaign_id: str, as_of: dt.date, channel: s
     return target, table, True
 
 
-def send_time_suppressions(paths: Paths, as_of: dt.date, player_ids, channels: tuple[str, ...] | list[str]
-                           ) -> dict[str, dict]:
+def send_time_suppressions(paths: Paths, as_of: dt.date, player_ids, channels: tuple[str, ...] | list[str],
+                           product: str | None = None) -> dict[str, dict]:
     """Players among ``player_ids`` to leave out at send time (see :data:`STOP_EVENTS`): a
-    self-exclusion, or a withdrawal on one of ``channels`` not followed by a grant, with an event
-    time at or after ``as_of`` - :data:`STOP_LOOKBACK_DAYS` (00:00 UTC) in the landed events.
-    Returns player id -> the first such event (type, channel, event time)."""
+    self-exclusion, or a withdrawal on one of ``channels`` not followed by a grant, or (with
+    ``product``) a withdrawal of that product on ``channels[0]`` not followed by a grant naming it,
+    with an event time at or after ``as_of`` - :data:`STOP_LOOKBACK_DAYS` (00:00 UTC) in the
+    landed events. Returns player id -> the first such event (type, channel, event time)."""
     import duckdb
 
     glob = landed_glob(paths)
     if glob is None:
         return {}
     ids = pd.DataFrame({"player_id": pd.Series(list(player_ids), dtype="string")})
+    chans = pd.DataFrame({"channel": pd.Series(list(channels), dtype="string")})
     cutoff = dt.datetime.combine(as_of - dt.timedelta(days=STOP_LOOKBACK_DAYS), dt.time())
     kinds = (SELF_EXCLUSION, "consent.granted", *WITHDRAWALS)
     with duckdb.connect() as con:
         con.register("ids", ids)
+        con.register("chans", chans)
         rows = con.execute(f"""
             WITH ev AS (
                 SELECT e.player_id, e.event_type, e.occurred_at,
-                       json_extract_string(e.payload, '$.channel') AS channel
+                       json_extract_string(e.payload, '$.channel') AS channel,
+                       json_extract_string(e.payload, '$.product') AS product
                 FROM read_parquet(?) e JOIN ids USING (player_id)
                 WHERE e.occurred_at >= ? AND e.event_type IN ({", ".join("?" * len(kinds))})
+            ),
+            changes AS (  -- consent changes on a requested channel ('*': on every channel)
+                SELECT ev.player_id, ev.event_type, ev.occurred_at, c.channel, ev.product
+                FROM ev JOIN chans c
+                  ON ev.channel = c.channel OR (ev.channel = ? AND ev.event_type <> 'consent.granted')
+                WHERE ev.event_type <> ?
             ),
             latest AS (  -- per player and channel, the latest consent change (a withdrawal wins a tie)
                 SELECT player_id, channel,
                        arg_max(event_type, [epoch_us(occurred_at), (event_type <> 'consent.granted')::INT]) AS kind,
                        max(occurred_at) AS changed_at
-                FROM ev WHERE event_type <> ? AND channel IN ({", ".join("?" * len(channels))})
+                FROM changes GROUP BY player_id, channel
+            ),
+            product_latest AS (  -- the campaign's product on its channel: grants naming it, withdrawals of it or all
+                SELECT player_id, channel,
+                       arg_max(event_type, [epoch_us(occurred_at), (event_type <> 'consent.granted')::INT]) AS kind,
+                       max(occurred_at) AS changed_at
+                FROM changes
+                WHERE ? IS NOT NULL AND channel = ?
+                  AND (product = ? OR (product IS NULL AND event_type <> 'consent.granted'))
                 GROUP BY player_id, channel
             ),
             stops AS (
@@ -201,11 +224,19 @@ def send_time_suppressions(paths: Paths, as_of: dt.date, player_ids, channels: t
                 WHERE event_type = ?
                 UNION ALL
                 SELECT player_id, kind, channel, changed_at FROM latest WHERE kind <> 'consent.granted'
+                UNION ALL
+                SELECT player_id, kind, channel || ' (' || ? || ')', changed_at FROM product_latest
+                WHERE kind <> 'consent.granted'
             )
             SELECT player_id, arg_min(kind, changed_at), arg_min(channel, changed_at), min(changed_at)
             FROM stops GROUP BY player_id
-        """, [glob, cutoff, *kinds, SELF_EXCLUSION, *channels, SELF_EXCLUSION]).fetchall()
+        """, [glob, cutoff, *kinds, ALL_CHANNELS, SELF_EXCLUSION, product, channels[0] if channels else None,
+              product, SELF_EXCLUSION, product]).fetchall()
     return {str(p): {"event_type": t, "channel": c, "occurred_at": str(at)} for p, t, c, at in rows}
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _load_spec(campaign_id: str) -> CampaignSpec:
@@ -217,7 +248,8 @@ def _load_spec(campaign_id: str) -> CampaignSpec:
                               f"and cannot be read: {e}") from e
 
 
-def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: CampaignSpec | None = None) -> DispatchReport:
+def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: CampaignSpec | None = None,
+                  now: dt.datetime | None = None) -> DispatchReport:
     """Write the non-holdout rows of a published list to the outbox, once.
 
     Refuses (:class:`DispatchBlocked`) unless the list's quality gate passed on exactly
@@ -234,6 +266,15 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
     channel not followed by a grant, from :data:`STOP_LOOKBACK_DAYS` before the list's as-of date
     on, are not sent (:func:`send_time_suppressions`: late arrivals and events after the build);
     they are listed in ``suppressed_at_send.json`` beside the list and counted in the report.
+
+    Each message records its ``planned_send_at`` (the campaign's send time on the as-of date, the
+    instant the list's quiet-hours rule checked) and its ``sent_at``: the planned time, or ``now``
+    when the dispatch runs later than planned (``now``: naive UTC; default
+    :func:`crm.config.dispatch_clock`). A late send is checked again against the quiet-hours rule
+    (:func:`crm.eligibility.quiet_hours_at`) at ``sent_at``: a player in their quiet hours then is
+    held (``quiet_hours_at_send`` in ``suppressed_at_send.json``, not sent, no assignment) and is
+    sent by a later dispatch outside them (the idempotency key keeps it to one message).
+    Transactional campaigns bypass quiet hours, as in the list.
     """
     directory = list_dir(paths, campaign_id, as_of)
     ok, why = gate_verdict(directory)
@@ -257,9 +298,22 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
                               spec_hash=approval.spec_hash)
     sent = {m["idempotency_key"] for m in existing}
     to_send = rows[rows["variant"] != HOLDOUT]
+    keys = [idempotency_key(campaign_id, as_of.isoformat(), str(p), str(c))
+            for p, c in zip(to_send["player_id"], to_send["channel"], strict=True)]
+    to_send = to_send[np.array([k not in sent for k in keys], dtype=bool)]  # sent before: nothing to decide
     # the players' own latest word (opt-out, complaint, self-exclusion) beats the list
     channels = (spec.channel, "profiling") if spec.uses_ml else (spec.channel,)
-    stopped = send_time_suppressions(paths, as_of, to_send["player_id"].astype(str), channels)
+    stopped = send_time_suppressions(paths, as_of, to_send["player_id"].astype(str), channels, spec.product)
+    # a late send: the quiet hours of the list's rule, again, at the instant it really goes out
+    planned = spec.schedule.send_at(as_of)
+    clock = dispatch_clock(paths) if now is None else now
+    send_at = max(planned, clock) if clock is not None else planned
+    if send_at > planned and not spec.transactional and len(to_send):
+        pending = to_send[~to_send["player_id"].astype(str).isin(stopped)]
+        inside, local = quiet_hours_at(pending, send_at)
+        for pid, when in zip(pending["player_id"].astype(str)[inside], local[inside], strict=True):
+            stopped[pid] = {"event_type": QUIET_HOURS_AT_SEND, "channel": spec.channel,
+                            "occurred_at": f"{_iso(send_at)} = {when} (planned {_iso(planned)})"}
     if stopped:
         to_send = to_send[~to_send["player_id"].astype(str).isin(stopped)]
         tmp = directory / f".{SUPPRESSED_FILE}.tmp"
@@ -273,6 +327,7 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
             continue
         msg = {"idempotency_key": key, **{f: getattr(r, f) for f in MESSAGE_FIELDS[1:]}}
         msg["offer_cost_eur_cents"] = int(msg["offer_cost_eur_cents"])
+        msg["planned_send_at"], msg["sent_at"] = _iso(planned), _iso(send_at)
         new.append(msg)
     if new:
         target.parent.mkdir(parents=True, exist_ok=True)

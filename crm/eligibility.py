@@ -19,6 +19,8 @@ jurisdiction, blackouts, dedup or offer rules.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -114,16 +116,34 @@ def effective_caps(c: CampaignSpec, policy: ContactPolicy) -> dict[str, float]:
     }
 
 
+def _local(aware: dt.datetime, name: str) -> dt.datetime | None:
+    """``aware`` in the IANA zone ``name``, or None for anything that is not a valid zone name.
+
+    The name is data (a player.updated payload): zoneinfo turns it into a file path under the
+    tz database, so "Europe" (a folder), "../../etc/passwd" or a NUL byte raise other errors
+    than ZoneInfoNotFoundError. Only the names zoneinfo lists are looked up; any other fails
+    closed for that player alone (no local time: quiet hours and blackouts fail).
+    """
+    if not name or name not in _zone_names():
+        return None
+    try:
+        return aware.astimezone(ZoneInfo(name))
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _zone_times(names: pd.Series, aware: dt.datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For IANA zone names per row: (valid, local minute of the day, local date) of the instant."""
     cat = pd.Categorical(names.where(names.notna(), "").astype(str))
     minute = np.full(len(cat.categories), np.nan)
     date = np.full(len(cat.categories), np.datetime64("NaT"), dtype="datetime64[D]")
     for i, name in enumerate(cat.categories):
-        try:
-            t = aware.astimezone(ZoneInfo(name)) if name else None
-        except (ZoneInfoNotFoundError, ValueError):
-            t = None
+        t = _local(aware, name)
         if t is not None:
             minute[i], date[i] = t.hour * 60 + t.minute, np.datetime64(t.date(), "D")
     codes = np.asarray(cat.codes)
@@ -135,17 +155,32 @@ def _zone_times(names: pd.Series, aware: dt.datetime) -> tuple[np.ndarray, np.nd
 def _local_times(df: pd.DataFrame, send_at: dt.datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per player: the time zone used, the local minute of the day and the local date of the send.
 
-    The player's own IANA zone, else (missing or invalid) their jurisdiction's; neither:
-    None / NaN / NaT, which the rules read as failing.
+    The player's own IANA zone; when they have none, their jurisdiction's. A zone that is given
+    but is not a valid IANA name ("Europe", a path, a typo) is unknown, as is a jurisdiction
+    without a zone: None / NaN / NaT, which the rules read as failing (that player alone).
     """
     aware = send_at.replace(tzinfo=dt.UTC)
     own = df["timezone"].astype(object) if "timezone" in df else pd.Series(None, index=df.index, dtype=object)
+    given = own.notna().to_numpy() & (own.astype(str).str.len() > 0).to_numpy()
     fallback = pd.Series(_jurisdiction(df, "timezone"), index=df.index, dtype=object)
     ok_own, min_own, date_own = _zone_times(own, aware)
     ok_fb, min_fb, date_fb = _zone_times(fallback, aware)
+    ok_fb &= ~given
     used = np.where(ok_own, own.to_numpy(dtype=object), np.where(ok_fb, fallback.to_numpy(dtype=object), None))
-    return (used.astype(object), np.where(ok_own, min_own, min_fb),
-            np.where(ok_own, date_own, date_fb).astype("datetime64[D]"))
+    return (used.astype(object), np.where(ok_own, min_own, np.where(ok_fb, min_fb, np.nan)),
+            np.where(ok_own, date_own, np.where(ok_fb, date_fb, np.datetime64("NaT"))).astype("datetime64[D]"))
+
+
+def quiet_hours_at(df: pd.DataFrame, at: dt.datetime) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (columns ``country``, ``timezone``): whether the instant ``at`` (naive UTC) falls in
+    the jurisdiction's quiet hours in the player's local time (unknown local time: True), and
+    that local time as text. The ``quiet_hours`` rule's own code, for a send that happens later
+    than planned (:func:`crm.dispatch.dispatch_list`)."""
+    tz, minute, _ = _local_times(df, at)
+    inside = _in_quiet_hours(df, pd.DataFrame({"local_minute": minute}, index=df.index))
+    local = [f"{int(m) // 60:02d}:{int(m) % 60:02d} {z}" if not np.isnan(m) else "unknown (no valid time zone)"
+             for m, z in zip(minute.tolist(), tz.tolist(), strict=True)]
+    return inside, np.asarray(local, dtype=object)
 
 
 def contact_features(df: pd.DataFrame, c: CampaignSpec, ctx: Context) -> pd.DataFrame:
@@ -261,14 +296,24 @@ def _no_bonus_note(c: CampaignSpec) -> str:
     return f"not applicable: the offer ({c.offer.template}) is not a bonus"
 
 
-def _product_consent(df: Frame, c: CampaignSpec) -> np.ndarray:
-    col = f"consent_{c.channel}_products"
-    required = _jurisdiction(df, "product_consent_required").astype(bool)
+def _names_product(df: Frame, col: str, product: str, missing: bool) -> np.ndarray:
+    """Per row: the comma-separated product list ``col`` names ``product`` (absent column: ``missing``)."""
     if col not in df:
-        return ~required
+        return np.full(len(df), missing, dtype=bool)
     products = pd.Categorical(df[col].astype(object).where(df[col].notna(), "").astype(str))
-    per_value = np.asarray([c.product in v.split(",") for v in products.categories] + [False], dtype=bool)
-    return ~required | per_value[np.asarray(products.codes)]
+    per_value = np.asarray([product in v.split(",") for v in products.categories] + [False], dtype=bool)
+    return per_value[np.asarray(products.codes)]
+
+
+def _product_consent(df: Frame, c: CampaignSpec) -> np.ndarray:
+    """A product the player withdrew on the channel is never promoted there, in any jurisdiction;
+    where the jurisdiction asks for consent per product, the product must also be consented.
+    Without the withdrawn column (an older profile) nothing is known withdrawn only where the
+    jurisdiction does not ask for product consent anyway."""
+    required = _jurisdiction(df, "product_consent_required").astype(bool)
+    granted = _names_product(df, f"consent_{c.channel}_products", c.product, missing=False)
+    withdrawn = _names_product(df, f"consent_{c.channel}_products_withdrawn", c.product, missing=False)
+    return ~withdrawn & (~required | granted)
 
 
 def _bonus_first_occasion(df: Frame, f: Frame) -> np.ndarray:
@@ -353,12 +398,16 @@ RULES: tuple[Rule, ...] = (
          lambda df, f, c, ctx: [f"wagering {c.offer.wagering:g}x, cap {'none' if m is None else f'{m:g}x'} ({j})"
                                 if c.offer.is_bonus else _no_bonus_note(c)
                                 for m, j in zip(_jurisdiction(df, "max_wagering"), _col(df, "country"), strict=True)]),
-    Rule("no_product_consent", "consent for the campaign's product on its channel where the jurisdiction asks (UK)",
+    Rule("no_product_consent", "the campaign's product not withdrawn on its channel, and consented where the "
+                               "jurisdiction asks for consent per product (UK, DE)",
          lambda df, f, c, ctx: _product_consent(df, c),
          lambda df, f, c, ctx: [f"{j} asks consent per product: {r}; {c.channel} consent for products "
-                                f"{p or 'none'}; campaign product {c.product}"
-                                for j, r, p in zip(_col(df, "country"), _jurisdiction(df, "product_consent_required"),
-                                                   _col(df, f"consent_{c.channel}_products"), strict=True)]),
+                                f"{p or 'none'}, withdrawn for {w or 'none'}; campaign product {c.product}"
+                                for j, r, p, w in zip(_col(df, "country"),
+                                                      _jurisdiction(df, "product_consent_required"),
+                                                      _col(df, f"consent_{c.channel}_products"),
+                                                      _col(df, f"consent_{c.channel}_products_withdrawn"),
+                                                      strict=True)]),
     Rule("bonus_not_first_occasion", "a bonus only on the first occasion where the jurisdiction asks (SE)",
          _bonus_only(lambda df, f, c, ctx: _bonus_first_occasion(df, f)),
          lambda df, f, c, ctx: [f"{j}: first occasion only: {r}; bonuses received {n} (first {first}); "

@@ -24,10 +24,18 @@ compliance signs it off (see docs/compliance_rules.md for the sources and open q
 * SE (Spelinspektionen, Spellagen 14 kap. 9 §): a bonus may be offered only on the first
   gaming occasion: a player who already received any bonus (from the operator or from one
   of our offers) gets none.
-* DE (GGL, GlüStV 2021): the defaults (18+, verified age). Open for compliance: whether the
+* DE (GGL, GlüStV 2021; UWG § 7): 18+, verified age, and consent per product: sports betting,
+  virtual slot machines, online poker and online casino games are licensed separately, and
+  advertising consent by e-mail / SMS must name what it covers, so we read a consent for one
+  product as no consent for another (fail closed). Open for compliance: whether the
   ban on internet advertising for virtual slots / online poker / online casino between 06:00
   and 21:00 (§ 5 (3)) covers direct messages to existing customers; if so, DE needs a send
   window, not only quiet hours.
+
+Everywhere, whatever ``product_consent_required`` says, a product whose latest consent change on
+a channel is a withdrawal is never promoted on that channel until the player says yes to it (or
+to the whole channel) again: ``product_consent_required`` only decides whether a consent must
+*name* the product.
 
 An unknown jurisdiction gets :data:`STRICTEST`, every restriction at once, so an unmapped
 country is never laxer than a mapped one.
@@ -58,7 +66,7 @@ RULES: dict[str, JurisdictionRules] = {
     "MT": JurisdictionRules("MT", age_verification_required=False, timezone="Europe/Malta"),
     "NL": JurisdictionRules("NL", min_age_targeted_bonus=24, timezone="Europe/Amsterdam"),
     "SE": JurisdictionRules("SE", bonus_first_occasion_only=True, timezone="Europe/Stockholm"),
-    "DE": JurisdictionRules("DE", timezone="Europe/Berlin"),
+    "DE": JurisdictionRules("DE", product_consent_required=True, timezone="Europe/Berlin"),
 }
 
 # Unknown jurisdiction: the strictest combination, so an unmapped country is never laxer.

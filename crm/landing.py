@@ -30,10 +30,34 @@ import pandas as pd
 import pyarrow as pa
 
 from crm.config import Paths
-from crm.contract import ENVELOPE_REQUIRED, JSON_TYPES, PAYLOADS
+from crm.contract import (
+    EARLIEST_EVENT_TIME,
+    ENVELOPE_REQUIRED,
+    EVENT_TYPES,
+    INVISIBLE,
+    JSON_TYPES,
+    MAX_FUTURE_SKEW,
+    MAX_ID_CHARS,
+    MAX_RECORD_BYTES,
+    PAYLOADS,
+    SELF_EXCLUSION_START,
+    STOP_EVENTS,
+    VOCABULARIES,
+    WHITESPACE,
+    Vocabulary,
+)
+from crm.sql import ident, literal
 
 SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
 _JSONL_CHUNK_BYTES = 64 * 1024 * 1024
+# A line longer than this is not held whole: its first MAX_KEPT_BYTES and its sha256 are kept.
+_MAX_LINE_BYTES = _JSONL_CHUNK_BYTES
+_MAX_KEPT_BYTES = 1024 * 1024
+
+
+def max_record_bytes() -> int:
+    """Largest record landed (bytes of its JSON text): ``$CRM_MAX_RECORD_BYTES`` or 64 KiB."""
+    return int(os.environ.get("CRM_MAX_RECORD_BYTES") or MAX_RECORD_BYTES)
 
 
 class LandingError(ValueError):
@@ -68,10 +92,6 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 # Envelope keys, read with one JSON parse per record: env[i] (text) and et[i] (JSON type).
 _ENVELOPE = ("event_id", "event_type", "player_id", "brand_id", "occurred_at", "trace_id", "payload")
 # Every payload field of the contract, typed with one parse per record: pt[i].
@@ -90,8 +110,109 @@ def _pt(name: str) -> str:
     return f"pt[{_PAYLOAD_FIELDS.index(name) + 1}]"
 
 
+def _pv(name: str) -> str:
+    """The text of an enumerated payload field, extracted once per record with the others (``pv``)."""
+    return f"pv[{_VOCAB_FIELDS.index(name) + 1}]"
+
+
+def _id(name: str) -> str:
+    """An envelope id as landed: white space and invisible characters around it removed."""
+    return "event_type" if name == "event_type" else f"i_{name}"
+
+
 def _paths_sql(names: tuple[str, ...]) -> str:
     return "[" + ", ".join(f"'$.{n}'" for n in names) + "]"
+
+
+def _rx(chars: str) -> str:
+    """A RE2 character class body for ``chars`` (hex escapes: the SQL text stays ASCII)."""
+    return "".join(f"\\x{{{ord(c):04X}}}" for c in chars)
+
+
+def _key_sql(case: str, x: str) -> str:
+    """SQL of :meth:`crm.contract.Vocabulary.key` for text ``x`` (NULL where Python gives None)."""
+    clean = f"regexp_replace({x}, '[{_rx(INVISIBLE)}]', '', 'g')"
+    if case == "upper":
+        spaced = f"regexp_replace({clean}, '[{_rx(WHITESPACE)}]+', '', 'g')"
+        cased = f"upper({spaced})"
+    else:
+        spaced = f"regexp_replace({clean}, '[{_rx(WHITESPACE)}._-]+', '_', 'g')"
+        cased = f"trim(lower({spaced}), '_')"
+    return f"CASE WHEN regexp_matches({spaced}, '[^\\x{{00}}-\\x{{7F}}]') THEN NULL ELSE {cased} END"
+
+
+def _canonical_sql(v: Vocabulary, k: str) -> str:
+    """SQL of the canonical value under ``v`` of the key column ``k``, NULL when unknown."""
+    whens = [f"WHEN {literal(val)} THEN {literal(val)}" for val in v.values]
+    whens += [f"WHEN {literal(a)} THEN {literal(val)}" for a, val in v.aliases.items()]
+    pattern = f"CASE WHEN regexp_full_match({k}, {literal(v.pattern)}) THEN {k} END" if v.pattern else "NULL"
+    return f"CASE {k} {' '.join(whens)} ELSE {pattern} END" if whens else pattern
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(literal(v) for v in values) + ")"
+
+
+_VOCAB_FIELDS = sorted({v.field for v in VOCABULARIES})
+_VOCAB_TYPES = sorted({t for v in VOCABULARIES for t in v.event_types})
+_STOPS = _in(STOP_EVENTS)
+
+
+_ENDS = f"'^[{_rx(WHITESPACE + INVISIBLE)}]+|[{_rx(WHITESPACE + INVISIBLE)}]+$'"
+
+
+def _trimmed(x: str) -> str:
+    """Text ``x`` without white space or invisible characters around it. The regular expression
+    runs only where the first or last character is not printable ASCII (nearly never): landing
+    reads tens of millions of ids."""
+    plain = f"(ascii({x}) BETWEEN 33 AND 126 AND ascii(right({x}, 1)) BETWEEN 33 AND 126)"
+    return f"CASE WHEN {plain} THEN {x} ELSE regexp_replace({x}, {_ENDS}, '', 'g') END"
+
+
+def _key_columns() -> str:
+    """``k_<field>``: the key of each enumerated payload field sent as text (one case per field)."""
+    cols = []
+    for name in _VOCAB_FIELDS:
+        (case,) = {v.case for v in VOCABULARIES if v.field == name}
+        text = _pv(name)
+        # a value already in canonical form is its own key: no regular expression for it
+        canonical = tuple(sorted({x for v in VOCABULARIES if v.field == name for x in v.values}))
+        fast = f"WHEN {text} IN {_in(canonical)} THEN {text} " if canonical else ""
+        cols.append(f"CASE WHEN {_pt(name)} <> 'VARCHAR' OR event_type NOT IN {_in(_VOCAB_TYPES)} THEN NULL "
+                    f"{fast}ELSE {_key_sql(case, text)} END AS k_{name}")
+    return ", ".join(cols)
+
+
+def _canon_columns() -> str:
+    """``n_<field>``: the canonical value of each enumerated field under its event type's
+    vocabulary, over the ``k_<field>`` keys (NULL: absent, not text, or unknown)."""
+    cols = []
+    for name in _VOCAB_FIELDS:
+        whens = [f"WHEN event_type IN {_in(v.event_types)} THEN {_canonical_sql(v, f'k_{name}')}"
+                 for v in VOCABULARIES if v.field == name]
+        cols.append(f"CASE {' '.join(whens)} END AS n_{name}")
+    return ", ".join(cols)
+
+
+def _vocab_columns() -> str:
+    """Per enumerated field, over ``n_<field>``: ``c_<field>``, the value landed (canonical, the
+    fail-closed replacement, or NULL: dropped / absent), and ``u_<field>``: sent as text but
+    unknown to a vocabulary that quarantines."""
+    cols = []
+    for name in _VOCAB_FIELDS:
+        canon, quarantining = [], []
+        for v in (v for v in VOCABULARIES if v.field == name):
+            fallback = literal(v.on_unknown) if v.on_unknown else "NULL"
+            missing = literal(v.when_missing) if v.when_missing else "NULL"
+            canon.append(f"WHEN event_type IN {_in(v.event_types)} THEN "
+                         f"CASE WHEN coalesce({_pt(name)}, 'NULL') = 'NULL' THEN {missing} "
+                         f"ELSE coalesce(n_{name}, {fallback}) END")
+            if v.on_unknown is None:
+                quarantining += v.event_types
+        cols.append(f"CASE {' '.join(canon)} ELSE {_pv(name)} END AS c_{name}")
+        cols.append(f"(event_type IN {_in(tuple(quarantining))} AND {_pt(name)} = 'VARCHAR' AND n_{name} IS NULL) "
+                    f"AS u_{name}" if quarantining else f"false AS u_{name}")
+    return ", ".join(cols)
 
 
 def _reason_sql() -> str:
@@ -99,26 +220,47 @@ def _reason_sql() -> str:
 
     It reads the per-record lists ``env``/``et`` (envelope) and ``pt`` (payload field
     types) computed once in the ``shaped`` view, so each record's JSON is parsed a
-    handful of times, not once per rule.
+    handful of times, not once per rule. A stop event (:data:`crm.contract.STOP_EVENTS`)
+    with a missing, unreadable or out-of-range time is not quarantined: it lands at the
+    landing time (``ts_fallback``), the safe reading.
     """
     whens: list[str] = []
     for name in ENVELOPE_REQUIRED:
+        if name == "occurred_at":
+            whens.append(f"WHEN ({_et(name)} IS NULL OR {_et(name)} = 'NULL') AND event_type NOT IN {_STOPS} "
+                         f"THEN 'missing field {name}'")
+            continue
         whens.append(f"WHEN {_et(name)} IS NULL OR {_et(name)} = 'NULL' THEN 'missing field {name}'")
-        if name != "occurred_at":
-            whens.append(f"WHEN {_et(name)} <> 'VARCHAR' "
-                         f"THEN 'wrong type for {name}: expected string, got ' || {_et(name)}")
-            whens.append(f"WHEN trim({_env(name)}) = '' THEN 'empty field {name}'")
-    types = ", ".join(_sql_str(t) for t in PAYLOADS)
-    whens.append(f"WHEN event_type NOT IN ({types}) THEN 'unknown event_type: ' || event_type")
-    whens.append(f"WHEN occurred_at IS NULL THEN 'bad timestamp occurred_at: ' || {_env('occurred_at')}")
+        whens.append(f"WHEN {_et(name)} <> 'VARCHAR' "
+                     f"THEN 'wrong type for {name}: expected string, got ' || {_et(name)}")
+        whens.append(f"WHEN {_id(name)} = '' THEN 'empty field {name}'")
     whens.append(f"WHEN {_et('trace_id')} NOT IN ('VARCHAR', 'NULL') "
                  f"THEN 'wrong type for trace_id: expected string, got ' || {_et('trace_id')}")
+    # one test over the four ids together (tens of millions of records), then which one it was
+    ids = ("event_id", "player_id", "brand_id", "trace_id")
+    longest = f"greatest({', '.join(f'coalesce(length({_id(n)}), 0)' for n in ids)})"
+    too_long = " ".join(f"WHEN length({_id(n)}) > {MAX_ID_CHARS} THEN 'field {n} too long: ' || length({_id(n)}) "
+                        f"|| ' characters (at most {MAX_ID_CHARS})'" for n in ids)
+    whens.append(f"WHEN {longest} > {MAX_ID_CHARS} THEN CASE {too_long} END")
+    bad = f"'[\\x{{00}}-\\x{{1F}}\\x{{7F}}{_rx(INVISIBLE)}]'"
+    which = " ".join(f"WHEN regexp_matches(coalesce({_id(n)}, ''), {bad}) THEN 'control or invisible characters "
+                     f"in {n}'" for n in ids)
+    whens.append(f"WHEN regexp_matches(concat({', '.join(_id(n) for n in ids)}), {bad}) THEN CASE {which} END")
+    types = ", ".join(literal(t) for t in PAYLOADS)
+    whens.append(f"WHEN event_type NOT IN ({types}) THEN 'unknown event_type: ' || {_env('event_type')}")
+    whens.append(f"WHEN ts_fallback AND event_type NOT IN {_STOPS} AND ts IS NULL "
+                 f"THEN 'bad timestamp occurred_at: ' || {_env('occurred_at')}")
+    whens.append(f"WHEN ts_fallback AND event_type NOT IN {_STOPS} "
+                 f"THEN 'occurred_at out of range (from {EARLIEST_EVENT_TIME:%Y-%m-%d} to a day after landing): ' "
+                 f"|| {_env('occurred_at')}")
     whens.append("WHEN payload IS NULL THEN 'missing or malformed payload (expected a JSON object)'")
     for event_type, fields in PAYLOADS.items():
-        et = _sql_str(event_type)
+        if event_type in STOP_EVENTS:  # read the safe way, never quarantined for the payload
+            continue
+        et = literal(event_type)
         for f in fields:
             jt = _pt(f.name)
-            allowed = ", ".join(_sql_str(t) for t in JSON_TYPES[f.type])
+            allowed = ", ".join(literal(t) for t in JSON_TYPES[f.type])
             if f.required:
                 whens.append(f"WHEN event_type = {et} AND ({jt} IS NULL OR {jt} = 'NULL') "
                              f"THEN 'missing field payload.{f.name} for {event_type}'")
@@ -128,75 +270,177 @@ def _reason_sql() -> str:
                 whens.append(f"WHEN event_type = {et} AND {jt} = 'VARCHAR' AND "
                              f"try_strptime(payload->>'$.{f.name}', '%Y-%m-%d') IS NULL "
                              f"THEN 'bad date payload.{f.name}: ' || (payload->>'$.{f.name}')")
+                whens.append(f"WHEN event_type = {et} AND {jt} = 'VARCHAR' AND "
+                             f"NOT (try_strptime(payload->>'$.{f.name}', '%Y-%m-%d') BETWEEN DATE '1900-01-01' "
+                             f"AND landed_at) THEN 'date payload.{f.name} out of range (1900-01-01 to the landing "
+                             f"day): ' || (payload->>'$.{f.name}')")
             if f.type == "timestamp":
                 whens.append(f"WHEN event_type = {et} AND {jt} = 'VARCHAR' AND "
                              f"try_cast(payload->>'$.{f.name}' AS TIMESTAMPTZ) IS NULL "
                              f"THEN 'bad timestamp payload.{f.name}: ' || (payload->>'$.{f.name}')")
+    for name in _VOCAB_FIELDS:
+        whens.append(f"WHEN u_{name} THEN 'unknown {name} for ' || event_type || ': ' || (payload->>'$.{name}')")
     return "CASE\n  " + "\n  ".join(whens) + "\n  ELSE NULL END"
 
 
+def _payload_out_sql() -> str:
+    """The payload as landed: enumerated values normalized, a stop event's unusable time and a
+    self-exclusion's unusable ``until`` replaced, each with the value sent kept as ``<field>_received``.
+    Records that need none of it (nearly all) keep their payload text as it came."""
+    patches, changed = [], []
+    for name in _VOCAB_FIELDS:
+        sent = f"CASE WHEN {_pt(name)} = 'VARCHAR' THEN {_pv(name)} END"
+        ch = f"(event_type IN {_in(_VOCAB_TYPES)} AND c_{name} IS DISTINCT FROM ({sent}))"
+        changed.append(ch)
+        patches.append(f"CASE WHEN {ch} THEN json_object({literal(name)}, c_{name}, {literal(name + '_received')}, "
+                       f"payload->{literal('$.' + name)}) ELSE '{{}}'::JSON END")
+    changed += ["ts_fallback", "until_dropped", "sent_payload IS DISTINCT FROM payload"]
+    patches.append("CASE WHEN ts_fallback THEN json_object('occurred_at_received', j->'$.occurred_at') "
+                   "ELSE '{}'::JSON END")
+    patches.append("CASE WHEN until_dropped THEN json_object('until', NULL, 'until_received', payload->'$.until') "
+                   "ELSE '{}'::JSON END")
+    patches.append("CASE WHEN sent_payload IS DISTINCT FROM payload THEN "
+                   "json_object('payload_received', j->'$.payload') ELSE '{}'::JSON END")
+    return f"CASE WHEN {' OR '.join(changed)} THEN json_merge_patch(payload, {', '.join(patches)}) ELSE payload END"
+
+
 _REASON_SQL = _reason_sql()
+_PAYLOAD_OUT_SQL = _payload_out_sql()
+
+
+_RAW_SCHEMA = pa.schema([("record_no", pa.int64()), ("raw", pa.string()), ("raw_bytes", pa.binary()),
+                        ("note", pa.string())])
 
 
 def _load_raw(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Make ``raw(record_no, raw)``: every record of the file as JSON text, numbered from 1."""
+    """Make ``raw(record_no, raw, raw_bytes, note)``: every record of the file as JSON text,
+    numbered from 1. ``note``: why the record cannot be read at all (not UTF-8: its bytes are
+    kept in ``raw_bytes``; a line too long to hold: its start and checksum are kept), else NULL."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         try:
-            cols = [r[0] for r in con.execute(
-                f"DESCRIBE SELECT * FROM read_parquet({_sql_str(str(path))})").fetchall()]
+            cols = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
         except duckdb.Error as e:
             raise LandingError(f"{path}: not a readable Parquet file ({e})") from e
+        if not cols:
+            raise LandingError(f"{path}: a Parquet file without columns")
         # The whole row as one JSON object, so the same checks apply to both formats. A view:
-        # file_row_number is stable, so the rows are not copied into memory.
-        fields = ", ".join(f'"{c}" := "{c}"' for c in cols)
+        # file_row_number is stable, so the rows are not copied into memory. Column names come
+        # from the file: quoted, never pasted (crm.sql.ident).
+        fields = ", ".join(f"{ident(c)} := {ident(c)}" for c in cols)
         con.execute(f"""
             CREATE TEMP VIEW raw AS
-            SELECT file_row_number + 1 AS record_no, to_json(struct_pack({fields}))::VARCHAR AS raw
-            FROM read_parquet({_sql_str(str(path))}, file_row_number = true)
+            SELECT file_row_number + 1 AS record_no, to_json(struct_pack({fields}))::VARCHAR AS raw,
+                   NULL::BLOB AS raw_bytes, NULL::VARCHAR AS note
+            FROM read_parquet({literal(str(path))}, file_row_number = true)
         """)
     elif suffix in (".jsonl", ".ndjson", ".json"):
         # Lines are read in Python (C-speed splitlines) so that a malformed line is kept
         # verbatim for quarantine; DuckDB's JSON reader would skip or abort on it.
-        con.execute("CREATE TEMP TABLE raw (record_no BIGINT, raw VARCHAR)")
+        con.execute("CREATE TEMP TABLE raw (record_no BIGINT, raw VARCHAR, raw_bytes BLOB, note VARCHAR)")
         record_no = 0
+        long_line: _LongLine | None = None  # inside a line longer than _MAX_LINE_BYTES
         with path.open("rb") as f:
             tail = b""
             while True:
                 block = f.read(_JSONL_CHUNK_BYTES)
                 if not block:
                     break
+                if long_line is not None:
+                    cut = block.find(b"\n")
+                    long_line.add(block if cut < 0 else block[:cut])
+                    if cut < 0:
+                        continue
+                    record_no = _append_rows(con, [long_line.row()], record_no)
+                    long_line, block = None, block[cut + 1:]
                 block = tail + block
                 cut = block.rfind(b"\n")
                 if cut < 0:
-                    tail = block
+                    if len(block) > _MAX_LINE_BYTES:
+                        long_line, tail = _LongLine(block), b""
+                    else:
+                        tail = block
                     continue
-                lines, tail = block[:cut].split(b"\n"), block[cut + 1:]
-                record_no = _append_lines(con, lines, record_no)
-            if tail:
-                record_no = _append_lines(con, [tail], record_no)
+                record_no = _append_block(con, block[:cut], record_no)
+                tail = block[cut + 1:]
+            if long_line is not None:
+                record_no = _append_rows(con, [long_line.row()], record_no)
+            elif tail:
+                record_no = _append_block(con, tail, record_no)
     else:
         raise LandingError(f"{path}: unsupported file type {suffix!r}; expected one of "
                            f"{', '.join(SUPPORTED_SUFFIXES)}")
 
 
-def _append_lines(con: duckdb.DuckDBPyConnection, lines: list[bytes], start: int) -> int:
-    texts = [ln.decode("utf-8", errors="replace").rstrip("\r") for ln in lines]
+class _LongLine:
+    """A line too long to hold: its first bytes, its length and its sha256, fed block by block."""
+
+    def __init__(self, first: bytes) -> None:
+        self.head, self.length, self.sha = first[:_MAX_KEPT_BYTES], 0, hashlib.sha256()
+        self.add(first)
+
+    def add(self, block: bytes) -> None:
+        self.length += len(block)
+        self.sha.update(block)
+
+    def row(self) -> tuple[str, bytes | None, str]:
+        return (self.head.decode("utf-8", errors="replace"), self.head,
+                f"record too large: {self.length:,} bytes (at most {max_record_bytes():,}); only its first "
+                f"{len(self.head):,} bytes are kept here, sha256 {self.sha.hexdigest()}")
+
+
+def _line_row(line: bytes) -> tuple[str, bytes | None, str | None] | None:
+    """(text, raw bytes if not UTF-8, note) of one line; None for a blank line (not a record)."""
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if not line.strip():
+        return None
+    try:
+        return line.decode("utf-8"), None, None
+    except UnicodeDecodeError as e:
+        # kept as bytes: a replacement character would merge different bad ids into one
+        bad = line[e.start:e.start + 1]
+        return (line.decode("utf-8", errors="replace"), line,
+                f"not valid UTF-8: byte {e.start + 1} is {bad!r}; the bytes are kept in raw_bytes")
+
+
+def _append_block(con: duckdb.DuckDBPyConnection, block: bytes, start: int) -> int:
+    """Append the lines of ``block`` (whole lines): one decode for the block when it is all
+    UTF-8 (nearly always), line by line otherwise so that only the bad lines are set apart."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        return _append_rows(con, [_line_row(ln) for ln in block.split(b"\n")], start)
+    texts = [t.removesuffix("\r") for t in text.split("\n")]
     texts = [t for t in texts if t.strip()]  # blank lines are not records
     if not texts:
         return start
-    batch = pa.table({"record_no": pa.array(range(start + 1, start + 1 + len(texts)), pa.int64()),
-                      "raw": pa.array(texts, pa.string())})
+    n = len(texts)
+    batch = pa.table([pa.array(range(start + 1, start + 1 + n), pa.int64()), pa.array(texts, pa.string()),
+                      pa.nulls(n, pa.binary()), pa.nulls(n, pa.string())], schema=_RAW_SCHEMA)
     con.register("_lines", batch)
-    con.execute("INSERT INTO raw SELECT record_no, raw FROM _lines")
+    con.execute("INSERT INTO raw SELECT record_no, raw, raw_bytes, note FROM _lines")
     con.unregister("_lines")
-    return start + len(texts)
+    return start + n
 
 
-def _one(sql: str) -> tuple:
+def _append_rows(con: duckdb.DuckDBPyConnection, rows: list, start: int) -> int:
+    rows = [r for r in rows if r is not None]
+    if not rows:
+        return start
+    texts, blobs, notes = zip(*rows, strict=True)
+    batch = pa.table([pa.array(range(start + 1, start + 1 + len(rows)), pa.int64()), pa.array(texts, pa.string()),
+                      pa.array(blobs, pa.binary()), pa.array(notes, pa.string())], schema=_RAW_SCHEMA)
+    con.register("_lines", batch)
+    con.execute("INSERT INTO raw SELECT record_no, raw, raw_bytes, note FROM _lines")
+    con.unregister("_lines")
+    return start + len(rows)
+
+
+def _one(sql: str, params: list | None = None) -> tuple:
     """One row from a fresh in-memory connection (never the shared default one)."""
     with duckdb.connect() as con:
-        return con.execute(sql).fetchone()
+        return con.execute(sql, params or []).fetchone()
 
 
 def landed_glob(paths: Paths) -> str | None:
@@ -318,64 +562,105 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
         return IngestReport(**prev)
 
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    tmp_files: list[tuple[Path, Path]] = []
     con = duckdb.connect()
     try:
         # Bounded memory: DuckDB spills to the data home past the limit.
         spill = paths.home / "tmp" / "duckdb"
         spill.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET memory_limit = '{os.environ.get('CRM_LANDING_MEMORY', '2GB')}'")
-        con.execute(f"SET temp_directory = {_sql_str(str(spill))}")
+        con.execute("SET memory_limit = ?", [os.environ.get("CRM_LANDING_MEMORY", "2GB")])
+        con.execute("SET temp_directory = ?", [str(spill)])
         con.execute("SET TimeZone = 'UTC'")
+        # the values of this landing, bound (getvariable in the SQL below), never pasted
+        con.execute("SET VARIABLE landed_now = ?::TIMESTAMP", [now])
+        con.execute("SET VARIABLE landed_latest = ?::TIMESTAMP", [now + MAX_FUTURE_SKEW])
+        con.execute("SET VARIABLE max_record_bytes = ?::BIGINT", [max_record_bytes()])
         _load_raw(con, path)
-        # 1. Parse (a record must be a JSON object) and shape the envelope; payload may
-        #    arrive as an object or as JSON text. Views: nothing is copied yet.
+        # 1. Parse (a record must be a JSON object of at most max_record_bytes) and shape the
+        #    envelope; payload may arrive as an object or as JSON text. Views: nothing is copied yet.
         con.execute("""
             CREATE TEMP VIEW parsed AS
-            SELECT record_no, json_valid(raw) AS is_json,
-                   CASE WHEN json_valid(raw) AND json_type(raw) = 'OBJECT' THEN raw::JSON END AS j
-            FROM raw
+            SELECT record_no, note, size,
+                   CASE WHEN fits THEN json_valid(raw) END AS is_json,
+                   CASE WHEN fits AND json_valid(raw) AND json_type(raw) = 'OBJECT' THEN raw::JSON END AS j
+            FROM (SELECT *, strlen(raw) AS size,
+                         note IS NULL AND strlen(raw) <= getvariable('max_record_bytes') AS fits FROM raw)
         """)
         con.execute(f"""
             CREATE TEMP VIEW enveloped AS
-            SELECT record_no, is_json, j,
+            SELECT record_no, note, size, is_json, j,
                    json_extract_string(j, {_paths_sql(_ENVELOPE)}) AS env,
                    json_type(j, {_paths_sql(_ENVELOPE)}) AS et
             FROM parsed
         """)
+        # event type and ids with white space and invisible characters around them removed; the
+        # event time bounded (a stop event outside the bounds: the landing time, ts_fallback)
+        ids = ", ".join(f"{_trimmed(_env(n))} AS {_id(n)}" for n in ("event_id", "player_id", "brand_id", "trace_id"))
         con.execute(f"""
-            CREATE TEMP VIEW payloaded AS
-            SELECT record_no, is_json, j, env, et,
-                   CASE
-                     WHEN j IS NULL THEN NULL
-                     WHEN {_et('payload')} = 'OBJECT' THEN j->'$.payload'
-                     WHEN {_et('payload')} = 'VARCHAR' AND json_valid({_env('payload')})
-                          AND json_type({_env('payload')}) = 'OBJECT' THEN {_env('payload')}::JSON
-                   END AS payload,
-                   {_env('event_type')} AS event_type,
-                   CASE WHEN j IS NOT NULL
-                        THEN timezone('UTC', try_cast({_env('occurred_at')} AS TIMESTAMPTZ)) END AS occurred_at
-            FROM enveloped
+            CREATE TEMP VIEW timed AS
+            SELECT *, j IS NOT NULL AND NOT coalesce(ts BETWEEN TIMESTAMP '{EARLIEST_EVENT_TIME}'
+                                                             AND getvariable('landed_latest'), false) AS ts_fallback
+            FROM (
+                SELECT record_no, note, size, is_json, j, env, et, {ids},
+                       CASE WHEN {_env('event_type')} IN {_in(EVENT_TYPES)} THEN {_env('event_type')}
+                            ELSE lower({_trimmed(_env('event_type'))}) END AS event_type,
+                       CASE WHEN j IS NOT NULL AND {_et('occurred_at')} = 'VARCHAR'
+                            THEN timezone('UTC', try_cast({_env('occurred_at')} AS TIMESTAMPTZ)) END AS ts,
+                       CASE
+                         WHEN j IS NULL THEN NULL
+                         WHEN {_et('payload')} = 'OBJECT' THEN j->'$.payload'
+                         WHEN {_et('payload')} = 'VARCHAR' AND json_valid({_env('payload')})
+                              AND json_type({_env('payload')}) = 'OBJECT' THEN {_env('payload')}::JSON
+                       END AS sent_payload
+                FROM enveloped
+            )
         """)
+        # a stop event's missing or malformed payload reads as {} (every channel, operator-wide)
         con.execute(f"""
             CREATE TEMP VIEW shaped AS
-            SELECT *, json_type(payload, {_paths_sql(_PAYLOAD_FIELDS)}) AS pt FROM payloaded
+            SELECT *, json_type(payload, {_paths_sql(_PAYLOAD_FIELDS)}) AS pt,
+                   json_extract_string(payload, {_paths_sql(tuple(_VOCAB_FIELDS))}) AS pv
+            FROM (
+                SELECT *, CASE WHEN ts_fallback THEN getvariable('landed_now') ELSE ts END AS occurred_at,
+                       CASE WHEN sent_payload IS NULL AND j IS NOT NULL AND event_type IN {_STOPS}
+                            THEN '{{}}'::JSON ELSE sent_payload END AS payload,
+                       CAST(getvariable('landed_now') AS DATE) AS landed_at
+                FROM timed
+            )
+        """)
+        until = "payload->>'$.until'"
+        con.execute(f"""
+            CREATE TEMP VIEW keyed AS SELECT *, {_canon_columns()} FROM (SELECT *, {_key_columns()} FROM shaped)
+        """)
+        con.execute(f"""
+            CREATE TEMP VIEW normalized AS
+            SELECT *, {_vocab_columns()},
+                   event_type = {literal(SELF_EXCLUSION_START)} AND coalesce({_pt('until')}, 'NULL') <> 'NULL'
+                   AND NOT coalesce({_pt('until')} = 'VARCHAR' AND timezone('UTC', try_cast({until} AS TIMESTAMPTZ))
+                                    BETWEEN TIMESTAMP '{EARLIEST_EVENT_TIME}' AND TIMESTAMP '9999-12-31', false)
+                   AS until_dropped
+            FROM keyed
         """)
         # 2. One pass of the contract checks, materialised once with only what is landed.
         con.execute(f"""
             CREATE TEMP TABLE checked AS
             SELECT record_no,
-                   CASE WHEN j IS NULL THEN
+                   CASE WHEN note IS NOT NULL THEN note
+                        WHEN size > getvariable('max_record_bytes') THEN format(
+                             'record too large: {{:,}} bytes (at most {{:,}}; CRM_MAX_RECORD_BYTES)',
+                             size, getvariable('max_record_bytes'))
+                        WHEN j IS NULL THEN
                           CASE WHEN is_json THEN 'record is not a JSON object' ELSE 'malformed JSON' END
                         ELSE {_REASON_SQL} END AS reason,
-                   {_env('event_id')} AS event_id, event_type, {_env('trace_id')} AS trace_id,
-                   {_env('player_id')} AS player_id, {_env('brand_id')} AS brand_id,
-                   occurred_at, payload::VARCHAR AS payload
-            FROM shaped
+                   {_id('event_id')} AS event_id, event_type, {_id('trace_id')} AS trace_id,
+                   {_id('player_id')} AS player_id, {_id('brand_id')} AS brand_id,
+                   occurred_at, ({_PAYLOAD_OUT_SQL})::VARCHAR AS payload
+            FROM normalized
         """)
         # 3. De-duplicate valid records: first occurrence in this file wins; ids landed
         #    by earlier batches are duplicates too.
         landed = landed_glob(paths)
-        prior = (f"SELECT DISTINCT event_id FROM read_parquet({_sql_str(landed)})" if landed
+        prior = (f"SELECT DISTINCT event_id FROM read_parquet({literal(landed)})" if landed
                  else "SELECT NULL::VARCHAR AS event_id WHERE false")
         con.execute(f"""
             CREATE TEMP TABLE keep AS
@@ -393,18 +678,17 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
         """).fetchall())
         loaded = records - quarantined - duplicates
 
-        tmp_files: list[tuple[Path, Path]] = []
         if loaded:
             final = paths.events / f"batch_{batch_id}.parquet"
             tmp = final.with_suffix(".parquet.tmp")
             con.execute(f"""
                 COPY (
                   SELECT event_id, event_type, trace_id, player_id, brand_id, occurred_at, payload,
-                         {_sql_str(batch_id)} AS batch_id, TIMESTAMP '{now}' AS ingested_at
+                         {literal(batch_id)} AS batch_id, getvariable('landed_now') AS ingested_at
                   FROM checked JOIN keep USING (record_no)
                   WHERE keep
                   ORDER BY occurred_at, event_id
-                ) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
+                ) TO {literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
             """)
             tmp_files.append((tmp, final))
         if quarantined:
@@ -412,13 +696,17 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
             tmp = final.with_suffix(".parquet.tmp")
             con.execute(f"""
                 COPY (
-                  SELECT {_sql_str(batch_id)} AS batch_id, {_sql_str(str(path))} AS source_file,
-                         c.record_no, r.raw, c.reason, TIMESTAMP '{now}' AS quarantined_at
+                  SELECT {literal(batch_id)} AS batch_id, {literal(str(path))} AS source_file,
+                         c.record_no, r.raw, c.reason, getvariable('landed_now') AS quarantined_at, r.raw_bytes
                   FROM checked c JOIN raw r USING (record_no)
                   WHERE c.reason IS NOT NULL ORDER BY c.record_no
-                ) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
+                ) TO {literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
             """)
             tmp_files.append((tmp, final))
+    except duckdb.Error as e:  # a file DuckDB cannot read as it claims to be: that file fails, nothing is written
+        for tmp, _ in tmp_files:
+            tmp.unlink(missing_ok=True)
+        raise LandingError(f"{path}: cannot be landed: {str(e).splitlines()[0][:500]}") from e
     finally:
         con.close()
 
@@ -456,7 +744,7 @@ def landed_summary(paths: Paths) -> dict:
     out["files"] = len(entries)
     glob = landed_glob(paths)
     if glob:
-        lo, hi = _one(f"SELECT min(occurred_at), max(occurred_at) FROM read_parquet({_sql_str(glob)})")
+        lo, hi = _one("SELECT min(occurred_at), max(occurred_at) FROM read_parquet(?)", [glob])
         out["first_event_at"], out["last_event_at"] = str(lo), str(hi)
     return out
 
@@ -467,12 +755,22 @@ def default_as_of(paths: Paths) -> dt.date:
     Landed events and imported daily aggregates (``crm import-daily``) both count.
     """
     days = []
+    # only dates landing and import accept count (files of older versions may hold 'infinity' or
+    # 9999-12-31: those would make the default date of every run impossible)
+    latest = dt.datetime.now(dt.UTC).replace(tzinfo=None) + MAX_FUTURE_SKEW
     glob = landed_glob(paths)
-    if glob:
-        days.append(_one(f"SELECT max(occurred_at) FROM read_parquet({_sql_str(glob)})")[0].date())
-    imported = paths.home / "landing" / "imported_daily"
-    if any(imported.glob("*.parquet")):
-        days.append(_one(f"SELECT max(activity_date) FROM read_parquet({_sql_str(str(imported / '*.parquet'))})")[0])
+    with duckdb.connect() as con:
+        if glob:
+            day = con.execute("SELECT max(occurred_at) FROM read_parquet(?) WHERE occurred_at BETWEEN ? AND ?",
+                              [glob, EARLIEST_EVENT_TIME, latest]).fetchone()[0]
+            if day is not None:
+                days.append(day.date())
+        imported = paths.home / "landing" / "imported_daily"
+        if any(imported.glob("*.parquet")):
+            day = con.execute("SELECT max(activity_date) FROM read_parquet(?) WHERE activity_date BETWEEN ? AND ?",
+                              [str(imported / "*.parquet"), EARLIEST_EVENT_TIME.date(), latest.date()]).fetchone()[0]
+            if day is not None:
+                days.append(day)
     if not days:
         raise LandingError(f"no landed events under {paths.events} and no imported daily aggregates: "
                            "run `crm simulate`, `crm ingest PATH` or `crm import-daily` first")

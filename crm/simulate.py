@@ -89,7 +89,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from crm.config import Paths
-from crm.contract import CHANNELS, CONSENT_CHANNELS, EVENT_TYPES, PAYLOADS, SELF_EXCLUSION_SCOPES
+from crm.contract import CHANNELS, CONSENT_CHANNELS, EVENT_TYPES, PAYLOADS, SELF_EXCLUSION_SCOPES, STOP_EVENTS
 
 DAY = 86_400
 INF = np.inf
@@ -163,7 +163,7 @@ REFUND_REASONS = ("CUSTOMER_REQUEST", "DUPLICATE_PAYMENT", "CHARGEBACK")
 WALLET_REASONS = ("cashback", "goodwill", "tournament_prize", "jackpot", "fee", "adjustment")
 BONUS_TEMPLATES = ("welcome", "reload", "cashback", "free_spins")
 _BONUS_OFFERS = ("welcome_100", "reload_50", "cashback_10", "free_spins_20")
-LIMIT_KINDS = ("deposit", "loss", "session")
+LIMIT_KINDS = ("deposit", "loss", "session")  # of crm.contract.LIMIT_KINDS
 CONSENT_SOURCES = ("registration", "preference_centre", "support")
 RESPONDER_TYPES = ("none", "positive", "negative")
 _CONSENT_P = np.array([0.70, 0.50, 0.30, 0.85, 0.80])  # email, push, sms, in_app, profiling
@@ -271,13 +271,19 @@ def simulate(
         bar.close()
         truth_w.close()
         con.close()
-    return SimulationSummary(
+    summary = SimulationSummary(
         players=players, days=days, seed=seed, start_date=start_date,
         end_date=start_date + dt.timedelta(days=days - 1), events=events, files=files,
         seconds=round(time.perf_counter() - t0, 3), dirty_records=sum(dirty_by_kind.values()),
         events_by_type={t: int(v) for t, v in zip(EVENT_TYPES, by_type, strict=True) if v},
         dirty_by_kind={k: v for k, v in dirty_by_kind.items() if v},
     )
+    # the home holds history: dispatch sends its lists on time, not at today's wall clock
+    # (crm.config.dispatch_clock)
+    paths.simulation_file.write_text(json.dumps(
+        {"players": players, "days": days, "seed": seed, "start_date": start_date.isoformat(),
+         "end_date": summary.end_date.isoformat()}, indent=2) + "\n")
+    return summary
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1108,6 +1114,10 @@ class _Chunk:
                 required = [f for f in PAYLOADS[et] if f.required]
                 if kind in ("missing_field", "wrong_type") and not required:
                     kind = "bad_timestamp"
+                if et in STOP_EVENTS and kind != "unknown_event_type":
+                    # landing reads a broken stop event the safe way instead of quarantining it
+                    # (crm.contract.STOP_EVENTS): its dirty copy is a replay
+                    kind = "duplicate"
                 key = r + 0.5
                 if kind == "duplicate":
                     key = r + 0.5 + math.floor(u * (n_events - r))

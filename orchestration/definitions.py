@@ -1,7 +1,6 @@
 """The Dagster code location: every asset, check, job, schedule and sensor of casino-crm."""
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from dagster import (
 from dagster_dbt import DbtCliResource
 
 from crm.campaign_spec import load_campaigns
-from crm.config import CAMPAIGNS_DIR, export_env
+from crm.config import campaigns_dir, export_env
 from orchestration.assets.campaigns import campaign_assets
 from orchestration.assets.landing import landed_events, landing_checks
 from orchestration.assets.ml import ml_checks, model_assets, player_scores, uplift_assets
@@ -28,7 +27,7 @@ from orchestration.sensors import land_incoming, mart_freshness_checks, sensors
 export_env()
 log = logging.getLogger(__name__)
 
-campaign_dir = os.environ.get("CRM_CAMPAIGNS_DIR", str(CAMPAIGNS_DIR))
+campaign_dir = campaigns_dir()
 specs, campaign_errors = load_campaigns(campaign_dir)
 for err in campaign_errors:  # one broken campaign does not stop the others
     log.error(err)

@@ -2,12 +2,15 @@
 
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from dagster import ConfigurableResource, DailyPartitionsDefinition
 from pydantic import Field
 
 from crm.config import Paths, export_env
 from crm.landing import default_as_of
+from crm.run_lock import run_lock
 
 # One partition per as-of date. end_offset=1: today's partition exists, because the
 # as-of date D describes everything strictly before D 00:00 UTC, complete once D starts.
@@ -16,7 +19,8 @@ PARTITION_TAG = "dagster/partition"
 
 
 class CrmResource(ConfigurableResource):
-    """The data home (``CRM_HOME``) and the run's as-of date."""
+    """The data home (``CRM_HOME``) and the run's as-of date. A run holds the home's run lock
+    (:mod:`crm.run_lock`) from start to end: a second writer stops with a clear message."""
 
     as_of_date: str | None = Field(
         default=None,
@@ -34,3 +38,8 @@ class CrmResource(ConfigurableResource):
         if partition:
             return dt.date.fromisoformat(partition)
         return default_as_of(self.paths())
+
+    @contextmanager
+    def yield_for_execution(self, context) -> Iterator["CrmResource"]:
+        with run_lock(self.paths(), f"Dagster run {context.run_id}" if context.run_id else "Dagster run"):
+            yield self

@@ -121,17 +121,19 @@ def main(argv: list[str] | None = None) -> int:
     from dagster import DagsterInstance
 
     from crm.landing import LandingError
+    from crm.run_lock import RunInProgress, run_lock
 
-    export_env()
+    paths = export_env()
     start = time.time()
     # Keep stdout for the summary: dbt and Dagster log lines go to stderr while the job runs.
     sys.stdout.flush()
     saved_stdout = os.dup(1)
     os.dup2(2, 1)
     try:
-        with DagsterInstance.get() as instance:
+        with run_lock(paths, f"crm run --date {args.date}" if args.date else "crm run"), \
+                DagsterInstance.get() as instance:
             result, as_of = run_refresh(instance, args.date)
-    except LandingError as e:
+    except (LandingError, RunInProgress) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from hypothesis import strategies as st
@@ -55,7 +55,8 @@ def profiles(draw, max_players: int = 40, clean_share: float = 0.0) -> pd.DataFr
             "country": draw(st.sampled_from(["UK", "MT", "NL", "SE", "DE", "XX", None])),
             "locale": "en-GB",
             "timezone": draw(st.sampled_from(["Europe/London", "Europe/Berlin", "Asia/Tokyo", "America/New_York",
-                                              None, "Not/A_Zone"])),
+                                              None, "Not/A_Zone", "Europe", "europe/london", " Europe/London",
+                                              "../../../etc/passwd", "Europe/London\x00", ""])),
             "age_years": draw(st.one_of(st.none(), st.integers(10, 80), st.integers(18, 80))),
             "age_verified": draw(_mostly(True, False, None)),
             "self_excluded_now": draw(_mostly(False, True, None)),
@@ -77,6 +78,8 @@ def profiles(draw, max_players: int = 40, clean_share: float = 0.0) -> pd.DataFr
             row[f"consent_{ch}"] = draw(_mostly(True, False, None))
             row[f"consent_{ch}_products"] = draw(st.sampled_from(["casino", "casino", "casino,sports", "sports",
                                                                   None]))
+            row[f"consent_{ch}_products_withdrawn"] = draw(st.sampled_from([None, None, None, "casino", "sports",
+                                                                            "casino,sports"]))
         if clean:
             row |= CLEAN | {"country": draw(st.sampled_from(["UK", "MT", "NL", "SE", "DE"])),
                             "timezone": draw(st.sampled_from(["Europe/London", "Europe/Berlin", None])),
@@ -84,6 +87,7 @@ def profiles(draw, max_players: int = 40, clean_share: float = 0.0) -> pd.DataFr
             for ch in CHANNELS:
                 row[f"consent_{ch}"] = True
                 row[f"consent_{ch}_products"] = "casino,sports"
+                row[f"consent_{ch}_products_withdrawn"] = None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -222,7 +226,7 @@ LAW = {
     "SE": {"verify": True, "bonus_age": 18, "max_wagering": None, "first_bonus_only": True,
            "product_consent": False, "tz": "Europe/Stockholm"},
     "DE": {"verify": True, "bonus_age": 18, "max_wagering": None, "first_bonus_only": False,
-           "product_consent": False, "tz": "Europe/Berlin"},
+           "product_consent": True, "tz": "Europe/Berlin"},
 }
 STRICTEST = {"verify": True, "bonus_age": 24, "max_wagering": 10, "first_bonus_only": True, "product_consent": True,
              "tz": None}
@@ -252,13 +256,15 @@ def offer_cost(row: dict, c: CampaignSpec) -> int:
 
 
 def _local(row: dict, law: dict, send: dt.datetime) -> dt.datetime | None:
-    for name in (row.get("timezone"), law["tz"]):
-        if not _missing(name) and name:
-            try:
-                return send.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(name))
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return None
+    """The player's own zone; the jurisdiction's only when they have none; an invalid one: unknown."""
+    own = row.get("timezone")
+    name = own if not _missing(own) and own else law["tz"]
+    if not name:
+        return None
+    try:
+        return send.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(name))
+    except Exception:  # not found, a folder ("Europe"), a path, a NUL byte: not a zone
+        return None
 
 
 def oracle_reasons(row: dict, c: CampaignSpec, messages: list[dict] = (), calendar: dict | None = None,
@@ -291,6 +297,9 @@ def oracle_reasons(row: dict, c: CampaignSpec, messages: list[dict] = (), calend
     if (c.segment.scores or c.segment.named and "at_risk" in c.segment.named or c.target.by == "uplift") \
             and not _true(row.get("consent_profiling")):
         out.append("profiling consent")
+    withdrawn = row.get(f"consent_{c.channel}_products_withdrawn")
+    if not _missing(withdrawn) and c.product in str(withdrawn).split(","):
+        out.append("product withdrawn")
     if law["product_consent"]:
         products = row.get(f"consent_{c.channel}_products")
         if _missing(products) or c.product not in str(products).split(","):

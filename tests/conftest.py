@@ -12,6 +12,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Dispatches in tests send on time (each list at its planned send time), whatever the wall clock
+# says; the tests of late sends pass their own clock (crm.config.dispatch_clock).
+os.environ.setdefault("CRM_NOW", "planned")
 
 TEST_CAMPAIGN = """\
 # Test-only campaign: everyone in scope, so the list draws from every profile row.

@@ -166,7 +166,8 @@ def test_priority_decides_the_one_bonus_offer_of_the_day():
             "age_verified": True, "self_excluded_now": False, "ever_self_excluded": False,
             "returned_after_exclusion": False, "cooling_off_now": False, "harm_risk_flag": False,
             "consent_email": True, "consent_push": True, "consent_sms": True, "consent_in_app": True,
-            "consent_profiling": True, "bonuses_received": 0, "net_loss_eur_7d": 5000}
+            "consent_profiling": True, "bonuses_received": 0, "net_loss_eur_7d": 5000,
+            **{f"consent_{ch}_products": "casino" for ch in ("email", "push", "sms", "in_app")}}  # DE: per product
     profile = pd.DataFrame([{**base, "player_id": f"p_{i}"} for i in range(50)])
 
     def spec(cid: str, priority: int, channel: str) -> CampaignSpec:

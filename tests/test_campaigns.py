@@ -64,7 +64,10 @@ def _audience(n: int = 200) -> pd.DataFrame:
         "timezone": "Europe/Berlin", "age_years": 30, "age_verified": True, "self_excluded_now": False,
         "ever_self_excluded": False, "returned_after_exclusion": False, "cooling_off_now": False,
         "harm_risk_flag": False, "consent_email": True, "consent_push": True, "consent_sms": True,
-        "consent_in_app": True, "consent_profiling": True, "churn_score": np.linspace(0, 1, n),
+        "consent_in_app": True, "consent_profiling": True,
+        # DE asks for consent per product: the players consented to casino on every channel
+        **{f"consent_{ch}_products": "casino" for ch in ("email", "push", "sms", "in_app")},
+        "churn_score": np.linspace(0, 1, n),
         "churn_model_version": "3", "net_loss_eur_7d": 5000, "active_days_7d": 2, "days_since_last_active": 1,
         "deposit_eur_90d": 50_000,
     })

@@ -146,3 +146,86 @@ def test_no_message_to_a_player_who_said_stop_since_the_list(tmp_path_factory, d
         sent = [m["player_id"] for m in read_outbox(box)]
         assert len(sent) == len(set(sent))  # never twice
         assert set(sent) == set(first) | (set(treated) - _oracle(timed, cutoff))
+
+
+def _outbox(paths: Paths) -> list[dict]:
+    return read_outbox(outbox_file(paths, SPEC.channel, SPEC.id, AS_OF))
+
+
+def test_a_late_send_rechecks_quiet_hours_at_the_moment_it_goes_out(tmp_path, gated):
+    """The list was checked for 17:00 UTC (19:00 in Berlin). A dispatch that only runs at 22:30
+    UTC (00:30 in Berlin) would message everyone in their night: it holds them, and a dispatch
+    the next morning sends them, once, with both times recorded."""
+    paths = gated
+    t = _treated(paths)
+    planned = dt.datetime.combine(AS_OF, SPEC.schedule.send_time)
+    late = dispatch_list(paths, SPEC.id, AS_OF, spec=SPEC, now=planned + dt.timedelta(hours=5, minutes=30))
+    assert late.new_messages == 0 and late.suppressed_reasons == {"quiet_hours_at_send": len(t)}
+    record = json.loads((list_dir(paths, SPEC.id, AS_OF) / SUPPRESSED_FILE).read_text())
+    assert "00:30 Europe/Berlin" in record[t[0]]["occurred_at"] and not _outbox(paths)
+    morning = dt.datetime.combine(AS_OF + dt.timedelta(days=1), dt.time(8))  # 10:00 in Berlin
+    r = dispatch_list(paths, SPEC.id, AS_OF, spec=SPEC, now=morning)
+    assert r.new_messages == len(t) and r.suppressed_at_send == 0
+    sent = _outbox(paths)
+    assert {m["player_id"] for m in sent} == set(t)
+    assert {(m["planned_send_at"], m["sent_at"]) for m in sent} == {("2025-10-01T17:00:00Z", "2025-10-02T08:00:00Z")}
+    again = dispatch_list(paths, SPEC.id, AS_OF, spec=SPEC, now=morning + dt.timedelta(hours=1))
+    assert again.new_messages == 0 and len(_outbox(paths)) == len(t)  # sent once
+
+
+def test_an_on_time_send_records_its_planned_time_and_a_late_one_its_own(tmp_path, gated):
+    paths = gated
+    t = _treated(paths)
+    on_time = dispatch_list(paths, SPEC.id, AS_OF, spec=SPEC)  # CRM_NOW=planned in the tests
+    assert on_time.new_messages == len(t)
+    assert {(m["planned_send_at"], m["sent_at"]) for m in _outbox(paths)} == {("2025-10-01T17:00:00Z",) * 2}
+
+
+def test_a_late_send_holds_only_the_players_whose_night_it_is(tmp_path, monkeypatch):
+    """Players in Tokyo and in Berlin on one list sent at 12:30 UTC: 21:30 in Tokyo (quiet), 14:30
+    in Berlin. A player whose time zone is not a zone has no local time: held too (fail closed)."""
+    from test_campaigns import _audience
+
+    from crm.lists import build_list, publish, record_gate
+
+    monkeypatch.setenv(approvals.THRESHOLD_ENV, "1000000000")
+    paths = Paths(tmp_path / "home").ensure()
+    spec = SPEC.model_copy(update={"schedule": SPEC.schedule.model_copy(update={"send_time_utc": "07:00"})})
+    audience = _audience(30)
+    audience.loc[audience.index[:10], "timezone"] = "Asia/Tokyo"
+    audience.loc[audience.index[10:12], "timezone"] = "Europe"
+    built = build_list(spec, audience, AS_OF)
+    publish(built, paths)
+    record_gate(list_dir(paths, spec.id, AS_OF), "campaign_list", True, {"summary": "ok"})
+    treated = built.rows[built.rows["variant"] != HOLDOUT]
+    r = dispatch_list(paths, spec.id, AS_OF, spec=spec, now=dt.datetime.combine(AS_OF, dt.time(12, 30)))
+    zone = dict(zip(audience["player_id"], audience["timezone"], strict=True))
+    sent = {m["player_id"] for m in read_outbox(outbox_file(paths, spec.channel, spec.id, AS_OF))}
+    assert sent == {p for p in treated["player_id"] if zone[p] == "Europe/Berlin"}
+    held = sum(zone[p] != "Europe/Berlin" for p in treated["player_id"])
+    assert held and r.suppressed_reasons == {"quiet_hours_at_send": held}
+
+
+@pytest.mark.parametrize(("value", "simulated", "expected"), [
+    ("planned", False, None), ("", True, None), ("2025-10-01T22:30:00Z", False, dt.datetime(2025, 10, 1, 22, 30)),
+    ("2025-10-02T00:30:00+02:00", True, dt.datetime(2025, 10, 1, 22, 30)),
+])
+def test_the_dispatch_clock(tmp_path, monkeypatch, value, simulated, expected):
+    from crm.config import dispatch_clock
+
+    paths = Paths(tmp_path).ensure()
+    if simulated:
+        paths.simulation_file.write_text("{}")
+    monkeypatch.setenv("CRM_NOW", value)
+    assert dispatch_clock(paths) == expected
+
+
+def test_the_dispatch_clock_is_the_wall_clock_of_a_live_home(tmp_path, monkeypatch):
+    from crm.config import dispatch_clock
+
+    monkeypatch.delenv("CRM_NOW", raising=False)
+    before = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    assert before <= dispatch_clock(Paths(tmp_path).ensure()) <= before + dt.timedelta(seconds=5)
+    monkeypatch.setenv("CRM_NOW", "yesterday")
+    with pytest.raises(ValueError, match="CRM_NOW"):
+        dispatch_clock(Paths(tmp_path))

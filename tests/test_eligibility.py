@@ -53,7 +53,8 @@ def test_hand_picked_players():
                                      "offer": {"template": "bonus", "value_eur": 10, "wagering": 20}})
     base = {"player_id": "p", "brand_id": "A", "country": "DE", "age_years": 30, "age_verified": True,
             "self_excluded_now": False, "ever_self_excluded": False, "returned_after_exclusion": False,
-            "cooling_off_now": False, "harm_risk_flag": False, "consent_email": True, "consent_profiling": False}
+            "cooling_off_now": False, "harm_risk_flag": False, "consent_email": True, "consent_profiling": False,
+            "consent_email_products": "casino", "consent_email_products_withdrawn": None}
     cases = {
         "ok": ({}, None),
         "excluded": ({"self_excluded_now": True, "ever_self_excluded": True}, "self_excluded"),
@@ -65,6 +66,17 @@ def test_hand_picked_players():
         "opted_out": ({"consent_email": False}, "no_channel_consent"),
         "unknown_consent": ({"consent_email": None}, "no_channel_consent"),
         "cooling": ({"cooling_off_now": True}, "cooling_off"),
+        # DE asks for consent per product: casino withdrawn, sports granted -> no casino e-mail
+        "de_casino_withdrawn": ({"consent_email_products": "sports", "consent_email_products_withdrawn": "casino"},
+                                "no_product_consent"),
+        "de_no_product_named": ({"consent_email_products": None}, "no_product_consent"),
+        # MT does not ask for a product in the consent, but a withdrawn product is never promoted
+        "mt_casino_withdrawn": ({"country": "MT", "consent_email_products": "sports",
+                                 "consent_email_products_withdrawn": "casino"}, "no_product_consent"),
+        "mt_no_product_named": ({"country": "MT", "consent_email_products": None}, None),
+        # a time zone that is given but not a zone: no local time, so quiet hours fail (not a crash)
+        "zone_is_a_folder": ({"timezone": "Europe"}, "quiet_hours"),
+        "zone_is_a_path": ({"timezone": "../../../../etc/passwd"}, "quiet_hours"),
     }
     df = pd.DataFrame([{**base, **over, "player_id": name} for name, (over, _) in cases.items()])
     v = evaluate(df, c).set_index(df["player_id"])

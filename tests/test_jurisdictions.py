@@ -143,9 +143,13 @@ def test_quiet_hours_in_the_players_local_time(send, tz, quiet):
     assert verdict({"timezone": tz}, tx)[0] is None
 
 
-def test_unknown_or_invalid_time_zone_falls_back_to_the_jurisdiction_then_fails():
+def test_a_missing_time_zone_falls_back_to_the_jurisdiction_an_invalid_one_fails():
     spec = campaign(schedule={"send_time_utc": "07:30"})  # 09:30 Berlin, 08:30 London
-    assert verdict({"country": "DE", "timezone": "Not/A_Zone"}, spec)[0] is None
+    assert verdict({"country": "DE", "timezone": None}, spec)[0] is None
+    # given but not a zone (a typo, a folder of the tz database, a path): the player's local time
+    # is unknown, so quiet hours fail for that player alone (never a crash, never Berlin's guess)
+    for bad in ("Not/A_Zone", "Europe", "../../../../etc/passwd", "Europe/Berlin\x00", "europe/berlin"):
+        assert verdict({"country": "DE", "timezone": bad}, spec)[0] == "quiet_hours", bad
     assert verdict({"country": "UK", "timezone": None}, spec)[0] == "quiet_hours"
     assert verdict({"country": None, "timezone": None}, spec)[1].count("quiet_hours") == 1
 

@@ -58,7 +58,6 @@ REVIEWED: dict[str, dict[str, str]] = {
         "', '.join(cols)": "read_landed_columns: the caller's column names (constants of expectations.landing), "
                            "kept only if the landed schema has them",
         "where": "read_landed_columns: the caller's SQL filter (a hash chunk built from integers)",
-        "ends": "a regular expression built from crm.contract.WHITESPACE / INVISIBLE",
         "ids": "envelope id columns built from the contract's envelope names",
         "until": "the constant JSON path of payload.until",
         "prior": "SELECT over landed_glob, quoted with literal()",

@@ -86,6 +86,7 @@ def _audience(n: int = 1000, seed: int = 0) -> pd.DataFrame:
         "ever_self_excluded": False, "returned_after_exclusion": False, "cooling_off_now": False,
         "harm_risk_flag": False, "consent_email": True, "consent_push": True, "consent_sms": True,
         "consent_in_app": True, "consent_profiling": True,
+        **{f"consent_{ch}_products": "casino,sports" for ch in ("email", "push", "sms", "in_app")},  # DE: per product
         "churn_score": rng.uniform(0, 1, n), "churn_model_version": "3",
         "uplift_ngr_score": np.round(rng.normal(300, 1500, n), 2), "uplift_ngr_model_version": "7",
         "net_loss_eur_7d": rng.integers(0, 60_000, n), "days_since_last_active": rng.integers(0, 90, n),

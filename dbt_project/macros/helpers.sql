@@ -4,6 +4,37 @@
 {%- endmacro %}
 
 
+{% macro products() -%}
+  {#- Products a consent can name and a campaign can promote (crm.contract.PRODUCTS). -#}
+  {{- return(['casino', 'sports', 'poker', 'bingo', 'lottery']) -}}
+{%- endmacro %}
+
+
+{% macro exclusion_key(scope, brand_id) -%}
+  {#- What an rg.self_exclusion.ended must match to end an exclusion: the scope, and for a brand
+      exclusion or a cooling-off the brand as well (int_rg_status_derived). -#}
+  case when {{ scope }} = 'operator' then 'operator' else {{ scope }} || ':' || {{ brand_id }} end
+{%- endmacro %}
+
+
+{% macro pii_fields() -%}
+  {#- Payload keys that hold contact details or device identity (crm.contract.PII_FIELDS): never
+      exposed by any relation of the warehouse. -#}
+  {{- return(['email', 'phone', 'device_id', 'ip']) -}}
+{%- endmacro %}
+
+
+{% macro without_pii(payload) -%}
+  {#- The payload text without the pii_fields() keys. Checked with a cheap text search first:
+      only the few records that carry one are re-written. -#}
+  case
+    when {% for f in pii_fields() %}contains({{ payload }}, '"{{ f }}"'){{ " or " if not loop.last }}{% endfor %}
+        then cast(json_merge_patch({{ payload }}, '{ {%- for f in pii_fields() %}"{{ f }}": null{{ ", " if not loop.last }}{% endfor -%} }') as varchar)
+    else {{ payload }}
+  end
+{%- endmacro %}
+
+
 {% macro to_eur_cents(eur_cents_fractional) -%}
   {#- A fractional EUR-cent amount (minor units x fx_rates.eur_per_unit, usually summed
       first) -> whole EUR cents as BIGINT, rounded half away from zero. -#}

@@ -1,14 +1,18 @@
--- Current marketing consent per (player, channel, product), for jurisdictions that ask for
--- consent per product (crm/jurisdictions.py: product_consent_required).
---
--- A product's state is decided by the latest change that concerns it, in the order of
+-- Marketing consent per (player, message channel, product of crm.contract.PRODUCTS), in two
+-- readings, both decided by the latest change that concerns the product, in the order of
 -- int_consents_versioned (time, a withdrawal after a grant at the same instant, event id):
---   * a consent.granted / consent.revoked naming that product;
---   * a channel-wide withdrawal: consent.revoked without a product, crm.unsubscribe or
---     crm.complaint on the channel (they withdraw every product of the channel).
--- A grant without a product is not product-specific and grants no product (fail closed).
--- One row per product ever named in a consent event of the channel; profiling is not a
--- message channel and has no products here.
+--
+--   * consent_state (consented by name, for jurisdictions that ask for consent per product,
+--     crm/jurisdictions.py product_consent_required): the latest of the changes naming the
+--     product (consent.granted / consent.revoked with it) and of the channel-wide withdrawals
+--     (consent.revoked without a product, crm.unsubscribe, crm.complaint, a withdrawal of every
+--     channel) is a grant naming it. A grant without a product names none (fail closed).
+--   * is_withdrawn (everywhere): the latest of every change concerning the product, the
+--     channel-wide grants included, is a withdrawal: the player said no to it and has not
+--     said yes since. Never promoted on the channel, in any jurisdiction.
+--
+-- Only rows with a named consent or a withdrawal are kept: a product with neither has no row.
+-- profiling is not a message channel and has no products here.
 
 with changes as (
 
@@ -19,38 +23,46 @@ with changes as (
 
 products as (
 
-    select distinct player_id, channel, product
-    from changes
-    where product is not null
+    select unnest({{ products() }}) as product
 
 ),
 
 relevant as (
 
+    -- a change naming the product, or a channel-wide one (no product)
     select
-        p.player_id,
-        p.channel,
+        c.player_id,
+        c.channel,
         p.product,
         c.event_id,
         c.changed_at,
         c.change_source,
         c.consent_state,
-        c.consent_version
-    from products as p
-    inner join changes as c
-        on c.player_id = p.player_id
-        and c.channel = p.channel
-        and (c.product = p.product or (c.product is null and not c.consent_state))
+        c.consent_version,
+        c.product is not null as names_it
+    from changes as c
+    inner join products as p
+        on c.product = p.product or c.product is null
+
+),
+
+decided as (
+
+    select
+        player_id,
+        channel,
+        product,
+        coalesce(
+            arg_max(consent_state, consent_version) filter (where names_it or not consent_state), false
+        ) as consent_state,
+        not arg_max(consent_state, consent_version) as is_withdrawn,
+        arg_max(changed_at, consent_version) as changed_at,
+        arg_max(change_source, consent_version) as change_source,
+        arg_max(event_id, consent_version) as event_id
+    from relevant
+    group by player_id, channel, product
 
 )
 
-select
-    player_id,
-    channel,
-    product,
-    arg_max(consent_state, consent_version) as consent_state,
-    arg_max(changed_at, consent_version) as changed_at,
-    arg_max(change_source, consent_version) as change_source,
-    arg_max(event_id, consent_version) as event_id
-from relevant
-group by player_id, channel, product
+select * from decided
+where consent_state or is_withdrawn

@@ -2,7 +2,10 @@
 -- A change is consent.granted (-> true), consent.revoked (-> false), or message feedback
 -- that withdraws the channel: crm.unsubscribe / crm.complaint (-> false). A withdrawal
 -- holds until a later consent.granted. Product-level consents are kept on the row
--- (`product`) but the state is per channel: the latest change on the channel wins.
+-- (`product`) but the state is per channel: the latest change on the channel wins
+-- (int_consents_by_product keeps the state per product).
+-- A withdrawal that named no channel of ours (landed with channel '*', crm.contract.ALL_CHANNELS)
+-- is a change on every channel, profiling included: it fails closed.
 {% set as_of = run_as_of_date() %}
 
 with consent_events as (
@@ -38,9 +41,19 @@ feedback_withdrawals as (
 
 consent_changes as (
 
-    select * from consent_events
-    union all
-    select * from feedback_withdrawals
+    select
+        event_id,
+        player_id,
+        unnest(case when channel = '*' then {{ consent_channels() }} else [channel] end) as channel,
+        product,
+        occurred_at,
+        event_type,
+        is_granted
+    from (
+        select * from consent_events
+        union all
+        select * from feedback_withdrawals
+    )
 
 ),
 

@@ -1,12 +1,17 @@
 -- Responsible-gambling status per player at the run's as-of date (one row per player with
 -- any RG event). Rules:
---   * a self-exclusion (scope brand | operator) or cooling-off (scope cooling_off) starts
---     with rg.self_exclusion.started and ends at the first rg.self_exclusion.ended of the
---     same kind after it (an ended event without scope ends both kinds), or at `until`
---     once that has passed. No `until` means indefinite.
+--   * an exclusion starts with rg.self_exclusion.started: scope operator (every brand of the
+--     operator), brand (the brand of the event) or cooling_off (a break on that brand's account);
+--     operator and brand are self-exclusions, cooling_off is a cooling-off period.
+--   * exclusions of different scopes are independent: one ends only at the first
+--     rg.self_exclusion.ended strictly after it of the *same* scope (and, for brand and
+--     cooling_off, the same brand), or at `until` once that has passed; an end of another scope
+--     or brand ends nothing (an operator-wide exclusion outranks any brand event). No `until`
+--     means indefinite. Landing reads a start of unknown or no scope as operator-wide and
+--     quarantines an end of unknown or no scope (crm.contract.VOCABULARIES).
 --   * "now" means at as-of: started before it, not ended by an event, `until` NULL or later.
---   * returned_after_exclusion: a session.started after the latest exclusion ended, while
---     no exclusion is active.
+--   * returned_after_exclusion: a session.started after the latest end of every
+--     self-exclusion, while none is active.
 --   * harm_risk_flag: limit hits or long reality checks in the 30 days before as-of reach
 --     their thresholds (vars harm_risk_*).
 {% set as_of = run_as_of_date() %}
@@ -25,7 +30,8 @@ exclusion_starts as (
         occurred_at as started_at,
         exclusion_scope,
         exclusion_until,
-        case when exclusion_scope = 'cooling_off' then 'cooling_off' else 'self_exclusion' end as exclusion_kind
+        case when exclusion_scope = 'cooling_off' then 'cooling_off' else 'self_exclusion' end as exclusion_kind,
+        {{ exclusion_key('exclusion_scope', 'brand_id') }} as exclusion_key
     from rg_events
     where event_type = 'rg.self_exclusion.started'
 
@@ -34,22 +40,18 @@ exclusion_starts as (
 exclusion_ends as (
 
     select
-        e.player_id,
-        e.occurred_at as ended_at,
-        k.exclusion_kind
-    from rg_events as e
-    cross join (values ('self_exclusion'), ('cooling_off')) as k (exclusion_kind)
-    where e.event_type = 'rg.self_exclusion.ended'
-      and (
-          e.exclusion_scope is null
-          or (e.exclusion_scope = 'cooling_off') = (k.exclusion_kind = 'cooling_off')
-      )
+        player_id,
+        occurred_at as ended_at,
+        {{ exclusion_key('exclusion_scope', 'brand_id') }} as exclusion_key
+    from rg_events
+    where event_type = 'rg.self_exclusion.ended'
+      and exclusion_scope is not null
 
 ),
 
 exclusions_resolved as (
 
-    -- ASOF: the first ended event of the same kind at or after each start
+    -- ASOF: the first end of the same scope (and brand) strictly after each start
     select
         s.player_id,
         s.exclusion_kind,
@@ -63,8 +65,8 @@ exclusions_resolved as (
     from exclusion_starts as s
     asof left join exclusion_ends as e
         on s.player_id = e.player_id
-        and s.exclusion_kind = e.exclusion_kind
-        and s.started_at <= e.ended_at
+        and s.exclusion_key = e.exclusion_key
+        and s.started_at < e.ended_at
 
 ),
 
@@ -74,9 +76,13 @@ exclusion_status as (
         player_id,
         bool_or(ended_at is null) filter (where exclusion_kind = 'self_exclusion') as self_excluded_now,
         count(*) filter (where exclusion_kind = 'self_exclusion') > 0 as ever_self_excluded,
-        max_by(started_at, started_at) filter (where exclusion_kind = 'self_exclusion') as self_exclusion_started_at,
+        max(started_at) filter (where exclusion_kind = 'self_exclusion') as self_exclusion_started_at,
         max_by(exclusion_until, started_at) filter (where exclusion_kind = 'self_exclusion') as self_exclusion_until,
-        max_by(ended_at, started_at) filter (where exclusion_kind = 'self_exclusion') as self_exclusion_ended_at,
+        -- the latest end of all of them, once none is active
+        case
+            when bool_or(ended_at is null) filter (where exclusion_kind = 'self_exclusion') then null
+            else max(ended_at) filter (where exclusion_kind = 'self_exclusion')
+        end as self_exclusion_ended_at,
         max_by(exclusion_scope, started_at) filter (where exclusion_kind = 'self_exclusion') as self_exclusion_scope,
         bool_or(ended_at is null) filter (where exclusion_kind = 'cooling_off') as cooling_off_now,
         max_by(exclusion_until, started_at) filter (where exclusion_kind = 'cooling_off') as cooling_off_until

@@ -3,8 +3,9 @@
 -- consents, no age: such players get features and scores but are never contactable).
 -- Identity and jurisdiction (current values), age (birth_date is reduced to birth_year and
 -- age; no contact details or device ids), consent state per channel with its version and
--- last change, the products consented per message channel (int_consents_by_product; for
--- jurisdictions that ask for consent per product), bonuses received (int_bonuses_received;
+-- last change, the products consented and withdrawn per message channel (int_consents_by_product:
+-- a withdrawn product is never promoted; where the jurisdiction asks for consent per product, only
+-- a consented one is), bonuses received (int_bonuses_received;
 -- SE: a bonus only on the first occasion), responsible-gambling status and activity recency.
 {% set as_of = run_as_of_date() %}
 
@@ -34,12 +35,15 @@ consent_state as (
 
 product_consents as (
 
-    -- per message channel, the products with a current grant, sorted and comma-separated
+    -- per message channel, the products with a current grant and those withdrawn, sorted and
+    -- comma-separated
     select
         player_id,
         {%- for ch in consent_channels() if ch != 'profiling' %}
         string_agg(product, ',' order by product) filter (where channel = '{{ ch }}' and consent_state)
-            as consent_{{ ch }}_products
+            as consent_{{ ch }}_products,
+        string_agg(product, ',' order by product) filter (where channel = '{{ ch }}' and is_withdrawn)
+            as consent_{{ ch }}_products_withdrawn
         {{- "," if not loop.last }}
         {%- endfor %}
     from {{ ref('int_consents_by_product') }}
@@ -132,6 +136,7 @@ select
     cast(date_diff('day', cast(p.registered_at as date), {{ as_of }}) as integer) as tenure_days,
     {%- for ch in consent_channels() if ch != 'profiling' %}
     pc.consent_{{ ch }}_products,
+    pc.consent_{{ ch }}_products_withdrawn,
     {%- endfor %}
     coalesce(b.bonuses_received, 0) as bonuses_received,
     b.first_bonus_at,

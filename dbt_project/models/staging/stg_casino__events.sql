@@ -1,4 +1,5 @@
--- Every landed event before the run's as-of date: the envelope only, payload kept as JSON text.
+-- Every landed event before the run's as-of date: the envelope, and the payload as JSON text
+-- without contact details (macros/helpers.sql without_pii: the warehouse holds none).
 -- The as-of cut happens here, once, so nothing downstream can see the future of the run.
 -- No landed batch yet (a home fed only by imported daily aggregates): an empty relation with
 -- the same columns and types, decided at run time (macros/landing_files.sql).
@@ -13,7 +14,7 @@ select
     player_id,
     brand_id,
     cast(occurred_at as timestamp) as occurred_at,
-    payload,
+    {{ without_pii('payload') }} as payload,
     batch_id,
     cast(ingested_at as timestamp) as ingested_at
 from {{ events }}
