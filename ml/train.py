@@ -14,7 +14,8 @@
    signature + input example;
 5. registers a new version (alias ``challenger``) and promotes it to ``champion`` only if it
    passes the sanity bounds and beats the current champion *re-scored on the same holdout*
-   by the config's margin. The decision and its reason are tagged on the version and run.
+   by more than the config's margin (a tie keeps the champion). The decision and its reason are
+   tagged on the version and run.
 
 Never imports Dagster.
 """
@@ -466,10 +467,11 @@ def decide(
     else:
         where = f" on the same holdout ({holdout}, {valid_rows} rows)" if holdout else " on the same holdout"
         cmp = f"champion v{champion_version} {champion_auc:.4f} + margin {margin:.4f}{where}"
-        if auc >= champion_auc + margin:
-            promoted, reason = True, f"promoted to champion: holdout roc_auc {auc:.4f} >= {cmp}"
+        # strictly better: a tie (a rerun on the same data) keeps the champion, no new version each run
+        if auc > champion_auc + margin:
+            promoted, reason = True, f"promoted to champion: holdout roc_auc {auc:.4f} > {cmp}"
         else:
-            promoted, reason = False, f"kept as challenger: holdout roc_auc {auc:.4f} < {cmp}"
+            promoted, reason = False, f"kept as challenger: holdout roc_auc {auc:.4f} <= {cmp}"
     if champion_note:
         reason += f" [{champion_note}]"
     if promoted and not auto:

@@ -11,9 +11,10 @@ metrics unprefixed, a Qini-curve PNG and the model (a pyfunc wrapping the joblib
 :func:`ml.uplift.save_model`; ``predict`` returns the uplift per row). The version is
 registered under ``model_name`` with alias ``challenger`` and promoted to ``champion`` when
 its Qini is positive (better than random targeting) and either there is no champion or it is
-at least the champion's Qini *re-scored on the same validation rows* (ties go to the newer
-model, trained on more data). When the champion cannot score these rows (a feature it needs
-is gone), its logged validation Qini is compared instead, with a note in the decision.
+above the champion's Qini *re-scored on the same validation rows* (a tie keeps the champion: a
+rerun on the same data must not make a new champion version each time). When the champion
+cannot score these rows (a feature it needs is gone), its logged validation Qini is compared
+instead, with a note in the decision.
 
 Never imports Dagster.
 """
@@ -164,10 +165,10 @@ def promotion_decision(qini: float, champ, champ_qini: float | None, champ_note:
     if champ is None:
         return True, f"no champion yet; qini_auc {qini:.4f} > 0"
     where = champ_note or "on the same validation rows"
-    if champ_qini is None or qini >= champ_qini:
+    if champ_qini is None or qini > champ_qini:  # strictly better: a tie keeps the champion
         shown = "none logged" if champ_qini is None else f"{champ_qini:.4f}"
-        return True, f"qini_auc {qini:.4f} >= champion v{champ.version} ({shown}, {where})"
-    return False, f"kept as challenger: qini_auc {qini:.4f} < champion v{champ.version} ({champ_qini:.4f}, {where})"
+        return True, f"qini_auc {qini:.4f} > champion v{champ.version} ({shown}, {where})"
+    return False, f"kept as challenger: qini_auc {qini:.4f} <= champion v{champ.version} ({champ_qini:.4f}, {where})"
 
 
 def train_uplift_from_exposures(

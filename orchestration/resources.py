@@ -9,12 +9,15 @@ from dagster import ConfigurableResource, DailyPartitionsDefinition
 from pydantic import Field
 
 from crm.config import Paths, export_env
+from crm.contract import EARLIEST_EVENT_TIME
 from crm.landing import default_as_of
 from crm.run_lock import run_lock
 
 # One partition per as-of date. end_offset=1: today's partition exists, because the
-# as-of date D describes everything strictly before D 00:00 UTC, complete once D starts.
-DAILY = DailyPartitionsDefinition(start_date="2024-01-01", end_offset=1, timezone="UTC")
+# as-of date D describes everything strictly before D 00:00 UTC, complete once D starts. They
+# start where landing and import accept data (crm.contract.EARLIEST_EVENT_TIME): an operator's
+# history of any age has its dates (a constant 2024 start refused a history from 2013).
+DAILY = DailyPartitionsDefinition(start_date=EARLIEST_EVENT_TIME.strftime("%Y-%m-%d"), end_offset=1, timezone="UTC")
 PARTITION_TAG = "dagster/partition"
 
 

@@ -17,7 +17,7 @@ from ml.score import score_model
 from ml.train import train_model
 
 pytestmark = pytest.mark.slow
-START = dt.date(2025, 3, 1)
+START = dt.date(2013, 3, 1)  # an operator's history from before 2015 (issue 12: partitions covered 2024 on)
 DAYS = 110
 
 
@@ -64,3 +64,27 @@ def test_import_only_home_builds_trains_and_scores(tmp_path):
     assert res.metrics["roc_auc"] > 0.6 and res.promoted, res.decision
     scored = score_model("churn", features, tracking_uri=uri)
     assert len(scored.scores) == len(features) and scored.scores["score"].between(0, 1).all()
+
+
+def test_an_old_history_runs_through_dagster_on_its_own_dates(tmp_path):
+    """`crm run` on a home whose data ends in 2013: the daily partition of that date exists."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    paths = Paths(tmp_path / "home").ensure()
+    csv = tmp_path / "export.csv"
+    _export(csv, players=150)
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("columns: {player_id: customer_ref, date: day, deposit_amount: deposits, stake: turnover, "
+                       "win: winnings, "
+                       "sessions: logins, country: market}\nunits: major\ncurrency: EUR\n")
+    import_daily(csv, mapping, paths)
+    env = os.environ | {"CRM_HOME": str(paths.home), "DAGSTER_HOME": str(paths.dagster_home)}
+    res = subprocess.run([sys.executable, "-m", "orchestration.run", "--json"], env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert "Could not find a partition" not in res.stderr, res.stderr[-2000:]
+    summary = json.loads(res.stdout)
+    assert summary["as_of_date"].startswith("2013-"), summary["as_of_date"]
+    assert summary["success"], (summary["failed_steps"], res.stderr[-3000:])

@@ -176,7 +176,8 @@ def test_train_uplift_from_exposures(home, exposures, tmp_path):
 
 def test_uplift_champion_is_rescored_on_the_same_rows(exposures, tmp_path):
     """A second training re-scores the champion on its own validation rows: the same data and
-    seed give the same model, so the same Qini, and the tie goes to the newer version."""
+    seed give the same model, so the same Qini, and a tie keeps the champion (a rerun on the same
+    data does not make a new champion version each time)."""
     from ml import registry
     from ml.uplift_train import train_uplift_from_exposures
 
@@ -188,8 +189,8 @@ def test_uplift_champion_is_rescored_on_the_same_rows(exposures, tmp_path):
     same = client.get_run(second["run_id"]).data.metrics["champion_qini_auc_same_holdout"]
     assert same == pytest.approx(first["metrics"]["t"]["qini_auc"])
     assert first["promoted"], first["decision"]
-    assert second["promoted"] and "same validation rows" in second["decision"]
-    assert str(registry.champion_version(client, "uplift_deposit").version) == "2"
+    assert not second["promoted"] and "same validation rows" in second["decision"], second["decision"]
+    assert str(registry.champion_version(client, "uplift_deposit").version) == "1"
 
 
 def test_uplift_promotion_rule():
@@ -201,7 +202,8 @@ def test_uplift_promotion_rule():
     assert promotion_decision(0.01, None, None)[0]
     assert not promotion_decision(-0.01, None, None)[0]  # worse than random: never champion
     assert not promotion_decision(float("nan"), None, None)[0]
-    assert promotion_decision(0.02, champ, 0.02)[0]  # a tie goes to the newer model
+    assert not promotion_decision(0.02, champ, 0.02)[0]  # a tie keeps the champion
+    assert promotion_decision(0.0201, champ, 0.02)[0]
     ok, why = promotion_decision(0.01, champ, 0.02)
     assert not ok and "0.0200" in why and "v3" in why
     ok, why = promotion_decision(0.03, champ, 0.02, "champion could not score these rows (KeyError)")
