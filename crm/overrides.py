@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from crm import audit
 from crm.approvals import is_reserved, name_problem, person_name
 from crm.config import Paths
-from expectations.validate import GateResult, waive
+from crm.gate_result import GateResult, waive
 
 KIND = "gate_override"
 LIST_CHECK = "compliance_gate"  # one per campaign list: needs the campaign id, bound to the list's sha256

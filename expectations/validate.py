@@ -7,96 +7,19 @@ raises, see STACK.md); progress bars and analytics off.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
+# The result types are plain data in crm.gate_result (crm.overrides waives outcomes without
+# importing this package); they are re-exported here, where the suites build them.
+from crm.gate_result import ExpectationOutcome, GateResult, outcome, plain_value, waive
+
+__all__ = ["ExpectationOutcome", "GateResult", "combine", "merge_chunks", "outcome", "plain_value", "validate",
+           "waive", "warning"]
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-
-
-@dataclass
-class ExpectationOutcome:
-    expectation: str
-    column: str | None
-    success: bool
-    observed: object
-    unexpected_count: int | None
-    sample: list  # failing rows, by pseudonymous id where the suite names an id column
-    description: str = ""
-    severity: str = "error"  # "error": a failure fails the gate; "warning": reported, the gate still passes;
-    # "overridden": an error waived by a named person (crm/overrides.py), reported, the gate passes
-
-    @property
-    def name(self) -> str:
-        """How an override names this expectation: ``type(column)``, or ``type`` without a column."""
-        return f"{self.expectation}({self.column})" if self.column else self.expectation
-
-
-def outcome(expectation: str, success: bool, observed: object = None, *, column: str | None = None,
-            unexpected_count: int | None = None, sample: list | None = None, description: str = "",
-            severity: str = "error") -> ExpectationOutcome:
-    """An outcome of a check GX has no expectation for (own SQL / pandas), in the same shape."""
-    return ExpectationOutcome(expectation, column, bool(success), _plain(observed), _plain(unexpected_count),
-                              _plain(list(sample or []))[:20], description, severity)
-
-
-@dataclass
-class GateResult:
-    suite: str
-    success: bool
-    rows: int
-    outcomes: list[ExpectationOutcome] = field(default_factory=list)
-    docs: list[str] = field(default_factory=list)  # file:// URLs of the Data Docs pages of this validation
-
-    @property
-    def failed(self) -> list[ExpectationOutcome]:
-        """Failed outcomes that fail the gate (severity error)."""
-        return [o for o in self.outcomes if not o.success and o.severity not in ("warning", "overridden")]
-
-    @property
-    def warnings(self) -> list[ExpectationOutcome]:
-        """Failed outcomes of severity warning: reported, the gate still passes."""
-        return [o for o in self.outcomes if not o.success and o.severity == "warning"]
-
-    @property
-    def overridden(self) -> list[ExpectationOutcome]:
-        """Failed error outcomes waived by an override: reported, the gate still passes."""
-        return [o for o in self.outcomes if not o.success and o.severity == "overridden"]
-
-    def summary(self) -> str:
-        waived = ("; overridden: " + "; ".join(f"{o.name} observed={o.observed!r} ({o.description})"
-                                               for o in self.overridden)) if self.overridden else ""
-        return self._summary() + waived
-
-    def _summary(self) -> str:
-        if self.success and not self.warnings and not self.overridden:
-            return f"{self.suite}: all {len(self.outcomes)} expectations passed on {self.rows} rows"
-        if self.success:
-            warn = ("; warnings: " + "; ".join(f"{o.expectation}({o.column or ''}) observed={o.observed!r}"
-                                               for o in self.warnings)) if self.warnings else ""
-            passed = len(self.outcomes) - len(self.warnings) - len(self.overridden)
-            return f"{self.suite}: {passed} of {len(self.outcomes)} expectations passed on {self.rows} rows" + warn
-        parts = [f"{o.expectation}({o.column or ''}) observed={o.observed!r} "
-                 f"unexpected={o.unexpected_count} sample={o.sample[:5]}" for o in self.failed]
-        return f"{self.suite}: {len(self.failed)} of {len(self.outcomes)} failed: " + "; ".join(parts)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _plain(v: object) -> object:
-    """numpy scalars and containers -> plain Python, so metadata serialises."""
-    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
-        try:
-            return v.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    return v
 
 
 def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: str | None = None,
@@ -151,10 +74,10 @@ def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: s
         err = (r.exception_info or {}).get("exception_message") if not r.success else None
         outcomes.append(ExpectationOutcome(
             expectation=cfg.type, column=cfg.kwargs.get("column"), success=bool(r.success),
-            observed=_plain(result["observed_value"] if "observed_value" in result
+            observed=plain_value(result["observed_value"] if "observed_value" in result
                             else {"unexpected_values": (result.get("partial_unexpected_list") or [])[:10]}
                             if result.get("unexpected_count") else err),
-            unexpected_count=_plain(result.get("unexpected_count")), sample=_plain(sample),
+            unexpected_count=plain_value(result.get("unexpected_count")), sample=plain_value(sample),
             description=(descriptions or {}).get(i, ""),
             severity="warning" if str(getattr(cfg, "severity", "critical")).lower().endswith("warning") else "error",
         ))
@@ -194,21 +117,6 @@ def merge_chunks(results: list[GateResult]) -> GateResult:
     success = all(o.success for o in outcomes if o.severity not in ("warning", "overridden"))
     return GateResult(first.suite, success, sum(r.rows for r in results), outcomes,
                       [d for r in results for d in r.docs])
-
-
-def waive(result: GateResult, waivers: dict[str, str]) -> GateResult:
-    """A copy of ``result`` where each failed error outcome named in ``waivers`` (by
-    :attr:`ExpectationOutcome.name`) becomes severity ``"overridden"`` with the waiver's text
-    (who, why) in its description; ``success`` is recomputed from the remaining errors.
-
-    Which names may be waived is the caller's decision (:func:`crm.overrides.apply_overrides`
-    never passes a compliance expectation); passing outcomes and warnings are left as they are.
-    """
-    outcomes = [replace(o, severity="overridden", description=f"{o.description}; {waivers[o.name]}".lstrip("; "))
-                if not o.success and o.severity == "error" and o.name in waivers else o
-                for o in result.outcomes]
-    success = all(o.success for o in outcomes if o.severity == "error")
-    return replace(result, success=success, outcomes=outcomes, docs=list(result.docs))
 
 
 def warning(expectation):
