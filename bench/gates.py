@@ -110,7 +110,7 @@ def run_once(with_checks: bool) -> dict:
     paths = export_env()
     from dagster import DagsterInstance
 
-    from crm.landing import default_as_of
+    from crm.ingest.landing import default_as_of
     from orchestration.definitions import defs
 
     as_of = default_as_of(paths).isoformat()
@@ -145,7 +145,7 @@ def run_once(with_checks: bool) -> dict:
 def landing_first() -> dict:
     """The landing suite over every landed batch of this home, as on its first landing."""
     from crm.config import export_env
-    from crm.landing import already_ingested
+    from crm.ingest.landing import already_ingested
     from expectations.landing import gate_batches
 
     paths = export_env()
@@ -159,18 +159,18 @@ def landing_first() -> dict:
 
 def bench_gates(home: Path, repeat: int = 1) -> dict:
     """Both runs (with checks first, then without), `repeat` times, each in its own process."""
-    from bench.run import _env, _run
+    from bench.run import home_env, run_timed
     from crm.warehouse import row_counts
 
-    env = _env(home)
+    env = home_env(home)
     runs: list[dict] = []
     for _ in range(repeat):
         for mode in ("--with-checks", "--without-checks"):
-            secs, rss, out = _run([sys.executable, "-m", "bench.gates", "--home", str(home), mode, "--json"], env)
+            secs, rss, out = run_timed([sys.executable, "-m", "bench.gates", "--home", str(home), mode, "--json"], env)
             r = json.loads(out)
             r["process_seconds"], r["peak_rss_mib"] = round(secs, 1), round(rss)
             runs.append(r)
-    secs, rss, out = _run([sys.executable, "-m", "bench.gates", "--home", str(home), "--landing-first", "--json"],
+    secs, rss, out = run_timed([sys.executable, "-m", "bench.gates", "--home", str(home), "--landing-first", "--json"],
                           env)
     landing = json.loads(out) | {"process_seconds": round(secs, 1), "peak_rss_mib": round(rss)}
     return summarise(runs, row_counts_safe(home, row_counts), repeat) | {"landing_first": landing}

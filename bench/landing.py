@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.run import BIN, _env, _run
+from bench.run import BIN, home_env, run_timed
 from crm.config import Paths
 
 BARE_COPY = """
@@ -36,20 +36,20 @@ con.execute(f"COPY (SELECT * FROM read_parquet({literal(sys.argv[1])}) ORDER BY 
 
 def bench_landing(root: Path, players: int, days: int, seed: int, repeat: int = 1) -> dict:
     src = root / "sim"
-    _run([str(BIN / "crm"), "simulate", "--players", str(players), "--days", str(days), "--seed", str(seed),
-          "--json"], _env(src))
+    run_timed([str(BIN / "crm"), "simulate", "--players", str(players), "--days", str(days), "--seed", str(seed),
+          "--json"], home_env(src))
     incoming = Paths(src).incoming
     out: dict = {"players": players, "days": days, "landing": [], "bare_copy": []}
     for _ in range(repeat):
         home = root / "land"
         shutil.rmtree(home, ignore_errors=True)
-        secs, rss, text = _run([str(BIN / "crm"), "ingest", str(incoming), "--json"], _env(home))
+        secs, rss, text = run_timed([str(BIN / "crm"), "ingest", str(incoming), "--json"], home_env(home))
         reports = json.loads(text)
         out["records"] = sum(r["records"] for r in reports)
         out["quarantined"] = sum(r["quarantined"] for r in reports)
         out["landing"].append({"seconds": round(secs, 2), "peak_rss_mib": round(rss)})
-        secs, rss, _ = _run([sys.executable, "-c", BARE_COPY, str(incoming / "*.parquet"), str(root / "bare.parquet")],
-                            _env(home))
+        bare = [sys.executable, "-c", BARE_COPY, str(incoming / "*.parquet"), str(root / "bare.parquet")]
+        secs, rss, _ = run_timed(bare, home_env(home))
         out["bare_copy"].append({"seconds": round(secs, 2), "peak_rss_mib": round(rss)})
     best = min(r["seconds"] for r in out["landing"])
     floor = min(r["seconds"] for r in out["bare_copy"])

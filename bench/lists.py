@@ -20,7 +20,7 @@ Each measure runs in its own process (peak RSS of that process, ``os.wait4``):
 * baseline: one DuckDB query joining ``dim_player``, ``player_features`` and the pivoted
   ``player_scores`` (the join ``crm.warehouse.read_audience`` runs), fetched as an Arrow table;
 * ``read_audience`` alone (the input every list shares, as a pandas DataFrame);
-* the day's lists as one refresh: ``crm.campaign_day.build_all`` then ``crm.lists.publish``
+* the day's lists as one refresh: ``crm.campaigns.day.build_all`` then ``crm.campaigns.lists.publish``
   of each (build and publish timed apart; peak RSS also at the end of the build);
 * the day's lists as the Dagster assets build them: ``build_one`` + ``publish`` per campaign
   in priority order (each reads the audience and the published higher-priority lists).
@@ -148,7 +148,7 @@ def make_home(src: Path, work: Path, players: int) -> dict:
 
 def write_campaigns(directory: Path, n: int) -> list[str]:
     """The repository's campaigns (and calendar) plus generated variants up to ``n``, as YAML in ``directory``."""
-    from crm.campaign_spec import load_campaigns
+    from crm.campaigns.spec import load_campaigns
     from crm.config import campaigns_dir
 
     shutil.rmtree(directory, ignore_errors=True)
@@ -204,8 +204,9 @@ def _summary(b, build_s: float | None = None, publish_s: float | None = None) ->
 
 def child(step: str, work: Path, as_of: dt.date) -> dict:
     """One measure, in this process (the parent runs it in a fresh one)."""
-    from crm import campaign_day, lists
-    from crm.campaign_spec import load_campaigns
+    from crm.campaigns import day as campaign_day
+    from crm.campaigns import lists
+    from crm.campaigns.spec import load_campaigns
     from crm.config import Paths, campaigns_dir
     from crm.warehouse import read_audience
 
@@ -289,7 +290,7 @@ def baseline_sql(warehouse: Path, as_of: dt.date) -> str:
             "GROUP BY player_id) s USING (player_id)")
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
+def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
     """Run a measuring process: (wall seconds, its peak RSS in MiB, the JSON of its last stdout line)."""
     start = time.perf_counter()
     with tempfile.TemporaryFile(mode="w+") as err:
@@ -319,9 +320,9 @@ def run(home: Path, players: int = 1_000_000, *, campaigns: int = 5, work: Path 
     # Every step runs in a child of this (small) process. Linux counts the RSS a child had
     # before exec (from a big parent: the parent's) in its peak, so a fresh interpreter
     # started here gives the floor under the figures below.
-    _, floor, _ = _run([sys.executable, "-c", "print('{}')"], env)
+    _, floor, _ = run_timed([sys.executable, "-c", "print('{}')"], env)
     log(f"replicating {home} to {players:,} players ...")
-    wall, rss, made = _run([*me, "home", "--home", str(Path(home).resolve()), "--work", str(work),
+    wall, rss, made = run_timed([*me, "home", "--home", str(Path(home).resolve()), "--work", str(work),
                             "--players", str(players)], env)
     made |= {"peak_rss_mib": round(rss)}
     as_of = made["as_of_date"]
@@ -332,7 +333,7 @@ def run(home: Path, players: int = 1_000_000, *, campaigns: int = 5, work: Path 
 
     def measure(name: str, cmd: list[str]) -> dict:
         log(f"{name} ...")
-        wall, rss, out = _run(cmd, env)
+        wall, rss, out = run_timed(cmd, env)
         out |= {"process_seconds": round(wall, 2), "peak_rss_mib": round(rss)}
         log(f"  {out['seconds']:.2f} s (process {wall:.1f} s), peak RSS {rss:,.0f} MiB")
         return out

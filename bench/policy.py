@@ -36,7 +36,7 @@ import pandas as pd
 
 def _target_campaign(paths) -> tuple[str, int]:
     """(campaign id, bonus cost in EUR cents) of the latest simulated campaign with a bonus."""
-    from crm.simulate import _campaign_plan
+    from crm.simulator.casino import _campaign_plan
 
     exports = pd.read_parquet(paths.exports / "campaign_assignments.parquet")
     days = (pd.to_datetime(exports["sent_at"]).max().normalize() - pd.to_datetime(exports["sent_at"]).min()

@@ -40,7 +40,7 @@ from crm.config import DBT_PROJECT_DIR, Paths, crm_home
 BIN = Path(sys.executable).parent
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     """Run a command; return (seconds, peak RSS in MiB of that process tree's largest member, stdout)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -52,7 +52,7 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return seconds, usage.ru_maxrss / 1024, out
 
 
-def _env(home: Path) -> dict[str, str]:
+def home_env(home: Path) -> dict[str, str]:
     return os.environ | {"CRM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
                          "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
 
@@ -60,8 +60,8 @@ def _env(home: Path) -> dict[str, str]:
 def bench_simulator(root: Path, players: int, days: int) -> dict:
     home = root / f"sim_{players}"
     shutil.rmtree(home, ignore_errors=True)
-    secs, rss, out = _run([str(BIN / "crm"), "simulate", "--players", str(players), "--days", str(days),
-                           "--json"], _env(home))
+    secs, rss, out = run_timed([str(BIN / "crm"), "simulate", "--players", str(players), "--days", str(days),
+                           "--json"], home_env(home))
     events = json.loads(out)["events"]
     size = sum(p.stat().st_size for p in Paths(home).incoming.glob("*"))
     shutil.rmtree(home, ignore_errors=True)
@@ -73,19 +73,19 @@ def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False, li
                   gates_repeat: int = 0) -> dict:
     home = root / f"e2e_{players}"
     shutil.rmtree(home, ignore_errors=True)
-    env = _env(home)
-    _run([str(BIN / "crm"), "simulate", "--players", str(players), "--days", str(days), "--json"], env)
-    secs, rss, out = _run([str(BIN / "crm"), "run", "--json"], env)
+    env = home_env(home)
+    run_timed([str(BIN / "crm"), "simulate", "--players", str(players), "--days", str(days), "--json"], env)
+    secs, rss, out = run_timed([str(BIN / "crm"), "run", "--json"], env)
     summary = json.loads(out)
     if not summary["success"]:
         raise RuntimeError(f"refresh failed at {players} players: {summary['failed_steps']}")
     log = Paths(home).ingest_log.read_text().splitlines()
     events = sum(json.loads(line)["loaded"] for line in log)
     # dbt build alone vs. one bare DuckDB aggregation over the same landed events.
-    dbt_secs, _, _ = _run([str(BIN / "dbt"), "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+    dbt_secs, _, _ = run_timed([str(BIN / "dbt"), "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
                            "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(home / "dbt" / "target"),
                            "--vars", json.dumps({"as_of_date": summary["as_of_date"]})], env)
-    bare_secs, _, _ = _run([sys.executable, "-c", BARE_QUERY, str(Paths(home).events)], env)
+    bare_secs, _, _ = run_timed([sys.executable, "-c", BARE_QUERY, str(Paths(home).events)], env)
     result = {"players": players, "days": days, "events": events, "refresh_seconds": round(secs, 1),
               "refresh_peak_rss_mib": round(rss), "dbt_build_seconds": round(dbt_secs, 1),
               "bare_duckdb_seconds": round(bare_secs, 2), "dbt_vs_bare_ratio": round(dbt_secs / bare_secs, 1),
@@ -95,30 +95,31 @@ def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False, li
               "lists": {li["campaign_id"]: li["rows"] for li in summary["lists"]}}
     if with_ml:
         # Model quality and scoring speed on this home (issue 3): in its own process.
-        _, _, out = _run([sys.executable, "-m", "bench.ml", "--home", str(home), "--json"], env)
+        _, _, out = run_timed([sys.executable, "-m", "bench.ml", "--home", str(home), "--json"], env)
         result["ml"] = json.loads(out)
         # Uplift learners against causalml's meta-learners on the same split, and targeting
         # policies at one budget against the simulator's truth (issue 4). Each in its own
         # process like every step: a child started from a big process reports the parent's
         # peak RSS as its own, so in-process work here would inflate the next refresh's figure.
         print("uplift learners vs causalml (python -m bench.uplift) ...", flush=True)
-        _, _, out = _run([sys.executable, "-m", "bench.uplift", "--home", str(home), "--json"], env)
+        _, _, out = run_timed([sys.executable, "-m", "bench.uplift", "--home", str(home), "--json"], env)
         result["uplift"] = json.loads(out)
         print("targeting policies at one budget (python -m bench.policy) ...", flush=True)
-        _, _, out = _run([sys.executable, "-m", "bench.policy", "--home", str(home), "--json"], env)
+        _, _, out = run_timed([sys.executable, "-m", "bench.policy", "--home", str(home), "--json"], env)
         result["policy"] = json.loads(out)
     if with_ml and lists_players:
         # The day's campaign lists over this home replicated to lists_players players (issue 5).
         # In its own process: the peak RSS of its measuring children is theirs, not this one's.
         print(f"campaign lists over {lists_players:,} players (python -m bench.lists) ...", flush=True)
-        _, _, out = _run([sys.executable, "-m", "bench.lists", "--home", str(home), "--players", str(lists_players),
-                          "--work", str(root / f"lists_{lists_players}"), "--json"], env)
+        cmd = [sys.executable, "-m", "bench.lists", "--home", str(home), "--players", str(lists_players),
+               "--work", str(root / f"lists_{lists_players}"), "--json"]
+        _, _, out = run_timed(cmd, env)
         result["lists_bench"] = json.loads(out)  # not "lists": that is the refresh's rows per list
     if gates_repeat:
         # Gate overhead (issue 6): the refresh of this as-of date with all checks vs. without any,
         # each run in its own process (bench.gates starts them), dispatch left out of both.
         print(f"gate overhead on {players:,} players (python -m bench.gates) ...", flush=True)
-        _, _, out = _run([sys.executable, "-m", "bench.gates", "--home", str(home), "--repeat", str(gates_repeat),
+        _, _, out = run_timed([sys.executable, "-m", "bench.gates", "--home", str(home), "--repeat", str(gates_repeat),
                           "--json"], env)
         result["gates"] = json.loads(out)
     shutil.rmtree(home, ignore_errors=True)
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         report["simulator"].append(bench_simulator(root, n, args.days))
     if args.landing_players:
         print(f"landing: {args.landing_players:,} players x {args.days} days vs a bare copy ...", flush=True)
-        _, _, out = _run([sys.executable, "-m", "bench.landing", "--players", str(args.landing_players),
+        _, _, out = run_timed([sys.executable, "-m", "bench.landing", "--players", str(args.landing_players),
                           "--days", str(args.days), "--json"], os.environ.copy())
         report["landing"] = json.loads(out)
     e2e_sizes = [int(x) for x in args.e2e_sizes.split(",") if x]

@@ -1,7 +1,7 @@
 """The event contract (DESIGN.md): one envelope, a payload schema per event type.
 
 This module is the single source of truth for what a valid event is. Landing
-(:mod:`crm.landing`) turns it into SQL checks; the simulator writes events that obey it.
+(:mod:`crm.ingest.landing`) turns it into SQL checks; the simulator writes events that obey it.
 
 Money is in minor units (integers) with a currency; times are UTC ISO-8601.
 """
@@ -138,7 +138,7 @@ EVENT_TYPES: tuple[str, ...] = tuple(PAYLOADS)
 
 # --------------------------------------------------------------------------- enumerated values
 # Every enumerated payload value is normalized once, at landing, by these rules (SQL in
-# crm.landing, Python in normalize() for single records; tests keep the two in step). The key of
+# crm.ingest.landing, Python in normalize() for single records; tests keep the two in step). The key of
 # a value drops invisible characters (zero-width space, BOM ...), then for lower-case vocabularies
 # lower-cases it and turns runs of spaces, dots, hyphens and underscores into one underscore
 # ("In-App " -> "in_app"); for upper-case ones it upper-cases and drops all white space. A key in

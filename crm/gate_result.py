@@ -1,7 +1,7 @@
 """The result of a quality gate as plain data: what each expectation observed, and the verdict.
 
 Built by the suites in ``expectations/`` (Great Expectations or their own SQL), read by the
-Dagster asset checks, the gate ledger and :mod:`crm.overrides`, which waives named failures.
+Dagster asset checks, the gate ledger and :mod:`crm.campaigns.overrides`, which waives named failures.
 Plain dataclasses with no Great Expectations import, so the domain can hold them without
 depending on the suites (the layering in pyproject.toml's import-linter contracts).
 """
@@ -21,7 +21,7 @@ class ExpectationOutcome:
     sample: list  # failing rows, by pseudonymous id where the suite names an id column
     description: str = ""
     severity: str = "error"  # "error": a failure fails the gate; "warning": reported, the gate still passes;
-    # "overridden": an error waived by a named person (crm/overrides.py), reported, the gate passes
+    # "overridden": an error waived by a named person (crm/campaigns/overrides.py), reported, the gate passes
 
     @property
     def name(self) -> str:
@@ -100,7 +100,7 @@ def waive(result: GateResult, waivers: dict[str, str]) -> GateResult:
     :attr:`ExpectationOutcome.name`) becomes severity ``"overridden"`` with the waiver's text
     (who, why) in its description; ``success`` is recomputed from the remaining errors.
 
-    Which names may be waived is the caller's decision (:func:`crm.overrides.apply_overrides`
+    Which names may be waived is the caller's decision (:func:`crm.campaigns.overrides.apply_overrides`
     never passes a compliance expectation); passing outcomes and warnings are left as they are.
     """
     outcomes = [replace(o, severity="overridden", description=f"{o.description}; {waivers[o.name]}".lstrip("; "))

@@ -1,7 +1,7 @@
 """The gate on every campaign list before dispatch.
 
 The eligibility check here is recomputed from the player profile with its own SQL, on
-purpose *not* with :mod:`crm.eligibility`: a gate that trusted the list builder's code would
+purpose *not* with :mod:`crm.campaigns.eligibility`: a gate that trusted the list builder's code would
 pass the builder's bugs. It checks the core compliance rules (channel consent,
 self-exclusion now or ended without return, cooling-off, harm flag, minimum age, profiling
 consent for any row that carries a model score), the jurisdiction rules that the profile can

@@ -5,7 +5,7 @@ batch file), envelope fields not
 null, event ids unique, event types known to the contract (:data:`crm.contract.EVENT_TYPES`),
 event time not after the ingest time (with ``max_future_seconds`` of clock skew), and per
 landed file the share of records quarantined at most ``max_quarantine_rate``. The contract
-check in :mod:`crm.landing` already quarantines bad records: this gate is the second line
+check in :mod:`crm.ingest.landing` already quarantines bad records: this gate is the second line
 that catches a contract or loader change letting them through.
 """
 
@@ -23,7 +23,7 @@ from expectations.thresholds import threshold
 from expectations.validate import GateResult, combine, merge_chunks, validate
 
 SUITE = "landing"
-# Columns and DuckDB types of a landed batch file (crm.landing writes them; dbt staging reads them).
+# Columns and DuckDB types of a landed batch file (crm.ingest.landing writes them; dbt staging reads them).
 LANDED_TYPES = {"event_id": "VARCHAR", "event_type": "VARCHAR", "trace_id": "VARCHAR", "player_id": "VARCHAR",
                 "brand_id": "VARCHAR", "occurred_at": "TIMESTAMP", "payload": "VARCHAR", "batch_id": "VARCHAR",
                 "ingested_at": "TIMESTAMP"}
@@ -50,7 +50,7 @@ def gate_landing(events: pd.DataFrame, files: pd.DataFrame, *, now: dt.datetime 
                  schemas: dict[str, dict[str, str]] | None = None, docs_dir: str | Path | None = None) -> GateResult:
     """``events``: the landed rows of the batches; ``files``: one row per landed file (its ingest
     log entry: batch_id, source_file, records, quarantined); ``schemas``: batch id -> column ->
-    DuckDB type of each landed batch file (:func:`crm.landing.landed_schema`). With ``schemas``
+    DuckDB type of each landed batch file (:func:`crm.ingest.landing.landed_schema`). With ``schemas``
     the schema is checked on them (columns and types, per file) and ``events`` needs only
     :data:`ROW_COLUMNS`; without, the columns of ``events`` are the schema (names only). Event
     time is compared with the row's ``ingested_at`` (``now``, default the current UTC time, when
@@ -123,7 +123,7 @@ def gate_batches(paths, batch_ids: list[str], *, docs_dir: str | Path | None = N
     With several chunks, Data Docs show the events validation of the first failing chunk (else
     the last one): that chunk is validated again with Data Docs on.
     """
-    from crm.landing import already_ingested, landed_rows, landed_schema, read_landed_columns
+    from crm.ingest.landing import already_ingested, landed_rows, landed_schema, read_landed_columns
 
     log = already_ingested(paths)
     files = pd.DataFrame([log[b] for b in batch_ids if b in log])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-# The result types are plain data in crm.gate_result (crm.overrides waives outcomes without
+# The result types are plain data in crm.gate_result (crm.campaigns.overrides waives outcomes without
 # importing this package); they are re-exported here, where the suites build them.
 from crm.gate_result import ExpectationOutcome, GateResult, outcome, plain_value, waive
 

@@ -1,7 +1,7 @@
 """Budgeted targeting: who gets a costly offer when the bonus budget is limited.
 
 One selection rule, used both by campaign lists (``target: by: uplift`` in
-:mod:`crm.lists`) and by :func:`compare_policies`:
+:mod:`crm.campaigns.lists`) and by :func:`compare_policies`:
 
 1. candidates are the players whose value (predicted incremental NGR, EUR cents, net of
    the bonus cost) is known and strictly above ``min_value``;

@@ -13,7 +13,7 @@ from dagster import (
 )
 from dagster_dbt import DbtCliResource
 
-from crm.campaign_spec import load_campaigns
+from crm.campaigns.spec import load_campaigns
 from crm.config import campaigns_dir, export_env
 from orchestration.assets.campaigns import campaign_assets
 from orchestration.assets.landing import landed_events, landing_checks
@@ -32,7 +32,7 @@ specs, campaign_errors = load_campaigns(campaign_dir)
 for err in campaign_errors:  # one broken campaign does not stop the others
     log.error(err)
 
-# each list after the higher-priority lists of its day (crm.campaign_day.build_one)
+# each list after the higher-priority lists of its day (crm.campaigns.day.build_one)
 campaign_defs = [campaign_assets(s, specs) for s in specs]
 campaign_asset_defs = [a for assets, _ in campaign_defs for a in assets]
 campaign_checks = [c for _, checks in campaign_defs for c in checks]

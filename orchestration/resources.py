@@ -10,7 +10,7 @@ from pydantic import Field
 
 from crm.config import Paths, export_env
 from crm.contract import EARLIEST_EVENT_TIME
-from crm.landing import default_as_of
+from crm.ingest.landing import default_as_of
 from crm.run_lock import run_lock
 
 # One partition per as-of date. end_offset=1: today's partition exists, because the

@@ -16,8 +16,8 @@ from crm.config import export_env
 
 
 def _summary(result, as_of: str, seconds: float) -> dict:
-    from crm.landing import landed_summary
-    from crm.lists import published_lists
+    from crm.campaigns.lists import published_lists
+    from crm.ingest.landing import landed_summary
     from crm.warehouse import row_counts
 
     paths = export_env()
@@ -93,7 +93,7 @@ def run_refresh(instance, as_of: str | None = None, asset_selection=None, log_le
     """
     from dagster import AssetKey
 
-    from crm.landing import LandingError, default_as_of
+    from crm.ingest.landing import LandingError, default_as_of
     from orchestration.definitions import defs
 
     job = defs.resolve_job_def("daily_refresh")
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     export_env()
     from dagster import DagsterInstance
 
-    from crm.landing import LandingError
+    from crm.ingest.landing import LandingError
     from crm.run_lock import RunInProgress, run_lock
 
     paths = export_env()

@@ -43,7 +43,7 @@ from dagster import (
 )
 
 from crm.config import export_env
-from crm.landing import SUPPORTED_SUFFIXES, already_ingested, file_digest
+from crm.ingest.landing import SUPPORTED_SUFFIXES, already_ingested, file_digest
 from crm.notify import notify
 from orchestration.assets.landing import landed_events
 

@@ -3,8 +3,8 @@
 histories and calendars, and the plain-written eligibility oracle.
 
 The oracle restates DESIGN.md's rules player by player, message by message, with its own
-copy of the jurisdiction table and the contact policy (it imports neither crm.eligibility
-nor crm.jurisdictions nor crm.policy): if the code and the oracle disagree, one of them
+copy of the jurisdiction table and the contact policy (it imports neither crm.campaigns.eligibility
+nor crm.campaigns.jurisdictions nor crm.campaigns.policy): if the code and the oracle disagree, one of them
 misreads the law.
 
 Used by test_eligibility.py, test_targeting.py and test_campaign_day.py.
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from hypothesis import strategies as st
 
-from crm.campaign_spec import CampaignSpec
+from crm.campaigns.spec import CampaignSpec
 
 AS_OF = dt.date(2025, 10, 1)  # a Wednesday
 CHANNELS = ["email", "push", "sms", "in_app"]
@@ -193,7 +193,7 @@ def message_histories(draw, player_ids: list[str], campaign_ids: list[str]) -> p
             else 0, "offer_ends_at": sent + dt.timedelta(days=draw(st.integers(1, 10))) if bonus else None,
             "source": draw(st.sampled_from(["delivered", "outbox"])),
         })
-    from crm.history import MESSAGE_COLUMNS, empty_history
+    from crm.campaigns.history import MESSAGE_COLUMNS, empty_history
 
     if not rows:
         return empty_history()
@@ -203,7 +203,7 @@ def message_histories(draw, player_ids: list[str], campaign_ids: list[str]) -> p
 
 @st.composite
 def calendars(draw) -> dict:
-    """A calendar mapping for crm.policy.Calendar: blackouts near the as-of date, some local only."""
+    """A calendar mapping for crm.campaigns.policy.Calendar: blackouts near the as-of date, some local only."""
     blackouts = []
     for i in range(draw(st.integers(0, 2))):
         start = AS_OF + dt.timedelta(days=draw(st.integers(-2, 2)))
@@ -215,7 +215,7 @@ def calendars(draw) -> dict:
 
 # --------------------------------------------------------------------------- the oracle
 
-# The jurisdiction table as the tests read the law (DESIGN.md; crm/jurisdictions.py's docstring).
+# The jurisdiction table as the tests read the law (DESIGN.md; crm/campaigns/jurisdictions.py's docstring).
 LAW = {
     "UK": {"verify": True, "bonus_age": 18, "max_wagering": 10, "first_bonus_only": False, "product_consent": True,
            "tz": "Europe/London"},
@@ -230,7 +230,7 @@ LAW = {
 }
 STRICTEST = {"verify": True, "bonus_age": 24, "max_wagering": 10, "first_bonus_only": True, "product_consent": True,
              "tz": None}
-# The house policy as the tests read it (crm/policy.py's docstring).
+# The house policy as the tests read it (crm/campaigns/policy.py's docstring).
 CHANNEL_CAPS = {"email": (1, 3), "push": (1, 3), "sms": (1, 2), "in_app": (2, 7)}
 GLOBAL_CAPS = (2, 6)
 COOLDOWN_HOURS, DEDUP_DAYS, MAX_COST_CENTS, QUIET = 12, 7, 10_000, (21, 9)

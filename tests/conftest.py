@@ -30,10 +30,10 @@ def make_home(home: Path, players: int, days: int = 100, seed: int = 11, reason:
     """A data home with the shipped campaigns plus ``everyone_push`` (approved by a second person:
     it may cost more than the approval threshold) and a simulated casino, before any pipeline
     run. Returns its campaigns folder; the caller points CRM_HOME / CRM_CAMPAIGNS_DIR at them."""
-    from crm.approvals import approve
-    from crm.campaign_spec import load_campaign
+    from crm.campaigns.approvals import approve
+    from crm.campaigns.spec import load_campaign
     from crm.config import CAMPAIGNS_DIR, Paths
-    from crm.simulate import simulate
+    from crm.simulator.casino import simulate
 
     campaigns = home / "campaigns"
     campaigns.mkdir()

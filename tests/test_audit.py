@@ -13,14 +13,14 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm import approvals, audit
-from crm.approvals import ApprovalError, approval_required, approve, record_spec_changes, reject, status
-from crm.audit import AuditError, entry_hash, head_file, log_file, verify
-from crm.campaign_spec import CampaignSpec, load_campaign
+from crm.campaigns import approvals, audit
+from crm.campaigns.approvals import ApprovalError, approval_required, approve, record_spec_changes, reject, status
+from crm.campaigns.audit import AuditError, entry_hash, head_file, log_file, verify
+from crm.campaigns.dispatch import DispatchBlocked, assignments_file, dispatch_list, outbox_file, read_outbox
+from crm.campaigns.lists import build_list, list_dir, publish, record_gate
+from crm.campaigns.spec import CampaignSpec, load_campaign
 from crm.cli import main
 from crm.config import CAMPAIGNS_DIR, Paths
-from crm.dispatch import DispatchBlocked, assignments_file, dispatch_list, outbox_file, read_outbox
-from crm.lists import build_list, list_dir, publish, record_gate
 
 H = "ab" * 32
 
@@ -596,7 +596,7 @@ def test_the_owner_in_the_yaml_is_a_person_name(owner, match):
 
 
 def test_pipeline_names_in_disguise_are_not_people(tmp_path):
-    from crm.overrides import OverrideError, override, override_entries
+    from crm.campaigns.overrides import OverrideError, override, override_entries
 
     paths, spec = Paths(tmp_path), _owned_by("alice")
     for name in ("pipe\u200bline", "PIPELINE", "Dag ster", "sуstem"):  # the last one: Cyrillic у

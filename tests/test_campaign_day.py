@@ -2,7 +2,7 @@
 
 Property-based: hypothesis draws random players, message histories, calendars and SETS of
 campaigns of one day (ties in priority, shared dedup keys, budgets, transactional ones),
-builds the day with :func:`crm.lists.build_day` and checks
+builds the day with :func:`crm.campaigns.lists.build_day` and checks
 
 * every listed player passes every rule, by the oracle of tests/_compliance.py, given the
   history and the messages of the lists built before;
@@ -40,11 +40,11 @@ from _compliance import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm import experiments
-from crm.campaign_spec import CampaignSpec
-from crm.eligibility import Context
-from crm.lists import build_day
-from crm.policy import Calendar
+from crm.campaigns import experiments
+from crm.campaigns.eligibility import Context
+from crm.campaigns.lists import build_day
+from crm.campaigns.policy import Calendar
+from crm.campaigns.spec import CampaignSpec
 from expectations.campaign_list import day_checks, recompute_violations
 
 EXAMPLES = int(os.environ.get("CRM_DAY_EXAMPLES", "40"))

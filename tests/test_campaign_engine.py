@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from crm.campaign_day import (
+from crm.campaigns.day import (
     HigherPriorityListMissing,
     build_all,
     build_one,
@@ -23,13 +23,19 @@ from crm.campaign_day import (
     explain_player,
     higher_priority,
 )
-from crm.campaign_spec import CampaignError, CampaignSpec, load_campaign, load_campaigns
+from crm.campaigns.eligibility import Context
+from crm.campaigns.history import (
+    SENT_TODAY,
+    campaign_spent_cents,
+    load_history,
+    players_offered_a_bonus,
+    split_own_sends,
+)
+from crm.campaigns.lists import build_day, build_list, list_dir, publish, segment_mask, verify_manifest
+from crm.campaigns.policy import CalendarError, load_calendar
+from crm.campaigns.segments import NAMED_SEGMENTS
+from crm.campaigns.spec import CampaignError, CampaignSpec, load_campaign, load_campaigns
 from crm.config import CAMPAIGNS_DIR, Paths
-from crm.eligibility import Context
-from crm.history import SENT_TODAY, campaign_spent_cents, load_history, players_offered_a_bonus, split_own_sends
-from crm.lists import build_day, build_list, list_dir, publish, segment_mask, verify_manifest
-from crm.policy import CalendarError, load_calendar
-from crm.segments import NAMED_SEGMENTS
 from expectations.campaign_list import gate_list, recompute_violations
 
 AS_OF = dt.date(2025, 10, 1)

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crm.campaign_spec import CampaignError, load_campaign, load_campaigns
+from crm.campaigns.dispatch import DispatchBlocked, dispatch_list, read_outbox
+from crm.campaigns.experiments import assign, srm_pvalue
+from crm.campaigns.lists import build_list, list_dir, publish, record_gate, verify_manifest
+from crm.campaigns.spec import CampaignError, load_campaign, load_campaigns
 from crm.config import CAMPAIGNS_DIR, Paths
-from crm.dispatch import DispatchBlocked, dispatch_list, read_outbox
-from crm.experiments import assign, srm_pvalue
-from crm.lists import build_list, list_dir, publish, record_gate, verify_manifest
 
 
 def test_shipped_campaigns_are_valid():

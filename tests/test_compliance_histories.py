@@ -28,12 +28,12 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from test_rerun_day import MAIL, assert_day_limits, outbox_of_day
 
-from crm import approvals
-from crm.campaign_spec import CampaignSpec
+from crm.campaigns import approvals
+from crm.campaigns.dispatch import dispatch_list, outbox_file, read_outbox
+from crm.campaigns.lists import build_list, list_dir, publish, record_gate
+from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths
-from crm.dispatch import dispatch_list, outbox_file, read_outbox
-from crm.landing import ingest_file
-from crm.lists import build_list, list_dir, publish, record_gate
+from crm.ingest.landing import ingest_file
 from crm.warehouse import read_audience
 from expectations.campaign_list import recompute_violations
 
@@ -320,8 +320,8 @@ _late = st.lists(st.tuples(st.integers(0, 19), st.one_of(
 def _day(paths: Paths, specs: list[CampaignSpec]) -> None:
     """Build the day's lists from the warehouse, gate each (the real gate: profile, the day's
     lists and what was already sent) and dispatch the ones that pass."""
-    from crm.campaign_day import build_all
-    from crm.dispatch import DispatchBlocked
+    from crm.campaigns.day import build_all
+    from crm.campaigns.dispatch import DispatchBlocked
     from orchestration.assets.campaigns import gate_published_list
 
     for b in build_all(paths, specs, AS_OF):

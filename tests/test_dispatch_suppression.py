@@ -13,13 +13,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_audit import _publish_gated
 
-from crm import approvals
-from crm.campaign_spec import load_campaign
+from crm.campaigns import approvals
+from crm.campaigns.dispatch import (
+    STOP_LOOKBACK_DAYS,
+    SUPPRESSED_FILE,
+    WITHDRAWALS,
+    dispatch_list,
+    outbox_file,
+    read_outbox,
+)
+from crm.campaigns.experiments import HOLDOUT
+from crm.campaigns.lists import list_dir
+from crm.campaigns.spec import load_campaign
 from crm.config import CAMPAIGNS_DIR, Paths
-from crm.dispatch import STOP_LOOKBACK_DAYS, SUPPRESSED_FILE, WITHDRAWALS, dispatch_list, outbox_file, read_outbox
-from crm.experiments import HOLDOUT
-from crm.landing import ingest_file
-from crm.lists import list_dir
+from crm.ingest.landing import ingest_file
 
 AS_OF = dt.date(2025, 10, 1)
 SPEC = load_campaign(CAMPAIGNS_DIR / "cashback_recent_losers.yaml")
@@ -186,7 +193,7 @@ def test_a_late_send_holds_only_the_players_whose_night_it_is(tmp_path, monkeypa
     in Berlin. A player whose time zone is not a zone has no local time: held too (fail closed)."""
     from test_campaigns import _audience
 
-    from crm.lists import build_list, publish, record_gate
+    from crm.campaigns.lists import build_list, publish, record_gate
 
     monkeypatch.setenv(approvals.THRESHOLD_ENV, "1000000000")
     paths = Paths(tmp_path / "home").ensure()

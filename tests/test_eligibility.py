@@ -11,9 +11,9 @@ import pandas as pd
 from _compliance import AS_OF, campaigns, oracle_eligible, profile_rows, profiles
 from hypothesis import HealthCheck, given, settings
 
-from crm.campaign_spec import CampaignSpec
-from crm.eligibility import RULE_NAMES, evaluate
-from crm.lists import build_list
+from crm.campaigns.eligibility import RULE_NAMES, evaluate
+from crm.campaigns.lists import build_list
+from crm.campaigns.spec import CampaignSpec
 from expectations.campaign_list import recompute_violations
 
 

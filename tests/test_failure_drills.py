@@ -91,7 +91,7 @@ def _sent_files(p) -> dict[str, str]:
 def _forget_dispatch(p, as_of: dt.date) -> None:
     """Remove the campaign's dispatch of ``as_of`` (outbox + assignment export) so a drill sees whether
     anything new is written."""
-    from crm.dispatch import assignments_file, outbox_file
+    from crm.campaigns.dispatch import assignments_file, outbox_file
 
     outbox_file(p, "push", CAMPAIGN, as_of).unlink(missing_ok=True)
     assignments_file(p, CAMPAIGN, as_of).unlink(missing_ok=True)
@@ -100,7 +100,7 @@ def _forget_dispatch(p, as_of: dt.date) -> None:
 def _forget_list(p, as_of: dt.date) -> None:
     """Remove the campaign's published list of ``as_of``, as on the first run of a day (a list that
     passed its gate in an earlier run of the date stays dispatchable: its verdict is bound to its bytes)."""
-    from crm.lists import list_dir
+    from crm.campaigns.lists import list_dir
 
     shutil.rmtree(list_dir(p, CAMPAIGN, as_of))
 
@@ -126,7 +126,7 @@ def _only_failing(result, name: str) -> None:
 
 
 def _assert_nothing_dispatched(result, p, as_of: dt.date, before: dict[str, str]) -> None:
-    from crm.dispatch import DispatchBlocked, assignments_file, dispatch_list, outbox_file
+    from crm.campaigns.dispatch import DispatchBlocked, assignments_file, dispatch_list, outbox_file
 
     mats = {tuple(e.asset_key.path) for e in result.get_asset_materialization_events()}
     assert tuple(DISPATCH_KEY) not in mats
@@ -146,8 +146,8 @@ def _assert_dispatched_once(result, instance, p, as_of: dt.date) -> None:
     """The fixed rerun passed its gate and sent every treated row once; a further rerun adds nothing."""
     import pyarrow.parquet as pq
 
-    from crm.dispatch import assignments_file, outbox_file, read_outbox
-    from crm.lists import gate_verdict, list_dir
+    from crm.campaigns.dispatch import assignments_file, outbox_file, read_outbox
+    from crm.campaigns.lists import gate_verdict, list_dir
 
     failures = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert result.success, failures
@@ -249,7 +249,7 @@ def _treated(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_first_run_dispatched(first_run):
-    from crm.dispatch import outbox_file
+    from crm.campaigns.dispatch import outbox_file
 
     _, as_of = first_run
     assert outbox_file(_paths(), "push", CAMPAIGN, as_of).exists()
@@ -274,10 +274,10 @@ def test_duplicated_player_in_list(first_run):
 
 
 def test_offer_cost_over_cap(first_run):
-    from crm.campaign_spec import load_campaign
+    from crm.campaigns.eligibility import effective_caps
+    from crm.campaigns.policy import POLICY
+    from crm.campaigns.spec import load_campaign
     from crm.config import campaigns_dir
-    from crm.eligibility import effective_caps
-    from crm.policy import POLICY
 
     cap = int(effective_caps(load_campaign(campaigns_dir() / f"{CAMPAIGN}.yaml"), POLICY)["cost_per_player_day_cents"])
 
@@ -365,7 +365,7 @@ def test_schema_break_in_landing(first_run):
 
 def test_empty_list_against_recent_sizes(first_run):
     """An empty list, when recent runs listed hundreds, fails the list-size band."""
-    from crm.lists import list_dir, read_manifest
+    from crm.campaigns.lists import list_dir, read_manifest
 
     instance, as_of = first_run
     p = _paths()
@@ -382,7 +382,7 @@ def test_empty_list_against_recent_sizes(first_run):
 
 
 def _batch_of(p, name: str) -> str:
-    from crm.landing import file_digest
+    from crm.ingest.landing import file_digest
 
     return file_digest(p.incoming / name)[:16]
 
@@ -421,7 +421,7 @@ def test_failed_landing_batch_is_still_blocked_on_the_next_run(first_run):
     assert f"{batch}.trace_id" in _failed(next_run)
     assert batch in str(next_run.metadata["batches"].value)
     assert repaired.passed and batch in str(repaired.metadata["batches"].value)
-    from crm.landing import batches_to_gate
+    from crm.ingest.landing import batches_to_gate
 
     assert batch not in batches_to_gate(p)
 

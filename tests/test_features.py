@@ -88,8 +88,8 @@ def _at(df: pd.DataFrame, player_id: str, day: dt.date | None = None, col: str =
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
-    from crm.landing import ingest_pending
-    from crm.simulate import simulate
+    from crm.ingest.landing import ingest_pending
+    from crm.simulator.casino import simulate
 
     home = tmp_path_factory.mktemp("features_home")
     paths = Paths(home)
@@ -110,7 +110,7 @@ def base(home) -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def later(home, base) -> dict:
     """Second build: late events and imported aggregates, all on or after D."""
-    from crm.landing import ingest_pending
+    from crm.ingest.landing import ingest_pending
 
     snaps = base["player_feature_snapshots"]
     snap_d = snaps[snaps["as_of_date"] == pd.Timestamp(D)]

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from crm.campaign_spec import MAX_EUR, MAX_NUMBER, CampaignError, CampaignSpec, load_campaign, load_campaigns
+from crm.campaigns.policy import CalendarError, load_calendar
+from crm.campaigns.spec import MAX_EUR, MAX_NUMBER, CampaignError, CampaignSpec, load_campaign, load_campaigns
 from crm.cli import main
 from crm.config import CAMPAIGNS_DIR
-from crm.policy import CalendarError, load_calendar
 
 GOOD = "id: good_one\nname: g\nchannel: sms\n"
 MAX_MESSAGE = 3_000  # an error about one file stays readable, whatever the file holds

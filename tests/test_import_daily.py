@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from crm.cli import main
 from crm.config import REPO_ROOT, Paths
-from crm.import_daily import (
+from crm.ingest.import_daily import (
     OUTPUT_SCHEMA,
     ImportDailyError,
     _cents,

@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_import_daily import GOOD_ROWS, HEADER, _csv, _mapping, _read, _state
 
-import crm.import_daily as import_daily_module
+import crm.ingest.import_daily as import_daily_module
 from crm.cli import main
 from crm.config import Paths
-from crm.import_daily import ImportDailyError, batch_id_for, import_daily, import_log_path, load_mapping
+from crm.ingest.import_daily import ImportDailyError, batch_id_for, import_daily, import_log_path, load_mapping
 
 COLS = {"player_id": "id", "date": "d", "stake": "s"}
 TOMORROW = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)

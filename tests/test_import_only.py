@@ -11,8 +11,8 @@ import pytest
 from _dbt import dbt_build
 
 from crm.config import Paths
-from crm.import_daily import import_daily
-from crm.landing import default_as_of
+from crm.ingest.import_daily import import_daily
+from crm.ingest.landing import default_as_of
 from ml.score import score_model
 from ml.train import train_model
 

@@ -1,7 +1,7 @@
 """Unit tests for each jurisdiction rule and each contact rule, on hand-picked players.
 
 One player per case; the expected verdict is written out from the law (DESIGN.md and
-crm/jurisdictions.py) and checked against :func:`crm.eligibility.evaluate`.
+crm/campaigns/jurisdictions.py) and checked against :func:`crm.campaigns.eligibility.evaluate`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from crm.campaign_spec import CampaignSpec
-from crm.eligibility import Context, evaluate, explain
-from crm.history import MESSAGE_COLUMNS, empty_history
-from crm.jurisdictions import RULES, STRICTEST, rules_for
-from crm.policy import Calendar
+from crm.campaigns.eligibility import Context, evaluate, explain
+from crm.campaigns.history import MESSAGE_COLUMNS, empty_history
+from crm.campaigns.jurisdictions import RULES, STRICTEST, rules_for
+from crm.campaigns.policy import Calendar
+from crm.campaigns.spec import CampaignSpec
 
 AS_OF = dt.date(2025, 10, 1)  # a Wednesday; CEST (UTC+2), BST (UTC+1)
 PLAYER = {"player_id": "p", "brand_id": "A", "country": "DE", "timezone": "Europe/Berlin", "age_years": 30,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from crm.config import Paths
-from crm.landing import LandingError, default_as_of, ingest_file, landed_summary
+from crm.ingest.landing import LandingError, default_as_of, ingest_file, landed_summary
 
 GOOD = {"event_id": "ev_1", "event_type": "bet.settled", "trace_id": "tr_1", "player_id": "p_1", "brand_id": "A",
         "occurred_at": "2025-10-23T11:21:05Z", "payload": {"stake": 100, "win": 50, "currency": "EUR"}}
@@ -107,7 +107,7 @@ def test_unsupported_file_is_a_clear_error_and_writes_nothing(tmp_path, paths):
 
 def test_gate_ledger_keeps_failed_batches_pending_until_they_pass(tmp_path, paths):
     """A batch is landed once; the landing gate's ledger decides what it checks next time."""
-    from crm.landing import batches_to_gate, landed_schema, record_landing_gate
+    from crm.ingest.landing import batches_to_gate, landed_schema, record_landing_gate
     from expectations.landing import LANDED_TYPES
 
     a, b, dup = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "dup.jsonl"
@@ -133,7 +133,7 @@ def test_orphaned_or_missing_batch_files_do_not_slip_past_the_gate(tmp_path, pat
     schema expectation (its columns show as missing) instead of passing with nothing read."""
     import shutil
 
-    from crm.landing import batches_to_gate, record_landing_gate
+    from crm.ingest.landing import batches_to_gate, record_landing_gate
     from expectations.landing import gate_batches
 
     a = tmp_path / "a.jsonl"
@@ -157,7 +157,7 @@ def test_orphaned_or_missing_batch_files_do_not_slip_past_the_gate(tmp_path, pat
 def test_a_batch_rewritten_after_it_passed_is_gated_again(tmp_path, paths):
     import os
 
-    from crm.landing import batches_to_gate, record_landing_gate
+    from crm.ingest.landing import batches_to_gate, record_landing_gate
 
     a = tmp_path / "a.jsonl"
     _write_jsonl(a, [_ev(event_id="ev_1")])

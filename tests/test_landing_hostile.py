@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm import landing
 from crm.config import Paths
 from crm.contract import ALL_CHANNELS, INVISIBLE, VOCABULARIES, WHITESPACE
-from crm.landing import default_as_of, ingest_file
+from crm.ingest import landing
+from crm.ingest.landing import default_as_of, ingest_file
 
 T = "2025-05-01T10:00:00Z"
 
@@ -240,7 +240,7 @@ _AROUND = st.one_of(
 def test_landing_sql_and_python_read_enumerated_values_alike(values):
     """The vocabularies are applied in SQL at landing and in Python for single records: one
     reading, whatever the value."""
-    from crm.landing import _canonical_sql, _key_sql
+    from crm.ingest.landing import _canonical_sql, _key_sql
 
     con = duckdb.connect()
     for v in VOCABULARIES:

@@ -152,7 +152,7 @@ def test_landing_sensor_requests_one_run_per_new_file(home):
 
 def test_landing_sensor_skips_content_already_landed_but_advances(home):
     from crm.config import Paths
-    from crm.landing import ingest_file
+    from crm.ingest.landing import ingest_file
 
     p = _drop(home, "c.jsonl", "ev_c", time.time() - 10)
     report = ingest_file(p, Paths(home))  # e.g. `crm ingest` got there first
@@ -330,7 +330,7 @@ def test_a_successful_run_with_a_failed_error_check_notifies(home):
 def test_backfill_runs_each_date_oldest_first_and_stops_at_a_failure(home, monkeypatch):
     from click.testing import CliRunner
 
-    import crm.cli
+    from crm.cli import root
 
     calls = []
 
@@ -339,13 +339,13 @@ def test_backfill_runs_each_date_oldest_first_and_stops_at_a_failure(home, monke
         assert cmd[1:3] == ["-m", "orchestration.run"]
         return 1 if calls[-1] == "2025-03-02" else 0
 
-    monkeypatch.setattr(crm.cli.subprocess, "call", fake_call)
-    r = CliRunner().invoke(crm.cli.main, ["backfill", "--from", "2025-02-27", "--to", "2025-03-03"])
+    monkeypatch.setattr(root.subprocess, "call", fake_call)
+    r = CliRunner().invoke(root.main, ["backfill", "--from", "2025-02-27", "--to", "2025-03-03"])
     assert r.exit_code == 1 and calls == ["2025-02-27", "2025-02-28", "2025-03-01", "2025-03-02"]
     assert "3 of 5 dates OK; failed: 2025-03-02" in r.output
 
     calls.clear()
-    r = CliRunner().invoke(crm.cli.main, ["backfill", "--from", "2025-02-27", "--to", "2025-03-03", "--keep-going"])
+    r = CliRunner().invoke(root.main, ["backfill", "--from", "2025-02-27", "--to", "2025-03-03", "--keep-going"])
     assert r.exit_code == 1 and len(calls) == 5 and "4 of 5 dates OK" in r.output
-    r = CliRunner().invoke(crm.cli.main, ["backfill", "--from", "2025-03-03", "--to", "2025-03-01"])
+    r = CliRunner().invoke(root.main, ["backfill", "--from", "2025-03-03", "--to", "2025-03-01"])
     assert r.exit_code == 2 and "before --from" in r.output

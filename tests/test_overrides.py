@@ -9,13 +9,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from crm import approvals, audit
-from crm.campaign_spec import load_campaign
-from crm.cli import main
-from crm.config import CAMPAIGNS_DIR, Paths
-from crm.dispatch import DispatchBlocked, dispatch_list
-from crm.lists import GATE_FILE, build_list, list_dir, publish
-from crm.overrides import (
+from crm.campaigns import approvals, audit
+from crm.campaigns.dispatch import DispatchBlocked, dispatch_list
+from crm.campaigns.lists import GATE_FILE, build_list, list_dir, publish
+from crm.campaigns.overrides import (
     NON_OVERRIDABLE,
     OverrideError,
     active_overrides,
@@ -24,6 +21,9 @@ from crm.overrides import (
     override,
     record_list_gate,
 )
+from crm.campaigns.spec import load_campaign
+from crm.cli import main
+from crm.config import CAMPAIGNS_DIR, Paths
 from expectations.validate import GateResult, outcome
 
 DAY = dt.date(2025, 10, 1)
@@ -33,7 +33,7 @@ RATE = "expect_column_values_to_be_between(quarantine_rate)"  # as the landing s
 
 def _land(paths: Paths, name: str = "a") -> str:
     """Land a one-event file (a batch waiting for the landing gate); returns its batch id."""
-    from crm.landing import ingest_file
+    from crm.ingest.landing import ingest_file
 
     src = paths.home / f"{name}.jsonl"
     src.write_text(json.dumps({"event_id": f"ev_{name}", "event_type": "session.started", "trace_id": "t",
@@ -97,7 +97,7 @@ def test_recorded_in_the_audit_log_scoped_to_check_and_date_and_the_log_still_ve
     e = override(paths, check="landing_gate", as_of=DAY, expectations=[RATE, RATE.upper()], by=" Bob ",
                  reason="vendor resent the file")
     assert e["kind"] == "gate_override" and e["by"] == "Bob" and e["reason"] == "vendor resent the file"
-    from crm.landing import batches_to_gate
+    from crm.ingest.landing import batches_to_gate
 
     assert e["details"] == {"check": "landing_gate", "as_of_date": "2025-10-01", "expectations": [RATE],
                             "list_sha256": None, "batches": batches_to_gate(paths)}
@@ -257,7 +257,7 @@ def test_a_running_dagster_check_finds_its_own_name_and_date(tmp_path, monkeypat
 
 
 def test_a_landing_override_covers_only_the_batches_waiting_when_it_was_given(tmp_path):
-    from crm.landing import batches_to_gate, record_landing_gate
+    from crm.ingest.landing import batches_to_gate, record_landing_gate
 
     paths = _home(tmp_path)
     failing = _result(("expect_column_values_to_be_between", "quarantine_rate"))

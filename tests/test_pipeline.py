@@ -50,7 +50,7 @@ def test_whole_graph_materializes(first_run):
     assert counts["dim_player"] == 800 and all(counts.values()), counts
     assert not {"email", "phone", "ip", "birth_date", "device_id"} & cols  # PII stays out of the marts
     assert scored_without_consent == 0
-    from crm.landing import default_as_of
+    from crm.ingest.landing import default_as_of
     from crm.warehouse import read_audience
 
     audience = read_audience(p, default_as_of(p))
@@ -70,12 +70,12 @@ def test_whole_graph_materializes(first_run):
 
 def test_one_asset_per_campaign_equals_the_day_built_at_once(first_run):
     """Each list asset read the published lists of the higher-priority campaigns of its date:
-    together they are exactly the day built in one go (crm.campaign_day.build_all)."""
-    from crm.campaign_day import build_all
-    from crm.campaign_spec import load_campaigns
+    together they are exactly the day built in one go (crm.campaigns.day.build_all)."""
+    from crm.campaigns.day import build_all
+    from crm.campaigns.lists import list_dir
+    from crm.campaigns.spec import load_campaigns
     from crm.config import campaigns_dir
-    from crm.landing import default_as_of
-    from crm.lists import list_dir
+    from crm.ingest.landing import default_as_of
 
     p = _paths()
     as_of = default_as_of(p)
@@ -126,7 +126,7 @@ def test_uplift_champion_scores_after_a_manual_promotion(first_run):
     automatically; a data scientist's `crm ml promote` makes the next scoring use it."""
     from dagster import AssetKey
 
-    from crm.landing import default_as_of
+    from crm.ingest.landing import default_as_of
     from crm.warehouse import read_audience
     from ml import registry
     from orchestration.run import run_refresh
@@ -148,7 +148,7 @@ def test_uplift_champion_scores_after_a_manual_promotion(first_run):
 
 
 def test_lists_are_published_gated_and_dispatched(first_run):
-    from crm.lists import gate_verdict, published_lists
+    from crm.campaigns.lists import gate_verdict, published_lists
 
     p = _paths()
     lists = published_lists(p)
@@ -195,10 +195,10 @@ def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
     """A list builder that admits everyone (a compliance bug) is stopped by the gate."""
     from dagster import AssetKey, DagsterInstance
 
-    import crm.eligibility
-    from crm.dispatch import DispatchBlocked, outbox_file
-    from crm.landing import default_as_of
-    from crm.lists import gate_verdict, list_dir
+    import crm.campaigns.eligibility
+    from crm.campaigns.dispatch import DispatchBlocked, outbox_file
+    from crm.campaigns.lists import gate_verdict, list_dir
+    from crm.ingest.landing import default_as_of
     from orchestration.run import run_refresh
 
     p = _paths()
@@ -206,7 +206,7 @@ def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
     box = outbox_file(p, "push", "everyone_push", as_of)
     box.unlink()  # forget the first run's dispatch so we can see that nothing new is written
 
-    real = crm.eligibility.evaluate
+    real = crm.campaigns.eligibility.evaluate
 
     def admit_everyone(profile, campaign, *args, **kwargs):
         out = real(profile, campaign, *args, **kwargs)
@@ -214,7 +214,7 @@ def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
         out["reason"] = None
         return out
 
-    monkeypatch.setattr(crm.eligibility, "evaluate", admit_everyone)
+    monkeypatch.setattr(crm.campaigns.eligibility, "evaluate", admit_everyone)
     list_key = AssetKey(["campaigns", "everyone_push", "list"])
     dispatch_key = AssetKey(["campaigns", "everyone_push", "dispatch"])
     instance = DagsterInstance.ephemeral()
@@ -237,7 +237,7 @@ def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
     assert not later.success and not box.exists()
     assert not gate_verdict(list_dir(p, "everyone_push", as_of))[0]
     with pytest.raises(DispatchBlocked):
-        from crm.dispatch import dispatch_list
+        from crm.campaigns.dispatch import dispatch_list
 
         dispatch_list(p, "everyone_push", as_of)
 

@@ -243,7 +243,7 @@ def test_landing_gate_in_chunks_equals_one_pass(tmp_path):
     """Validated in hash chunks of the event id, the landing suite gives the verdicts, unexpected
     counts and failing ids of one pass; a duplicate id split across files is still caught."""
     from crm.config import Paths
-    from crm.landing import ingest_file
+    from crm.ingest.landing import ingest_file
     from expectations.landing import gate_batches
 
     paths = Paths(tmp_path / "home").ensure()

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from _dbt import dbt_build
 
-from crm import readout as R
 from crm.config import Paths
+from crm.measurement import readout as R
 
 SENT = pd.Timestamp("2025-07-01 09:00")
 
@@ -179,11 +179,11 @@ def test_srm_maturity_figures_and_json(tmp_path):
 def test_dispatch_writes_the_assignment_export_once(tmp_path):
     from test_campaigns import _audience
 
-    from crm.campaign_spec import load_campaign
+    from crm.campaigns.dispatch import ASSIGNMENT_SCHEMA, assignments_file, dispatch_list
+    from crm.campaigns.lists import build_list, list_dir, publish, record_gate
+    from crm.campaigns.spec import load_campaign
     from crm.config import CAMPAIGNS_DIR
-    from crm.dispatch import ASSIGNMENT_SCHEMA, assignments_file, dispatch_list
-    from crm.lists import build_list, list_dir, publish, record_gate
-    from crm.simulate import _ASSIGN_SCHEMA
+    from crm.simulator.casino import _ASSIGN_SCHEMA
 
     assert ASSIGNMENT_SCHEMA.equals(_ASSIGN_SCHEMA)
     paths = Paths(tmp_path).ensure()
@@ -229,9 +229,9 @@ OWN_SENT = AS_OF - dt.timedelta(days=10)
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
-    from crm.dispatch import write_assignments
-    from crm.landing import ingest_pending
-    from crm.simulate import simulate
+    from crm.campaigns.dispatch import write_assignments
+    from crm.ingest.landing import ingest_pending
+    from crm.simulator.casino import simulate
 
     home = tmp_path_factory.mktemp("readout_home")
     paths = Paths(home)
@@ -329,7 +329,7 @@ def test_readout_assets_materialize(home, tmp_path, monkeypatch):
     """The Dagster assets: one per campaign file (here own_push) and past_campaign_readouts."""
     from dagster import AssetKey, materialize
 
-    from crm.campaign_spec import load_campaign
+    from crm.campaigns.spec import load_campaign
     from orchestration.assets.readouts import readout_assets
     from orchestration.resources import CrmResource
 

@@ -37,15 +37,15 @@ from _compliance import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm import approvals
-from crm.campaign_day import build_all, build_one, higher_priority
-from crm.campaign_spec import CampaignSpec
+from crm.campaigns import approvals
+from crm.campaigns.day import build_all, build_one, higher_priority
+from crm.campaigns.dispatch import DispatchBlocked, dispatch_list, outbox_file, read_outbox
+from crm.campaigns.eligibility import effective_caps
+from crm.campaigns.lists import build_list, list_dir, publish, record_gate
+from crm.campaigns.overrides import record_list_gate
+from crm.campaigns.policy import POLICY
+from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths
-from crm.dispatch import DispatchBlocked, dispatch_list, outbox_file, read_outbox
-from crm.eligibility import effective_caps
-from crm.lists import build_list, list_dir, publish, record_gate
-from crm.overrides import record_list_gate
-from crm.policy import POLICY
 from expectations.campaign_list import day_checks, gate_list, read_sent
 
 AS_OF = dt.date(2025, 8, 30)  # the probe's date: a Saturday, no blackout

@@ -19,10 +19,10 @@ from _compliance import AS_OF, campaigns, oracle_eligible, profile_rows, profile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm import eligibility, experiments
-from crm.campaign_spec import CampaignError, CampaignSpec, load_campaign
+from crm.campaigns import eligibility, experiments
+from crm.campaigns.lists import build_list, list_dir, offer_cost_cents, publish
+from crm.campaigns.spec import CampaignError, CampaignSpec, load_campaign
 from crm.config import CAMPAIGNS_DIR, Paths
-from crm.lists import build_list, list_dir, offer_cost_cents, publish
 from crm.warehouse import read_audience, write_scores
 from expectations.campaign_list import gate_list, recompute_violations
 from ml.policy import (

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from scipy.stats import rankdata
 
-from crm.cli_uplift import uplift_group
+from crm.cli.uplift import uplift_group
 from ml import uplift as U
 
 

@@ -31,8 +31,8 @@ AS_OF = START + dt.timedelta(days=DAYS)  # the day after the last simulated day
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
-    from crm.landing import ingest_pending
-    from crm.simulate import simulate
+    from crm.ingest.landing import ingest_pending
+    from crm.simulator.casino import simulate
 
     home = tmp_path_factory.mktemp("uplift_home")
     paths = Paths(home)
@@ -108,8 +108,8 @@ def test_send_day_features_equal_the_snapshot_at_that_day(home, exposures, tmp_p
 
 def test_empty_safe_without_export(tmp_path):
     """Without an export file the exposure models build as empty, typed relations."""
-    from crm.landing import ingest_pending
-    from crm.simulate import simulate
+    from crm.ingest.landing import ingest_pending
+    from crm.simulator.casino import simulate
 
     paths = Paths(tmp_path)
     simulate(paths, players=150, days=30, seed=5, start_date=START, progress=False)

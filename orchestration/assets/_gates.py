@@ -3,8 +3,8 @@
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue
 
+from crm.campaigns.overrides import apply_overrides
 from crm.config import Paths
-from crm.overrides import apply_overrides
 from expectations.validate import GateResult
 
 
@@ -40,7 +40,7 @@ def gate_check_result(result: GateResult, extra: dict | None = None, *, scope: t
                       ) -> AssetCheckResult:
     """ERROR severity: a failed gate blocks downstream (blocking checks); warnings pass with WARN metadata.
 
-    Failed expectations waived by a gate override (crm/overrides.py) for this check and as-of date
+    Failed expectations waived by a gate override (crm/campaigns/overrides.py) for this check and as-of date
     (``scope`` = (paths, check, as_of); default: the running check's) pass as OVERRIDDEN, naming who and why.
     """
     scope = scope or _override_scope()

@@ -2,7 +2,7 @@
 
 The list assets of a day depend on the list assets of every higher-priority campaign
 (priority, then id), so Dagster builds them in that order and the UI shows it; each reads
-the published higher-priority lists of its date (:func:`crm.campaign_day.build_one`). The
+the published higher-priority lists of its date (:func:`crm.campaigns.day.build_one`). The
 compliance gate of a list (:func:`gate_published_list`) checks the day's limits against the
 published higher-priority lists and what was already sent that day (the outbox).
 """
@@ -25,15 +25,15 @@ from dagster import (
     asset_check,
 )
 
-from crm.approvals import record_spec_changes
-from crm.campaign_day import build_one, higher_priority, published_rows
-from crm.campaign_spec import CampaignSpec
+from crm.campaigns.approvals import record_spec_changes
+from crm.campaigns.day import build_one, higher_priority, published_rows
+from crm.campaigns.dispatch import dispatch_list
+from crm.campaigns.eligibility import effective_caps
+from crm.campaigns.lists import list_dir, publish, read_manifest
+from crm.campaigns.overrides import record_list_gate
+from crm.campaigns.policy import POLICY
+from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths
-from crm.dispatch import dispatch_list
-from crm.eligibility import effective_caps
-from crm.lists import list_dir, publish, read_manifest
-from crm.overrides import record_list_gate
-from crm.policy import POLICY
 from crm.warehouse import read_table
 from expectations.campaign_list import gate_list, read_sent, recent_list_sizes
 from expectations.validate import GateResult

@@ -11,7 +11,7 @@ from dagster import (
     asset_check,
 )
 
-from crm.landing import (
+from crm.ingest.landing import (
     already_ingested,
     batches_to_gate,
     ingest_pending,

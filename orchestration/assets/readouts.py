@@ -1,6 +1,6 @@
 """Campaign readouts: one asset per campaign file and one over every campaign in the mart.
 
-The statistics live in crm/readout.py; these assets read ``fct_campaign_outcomes`` through it
+The statistics live in crm/measurement/readout.py; these assets read ``fct_campaign_outcomes`` through it
 and turn the results into Dagster metadata (effect table, ROI, guardrail flags, last-touch
 over-claim, plots).
 """
@@ -8,8 +8,8 @@ over-claim, plots).
 
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from crm import readout as R
-from crm.campaign_spec import CampaignSpec
+from crm.campaigns.spec import CampaignSpec
+from crm.measurement import readout as R
 from orchestration.assets._meta import md_figure
 from orchestration.resources import CrmResource
 

@@ -100,7 +100,7 @@ def load_calendar(directory: str | Path) -> Calendar:
     A broken calendar raises :class:`CalendarError`: lists are not built against a
     calendar we cannot read (fail closed).
     """
-    from crm.campaign_spec import format_validation_error  # it imports this module
+    from crm.campaigns.spec import format_validation_error  # it imports this module
 
     path = Path(directory) / CALENDAR_FILE
     if not path.exists() and not path.is_symlink():

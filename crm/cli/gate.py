@@ -1,6 +1,6 @@
 """`crm gate`: override a failed quality gate (never a compliance expectation), and list overrides.
 
-Overrides are entries of the audit log ($CRM_HOME/audit/, kind gate_override); see crm/overrides.py.
+Overrides are entries of the audit log ($CRM_HOME/audit/, kind gate_override); see crm/campaigns/overrides.py.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def override_cmd(check: str, as_of: str, expectations: tuple[str, ...], campaign
     CHECK: landing_gate, marts_dim_player_gate, marts_fct_player_daily_gate, features_gate,
     scores_gate, or compliance_gate (with --campaign).
     """
-    from crm.audit import AuditError
-    from crm.overrides import OverrideError, override
+    from crm.campaigns.audit import AuditError
+    from crm.campaigns.overrides import OverrideError, override
 
     day = _date(as_of, "--date")
     try:
@@ -77,8 +77,8 @@ def overrides_cmd(as_of: str | None, as_json: bool) -> None:
     """Gate overrides in the audit log, oldest first (exit 1 if the log does not verify: none applies)."""
     import sys
 
-    from crm.audit import read_entries, verify
-    from crm.overrides import KIND
+    from crm.campaigns.audit import read_entries, verify
+    from crm.campaigns.overrides import KIND
 
     day = _date(as_of, "--date")
     paths = export_env()

@@ -38,9 +38,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from crm.campaign_spec import CampaignSpec
+from crm.campaigns.experiments import HOLDOUT
+from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths
-from crm.experiments import HOLDOUT
 from crm.warehouse import connect, table_exists
 
 MESSAGE_COLUMNS = ("player_id", "channel", "campaign_id", "dedup_key", "sent_at", "is_bonus_offer", "cost_cents",

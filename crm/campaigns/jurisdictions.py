@@ -1,6 +1,6 @@
 """Jurisdiction rules, held in one table so compliance can read them in one place.
 
-One row per licence jurisdiction; :mod:`crm.eligibility` reads these fields and nothing
+One row per licence jurisdiction; :mod:`crm.campaigns.eligibility` reads these fields and nothing
 else decides what a jurisdiction allows. The table states our reading of each regime;
 compliance signs it off (see docs/compliance_rules.md for the sources and open questions).
 

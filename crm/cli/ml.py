@@ -155,7 +155,7 @@ def list_cmd(as_json: bool) -> None:
 
 
 def _register_uplift() -> None:
-    from crm.cli_uplift import uplift_group
+    from crm.cli.uplift import uplift_group
 
     ml_group.add_command(uplift_group)
 

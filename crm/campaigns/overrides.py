@@ -1,6 +1,6 @@
 """Gate overrides: a named person waives named expectations of one gate for one as-of date.
 
-An override is an audit-log entry (:mod:`crm.audit`, kind ``gate_override``); the log is the
+An override is an audit-log entry (:mod:`crm.campaigns.audit`, kind ``gate_override``); the log is the
 single source of truth, as for approvals. Its ``details`` hold the check name, the as-of date,
 the expectation names it waives and, for a campaign list's ``compliance_gate``, the sha256 of
 the list it was given for (``campaign_id`` / ``spec_hash`` name the campaign version).
@@ -11,15 +11,15 @@ the list it was given for (``campaign_id`` / ``spec_hash`` name the campaign ver
   eligibility, self-exclusion, cooling-off, harm, age or RG (:func:`overridable`). The same
   rule is applied again when an override is *read*, so a hand-made log entry cannot waive them.
   The manifest checksums of a list are not an expectation and cannot be waived either.
-* **Who**: a named person (not empty, not a pipeline name of :data:`crm.approvals.RESERVED_NAMES`,
-  names compared and recorded as :func:`crm.approvals.person_keys` / ``person_name`` say, so an
+* **Who**: a named person (not empty, not a pipeline name of :data:`crm.campaigns.approvals.RESERVED_NAMES`,
+  names compared and recorded as :func:`crm.campaigns.approvals.person_keys` / ``person_name`` say, so an
   invisible character or a look-alike letter changes nothing), with a non-empty reason.
 * **Scope**: exactly that check and that as-of date (never a later one); for a list, only
   while the list's bytes are the ones it was given for (a rebuilt, different list needs a new
   override); for ``landing_gate``, only the landed batches that were waiting for the gate
   when it was given (a batch landed later needs its own override). Naming an expectation
   waives only its failure: any other failing expectation keeps the gate red.
-* A log that does not :func:`crm.audit.verify` means no override applies.
+* A log that does not :func:`crm.campaigns.audit.verify` means no override applies.
 
 An expectation is named ``type(column)`` as in the check's ``failed_expectations`` metadata
 (e.g. ``expect_column_mean_to_be_between(is_holdout)``), or ``type`` alone when it has no
@@ -33,8 +33,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from crm import audit
-from crm.approvals import is_reserved, name_problem, person_name
+from crm.campaigns import audit
+from crm.campaigns.approvals import is_reserved, name_problem, person_name
 from crm.config import Paths
 from crm.gate_result import GateResult, waive
 
@@ -90,7 +90,7 @@ def _sha256(path) -> str:
 
 def _list_binding(paths: Paths, campaign_id: str, as_of: dt.date) -> tuple[str, str | None] | None:
     """(sha256 of list.parquet, spec hash of its manifest) of the published list, or None."""
-    from crm.lists import list_dir, read_manifest
+    from crm.campaigns.lists import list_dir, read_manifest
 
     directory = list_dir(paths, campaign_id, as_of)
     if not (directory / "list.parquet").exists():
@@ -137,7 +137,7 @@ def override(paths: Paths, *, check: str, as_of: dt.date, expectations: list[str
     elif campaign_id:
         raise OverrideError(f"{check} is not a campaign gate: --campaign applies to {LIST_CHECK} only")
     if check == LANDING_CHECK:
-        from crm.landing import batches_to_gate
+        from crm.ingest.landing import batches_to_gate
 
         details["batches"] = batches_to_gate(paths)
         if not details["batches"]:
@@ -157,7 +157,7 @@ def override_entries(paths: Paths, check: str, as_of: dt.date, campaign_id: str 
     sha = None
     pending: list[str] = []
     if check == LANDING_CHECK:
-        from crm.landing import batches_to_gate
+        from crm.ingest.landing import batches_to_gate
 
         pending = batches_to_gate(paths)
     if check == LIST_CHECK:
@@ -220,11 +220,11 @@ class ListVerdict:
 
 def record_list_gate(paths: Paths, campaign_id: str, as_of: dt.date, result: GateResult) -> ListVerdict:
     """Apply the overrides of the list's ``compliance_gate`` to ``result``, check the manifest
-    checksums and write ``gate.json`` (:func:`crm.lists.record_gate`, with the overrides listed).
+    checksums and write ``gate.json`` (:func:`crm.campaigns.lists.record_gate`, with the overrides listed).
 
     Dispatch proceeds only if every non-waived error passed and no file changed since publish.
     """
-    from crm.lists import list_dir, record_gate, verify_manifest
+    from crm.campaigns.lists import list_dir, record_gate, verify_manifest
 
     directory = list_dir(paths, campaign_id, as_of)
     result, applied = apply_overrides(paths, result, LIST_CHECK, as_of, campaign_id)

@@ -5,7 +5,7 @@ player_id, arm treatment | control, outcomes after the send; NULL while a window
 incomplete). Per campaign:
 
 * arm sizes and, when the expected control share is known, the sample-ratio-mismatch
-  p-value (:func:`crm.experiments.srm_pvalue`; flagged below :data:`SRM_ALPHA`);
+  p-value (:func:`crm.campaigns.experiments.srm_pvalue`; flagged below :data:`SRM_ALPHA`);
 * effects on conversion (a deposit within 7 days), deposits, deposit EUR, NGR (14 days) and
   reactivation: treated and control means, the difference with a 95 % confidence interval
   (normal approximations: Welch for counts and money, Agresti-Caffo for 0/1 outcomes, which
@@ -49,8 +49,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from crm.campaigns.experiments import srm_pvalue
 from crm.config import Paths
-from crm.experiments import srm_pvalue
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -22,9 +22,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from crm import safe_yaml
+from crm.campaigns.policy import POLICY, PRODUCTS
+from crm.campaigns.segments import NAMED_SEGMENTS
 from crm.contract import CHANNELS, JURISDICTIONS
-from crm.policy import POLICY, PRODUCTS
-from crm.segments import NAMED_SEGMENTS
 from ml.features import CATEGORICAL_FEATURES, FEATURE_NAMES
 
 # Fields a segment rule may test: model features plus profile fields.
@@ -125,7 +125,7 @@ class ScoreBound(_Strict):
 
 
 class Segment(_Strict):
-    """Who a campaign is for: named segments (:mod:`crm.segments`), narrowed by rules and scores."""
+    """Who a campaign is for: named segments (:mod:`crm.campaigns.segments`), narrowed by rules and scores."""
 
     named: list[str] = []  # a name or a list of names; a player must be in every one
     rules: list[Rule] = []
@@ -168,7 +168,7 @@ class _NamedSegment(_Strict):
     scores: dict[Literal["churn_score", "deposit_intent_score"], ScoreBound] = {}
 
 
-# Validated once at import: a typo in crm/segments.py fails loudly, never silently matches nobody.
+# Validated once at import: a typo in crm/campaigns/segments.py fails loudly, never silently matches nobody.
 _NAMED: dict[str, _NamedSegment] = {n: _NamedSegment.model_validate(d) for n, d in NAMED_SEGMENTS.items()}
 
 
@@ -301,7 +301,7 @@ class Budget(_Strict):
 
 class Frequency(_Strict):
     """How often a player may hear from us: each limit tightens the house policy
-    (:data:`crm.policy.POLICY`) for this campaign; none can loosen it."""
+    (:data:`crm.campaigns.policy.POLICY`) for this campaign; none can loosen it."""
 
     max_per_day: int | None = Field(default=None, ge=1, le=1000,
                                     description="messages on this channel per player per day")
@@ -313,7 +313,7 @@ class Frequency(_Strict):
 
 
 class Approval(_Strict):
-    """Four-eyes approval (crm.approvals): always when ``required``, else above the cost threshold."""
+    """Four-eyes approval (crm.campaigns.approvals): always when ``required``, else above the cost threshold."""
 
     required: bool = False
 
@@ -321,7 +321,7 @@ class Approval(_Strict):
 class CampaignSpec(_Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9_]{3,64}$")]  # ASCII only: it names files and folders
     name: str
-    owner: str = "unknown"  # a person's name (crm.approvals.person_name): the author, who cannot approve
+    owner: str = "unknown"  # a person's name (crm.campaigns.approvals.person_name): the author, who cannot approve
     channel: Literal[CHANNELS]  # type: ignore[valid-type]
     brands: list[str] = []  # empty = all brands
     jurisdictions: list[Literal[JURISDICTIONS]] = []  # type: ignore[valid-type]
@@ -350,7 +350,7 @@ class CampaignSpec(_Strict):
     @field_validator("owner")
     @classmethod
     def _a_person(cls, v: str) -> str:
-        from crm.approvals import name_problem, person_name  # crm.approvals imports this module
+        from crm.campaigns.approvals import name_problem, person_name  # crm.campaigns.approvals imports this module
 
         problem = name_problem(v)
         if problem:
@@ -415,7 +415,7 @@ class CampaignSpec(_Strict):
         if v.dedup_days is not None and v.dedup_days < POLICY.dedup_days:
             problems.append(f"dedup_days {v.dedup_days} is below the policy's {POLICY.dedup_days}")
         if problems:
-            raise ValueError("; ".join(problems) + " (a campaign can only tighten the contact policy, crm/policy.py)")
+            raise ValueError("; ".join(problems) + " (a campaign can only tighten the contact policy, crm/campaigns/policy.py)")
         return v
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from crm.campaign_spec import CampaignSpec
+from crm.campaigns.spec import CampaignSpec
 
 
 def offer_cost_cents(df: pd.DataFrame, spec: CampaignSpec) -> np.ndarray:

@@ -7,7 +7,7 @@
      "ts":"2025-10-23T11:21:05.123456Z"}
 
 * ``seq`` counts from 1 with no gaps; ``ts`` is UTC ISO-8601; ``kind`` is one of :data:`KINDS`
-  (``gate_override``: :mod:`crm.overrides`); ``campaign_id`` / ``spec_hash`` say which campaign
+  (``gate_override``: :mod:`crm.campaigns.overrides`); ``campaign_id`` / ``spec_hash`` say which campaign
   version the entry is about; ``by`` and ``reason`` who and why; ``details`` anything else (a JSON object).
 * ``hash`` = sha256 of the canonical JSON of the entry without ``hash`` (so it covers
   ``prev_hash``); ``prev_hash`` = the previous entry's ``hash`` (:data:`GENESIS` for seq 1).

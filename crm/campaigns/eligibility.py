@@ -28,11 +28,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from crm.campaign_spec import CampaignSpec
-from crm.history import empty_history
-from crm.jurisdictions import rules_for
-from crm.offers import offer_cost_cents
-from crm.policy import POLICY, Calendar, ContactPolicy, blackout_names
+from crm.campaigns.history import empty_history
+from crm.campaigns.jurisdictions import rules_for
+from crm.campaigns.offers import offer_cost_cents
+from crm.campaigns.policy import POLICY, Calendar, ContactPolicy, blackout_names
+from crm.campaigns.spec import CampaignSpec
 
 _HOUR = np.timedelta64(3600, "s")
 
@@ -41,7 +41,7 @@ _HOUR = np.timedelta64(3600, "s")
 class Context:
     """Everything beyond the profile that eligibility depends on, for one as-of date.
 
-    ``history``: messages sent or planned (:data:`crm.history.MESSAGE_COLUMNS`), including
+    ``history``: messages sent or planned (:data:`crm.campaigns.history.MESSAGE_COLUMNS`), including
     the treated rows of the day's higher-priority lists (:meth:`with_planned`);
     ``spent_cents``: offer cost each campaign already dispatched on earlier dates (its
     total budget's use); ``bonus_offered``: players we ever sent a bonus offer to (outbox).
@@ -79,7 +79,7 @@ def _objects(values: list) -> np.ndarray:
 
 
 def _jurisdiction(df: pd.DataFrame, attr: str) -> np.ndarray:
-    """A jurisdiction rule per row (:func:`crm.jurisdictions.rules_for` of the row's country)."""
+    """A jurisdiction rule per row (:func:`crm.campaigns.jurisdictions.rules_for` of the row's country)."""
     codes = df["country"].astype(object) if "country" in df else pd.Series(None, index=df.index, dtype=object)
     cat = pd.Categorical(codes.where(codes.notna(), "").astype(str))
     per_code = _objects([getattr(rules_for(c or None), attr) for c in cat.categories])
@@ -175,7 +175,7 @@ def quiet_hours_at(df: pd.DataFrame, at: dt.datetime) -> tuple[np.ndarray, np.nd
     """Per row (columns ``country``, ``timezone``): whether the instant ``at`` (naive UTC) falls in
     the jurisdiction's quiet hours in the player's local time (unknown local time: True), and
     that local time as text. The ``quiet_hours`` rule's own code, for a send that happens later
-    than planned (:func:`crm.dispatch.dispatch_list`)."""
+    than planned (:func:`crm.campaigns.dispatch.dispatch_list`)."""
     tz, minute, _ = _local_times(df, at)
     inside = _in_quiet_hours(df, pd.DataFrame({"local_minute": minute}, index=df.index))
     local = [f"{int(m) // 60:02d}:{int(m) % 60:02d} {z}" if not np.isnan(m) else "unknown (no valid time zone)"

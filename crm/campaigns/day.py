@@ -2,7 +2,7 @@
 
 Two ways to build the lists of an as-of date, with the same result:
 
-* :func:`build_all` — every campaign at once (:func:`crm.lists.build_day`): priority order,
+* :func:`build_all` — every campaign at once (:func:`crm.campaigns.lists.build_day`): priority order,
   each list seeing the lists before it in memory;
 * :func:`build_one` — one campaign, as a Dagster asset does: the lists of the
   higher-priority campaigns are read from their *published* files of the same date (their
@@ -12,12 +12,12 @@ Two ways to build the lists of an as-of date, with the same result:
 
 Both see what was already dispatched on the date (a re-run after dispatch): every
 campaign's messages of the day are facts in the day's history, except that a campaign's list
-re-plans its own (:func:`crm.lists.campaign_context`), and a higher-priority list's row that
-was already sent counts once, as sent (:func:`crm.lists.with_list`).
+re-plans its own (:func:`crm.campaigns.lists.campaign_context`), and a higher-priority list's row that
+was already sent counts once, as sent (:func:`crm.campaigns.lists.with_list`).
 
 :func:`explain_player` answers "why is this player in or out of this list" with the same
 code: the context of :func:`build_one` (or of :func:`build_all` when the day's lists are not
-published), :func:`crm.eligibility.explain` for the verdicts, :func:`crm.lists.build_list`
+published), :func:`crm.campaigns.eligibility.explain` for the verdicts, :func:`crm.campaigns.lists.build_list`
 for the decision.
 """
 
@@ -29,12 +29,10 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from crm import eligibility
-from crm.campaign_spec import CampaignSpec
-from crm.config import Paths, campaigns_dir
-from crm.eligibility import Context
-from crm.history import campaign_spent_cents, load_history, lookback_days, players_offered_a_bonus
-from crm.lists import (
+from crm.campaigns import eligibility
+from crm.campaigns.eligibility import Context
+from crm.campaigns.history import campaign_spent_cents, load_history, lookback_days, players_offered_a_bonus
+from crm.campaigns.lists import (
     BuiltList,
     _rule_mask,
     build_day,
@@ -44,7 +42,9 @@ from crm.lists import (
     scope_mask,
     with_list,
 )
-from crm.policy import POLICY, Calendar, ContactPolicy, load_calendar
+from crm.campaigns.policy import POLICY, Calendar, ContactPolicy, load_calendar
+from crm.campaigns.spec import CampaignSpec
+from crm.config import Paths, campaigns_dir
 from crm.warehouse import read_audience
 
 
@@ -86,7 +86,7 @@ def published_rows(paths: Paths, spec: CampaignSpec, as_of: dt.date) -> pd.DataF
 def context_for(paths: Paths, spec: CampaignSpec, specs: list[CampaignSpec], as_of: dt.date,
                 base: Context | None = None) -> Context:
     """The context ``spec``'s list is built in: the day's, plus the published higher-priority lists
-    (their rows not already sent). :func:`crm.lists.build_list` takes ``spec``'s own sends out."""
+    (their rows not already sent). :func:`crm.campaigns.lists.build_list` takes ``spec``'s own sends out."""
     ctx = base if base is not None else day_context(paths, as_of, specs)
     for h in higher_priority(spec, specs):
         ctx = with_list(ctx, published_rows(paths, h, as_of), h, as_of)
@@ -103,7 +103,7 @@ def build_one(paths: Paths, spec: CampaignSpec, specs: list[CampaignSpec], as_of
 
 def build_all(paths: Paths, specs: list[CampaignSpec], as_of: dt.date,
               audience: pd.DataFrame | None = None) -> list[BuiltList]:
-    """Every campaign's list of the day, in priority order (see :func:`crm.lists.build_day`)."""
+    """Every campaign's list of the day, in priority order (see :func:`crm.campaigns.lists.build_day`)."""
     audience = read_audience(paths, as_of) if audience is None else audience
     return build_day(specs, audience, as_of, day_context(paths, as_of, specs))
 

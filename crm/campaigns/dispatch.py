@@ -9,7 +9,7 @@ like the operator's past ones: ``landing/exports/campaign_assignments_<campaign>
 in the export's schema (campaign_id, player_id, arm, channel, sent_at), read by dbt with the
 operator's files (``campaign_assignments*.parquet``). See :func:`write_assignments`.
 
-Four-eyes approval (:mod:`crm.approvals`): a gated list whose campaign needs approval and has
+Four-eyes approval (:mod:`crm.campaigns.approvals`): a gated list whose campaign needs approval and has
 none for the spec version the list was built from, or whose version was rejected, is not sent:
 :func:`dispatch_list` returns a report with ``status`` ``awaiting_approval`` / ``rejected``, no
 new messages and no assignment export. That is a normal state, not an error; the gate guard
@@ -32,16 +32,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crm.approvals import status as approval_status
-from crm.campaign_spec import CampaignError, CampaignSpec, load_campaign
+from crm.campaigns.approvals import status as approval_status
+from crm.campaigns.eligibility import quiet_hours_at
+from crm.campaigns.experiments import HOLDOUT
+from crm.campaigns.lists import gate_verdict, list_dir, read_manifest
+from crm.campaigns.spec import CampaignError, CampaignSpec, load_campaign
 from crm.config import Paths, campaigns_dir, dispatch_clock
 from crm.contract import ALL_CHANNELS, SELF_EXCLUSION_START, WITHDRAWALS
-from crm.eligibility import quiet_hours_at
-from crm.experiments import HOLDOUT
-from crm.landing import landed_glob
-from crm.lists import gate_verdict, list_dir, read_manifest
+from crm.ingest.landing import landed_glob
 
-# The operator export's schema (crm/simulate.py writes the same; stg_exports__campaign_assignments reads it).
+# The operator export's schema (crm/simulator/casino.py writes the same; stg_exports__campaign_assignments reads it).
 ASSIGNMENT_SCHEMA = pa.schema([
     ("campaign_id", pa.string()), ("player_id", pa.string()), ("arm", pa.string()),
     ("channel", pa.string()), ("sent_at", pa.timestamp("s")),
@@ -83,7 +83,7 @@ class DispatchReport:
     assigned_treatment: int = 0
     assigned_control: int = 0
     assignments_written: bool = False
-    status: str = "dispatched"  # dispatched | awaiting_approval | rejected (crm.approvals)
+    status: str = "dispatched"  # dispatched | awaiting_approval | rejected (crm.campaigns.approvals)
     approval: str = ""  # the approval state in words: who approved which version, or why it waits
     spec_hash: str = ""  # the campaign version the list was built from (its manifest)
     suppressed_at_send: int = 0  # treated rows not sent: a stop event at send time (send_time_suppressions)
@@ -255,7 +255,7 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
     Refuses (:class:`DispatchBlocked`) unless the list's quality gate passed on exactly
     these bytes: this guard holds whatever runs dispatch, in the same run or a later one.
 
-    Then checks approval (:func:`crm.approvals.status`) for the spec version the list was built
+    Then checks approval (:func:`crm.campaigns.approvals.status`) for the spec version the list was built
     from (``spec_hash`` in its manifest) and its cost: when that version needs approval and has
     none, or was rejected, nothing is sent and the report says so (``status``). ``spec`` is the
     campaign; when omitted it is loaded from ``$CRM_CAMPAIGNS_DIR/<campaign_id>.yaml`` (default
@@ -271,7 +271,7 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
     instant the list's quiet-hours rule checked) and its ``sent_at``: the planned time, or ``now``
     when the dispatch runs later than planned (``now``: naive UTC; default
     :func:`crm.config.dispatch_clock`). A late send is checked again against the quiet-hours rule
-    (:func:`crm.eligibility.quiet_hours_at`) at ``sent_at``: a player in their quiet hours then is
+    (:func:`crm.campaigns.eligibility.quiet_hours_at`) at ``sent_at``: a player in their quiet hours then is
     held (``quiet_hours_at_send`` in ``suppressed_at_send.json``, not sent, no assignment) and is
     sent by a later dispatch outside them (the idempotency key keeps it to one message).
     Transactional campaigns bypass quiet hours, as in the list.

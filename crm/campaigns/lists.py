@@ -1,7 +1,7 @@
 """Campaign lists: audience ∩ segment ∩ eligibility -> targeting -> offer -> variants + holdout -> publish.
 
 :func:`build_list` is a pure function over the audience frame (profile + features +
-scores) and an eligibility :class:`~crm.eligibility.Context` (as-of date, message history
+scores) and an eligibility :class:`~crm.campaigns.eligibility.Context` (as-of date, message history
 with the day's higher-priority lists, calendar, policy, budget already spent). Targeting
 only chooses among eligible players: ``target: by: uplift`` ranks them by predicted
 incremental NGR per cent of offer cost within the budget (the rule of
@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crm import eligibility, experiments
-from crm.campaign_spec import CampaignSpec, Rule
+from crm.campaigns import eligibility, experiments
+from crm.campaigns.eligibility import Context
+from crm.campaigns.history import not_yet_sent, planned_messages, split_own_sends
+from crm.campaigns.offers import offer_cost_cents
+from crm.campaigns.spec import CampaignSpec, Rule
 from crm.config import Paths
-from crm.eligibility import Context
-from crm.history import not_yet_sent, planned_messages, split_own_sends
-from crm.offers import offer_cost_cents
 from ml.policy import select_by_value_per_cost, take_within_budget
 
 # The model scores a list carries (crm.warehouse.SCORE_MODELS), for players with profiling consent.
@@ -117,7 +117,7 @@ def campaign_context(spec: CampaignSpec, context: Context) -> tuple[Context, pd.
 
     The day's context holds every message already dispatched on the as-of date; ``spec``'s own
     on its channel are the messages its list re-plans, so they leave its history
-    (:func:`crm.history.split_own_sends`). Without an outbox of the day: ``context`` unchanged.
+    (:func:`crm.campaigns.history.split_own_sends`). Without an outbox of the day: ``context`` unchanged.
     """
     history, sent = split_own_sends(context.history, spec.id, spec.channel)
     return (context if history is context.history else replace(context, history=history)), sent
@@ -218,7 +218,7 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, conte
 
     ``context``: the day's history (with the higher-priority lists and what was already sent
     that day), calendar, policy and spent budgets; default: none of them
-    (:class:`~crm.eligibility.Context` of ``as_of``). The campaign's own messages already sent
+    (:class:`~crm.campaigns.eligibility.Context` of ``as_of``). The campaign's own messages already sent
     that day (:func:`campaign_context`) are re-planned, not counted against it, and paid for:
     its budgets (``target.budget_eur`` per list, ``budget.total_eur``) hold for what was sent
     plus what its list newly sends.

@@ -48,7 +48,7 @@ def simulate(players: int, days: int, seed: int, start_date: str, fmt: str, dirt
     """
     import shutil
 
-    from crm.simulate import simulate as run_simulation
+    from crm.simulator.casino import simulate as run_simulation
 
     paths = export_env()
     if fresh:
@@ -77,7 +77,7 @@ def ingest(path: str, as_json: bool) -> None:
     """
     from pathlib import Path
 
-    from crm.landing import SUPPORTED_SUFFIXES, LandingError, ingest_file
+    from crm.ingest.landing import SUPPORTED_SUFFIXES, LandingError, ingest_file
     from crm.run_lock import RunInProgress, run_lock
 
     paths = export_env()
@@ -165,7 +165,7 @@ def lists_cmd(as_json: bool) -> None:
     """Published campaign lists with their paths, counts and gate status."""
     from pathlib import Path
 
-    from crm.lists import gate_verdict, published_lists
+    from crm.campaigns.lists import gate_verdict, published_lists
 
     paths = export_env()
     found = published_lists(paths)
@@ -193,8 +193,8 @@ def campaigns_cmd(directory: str | None) -> None:
     campaigns/ in the checkout (--dir another)."""
     from pathlib import Path
 
-    from crm.campaign_spec import load_campaigns
-    from crm.policy import CalendarError, load_calendar
+    from crm.campaigns.policy import CalendarError, load_calendar
+    from crm.campaigns.spec import load_campaigns
 
     directory = directory or str(campaigns_dir())  # at call time: the environment of this run
     if not Path(directory).is_dir():
@@ -248,7 +248,7 @@ def import_daily_cmd(file_: str, mapping: str, as_json: bool) -> None:
     $CRM_HOME/landing/imported_daily/; importing the same file and mapping again changes
     nothing. Full example: docs/examples/daily_mapping.yaml (with daily_export.csv).
     """
-    from crm.import_daily import ImportDailyError, import_daily
+    from crm.ingest.import_daily import ImportDailyError, import_daily
     from crm.run_lock import RunInProgress, run_lock
 
     paths = export_env()
@@ -293,8 +293,8 @@ def readout_cmd(campaign_id: str | None, window_days: float, as_json: bool) -> N
     Reads the warehouse built by `crm run`; writes nothing.
     """
 
-    from crm.campaign_spec import load_campaigns
-    from crm.readout import effects_table, readout, summary_line
+    from crm.campaigns.spec import load_campaigns
+    from crm.measurement.readout import effects_table, readout, summary_line
 
     paths = export_env()
     specs, _ = load_campaigns(campaigns_dir())
@@ -325,10 +325,10 @@ def readout_cmd(campaign_id: str | None, window_days: float, as_json: bool) -> N
 
 
 def _register_groups() -> None:
-    from crm.cli_campaign import audit_group, campaign_group
-    from crm.cli_explain import explain_cmd
-    from crm.cli_gate import gate_group
-    from crm.cli_ml import ml_group
+    from crm.cli.campaign import audit_group, campaign_group
+    from crm.cli.explain import explain_cmd
+    from crm.cli.gate import gate_group
+    from crm.cli.ml import ml_group
 
     main.add_command(ml_group)
     main.add_command(explain_cmd)

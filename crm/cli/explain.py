@@ -25,9 +25,9 @@ def explain_cmd(player_id: str, campaign_id: str, as_of: str | None, as_json: bo
     budget, and whether the player is listed (and in which variant). Also says what the
     published list of that date holds. Reads the warehouse; writes nothing.
     """
-    from crm.campaign_day import explain_player, format_explanation
-    from crm.campaign_spec import load_campaigns
-    from crm.landing import LandingError, default_as_of
+    from crm.campaigns.day import explain_player, format_explanation
+    from crm.campaigns.spec import load_campaigns
+    from crm.ingest.landing import LandingError, default_as_of
 
     paths = export_env()
     specs, errors = load_campaigns(campaigns_dir())

@@ -10,7 +10,7 @@ name and may narrow it with its own rules::
         - {field: deposit_eur_90d, op: ">=", value: 10000}
 
 The rules here are plain data in the shape of a campaign's ``segment`` block, validated by
-:class:`crm.campaign_spec.Segment` like any campaign's rules (a typo is an error on load).
+:class:`crm.campaigns.spec.Segment` like any campaign's rules (a typo is an error on load).
 A segment with ``scores`` is ML targeting: it lists only players with profiling consent.
 Players without a feature row (inactive for 90 days) have NULL features, which match no
 rule: they are in no named segment that tests a feature.

@@ -19,7 +19,7 @@ def _echo_json(obj: object) -> None:
 
 
 def _specs(show_errors: bool = False) -> list:
-    from crm.campaign_spec import load_campaigns
+    from crm.campaigns.spec import load_campaigns
 
     specs, errors = load_campaigns(campaigns_dir())
     for e in errors if show_errors else ():
@@ -28,7 +28,7 @@ def _specs(show_errors: bool = False) -> list:
 
 
 def _spec(campaign_id: str):
-    from crm.campaign_spec import CampaignError, load_campaign
+    from crm.campaigns.spec import CampaignError, load_campaign
 
     path = campaigns_dir() / f"{campaign_id}.yaml"
     if not path.exists():
@@ -55,8 +55,8 @@ def campaign_group() -> None:
 
 
 def _decide(kind: str, campaign_id: str, by: str, reason: str, as_json: bool) -> None:
-    from crm.approvals import ApprovalError, approve, latest_manifest, reject, status
-    from crm.audit import AuditError
+    from crm.campaigns.approvals import ApprovalError, approve, latest_manifest, reject, status
+    from crm.campaigns.audit import AuditError
 
     spec = _spec(campaign_id)
     paths = export_env()
@@ -114,7 +114,7 @@ def status_cmd(campaign_id: str | None, as_json: bool) -> None:
     cost or its budget against the threshold), who approved or rejected it and when, or that it
     is pending. Exits 1 if the audit log does not verify.
     """
-    from crm.approvals import ApprovalError, latest_manifest, status
+    from crm.campaigns.approvals import ApprovalError, latest_manifest, status
 
     specs = [_spec(campaign_id)] if campaign_id else _specs(show_errors=True)
     paths = export_env()
@@ -151,7 +151,7 @@ def verify_cmd(anchor: str | None, as_json: bool) -> None:
     Names the first bad line and why. Prints the head as SEQ:HASH: keep it outside the data home
     (a ticket, a commit) and pass it back with --anchor to detect even a rewritten log.
     """
-    from crm.audit import verify
+    from crm.campaigns.audit import verify
 
     paths = export_env()
     try:
@@ -176,7 +176,7 @@ def verify_cmd(anchor: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the entries as JSON (with their details)")
 def show_cmd(campaign_id: str | None, as_json: bool) -> None:
     """The audit log's entries, oldest first (a warning first if the chain does not verify)."""
-    from crm.audit import read_entries, verify
+    from crm.campaigns.audit import read_entries, verify
 
     paths = export_env()
     res = verify(paths)

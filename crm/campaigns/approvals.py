@@ -1,4 +1,4 @@
-"""Four-eyes approval of campaigns, with the audit log (:mod:`crm.audit`) as the single source of truth.
+"""Four-eyes approval of campaigns, with the audit log (:mod:`crm.campaigns.audit`) as the single source of truth.
 
 * A campaign needs approval when its YAML says ``approval: {required: true}``, or when its cost
   exceeds ``CRM_APPROVAL_THRESHOLD_EUR`` (default 1000 EUR). Cost = the larger of the list's
@@ -15,7 +15,7 @@
   refused (:func:`name_problem`), and names are recorded in the audit log as
   :func:`person_name` writes them.
 * A rejected version is never dispatched, required or not; a required version without an
-  approval waits (:mod:`crm.dispatch` builds its list but does not send it).
+  approval waits (:mod:`crm.campaigns.dispatch` builds its list but does not send it).
 
 Nothing here is cached: :func:`status` reads the log each time and trusts it only if the whole
 chain verifies (state ``audit_broken`` otherwise).
@@ -29,8 +29,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from crm import audit
-from crm.campaign_spec import CampaignSpec
+from crm.campaigns import audit
+from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths
 
 THRESHOLD_ENV = "CRM_APPROVAL_THRESHOLD_EUR"
@@ -357,7 +357,7 @@ def record_spec_changes(paths: Paths, specs: Iterable[CampaignSpec], by: str = "
 
 def latest_manifest(paths: Paths, campaign_id: str) -> dict | None:
     """The manifest of the campaign's most recent published list (by as-of date), if any."""
-    from crm.lists import read_manifest
+    from crm.campaigns.lists import read_manifest
 
     found = sorted((p for p in Path(paths.lists / campaign_id).glob("*/manifest.json")
                     if not p.parent.name.startswith(".")), key=lambda p: p.parent.name)  # not temp folders
