@@ -548,6 +548,164 @@ def read_landed_columns(files: list[Path], columns: tuple[str, ...], where: str 
     return df[list(columns)]
 
 
+def _connect(paths: Paths, now: dt.datetime) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for one landing: bounded memory (spills to the data home past the
+    limit), UTC, and this landing's values bound as variables (getvariable in the SQL), never pasted."""
+    con = duckdb.connect()
+    spill = paths.home / "tmp" / "duckdb"
+    spill.mkdir(parents=True, exist_ok=True)
+    con.execute("SET memory_limit = ?", [os.environ.get("CRM_LANDING_MEMORY", "2GB")])
+    con.execute("SET temp_directory = ?", [str(spill)])
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET VARIABLE landed_now = ?::TIMESTAMP", [now])
+    con.execute("SET VARIABLE landed_latest = ?::TIMESTAMP", [now + MAX_FUTURE_SKEW])
+    con.execute("SET VARIABLE max_record_bytes = ?::BIGINT", [max_record_bytes()])
+    return con
+
+
+def _normalize(con: duckdb.DuckDBPyConnection) -> None:
+    """Views from ``raw`` to ``normalized``: parsed, enveloped, timed, shaped, keyed. Nothing is copied yet."""
+    # 1. Parse (a record must be a JSON object of at most max_record_bytes) and shape the
+    #    envelope; payload may arrive as an object or as JSON text. Views: nothing is copied yet.
+    con.execute("""
+        CREATE TEMP VIEW parsed AS
+        SELECT record_no, note, size,
+               CASE WHEN fits THEN json_valid(raw) END AS is_json,
+               CASE WHEN fits AND json_valid(raw) AND json_type(raw) = 'OBJECT' THEN raw::JSON END AS j
+        FROM (SELECT *, strlen(raw) AS size,
+                     note IS NULL AND strlen(raw) <= getvariable('max_record_bytes') AS fits FROM raw)
+    """)
+    con.execute(f"""
+        CREATE TEMP VIEW enveloped AS
+        SELECT record_no, note, size, is_json, j,
+               json_extract_string(j, {_paths_sql(_ENVELOPE)}) AS env,
+               json_type(j, {_paths_sql(_ENVELOPE)}) AS et
+        FROM parsed
+    """)
+    # event type and ids with white space and invisible characters around them removed; the
+    # event time bounded (a stop event outside the bounds: the landing time, ts_fallback)
+    ids = ", ".join(f"{_trimmed(_env(n))} AS {_id(n)}" for n in ("event_id", "player_id", "brand_id", "trace_id"))
+    con.execute(f"""
+        CREATE TEMP VIEW timed AS
+        SELECT *, j IS NOT NULL AND NOT coalesce(ts BETWEEN TIMESTAMP '{EARLIEST_EVENT_TIME}'
+                                                         AND getvariable('landed_latest'), false) AS ts_fallback
+        FROM (
+            SELECT record_no, note, size, is_json, j, env, et, {ids},
+                   CASE WHEN {_env('event_type')} IN {_in(EVENT_TYPES)} THEN {_env('event_type')}
+                        ELSE lower({_trimmed(_env('event_type'))}) END AS event_type,
+                   CASE WHEN j IS NOT NULL AND {_et('occurred_at')} = 'VARCHAR'
+                        THEN timezone('UTC', try_cast({_env('occurred_at')} AS TIMESTAMPTZ)) END AS ts,
+                   CASE
+                     WHEN j IS NULL THEN NULL
+                     WHEN {_et('payload')} = 'OBJECT' THEN j->'$.payload'
+                     WHEN {_et('payload')} = 'VARCHAR' AND json_valid({_env('payload')})
+                          AND json_type({_env('payload')}) = 'OBJECT' THEN {_env('payload')}::JSON
+                   END AS sent_payload
+            FROM enveloped
+        )
+    """)
+    # a stop event's missing or malformed payload reads as {} (every channel, operator-wide)
+    con.execute(f"""
+        CREATE TEMP VIEW shaped AS
+        SELECT *, json_type(payload, {_paths_sql(_PAYLOAD_FIELDS)}) AS pt,
+               json_extract_string(payload, {_paths_sql(tuple(_VOCAB_FIELDS))}) AS pv
+        FROM (
+            SELECT *, CASE WHEN ts_fallback THEN getvariable('landed_now') ELSE ts END AS occurred_at,
+                   CASE WHEN sent_payload IS NULL AND j IS NOT NULL AND event_type IN {_STOPS}
+                        THEN '{{}}'::JSON ELSE sent_payload END AS payload,
+                   CAST(getvariable('landed_now') AS DATE) AS landed_at
+            FROM timed
+        )
+    """)
+    until = "payload->>'$.until'"
+    con.execute(f"""
+        CREATE TEMP VIEW keyed AS SELECT *, {_canon_columns()} FROM (SELECT *, {_key_columns()} FROM shaped)
+    """)
+    con.execute(f"""
+        CREATE TEMP VIEW normalized AS
+        SELECT *, {_vocab_columns()},
+               event_type = {literal(SELF_EXCLUSION_START)} AND coalesce({_pt('until')}, 'NULL') <> 'NULL'
+               AND NOT coalesce({_pt('until')} = 'VARCHAR' AND timezone('UTC', try_cast({until} AS TIMESTAMPTZ))
+                                BETWEEN TIMESTAMP '{EARLIEST_EVENT_TIME}' AND TIMESTAMP '9999-12-31', false)
+               AS until_dropped
+        FROM keyed
+    """)
+
+
+def _check(con: duckdb.DuckDBPyConnection, paths: Paths) -> None:
+    """``checked`` (each record with its quarantine reason or NULL) and ``keep`` (de-duplicated)."""
+    # 2. One pass of the contract checks, materialised once with only what is landed.
+    con.execute(f"""
+        CREATE TEMP TABLE checked AS
+        SELECT record_no,
+               CASE WHEN note IS NOT NULL THEN note
+                    WHEN size > getvariable('max_record_bytes') THEN format(
+                         'record too large: {{:,}} bytes (at most {{:,}}; CRM_MAX_RECORD_BYTES)',
+                         size, getvariable('max_record_bytes'))
+                    WHEN j IS NULL THEN
+                      CASE WHEN is_json THEN 'record is not a JSON object' ELSE 'malformed JSON' END
+                    ELSE {_REASON_SQL} END AS reason,
+               {_id('event_id')} AS event_id, event_type, {_id('trace_id')} AS trace_id,
+               {_id('player_id')} AS player_id, {_id('brand_id')} AS brand_id,
+               occurred_at, ({_PAYLOAD_OUT_SQL})::VARCHAR AS payload
+        FROM normalized
+    """)
+    # 3. De-duplicate valid records: first occurrence in this file wins; ids landed
+    #    by earlier batches are duplicates too.
+    landed = landed_glob(paths)
+    prior = (f"SELECT DISTINCT event_id FROM read_parquet({literal(landed)})" if landed
+             else "SELECT NULL::VARCHAR AS event_id WHERE false")
+    con.execute(f"""
+        CREATE TEMP TABLE keep AS
+        SELECT record_no,
+               row_number() OVER (PARTITION BY event_id ORDER BY record_no) = 1
+               AND event_id NOT IN ({prior}) AS keep
+        FROM checked WHERE reason IS NULL
+    """)
+
+
+def _counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int, dict[str, int]]:
+    """Records, quarantined, duplicates and the quarantine reasons of this landing."""
+    records = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+    quarantined = con.execute("SELECT count(*) FROM checked WHERE reason IS NOT NULL").fetchone()[0]
+    duplicates = con.execute("SELECT count(*) FROM keep WHERE NOT keep").fetchone()[0]
+    reasons = dict(con.execute("""
+        SELECT regexp_replace(reason, ': .*$', '') AS r, count(*) FROM checked
+        WHERE reason IS NOT NULL GROUP BY r ORDER BY 2 DESC, 1
+    """).fetchall())
+    return records, quarantined, duplicates, reasons
+
+
+def _write(con: duckdb.DuckDBPyConnection, paths: Paths, path: Path, batch_id: str,
+           loaded: int, quarantined: int, tmp_files: list[tuple[Path, Path]]) -> None:
+    """Write the landed and quarantined batch files as temporaries (``tmp_files``: renamed by the caller)."""
+    if loaded:
+        final = paths.events / f"batch_{batch_id}.parquet"
+        tmp = final.with_suffix(".parquet.tmp")
+        con.execute(f"""
+            COPY (
+              SELECT event_id, event_type, trace_id, player_id, brand_id, occurred_at, payload,
+                     {literal(batch_id)} AS batch_id, getvariable('landed_now') AS ingested_at
+              FROM checked JOIN keep USING (record_no)
+              WHERE keep
+              ORDER BY occurred_at, event_id
+            ) TO {literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
+        """)
+        tmp_files.append((tmp, final))
+    if quarantined:
+        final = paths.quarantine / f"batch_{batch_id}.parquet"
+        tmp = final.with_suffix(".parquet.tmp")
+        con.execute(f"""
+            COPY (
+              SELECT {literal(batch_id)} AS batch_id, {literal(str(path))} AS source_file,
+                     c.record_no, r.raw, c.reason, getvariable('landed_now') AS quarantined_at, r.raw_bytes
+              FROM checked c JOIN raw r USING (record_no)
+              WHERE c.reason IS NOT NULL ORDER BY c.record_no
+            ) TO {literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
+        """)
+        tmp_files.append((tmp, final))
+
+
 def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
     """Land one file of contract events. Returns the counts; never loses a record."""
     path = Path(path).resolve()
@@ -563,146 +721,14 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
 
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
     tmp_files: list[tuple[Path, Path]] = []
-    con = duckdb.connect()
+    con = _connect(paths, now)
     try:
-        # Bounded memory: DuckDB spills to the data home past the limit.
-        spill = paths.home / "tmp" / "duckdb"
-        spill.mkdir(parents=True, exist_ok=True)
-        con.execute("SET memory_limit = ?", [os.environ.get("CRM_LANDING_MEMORY", "2GB")])
-        con.execute("SET temp_directory = ?", [str(spill)])
-        con.execute("SET TimeZone = 'UTC'")
-        # the values of this landing, bound (getvariable in the SQL below), never pasted
-        con.execute("SET VARIABLE landed_now = ?::TIMESTAMP", [now])
-        con.execute("SET VARIABLE landed_latest = ?::TIMESTAMP", [now + MAX_FUTURE_SKEW])
-        con.execute("SET VARIABLE max_record_bytes = ?::BIGINT", [max_record_bytes()])
         _load_raw(con, path)
-        # 1. Parse (a record must be a JSON object of at most max_record_bytes) and shape the
-        #    envelope; payload may arrive as an object or as JSON text. Views: nothing is copied yet.
-        con.execute("""
-            CREATE TEMP VIEW parsed AS
-            SELECT record_no, note, size,
-                   CASE WHEN fits THEN json_valid(raw) END AS is_json,
-                   CASE WHEN fits AND json_valid(raw) AND json_type(raw) = 'OBJECT' THEN raw::JSON END AS j
-            FROM (SELECT *, strlen(raw) AS size,
-                         note IS NULL AND strlen(raw) <= getvariable('max_record_bytes') AS fits FROM raw)
-        """)
-        con.execute(f"""
-            CREATE TEMP VIEW enveloped AS
-            SELECT record_no, note, size, is_json, j,
-                   json_extract_string(j, {_paths_sql(_ENVELOPE)}) AS env,
-                   json_type(j, {_paths_sql(_ENVELOPE)}) AS et
-            FROM parsed
-        """)
-        # event type and ids with white space and invisible characters around them removed; the
-        # event time bounded (a stop event outside the bounds: the landing time, ts_fallback)
-        ids = ", ".join(f"{_trimmed(_env(n))} AS {_id(n)}" for n in ("event_id", "player_id", "brand_id", "trace_id"))
-        con.execute(f"""
-            CREATE TEMP VIEW timed AS
-            SELECT *, j IS NOT NULL AND NOT coalesce(ts BETWEEN TIMESTAMP '{EARLIEST_EVENT_TIME}'
-                                                             AND getvariable('landed_latest'), false) AS ts_fallback
-            FROM (
-                SELECT record_no, note, size, is_json, j, env, et, {ids},
-                       CASE WHEN {_env('event_type')} IN {_in(EVENT_TYPES)} THEN {_env('event_type')}
-                            ELSE lower({_trimmed(_env('event_type'))}) END AS event_type,
-                       CASE WHEN j IS NOT NULL AND {_et('occurred_at')} = 'VARCHAR'
-                            THEN timezone('UTC', try_cast({_env('occurred_at')} AS TIMESTAMPTZ)) END AS ts,
-                       CASE
-                         WHEN j IS NULL THEN NULL
-                         WHEN {_et('payload')} = 'OBJECT' THEN j->'$.payload'
-                         WHEN {_et('payload')} = 'VARCHAR' AND json_valid({_env('payload')})
-                              AND json_type({_env('payload')}) = 'OBJECT' THEN {_env('payload')}::JSON
-                       END AS sent_payload
-                FROM enveloped
-            )
-        """)
-        # a stop event's missing or malformed payload reads as {} (every channel, operator-wide)
-        con.execute(f"""
-            CREATE TEMP VIEW shaped AS
-            SELECT *, json_type(payload, {_paths_sql(_PAYLOAD_FIELDS)}) AS pt,
-                   json_extract_string(payload, {_paths_sql(tuple(_VOCAB_FIELDS))}) AS pv
-            FROM (
-                SELECT *, CASE WHEN ts_fallback THEN getvariable('landed_now') ELSE ts END AS occurred_at,
-                       CASE WHEN sent_payload IS NULL AND j IS NOT NULL AND event_type IN {_STOPS}
-                            THEN '{{}}'::JSON ELSE sent_payload END AS payload,
-                       CAST(getvariable('landed_now') AS DATE) AS landed_at
-                FROM timed
-            )
-        """)
-        until = "payload->>'$.until'"
-        con.execute(f"""
-            CREATE TEMP VIEW keyed AS SELECT *, {_canon_columns()} FROM (SELECT *, {_key_columns()} FROM shaped)
-        """)
-        con.execute(f"""
-            CREATE TEMP VIEW normalized AS
-            SELECT *, {_vocab_columns()},
-                   event_type = {literal(SELF_EXCLUSION_START)} AND coalesce({_pt('until')}, 'NULL') <> 'NULL'
-                   AND NOT coalesce({_pt('until')} = 'VARCHAR' AND timezone('UTC', try_cast({until} AS TIMESTAMPTZ))
-                                    BETWEEN TIMESTAMP '{EARLIEST_EVENT_TIME}' AND TIMESTAMP '9999-12-31', false)
-                   AS until_dropped
-            FROM keyed
-        """)
-        # 2. One pass of the contract checks, materialised once with only what is landed.
-        con.execute(f"""
-            CREATE TEMP TABLE checked AS
-            SELECT record_no,
-                   CASE WHEN note IS NOT NULL THEN note
-                        WHEN size > getvariable('max_record_bytes') THEN format(
-                             'record too large: {{:,}} bytes (at most {{:,}}; CRM_MAX_RECORD_BYTES)',
-                             size, getvariable('max_record_bytes'))
-                        WHEN j IS NULL THEN
-                          CASE WHEN is_json THEN 'record is not a JSON object' ELSE 'malformed JSON' END
-                        ELSE {_REASON_SQL} END AS reason,
-                   {_id('event_id')} AS event_id, event_type, {_id('trace_id')} AS trace_id,
-                   {_id('player_id')} AS player_id, {_id('brand_id')} AS brand_id,
-                   occurred_at, ({_PAYLOAD_OUT_SQL})::VARCHAR AS payload
-            FROM normalized
-        """)
-        # 3. De-duplicate valid records: first occurrence in this file wins; ids landed
-        #    by earlier batches are duplicates too.
-        landed = landed_glob(paths)
-        prior = (f"SELECT DISTINCT event_id FROM read_parquet({literal(landed)})" if landed
-                 else "SELECT NULL::VARCHAR AS event_id WHERE false")
-        con.execute(f"""
-            CREATE TEMP TABLE keep AS
-            SELECT record_no,
-                   row_number() OVER (PARTITION BY event_id ORDER BY record_no) = 1
-                   AND event_id NOT IN ({prior}) AS keep
-            FROM checked WHERE reason IS NULL
-        """)
-        records = con.execute("SELECT count(*) FROM raw").fetchone()[0]
-        quarantined = con.execute("SELECT count(*) FROM checked WHERE reason IS NOT NULL").fetchone()[0]
-        duplicates = con.execute("SELECT count(*) FROM keep WHERE NOT keep").fetchone()[0]
-        reasons = dict(con.execute("""
-            SELECT regexp_replace(reason, ': .*$', '') AS r, count(*) FROM checked
-            WHERE reason IS NOT NULL GROUP BY r ORDER BY 2 DESC, 1
-        """).fetchall())
+        _normalize(con)
+        _check(con, paths)
+        records, quarantined, duplicates, reasons = _counts(con)
         loaded = records - quarantined - duplicates
-
-        if loaded:
-            final = paths.events / f"batch_{batch_id}.parquet"
-            tmp = final.with_suffix(".parquet.tmp")
-            con.execute(f"""
-                COPY (
-                  SELECT event_id, event_type, trace_id, player_id, brand_id, occurred_at, payload,
-                         {literal(batch_id)} AS batch_id, getvariable('landed_now') AS ingested_at
-                  FROM checked JOIN keep USING (record_no)
-                  WHERE keep
-                  ORDER BY occurred_at, event_id
-                ) TO {literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
-            """)
-            tmp_files.append((tmp, final))
-        if quarantined:
-            final = paths.quarantine / f"batch_{batch_id}.parquet"
-            tmp = final.with_suffix(".parquet.tmp")
-            con.execute(f"""
-                COPY (
-                  SELECT {literal(batch_id)} AS batch_id, {literal(str(path))} AS source_file,
-                         c.record_no, r.raw, c.reason, getvariable('landed_now') AS quarantined_at, r.raw_bytes
-                  FROM checked c JOIN raw r USING (record_no)
-                  WHERE c.reason IS NOT NULL ORDER BY c.record_no
-                ) TO {literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
-            """)
-            tmp_files.append((tmp, final))
+        _write(con, paths, path, batch_id, loaded, quarantined, tmp_files)
     except duckdb.Error as e:  # a file DuckDB cannot read as it claims to be: that file fails, nothing is written
         for tmp, _ in tmp_files:
             tmp.unlink(missing_ok=True)
