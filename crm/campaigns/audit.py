@@ -294,32 +294,45 @@ def verify(paths: Paths, anchor: str | None = None) -> VerifyResult:
             e = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             return bad(i, f"not valid JSON ({err}): the line was truncated or edited")
-        shape = _shape_problem(e)
         seq = e.get("seq") if isinstance(e, dict) and isinstance(e.get("seq"), int) else None
-        if shape:
-            return bad(i, f"{shape}: the entry was edited", seq)
-        if e["hash"] != entry_hash(e):
-            return bad(i, "its hash does not match its content: the entry was edited", seq)
-        if canonical(e).encode("utf-8") != line:
-            return bad(i, "not in canonical form (same content, different bytes): the line was edited", seq)
-        if seq != expected:
-            if seq > expected:
-                why = (f"expected seq {expected}: entr{'y' if seq == expected + 1 else 'ies'} "
-                       f"{expected}{'' if seq == expected + 1 else f'..{seq - 1}'} deleted, or lines reordered")
-            else:
-                why = f"expected seq {expected}: lines reordered or an entry duplicated"
+        why = _entry_problem(e, line, expected, prev_hash, anchor, anchor_seq, anchor_hash)
+        if why:
             return bad(i, why, seq)
-        if e["prev_hash"] != prev_hash:
-            return bad(i, "prev_hash does not match the hash of the entry before it: an entry was inserted "
-                          "or replaced (with a recomputed hash)", seq)
-        if anchor_seq == seq and e["hash"] != anchor_hash:
-            return bad(i, f"its hash differs from the anchor {anchor}: the log was rewritten up to here", seq)
         prev_hash, expected = e["hash"], expected + 1
         res.entries, res.head_seq, res.head_hash = i, seq, e["hash"]
 
     if anchor_seq is not None and anchor_seq > res.head_seq:
         return bad(res.entries + 1, f"the log ends at seq {res.head_seq} but the anchor records seq {anchor_seq}: "
                                     "entries were deleted from the end (or the log rewritten)")
+    return _check_head(paths, res, lines, bad)
+
+
+def _entry_problem(e, line: bytes, expected: int, prev_hash: str, anchor: str | None,
+                   anchor_seq: int | None, anchor_hash: str | None) -> str | None:
+    """Why one parsed log line breaks the chain, or None."""
+    shape = _shape_problem(e)
+    if shape:
+        return f"{shape}: the entry was edited"
+    if e["hash"] != entry_hash(e):
+        return "its hash does not match its content: the entry was edited"
+    if canonical(e).encode("utf-8") != line:
+        return "not in canonical form (same content, different bytes): the line was edited"
+    seq = e["seq"]
+    if seq > expected:
+        return (f"expected seq {expected}: entr{'y' if seq == expected + 1 else 'ies'} "
+                f"{expected}{'' if seq == expected + 1 else f'..{seq - 1}'} deleted, or lines reordered")
+    if seq < expected:
+        return f"expected seq {expected}: lines reordered or an entry duplicated"
+    if e["prev_hash"] != prev_hash:
+        return ("prev_hash does not match the hash of the entry before it: an entry was inserted "
+                "or replaced (with a recomputed hash)")
+    if anchor_seq == seq and e["hash"] != anchor_hash:
+        return f"its hash differs from the anchor {anchor}: the log was rewritten up to here"
+    return None
+
+
+def _check_head(paths: Paths, res: VerifyResult, lines: list[bytes], bad) -> VerifyResult:
+    """The end of a sound chain against HEAD: nothing deleted from, replaced at or appended to the end."""
     head = _read_head(paths)
     after = res.entries + 1
     if head is None:
