@@ -415,7 +415,9 @@ class CampaignSpec(_Strict):
         if v.dedup_days is not None and v.dedup_days < POLICY.dedup_days:
             problems.append(f"dedup_days {v.dedup_days} is below the policy's {POLICY.dedup_days}")
         if problems:
-            raise ValueError("; ".join(problems) + " (a campaign can only tighten the contact policy, crm/campaigns/policy.py)")
+            raise ValueError(
+                "; ".join(problems) + " (a campaign can only tighten the contact policy, crm/campaigns/policy.py)"
+            )
         return v
 
     @property
