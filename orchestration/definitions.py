@@ -8,6 +8,7 @@ from dagster import (
     AssetSelection,
     Definitions,
     build_schedule_from_partitioned_job,
+    colored_console_logger,
     define_asset_job,
     in_process_executor,
 )
@@ -21,6 +22,7 @@ from orchestration.assets.ml import ml_checks, model_assets, player_scores, upli
 from orchestration.assets.readouts import readout_assets
 from orchestration.assets.warehouse import warehouse, warehouse_checks
 from orchestration.dbt_project import DBT_PROJECT
+from orchestration.progress import progress_logger
 from orchestration.resources import DAILY, CrmResource
 from orchestration.sensors import land_incoming, mart_freshness_checks, sensors
 
@@ -55,6 +57,8 @@ defs = Definitions(
     sensors=sensors,
     resources={"crm": CrmResource(), "dbt": DbtCliResource(project_dir=DBT_PROJECT,
                                          dbt_executable=str(Path(sys.executable).with_name("dbt")))},
+    # Dagster's console logger, plus step lines for `crm run` on a terminal (orchestration/progress.py)
+    loggers={"console": colored_console_logger, "progress": progress_logger},
     # DuckDB allows one writer: steps run one at a time in one process.
     executor=in_process_executor,
 )

@@ -85,11 +85,31 @@ def print_summary(s: dict) -> None:
         print(f"Skipped (blocked upstream): {', '.join(s['skipped_steps'])}")
 
 
-def run_refresh(instance, as_of: str | None = None, asset_selection=None, log_level: str = "INFO"):
+def _log_file(paths, given: str | None) -> str:
+    if given:
+        return given
+    logs = paths.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return str(logs / f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.log")
+
+
+def _restore(saved_stdout: int, saved_stderr: int, sink: int | None) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(saved_stdout, 1)
+    os.dup2(saved_stderr, 2)
+    for fd in (saved_stdout, saved_stderr, sink):
+        if fd is not None:
+            os.close(fd)
+
+
+def run_refresh(instance, as_of: str | None = None, asset_selection=None, log_level: str = "INFO",
+                progress_fd: int | None = None):
     """Run the daily refresh for one as-of date (its partition) and return (result, as_of).
 
     Without an as-of date, new files are landed first in a run of their own, so the
-    default date (the day after the latest landed event) sees them.
+    default date (the day after the latest landed event) sees them. With ``progress_fd``,
+    one line per step is written there (orchestration/progress.py).
     """
     from dagster import AssetKey
 
@@ -98,6 +118,8 @@ def run_refresh(instance, as_of: str | None = None, asset_selection=None, log_le
 
     job = defs.resolve_job_def("daily_refresh")
     run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if progress_fd is not None:
+        run_config["loggers"]["progress"] = {"config": {"fd": progress_fd}}
     if not as_of:
         landing = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                          asset_selection=[AssetKey("landed_events")], tags={"crm/trigger": "cli"})
@@ -115,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestration.run", description=__doc__)
     parser.add_argument("--date", help="as-of date YYYY-MM-DD (default: day after the latest landed event)")
     parser.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    parser.add_argument("--verbose", action="store_true",
+                        help="stream the full Dagster and dbt log to stderr instead of one line per step")
+    parser.add_argument("--log-file", help="where the full log goes (default: $CRM_HOME/logs/run-<time>.log)")
     args = parser.parse_args(argv)
 
     export_env()
@@ -125,26 +150,40 @@ def main(argv: list[str] | None = None) -> int:
 
     paths = export_env()
     start = time.time()
-    # Keep stdout for the summary: dbt and Dagster log lines go to stderr while the job runs.
+    log_file = None if args.verbose else _log_file(paths, args.log_file)
+    # Keep stdout for the step lines and the summary: the full log (Dagster, dbt) goes to the
+    # log file, or with --verbose to stderr.
     sys.stdout.flush()
-    saved_stdout = os.dup(1)
-    os.dup2(2, 1)
+    sys.stderr.flush()
+    saved_stdout, saved_stderr = os.dup(1), os.dup(2)
+    sink = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_file else saved_stderr
+    os.dup2(sink, 1)
+    os.dup2(sink, 2)
+    # with --json, stdout carries only the JSON: step lines go to stderr
+    progress = saved_stderr if args.json else saved_stdout
+    if log_file:
+        os.write(progress, f"crm run: one line per step; the full log is in {log_file}\n".encode())
     try:
         with run_lock(paths, f"crm run --date {args.date}" if args.date else "crm run"), \
                 DagsterInstance.get() as instance:
-            result, as_of = run_refresh(instance, args.date)
+            result, as_of = run_refresh(instance, args.date, progress_fd=None if args.verbose else progress)
     except (LandingError, RunInProgress) as e:
+        _restore(saved_stdout, saved_stderr, sink if log_file else None)
         print(f"error: {e}", file=sys.stderr)
         return 1
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved_stdout, 1)
-        os.close(saved_stdout)
+    except BaseException:
+        _restore(saved_stdout, saved_stderr, sink if log_file else None)
+        if log_file:
+            print(f"crm run stopped with an error: the full log is in {log_file}", file=sys.stderr)
+        raise
+    _restore(saved_stdout, saved_stderr, sink if log_file else None)
     summary = _summary(result, as_of, time.time() - start)
     if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+        print(json.dumps(summary | {"log_file": log_file}, indent=2, default=str))
     else:
         print_summary(summary)
+        if log_file:
+            print(f"\nFull log: {log_file}")
     return 0 if summary["success"] else 1
 
 

@@ -4,6 +4,7 @@ builds the warehouse and gets the same features, training and scoring as event d
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -88,3 +89,7 @@ def test_an_old_history_runs_through_dagster_on_its_own_dates(tmp_path):
     summary = json.loads(res.stdout)
     assert summary["as_of_date"].startswith("2013-"), summary["as_of_date"]
     assert summary["success"], (summary["failed_steps"], res.stderr[-3000:])
+    # the terminal gets one line per step; the full Dagster and dbt log is in the run's log file
+    assert "ok    warehouse" in res.stderr and "dbt" not in res.stderr.lower(), res.stderr[-2000:]
+    log_text = Path(summary["log_file"]).read_text()
+    assert "daily_refresh" in log_text and "- warehouse - dbt" in log_text

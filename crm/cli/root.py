@@ -104,10 +104,13 @@ def ingest(path: str, as_json: bool) -> None:
 @main.command()
 @click.option("--date", "as_of", help="as-of date YYYY-MM-DD (default: the day after the latest landed event)")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
-def run(as_of: str | None, as_json: bool) -> None:
+@click.option("--verbose", is_flag=True, help="stream the full Dagster and dbt log instead of one line per step")
+def run(as_of: str | None, as_json: bool, verbose: bool) -> None:
     """Run the daily refresh through Dagster (land, dbt, train, score, lists, gates, dispatch).
 
-    The run is recorded in the Dagster instance under the data home: open `make ui` to see it.
+    Prints one line per step and a summary; the full Dagster and dbt log goes to
+    $CRM_HOME/logs/run-<time>.log (or to the terminal with --verbose). The run is recorded
+    in the Dagster instance under the data home: open `make ui` to see it.
     """
     if as_of:
         try:
@@ -116,7 +119,7 @@ def run(as_of: str | None, as_json: bool) -> None:
             raise click.BadParameter(f"expected YYYY-MM-DD, got {as_of!r}", param_hint="--date") from e
     export_env()
     cmd = [sys.executable, "-m", "orchestration.run"] + (["--date", as_of] if as_of else []) + \
-        (["--json"] if as_json else [])
+        (["--json"] if as_json else []) + (["--verbose"] if verbose else [])
     sys.exit(subprocess.call(cmd))
 
 

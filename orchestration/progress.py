@@ -1,0 +1,74 @@
+"""One line per step on the terminal while the full Dagster and dbt log goes to a file.
+
+`crm run` (``python -m orchestration.run``) enables the ``progress`` logger with the file
+descriptor of the real terminal; Dagster's own console logger and dbt's output go to
+``$CRM_HOME/logs/``. Runs started from the UI or a schedule do not configure it and log as usual.
+
+Dagster hands loggers the structured event of a log record as the record's ``dagster_meta``
+attribute (what its own JSON and console formatters read); that is the one hook for live step
+progress of an in-process run, so it is read here rather than polling the event log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from dagster import Field, InitLoggerContext, logger
+
+_CHECK_FAILED = "ASSET_CHECK_EVALUATION"
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self, fd: int):
+        super().__init__(level=logging.DEBUG)
+        self.fd = fd
+        self.started: dict[str, float] = {}
+        self.materialized: dict[str, int] = {}
+        self.tty = os.isatty(fd)
+
+    def _write(self, text: str) -> None:
+        os.write(self.fd, text.encode("utf-8", "replace"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = (getattr(record, "dagster_meta", None) or {}).get("dagster_event")
+        if event is None or not event.step_key:
+            return
+        step, kind = event.step_key, event.event_type_value
+        if kind == "STEP_START":
+            self.started[step] = time.monotonic()
+            self.materialized[step] = 0
+            if self.tty:
+                self._write(f"  ..    {step}\r")
+        elif kind == "ASSET_MATERIALIZATION":
+            self.materialized[step] = self.materialized.get(step, 0) + 1
+            if self.tty and self.materialized[step] > 1:
+                self._write(f"  ..    {step}  {self.materialized[step]} assets\r")
+        elif kind == _CHECK_FAILED and not event.event_specific_data.passed:
+            data = event.event_specific_data
+            self._write(f"  FAIL  check {'/'.join(data.asset_key.path)}:{data.check_name}\n")
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
+            seconds = time.monotonic() - self.started.get(step, time.monotonic())
+            count = self.materialized.get(step, 0)
+            assets = f"  {count} assets" if count > 1 else ""
+            if kind == "STEP_SUCCESS":
+                self._write(f"  ok    {step:<58} {seconds:7.1f} s{assets}\n")
+            elif kind == "STEP_SKIPPED":
+                self._write(f"  skip  {step:<58} (blocked upstream)\n")
+            else:
+                error = getattr(event.event_specific_data, "error", None)
+                reason = (error.message.strip().splitlines() or [""])[-1][:200] if error else ""
+                self._write(f"  FAIL  {step:<58} {seconds:7.1f} s  {reason}\n")
+
+
+@logger(
+    config_schema={"fd": Field(int, description="file descriptor to write the step lines to")},
+    description="One line per step (ok / FAIL / skip, seconds) for `crm run` on a terminal.",
+)
+def progress_logger(init_context: InitLoggerContext) -> logging.Logger:
+    log = logging.getLogger(f"crm.progress.{init_context.run_id}")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    log.handlers = [_ProgressHandler(init_context.logger_config["fd"])]
+    return log
