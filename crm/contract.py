@@ -20,7 +20,8 @@ The vocabulary: where each name lives, and what derives from it
   other way round): :data:`ml.models.MODELS` (``churn``, ``deposit_intent``, with their
   registered names), :data:`ml.models.UPLIFT_MODELS` (``uplift_deposit``, ``uplift_ngr``),
   :data:`ml.models.SCORE_MODELS` (the scores a campaign list carries) and
-  :data:`ml.models.UPLIFT_SCORE_MODEL`; re-exported here. Derived from them:
+  :data:`ml.models.UPLIFT_SCORE_MODEL`, :data:`ml.models.PROBABILITY_SCORE_FIELDS` (the
+  scores a segment may bound); re-exported here. Derived from them:
   :data:`crm.warehouse.SCORE_MODELS`, the list columns (:mod:`crm.campaigns.lists`), the spec's
   score-bound ``Literal`` (:data:`crm.campaigns.spec.SCORE_FIELDS`), :mod:`ml.uplift_train`.
 * dbt cannot import Python: ``python -m crm.contract --write-dbt-vars`` writes the lists dbt
@@ -48,6 +49,7 @@ from dataclasses import dataclass, field
 from crm.config import DBT_PROJECT_DIR
 
 # The score-model vocabulary lives in ml.models (the lowest layer); re-exported here (see above).
+from ml.models import PROBABILITY_SCORE_FIELDS as PROBABILITY_SCORE_FIELDS
 from ml.models import REGISTERED_NAMES as REGISTERED_NAMES
 from ml.models import SCORE_MODELS as SCORE_MODELS
 from ml.models import UPLIFT_MODELS as UPLIFT_MODELS
