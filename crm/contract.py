@@ -13,9 +13,12 @@ The vocabulary: where each name lives, and what derives from it
   products (:data:`PRODUCTS`), PII payload keys (:data:`PII_FIELDS`) and event types
   (:data:`EVENT_TYPES`, the keys of :data:`PAYLOADS`) live here. Derived from them: the house
   policy's caps (:data:`crm.campaigns.policy.POLICY`), the campaign spec's and calendar's
-  ``Literal`` types (:mod:`crm.campaigns.spec`, :mod:`crm.campaigns.policy`), the simulator's
-  countries, the jurisdiction rules' keys (checked by a test), landing's vocabularies
-  (:data:`VOCABULARIES`) and the landing gate's event types.
+  ``Literal`` types (:mod:`crm.campaigns.spec`, :mod:`crm.campaigns.policy`), the consent columns
+  eligibility reads (:func:`consent_column` and its siblings), landing's vocabularies
+  (:data:`VOCABULARIES`), the simulator's channels and event types and the landing gate's event
+  types. Checked by a test rather than derived: the keys of
+  :data:`crm.campaigns.jurisdictions.RULES` (each jurisdiction has its own rules) and the event
+  types named in the dbt models' SQL.
 * Score models live in :mod:`ml.models` (ml is the lowest layer; crm may import it, not the
   other way round): :data:`ml.models.MODELS` (``churn``, ``deposit_intent``, with their
   registered names), :data:`ml.models.UPLIFT_MODELS` (``uplift_deposit``, ``uplift_ngr``),
@@ -31,8 +34,8 @@ The vocabulary: where each name lives, and what derives from it
   they are stale (run by tests/test_vocabulary.py).
 * The quality gates keep their own copies on purpose (a gate that trusted this module would pass
   its bugs): ``expectations/marts.py`` (``CHANNELS``), ``expectations/campaign_list.py``
-  (``CHANNELS``, ``JURISDICTIONS``, ``UPLIFT_SCORE_COLUMN``), the accepted countries in
-  ``dbt_project/models/marts/_marts.yml``; tests/test_vocabulary.py asserts they agree.
+  (``CHANNELS``, ``JURISDICTIONS``, ``UPLIFT_SCORE_COLUMN``), the accepted countries of
+  ``dim_player`` (its dbt model yml); tests/test_vocabulary.py asserts they agree.
 """
 
 from __future__ import annotations
