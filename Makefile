@@ -38,9 +38,10 @@ run: venv  ## run the daily refresh on what is landed (DATE=YYYY-MM-DD to overri
 test: venv  ## run the test suite
 	$(BIN)/python -m pytest -q
 
-lint: venv  ## ruff, and the import layering (import-linter contracts in pyproject.toml)
+lint: venv  ## ruff, the import layering (import-linter contracts in pyproject.toml), dbt's vocabulary vars
 	$(BIN)/ruff check crm ml expectations orchestration tests bench
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m crm.contract --check-dbt-vars
 
 ui: venv  ## Dagster UI on :3000 and MLflow UI on :5000 over the data home
 	mkdir -p $(DAGSTER_HOME) $(CRM_HOME)/mlflow

@@ -1,20 +1,62 @@
-"""The event contract (DESIGN.md): one envelope, a payload schema per event type.
+"""The event contract (DESIGN.md): one envelope, a payload schema per event type; and the vocabulary.
 
 This module is the single source of truth for what a valid event is. Landing
 (:mod:`crm.ingest.landing`) turns it into SQL checks; the simulator writes events that obey it.
 
 Money is in minor units (integers) with a currency; times are UTC ISO-8601.
+
+The vocabulary: where each name lives, and what derives from it
+----------------------------------------------------------------
+
+* Message channels (:data:`MESSAGE_CHANNELS`: name, default caps per day and per week, consent
+  columns) and :data:`CHANNELS` / :data:`CONSENT_CHANNELS`, jurisdictions (:data:`JURISDICTIONS`),
+  products (:data:`PRODUCTS`), PII payload keys (:data:`PII_FIELDS`) and event types
+  (:data:`EVENT_TYPES`, the keys of :data:`PAYLOADS`) live here. Derived from them: the house
+  policy's caps (:data:`crm.campaigns.policy.POLICY`), the campaign spec's and calendar's
+  ``Literal`` types (:mod:`crm.campaigns.spec`, :mod:`crm.campaigns.policy`), the consent columns
+  eligibility reads (:func:`consent_column` and its siblings), landing's vocabularies
+  (:data:`VOCABULARIES`), the simulator's channels and event types and the landing gate's event
+  types. Checked by a test rather than derived: the keys of
+  :data:`crm.campaigns.jurisdictions.RULES` (each jurisdiction has its own rules) and the event
+  types named in the dbt models' SQL.
+* Score models live in :mod:`ml.models` (ml is the lowest layer; crm may import it, not the
+  other way round): :data:`ml.models.MODELS` (``churn``, ``deposit_intent``, with their
+  registered names), :data:`ml.models.UPLIFT_MODELS` (``uplift_deposit``, ``uplift_ngr``),
+  :data:`ml.models.SCORE_MODELS` (the scores a campaign list carries) and
+  :data:`ml.models.UPLIFT_SCORE_MODEL`, :data:`ml.models.PROBABILITY_SCORE_FIELDS` (the
+  scores a segment may bound); re-exported here. Derived from them:
+  :data:`crm.warehouse.SCORE_MODELS`, the list columns (:mod:`crm.campaigns.lists`), the spec's
+  score-bound ``Literal`` (:data:`crm.campaigns.spec.SCORE_FIELDS`), :mod:`ml.uplift_train`.
+* dbt cannot import Python: ``python -m crm.contract --write-dbt-vars`` writes the lists dbt
+  needs as ``vocab_*`` vars into ``dbt_project/dbt_project.yml`` (between marker comments), read
+  by the macros of ``macros/helpers.sql`` (``channels()``, ``consent_channels()``, ``products()``,
+  ``pii_fields()``, ``jurisdictions()``, ``event_types()``); ``--check-dbt-vars`` fails when
+  they are stale (run by tests/test_vocabulary.py).
+* The quality gates keep their own copies on purpose (a gate that trusted this module would pass
+  its bugs): ``expectations/marts.py`` (``CHANNELS``), ``expectations/campaign_list.py``
+  (``CHANNELS``, ``JURISDICTIONS``, ``UPLIFT_SCORE_COLUMN``), the accepted countries of
+  ``dim_player`` (its dbt model yml); tests/test_vocabulary.py asserts they agree.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as dt
+import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from crm.config import DBT_PROJECT_DIR
+
+# The score-model vocabulary lives in ml.models (the lowest layer); re-exported here (see above).
+from ml.models import PROBABILITY_SCORE_FIELDS as PROBABILITY_SCORE_FIELDS
+from ml.models import REGISTERED_NAMES as REGISTERED_NAMES
+from ml.models import SCORE_MODELS as SCORE_MODELS
+from ml.models import UPLIFT_MODELS as UPLIFT_MODELS
+from ml.models import UPLIFT_SCORE_MODEL as UPLIFT_SCORE_MODEL
 
 # JSON types as DuckDB's json_type() reports them, per logical type we accept.
 JSON_TYPES: dict[str, tuple[str, ...]] = {
@@ -33,8 +75,56 @@ PII_FIELDS = ("email", "phone", "device_id", "ip")
 ENVELOPE_REQUIRED = ("event_id", "event_type", "player_id", "brand_id", "occurred_at")
 ENVELOPE_OPTIONAL = ("trace_id",)
 
-CHANNELS = ("email", "push", "sms", "in_app")
-CONSENT_CHANNELS = CHANNELS + ("profiling",)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A channel we send messages on: its name, the house policy's default caps and its consent columns."""
+
+    name: str
+    per_day: int  # default cap: messages per player per day on this channel (crm.campaigns.policy)
+    per_week: int  # ... and per week (the send's UTC date and the six days before)
+
+    @property
+    def caps(self) -> tuple[int, int]:
+        return (self.per_day, self.per_week)
+
+    @property
+    def consent_column(self) -> str:
+        return consent_column(self.name)
+
+
+MESSAGE_CHANNELS: tuple[Channel, ...] = (
+    Channel("email", 1, 3),
+    Channel("push", 1, 3),
+    Channel("sms", 1, 2),
+    Channel("in_app", 2, 7),
+)
+CHANNELS: tuple[str, ...] = tuple(c.name for c in MESSAGE_CHANNELS)
+PROFILING = "profiling"  # a consent without a channel: to model-based targeting (scores)
+CONSENT_CHANNELS: tuple[str, ...] = CHANNELS + (PROFILING,)
+
+
+def consent_column(channel: str) -> str:
+    """dim_player's current consent state of ``channel`` (a message channel or ``profiling``)."""
+    return f"consent_{channel}"
+
+
+def consent_products_column(channel: str) -> str:
+    """dim_player's products with a current consent on ``channel`` (comma-separated)."""
+    return f"consent_{channel}_products"
+
+
+def consent_withdrawn_column(channel: str) -> str:
+    """dim_player's products whose consent on ``channel`` was withdrawn (comma-separated)."""
+    return f"consent_{channel}_products_withdrawn"
+
+
+def consent_version_column(channel: str) -> str:
+    """dim_player's number of consent changes on ``channel``."""
+    return f"consent_{channel}_version"
+
+
 JURISDICTIONS = ("UK", "MT", "NL", "SE", "DE")
 SELF_EXCLUSION_SCOPES = ("brand", "operator", "cooling_off")
 # Products a campaign can promote and a consent can name (consent.* payload `product`).
@@ -238,3 +328,76 @@ def vocabulary(field_name: str, event_type: str) -> Vocabulary | None:
             return v
     return None
 
+
+
+# --------------------------------------------------------------------------- the vocabulary in dbt
+# dbt cannot import this module: the lists its macros need are written into dbt_project.yml as
+# vars, between these two lines (macros/helpers.sql reads them). A test fails when they are stale.
+DBT_PROJECT_FILE = DBT_PROJECT_DIR / "dbt_project.yml"
+DBT_VARS_BEGIN = "  # BEGIN vocabulary: written by `python -m crm.contract --write-dbt-vars` from crm/contract.py"
+DBT_VARS_END = "  # END vocabulary"
+
+
+def dbt_vars() -> dict[str, tuple[str, ...]]:
+    """The vocabulary as dbt vars (macros/helpers.sql: one macro per var)."""
+    return {
+        "vocab_channels": CHANNELS,
+        "vocab_consent_channels": CONSENT_CHANNELS,
+        "vocab_products": PRODUCTS,
+        "vocab_pii_fields": PII_FIELDS,
+        "vocab_jurisdictions": JURISDICTIONS,
+        "vocab_event_types": EVENT_TYPES,
+    }
+
+
+def _yaml_list(name: str, values: tuple[str, ...], width: int = 110) -> list[str]:
+    """``name: [a, b, ...]`` as YAML flow-sequence lines (JSON strings), wrapped at ``width``."""
+    lines, line = [], f"  {name}: ["
+    for i, v in enumerate(values):
+        item = json.dumps(v) + ("," if i < len(values) - 1 else "]")
+        if len(line) + 1 + len(item) > width and not line.endswith("["):
+            lines.append(line)
+            line = "    " + item
+        else:
+            line += ("" if line.endswith("[") else " ") + item
+    lines.append(line if values else line + "]")
+    return lines
+
+
+def render_dbt_vars(text: str) -> str:
+    """``text`` (dbt_project.yml) with the vocabulary block between the markers rewritten."""
+    lines = text.split("\n")
+    try:
+        begin, end = lines.index(DBT_VARS_BEGIN), lines.index(DBT_VARS_END)
+    except ValueError:
+        raise ValueError(f"{DBT_PROJECT_FILE}: the vocabulary markers are missing under vars: "
+                         f"add the lines {DBT_VARS_BEGIN.strip()!r} and {DBT_VARS_END.strip()!r}") from None
+    if end < begin:
+        raise ValueError(f"{DBT_PROJECT_FILE}: the vocabulary markers are out of order")
+    block = [line for name, values in dbt_vars().items() for line in _yaml_list(name, values)]
+    return "\n".join([*lines[: begin + 1], *block, *lines[end:]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m crm.contract",
+                                 description="Keep dbt's copy of the vocabulary (dbt_project.yml vars) in step.")
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write-dbt-vars", action="store_true", help="rewrite the vocabulary vars in dbt_project.yml")
+    mode.add_argument("--check-dbt-vars", action="store_true", help="exit 1 if they differ from crm/contract.py")
+    args = ap.parse_args(argv)
+    text = DBT_PROJECT_FILE.read_text()
+    want = render_dbt_vars(text)
+    if args.write_dbt_vars:
+        if want != text:
+            DBT_PROJECT_FILE.write_text(want)
+        print(f"{DBT_PROJECT_FILE}: vocabulary vars {'written' if want != text else 'already up to date'}")
+        return 0
+    if want != text:
+        print(f"{DBT_PROJECT_FILE}: the vocabulary vars are stale; run `python -m crm.contract --write-dbt-vars`",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

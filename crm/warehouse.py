@@ -15,6 +15,7 @@ import pandas as pd
 
 from crm.config import Paths
 from crm.sql import ident
+from ml import models as _models
 
 SCORES_TABLE = "player_scores"
 
@@ -47,11 +48,12 @@ def row_counts(paths: Paths, tables: list[str]) -> dict[str, int]:
                 for t in tables if table_exists(con, t)}
 
 
-# Predicted incremental NGR if treated (EUR cents over 14 days, net of the bonus cost; may be
-# negative, not a probability), written to player_scores by the uplift scoring.
-UPLIFT_SCORE_MODEL = "uplift_ngr"
-# Models whose scores campaigns can use: read_audience pivots each to <model>_score / <model>_model_version.
-SCORE_MODELS = ("churn", "deposit_intent", UPLIFT_SCORE_MODEL)
+# The score-model vocabulary (ml.models, re-exported by crm.contract). UPLIFT_SCORE_MODEL: predicted
+# incremental NGR if treated (EUR cents over 14 days, net of the bonus cost; may be negative, not a
+# probability), written to player_scores by the uplift scoring. SCORE_MODELS: models whose scores
+# campaigns can use; read_audience pivots each to <model>_score / <model>_model_version.
+UPLIFT_SCORE_MODEL = _models.UPLIFT_SCORE_MODEL
+SCORE_MODELS: tuple[str, ...] = _models.SCORE_MODELS
 _SCORES_COLUMNS = ("player_id", "as_of_date", "model", "score", "model_name", "model_version", "scored_at")
 
 

@@ -51,7 +51,13 @@ _BONUS_TEMPLATES = ("bonus", "cashback", "free_spins")
 SENT_COLUMNS = ("player_id", "campaign_id", "channel", "as_of_date", "offer_template", "offer_cost_eur_cents",
                 "sent_at")
 
-_KNOWN = "('UK', 'MT', 'NL', 'SE', 'DE')"
+# The gate's own copies of the vocabulary (crm.contract, ml.models), on purpose: a gate that read
+# the builder's names would pass the builder's mistakes. tests/test_vocabulary.py keeps them equal.
+CHANNELS = ("email", "push", "sms", "in_app")
+JURISDICTIONS = ("UK", "MT", "NL", "SE", "DE")
+UPLIFT_SCORE_COLUMN = "uplift_ngr_score"  # the score `target: by: uplift` ranks by
+
+_KNOWN = "(" + ", ".join(f"'{j}'" for j in JURISDICTIONS) + ")"
 _BONUS = "l.offer_template IN ('bonus', 'cashback', 'free_spins')"
 # the rules of a jurisdiction apply to it and to any unknown one (the strictest set)
 _IN = "(p.country = '{code}' OR p.country IS NULL OR p.country NOT IN " + _KNOWN + ")"
@@ -98,9 +104,9 @@ _PROFILE_COLUMNS = {
     "player_id": "VARCHAR", "country": "VARCHAR", "age_years": "DOUBLE", "self_excluded_now": "BOOLEAN",
     "ever_self_excluded": "BOOLEAN", "returned_after_exclusion": "BOOLEAN", "cooling_off_now": "BOOLEAN",
     "harm_risk_flag": "BOOLEAN", "consent_profiling": "BOOLEAN", "bonuses_received": "DOUBLE",
-    **{f"consent_{ch}": "BOOLEAN" for ch in ("email", "push", "sms", "in_app")},
-    **{f"consent_{ch}_products": "VARCHAR" for ch in ("email", "push", "sms", "in_app")},
-    **{f"consent_{ch}_products_withdrawn": "VARCHAR" for ch in ("email", "push", "sms", "in_app")},
+    **{f"consent_{ch}": "BOOLEAN" for ch in CHANNELS},
+    **{f"consent_{ch}_products": "VARCHAR" for ch in CHANNELS},
+    **{f"consent_{ch}_products_withdrawn": "VARCHAR" for ch in CHANNELS},
 }
 _LIST_COLUMNS = {"player_id": "VARCHAR", "channel": "VARCHAR", "product": "VARCHAR", "offer_template": "VARCHAR",
                  "offer_wagering": "DOUBLE"}
@@ -392,7 +398,7 @@ def gate_list(lst: pd.DataFrame, profile: pd.DataFrame, holdout_share: float,
         descriptions[len(exps) - 1] = f"offer cost of the treated within the budget ({budget_cents} EUR cents" + (
             f", less {paid_before:g} already sent today to players no longer listed)" if paid_before else ")")
     if min_uplift_cents is not None:
-        uplift = (pd.to_numeric(df["uplift_ngr_score"], errors="coerce") if "uplift_ngr_score" in df
+        uplift = (pd.to_numeric(df[UPLIFT_SCORE_COLUMN], errors="coerce") if UPLIFT_SCORE_COLUMN in df
                   else pd.Series(float("nan"), index=df.index))
         df["uplift_above_min"] = (uplift > min_uplift_cents).astype(bool)  # NULL: not above
         exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column="uplift_above_min", value_set=[True]))

@@ -19,6 +19,8 @@ import pandas as pd
 
 from expectations.validate import GateResult, combine, validate
 
+# The gate's own copy of the message channels (crm.contract.CHANNELS), on purpose independent;
+# tests/test_vocabulary.py keeps the two equal.
 CHANNELS = ("email", "push", "sms", "in_app")
 
 

@@ -153,6 +153,24 @@ DEPOSIT_INTENT = ModelConfig(
 
 MODELS: dict[str, ModelConfig] = {c.name: c for c in (CHURN, DEPOSIT_INTENT)}
 
+# The score-model vocabulary (crm.contract re-exports it; see its docstring for what derives from it).
+# Uplift models trained from the campaign exposures (ml.uplift_train), registered under these names:
+# name -> outcome. uplift_ngr predicts EUR cents of 14-day NGR, uplift_deposit a probability difference.
+UPLIFT_DEPOSIT_MODEL = "uplift_deposit"
+UPLIFT_NGR_MODEL = "uplift_ngr"
+UPLIFT_MODELS: dict[str, str] = {UPLIFT_DEPOSIT_MODEL: "deposited_7d", UPLIFT_NGR_MODEL: "ngr_eur_14d"}
+# The uplift score campaigns target by (``target: by: uplift``): predicted incremental NGR if
+# treated, EUR cents over 14 days net of the bonus cost; may be negative, not a probability.
+UPLIFT_SCORE_MODEL = UPLIFT_NGR_MODEL
+# Models whose scores campaigns can use, in list-column order (player_scores.model values):
+# crm.warehouse.read_audience pivots each to <model>_score / <model>_model_version.
+SCORE_MODELS: tuple[str, ...] = (*MODELS, UPLIFT_SCORE_MODEL)
+# Probability scores a segment may bound (``segment.scores``): the configured models' <name>_score.
+PROBABILITY_SCORE_FIELDS: tuple[str, ...] = tuple(f"{m}_score" for m in MODELS)
+# The name a model is registered under in MLflow, per model (uplift models: their own name).
+REGISTERED_NAMES: dict[str, str] = {**{c.name: c.registered_name for c in MODELS.values()},
+                                    **{m: m for m in UPLIFT_MODELS}}
+
 
 def get_config(name: str | ModelConfig) -> ModelConfig | None:
     """A config by config name (``churn``) or registered model name (``churn_lgbm``); None if unknown."""

@@ -26,7 +26,7 @@ import pandas as pd
 from ml import registry
 from ml.features import FEATURE_NAMES
 from ml.metrics import psi_against, psi_status, reference_bins
-from ml.models import CATEGORICAL, FeatureSchema, ModelConfig, get_config
+from ml.models import CATEGORICAL, CHURN, FeatureSchema, ModelConfig, get_config
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ def score_model(
 
 
 def score_players(
-    features: pd.DataFrame, *, tracking_uri: str, model_name: str = "churn_lgbm", alias: str = "champion"
+    features: pd.DataFrame, *, tracking_uri: str, model_name: str = CHURN.registered_name, alias: str = "champion"
 ) -> pd.DataFrame:
     """Churn probability for every row of ``features``.
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml import registry
+from ml import models, registry
 from ml import uplift as U
 from ml.features import FEATURE_NAMES
 
@@ -37,9 +37,10 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "uplift"
 OUTCOMES = ("deposited_7d", "ngr_eur_14d")
-# The registered uplift models trained from the exposures: name -> outcome. uplift_ngr (EUR
-# cents of 14-day NGR, net of the bonus cost) is what `target: uplift` campaigns rank by.
-UPLIFT_MODELS = {"uplift_deposit": "deposited_7d", "uplift_ngr": "ngr_eur_14d"}
+# The registered uplift models trained from the exposures: name -> outcome (defined in ml.models, the
+# score-model vocabulary). uplift_ngr (EUR cents of 14-day NGR, net of the bonus cost) is what
+# `target: uplift` campaigns rank by.
+UPLIFT_MODELS = models.UPLIFT_MODELS
 TREATMENT_COL = "arm"
 CONTROL, TREATED = "control", "treatment"
 AUTO_PROMOTER = "train_uplift"
@@ -98,7 +99,8 @@ def churn_baseline(tracking_uri: str, df: pd.DataFrame, result: U.UpliftResult) 
 
     rows = df.loc[result.prepared.index[result.valid_index]]
     try:
-        return score_model("churn", rows, tracking_uri=tracking_uri, drift=False).scores["score"].to_numpy(), ""
+        churn = score_model(models.CHURN.name, rows, tracking_uri=tracking_uri, drift=False)
+        return churn.scores["score"].to_numpy(), ""
     except (registry.NoModelError, ValueError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
 
@@ -177,7 +179,7 @@ def train_uplift_from_exposures(
     outcome: str = "deposited_7d",
     tracking_uri: str,
     artifact_location: str,
-    model_name: str = "uplift_deposit",
+    model_name: str = models.UPLIFT_DEPOSIT_MODEL,
     lineage: dict | None = None,
     learners=U.LEARNERS,
     seed: int = 0,

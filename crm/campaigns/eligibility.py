@@ -33,6 +33,7 @@ from crm.campaigns.jurisdictions import rules_for
 from crm.campaigns.offers import offer_cost_cents
 from crm.campaigns.policy import POLICY, Calendar, ContactPolicy, blackout_names
 from crm.campaigns.spec import CampaignSpec
+from crm.contract import consent_column, consent_products_column, consent_withdrawn_column
 
 _HOUR = np.timedelta64(3600, "s")
 
@@ -311,8 +312,8 @@ def _product_consent(df: Frame, c: CampaignSpec) -> np.ndarray:
     Without the withdrawn column (an older profile) nothing is known withdrawn only where the
     jurisdiction does not ask for product consent anyway."""
     required = _jurisdiction(df, "product_consent_required").astype(bool)
-    granted = _names_product(df, f"consent_{c.channel}_products", c.product, missing=False)
-    withdrawn = _names_product(df, f"consent_{c.channel}_products_withdrawn", c.product, missing=False)
+    granted = _names_product(df, consent_products_column(c.channel), c.product, missing=False)
+    withdrawn = _names_product(df, consent_withdrawn_column(c.channel), c.product, missing=False)
     return ~withdrawn & (~required | granted)
 
 
@@ -329,7 +330,7 @@ def _cap(f: Frame, col: str, cap: float) -> np.ndarray:
 
 
 def _consent_observed(df: Frame, c: CampaignSpec) -> list[str]:
-    ch = f"consent_{c.channel}"
+    ch = consent_column(c.channel)
     return [f"{ch}={v} (version {ver}, last change {src} at {at})" for v, ver, src, at in zip(
         _col(df, ch), _col(df, f"{ch}_version"), _col(df, f"{ch}_source"), _col(df, f"{ch}_changed_at"), strict=True)]
 
@@ -381,7 +382,7 @@ RULES: tuple[Rule, ...] = (
          lambda df, f, c, ctx: ~_flag(df, "harm_risk_flag", True),
          lambda df, f, c, ctx: [f"harm_risk_flag={v}" for v in _col(df, "harm_risk_flag")]),
     Rule("no_channel_consent", "valid opt-in for the campaign's channel, not revoked, unsubscribed or complained",
-         lambda df, f, c, ctx: _flag(df, f"consent_{c.channel}", False),
+         lambda df, f, c, ctx: _flag(df, consent_column(c.channel), False),
          lambda df, f, c, ctx: _consent_observed(df, c)),
     Rule("no_profiling_consent", "ML targeting only with profiling consent",
          lambda df, f, c, ctx: _flag(df, "consent_profiling", False) if c.uses_ml else _all(df),
@@ -405,8 +406,8 @@ RULES: tuple[Rule, ...] = (
                                 f"{p or 'none'}, withdrawn for {w or 'none'}; campaign product {c.product}"
                                 for j, r, p, w in zip(_col(df, "country"),
                                                       _jurisdiction(df, "product_consent_required"),
-                                                      _col(df, f"consent_{c.channel}_products"),
-                                                      _col(df, f"consent_{c.channel}_products_withdrawn"),
+                                                      _col(df, consent_products_column(c.channel)),
+                                                      _col(df, consent_withdrawn_column(c.channel)),
                                                       strict=True)]),
     Rule("bonus_not_first_occasion", "a bonus only on the first occasion where the jurisdiction asks (SE)",
          _bonus_only(lambda df, f, c, ctx: _bonus_first_occasion(df, f)),

@@ -39,13 +39,14 @@ from crm.campaigns.history import not_yet_sent, planned_messages, split_own_send
 from crm.campaigns.offers import offer_cost_cents
 from crm.campaigns.spec import CampaignSpec, Rule
 from crm.config import Paths
+from crm.contract import REGISTERED_NAMES, SCORE_MODELS, UPLIFT_SCORE_MODEL
 from ml.policy import select_by_value_per_cost, take_within_budget
 
-# The model scores a list carries (crm.warehouse.SCORE_MODELS), for players with profiling consent.
-SCORES = ("churn", "deposit_intent", "uplift_ngr")
-UPLIFT_SCORE = "uplift_ngr_score"  # predicted incremental NGR if treated, EUR cents (not a probability)
+# The model scores a list carries (the vocabulary: ml.models.SCORE_MODELS), for players with profiling consent.
+SCORES = SCORE_MODELS
+UPLIFT_SCORE = f"{UPLIFT_SCORE_MODEL}_score"  # predicted incremental NGR if treated, EUR cents (not a probability)
 SCORE_DECIMALS = 6  # scores are rounded so on the list; targeting ranks the rounded values
-_MODEL_LABELS = {"churn": "churn_lgbm", "deposit_intent": "deposit_intent_lgbm"}
+_MODEL_LABELS = REGISTERED_NAMES
 LIST_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "send_at_utc", "product", "brand_id",
                 "country", "locale", "timezone", *[c for m in SCORES for c in (f"{m}_score", f"{m}_model_version")],
                 "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days")

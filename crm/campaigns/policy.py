@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from crm import safe_yaml
-from crm.contract import CHANNELS, JURISDICTIONS, PRODUCTS
+from crm.contract import CHANNELS, JURISDICTIONS, MESSAGE_CHANNELS, PRODUCTS
 
 CALENDAR_FILE = "_calendar.yaml"
 
@@ -48,7 +48,7 @@ class ContactPolicy:
 
     # per channel: (max messages per day, max messages per week)
     channel_caps: dict[str, tuple[int, int]] = field(default_factory=lambda: {
-        "email": (1, 3), "push": (1, 3), "sms": (1, 2), "in_app": (2, 7)})
+        c.name: c.caps for c in MESSAGE_CHANNELS})  # the vocabulary's defaults (crm.contract)
     global_cap: tuple[int, int] = (2, 6)  # all channels together: per day, per week
     cooldown_hours: float = 12.0  # between any two messages to a player
     dedup_days: int = 7  # no repeat of the same campaign (or dedup key) within this many days

@@ -24,12 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from crm import safe_yaml
 from crm.campaigns.policy import POLICY, PRODUCTS
 from crm.campaigns.segments import NAMED_SEGMENTS
-from crm.contract import CHANNELS, JURISDICTIONS
+from crm.contract import CHANNELS, JURISDICTIONS, PROBABILITY_SCORE_FIELDS
 from ml.features import CATEGORICAL_FEATURES, FEATURE_NAMES
 
 # Fields a segment rule may test: model features plus profile fields.
 PROFILE_FIELDS = ("age_years", "tenure_days", "brand_id", "country")
-SCORE_FIELDS = ("churn_score", "deposit_intent_score")
+# Probability scores a segment may bound (the vocabulary: ml.models.PROBABILITY_SCORE_FIELDS).
+SCORE_FIELDS: tuple[str, ...] = PROBABILITY_SCORE_FIELDS
 RULE_FIELDS = tuple(FEATURE_NAMES) + PROFILE_FIELDS
 # compared as text (==, !=, in); every other rule field is a number
 TEXT_RULE_FIELDS = ("brand_id", "country", *CATEGORICAL_FEATURES)
@@ -129,7 +130,7 @@ class Segment(_Strict):
 
     named: list[str] = []  # a name or a list of names; a player must be in every one
     rules: list[Rule] = []
-    scores: dict[Literal["churn_score", "deposit_intent_score"], ScoreBound] = {}
+    scores: dict[Literal[SCORE_FIELDS], ScoreBound] = {}  # type: ignore[valid-type]
 
     @field_validator("named", mode="before")
     @classmethod
@@ -165,7 +166,7 @@ class Segment(_Strict):
 class _NamedSegment(_Strict):
     description: str
     rules: list[Rule] = []
-    scores: dict[Literal["churn_score", "deposit_intent_score"], ScoreBound] = {}
+    scores: dict[Literal[SCORE_FIELDS], ScoreBound] = {}  # type: ignore[valid-type]
 
 
 # Validated once at import: a typo in crm/campaigns/segments.py fails loudly, never silently matches nobody.

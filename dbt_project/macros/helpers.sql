@@ -1,12 +1,35 @@
+{#- The vocabulary lists below are vars generated from crm/contract.py into dbt_project.yml
+    (`python -m crm.contract --write-dbt-vars`; a test fails when they are stale): never spell
+    them out here. -#}
+
+{% macro channels() -%}
+  {#- Channels we send messages on (crm.contract.CHANNELS). -#}
+  {{- return(var('vocab_channels')) -}}
+{%- endmacro %}
+
+
 {% macro consent_channels() -%}
-  {#- Channels with a consent state in dim_player (crm.contract.CONSENT_CHANNELS). -#}
-  {{- return(['email', 'push', 'sms', 'in_app', 'profiling']) -}}
+  {#- Channels with a consent state in dim_player: the message channels and profiling
+      (crm.contract.CONSENT_CHANNELS). -#}
+  {{- return(var('vocab_consent_channels')) -}}
 {%- endmacro %}
 
 
 {% macro products() -%}
   {#- Products a consent can name and a campaign can promote (crm.contract.PRODUCTS). -#}
-  {{- return(['casino', 'sports', 'poker', 'bingo', 'lottery']) -}}
+  {{- return(var('vocab_products')) -}}
+{%- endmacro %}
+
+
+{% macro jurisdictions() -%}
+  {#- Jurisdictions (licences) we know the rules of (crm.contract.JURISDICTIONS). -#}
+  {{- return(var('vocab_jurisdictions')) -}}
+{%- endmacro %}
+
+
+{% macro event_types() -%}
+  {#- Event types of the contract (crm.contract.EVENT_TYPES). -#}
+  {{- return(var('vocab_event_types')) -}}
 {%- endmacro %}
 
 
@@ -20,7 +43,7 @@
 {% macro pii_fields() -%}
   {#- Payload keys that hold contact details or device identity (crm.contract.PII_FIELDS): never
       exposed by any relation of the warehouse. -#}
-  {{- return(['email', 'phone', 'device_id', 'ip']) -}}
+  {{- return(var('vocab_pii_fields')) -}}
 {%- endmacro %}
 
 
