@@ -36,7 +36,7 @@ import pandas as pd
 
 def _target_campaign(paths) -> tuple[str, int]:
     """(campaign id, bonus cost in EUR cents) of the latest simulated campaign with a bonus."""
-    from crm.simulator.casino import _campaign_plan
+    from crm.simulator.world import campaign_plan
 
     exports = pd.read_parquet(paths.exports / "campaign_assignments.parquet")
     days = (pd.to_datetime(exports["sent_at"]).max().normalize() - pd.to_datetime(exports["sent_at"]).min()
@@ -44,7 +44,7 @@ def _target_campaign(paths) -> tuple[str, int]:
     sent = exports.groupby("campaign_id")["sent_at"].min()
     # the plan is a function of the simulated period; match it by the campaign ids present
     for n_days in range(days, days + 400):
-        plan = {c.campaign_id: c for c in _campaign_plan(n_days)}
+        plan = {c.campaign_id: c for c in campaign_plan(n_days)}
         if set(plan) >= set(sent.index):
             break
     bonus = [c for c in plan.values() if c.cost_eur > 0 and c.campaign_id in sent.index]

@@ -183,9 +183,9 @@ def test_dispatch_writes_the_assignment_export_once(tmp_path):
     from crm.campaigns.lists import build_list, list_dir, publish, record_gate
     from crm.campaigns.spec import load_campaign
     from crm.config import CAMPAIGNS_DIR
-    from crm.simulator.casino import _ASSIGN_SCHEMA
+    from crm.simulator.files import ASSIGNMENTS_SCHEMA
 
-    assert ASSIGNMENT_SCHEMA.equals(_ASSIGN_SCHEMA)
+    assert ASSIGNMENT_SCHEMA.equals(ASSIGNMENTS_SCHEMA)
     paths = Paths(tmp_path).ensure()
     spec = load_campaign(CAMPAIGNS_DIR / "cashback_recent_losers.yaml")
     day1 = dt.date(2025, 10, 1)

@@ -13,7 +13,8 @@ import pytest
 
 from crm.config import Paths
 from crm.contract import ENVELOPE_REQUIRED, EVENT_TYPES, JSON_TYPES, JURISDICTIONS, PAYLOADS
-from crm.simulator.casino import DIRTY_KINDS, SimulationSummary, simulate
+from crm.simulator.casino import SimulationSummary, simulate
+from crm.simulator.world import DIRTY_KINDS
 
 START = dt.date(2025, 6, 1)
 TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
