@@ -71,8 +71,9 @@ def value_per_cost_order(value, cost, ids: Sequence) -> np.ndarray:
     return np.lexsort((keys, -v, -ratio))
 
 
-def take_within_budget(order: np.ndarray, cost, budget: float | None = None, *, free=None,
-                       max_count: int | None = None) -> Selection:
+def take_within_budget(
+    order: np.ndarray, cost, budget: float | None = None, *, free=None, max_count: int | None = None
+) -> Selection:
     """The longest prefix of ``order`` whose paid cost fits ``budget`` (None: no limit).
 
     ``free`` marks players who are selected at no cost (the holdout). ``max_count`` caps
@@ -94,8 +95,16 @@ def take_within_budget(order: np.ndarray, cost, budget: float | None = None, *, 
     return Selection(order[:n], float(cum[n - 1]) if n else 0.0, len(order), stopped)
 
 
-def select_by_value_per_cost(value, cost, ids: Sequence, budget: float | None = None, *,
-                             min_value: float = 0.0, free=None, max_count: int | None = None) -> Selection:
+def select_by_value_per_cost(
+    value,
+    cost,
+    ids: Sequence,
+    budget: float | None = None,
+    *,
+    min_value: float = 0.0,
+    free=None,
+    max_count: int | None = None,
+) -> Selection:
     """The selection rule of the module docstring: candidates above ``min_value``, ranked, within budget."""
     v = _floats(value)
     order = value_per_cost_order(v, cost, ids)
@@ -106,14 +115,27 @@ def select_by_value_per_cost(value, cost, ids: Sequence, budget: float | None = 
 def _summary(sel_index: np.ndarray, cost: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     spend = float(cost[sel_index].sum())
     true = float(truth[sel_index].sum())
-    return {"players": float(len(sel_index)), "spend_cents": spend, "incremental_ngr_cents": true,
-            "gross_incremental_ngr_cents": true + spend}
+    return {
+        "players": float(len(sel_index)),
+        "spend_cents": spend,
+        "incremental_ngr_cents": true,
+        "gross_incremental_ngr_cents": true + spend,
+    }
 
 
-def compare_policies(frame: pd.DataFrame, budget_cents: float, *, cost_col: str = "offer_cost_eur_cents",
-                     uplift_col: str = "uplift_ngr_score", churn_col: str = "churn_score",
-                     truth_col: str = "true_effect_ngr", id_col: str = "player_id",
-                     min_uplift_cents: float = 0.0, seed: int = 0, random_draws: int = 20) -> pd.DataFrame:
+def compare_policies(
+    frame: pd.DataFrame,
+    budget_cents: float,
+    *,
+    cost_col: str = "offer_cost_eur_cents",
+    uplift_col: str = "uplift_ngr_score",
+    churn_col: str = "churn_score",
+    truth_col: str = "true_effect_ngr",
+    id_col: str = "player_id",
+    min_uplift_cents: float = 0.0,
+    seed: int = 0,
+    random_draws: int = 20,
+) -> pd.DataFrame:
     """Four targeting policies at the same budget, judged on the true incremental NGR.
 
     ``frame``: one row per candidate player (already eligible) with the offer cost
@@ -137,20 +159,10 @@ def compare_policies(frame: pd.DataFrame, budget_cents: float, *, cost_col: str 
     ratios are mean NGR over mean spend). ``attrs`` hold the budget, the candidate count
     and the number of random draws.
     """
-    missing = [c for c in (cost_col, uplift_col, churn_col, truth_col) if c not in frame]
-    if missing:
-        raise ValueError(f"compare_policies: missing columns {missing}")
-    if random_draws < 1:
-        raise ValueError("random_draws must be at least 1")
     n = len(frame)
-    cost = _costs(pd.to_numeric(frame[cost_col], errors="coerce").to_numpy(dtype=float), n)
-    truth = pd.to_numeric(frame[truth_col], errors="coerce").to_numpy(dtype=float)
-    if np.isnan(truth).any():
-        raise ValueError(f"compare_policies: {truth_col} has missing values")
-    uplift = pd.to_numeric(frame[uplift_col], errors="coerce").to_numpy(dtype=float)
-    churn = pd.to_numeric(frame[churn_col], errors="coerce").to_numpy(dtype=float)
-    ids = frame[id_col].astype(str).to_numpy() if id_col in frame else np.asarray([str(i) for i in frame.index])
-
+    cost, truth, uplift, churn, ids = _policy_inputs(
+        frame, cost_col, uplift_col, churn_col, truth_col, id_col, random_draws
+    )
     rows: dict[str, dict[str, float]] = {}
     sel = select_by_value_per_cost(uplift, cost, ids, budget_cents, min_value=min_uplift_cents)
     rows["uplift"] = _summary(sel.index, cost, truth)
@@ -159,20 +171,56 @@ def compare_policies(frame: pd.DataFrame, budget_cents: float, *, cost_col: str 
     churn_order = churn_order[~np.isnan(churn[churn_order])]
     rows["churn"] = _summary(take_within_budget(churn_order, cost, budget_cents).index, cost, truth)
 
-    draws = [_summary(take_within_budget(np.random.default_rng(seed + k).permutation(n), cost, budget_cents).index,
-                      cost, truth) for k in range(random_draws)]
+    draws = [
+        _summary(
+            take_within_budget(np.random.default_rng(seed + k).permutation(n), cost, budget_cents).index, cost, truth
+        )
+        for k in range(random_draws)
+    ]
     rows["random"] = {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
 
     sel = select_by_value_per_cost(truth, cost, ids, budget_cents, min_value=0.0)
     rows["oracle"] = _summary(sel.index, cost, truth)
+    out = _policy_table(rows, budget_cents)
+    out.attrs.update({"budget_cents": float(budget_cents), "candidates": n, "random_draws": random_draws})
+    return out
 
+
+def _policy_inputs(
+    frame: pd.DataFrame, cost_col: str, uplift_col: str, churn_col: str, truth_col: str, id_col: str, random_draws: int
+) -> tuple[np.ndarray, ...]:
+    """(cost, truth, uplift, churn, ids) of :func:`compare_policies`, checked."""
+    missing = [c for c in (cost_col, uplift_col, churn_col, truth_col) if c not in frame]
+    if missing:
+        raise ValueError(f"compare_policies: missing columns {missing}")
+    if random_draws < 1:
+        raise ValueError("random_draws must be at least 1")
+    cost = _costs(pd.to_numeric(frame[cost_col], errors="coerce").to_numpy(dtype=float), len(frame))
+    truth = pd.to_numeric(frame[truth_col], errors="coerce").to_numpy(dtype=float)
+    if np.isnan(truth).any():
+        raise ValueError(f"compare_policies: {truth_col} has missing values")
+    uplift = pd.to_numeric(frame[uplift_col], errors="coerce").to_numpy(dtype=float)
+    churn = pd.to_numeric(frame[churn_col], errors="coerce").to_numpy(dtype=float)
+    ids = frame[id_col].astype(str).to_numpy() if id_col in frame else np.asarray([str(i) for i in frame.index])
+    return cost, truth, uplift, churn, ids
+
+
+def _policy_table(rows: dict[str, dict[str, float]], budget_cents: float) -> pd.DataFrame:
+    """One row per policy (in :data:`POLICIES` order) with the budget and per-cost ratios."""
     out = pd.DataFrame.from_dict(rows, orient="index").reindex(list(POLICIES))
     out.index.name = "policy"
     spend = out["spend_cents"].where(out["spend_cents"] > 0)
     out["budget_used"] = out["spend_cents"] / budget_cents if budget_cents > 0 else np.nan
     out["ngr_per_cost"] = out["incremental_ngr_cents"] / spend
     out["gross_ngr_per_cost"] = out["gross_incremental_ngr_cents"] / spend
-    out = out[["players", "spend_cents", "budget_used", "incremental_ngr_cents", "ngr_per_cost",
-               "gross_incremental_ngr_cents", "gross_ngr_per_cost"]]
-    out.attrs.update({"budget_cents": float(budget_cents), "candidates": n, "random_draws": random_draws})
-    return out
+    return out[
+        [
+            "players",
+            "spend_cents",
+            "budget_used",
+            "incremental_ngr_cents",
+            "ngr_per_cost",
+            "gross_incremental_ngr_cents",
+            "gross_ngr_per_cost",
+        ]
+    ]

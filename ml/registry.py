@@ -4,6 +4,11 @@ Aliases, not stages: ``champion`` is what scoring loads, ``challenger`` is the l
 trained version. Every alias move is recorded as tags on the model versions and on the
 registered model (``last_champion_change``), so the history can be read in the MLflow UI.
 
+Training of every kind of model (classifiers in :mod:`ml.train`, uplift models in
+:mod:`ml.uplift_train`) ends in the one path at the bottom of this module:
+:func:`rescore_champion`, :func:`training_run`, :func:`register_and_promote`, with decisions
+comparing through :func:`beats_champion` (a tie keeps the champion).
+
 Always pass an explicit tracking URI (an absolute ``sqlite:///...`` one in practice);
 nothing here falls back to ``./mlruns``.
 """
@@ -14,8 +19,9 @@ import getpass
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 CHAMPION = "champion"
@@ -299,39 +305,11 @@ def list_models(tracking_uri: str, name: str | None = None) -> list[dict]:
         by_version: dict[str, list[str]] = {}
         for a, v in aliases.items():
             by_version.setdefault(v, []).append(a)
-        versions = []
         mvs = client.search_model_versions(f"name = '{rm.name}'", max_results=10000)
-        for mv in sorted(mvs, key=lambda m: int(m.version), reverse=True):
-            tags = dict(mv.tags or {})
-            metrics: dict[str, float] = {}
-            run_tags: dict[str, str] = {}
-            if mv.run_id:
-                try:
-                    run = client.get_run(mv.run_id)
-                    metrics = dict(run.data.metrics)
-                    run_tags = dict(run.data.tags)
-                except Exception:  # run deleted: the version still lists
-                    pass
-            versions.append(
-                {
-                    "version": str(mv.version),
-                    "run_id": mv.run_id,
-                    "created_at": _iso_ms(mv.creation_timestamp),
-                    "aliases": sorted(by_version.get(str(mv.version), [])),
-                    "decision": tags.get(TAG_DECISION),
-                    "decision_reason": tags.get(TAG_DECISION_REASON),
-                    "promotion_reason": tags.get(TAG_PROMOTION_REASON),
-                    "promoted_by": tags.get(TAG_PROMOTED_BY),
-                    "promoted_at": tags.get(TAG_PROMOTED_AT),
-                    "rollback_reason": tags.get(TAG_ROLLBACK_REASON),
-                    "rolled_back_by": tags.get(TAG_ROLLED_BACK_BY),
-                    "rolled_back_at": tags.get(TAG_ROLLED_BACK_AT),
-                    "valid_as_of": tags.get("valid_as_of") or run_tags.get("valid_as_of"),
-                    "label": tags.get("label") or run_tags.get("label"),
-                    "tags": tags,
-                    "metrics": metrics,
-                }
-            )
+        versions = [
+            _version_entry(client, mv, by_version.get(str(mv.version), []))
+            for mv in sorted(mvs, key=lambda m: int(m.version), reverse=True)
+        ]
         out.append(
             {
                 "name": rm.name,
@@ -346,8 +324,41 @@ def list_models(tracking_uri: str, name: str | None = None) -> list[dict]:
     return out
 
 
-def record_decision(client, tracking_uri: str, model_name: str, version: str, run_id: str, promoted: bool,
-                    decision: str, *, by: str) -> None:
+def _version_entry(client, mv, aliases: list[str]) -> dict:
+    """One version of :func:`list_models`: its tags, decisions and its training run's metrics."""
+    tags = dict(mv.tags or {})
+    metrics: dict[str, float] = {}
+    run_tags: dict[str, str] = {}
+    if mv.run_id:
+        try:
+            run = client.get_run(mv.run_id)
+            metrics = dict(run.data.metrics)
+            run_tags = dict(run.data.tags)
+        except Exception:  # run deleted: the version still lists
+            pass
+    return {
+        "version": str(mv.version),
+        "run_id": mv.run_id,
+        "created_at": _iso_ms(mv.creation_timestamp),
+        "aliases": sorted(aliases),
+        "decision": tags.get(TAG_DECISION),
+        "decision_reason": tags.get(TAG_DECISION_REASON),
+        "promotion_reason": tags.get(TAG_PROMOTION_REASON),
+        "promoted_by": tags.get(TAG_PROMOTED_BY),
+        "promoted_at": tags.get(TAG_PROMOTED_AT),
+        "rollback_reason": tags.get(TAG_ROLLBACK_REASON),
+        "rolled_back_by": tags.get(TAG_ROLLED_BACK_BY),
+        "rolled_back_at": tags.get(TAG_ROLLED_BACK_AT),
+        "valid_as_of": tags.get("valid_as_of") or run_tags.get("valid_as_of"),
+        "label": tags.get("label") or run_tags.get("label"),
+        "tags": tags,
+        "metrics": metrics,
+    }
+
+
+def record_decision(
+    client, tracking_uri: str, model_name: str, version: str, run_id: str, promoted: bool, decision: str, *, by: str
+) -> None:
     """Apply a training decision: promote when asked, and tag the version and the run with it."""
     if promoted:
         promote(tracking_uri, model_name, version, decision, by=by)
@@ -356,3 +367,164 @@ def record_decision(client, tracking_uri: str, model_name: str, version: str, ru
     client.set_tag(run_id, TAG_DECISION, decision)
     client.set_tag(run_id, "promoted", str(promoted).lower())
     client.set_tag(run_id, "model_version", version)
+
+
+# ---------------------------------------------------------------------------- training: the one promotion path
+#
+# Classifiers (ml.train) and uplift models (ml.uplift_train) go through the same steps:
+#
+#   champion = rescore_champion(...)            # the champion's metric on today's evaluation rows
+#   with training_run(...) as run_id:           # one MLflow run in the model's experiment
+#       ... log params, metrics, artifacts ...
+#       register_and_promote(...)               # log model, new version, challenger alias, decide, record
+#
+# and the decision compares with beats_champion: strictly better (a tie keeps the champion, so
+# a rerun on the same data does not make a new champion version each time).
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The current champion of a model and its metric on the challenger's evaluation rows.
+
+    ``note`` is set when the champion could not score those rows: ``metric`` is then the
+    value logged when the champion was trained (or None if it logged none).
+    """
+
+    version: str
+    metric: float | None
+    note: str = ""
+
+    @property
+    def rescored(self) -> bool:
+        """True when ``metric`` was computed on today's rows (not read from its training run)."""
+        return self.metric is not None and not self.note
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What :func:`register_and_promote` did: the new version and the decision on it."""
+
+    version: str
+    promoted: bool
+    decision: str
+    run_id: str
+
+
+def beats_champion(value: float, champion_value: float, margin: float = 0.0) -> bool:
+    """Whether a challenger's metric is strictly above the champion's plus ``margin``.
+
+    A tie keeps the champion (so does NaN on either side).
+    """
+    return value > champion_value + margin
+
+
+def rescore_champion(
+    client,
+    model_name: str,
+    score: Callable[[object], float],
+    *,
+    metric: str,
+    fallback_note: Callable[[Exception], str],
+) -> Champion | None:
+    """The champion of ``model_name`` with ``score(champion ModelVersion)``; None without a champion.
+
+    When scoring fails (e.g. a column it needs is gone), the champion's logged ``metric`` is
+    used instead, with ``fallback_note(exc)`` as the note.
+    """
+    mv = champion_version(client, model_name)
+    if mv is None:
+        return None
+    try:
+        return Champion(str(mv.version), score(mv))
+    except Exception as exc:  # noqa: BLE001 - any failure falls back to the logged metric
+        return Champion(str(mv.version), version_metric(client, mv, metric), fallback_note(exc))
+
+
+def connect(tracking_uri: str):
+    """Point the fluent API at ``tracking_uri`` and return a client on the same store."""
+    use_tracking_uri(tracking_uri)
+    return get_client(tracking_uri)
+
+
+@contextmanager
+def training_run(
+    client, experiment: str, artifact_location: str, *, run_name: str, tags: dict[str, str]
+) -> Iterator[str]:
+    """An active MLflow run (its id) in ``experiment``, created with ``artifact_location`` if new.
+
+    Call :func:`connect` first: the run is started through the fluent API.
+    """
+    with quiet():
+        import mlflow
+
+        experiment_id = ensure_experiment(client, experiment, artifact_location)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+            yield run.info.run_id
+
+
+def pip_requirements(*extra: str) -> list[str]:
+    """Pinned requirements of a logged model (skips MLflow's slow subprocess inference)."""
+    from importlib.metadata import version
+
+    pinned = [f"{pkg}=={version(pkg)}" for pkg in ("lightgbm", "scikit-learn", "skops", "numpy", "pandas")]
+    return [*pinned, *extra]
+
+
+def register_version(client, model_name: str, description: str, model_info, run_id: str, tags: dict[str, str]):
+    """Create (if needed) the registered model and a new version from the logged model.
+
+    Done through the client rather than ``log_model(registered_model_name=...)``, which
+    prints "Successfully registered model ..." to stderr.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(model_name, description=description)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    return client.create_model_version(
+        name=model_name,
+        source=model_info.model_uri,
+        run_id=run_id,
+        tags=tags,
+        model_id=getattr(model_info, "model_id", None),
+    )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model about to be logged in the active run and registered as a new version of ``model_name``."""
+
+    model_name: str
+    description: str
+    log_model: Callable[[], object]  # logs the model in the active run, returns its ModelInfo
+    version_tags: dict[str, str] = field(default_factory=dict)
+
+
+def register_and_promote(
+    client,
+    tracking_uri: str,
+    run_id: str,
+    candidate: Candidate,
+    champion: Champion | None,
+    decide: Callable[[Champion | None], tuple[bool, str]],
+    *,
+    by: str,
+) -> Promotion:
+    """The one register-and-promote path of every trained model (inside its training run).
+
+    Logs the model, registers it as a new version, points ``challenger`` at it, asks
+    ``decide(champion)`` whether it becomes champion (decisions compare with
+    :func:`beats_champion`: a tie keeps the champion), promotes it if so and records the
+    decision on the version and the run (``champion_before`` too when there was a champion).
+    """
+    info = candidate.log_model()
+    mv = register_version(client, candidate.model_name, candidate.description, info, run_id, candidate.version_tags)
+    version = str(mv.version)
+    set_alias(client, candidate.model_name, CHALLENGER, version)
+    promoted, decision = decide(champion)
+    record_decision(client, tracking_uri, candidate.model_name, version, run_id, promoted, decision, by=by)
+    if champion is not None:
+        client.set_tag(run_id, "champion_before", champion.version)
+    return Promotion(version, promoted, decision, run_id)

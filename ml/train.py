@@ -15,7 +15,8 @@
 5. registers a new version (alias ``challenger``) and promotes it to ``champion`` only if it
    passes the sanity bounds and beats the current champion *re-scored on the same holdout*
    by more than the config's margin (a tie keeps the champion). The decision and its reason are
-   tagged on the version and run.
+   tagged on the version and run. Steps 4-5 are :func:`ml.registry.register_and_promote`, the
+   path uplift models (:mod:`ml.uplift_train`) take too.
 
 Never imports Dagster.
 """
@@ -273,14 +274,44 @@ def fit_and_evaluate(
     ``frame`` comes from :func:`labelled_frame`. (A ``dict`` as ``config`` is read as LightGBM
     parameters for the churn config, the former signature.)
     """
-    from lightgbm import LGBMClassifier
-
     if config is None or isinstance(config, dict):
         config = CHURN.replace(params=config or {})
     min_rows = config.sanity.min_train_rows if min_rows is None else min_rows
     feats = config.resolve_features(spec)
-    names = [f.name for f in feats]
-    _require(frame, names, "training frame")
+    _require(frame, [f.name for f in feats], "training frame")
+    train, valid, valid_date = _checked_split(frame, config, min_rows)
+    seconds: dict[str, float] = {}
+    model, schema, params = _fit_lightgbm(config, feats, train, seconds)
+    X_valid = schema.matrix(valid)
+    p_valid = np.clip(model.booster_.predict(X_valid), 0.0, 1.0)
+    holdout = _evaluate_holdout(config, feats, train, valid, p_valid, seconds)
+    importance, contributions = _explain(config, model.booster_, schema, valid, X_valid, p_valid)
+    return Fitted(
+        config=config,
+        model=model,
+        schema=schema,
+        params=params,
+        train=train,
+        valid=valid,
+        p_valid=p_valid,
+        metrics=holdout.metrics,
+        comparison=pd.DataFrame(holdout.comparison),
+        importance=importance,
+        reliability=reliability_table(valid["y"].to_numpy(), p_valid),
+        reliability_baseline=holdout.reliability_baseline,
+        lift=holdout.lift(),
+        contributions=contributions,
+        reference=drift_reference(config, schema, importance, valid, p_valid),
+        train_range=(_iso(train["as_of_date"].min()), _iso(train["as_of_date"].max())),
+        valid_as_of=_iso(valid_date),
+        seconds=seconds,
+    )
+
+
+def _checked_split(
+    frame: pd.DataFrame, config: ModelConfig, min_rows: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """:func:`time_split`, refusing too few training rows or a single class on either side."""
     train, valid, valid_date = time_split(frame)
     if len(train) < min_rows:
         raise ValueError(
@@ -289,55 +320,103 @@ def fit_and_evaluate(
         )
     _check_classes(train["y"], "training data")
     _check_classes(valid["y"], f"holdout {_iso(valid_date)}")
+    return train, valid, valid_date
+
+
+def _fit_lightgbm(
+    config: ModelConfig, feats: Sequence[Feature], train: pd.DataFrame, seconds: dict[str, float]
+) -> tuple[object, FeatureSchema, dict[str, object]]:
+    """LightGBM on the training rows (categories fixed on them): (model, schema, parameters used)."""
+    from lightgbm import LGBMClassifier
 
     schema = FeatureSchema.fit(feats, train)
     params = dict(config.params)
-    if len(train) * len(names) < SMALL_FIT_CELLS:
+    if len(train) * len(feats) < SMALL_FIT_CELLS:
         # OpenMP overhead dominates small fits, and on a busy machine two spinning threads can be
         # 10-30x slower than one. deterministic=True: the model is the same either way.
         params["n_jobs"] = 1
-    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     model = LGBMClassifier(**params)
     model.fit(schema.encode(train), train["y"])
     seconds["fit_seconds"] = time.perf_counter() - t0
-    booster = model.booster_
-    X_valid = schema.matrix(valid)
-    p_valid = np.clip(booster.predict(X_valid), 0.0, 1.0)
+    return model, schema, params
+
+
+@dataclass
+class _Holdout:
+    """The model and its baselines on the holdout, as :func:`_evaluate_holdout` builds them."""
+
+    metrics: dict[str, float]
+    comparison: list[dict]  # one row per model: lightgbm, baseline_logreg, baseline_recency
+    lifts: dict[str, pd.DataFrame]  # model -> lift by decile
+    reliability_baseline: pd.DataFrame | None = None
+
+    def lift(self) -> pd.DataFrame:
+        """The lift tables in one long frame (``model`` first)."""
+        lift = pd.concat([t.assign(model=name) for name, t in self.lifts.items()], ignore_index=True)
+        return lift[["model", *[c for c in lift.columns if c != "model"]]]
+
+
+def _evaluate_holdout(
+    config: ModelConfig,
+    feats: Sequence[Feature],
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    p_valid: np.ndarray,
+    seconds: dict[str, float],
+) -> _Holdout:
+    """Holdout metrics of the model, then of the logistic-regression and recency baselines."""
     y_valid = valid["y"].to_numpy()
-
     metrics = binary_metrics(y_valid, p_valid)
-    rows = [{"model": "lightgbm", **metrics}]
+    holdout = _Holdout(metrics, [{"model": "lightgbm", **metrics}], {"lightgbm": lift_table(y_valid, p_valid)})
     metrics["ece_noise"] = ece_noise_floor(p_valid)
-    lifts = {"lightgbm": lift_table(y_valid, p_valid)}
-    reliability_base = None
-
     rfm = baseline_features(config, feats)
     if rfm:
-        t0 = time.perf_counter()
-        logreg = fit_logreg(train, rfm)
-        seconds["baseline_logreg_fit_seconds"] = time.perf_counter() - t0
-        p_lr = logreg.predict_proba(valid[rfm].to_numpy(dtype="float64", na_value=np.nan))[:, 1]
-        m_lr = binary_metrics(y_valid, p_lr)
-        metrics.update({f"baseline_logreg_{k}": v for k, v in m_lr.items() if k != "base_rate"})
-        rows.append({"model": "baseline_logreg", "features": ",".join(rfm), **m_lr})
-        lifts["baseline_logreg"] = lift_table(y_valid, p_lr)
-        reliability_base = reliability_table(y_valid, p_lr)
+        _add_logreg_baseline(holdout, train, valid, rfm, seconds)
     if config.recency_feature in valid.columns:
-        s = recency_score(config, valid)
-        m_rec = {
-            "roc_auc": score_auc(y_valid, s),
-            "pr_auc": float(_average_precision(y_valid, s)),
-            "lift_top_decile": top_fraction_lift(y_valid, s, 0.1),
-        }
-        metrics.update({f"baseline_recency_{k}": v for k, v in m_rec.items()})
-        metrics["baseline_recency_auc"] = m_rec["roc_auc"]  # former name
-        rows.append({"model": "baseline_recency", "features": config.recency_feature, **m_rec})
-        lifts["baseline_recency"] = lift_table(y_valid, s)
+        _add_recency_baseline(holdout, config, valid)
     metrics["train_positive_rate"] = float(train["y"].mean())
     metrics.update(seconds)
+    return holdout
 
-    # Per-player contributions (TreeSHAP, log-odds; last column = bias) cost ~1 ms a row: a sample.
+
+def _add_logreg_baseline(
+    holdout: _Holdout, train: pd.DataFrame, valid: pd.DataFrame, rfm: Sequence[str], seconds: dict[str, float]
+) -> None:
+    y_valid = valid["y"].to_numpy()
+    t0 = time.perf_counter()
+    logreg = fit_logreg(train, rfm)
+    seconds["baseline_logreg_fit_seconds"] = time.perf_counter() - t0
+    p_lr = logreg.predict_proba(valid[list(rfm)].to_numpy(dtype="float64", na_value=np.nan))[:, 1]
+    m_lr = binary_metrics(y_valid, p_lr)
+    holdout.metrics.update({f"baseline_logreg_{k}": v for k, v in m_lr.items() if k != "base_rate"})
+    holdout.comparison.append({"model": "baseline_logreg", "features": ",".join(rfm), **m_lr})
+    holdout.lifts["baseline_logreg"] = lift_table(y_valid, p_lr)
+    holdout.reliability_baseline = reliability_table(y_valid, p_lr)
+
+
+def _add_recency_baseline(holdout: _Holdout, config: ModelConfig, valid: pd.DataFrame) -> None:
+    y_valid = valid["y"].to_numpy()
+    s = recency_score(config, valid)
+    m_rec = {
+        "roc_auc": score_auc(y_valid, s),
+        "pr_auc": float(_average_precision(y_valid, s)),
+        "lift_top_decile": top_fraction_lift(y_valid, s, 0.1),
+    }
+    holdout.metrics.update({f"baseline_recency_{k}": v for k, v in m_rec.items()})
+    holdout.metrics["baseline_recency_auc"] = m_rec["roc_auc"]  # former name
+    holdout.comparison.append({"model": "baseline_recency", "features": config.recency_feature, **m_rec})
+    holdout.lifts["baseline_recency"] = lift_table(y_valid, s)
+
+
+def _explain(
+    config: ModelConfig, booster, schema: FeatureSchema, valid: pd.DataFrame, X_valid: np.ndarray, p_valid: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(feature importance, per-player contributions of a holdout sample).
+
+    Contributions are TreeSHAP values in log-odds (last column = bias); they cost ~1 ms a row,
+    hence a sample of ``config.contribution_sample`` players.
+    """
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(len(valid), size=min(config.contribution_sample, len(valid)), replace=False))
     contrib = booster.predict(X_valid[idx], pred_contrib=True)
@@ -352,44 +431,16 @@ def fit_and_evaluate(
         }
     ).sort_values(["gain", "feature"], ascending=[False, True], ignore_index=True)
     importance["gain_share"] = importance["gain"] / max(float(importance["gain"].sum()), 1e-12)
-
-    contributions = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "player_id": valid["player_id"].to_numpy()[idx],
-                    "as_of_date": valid["as_of_date"].dt.strftime("%Y-%m-%d").to_numpy()[idx],
-                    "y": y_valid[idx],
-                    "score": p_valid[idx],
-                }
-            ),
-            pd.DataFrame(contrib, columns=[*schema.names, "bias"]),
-        ],
-        axis=1,
+    players = pd.DataFrame(
+        {
+            "player_id": valid["player_id"].to_numpy()[idx],
+            "as_of_date": valid["as_of_date"].dt.strftime("%Y-%m-%d").to_numpy()[idx],
+            "y": valid["y"].to_numpy()[idx],
+            "score": p_valid[idx],
+        }
     )
-
-    lift = pd.concat([t.assign(model=name) for name, t in lifts.items()], ignore_index=True)
-    lift = lift[["model", *[c for c in lift.columns if c != "model"]]]
-    return Fitted(
-        config=config,
-        model=model,
-        schema=schema,
-        params=params,
-        train=train,
-        valid=valid,
-        p_valid=p_valid,
-        metrics=metrics,
-        comparison=pd.DataFrame(rows),
-        importance=importance,
-        reliability=reliability_table(y_valid, p_valid),
-        reliability_baseline=reliability_base,
-        lift=lift,
-        contributions=contributions,
-        reference=drift_reference(config, schema, importance, valid, p_valid),
-        train_range=(_iso(train["as_of_date"].min()), _iso(train["as_of_date"].max())),
-        valid_as_of=_iso(valid_date),
-        seconds=seconds,
-    )
+    contributions = pd.concat([players, pd.DataFrame(contrib, columns=[*schema.names, "bias"])], axis=1)
+    return importance, contributions
 
 
 def _average_precision(y, s) -> float:
@@ -468,7 +519,7 @@ def decide(
         where = f" on the same holdout ({holdout}, {valid_rows} rows)" if holdout else " on the same holdout"
         cmp = f"champion v{champion_version} {champion_auc:.4f} + margin {margin:.4f}{where}"
         # strictly better: a tie (a rerun on the same data) keeps the champion, no new version each run
-        if auc > champion_auc + margin:
+        if registry.beats_champion(auc, champion_auc, margin):
             promoted, reason = True, f"promoted to champion: holdout roc_auc {auc:.4f} > {cmp}"
         else:
             promoted, reason = False, f"kept as challenger: holdout roc_auc {auc:.4f} <= {cmp}"
@@ -481,25 +532,24 @@ def decide(
 
 def _champion_on_holdout(
     client, tracking_uri: str, model_name: str, valid: pd.DataFrame, snapshots: pd.DataFrame
-) -> tuple[str | None, float | None, str]:
-    """(champion version, its roc_auc on ``valid``, note). Falls back to the champion's logged
-    roc_auc (with a note) when it cannot score these rows (e.g. a column it needs is gone)."""
-    champ = registry.champion_version(client, model_name)
-    if champ is None:
-        return None, None, ""
-    version = str(champ.version)
-    try:
-        loaded = scoring.load(tracking_uri, model_name, version)
+) -> registry.Champion | None:
+    """The champion with its roc_auc on ``valid``. Falls back to the champion's logged roc_auc
+    (with a note) when it cannot score these rows (e.g. a column it needs is gone)."""
+
+    def on_holdout(champ) -> float:
+        loaded = scoring.load(tracking_uri, model_name, str(champ.version))
         rows = valid
         missing = [c for c in loaded.schema.names if c not in valid.columns]
         if missing:
             rows = _holdout_rows(snapshots, valid, missing)
         loaded.check_columns(rows)
-        return version, score_auc(valid["y"], loaded.predict(rows)), ""
-    except Exception as exc:  # noqa: BLE001 - any failure falls back to the logged metric
-        logged = registry.version_metric(client, champ, "roc_auc")
-        note = f"champion could not be scored on this holdout ({type(exc).__name__}: {exc})"
-        return version, logged, (note[:400] + "; compared with its logged roc_auc")
+        return score_auc(valid["y"], loaded.predict(rows))
+
+    def note(exc: Exception) -> str:
+        text = f"champion could not be scored on this holdout ({type(exc).__name__}: {exc})"
+        return text[:400] + "; compared with its logged roc_auc"
+
+    return registry.rescore_champion(client, model_name, on_holdout, metric="roc_auc", fallback_note=note)
 
 
 def _holdout_rows(snapshots: pd.DataFrame, valid: pd.DataFrame, extra: Sequence[str]) -> pd.DataFrame:
@@ -522,9 +572,7 @@ def git_revision(root: Path = REPO_ROOT) -> dict[str, str]:
 
     def git(*args: str) -> str | None:
         try:
-            out = subprocess.run(
-                ["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=False
-            )
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=False)
         except (OSError, subprocess.SubprocessError):
             return None
         return out.stdout.strip() if out.returncode == 0 else None
@@ -539,35 +587,6 @@ def git_revision(root: Path = REPO_ROOT) -> dict[str, str]:
 # ---------------------------------------------------------------------------- MLflow
 
 
-def _pip_requirements() -> list[str]:
-    """Pinned requirements of the logged model (skips MLflow's slow subprocess inference)."""
-    from importlib.metadata import version
-
-    return [f"{pkg}=={version(pkg)}" for pkg in ("lightgbm", "scikit-learn", "skops", "numpy", "pandas")]
-
-
-def _register(client, config: ModelConfig, model_info, run_id: str, tags: dict[str, str]):
-    """Create (if needed) the registered model and a new version from the logged model.
-
-    Done through the client rather than ``log_model(registered_model_name=...)``, which
-    prints "Successfully registered model ..." to stderr.
-    """
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(config.registered_name, description=config.description)
-    except MlflowException as exc:
-        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-            raise
-    return client.create_model_version(
-        name=config.registered_name,
-        source=model_info.model_uri,
-        run_id=run_id,
-        tags=tags,
-        model_id=getattr(model_info, "model_id", None),
-    )
-
-
 def _log_artifacts(fit: Fitted) -> None:
     import mlflow
 
@@ -579,8 +598,9 @@ def _log_artifacts(fit: Fitted) -> None:
     )
     mlflow.log_text(fit.comparison.to_csv(index=False), "baselines.csv")
     mlflow.log_text(fit.importance.to_csv(index=False), "feature_importance.csv")
-    mlflow.log_figure(importance_figure(fit.importance, title=f"Feature importance (gain), {title}"),
-                      "feature_importance.png")
+    mlflow.log_figure(
+        importance_figure(fit.importance, title=f"Feature importance (gain), {title}"), "feature_importance.png"
+    )
     mlflow.log_text(fit.reliability.to_csv(index=False), "reliability.csv")
     others = {"baseline_logreg": fit.reliability_baseline} if fit.reliability_baseline is not None else None
     reliability = reliability_figure(fit.reliability, f"Reliability, {title}", others, label="lightgbm")
@@ -597,6 +617,97 @@ def _log_artifacts(fit: Fitted) -> None:
     )
     mlflow.log_text(json.dumps(fit.reference, indent=1), scoring.REFERENCE_ARTIFACT)
     mlflow.log_text(pd.DataFrame({"score": fit.p_valid}).to_csv(index=False), scoring.LEGACY_SCORES_ARTIFACT)
+
+
+def _run_tags(fit: Fitted, counts: dict[str, object], lineage: dict[str, str] | None) -> dict[str, str]:
+    """Tags of the training run: the config, row counts, the split, the code revision, ``lineage``."""
+    config, train, valid = fit.config, fit.train, fit.valid
+    return {
+        "model_config": config.name,
+        "model_name": config.registered_name,
+        "label": config.label,
+        "population": config.population or "all snapshot rows",
+        **{k: str(v) for k, v in counts.items()},
+        "train_from": fit.train_range[0],
+        "train_to": fit.train_range[1],
+        "train_dates": str(train["as_of_date"].nunique()),
+        "valid_as_of": fit.valid_as_of,
+        "train_rows": str(len(train)),
+        "valid_rows": str(len(valid)),
+        "train_positives": str(int(train["y"].sum())),
+        "valid_positives": str(int(valid["y"].sum())),
+        "features": str(len(fit.schema.names)),
+        "categorical_features": ",".join(fit.schema.categorical),
+        **git_revision(),
+        **{str(k): str(v) for k, v in (lineage or {}).items()},
+    }
+
+
+def _log_run(fit: Fitted) -> None:
+    """Parameters, metrics and artifacts of ``fit`` in the active run."""
+    import mlflow
+
+    config = fit.config
+    mlflow.log_params(
+        {
+            **fit.params,
+            **config.summary(),
+            "n_features": len(fit.schema.names),
+            "min_rows": config.sanity.min_train_rows,
+        }
+    )
+    mlflow.log_metrics(fit.metrics)
+    _log_artifacts(fit)
+
+
+def _candidate(fit: Fitted) -> registry.Candidate:
+    """The LightGBM model of ``fit`` as a new version of the config's registered model."""
+    config = fit.config
+
+    def log_model():
+        import mlflow
+        from mlflow.models import infer_signature
+
+        # Raw model input: numeric features as doubles (they may be missing), categoricals as strings.
+        example = fit.valid[list(fit.schema.names)].head(5).copy()
+        for c, kind in zip(fit.schema.names, fit.schema.kinds, strict=True):
+            if kind == CATEGORICAL:
+                example[c] = example[c].astype(object).where(example[c].notna(), None)
+            else:
+                example[c] = example[c].to_numpy(dtype="float64", na_value=np.nan)
+        return mlflow.lightgbm.log_model(
+            fit.model,
+            name="model",
+            signature=infer_signature(example, fit.p_valid[:5]),
+            input_example=example,
+            pip_requirements=registry.pip_requirements(),
+            metadata={"model_config": config.name, "label": config.label, "feature_schema": fit.schema.to_dict()},
+            # the native model takes encoded categoricals; the pyfunc check on raw strings cannot pass
+            validate_serving_input=False,
+        )
+
+    tags = {"label": config.label, "valid_as_of": fit.valid_as_of, "roc_auc": f"{fit.metrics['roc_auc']:.4f}"}
+    return registry.Candidate(config.registered_name, config.description, log_model, tags)
+
+
+def _decider(fit: Fitted, *, auto: bool):
+    """:func:`decide` for ``fit`` against the champion :func:`registry.register_and_promote` passes."""
+
+    def decide_on(champion: registry.Champion | None) -> tuple[bool, str]:
+        return decide(
+            fit.metrics,
+            valid_rows=len(fit.valid),
+            valid_positives=int(fit.valid["y"].sum()),
+            sanity=fit.config.sanity,
+            margin=fit.config.promotion_margin,
+            champion_version=champion.version if champion else None,
+            champion_auc=champion.metric if champion else None,
+            champion_note=champion.note if champion else "",
+            holdout=fit.valid_as_of,
+            auto=auto,
+        )
+
+    return decide_on
 
 
 def train_model(
@@ -623,128 +734,60 @@ def train_model(
     cfg = get_config(config)
     if cfg is None:
         raise ValueError(f"unknown model config {config!r}")
-    config = cfg
-    feats = config.resolve_features(spec)
-    frame, counts = labelled_frame(config, snapshots, labels, _needed_columns(config, feats, snapshots))
-    fit = fit_and_evaluate(frame, config, spec=feats)
-    train, valid, metrics = fit.train, fit.valid, fit.metrics
-    model_name = config.registered_name
-
-    run_tags = {
-        "model_config": config.name,
-        "model_name": model_name,
-        "label": config.label,
-        "population": config.population or "all snapshot rows",
-        **{k: str(v) for k, v in counts.items()},
-        "train_from": fit.train_range[0],
-        "train_to": fit.train_range[1],
-        "train_dates": str(train["as_of_date"].nunique()),
-        "valid_as_of": fit.valid_as_of,
-        "train_rows": str(len(train)),
-        "valid_rows": str(len(valid)),
-        "train_positives": str(int(train["y"].sum())),
-        "valid_positives": str(int(valid["y"].sum())),
-        "features": str(len(fit.schema.names)),
-        "categorical_features": ",".join(fit.schema.categorical),
-        **git_revision(),
-        **{str(k): str(v) for k, v in (lineage or {}).items()},
-    }
-    run_params = {
-        **fit.params,
-        **fit.config.summary(),
-        "n_features": len(fit.schema.names),
-        "min_rows": config.sanity.min_train_rows,
-    }
-
+    feats = cfg.resolve_features(spec)
+    frame, counts = labelled_frame(cfg, snapshots, labels, _needed_columns(cfg, feats, snapshots))
+    fit = fit_and_evaluate(frame, cfg, spec=feats)
+    tags = _run_tags(fit, counts, lineage)
     with registry.quiet():
-        import mlflow
-        from mlflow.models import infer_signature
-
-        registry.use_tracking_uri(tracking_uri)
-        client = registry.get_client(tracking_uri)
-        champ_version, champ_auc, champ_note = _champion_on_holdout(client, tracking_uri, model_name, valid, snapshots)
-        if champ_auc is not None:
-            metrics["champion_roc_auc"] = champ_auc
-        experiment_id = registry.ensure_experiment(client, config.experiment_name, artifact_location)
-        # Raw model input: numeric features as doubles (they may be missing), categoricals as strings.
-        example = valid[list(fit.schema.names)].head(5).copy()
-        for c, kind in zip(fit.schema.names, fit.schema.kinds, strict=True):
-            if kind == CATEGORICAL:
-                example[c] = example[c].astype(object).where(example[c].notna(), None)
-            else:
-                example[c] = example[c].to_numpy(dtype="float64", na_value=np.nan)
-        signature = infer_signature(example, fit.p_valid[:5])
-
-        with mlflow.start_run(
-            experiment_id=experiment_id, run_name=f"{config.name}-{fit.valid_as_of}", tags=run_tags
-        ) as run:
-            run_id = run.info.run_id
-            mlflow.log_params(run_params)
-            mlflow.log_metrics(metrics)
-            _log_artifacts(fit)
-            info = mlflow.lightgbm.log_model(
-                fit.model,
-                name="model",
-                signature=signature,
-                input_example=example,
-                pip_requirements=_pip_requirements(),
-                metadata={"model_config": config.name, "label": config.label, "feature_schema": fit.schema.to_dict()},
-                # the native model takes encoded categoricals; the pyfunc check on raw strings cannot pass
-                validate_serving_input=False,
+        client = registry.connect(tracking_uri)
+        champion = _champion_on_holdout(client, tracking_uri, cfg.registered_name, fit.valid, snapshots)
+        if champion is not None and champion.metric is not None:
+            fit.metrics["champion_roc_auc"] = champion.metric
+        run_name = f"{cfg.name}-{fit.valid_as_of}"
+        with registry.training_run(
+            client, cfg.experiment_name, artifact_location, run_name=run_name, tags=tags
+        ) as run_id:
+            _log_run(fit)
+            done = registry.register_and_promote(
+                client, tracking_uri, run_id, _candidate(fit), champion, _decider(fit, auto=promote), by=AUTO_PROMOTER
             )
-            mv = _register(
-                client,
-                config,
-                info,
-                run_id,
-                {"label": config.label, "valid_as_of": fit.valid_as_of, "roc_auc": f"{metrics['roc_auc']:.4f}"},
-            )
+    _log_trained(fit, done)
+    return _train_result(fit, done, champion, tags)
 
-        version = str(mv.version)
-        registry.set_alias(client, model_name, registry.CHALLENGER, version)
-        promoted, decision = decide(
-            metrics,
-            valid_rows=len(valid),
-            valid_positives=int(valid["y"].sum()),
-            sanity=config.sanity,
-            margin=config.promotion_margin,
-            champion_version=champ_version,
-            champion_auc=champ_auc,
-            champion_note=champ_note,
-            holdout=fit.valid_as_of,
-            auto=promote,
-        )
-        registry.record_decision(client, tracking_uri, model_name, version, run_id, promoted, decision,
-                                 by=AUTO_PROMOTER)
-        if champ_version is not None:
-            client.set_tag(run_id, "champion_before", champ_version)
 
+def _log_trained(fit: Fitted, done: registry.Promotion) -> None:
+    m = fit.metrics
     log.info(
         "trained %s v%s (holdout %s roc_auc %.4f, logreg %.4f, recency %.4f): %s",
-        model_name,
-        version,
+        fit.config.registered_name,
+        done.version,
         fit.valid_as_of,
-        metrics["roc_auc"],
-        metrics.get("baseline_logreg_roc_auc", float("nan")),
-        metrics.get("baseline_recency_roc_auc", float("nan")),
-        decision,
+        m["roc_auc"],
+        m.get("baseline_logreg_roc_auc", float("nan")),
+        m.get("baseline_recency_roc_auc", float("nan")),
+        done.decision,
     )
+
+
+def _train_result(
+    fit: Fitted, done: registry.Promotion, champion: registry.Champion | None, tags: dict[str, str]
+) -> TrainResult:
     return TrainResult(
-        run_id=run_id,
-        model_name=model_name,
-        model_version=version,
-        metrics=metrics,
-        promoted=promoted,
-        decision=decision,
-        train_rows=len(train),
-        valid_rows=len(valid),
+        run_id=done.run_id,
+        model_name=fit.config.registered_name,
+        model_version=done.version,
+        metrics=fit.metrics,
+        promoted=done.promoted,
+        decision=done.decision,
+        train_rows=len(fit.train),
+        valid_rows=len(fit.valid),
         train_range=fit.train_range,
         valid_as_of=fit.valid_as_of,
-        champion_before=champ_version,
-        config=config.name,
-        label=config.label,
-        champion_roc_auc=champ_auc,
-        tags=run_tags,
+        champion_before=champion.version if champion else None,
+        config=fit.config.name,
+        label=fit.config.label,
+        champion_roc_auc=champion.metric if champion else None,
+        tags=tags,
     )
 
 

@@ -186,8 +186,13 @@ class XLearner(_Learner):
 
     name = "x"
 
-    def __init__(self, seed: int = 0, params: dict | None = None, binary: bool | None = None,
-                 propensity: float | str | None = None):
+    def __init__(
+        self,
+        seed: int = 0,
+        params: dict | None = None,
+        binary: bool | None = None,
+        propensity: float | str | None = None,
+    ):
         super().__init__(seed, params, binary)
         if isinstance(propensity, str) and propensity != "estimate":
             raise ValueError(f"propensity must be a share in (0, 1), 'estimate' or None, not {propensity!r}")
@@ -298,14 +303,16 @@ def qini_curve(y, treatment, score) -> pd.DataFrame:
         gain = np.where((nt > 0) & (nc > 0), yt / np.maximum(nt, 1) - yc / np.maximum(nc, 1), 0.0) * ends / len(s)
     frac = np.r_[0.0, ends / len(s)]
     qini = np.r_[0.0, qini]
-    return pd.DataFrame({
-        "fraction": frac,
-        "n_treated": np.r_[0, nt],
-        "n_control": np.r_[0, nc],
-        "qini": qini,
-        "uplift": np.r_[0.0, gain],
-        "random": frac * qini[-1],
-    })
+    return pd.DataFrame(
+        {
+            "fraction": frac,
+            "n_treated": np.r_[0, nt],
+            "n_control": np.r_[0, nc],
+            "qini": qini,
+            "uplift": np.r_[0.0, gain],
+            "random": frac * qini[-1],
+        }
+    )
 
 
 def _area(x: np.ndarray, y: np.ndarray) -> float:
@@ -413,6 +420,7 @@ def _arm_labels(s: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(s.dtype):
         return s.map(lambda v: pd.NA if pd.isna(v) else str(int(bool(v)))).astype("string")
     if pd.api.types.is_numeric_dtype(s.dtype):
+
         def fmt(v):
             if pd.isna(v):
                 return pd.NA
@@ -534,21 +542,7 @@ def prepare(
         raise ValueError(f"treatment and outcome are the same column {treatment_col!r}")
     _require_columns(df, [treatment_col], "treatment")
     _require_columns(df, [outcome_col], "outcome")
-    if features is None:
-        features = default_features(df, [treatment_col, outcome_col])
-        if not features:
-            raise ValueError(
-                f"no feature columns besides treatment {treatment_col!r}, outcome {outcome_col!r} and identifiers; "
-                f"columns: {', '.join(map(str, df.columns))}"
-            )
-    else:
-        features = list(dict.fromkeys(features))
-        if not features:
-            raise ValueError("no feature columns given")
-        _require_columns(df, features, "feature")
-        clash = [c for c in features if c in (treatment_col, outcome_col)]
-        if clash:
-            raise ValueError(f"feature list includes the treatment/outcome column {clash[0]!r}")
+    features = _feature_columns(df, treatment_col, outcome_col, features)
 
     labels = _arm_labels(df[treatment_col])
     counts = labels.value_counts(dropna=True)
@@ -558,37 +552,16 @@ def prepare(
     control, treated = _choose_arms(arms, treatment_col, control_value, treated_value)
     in_pair = labels.isin([control, treated]).fillna(False).to_numpy(dtype=bool)
 
-    out = df[outcome_col]
-    if pd.api.types.is_bool_dtype(out.dtype):
-        out = out.astype("float64")
-    if not pd.api.types.is_numeric_dtype(out.dtype):
-        conv = pd.to_numeric(out, errors="coerce")
-        bad = out[conv.isna() & out.notna()]
-        if len(bad):
-            raise ValueError(f"outcome column {outcome_col!r} is not numeric (e.g. {bad.iloc[0]!r})")
-        out = conv
-    yall = out.to_numpy(dtype="float64", na_value=np.nan)
+    yall = _outcome_values(df[outcome_col], outcome_col)
     missing_y = in_pair & np.isnan(yall)
     keep = in_pair & ~missing_y
     t = (labels.to_numpy(dtype=object, na_value=None)[keep] == treated).astype(bool)
-    for arm, n in ((control, int((~t).sum())), (treated, int(t.sum()))):
-        if n == 0:
-            raise ValueError(
-                f"arm {arm!r} of treatment column {treatment_col!r} is empty (no rows with an outcome in "
-                f"{outcome_col!r}); arms present: {', '.join(arms)}"
-            )
     y = yall[keep]
-    if np.unique(y).size < 2:
-        raise ValueError(
-            f"outcome column {outcome_col!r} is constant ({y[0]:g}) on the selected arms: nothing to model"
-        )
+    _check_selection(t, y, (control, treated), arms, treatment_col, outcome_col)
 
     rows = df.loc[keep]
     if schema is None:
-        from ml.features import Feature
-
-        spec = [Feature(c, None, "", kind=NUMERIC if _is_numeric(rows[c]) else CATEGORICAL) for c in features]
-        schema = FeatureSchema.fit(spec, rows)
+        schema = _fit_schema(rows, features)
     return Prepared(
         X=schema.encode(rows).reset_index(drop=True),
         treatment=t,
@@ -605,6 +578,66 @@ def prepare(
         rows_missing_outcome=int(missing_y.sum()),
         index=rows.index,
     )
+
+
+def _feature_columns(
+    df: pd.DataFrame, treatment_col: str, outcome_col: str, features: Sequence[str] | None
+) -> list[str]:
+    """``features`` checked against ``df`` (deduplicated), or :func:`default_features`."""
+    if features is None:
+        features = default_features(df, [treatment_col, outcome_col])
+        if not features:
+            raise ValueError(
+                f"no feature columns besides treatment {treatment_col!r}, outcome {outcome_col!r} and identifiers; "
+                f"columns: {', '.join(map(str, df.columns))}"
+            )
+        return features
+    features = list(dict.fromkeys(features))
+    if not features:
+        raise ValueError("no feature columns given")
+    _require_columns(df, features, "feature")
+    clash = [c for c in features if c in (treatment_col, outcome_col)]
+    if clash:
+        raise ValueError(f"feature list includes the treatment/outcome column {clash[0]!r}")
+    return features
+
+
+def _outcome_values(out: pd.Series, outcome_col: str) -> np.ndarray:
+    """The outcome as float64 (booleans as 0/1, numeric text parsed, missing as NaN)."""
+    if pd.api.types.is_bool_dtype(out.dtype):
+        out = out.astype("float64")
+    if not pd.api.types.is_numeric_dtype(out.dtype):
+        conv = pd.to_numeric(out, errors="coerce")
+        bad = out[conv.isna() & out.notna()]
+        if len(bad):
+            raise ValueError(f"outcome column {outcome_col!r} is not numeric (e.g. {bad.iloc[0]!r})")
+        out = conv
+    return out.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _check_selection(
+    t: np.ndarray, y: np.ndarray, pair: tuple[str, str], arms: Sequence[str], treatment_col: str, outcome_col: str
+) -> None:
+    """Both chosen arms have rows with an outcome, and the outcome varies."""
+    control, treated = pair
+    for arm, n in ((control, int((~t).sum())), (treated, int(t.sum()))):
+        if n == 0:
+            raise ValueError(
+                f"arm {arm!r} of treatment column {treatment_col!r} is empty (no rows with an outcome in "
+                f"{outcome_col!r}); arms present: {', '.join(arms)}"
+            )
+    if np.unique(y).size < 2:
+        raise ValueError(
+            f"outcome column {outcome_col!r} is constant ({y[0]:g}) on the selected arms: nothing to model"
+        )
+
+
+def _fit_schema(rows: pd.DataFrame, features: Sequence[str]) -> FeatureSchema:
+    """Numeric (and boolean) columns numeric, anything else categorical, categories from ``rows``."""
+    from ml.features import Feature
+
+    spec = [Feature(c, None, "", kind=NUMERIC if _is_numeric(rows[c]) else CATEGORICAL) for c in features]
+    return FeatureSchema.fit(spec, rows)
 
 
 # ---------------------------------------------------------------------------- training
@@ -673,9 +706,7 @@ class UpliftResult:
             "rows_missing_outcome": p.rows_missing_outcome,
             "train_rows": self.train_rows,
             "valid_rows": self.valid_rows,
-            "features": [
-                {"name": n, "kind": k} for n, k in zip(p.schema.names, p.schema.kinds, strict=True)
-            ],
+            "features": [{"name": n, "kind": k} for n, k in zip(p.schema.names, p.schema.kinds, strict=True)],
         }
 
 
@@ -712,46 +743,9 @@ def train_uplift(
     if unknown or not learners:
         raise ValueError(f"unknown uplift learner(s) {unknown}; expected some of: {', '.join(LEARNER_CLASSES)}")
     prep = prepare(df, treatment_col, outcome_col, control_value, treated_value, features)
-    tr, va = split(prep.treatment, valid_fraction, seed)
-    for what, pos in (("training", tr), ("validation", va)):
-        t = prep.treatment[pos]
-        for arm, n in ((prep.control_value, int((~t).sum())), (prep.treated_value, int(t.sum()))):
-            if n < MIN_ROWS_PER_ARM:
-                raise ValueError(
-                    f"arm {arm!r} of {treatment_col!r} has only {n} rows in the {what} split; "
-                    f"need at least {MIN_ROWS_PER_ARM} per arm ({prep.rows} rows in total)"
-                )
-    Xtr, Xva = prep.X.iloc[tr], prep.X.iloc[va]
-    ttr, tva = prep.treatment[tr], prep.treatment[va]
-    ytr, yva = prep.y[tr], prep.y[va]
-    if np.unique(ytr).size < 2:
-        raise ValueError(f"outcome column {outcome_col!r} is constant on the training split")
-
-    metrics: dict[str, dict[str, float]] = {}
-    skipped: dict[str, str] = {}
-    fitted: dict[str, _Learner] = {}
-    scores: dict[str, np.ndarray] = {}
-    for name in dict.fromkeys(learners):
-        if name == "ct" and not prep.binary:
-            skipped[name] = "class transformation needs a binary (0/1) outcome"
-            continue
-        kwargs: dict = {"params": params, "binary": prep.binary}
-        if name == "x":
-            kwargs["propensity"] = propensity
-        learner = make_learner(name, seed=seed, **kwargs).fit(Xtr, ttr, ytr)
-        s = learner.predict_uplift(Xva)
-        fitted[name], scores[name] = learner, s
-        metrics[name] = uplift_metrics(yva, tva, s)
-    if not fitted:
-        raise ValueError(f"no uplift learner applies: {skipped}")
-    # A learner whose predictions do not vary (an S-learner whose trees never split on the
-    # treatment flag) ranks nobody: its Qini is the random line's, which can still beat
-    # learners that are noisy on small data. It is reported but not selected.
-    flat = [n for n in fitted if not np.ptp(scores[n]) > 0]
-    for n in flat:
-        skipped[n] = "fitted but not selectable: predicts the same uplift for every held-out row"
-    pool = [n for n in fitted if n not in flat] or list(fitted)
-    best = max(pool, key=lambda n: (metrics[n]["qini_auc"], -list(fitted).index(n)))
+    tr, va = _checked_split(prep, valid_fraction, seed)
+    fits = _fit_learners(prep, tr, va, learners, seed=seed, propensity=propensity, params=params)
+    best = _select(fits)
     meta = {
         "format": MODEL_FORMAT,
         "learner": best,
@@ -760,20 +754,93 @@ def train_uplift(
         "control_value": prep.control_value,
         "treated_value": prep.treated_value,
         "outcome_kind": "binary" if prep.binary else "continuous",
-        "metrics": metrics[best],
+        "metrics": fits.metrics[best],
         "seed": seed,
     }
     return UpliftResult(
-        model=UpliftModel(fitted[best], prep.schema, best, meta),
+        model=UpliftModel(fits.fitted[best], prep.schema, best, meta),
         selected=best,
-        metrics=metrics,
-        skipped=skipped,
+        metrics=fits.metrics,
+        skipped=fits.skipped,
         train_rows=len(tr),
         valid_rows=len(va),
         prepared=prep,
-        valid_scores=scores,
+        valid_scores=fits.scores,
         valid_index=va,
     )
+
+
+def _checked_split(prep: Prepared, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`split`, refusing an arm with fewer than :data:`MIN_ROWS_PER_ARM` rows in either
+    split or a constant outcome on the training rows."""
+    tr, va = split(prep.treatment, valid_fraction, seed)
+    for what, pos in (("training", tr), ("validation", va)):
+        t = prep.treatment[pos]
+        for arm, n in ((prep.control_value, int((~t).sum())), (prep.treated_value, int(t.sum()))):
+            if n < MIN_ROWS_PER_ARM:
+                raise ValueError(
+                    f"arm {arm!r} of {prep.treatment_col!r} has only {n} rows in the {what} split; "
+                    f"need at least {MIN_ROWS_PER_ARM} per arm ({prep.rows} rows in total)"
+                )
+    if np.unique(prep.y[tr]).size < 2:
+        raise ValueError(f"outcome column {prep.outcome_col!r} is constant on the training split")
+    return tr, va
+
+
+@dataclass
+class _LearnerFits:
+    """Learners fitted on the training rows, with their validation scores and metrics."""
+
+    fitted: dict[str, _Learner] = field(default_factory=dict)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # learner -> why it was not trained / selectable
+
+
+def _fit_learners(
+    prep: Prepared,
+    tr: np.ndarray,
+    va: np.ndarray,
+    learners: Sequence[str],
+    *,
+    seed: int,
+    propensity: float | str | None,
+    params: dict | None,
+) -> _LearnerFits:
+    """Fit each learner (once, in the given order) on ``tr`` and evaluate it on ``va``."""
+    Xtr, Xva = prep.X.iloc[tr], prep.X.iloc[va]
+    ttr, tva = prep.treatment[tr], prep.treatment[va]
+    ytr, yva = prep.y[tr], prep.y[va]
+    fits = _LearnerFits()
+    for name in dict.fromkeys(learners):
+        if name == "ct" and not prep.binary:
+            fits.skipped[name] = "class transformation needs a binary (0/1) outcome"
+            continue
+        kwargs: dict = {"params": params, "binary": prep.binary}
+        if name == "x":
+            kwargs["propensity"] = propensity
+        learner = make_learner(name, seed=seed, **kwargs).fit(Xtr, ttr, ytr)
+        s = learner.predict_uplift(Xva)
+        fits.fitted[name], fits.scores[name] = learner, s
+        fits.metrics[name] = uplift_metrics(yva, tva, s)
+    if not fits.fitted:
+        raise ValueError(f"no uplift learner applies: {fits.skipped}")
+    return fits
+
+
+def _select(fits: _LearnerFits) -> str:
+    """The learner with the highest validation Qini (the first one on a tie).
+
+    A learner whose predictions do not vary (an S-learner whose trees never split on the
+    treatment flag) ranks nobody: its Qini is the random line's, which can still beat
+    learners that are noisy on small data. It is reported (in ``skipped``) but not selected.
+    """
+    order = list(fits.fitted)
+    flat = [n for n in order if not np.ptp(fits.scores[n]) > 0]
+    for n in flat:
+        fits.skipped[n] = "fitted but not selectable: predicts the same uplift for every held-out row"
+    pool = [n for n in order if n not in flat] or order
+    return max(pool, key=lambda n: (fits.metrics[n]["qini_auc"], -order.index(n)))
 
 
 # ---------------------------------------------------------------------------- persistence
@@ -810,5 +877,6 @@ def load_model(path: str | Path) -> UpliftModel:
         raise ValueError(f"{path} is not a readable uplift model: {e}") from e
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not an uplift model ({MODEL_FORMAT})")
-    return UpliftModel(payload["learner"], FeatureSchema.from_dict(payload["schema"]), payload["name"],
-                       dict(payload.get("meta") or {}))
+    return UpliftModel(
+        payload["learner"], FeatureSchema.from_dict(payload["schema"]), payload["name"], dict(payload.get("meta") or {})
+    )

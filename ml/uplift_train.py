@@ -14,7 +14,8 @@ its Qini is positive (better than random targeting) and either there is no champ
 above the champion's Qini *re-scored on the same validation rows* (a tie keeps the champion: a
 rerun on the same data must not make a new champion version each time). When the champion
 cannot score these rows (a feature it needs is gone), its logged validation Qini is compared
-instead, with a note in the decision.
+instead, with a note in the decision. Registration and promotion go through
+:func:`ml.registry.register_and_promote`, the path of the classifiers (:mod:`ml.train`) too.
 
 Never imports Dagster.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +77,8 @@ def check_enough(df: pd.DataFrame, valid_fraction: float) -> None:
         raise NotEnoughExposures(
             "not enough finished campaign exposures to train an uplift model yet: "
             + ", ".join(f"{arm} {n}" for arm, n in short.items())
-            + f" rows with a complete outcome window (need {need} per arm)")
+            + f" rows with a complete outcome window (need {need} per arm)"
+        )
 
 
 def exposure_frame(exposures: pd.DataFrame, outcome: str) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
@@ -117,12 +120,21 @@ def qini_figure(result: U.UpliftResult, title: str, baselines: dict[str, np.ndar
     for name, score in result.valid_scores.items():
         curve = U.qini_curve(y, t, score)
         q = result.metrics[name]["qini_auc"]
-        ax.plot(curve["fraction"], curve["qini"], label=f"{name} (qini_auc {q:.4f})",
-                lw=2.2 if name == result.selected else 1.2)
+        ax.plot(
+            curve["fraction"],
+            curve["qini"],
+            label=f"{name} (qini_auc {q:.4f})",
+            lw=2.2 if name == result.selected else 1.2,
+        )
     for name, score in (baselines or {}).items():
         curve = U.qini_curve(y, t, score)
-        ax.plot(curve["fraction"], curve["qini"], ":", lw=1.5,
-                label=f"baseline: {name} (qini_auc {U.qini_auc(y, t, score):.4f})")
+        ax.plot(
+            curve["fraction"],
+            curve["qini"],
+            ":",
+            lw=1.5,
+            label=f"baseline: {name} (qini_auc {U.qini_auc(y, t, score):.4f})",
+        )
     if curve is not None:
         ax.plot(curve["fraction"], curve["random"], "k--", lw=1, label="random")
     ax.set_xlabel("fraction targeted (by predicted uplift)")
@@ -133,31 +145,23 @@ def qini_figure(result: U.UpliftResult, title: str, baselines: dict[str, np.ndar
     return fig
 
 
-def _ensure_registered_model(client, name: str, description: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(name, description=description)
-    except MlflowException as exc:
-        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-            raise
-
-
-def _champion_qini(client, tracking_uri: str, champ, df: pd.DataFrame,
-                   result: U.UpliftResult) -> tuple[float | None, str]:
-    """The champion's Qini on the challenger's validation rows, or its logged Qini and a note."""
-    if champ is None:
-        return None, ""
+def _champion_qini(
+    client, tracking_uri: str, model_name: str, df: pd.DataFrame, result: U.UpliftResult
+) -> registry.Champion | None:
+    """The champion with its Qini on the challenger's validation rows (or its logged Qini and a note)."""
     p = result.prepared
     rows = df.loc[p.index[result.valid_index]]
-    try:
+
+    def on_validation_rows(champ) -> float:
         from ml.uplift_score import load
 
-        score = load(tracking_uri, champ.name, version=str(champ.version)).model.predict_uplift(rows)
-        return U.qini_auc(p.y[result.valid_index], p.treatment[result.valid_index], score), ""
-    except Exception as exc:  # noqa: BLE001 - any failure falls back to the logged metric
-        note = f"champion could not score these rows ({type(exc).__name__}: {str(exc)[:200]}); its logged qini"
-        return registry.version_metric(client, champ, "qini_auc"), note
+        score = load(tracking_uri, model_name, version=str(champ.version)).model.predict_uplift(rows)
+        return U.qini_auc(p.y[result.valid_index], p.treatment[result.valid_index], score)
+
+    def note(exc: Exception) -> str:
+        return f"champion could not score these rows ({type(exc).__name__}: {str(exc)[:200]}); its logged qini"
+
+    return registry.rescore_champion(client, model_name, on_validation_rows, metric="qini_auc", fallback_note=note)
 
 
 def promotion_decision(qini: float, champ, champ_qini: float | None, champ_note: str = "") -> tuple[bool, str]:
@@ -167,10 +171,137 @@ def promotion_decision(qini: float, champ, champ_qini: float | None, champ_note:
     if champ is None:
         return True, f"no champion yet; qini_auc {qini:.4f} > 0"
     where = champ_note or "on the same validation rows"
-    if champ_qini is None or qini > champ_qini:  # strictly better: a tie keeps the champion
+    if champ_qini is None or registry.beats_champion(qini, champ_qini):  # a tie keeps the champion
         shown = "none logged" if champ_qini is None else f"{champ_qini:.4f}"
         return True, f"qini_auc {qini:.4f} > champion v{champ.version} ({shown}, {where})"
     return False, f"kept as challenger: qini_auc {qini:.4f} <= champion v{champ.version} ({champ_qini:.4f}, {where})"
+
+
+@dataclass
+class _UpliftFit:
+    """The exposure rows an uplift model was fitted on, and what it logs."""
+
+    df: pd.DataFrame  # complete exposures with an outcome (the rows of result.prepared.index)
+    outcome: str
+    result: U.UpliftResult
+    counts: dict[str, int]
+    metrics: dict[str, float] = field(default_factory=dict)  # logged on the run
+    params: dict[str, object] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)  # ranking name -> validation scores
+
+    @property
+    def selected(self) -> dict[str, float]:
+        return self.result.metrics[self.result.selected]
+
+    def validation_outcomes(self) -> tuple[np.ndarray, np.ndarray]:
+        p, va = self.result.prepared, self.result.valid_index
+        return p.y[va], p.treatment[va]
+
+
+def _fit(
+    exposures: pd.DataFrame, outcome: str, learners, seed: int, valid_fraction: float, lineage: dict | None
+) -> _UpliftFit:
+    """Select the rows, fit every learner, and the run's metrics, parameters and tags."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+    df, features, counts = exposure_frame(exposures, outcome)
+    check_enough(df, valid_fraction)
+    result = U.train_uplift(
+        df,
+        TREATMENT_COL,
+        outcome,
+        control_value=CONTROL,
+        treated_value=TREATED,
+        features=features,
+        learners=learners,
+        seed=seed,
+        valid_fraction=valid_fraction,
+    )
+    fit = _UpliftFit(df, outcome, result, counts)
+    for name, m in result.metrics.items():
+        fit.metrics.update({f"{name}_{k}": float(v) for k, v in m.items() if np.isfinite(v)})
+    fit.metrics.update({k: float(v) for k, v in fit.selected.items() if np.isfinite(v)})
+    fit.params = {
+        "outcome": outcome,
+        "learners": ",".join(result.metrics),
+        "selected_learner": result.selected,
+        "selected_by": "qini_auc on the validation split",
+        "seed": seed,
+        "valid_fraction": valid_fraction,
+        "n_features": len(features),
+        "outcome_kind": "binary" if result.prepared.binary else "continuous",
+        **{f"lgbm_{k}": v for k, v in U.UPLIFT_PARAMS.items()},
+    }
+    fit.tags = _run_tags(fit, lineage)
+    return fit
+
+
+def _run_tags(fit: _UpliftFit, lineage: dict | None) -> dict[str, str]:
+    result, df = fit.result, fit.df
+    campaigns = sorted(df["campaign_id"].astype(str).unique()) if "campaign_id" in df.columns else []
+    tags = {
+        "outcome": fit.outcome,
+        "selected_learner": result.selected,
+        "campaigns": ",".join(campaigns),
+        "train_rows": str(result.train_rows),
+        "valid_rows": str(result.valid_rows),
+        "treated_rows": str(int(result.prepared.treatment.sum())),
+        "control_rows": str(int((~result.prepared.treatment).sum())),
+        **{k: str(v) for k, v in fit.counts.items()},
+        **{str(k): str(v) for k, v in (lineage or {}).items()},
+    }
+    if result.skipped:
+        tags["skipped_learners"] = json.dumps(result.skipped)
+    return tags
+
+
+def _add_churn_baseline(fit: _UpliftFit, tracking_uri: str) -> None:
+    """Rank the validation rows by the churn champion's score too (metrics ``baseline_churn_*``)."""
+    churn, why = churn_baseline(tracking_uri, fit.df, fit.result)
+    if churn is None:
+        fit.tags["baseline_churn"] = f"not computed: {why}"[:500]
+        return
+    fit.baselines["churn score"] = churn
+    yv, tv = fit.validation_outcomes()
+    fit.metrics.update(
+        {f"baseline_churn_{k}": float(v) for k, v in U.uplift_metrics(yv, tv, churn).items() if np.isfinite(v)}
+    )
+
+
+def _log_run(fit: _UpliftFit) -> None:
+    """Parameters, metrics, the learner comparison and the Qini curves in the active run."""
+    import mlflow
+
+    result = fit.result
+    mlflow.log_params(fit.params)
+    mlflow.log_metrics(fit.metrics)
+    mlflow.log_text(json.dumps(result.summary(), indent=1, default=str), "uplift_summary.json")
+    rows = [{"learner": n, **m} for n, m in result.metrics.items()]
+    mlflow.log_text(pd.DataFrame(rows).to_csv(index=False), "learners.csv")
+    title = f"Qini, {fit.outcome} (validation, {result.valid_rows} rows)"
+    mlflow.log_figure(qini_figure(result, title, fit.baselines), "qini_curve.png")
+
+
+def _candidate(fit: _UpliftFit, model_name: str) -> registry.Candidate:
+    """The selected model as a pyfunc wrapping its joblib file, a new version of ``model_name``."""
+    result, outcome = fit.result, fit.outcome
+
+    def log_model():
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = U.save_model(result, Path(tmp) / MODEL_ARTIFACT)
+            return mlflow.pyfunc.log_model(
+                name="model",
+                python_model=_pyfunc_class()(),
+                artifacts={"model": str(path)},
+                pip_requirements=registry.pip_requirements("joblib"),
+                metadata={"outcome": outcome, "learner": result.selected, "format": U.MODEL_FORMAT},
+            )
+
+    tags = {"outcome": outcome, "learner": result.selected, "qini_auc": f"{fit.selected['qini_auc']:.6f}"}
+    return registry.Candidate(model_name, f"Uplift on {outcome} (fct_campaign_exposures)", log_model, tags)
 
 
 def train_uplift_from_exposures(
@@ -193,111 +324,43 @@ def train_uplift_from_exposures(
     without a churn champion), row counts and the
     ``result`` (:class:`ml.uplift.UpliftResult`, for callers that score or compare further).
     """
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
-    df, features, counts = exposure_frame(exposures, outcome)
-    check_enough(df, valid_fraction)
-    result = U.train_uplift(df, TREATMENT_COL, outcome, control_value=CONTROL, treated_value=TREATED,
-                            features=features, learners=learners, seed=seed, valid_fraction=valid_fraction)
-    sel = result.metrics[result.selected]
-    metrics: dict[str, float] = {}
-    for name, m in result.metrics.items():
-        metrics.update({f"{name}_{k}": float(v) for k, v in m.items() if np.isfinite(v)})
-    metrics.update({k: float(v) for k, v in sel.items() if np.isfinite(v)})
-    campaigns = sorted(df["campaign_id"].astype(str).unique()) if "campaign_id" in df.columns else []
-    params = {
-        "outcome": outcome,
-        "learners": ",".join(result.metrics),
-        "selected_learner": result.selected,
-        "selected_by": "qini_auc on the validation split",
-        "seed": seed,
-        "valid_fraction": valid_fraction,
-        "n_features": len(features),
-        "outcome_kind": "binary" if result.prepared.binary else "continuous",
-        **{f"lgbm_{k}": v for k, v in U.UPLIFT_PARAMS.items()},
-    }
-    tags = {
-        "outcome": outcome,
-        "selected_learner": result.selected,
-        "campaigns": ",".join(campaigns),
-        "train_rows": str(result.train_rows),
-        "valid_rows": str(result.valid_rows),
-        "treated_rows": str(int(result.prepared.treatment.sum())),
-        "control_rows": str(int((~result.prepared.treatment).sum())),
-        **{k: str(v) for k, v in counts.items()},
-        **{str(k): str(v) for k, v in (lineage or {}).items()},
-    }
-    if result.skipped:
-        tags["skipped_learners"] = json.dumps(result.skipped)
+    fit = _fit(exposures, outcome, learners, seed, valid_fraction, lineage)
+    qini = fit.selected["qini_auc"]
+
+    def decide(champion: registry.Champion | None) -> tuple[bool, str]:
+        return promotion_decision(
+            qini, champion, champion.metric if champion else None, champion.note if champion else ""
+        )
 
     with registry.quiet():
-        import mlflow
-
-        from ml.train import _pip_requirements
-
-        registry.use_tracking_uri(tracking_uri)
-        client = registry.get_client(tracking_uri)
-        champ = registry.champion_version(client, model_name)
-        champ_qini, champ_note = _champion_qini(client, tracking_uri, champ, df, result)
-        if champ_qini is not None and champ_note == "":
-            metrics["champion_qini_auc_same_holdout"] = champ_qini
-        baselines: dict[str, np.ndarray] = {}
-        churn, why = churn_baseline(tracking_uri, df, result)
-        if churn is not None:
-            baselines["churn score"] = churn
-            p = result.prepared
-            yv, tv = p.y[result.valid_index], p.treatment[result.valid_index]
-            metrics.update({f"baseline_churn_{k}": float(v) for k, v in U.uplift_metrics(yv, tv, churn).items()
-                            if np.isfinite(v)})
-        else:
-            tags["baseline_churn"] = f"not computed: {why}"[:500]
-        experiment_id = registry.ensure_experiment(client, EXPERIMENT, artifact_location)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{outcome}", tags=tags) as run:
-            run_id = run.info.run_id
-            mlflow.log_params(params)
-            mlflow.log_metrics(metrics)
-            mlflow.log_text(json.dumps(result.summary(), indent=1, default=str), "uplift_summary.json")
-            rows = [{"learner": n, **m} for n, m in result.metrics.items()]
-            mlflow.log_text(pd.DataFrame(rows).to_csv(index=False), "learners.csv")
-            mlflow.log_figure(qini_figure(result, f"Qini, {outcome} (validation, {result.valid_rows} rows)",
-                                          baselines), "qini_curve.png")
-            with tempfile.TemporaryDirectory() as tmp:
-                path = U.save_model(result, Path(tmp) / MODEL_ARTIFACT)
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=_pyfunc_class()(),
-                    artifacts={"model": str(path)},
-                    pip_requirements=[*_pip_requirements(), "joblib"],
-                    metadata={"outcome": outcome, "learner": result.selected, "format": U.MODEL_FORMAT},
-                )
-            _ensure_registered_model(client, model_name, f"Uplift on {outcome} (fct_campaign_exposures)")
-            mv = client.create_model_version(
-                name=model_name,
-                source=info.model_uri,
-                run_id=run_id,
-                tags={"outcome": outcome, "learner": result.selected, "qini_auc": f"{sel['qini_auc']:.6f}"},
-                model_id=getattr(info, "model_id", None),
+        client = registry.connect(tracking_uri)
+        champion = _champion_qini(client, tracking_uri, model_name, fit.df, fit.result)
+        if champion is not None and champion.rescored:
+            fit.metrics["champion_qini_auc_same_holdout"] = champion.metric
+        _add_churn_baseline(fit, tracking_uri)
+        with registry.training_run(
+            client, EXPERIMENT, artifact_location, run_name=f"{model_name}-{outcome}", tags=fit.tags
+        ) as run_id:
+            _log_run(fit)
+            done = registry.register_and_promote(
+                client, tracking_uri, run_id, _candidate(fit, model_name), champion, decide, by=AUTO_PROMOTER
             )
-        version = str(mv.version)
-        registry.set_alias(client, model_name, registry.CHALLENGER, version)
-        promoted, decision = promotion_decision(sel["qini_auc"], champ, champ_qini, champ_note)
-        registry.record_decision(client, tracking_uri, model_name, version, run_id, promoted, decision,
-                                 by=AUTO_PROMOTER)
 
-    log.info("trained %s v%s (%s, qini_auc %.4f): %s", model_name, version, result.selected, sel["qini_auc"], decision)
+    result = fit.result
+    log.info("trained %s v%s (%s, qini_auc %.4f): %s", model_name, done.version, result.selected, qini, done.decision)
     return {
         "run_id": run_id,
         "model_name": model_name,
-        "model_version": version,
+        "model_version": done.version,
         "selected": result.selected,
-        "promoted": promoted,
-        "decision": decision,
+        "promoted": done.promoted,
+        "decision": done.decision,
         "metrics": result.metrics,
         "skipped": result.skipped,
-        "baseline_churn_qini_auc": metrics.get("baseline_churn_qini_auc"),
-        "baselines": baselines,
+        "baseline_churn_qini_auc": fit.metrics.get("baseline_churn_qini_auc"),
+        "baselines": fit.baselines,
         "train_rows": result.train_rows,
         "valid_rows": result.valid_rows,
-        **counts,
+        **fit.counts,
         "result": result,
     }

@@ -341,6 +341,80 @@ def test_champion_is_compared_on_the_same_holdout_not_its_logged_metric(store, i
     assert aliases(client, "deposit_intent_lgbm") == {"champion": "1", "challenger": "2"}
 
 
+def make_exposures(n: int = 2000, seed: int = 7) -> pd.DataFrame:
+    """Campaign exposures as the warehouse gives them: the spec's features at the send, a random
+    arm, a deposit outcome with a real effect in half of the players."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({f.name: rng.choice(["a", "b", "c"], n) if f.kind == "categorical"
+                       else rng.gamma(2.0, 5.0, n) for f in FEATURES})
+    treated = rng.random(n) < 0.5
+    responsive = df[FEATURE_NAMES[0]].to_numpy() > np.median(df[FEATURE_NAMES[0]])
+    df["arm"] = np.where(treated, "treatment", "control")
+    df["deposited_7d"] = (rng.random(n) < 0.2 + 0.15 * (treated & responsive)).astype(float)
+    df["outcome_complete"] = True
+    df["campaign_id"] = "c1"
+    df["player_id"] = [f"p{i}" for i in range(n)]
+    return df
+
+
+def test_classifier_and_uplift_share_one_register_and_promote_path(tmp_path, data, monkeypatch):
+    """Both kinds of model reach the registry through registry.register_and_promote, and training
+    each again on the same data (a tie with its champion) leaves the champion version unchanged."""
+    from ml.uplift_train import train_uplift_from_exposures
+
+    calls = []
+    shared = registry.register_and_promote
+
+    def spy(client, tracking_uri, run_id, candidate, champion, decide, *, by):
+        calls.append((candidate.model_name, champion.version if champion else None, by))
+        return shared(client, tracking_uri, run_id, candidate, champion, decide, by=by)
+
+    monkeypatch.setattr(registry, "register_and_promote", spy)
+    snaps, labels = data
+    exposures = make_exposures()
+    store = {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "artifact_location": str(tmp_path / "art")}
+    runs = []
+    for _ in range(2):
+        runs.append(train_model(CHURN, snaps, labels, **store))
+        runs.append(train_uplift_from_exposures(exposures, learners=("t",), **store))
+    churn1, uplift1, churn2, uplift2 = runs
+    assert calls == [("churn_lgbm", None, "train_model"), ("uplift_deposit", None, "train_uplift"),
+                     ("churn_lgbm", "1", "train_model"), ("uplift_deposit", "1", "train_uplift")]
+    assert churn1.promoted and uplift1["promoted"], (churn1.decision, uplift1["decision"])
+    assert churn2.metrics["roc_auc"] == churn2.champion_roc_auc  # same data, same model: a tie
+    assert not churn2.promoted and "<= champion v1" in churn2.decision
+    assert not uplift2["promoted"] and "<= champion v1" in uplift2["decision"]
+    client = registry.get_client(store["tracking_uri"])
+    for name in ("churn_lgbm", "uplift_deposit"):
+        assert aliases(client, name) == {"champion": "1", "challenger": "2"}
+        assert client.get_model_version(name, "2").tags["decision"] == "challenger"
+    assert client.get_run(uplift2["run_id"]).data.tags["champion_before"] == "1"
+
+
+def test_beats_champion_is_strict():
+    assert not registry.beats_champion(0.8, 0.8)  # a tie keeps the champion
+    assert registry.beats_champion(0.8001, 0.8)
+    assert not registry.beats_champion(0.805, 0.8, margin=0.01)
+    assert not registry.beats_champion(float("nan"), 0.8)
+
+
+def test_rescore_champion_falls_back_to_its_logged_metric():
+    from types import SimpleNamespace as NS
+
+    mv = NS(version=4, run_id="r1", name="m")
+    client = NS(get_model_version_by_alias=lambda name, alias: mv,
+                get_run=lambda run_id: NS(data=NS(metrics={"roc_auc": 0.7})))
+    champ = registry.rescore_champion(client, "m", lambda v: 0.75, metric="roc_auc", fallback_note=str)
+    assert champ == registry.Champion("4", 0.75) and champ.rescored
+
+    def cannot_score(v):
+        raise KeyError("gone")
+
+    champ = registry.rescore_champion(client, "m", cannot_score, metric="roc_auc",
+                                      fallback_note=lambda e: f"could not score ({type(e).__name__})")
+    assert champ == registry.Champion("4", 0.7, "could not score (KeyError)") and not champ.rescored
+
+
 def test_decide_gates():
     ok = {"roc_auc": 0.8, "ece": 0.02}
     base = {"valid_rows": 1000, "valid_positives": 300, "sanity": SanityBounds(), "margin": 0.01, "holdout": "D"}
