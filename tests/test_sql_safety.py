@@ -32,10 +32,12 @@ REVIEWED: dict[str, dict[str, str]] = {
     "crm/campaigns/history.py": {
         "columns": "_read_outbox's column list: literal texts of its two callers in this module",
     },
-    "crm/ingest/import_daily.py": {
+    "crm/ingest/daily_source.py": {
         "reader": "read_csv(...) built with literal() for the path, delimiter and encoding",
         "aliases": "positional column aliases c0..cN through ident(): the file's names never reach SQL",
         "path": "the file path through literal()",
+    },
+    "crm/ingest/import_daily.py": {
         "src.relation": "the source relation built from reader / read_parquet(literal(path)) and positional aliases",
         "', '.join(select)": "typed columns built from positional aliases and the mapping's constants (literal())",
         "', '.join(out)": "output columns of the module's constant schema; values through literal()",
@@ -65,7 +67,7 @@ REVIEWED: dict[str, dict[str, str]] = {
     "crm/measurement/readout.py": {
         "where": "a constant WHERE with a ? placeholder, or nothing",
     },
-    "crm/simulator/casino.py": {
+    "crm/simulator/files.py": {
         "payload": "the simulator's own JSON template per event family (module constants)",
         "pre": "the simulator's id prefix from its integer seed and chunk number",
         "trace": "the simulator's trace-id SQL from module constants",

@@ -73,287 +73,50 @@ for Parquet, row numbers (the first row is row 1).
 
 from __future__ import annotations
 
-import codecs
 import contextlib
-import csv
 import datetime as dt
 import difflib
-import gzip
 import hashlib
 import json
 import os
 import re
-import unicodedata
-import zlib
 from dataclasses import asdict, dataclass, field, fields
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
-from typing import Literal
 
 import duckdb
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from crm.config import DBT_PROJECT_DIR, Paths
-from crm.safe_yaml import YamlInputError, short
-from crm.safe_yaml import load as load_yaml
-from crm.sql import ident, literal
-
-FX_RATES_CSV = DBT_PROJECT_DIR / "seeds" / "fx_rates.csv"
-
-KEYS = ("player_id", "date")
-# canonical money measure -> output column (EUR cents)
-MONEY = {
-    "deposit_amount": "deposit_eur",
-    "withdrawal_amount": "withdrawal_eur",
-    "stake": "stake_eur",
-    "win": "win_eur",
-    "ngr": "ngr_eur",
-    "bonus_amount": "bonus_eur",
-}
-MEASURES = (*MONEY, "sessions")
-ATTRIBUTES = ("brand_id", "country", "gender")
-CANONICAL = (*KEYS, *MEASURES, *ATTRIBUTES)
-NON_NEGATIVE = ("deposit_amount", "withdrawal_amount", "stake", "win", "sessions")
-
-# The contract the warehouse reads: exactly these columns, in this order.
-OUTPUT_SCHEMA = (
-    ("player_id", "VARCHAR"),
-    ("activity_date", "DATE"),
-    ("brand_id", "VARCHAR"),
-    ("country", "VARCHAR"),
-    ("gender", "VARCHAR"),
-    *((col, "BIGINT") for col in MONEY.values()),
-    ("sessions", "INTEGER"),
-    ("batch_id", "VARCHAR"),
-    ("imported_at", "TIMESTAMP"),
+from crm.config import Paths
+from crm.ingest.daily_mapping import (
+    ATTRIBUTES,
+    BAD_TEXT,
+    EXAMPLES,
+    FX_RATES_CSV,
+    MAX_SESSIONS,
+    MAX_TEXT,
+    MEASURES,
+    MIN_DATE,
+    MONEY,
+    NON_NEGATIVE,
+    OUTPUT_SCHEMA,
+    DailyMapping,
+    ImportDailyError,
+    absolute,
+    excerpt,
+    is_file,
+    load_mapping,
+    read_fx_rates,
 )
-
-CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-MIN_DATE = dt.date(1990, 1, 1)  # the latest allowed date is tomorrow (UTC)
-_EXAMPLES = 5  # bad rows quoted per problem
-_MAX_SESSIONS = 2**31 - 1
-_MAX_TEXT = 256  # characters in a player id, brand or gender
-_MAX_LINE = 1 << 20  # bytes in one CSV line
-_MAX_COLUMNS = 1_000
-_MAX_NAME = 1_000  # characters in a mapped column name
-_EOL = {"\r\n": r"\r\n", "\n": r"\n", "\r": r"\r"}
-# Never part of an id, brand or gender: control, format (zero-width space, BOM, bidi marks),
-# private-use and separator characters (every space but U+0020: DuckDB's trim() drops the
-# others silently, so they are checked on the raw text), the double quote and U+FFFD (text
-# mis-decoded upstream).
-_BAD_TEXT = ('[\\p{C}\\p{Zl}\\p{Zp}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}'
-             '"\\x{FFFD}]')
-# strptime directives a date_format may use (DuckDB's; no locale- or week-based ones).
-_DATE_DIRECTIVES = ("Y", "y", "-y", "m", "-m", "b", "B", "d", "-d", "j", "-j", "a", "A",
-                    "H", "-H", "I", "-I", "p", "M", "-M", "S", "-S", "f", "g", "n", "z", "Z", "%")
-
-
-class ImportDailyError(ValueError):
-    """A file or mapping that cannot be imported; nothing was written.
-
-    ``problems`` lists every problem found (each names the file and the column).
-    """
-
-    def __init__(self, problems: str | list[str]):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        if len(self.problems) == 1:
-            msg = self.problems[0]
-        else:
-            msg = f"{len(self.problems)} problems; nothing was imported:\n" + \
-                "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(msg)
-
-
-def _show(value: object, limit: int = 60) -> str:
-    """``value`` quoted for a message: escapes visible, cut to ``limit`` characters."""
-    return repr(short(str(value), limit))
-
-
-# --------------------------------------------------------------------------- mapping
-
-
-def _check_date_format(fmt: str) -> str:
-    """A strptime format that gives a whole date, with only the directives of :data:`_DATE_DIRECTIVES`."""
-    if not fmt.strip():
-        raise ValueError("is empty")
-    if len(fmt) > 64:
-        raise ValueError("is longer than 64 characters")
-    if any(unicodedata.category(ch)[0] == "C" for ch in fmt):
-        raise ValueError("contains control or invisible characters")
-    found: set[str] = set()
-    i = fmt.find("%")
-    while i >= 0:
-        d = fmt[i + 1:i + 3] if fmt[i + 1:i + 2] == "-" else fmt[i + 1:i + 2]
-        if not d:
-            raise ValueError("ends with a lone '%' (write %% for a percent sign)")
-        if d not in _DATE_DIRECTIVES:
-            raise ValueError(f"unsupported directive {_show('%' + d)}; supported: "
-                             + " ".join("%" + x for x in _DATE_DIRECTIVES))
-        found.add(d.lstrip("-"))
-        i = fmt.find("%", i + 1 + len(d))
-    if not ("Y" in found or "y" in found) or not ("j" in found or "d" in found and found & {"m", "b", "B"}):
-        raise ValueError("must give the year (%Y or %y), month (%m, %b or %B) and day (%d), "
-                         "or the year and the day of the year (%j)")
-    return fmt
-
-
-class DailyMapping(BaseModel):
-    """The mapping file: canonical name -> the column name in the operator's file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    columns: dict[str, str]
-    units: Literal["major", "minor"] = "major"
-    currency: str | None = None
-    currency_column: str | None = None
-    date_format: str | None = None
-    encoding: Literal["utf-8", "utf-16", "latin-1"] = "utf-8"  # CSV only
-    delimiter: Literal[",", ";", "\t", "|"] | None = None  # CSV only; None: tab for .tsv, else comma
-
-    @field_validator("columns")
-    @classmethod
-    def _columns(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = [k for k in v if k not in CANONICAL]
-        if unknown:
-            parts = []
-            for k in unknown[:5]:
-                close = difflib.get_close_matches(k[:100], CANONICAL, n=1)
-                parts.append(f"unknown column mapping {_show(k)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise ValueError("; ".join(parts) + f"; expected one of: {', '.join(CANONICAL)}")
-        missing = [k for k in KEYS if k not in v]
-        if missing:
-            raise ValueError(f"'player_id' and 'date' must be mapped; missing: {', '.join(missing)}")
-        if not any(k in v for k in MEASURES):
-            raise ValueError(f"map at least one measure; expected some of: {', '.join(MEASURES)}")
-        blank = [k for k, col in v.items() if not col.strip()]
-        if blank:
-            raise ValueError(f"empty column name for {', '.join(map(repr, blank))}")
-        for k, col in v.items():
-            if "\x00" in col:
-                raise ValueError(f"the column name for {k!r} contains a NUL character")
-            if len(col) > _MAX_NAME:
-                raise ValueError(f"the column name for {k!r} is longer than {_MAX_NAME:,} characters")
-        by_source: dict[str, list[str]] = {}
-        for k, col in v.items():
-            by_source.setdefault(col, []).append(k)
-        shared = {col: ks for col, ks in by_source.items() if len(ks) > 1}
-        if shared:
-            raise ValueError("; ".join(f"column {_show(col)} is mapped from more than one canonical name "
-                                       f"({', '.join(ks)})" for col, ks in shared.items()))
-        return v
-
-    @field_validator("currency")
-    @classmethod
-    def _upper(cls, v: str | None) -> str | None:
-        return v.strip().upper() if v is not None else None
-
-    @field_validator("currency_column")
-    @classmethod
-    def _column_name(cls, v: str | None) -> str | None:
-        if v is not None and ("\x00" in v or len(v) > _MAX_NAME):
-            raise ValueError(f"contains a NUL character or is longer than {_MAX_NAME:,} characters")
-        return v
-
-    @field_validator("date_format")
-    @classmethod
-    def _date_format(cls, v: str | None) -> str | None:
-        return None if v is None else _check_date_format(v)
-
-    @model_validator(mode="after")
-    def _one_currency(self) -> DailyMapping:
-        if self.currency and self.currency_column:
-            raise ValueError("give either 'currency' (one currency for the file) or 'currency_column' "
-                             "(a column holding it per row), not both")
-        if self.currency_column is not None and not self.currency_column.strip():
-            raise ValueError("'currency_column' is empty")
-        return self
-
-    @property
-    def fixed_currency(self) -> str | None:
-        """The currency of every money column, or None when it comes from ``currency_column``."""
-        return None if self.currency_column else (self.currency or "EUR")
-
-    @property
-    def missing_measures(self) -> list[str]:
-        return [k for k in MEASURES if k not in self.columns]
-
-    def csv_delimiter(self, file: Path) -> str:
-        """The CSV delimiter: the mapping's, else tab for .tsv files and comma for the rest."""
-        return self.delimiter or ("\t" if file.name.lower().endswith((".tsv", ".tsv.gz")) else ",")
-
-    def canonical_json(self) -> str:
-        data = self.model_dump(mode="json")
-        if data["delimiter"] is None:  # mappings written before `delimiter` keep their batch ids
-            del data["delimiter"]
-        return json.dumps(data, sort_keys=True)
-
-
-def _format_error(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: invalid mapping"]
-    for e in err.errors()[:10]:
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
-            close = difflib.get_close_matches(loc[:100], list(DailyMapping.model_fields), n=1)
-            msg = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "") + \
-                f" expected one of: {', '.join(DailyMapping.model_fields)}"
-        lines.append(f"  - field {_show(loc, 100)}: {short(msg, 500)}")
-    if len(err.errors()) > 10:
-        lines.append(f"  - ... and {len(err.errors()) - 10} more")
-    return "\n".join(lines)
-
-
-def read_fx_rates(path: Path = FX_RATES_CSV) -> dict[str, Decimal]:
-    """currency -> EUR per unit, from the dbt seed (the single source of FX)."""
-    rates: dict[str, Decimal] = {}
-    with Path(path).open(newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                rate = Decimal(row["eur_per_unit"].strip())
-            except (InvalidOperation, AttributeError) as e:
-                raise ImportDailyError(f"{path}: bad eur_per_unit {row.get('eur_per_unit')!r} "
-                                       f"for {row.get('currency')!r}") from e
-            rates[row["currency"].strip().upper()] = rate
-    return rates
-
-
-def _absolute(path: str | Path) -> Path:
-    try:
-        return Path(path).resolve()
-    except (OSError, RuntimeError):  # a symlink loop, a name too long: reported as missing later
-        return Path(os.path.abspath(path))
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # e.g. a name too long
-        return False
-
-
-def load_mapping(path: str | Path, fx_rates: dict[str, Decimal] | None = None) -> DailyMapping:
-    """Read and validate a mapping file; errors name the file and the field."""
-    path = Path(path)
-    if not _is_file(path):
-        raise ImportDailyError(f"{path}: no such mapping file")
-    try:
-        data = load_yaml(path)
-    except YamlInputError as e:
-        raise ImportDailyError(str(e)) from None
-    if not isinstance(data, dict):
-        raise ImportDailyError(f"{path}: expected a mapping with 'columns:' at the top level "
-                               "(see docs/examples/daily_mapping.yaml)")
-    try:
-        mapping = DailyMapping.model_validate(data)
-    except ValidationError as e:
-        raise ImportDailyError(_format_error(path, e)) from None
-    rates = read_fx_rates() if fx_rates is None else fx_rates
-    if mapping.fixed_currency and mapping.fixed_currency not in rates:
-        raise ImportDailyError(f"{path}: field 'currency': unknown currency {_show(mapping.fixed_currency)}: not in "
-                               f"{FX_RATES_CSV.name}; known: {', '.join(sorted(rates))}")
-    return mapping
-
+from crm.ingest.daily_source import (
+    Source,
+    duckdb_error_head,
+    file_kind,
+    open_csv,
+    open_parquet,
+    read_error,
+)
+from crm.safe_yaml import short
+from crm.sql import ident, literal
 
 # --------------------------------------------------------------------------- report, log
 
@@ -426,178 +189,7 @@ def batch_id_for(file: Path, mapping: DailyMapping) -> str:
     return h.hexdigest()[:16]
 
 
-# --------------------------------------------------------------------------- reading the file
-
-
-@dataclass
-class _Source:
-    """The file as DuckDB reads it: columns by position, never by their (untrusted) names."""
-
-    file: Path
-    is_csv: bool
-    names: list[str]  # column names as the file spells them
-    types: list[str]  # DuckDB types (CSV: all VARCHAR)
-    relation: str  # SQL: columns "c0", "c1", ... and row_no (CSV: line number; Parquet: row from 1)
-    lines: int = 0  # CSV: number of the last line with content
-
-    @property
-    def at(self) -> str:
-        return "lines" if self.is_csv else "rows"
-
-    def column(self, name: str) -> str:
-        return ident(f"c{self.names.index(name)}")
-
-
-def _lines_in(text: str) -> int:
-    """Line terminators in ``text`` (\\r\\n, \\n or \\r)."""
-    return text.count("\n") + text.count("\r") - text.count("\r\n")
-
-
-def _scan_csv(file: Path, encoding: str, delimiter: str) -> tuple[list[str], int]:
-    """Check the text of a CSV file before DuckDB parses it; return the header's column names
-    and the number of the last line with content.
-
-    Rejects, naming the line, what would make DuckDB's line numbers wrong or its parse unsafe:
-    text not in ``encoding``, NUL characters, a blank line before the last data line, line
-    endings that differ from the header's, and an over-long or malformed header. Streams: one
-    pass over the (decompressed) text in 1 MiB blocks.
-    """
-    codec = {"utf-8": "utf-8-sig", "utf-16": "utf-16", "latin-1": "latin-1"}[encoding]
-    decoder = codecs.getincrementaldecoder(codec)()
-    line = 0  # line terminators before the current block
-    eol: str | None = None  # the header's line ending
-    head: str | None = ""  # the header's text so far; None once complete
-    names: list[str] = []
-    blank = last = 0  # the first blank line; the last line with content
-    ended, carry = True, ""  # the text so far ends a line; a held-back "\r" (maybe half of "\r\n")
-    opener = gzip.open if file.name.lower().endswith(".gz") else open
-    try:
-        with opener(file, "rb") as f:
-            while True:
-                raw = f.read(1 << 20)
-                try:
-                    text = carry + decoder.decode(raw, final=not raw)
-                except UnicodeDecodeError as e:
-                    n = line + _lines_in(carry + e.object[:e.start].decode(codec, "replace")) + 1
-                    raise ImportDailyError(
-                        f"{file}: line {n}: not valid {encoding} text (byte 0x{e.object[e.start]:02x}); if the "
-                        "file is not UTF-8, set 'encoding: latin-1' (or utf-16) in the mapping") from None
-                carry = ""
-                if raw and text.endswith("\r"):
-                    text, carry = text[:-1], "\r"
-                if "\x00" in text:
-                    n = line + _lines_in(text[:text.index("\x00")]) + 1
-                    raise ImportDailyError(f"{file}: line {n} holds a NUL character: is it a text file?")
-                if eol is None and (m := re.search(r"\r\n|\r|\n", text)):
-                    eol = m.group()
-                crlf = text.count("\r\n")
-                kinds = {"\r\n": crlf, "\n": text.count("\n") - crlf, "\r": text.count("\r") - crlf}
-                if eol is not None and sum(kinds.values()) != kinds[eol]:
-                    for i, m in enumerate(re.finditer(r"\r\n|\r|\n", text)):
-                        if m.group() != eol:
-                            raise ImportDailyError(
-                                f"{file}: line {line + i + 1} ends with {_EOL[m.group()]} but line 1 with "
-                                f"{_EOL[eol]} (mixed line endings, or a line break inside a quoted value)")
-                s = text.replace(eol, "\n") if eol and eol != "\n" else text
-                if not blank:
-                    if ended and s.startswith("\n"):
-                        blank = line + 1
-                    elif (i := s.find("\n\n")) >= 0:
-                        blank = line + s.count("\n", 0, i + 1) + 1
-                if content := s.rstrip("\n"):
-                    last = line + content.count("\n") + 1
-                if blank and last > blank:
-                    raise ImportDailyError(f"{file}: line {blank} is blank; remove blank lines (only the end of "
-                                           "the file may have them)")
-                if head is not None:
-                    head += s.split("\n", 1)[0]
-                    if len(head) > _MAX_LINE:
-                        raise ImportDailyError(f"{file}: line 1 (the header) is longer than {_MAX_LINE:,} characters")
-                    if "\n" in s or not raw:
-                        names, head = _parse_header(file, head, delimiter), None
-                line += s.count("\n")
-                ended = s.endswith("\n") if s else ended
-                if not raw:
-                    break
-    except (OSError, EOFError, zlib.error) as e:
-        raise ImportDailyError(f"{file}: cannot be read ({short(e, 200)})") from None
-    return names, last
-
-
-def _parse_header(file: Path, text: str, delimiter: str) -> list[str]:
-    """The column names on line 1, split like DuckDB's strict CSV parser does."""
-    if not text.strip():
-        raise ImportDailyError(f"{file}: line 1 (the header) is blank")
-    try:
-        names = next(csv.reader([text], delimiter=delimiter, quotechar='"', doublequote=True, strict=True))
-    except csv.Error as e:
-        raise ImportDailyError(f"{file}: line 1 (the header) is not valid CSV ({e}; a quoted column name must "
-                               "close on its line)") from None
-    if len(names) > _MAX_COLUMNS:
-        raise ImportDailyError(f"{file}: the header (line 1) has {len(names):,} columns; at most "
-                               f"{_MAX_COLUMNS:,} are supported")
-    return names
-
-
-def _open_csv(file: Path, spec: DailyMapping) -> _Source:
-    """Strict RFC 4180 with the mapping's delimiter, nothing guessed; the header is read as line 1.
-
-    Even in strict mode DuckDB drops surplus *empty* fields at the end of a line, which would
-    shift a line with a stray delimiter. So one column more than the header is declared, padded
-    with NULL, and the null string is NUL (never in the file, see :func:`_scan_csv`): an empty
-    field reads as '', a missing one as NULL, and ``fields_ok`` says whether the line has
-    exactly the header's number of fields.
-    """
-    delimiter = spec.csv_delimiter(file)
-    names, lines = _scan_csv(file, spec.encoding, delimiter)
-    n = len(names)
-    cols = ", ".join(f"{literal(f'c{i}')}: 'VARCHAR'" for i in range(n + 1))
-    aliases = ", ".join(ident(f"c{i}") for i in range(n + 1))
-    reader = (f"read_csv({literal(str(file))}, header = false, auto_detect = false, columns = {{{cols}}}, "
-              f"delim = {literal(delimiter)}, quote = '\"', escape = '\"', strict_mode = true, "
-              f"null_padding = true, nullstr = chr(0), max_line_size = {_MAX_LINE}, "
-              f"encoding = {literal(spec.encoding)})")
-    relation = (f"(SELECT *, {ident(f'c{n - 1}')} IS NOT NULL AND {ident(f'c{n}')} IS NULL AS fields_ok "
-                f"FROM {reader} WITH ORDINALITY AS src({aliases}, row_no) WHERE row_no > 1)")
-    return _Source(file, True, names, ["VARCHAR"] * n, relation, lines)
-
-
-def _parquet_names(schema: list[tuple[str, int | None]]) -> list[str]:
-    """The top-level column names of a Parquet schema (``parquet_schema`` rows: name, num_children)."""
-    names: list[str] = []
-    open_: list[int] = []  # children still to come, per level; the first row is the root
-    for i, (name, children) in enumerate(schema):
-        if i:
-            if len(open_) == 1:
-                names.append(name)
-            open_[-1] -= 1
-        if children:
-            open_.append(children)
-        while len(open_) > 1 and open_[-1] == 0:
-            open_.pop()
-    return names
-
-
-def _open_parquet(con: duckdb.DuckDBPyConnection, file: Path) -> _Source:
-    path = literal(str(file))
-    try:
-        types = [r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({path})").fetchall()]
-        # DuckDB renames duplicate columns (x, x_1); match the mapping against the names as written.
-        names = _parquet_names(con.execute(f"SELECT name, num_children FROM parquet_schema({path})").fetchall())
-    except duckdb.Error as e:
-        raise _read_error(file, e, False) from None
-    if len(names) != len(types):
-        raise ImportDailyError(f"{file}: not a readable Parquet file (its schema lists {len(names)} columns, "
-                               f"its data {len(types)})")
-    if len(names) > _MAX_COLUMNS:
-        raise ImportDailyError(f"{file} has {len(names):,} columns; at most {_MAX_COLUMNS:,} are supported")
-    aliases = ", ".join(ident(f"c{i}") for i in range(len(names)))
-    relation = (f"(SELECT * REPLACE (row_no + 1 AS row_no), true AS fields_ok FROM read_parquet({path}, "
-                f"file_row_number = true) AS src({aliases}, row_no))")
-    return _Source(file, False, names, types, relation)
-
-
-# --------------------------------------------------------------------------- SQL helpers
+# --------------------------------------------------------------------------- typing the columns in SQL
 
 
 def _text(col: str) -> str:
@@ -605,9 +197,9 @@ def _text(col: str) -> str:
 
 
 def _bad_text(raw: str, value: str) -> str:
-    """SQL: the ``raw`` text holds a character never part of an id (:data:`_BAD_TEXT`) or the trimmed
+    """SQL: the ``raw`` text holds a character never part of an id (:data:`BAD_TEXT`) or the trimmed
     ``value`` is too long."""
-    return f"(regexp_matches({raw}, {literal(_BAD_TEXT)}) OR length({value}) > {_MAX_TEXT})"
+    return f"(regexp_matches({raw}, {literal(BAD_TEXT)}) OR length({value}) > {MAX_TEXT})"
 
 
 def _country(col: str) -> str:
@@ -667,53 +259,6 @@ def _type_problem(canonical: str, typ: str) -> str | None:
     return None if ok else f"is of type {short(typ, 100)}; expected {want}"
 
 
-def _short(e: Exception) -> str:
-    """The informative head of a DuckDB error (not its list of reader settings)."""
-    lines = []
-    for line in str(e).splitlines():
-        if line.startswith(("Possible Solution", "Possible fixes", "  file =", "LINE ")):
-            break
-        if line.strip():
-            lines.append(short(line.strip(), 200))
-    return " / ".join(lines[:3])
-
-
-def _read_error(file: Path, e: Exception, is_csv: bool) -> ImportDailyError:
-    """A DuckDB read error as a message naming the file and, for CSV, the line and what is wrong."""
-    text = str(e)
-    if not is_csv:
-        return ImportDailyError(f"{file}: not a readable Parquet file ({_short(e)})")
-    at = re.search(r"CSV Error on Line: (\d+)", text)
-    where = f"{file}: line {at.group(1)}" if at else f"{file}"
-    original = re.search(r"Original Line: ?([^\n]*)", text)
-    quoted = f": {_show(original.group(1), 80)}" if original else ""
-    if "unterminated quote" in text:
-        reason = 'a double quote (") opens a value that is not closed, or text follows a closing quote'
-    elif m := re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text):  # one more is declared
-        reason = f"{m.group(2)} fields, but the header has {int(m.group(1)) - 1} (check the delimiter and quoting)"
-    elif "quoted new lines" in text:
-        reason = ("a quoted value runs over more than one line (a line break inside quotes, or an unbalanced "
-                  "double quote); values must fit on their line")
-    elif m := re.search(r"Maximum line size of (\d+) bytes exceeded", text):
-        reason = f"the line is longer than {int(m.group(1)):,} bytes"
-    elif "unicode" in text.lower():
-        reason = "text that is not in the mapping's encoding; set 'encoding: latin-1' (or utf-16) in the mapping"
-    else:
-        return ImportDailyError(f"{where}: not a readable CSV file ({_short(e)})")
-    return ImportDailyError(f"{where}: {reason}{quoted}")
-
-
-def _file_kind(file: Path) -> bool:
-    """True for CSV, False for Parquet."""
-    name = file.name.lower()
-    if name.endswith(CSV_SUFFIXES):
-        return True
-    if name.endswith(PARQUET_SUFFIXES):
-        return False
-    raise ImportDailyError(f"{file}: unsupported file type; expected CSV ({', '.join(CSV_SUFFIXES)}) "
-                           f"or Parquet ({', '.join(PARQUET_SUFFIXES)})")
-
-
 @dataclass
 class _Check:
     where: str  # SQL condition over `typed` marking a bad row
@@ -722,7 +267,7 @@ class _Check:
 
 
 def _col(canonical: str, source: str, file: Path) -> str:
-    return f"column {_show(source, 100)} (mapped from canonical {canonical!r}) in {file}"
+    return f"column {excerpt(source, 100)} (mapped from canonical {canonical!r}) in {file}"
 
 
 def _examples(at: str, examples: list[dict] | None, with_values: bool = True) -> str:
@@ -730,7 +275,7 @@ def _examples(at: str, examples: list[dict] | None, with_values: bool = True) ->
     rows = ", ".join(str(e["row"]) for e in examples)
     if not with_values:
         return f"first at {at} {rows}"
-    values = ", ".join(_show(e["value"] if e["value"] is not None else "") for e in examples)
+    values = ", ".join(excerpt(e["value"] if e["value"] is not None else "") for e in examples)
     return f"first at {at} {rows}: {values}"
 
 
@@ -744,12 +289,12 @@ def import_daily(file: str | Path, mapping: str | Path, paths: Paths) -> ImportR
     column) and writes nothing if the mapping or any row is bad. Importing the same file
     with the same mapping again returns the earlier report with ``already_imported=True``.
     """
-    file, mapping_path = _absolute(file), _absolute(mapping)
+    file, mapping_path = absolute(file), absolute(mapping)
     rates = read_fx_rates()
     spec = load_mapping(mapping_path, rates)
-    if not _is_file(file):
+    if not is_file(file):
         raise ImportDailyError(f"{file}: no such file")
-    is_csv = _file_kind(file)
+    is_csv = file_kind(file)
     try:
         if file.stat().st_size == 0:
             raise ImportDailyError(f"{file} is empty")
@@ -762,7 +307,7 @@ def import_daily(file: str | Path, mapping: str | Path, paths: Paths) -> ImportR
         prev = {k: v for k, v in seen[batch_id].items() if k in known}
         prev.update(already_imported=True, file=str(file))
         return ImportReport(**prev)
-    source = _open_csv(file, spec) if is_csv else None
+    source = open_csv(file, spec) if is_csv else None
 
     out_dir = imported_daily_dir(paths)
     final = out_dir / f"import_{batch_id}.parquet"
@@ -781,7 +326,7 @@ def import_daily(file: str | Path, mapping: str | Path, paths: Paths) -> ImportR
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
 
-        source = source or _open_parquet(con, file)
+        source = source or open_parquet(con, file)
         _create_typed_view(con, source, spec, rates, mapping_path)
         stats = _validate(con, source, spec, rates, latest)
         overlapping = _overlapping_rows(con, out_dir, stats["date_from"], stats["date_to"])
@@ -796,7 +341,7 @@ def import_daily(file: str | Path, mapping: str | Path, paths: Paths) -> ImportR
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         if isinstance(e, duckdb.Error):
-            raise ImportDailyError(f"{file}: cannot be imported ({_short(e)})") from e
+            raise ImportDailyError(f"{file}: cannot be imported ({duckdb_error_head(e)})") from e
         if isinstance(e, OSError):
             raise ImportDailyError(f"{file}: cannot write the batch under {out_dir} ({e.strerror or e})") from e
         raise
@@ -822,7 +367,7 @@ def import_daily(file: str | Path, mapping: str | Path, paths: Paths) -> ImportR
     return report
 
 
-def _create_typed_view(con: duckdb.DuckDBPyConnection, src: _Source, spec: DailyMapping,
+def _create_typed_view(con: duckdb.DuckDBPyConnection, src: Source, spec: DailyMapping,
                        rates: dict[str, Decimal], mapping_path: Path) -> None:
     """Check the mapped columns exist (once, with a type that fits); create view ``typed`` over the
     file and table ``fx``.
@@ -840,18 +385,18 @@ def _create_typed_view(con: duckdb.DuckDBPyConnection, src: _Source, spec: Daily
         n = src.names.count(col)
         if n == 0:
             close = difflib.get_close_matches(col[:200], [x[:200] for x in src.names], n=1, cutoff=0.6)
-            shown = ", ".join(_show(x, 40) for x in src.names[:30]) + (", ..." if len(src.names) > 30 else "")
-            hint = f" (did you mean {_show(close[0])}?)" if close else ""
+            shown = ", ".join(excerpt(x, 40) for x in src.names[:30]) + (", ..." if len(src.names) > 30 else "")
+            hint = f" (did you mean {excerpt(close[0])}?)" if close else ""
             if src.is_csv and len(src.names) == 1:
                 hint += "".join(f"; the header looks separated by {d!r}: set `delimiter: "
                                 f"{chr(34) + chr(92) + 't' + chr(34) if d == chr(9) else repr(d)}` in "
                                 f"{mapping_path.name}" for d in ";\t|," if d in src.names[0])
-            problems.append(f"column {_show(col, 100)} ({what}) not found in {file}; available: {shown}{hint}")
+            problems.append(f"column {excerpt(col, 100)} ({what}) not found in {file}; available: {shown}{hint}")
         elif n > 1:
-            problems.append(f"column {_show(col, 100)} ({what}) appears {n} times in {file}; rename one")
+            problems.append(f"column {excerpt(col, 100)} ({what}) appears {n} times in {file}; rename one")
         elif bad := _type_problem("player_id" if canon == "currency_column" else canon,
                                   src.types[src.names.index(col)]):
-            problems.append(f"column {_show(col, 100)} ({what}) in {file} {bad}")
+            problems.append(f"column {excerpt(col, 100)} ({what}) in {file} {bad}")
     if problems:
         raise ImportDailyError(problems)
 
@@ -884,7 +429,7 @@ def _create_typed_view(con: duckdb.DuckDBPyConnection, src: _Source, spec: Daily
     con.execute(f"CREATE TEMP VIEW typed AS SELECT {', '.join(select)} FROM {src.relation}")
 
 
-def _checks(src: _Source, spec: DailyMapping, rates: dict[str, Decimal], latest: dt.date) -> list[_Check]:
+def _checks(src: Source, spec: DailyMapping, rates: dict[str, Decimal], latest: dt.date) -> list[_Check]:
     file, at, c = src.file, src.at, spec.columns
     checks = [_Check("player_id IS NULL", None, f"{_col('player_id', c['player_id'], file)} is empty in {{n}} {at}")]
     for canon in ("player_id", "brand_id", "gender"):
@@ -892,12 +437,12 @@ def _checks(src: _Source, spec: DailyMapping, rates: dict[str, Decimal], latest:
             checks.append(_Check(
                 f"{canon} IS NOT NULL AND {_bad_text(ident('raw_' + canon), canon)}", ident("raw_" + canon),
                 f"{_col(canon, c[canon], file)} has {{n}} values with control or invisible characters, spaces other "
-                f"than the plain one, double quotes or more than {_MAX_TEXT} characters"))
+                f"than the plain one, double quotes or more than {MAX_TEXT} characters"))
     if "country" in c:
         checks.append(_Check("country IS NOT NULL AND NOT regexp_full_match(country, '[A-Z]{2}')", "raw_country",
                              f"{_col('country', c['country'], file)} has {{n}} values that are not a two-letter "
                              "country code (GB is stored as UK)"))
-    fmt = f"format {_show(spec.date_format)}" if spec.date_format else "YYYY-MM-DD"
+    fmt = f"format {excerpt(spec.date_format)}" if spec.date_format else "YYYY-MM-DD"
     checks.append(_Check("activity_date IS NULL OR NOT isfinite(activity_date)", "raw_date",
                          f"{_col('date', c['date'], file)} has {{n}} bad dates (expected {fmt})"))
     checks.append(_Check(f"isfinite(activity_date) AND activity_date NOT BETWEEN DATE {literal(str(MIN_DATE))} "
@@ -909,7 +454,7 @@ def _checks(src: _Source, spec: DailyMapping, rates: dict[str, Decimal], latest:
             continue
         raw, v = ident("raw_" + canon), ident("v_" + canon)
         where = _col(canon, c[canon], file)
-        too_big = f" OR abs({v}) > {_MAX_SESSIONS}" if canon == "sessions" else ""
+        too_big = f" OR abs({v}) > {MAX_SESSIONS}" if canon == "sessions" else ""
         checks.append(_Check(f"NULLIF(trim({raw}), '') IS NOT NULL AND ({v} IS NULL{too_big})", raw,
                              f"{where} has {{n}} non-numeric (or out-of-range) values"))
         if canon == "sessions":
@@ -923,12 +468,13 @@ def _checks(src: _Source, spec: DailyMapping, rates: dict[str, Decimal], latest:
     if spec.currency_column:
         known = ", ".join(literal(x) for x in rates)
         checks.append(_Check(f"currency IS NULL OR currency NOT IN ({known})", "raw_currency",
-                             f"column {_show(spec.currency_column, 100)} (currency_column) in {file} has {{n}} values "
+                             f"column {excerpt(spec.currency_column, 100)} (currency_column) in {file} "
+                             "has {n} values "
                              f"that are not a currency in {FX_RATES_CSV.name} (known: {', '.join(sorted(rates))})"))
     return checks
 
 
-def _line_break_error(con: duckdb.DuckDBPyConnection, src: _Source, records: int) -> ImportDailyError:
+def _line_break_error(con: duckdb.DuckDBPyConnection, src: Source, records: int) -> ImportDailyError:
     """The CSV has more lines than records: name the first record holding a line break."""
     breaks = " OR ".join(f"strpos({ident(f'c{i}')}, chr(10)) > 0 OR strpos({ident(f'c{i}')}, chr(13)) > 0"
                          for i in range(len(src.names)))
@@ -940,18 +486,18 @@ def _line_break_error(con: duckdb.DuckDBPyConnection, src: _Source, records: int
                             "inside quotes, or an unbalanced double quote); values must fit on their line")
 
 
-def _field_count_error(con: duckdb.DuckDBPyConnection, src: _Source, n_bad: int) -> ImportDailyError:
+def _field_count_error(con: duckdb.DuckDBPyConnection, src: Source, n_bad: int) -> ImportDailyError:
     """Lines with more or fewer fields than the header: name the first few."""
     n = len(src.names)
     count = " + ".join(f"CAST({ident(f'c{i}')} IS NOT NULL AS INTEGER)" for i in range(n + 1))
     bad = con.execute(f"SELECT row_no, {count} FROM {src.relation} WHERE NOT fields_ok ORDER BY row_no "
-                      f"LIMIT {_EXAMPLES}").fetchall()
+                      f"LIMIT {EXAMPLES}").fetchall()
     eg = ", ".join(f"{line} ({f'more than {n}' if k > n else k} fields)" for line, k in bad)
     return ImportDailyError(f"{src.file}: {n_bad:,} lines have a different number of fields than the header "
                             f"({n}; check the delimiter and quoting); first at lines {eg}")
 
 
-def _validate(con: duckdb.DuckDBPyConnection, src: _Source, spec: DailyMapping, rates: dict[str, Decimal],
+def _validate(con: duckdb.DuckDBPyConnection, src: Source, spec: DailyMapping, rates: dict[str, Decimal],
               latest: dt.date) -> dict:
     """Every row check in one pass, then uniqueness; raise with every problem found."""
     file, at = src.file, src.at
@@ -963,7 +509,7 @@ def _validate(con: duckdb.DuckDBPyConnection, src: _Source, spec: DailyMapping, 
     try:
         res = con.execute(f"SELECT {', '.join(aggs)} FROM typed").fetchone()
     except duckdb.Error as e:
-        raise _read_error(file, e, src.is_csv) from None
+        raise read_error(file, e, src.is_csv) from None
     stats = dict(zip(("rows", "players", "date_from", "date_to"), res[:4], strict=True))
     # Broken lines first, alone: line numbers (or the values of the line) would be wrong.
     if src.is_csv and stats["rows"] + 1 != src.lines:
@@ -975,7 +521,7 @@ def _validate(con: duckdb.DuckDBPyConnection, src: _Source, spec: DailyMapping, 
         problems.append(f"{file} has no data rows")
     failed = [(c, n) for c, n in zip(checks, res[5:], strict=True) if n]
     if failed:  # the first bad rows of each failed check: only read when something is wrong
-        ex = ", ".join(f"arg_min({{'row': row_no, 'value': {c.value or 'NULL::VARCHAR'}}}, row_no, {_EXAMPLES}) "
+        ex = ", ".join(f"arg_min({{'row': row_no, 'value': {c.value or 'NULL::VARCHAR'}}}, row_no, {EXAMPLES}) "
                        f"FILTER (WHERE {c.where})" for c, _ in failed)
         anybad = " OR ".join(f"({c.where})" for c, _ in failed)
         examples = con.execute(f"SELECT {ex} FROM typed WHERE {anybad}").fetchone()
@@ -997,9 +543,9 @@ def _validate(con: duckdb.DuckDBPyConnection, src: _Source, spec: DailyMapping, 
             FROM typed t JOIN dup_keys d ON t.player_id = d.player_id AND t.activity_date = d.activity_date
             GROUP BY t.player_id, t.activity_date ORDER BY rows_[1] LIMIT 3
         """).fetchall()
-        eg = "; ".join(f"{_show(p)} on {d} at {at} {', '.join(map(str, r))}" for p, d, r in dups)
+        eg = "; ".join(f"{excerpt(p)} on {d} at {at} {', '.join(map(str, r))}" for p, d, r in dups)
         problems.append(f"{file} has {n_dups:,} duplicate (player_id, date) pairs (columns "
-                        f"{_show(spec.columns['player_id'])}, {_show(spec.columns['date'])}); e.g. {eg}")
+                        f"{excerpt(spec.columns['player_id'])}, {excerpt(spec.columns['date'])}); e.g. {eg}")
     if problems:
         raise ImportDailyError(problems)
     return stats
@@ -1038,3 +584,4 @@ def _output_sql(spec: DailyMapping, batch_id: str, now: dt.datetime) -> str:
             expr = f"TIMESTAMP {literal(str(now))}"
         out.append(f"CAST({expr} AS {typ}) AS {name}")
     return f"SELECT {', '.join(out)} FROM typed t JOIN fx ON fx.currency = t.currency"
+
