@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from crm.campaigns.budget import spent_before
 from crm.campaigns.day import (
     HigherPriorityListMissing,
     build_all,
@@ -26,7 +27,6 @@ from crm.campaigns.day import (
 from crm.campaigns.eligibility import Context
 from crm.campaigns.history import (
     SENT_TODAY,
-    campaign_spent_cents,
     load_history,
     players_offered_a_bonus,
     split_own_sends,
@@ -166,7 +166,8 @@ def test_history_from_warehouse_deliveries_and_our_outbox(tmp_path):
     mine, sent = split_own_sends(h, "ours", "email")  # the campaign's own sends of the day leave its history
     assert "p6" not in set(mine["player_id"]) and list(sent["player_id"]) == ["p6"]
     assert split_own_sends(h, "gone", "email")[0].equals(h)  # another channel: another message, it stays
-    assert campaign_spent_cents(paths, "ours", AS_OF) == 2000  # earlier dates only (today's: in the history)
+    # the spend ledger, backfilled from this home's outbox: earlier dates only (today's: in the history)
+    assert spent_before(paths, ["ours"], AS_OF) == {"ours": 2000}
     assert players_offered_a_bonus(paths, AS_OF) == frozenset({"p2", "p5"})
     ctx = day_context(paths, AS_OF, [spec])
     assert ctx.spent_cents == {"ours": 2000} and len(ctx.history) == 7

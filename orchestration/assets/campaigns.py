@@ -26,6 +26,7 @@ from dagster import (
 )
 
 from crm.campaigns.approvals import record_spec_changes
+from crm.campaigns.budget import gate_limit
 from crm.campaigns.day import build_one, higher_priority, published_rows
 from crm.campaigns.dispatch import dispatch_list
 from crm.campaigns.eligibility import effective_caps
@@ -53,14 +54,14 @@ def list_key(spec: CampaignSpec) -> AssetKey:
 def gate_published_list(paths: Paths, spec: CampaignSpec, specs: list[CampaignSpec], as_of: dt.date,
                         docs: Path | None = None) -> GateResult:
     """The compliance gate's suite on the published list of ``spec`` for ``as_of``: the profile,
-    the campaign's budgets and limits, the published higher-priority lists of the day and the
+    the campaign's budgets (:func:`crm.campaigns.budget.gate_limit`: what is left after earlier
+    dates' spend) and limits, the published higher-priority lists of the day and the
     outbox of the day (and of the day before, for the cooldown) as dispatch left it."""
     lst = pd.read_parquet(list_dir(paths, spec.id, as_of) / "list.parquet")
     caps = effective_caps(spec, POLICY)
     marketing = not spec.transactional  # a transactional message bypasses the caps and the cooldown
     return gate_list(lst, read_table(paths, "dim_player"), spec.experiment.holdout, list(spec.experiment.variants),
-                     budget_cents=min((b for b in (spec.target.budget_cents, spec.budget.total_cents)
-                                       if b is not None), default=None),
+                     budget_cents=gate_limit(paths, spec, as_of),  # earlier dates' spend counts (ledger)
                      min_uplift_cents=spec.target.min_uplift_cents,
                      day_lists=[published_rows(paths, h, as_of) for h in higher_priority(spec, specs)],
                      sent=read_sent(paths.outbox, as_of, lists_dir=paths.lists),
