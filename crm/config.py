@@ -79,6 +79,12 @@ class Paths:
         return self.home / "outbox"
 
     @property
+    def ledger(self) -> Path:
+        """The spend ledger (spend.duckdb): what each campaign committed and sent per as-of date
+        (:mod:`crm.campaigns.budget`)."""
+        return self.home / "ledger"
+
+    @property
     def audit(self) -> Path:
         """The hash-chained audit log (audit.jsonl) and its HEAD: approvals, rejections, campaign changes."""
         return self.home / "audit"

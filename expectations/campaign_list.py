@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import duckdb
@@ -48,6 +50,9 @@ from expectations.validate import GateResult, outcome, validate
 REQUIRED_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "offer_cost_eur_cents")
 SUITE = "campaign_list"
 _BONUS_TEMPLATES = ("bonus", "cashback", "free_spins")
+# the columns day_checks writes, one per DayLimits field, in the same order
+_DAY_CHECK_COLUMNS = ("day_cost_within_cap", "one_bonus_offer_per_day", "channel_day_cap", "global_day_cap",
+                      "cooldown")
 SENT_COLUMNS = ("player_id", "campaign_id", "channel", "as_of_date", "offer_template", "offer_cost_eur_cents",
                 "sent_at")
 
@@ -347,27 +352,78 @@ def list_size_band(history: list[int], band: float | None = None, slack: float |
     return max(0.0, med * (1 - b) - k), med * (1 + b) + k, med
 
 
-def gate_list(lst: pd.DataFrame, profile: pd.DataFrame, holdout_share: float,
-              variants: list[str], *, budget_cents: int | None = None,
-              min_uplift_cents: float | None = None, day_lists: list[pd.DataFrame] | None = None,
-              sent: pd.DataFrame | None = None, max_cost_per_player_cents: int | None = None,
-              bonus_offers_per_day: int | None = None, channel_day_cap: int | None = None,
-              global_day_cap: int | None = None, cooldown_hours: float | None = None,
-              size_history: list[int] | None = None, docs_dir: str | Path | None = None) -> GateResult:
-    """Run the campaign-list suite; ``success`` False means the list must not be dispatched.
+@dataclass(frozen=True)
+class DayLimits:
+    """The day's limits :func:`day_checks` holds a list to (None: not checked); each given one
+    adds an expectation to :func:`gate_list`."""
 
-    ``budget_cents``: the campaign's offer budget (the treated rows' ``offer_cost_eur_cents``
-    must sum to at most this); ``min_uplift_cents``: for a campaign targeted by uplift,
-    every row's ``uplift_ngr_score`` must be above it (``CampaignSpec.target`` gives both;
-    None: not checked). ``day_lists`` (the published higher-priority lists of the same day),
-    ``sent`` (the outbox of the day, :func:`read_sent`) and the day's limits: see
-    :func:`day_checks` (each given limit adds an expectation; ``max_cost_per_player_cents`` is
-    also checked on this list alone). With ``sent``, the budget holds for what this campaign
-    already sent that day plus what its list newly sends (a listed row already sent costs what
-    was sent). ``size_history``:
-    listed counts of recent runs (:func:`recent_list_sizes`; empty or None: passes with a
-    note). ``docs_dir``: build GX Data Docs there.
+    max_cost_per_player_cents: int | None = None
+    bonus_offers_per_day: int | None = None
+    channel_day_cap: int | None = None
+    global_day_cap: int | None = None
+    cooldown_hours: float | None = None
+
+    @classmethod
+    def from_caps(cls, caps: Mapping[str, float], *, marketing: bool = True) -> DayLimits:
+        """From a campaign's effective caps (:func:`crm.campaigns.eligibility.effective_caps`); a
+        transactional message (``marketing`` False) bypasses the message caps and the cooldown."""
+        return cls(max_cost_per_player_cents=int(caps["cost_per_player_day_cents"]),
+                   bonus_offers_per_day=int(caps["bonus_offers_per_day"]),
+                   channel_day_cap=int(caps["channel_day"]) if marketing else None,
+                   global_day_cap=int(caps["global_day"]) if marketing else None,
+                   cooldown_hours=float(caps["cooldown_hours"]) if marketing else None)
+
+    def as_dict(self) -> dict[str, float | None]:
+        """Limit name (the column :func:`day_checks` writes) -> value, in check order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class GatedList:
+    """A published list and what it is checked against on its own: the player profile, the
+    designed holdout share and the experiment's variants."""
+
+    rows: pd.DataFrame
+    profile: pd.DataFrame
+    holdout_share: float
+    variants: list[str]
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What a list is checked against beyond itself (every field optional).
+
+    ``budget_cents``: the campaign's offer budget left for this list (the treated rows'
+    ``offer_cost_eur_cents`` must sum to at most this; :func:`crm.campaigns.budget.gate_limit`
+    gives it, earlier dates' spend deducted); ``min_uplift_cents``: for a campaign targeted by
+    uplift, every row's ``uplift_ngr_score`` must be above it. ``day_lists`` (the published
+    higher-priority lists of the same day), ``sent`` (the outbox of the day, :func:`read_sent`)
+    and ``limits``: see :func:`day_checks`. ``size_history``: listed counts of recent runs
+    (:func:`recent_list_sizes`; empty or None: passes with a note). ``docs_dir``: build GX Data
+    Docs there."""
+
+    budget_cents: int | None = None
+    min_uplift_cents: float | None = None
+    day_lists: list[pd.DataFrame] = field(default_factory=list)
+    sent: pd.DataFrame | None = None
+    limits: DayLimits = field(default_factory=DayLimits)
+    size_history: list[int] | None = None
+    docs_dir: str | Path | None = None
+
+
+def gate_list(gated: GatedList, ctx: GateContext | None = None) -> GateResult:
+    """Run the campaign-list suite on ``gated`` in ``ctx`` (:class:`GateContext`, default: the list
+    alone); ``success`` False means the list must not be dispatched.
+
+    Each limit of ``ctx.limits`` that is given adds an expectation (``max_cost_per_player_cents``
+    is also checked on this list alone). With ``ctx.sent``, the budget holds for what this
+    campaign already sent that day plus what its list newly sends (a listed row already sent
+    costs what was sent).
     """
+    ctx = ctx if ctx is not None else GateContext()
+    lst, profile, holdout_share, variants = gated.rows, gated.profile, gated.holdout_share, list(gated.variants)
+    budget_cents, min_uplift_cents, sent = ctx.budget_cents, ctx.min_uplift_cents, ctx.sent
+    day_lists, size_history, docs_dir = list(ctx.day_lists or []), ctx.size_history, ctx.docs_dir
     df = lst.copy()
     df["compliance_violation"] = recompute_violations(df, profile).to_numpy() if len(df) else []
     df["compliance_violation"] = df["compliance_violation"].fillna("none")
@@ -403,12 +459,10 @@ def gate_list(lst: pd.DataFrame, profile: pd.DataFrame, holdout_share: float,
         df["uplift_above_min"] = (uplift > min_uplift_cents).astype(bool)  # NULL: not above
         exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column="uplift_above_min", value_set=[True]))
         descriptions[len(exps) - 1] = f"every listed player's predicted uplift above {min_uplift_cents} EUR cents"
-    limits = {"day_cost_within_cap": max_cost_per_player_cents, "one_bonus_offer_per_day": bonus_offers_per_day,
-              "channel_day_cap": channel_day_cap, "global_day_cap": global_day_cap, "cooldown": cooldown_hours}
+    given = ctx.limits.as_dict()
+    limits = dict(zip(_DAY_CHECK_COLUMNS, given.values(), strict=True))
     if any(v is not None for v in limits.values()) and len(df):
-        ok = day_checks(df, list(day_lists or []), sent=sent, max_cost_per_player_cents=max_cost_per_player_cents,
-                        bonus_offers_per_day=bonus_offers_per_day, channel_day_cap=channel_day_cap,
-                        global_day_cap=global_day_cap, cooldown_hours=cooldown_hours)
+        ok = day_checks(df, day_lists, sent=sent, **given)
         n_sent = 0 if sent is None else len(sent)
         for col, limit in limits.items():
             if limit is None:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from crm.campaigns.budget import spent_before
 from crm.campaigns.day import (
     HigherPriorityListMissing,
     build_all,
@@ -26,7 +27,6 @@ from crm.campaigns.day import (
 from crm.campaigns.eligibility import Context
 from crm.campaigns.history import (
     SENT_TODAY,
-    campaign_spent_cents,
     load_history,
     players_offered_a_bonus,
     split_own_sends,
@@ -36,7 +36,7 @@ from crm.campaigns.policy import CalendarError, load_calendar
 from crm.campaigns.segments import NAMED_SEGMENTS
 from crm.campaigns.spec import CampaignError, CampaignSpec, load_campaign, load_campaigns
 from crm.config import CAMPAIGNS_DIR, Paths
-from expectations.campaign_list import gate_list, recompute_violations
+from expectations.campaign_list import DayLimits, GateContext, GatedList, gate_list, recompute_violations
 
 AS_OF = dt.date(2025, 10, 1)
 BASE = "id: broken\nname: x\nchannel: email\n"
@@ -166,7 +166,8 @@ def test_history_from_warehouse_deliveries_and_our_outbox(tmp_path):
     mine, sent = split_own_sends(h, "ours", "email")  # the campaign's own sends of the day leave its history
     assert "p6" not in set(mine["player_id"]) and list(sent["player_id"]) == ["p6"]
     assert split_own_sends(h, "gone", "email")[0].equals(h)  # another channel: another message, it stays
-    assert campaign_spent_cents(paths, "ours", AS_OF) == 2000  # earlier dates only (today's: in the history)
+    # the spend ledger, backfilled from this home's outbox: earlier dates only (today's: in the history)
+    assert spent_before(paths, ["ours"], AS_OF) == {"ours": 2000}
     assert players_offered_a_bonus(paths, AS_OF) == frozenset({"p2", "p5"})
     ctx = day_context(paths, AS_OF, [spec])
     assert ctx.spent_cents == {"ours": 2000} and len(ctx.history) == 7
@@ -300,17 +301,17 @@ def test_gate_checks_the_days_limits_across_lists():
     first = build_list(high, aud, AS_OF).rows
     poisoned = build_list(low, aud, AS_OF).rows  # built without seeing `high`
     assert len(first) == len(poisoned) == 20
-    limits = {"max_cost_per_player_cents": 10_000, "bonus_offers_per_day": 1, "channel_day_cap": 1,
-              "global_day_cap": 2}
+    limits = DayLimits(max_cost_per_player_cents=10_000, bonus_offers_per_day=1, channel_day_cap=1, global_day_cap=2)
     assert build_day([high, low], aud, AS_OF)[1].rows.empty  # the builder keeps them apart
-    bad = gate_list(poisoned, aud, 0.0, ["A"], day_lists=[first], **limits)
+    bad = gate_list(GatedList(poisoned, aud, 0.0, ["A"]), GateContext(day_lists=[first], limits=limits))
     assert not bad.success
     assert {o.column for o in bad.failed} == {"day_cost_within_cap", "one_bonus_offer_per_day", "channel_day_cap"}
-    assert gate_list(first, aud, 0.0, ["A"], day_lists=[], **limits).success
+    assert gate_list(GatedList(first, aud, 0.0, ["A"]), GateContext(limits=limits)).success
     # a negative cost on an earlier list (a broken, overridden list) never makes room under the cap
     refund = first.assign(offer_cost_eur_cents=-10_000)
     costly = poisoned.assign(offer_cost_eur_cents=15_000)
-    day = gate_list(costly, aud, 0.0, ["A"], day_lists=[refund], max_cost_per_player_cents=10_000)
+    day = gate_list(GatedList(costly, aud, 0.0, ["A"]),
+                    GateContext(day_lists=[refund], limits=DayLimits(max_cost_per_player_cents=10_000)))
     assert "day_cost_within_cap" in {o.column for o in day.failed}
 
 

@@ -187,7 +187,7 @@ def test_a_waived_expectation_turns_the_check_green_naming_who_and_why(tmp_path)
 def test_list_size_band_override_lets_dispatch_proceed_but_never_a_compliance_failure(tmp_path, monkeypatch):
     from test_campaigns import _audience
 
-    from expectations.campaign_list import gate_list
+    from expectations.campaign_list import GateContext, GatedList, gate_list
 
     monkeypatch.setenv(approvals.THRESHOLD_ENV, "1000000")
     paths = _home(tmp_path)
@@ -200,8 +200,8 @@ def test_list_size_band_override_lets_dispatch_proceed_but_never_a_compliance_fa
     lst = pd.read_parquet(directory / "list.parquet")
 
     def gate(profile=profile):
-        return gate_list(lst, profile, spec.experiment.holdout, list(spec.experiment.variants),
-                         size_history=[20, 20, 20])  # a list far outside the band of recent runs
+        return gate_list(GatedList(lst, profile, spec.experiment.holdout, list(spec.experiment.variants)),
+                         GateContext(size_history=[20, 20, 20]))  # a list far outside the band of recent runs
 
     v = record_list_gate(paths, spec.id, DAY, gate())
     assert not v.passed and [o.name for o in v.result.failed] == [BAND]

@@ -190,7 +190,7 @@ def test_list_size_band_from_recent_manifests(tmp_path):
 
 
 def test_list_suite_fails_a_list_far_outside_its_size_band_and_notes_missing_history():
-    from expectations.campaign_list import gate_list
+    from expectations.campaign_list import GateContext, GatedList, gate_list
 
     profile = pd.DataFrame({"player_id": [f"p{i}" for i in range(30)], "country": "MT", "age_years": 30,
                             "self_excluded_now": False, "ever_self_excluded": False, "cooling_off_now": False,
@@ -198,10 +198,10 @@ def test_list_suite_fails_a_list_far_outside_its_size_band_and_notes_missing_his
     lst = pd.DataFrame({"player_id": profile["player_id"], "campaign_id": "c", "channel": "push",
                         "variant": ["holdout" if i % 5 == 0 else "A" for i in range(30)],
                         "as_of_date": "2025-09-01", "offer_cost_eur_cents": 0})
-    ok = gate_list(lst, profile, 0.2, ["A"], size_history=[])
+    ok = gate_list(GatedList(lst, profile, 0.2, ["A"]), GateContext(size_history=[]))
     assert ok.success and any("no earlier run" in o.description for o in ok.outcomes)
-    assert gate_list(lst, profile, 0.2, ["A"], size_history=[28, 31, 30]).success
-    bad = gate_list(lst, profile, 0.2, ["A"], size_history=[500, 520, 480])
+    assert gate_list(GatedList(lst, profile, 0.2, ["A"]), GateContext(size_history=[28, 31, 30])).success
+    bad = gate_list(GatedList(lst, profile, 0.2, ["A"]), GateContext(size_history=[500, 520, 480]))
     f = _failed(bad)
     assert list(f) == ["expect_table_row_count_to_be_between()"] and f["expect_table_row_count_to_be_between()"] \
         .observed == 30

@@ -46,7 +46,7 @@ from crm.campaigns.overrides import record_list_gate
 from crm.campaigns.policy import POLICY
 from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths
-from expectations.campaign_list import day_checks, gate_list, read_sent
+from expectations.campaign_list import DayLimits, GateContext, GatedList, day_checks, gate_list, read_sent
 
 AS_OF = dt.date(2025, 8, 30)  # the probe's date: a Saturday, no blackout
 EXAMPLES = int(os.environ.get("CRM_RERUN_EXAMPLES", "25"))
@@ -267,8 +267,8 @@ def test_gate_fails_a_list_that_double_offers_against_the_outbox(tmp_path, monke
     assert failed["cashback_push"]["cooldown"].sample == ["p_004"]
     # the gate alone would pass it: it is the outbox that shows the double offer
     lst = pd.read_parquet(list_dir(paths, PUSH.id, AS_OF) / "list.parquet")
-    assert gate_list(lst, late, 0.0, ["A"], day_lists=[mail.rows], bonus_offers_per_day=1,
-                     cooldown_hours=12).success
+    assert gate_list(GatedList(lst, late, 0.0, ["A"]), GateContext(
+        day_lists=[mail.rows], limits=DayLimits(bonus_offers_per_day=1, cooldown_hours=12))).success
 
 
 def test_gate_reads_the_outbox_and_counts_each_message_once(tmp_path):
@@ -323,9 +323,9 @@ def test_gate_reads_the_outbox_and_counts_each_message_once(tmp_path):
                             "ever_self_excluded": False, "cooling_off_now": False, "harm_risk_flag": False,
                             "consent_push": True})
     # budget: z's 900 already sent + c's 700 as sent + the rest new
-    within = gate_list(lst, profile, 0.0, ["A"], budget_cents=900 + 4 * 700, sent=sent)
+    within = gate_list(GatedList(lst, profile, 0.0, ["A"]), GateContext(budget_cents=900 + 4 * 700, sent=sent))
     assert within.success, within.summary()
-    over = gate_list(lst, profile, 0.0, ["A"], budget_cents=900 + 4 * 700 - 1, sent=sent)
+    over = gate_list(GatedList(lst, profile, 0.0, ["A"]), GateContext(budget_cents=900 + 4 * 700 - 1, sent=sent))
     assert [o.column for o in over.failed] == ["treated_cost_eur_cents"]
 
 

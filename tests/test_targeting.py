@@ -24,7 +24,7 @@ from crm.campaigns.lists import build_list, list_dir, offer_cost_cents, publish
 from crm.campaigns.spec import CampaignError, CampaignSpec, load_campaign
 from crm.config import CAMPAIGNS_DIR, Paths
 from crm.warehouse import read_audience, write_scores
-from expectations.campaign_list import gate_list, recompute_violations
+from expectations.campaign_list import GateContext, GatedList, gate_list, recompute_violations
 from ml.policy import (
     POLICIES,
     compare_policies,
@@ -119,13 +119,13 @@ def test_budget_and_holdout_accounting(tmp_path):
     manifest = publish(built, Paths(tmp_path).ensure())
     assert manifest["total_offer_cost_eur_cents"] == 50_000 and manifest["targeting"]["budget_eur_cents"] == 50_000
     # the gate agrees, from the list alone
-    ok = gate_list(rows, aud, 0.1, ["A"], budget_cents=50_000, min_uplift_cents=0)
+    ok = gate_list(GatedList(rows, aud, 0.1, ["A"]), GateContext(budget_cents=50_000, min_uplift_cents=0))
     assert ok.success, ok.summary()
-    tight = gate_list(rows, aud, 0.1, ["A"], budget_cents=49_999, min_uplift_cents=0)
+    tight = gate_list(GatedList(rows, aud, 0.1, ["A"]), GateContext(budget_cents=49_999, min_uplift_cents=0))
     assert not tight.success and [o.column for o in tight.failed] == ["treated_cost_eur_cents"]
     low = rows.copy()
     low.loc[low.index[0], "uplift_ngr_score"] = 0.0
-    bad = gate_list(low, aud, 0.1, ["A"], budget_cents=50_000, min_uplift_cents=0)
+    bad = gate_list(GatedList(low, aud, 0.1, ["A"]), GateContext(budget_cents=50_000, min_uplift_cents=0))
     assert [o.column for o in bad.failed] == ["uplift_above_min"] and bad.failed[0].sample == [low["player_id"][0]]
 
 

@@ -3,7 +3,8 @@
 * A campaign needs approval when its YAML says ``approval: {required: true}``, or when its cost
   exceeds ``CRM_APPROVAL_THRESHOLD_EUR`` (default 1000 EUR). Cost = the larger of the list's
   treated offer cost (``total_offer_cost_eur_cents`` of the list's manifest) and the budget the
-  spec allows (``target.budget_eur`` per list, or a total budget if the spec has one).
+  spec allows (``target.budget_eur`` per list, ``budget.total_eur`` over the campaign's life):
+  :func:`crm.campaigns.budget.approval_cost_cents`, the one budget module.
 * An approval (or rejection) is bound to a spec hash: a changed YAML is a new version and needs
   a new approval. The latest decision for a version wins, so a rejection after an approval
   withdraws it (and a later approval reinstates it).
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from crm.campaigns import audit
+from crm.campaigns.budget import approval_cost_cents
 from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths
 
@@ -58,27 +60,13 @@ def threshold_cents() -> int:
     return round(value * 100)
 
 
-def spec_budget_cents(spec: CampaignSpec) -> tuple[int | None, str]:
-    """The most the spec lets the campaign spend, in EUR cents, and which field says so."""
-    found: list[tuple[int, str]] = []
-    budget = getattr(spec, "budget", None)  # a total campaign budget, where the spec has one
-    for name in ("total_eur", "total", "total_budget_eur"):
-        v = getattr(budget, name, None) if budget is not None else None
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            found.append((round(v * 100), f"budget.{name}"))
-            break
-    if spec.target.budget_cents is not None:
-        found.append((spec.target.budget_cents, "target.budget_eur"))
-    return max(found) if found else (None, "")
-
-
 def approval_required(spec: CampaignSpec, manifest: dict | None = None) -> tuple[bool, str]:
     """Whether ``spec`` needs a second person's approval, and why (or why not).
 
     ``manifest`` is a published list's manifest (its treated offer cost); without one only the
     spec's budget and ``approval.required`` count.
     """
-    cost, basis = campaign_cost_cents(spec, manifest)
+    cost, basis = approval_cost_cents(spec, manifest)
     limit = threshold_cents()
     if spec.approval.required:
         return True, "the campaign's YAML asks for approval (approval.required: true)"
@@ -87,18 +75,6 @@ def approval_required(spec: CampaignSpec, manifest: dict | None = None) -> tuple
     if cost > limit:
         return True, f"cost {_eur(cost)} ({basis}) exceeds the approval threshold {_eur(limit)} ({THRESHOLD_ENV})"
     return False, f"cost {_eur(cost)} ({basis}) is within the approval threshold {_eur(limit)}"
-
-
-def campaign_cost_cents(spec: CampaignSpec, manifest: dict | None = None) -> tuple[int | None, str]:
-    """The cost that decides approval: max(list's treated offer cost, spec budget), and its basis."""
-    options = []
-    if manifest is not None and manifest.get("total_offer_cost_eur_cents") is not None:
-        options.append((int(manifest["total_offer_cost_eur_cents"]),
-                        f"offer cost of the list of {manifest.get('as_of_date', '?')}"))
-    budget, where = spec_budget_cents(spec)
-    if budget is not None:
-        options.append((budget, f"budget {where}"))
-    return max(options) if options else (None, "")
 
 
 def _eur(cents: int) -> str:
@@ -291,7 +267,7 @@ def _check_person_and_reason(by: str, reason: str) -> tuple[str, str]:
 
 def _decision_details(spec: CampaignSpec, manifest: dict | None) -> dict:
     required, why = approval_required(spec, manifest)
-    cost, basis = campaign_cost_cents(spec, manifest)
+    cost, basis = approval_cost_cents(spec, manifest)
     return {"campaign_name": spec.name, "owner": spec.owner, "required": required, "why": why,
             "cost_eur_cents": cost, "cost_basis": basis, "threshold_eur_cents": threshold_cents(),
             "list_as_of_date": (manifest or {}).get("as_of_date")}

@@ -30,8 +30,9 @@ from collections.abc import Iterable
 import pandas as pd
 
 from crm.campaigns import eligibility
+from crm.campaigns.budget import spent_before
 from crm.campaigns.eligibility import Context
-from crm.campaigns.history import campaign_spent_cents, load_history, lookback_days, players_offered_a_bonus
+from crm.campaigns.history import load_history, lookback_days, players_offered_a_bonus
 from crm.campaigns.lists import (
     BuiltList,
     _rule_mask,
@@ -60,9 +61,10 @@ def higher_priority(spec: CampaignSpec, specs: Iterable[CampaignSpec]) -> list[C
 def day_context(paths: Paths, as_of: dt.date, specs: list[CampaignSpec], *, calendar: Calendar | None = None,
                 policy: ContactPolicy = POLICY) -> Context:
     """The context of a day before any of its lists: history (with every message already sent on
-    ``as_of``), calendar, budgets spent on earlier dates, earlier bonus offers."""
+    ``as_of``), calendar, budgets spent on earlier dates (the spend ledger, :mod:`crm.campaigns.budget`),
+    earlier bonus offers."""
     history = load_history(paths, as_of, specs, days=lookback_days(specs, policy.dedup_days))
-    spent = {s.id: campaign_spent_cents(paths, s.id, as_of) for s in specs if s.budget.total_cents is not None}
+    spent = spent_before(paths, [s.id for s in specs if s.budget.total_cents is not None], as_of)  # spend ledger
     return Context(as_of=as_of, history=history,
                    calendar=calendar if calendar is not None else load_calendar(campaigns_dir()),
                    policy=policy, spent_cents=spent, bonus_offered=players_offered_a_bonus(paths, as_of))

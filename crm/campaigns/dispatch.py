@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crm.campaigns.approvals import status as approval_status
+from crm.campaigns.budget import record_sent
 from crm.campaigns.eligibility import quiet_hours_at
 from crm.campaigns.experiments import HOLDOUT
 from crm.campaigns.lists import gate_verdict, list_dir, read_manifest
@@ -336,6 +337,8 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
             for m in existing + new:
                 f.write(json.dumps(m, sort_keys=True, default=str) + "\n")
         os.replace(tmp, target)
+    # the spend ledger: the date's sent cost is what its outbox holds (a re-dispatch replaces it)
+    record_sent(paths, campaign_id, as_of)
     # the randomized assignment: who was sent (the outbox) and the holdout, for readouts
     treated = {m["player_id"] for m in existing + new}
     control = set(rows.loc[rows["variant"] == HOLDOUT, "player_id"].astype(str))

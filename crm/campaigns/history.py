@@ -222,14 +222,3 @@ def players_offered_a_bonus(paths: Paths, as_of: dt.date) -> frozenset[str]:
         return frozenset()
     df = _read_outbox(files, "DISTINCT player_id, offer_template")
     return frozenset(df.loc[df["offer_template"].isin(BONUS_TEMPLATES), "player_id"].astype(str))
-
-
-def campaign_spent_cents(paths: Paths, campaign_id: str, as_of: dt.date) -> int:
-    """Offer cost this campaign already dispatched on as-of dates before ``as_of`` (its total budget's
-    use). What it dispatched on ``as_of`` itself is in the day's history (:func:`split_own_sends`):
-    a rebuild of the day counts it once, as paid, and its already-sent players cost nothing more."""
-    files = [f for f in sorted(paths.outbox.glob(f"*/{campaign_id}/*.jsonl")) if f.stem < as_of.isoformat()]
-    if not files:
-        return 0
-    df = _read_outbox(files, "coalesce(sum(offer_cost_eur_cents), 0) AS spent")
-    return int(df["spent"].iloc[0])

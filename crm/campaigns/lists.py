@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from crm.campaigns import eligibility, experiments
+from crm.campaigns.budget import record_committed, remaining_cents
 from crm.campaigns.eligibility import Context
 from crm.campaigns.history import not_yet_sent, planned_messages, split_own_sends
 from crm.campaigns.offers import offer_cost_cents
@@ -131,9 +132,9 @@ def with_list(context: Context, rows: pd.DataFrame, spec: CampaignSpec, as_of: d
 
 def remaining_budget_cents(spec: CampaignSpec, context: Context, sent_today_cents: int = 0) -> int | None:
     """What is left of the campaign's total budget after the offers it already dispatched, on earlier
-    dates and (``sent_today_cents``) on the day being rebuilt (None: no budget)."""
-    total = spec.budget.total_cents
-    return None if total is None else total - int(context.spent_cents.get(spec.id, 0)) - sent_today_cents
+    dates (``context.spent_cents``, from the spend ledger) and (``sent_today_cents``) on the day being
+    rebuilt (None: no budget): :func:`crm.campaigns.budget.remaining_cents`."""
+    return remaining_cents(spec, int(context.spent_cents.get(spec.id, 0)), sent_today_cents)
 
 
 def _min_budget(*budgets: int | None) -> int | None:
@@ -377,7 +378,9 @@ def write_xlsx(built: BuiltList, path: Path) -> None:
 
 
 def publish(built: BuiltList, paths: Paths) -> dict:
-    """Write list.csv, list.parquet, list.xlsx, suppression.json and manifest.json atomically.
+    """Write list.csv, list.parquet, list.xlsx, suppression.json and manifest.json atomically, and
+    record the list's treated offer cost as the date's commitment in the spend ledger
+    (:func:`crm.campaigns.budget.record_committed`).
 
     The files are written in a temporary folder beside the target and renamed into
     place, so readers see the old list or the new one, never half of one. The same
@@ -421,6 +424,8 @@ def publish(built: BuiltList, paths: Paths) -> dict:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # the spend ledger: what this date's list commits (a re-publish of the date replaces it)
+    record_committed(paths, spec.id, built.as_of, manifest["total_offer_cost_eur_cents"], manifest["spec_hash"])
     return manifest | {"path": str(target)}
 
 

@@ -26,6 +26,7 @@ from dagster import (
 )
 
 from crm.campaigns.approvals import record_spec_changes
+from crm.campaigns.budget import gate_limit
 from crm.campaigns.day import build_one, higher_priority, published_rows
 from crm.campaigns.dispatch import dispatch_list
 from crm.campaigns.eligibility import effective_caps
@@ -35,7 +36,7 @@ from crm.campaigns.policy import POLICY
 from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths
 from crm.warehouse import read_table
-from expectations.campaign_list import gate_list, read_sent, recent_list_sizes
+from expectations.campaign_list import DayLimits, GateContext, GatedList, gate_list, read_sent, recent_list_sizes
 from expectations.validate import GateResult
 from orchestration.assets._gates import check_result, docs_dir
 from orchestration.assets._meta import md_table
@@ -53,23 +54,19 @@ def list_key(spec: CampaignSpec) -> AssetKey:
 def gate_published_list(paths: Paths, spec: CampaignSpec, specs: list[CampaignSpec], as_of: dt.date,
                         docs: Path | None = None) -> GateResult:
     """The compliance gate's suite on the published list of ``spec`` for ``as_of``: the profile,
-    the campaign's budgets and limits, the published higher-priority lists of the day and the
+    the campaign's budgets (:func:`crm.campaigns.budget.gate_limit`: what is left after earlier
+    dates' spend) and limits, the published higher-priority lists of the day and the
     outbox of the day (and of the day before, for the cooldown) as dispatch left it."""
     lst = pd.read_parquet(list_dir(paths, spec.id, as_of) / "list.parquet")
-    caps = effective_caps(spec, POLICY)
-    marketing = not spec.transactional  # a transactional message bypasses the caps and the cooldown
-    return gate_list(lst, read_table(paths, "dim_player"), spec.experiment.holdout, list(spec.experiment.variants),
-                     budget_cents=min((b for b in (spec.target.budget_cents, spec.budget.total_cents)
-                                       if b is not None), default=None),
-                     min_uplift_cents=spec.target.min_uplift_cents,
-                     day_lists=[published_rows(paths, h, as_of) for h in higher_priority(spec, specs)],
-                     sent=read_sent(paths.outbox, as_of, lists_dir=paths.lists),
-                     max_cost_per_player_cents=int(caps["cost_per_player_day_cents"]),
-                     bonus_offers_per_day=int(caps["bonus_offers_per_day"]),
-                     channel_day_cap=int(caps["channel_day"]) if marketing else None,
-                     global_day_cap=int(caps["global_day"]) if marketing else None,
-                     cooldown_hours=float(caps["cooldown_hours"]) if marketing else None,
-                     size_history=recent_list_sizes(paths.lists / spec.id, as_of), docs_dir=docs)
+    gated = GatedList(lst, read_table(paths, "dim_player"), spec.experiment.holdout, list(spec.experiment.variants))
+    return gate_list(gated, GateContext(
+        budget_cents=gate_limit(paths, spec, as_of),  # earlier dates' spend counts (the spend ledger)
+        min_uplift_cents=spec.target.min_uplift_cents,
+        day_lists=[published_rows(paths, h, as_of) for h in higher_priority(spec, specs)],
+        sent=read_sent(paths.outbox, as_of, lists_dir=paths.lists),
+        # a transactional message bypasses the caps and the cooldown
+        limits=DayLimits.from_caps(effective_caps(spec, POLICY), marketing=not spec.transactional),
+        size_history=recent_list_sizes(paths.lists / spec.id, as_of), docs_dir=docs))
 
 
 def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
