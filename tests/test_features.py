@@ -193,12 +193,19 @@ def test_spec_is_well_formed():
             assert f.name.endswith(f"_{f.window_days}d"), f"{f.name}: the name does not show its window"
 
 
+def _model_yml(model: str) -> dict:
+    """The properties of ``model`` from the ``<model>.yml`` beside its ``<model>.sql``."""
+    [sql] = (DBT_PROJECT_DIR / "models").rglob(f"{model}.sql")
+    doc = yaml.safe_load(sql.with_suffix(".yml").read_text())
+    [props] = [m for m in doc["models"] if m["name"] == model]
+    return props
+
+
 def test_dbt_contract_matches_spec():
-    """_marts.yml (the enforced contract: column names, order, types) mirrors the spec."""
-    doc = yaml.safe_load((DBT_PROJECT_DIR / "models" / "marts" / "_marts.yml").read_text())
-    models = {m["name"]: m for m in doc["models"]}
+    """The enforced contracts of the feature marts (player_feature_snapshots.yml,
+    player_features.yml: column names, order, types) mirror the spec."""
     for model in ("player_feature_snapshots", "player_features"):
-        cols = models[model]["columns"]
+        cols = _model_yml(model)["columns"]
         assert [c["name"] for c in cols] == MART_COLUMNS, model
         for f, c in zip(FEATURES, cols[len(KEY_COLUMNS):], strict=True):
             window = ("whole history before as_of_date" if f.window_days is None

@@ -8,7 +8,8 @@
 -- limit kinds first set before D — and the player attributes valid before D (ASOF join on
 -- the attribute history). Windows of N days are activity_date in [D - N, D - 1].
 -- Feature columns, windows and meanings: ml/features.py (FEATURES); the column list and
--- order are the contract in _marts.yml, checked against the spec by tests/test_features.py.
+-- order are the contract in player_feature_snapshots.yml (and player_features.yml), checked
+-- against the spec by tests/test_features.py.
 {% set as_of = run_as_of_date() %}
 {% set every = var('snapshot_every_days') | int %}
 {% set count = var('snapshot_count') | int %}
