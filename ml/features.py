@@ -2,8 +2,9 @@
 
 The dbt mart ``player_feature_snapshots`` (and ``player_features``, the snapshot at the
 run's as-of date) has the columns ``player_id, as_of_date, brand_id, country`` followed by
-``FEATURE_NAMES`` in this order; ``tests/test_features.py`` fails when the mart, its dbt
-contract (``dbt_project/models/marts/_marts.yml``) and this spec drift apart. Training and
+``FEATURE_NAMES`` in this order; ``tests/test_features.py`` fails when the marts, their dbt
+contracts (``dbt_project/models/marts/player_feature_snapshots.yml`` and
+``player_features.yml``, each beside its model) and this spec drift apart. Training and
 scoring select the features from this spec (never a copy of the list).
 
 Conventions (all computed point in time, from days strictly before the snapshot date D):

@@ -193,12 +193,19 @@ def test_spec_is_well_formed():
             assert f.name.endswith(f"_{f.window_days}d"), f"{f.name}: the name does not show its window"
 
 
+def _model_yml(model: str) -> dict:
+    """The properties of ``model`` from the ``<model>.yml`` beside its ``<model>.sql``."""
+    [sql] = (DBT_PROJECT_DIR / "models").rglob(f"{model}.sql")
+    doc = yaml.safe_load(sql.with_suffix(".yml").read_text())
+    [props] = [m for m in doc["models"] if m["name"] == model]
+    return props
+
+
 def test_dbt_contract_matches_spec():
-    """_marts.yml (the enforced contract: column names, order, types) mirrors the spec."""
-    doc = yaml.safe_load((DBT_PROJECT_DIR / "models" / "marts" / "_marts.yml").read_text())
-    models = {m["name"]: m for m in doc["models"]}
+    """The enforced contracts of the feature marts (player_feature_snapshots.yml,
+    player_features.yml: column names, order, types) mirror the spec."""
     for model in ("player_feature_snapshots", "player_features"):
-        cols = models[model]["columns"]
+        cols = _model_yml(model)["columns"]
         assert [c["name"] for c in cols] == MART_COLUMNS, model
         for f, c in zip(FEATURES, cols[len(KEY_COLUMNS):], strict=True):
             window = ("whole history before as_of_date" if f.window_days is None
@@ -207,6 +214,55 @@ def test_dbt_contract_matches_spec():
             types = {"varchar"} if f.kind == CATEGORICAL else {"integer", "bigint", "double"}
             assert c["data_type"] in types, (c["name"], c["data_type"])
             assert c.get("constraints") == [{"type": "not_null"}], c["name"]
+
+
+MODELS_DIR = DBT_PROJECT_DIR / "models"
+FEATURIZED = ("int_campaign_sends_featurized", "fct_campaign_exposures")  # key columns + the spec's features
+
+
+def test_every_model_has_its_yml_beside_it():
+    """One ``<model>.yml`` beside each ``<model>.sql`` (sources in ``_sources.yml``), describing
+    that model only; every intermediate model and all its columns are described."""
+    sql = {p.stem: p for p in MODELS_DIR.rglob("*.sql")}
+    assert len(sql) >= 29
+    ymls = {p for p in MODELS_DIR.rglob("*.yml") if p.name != "_sources.yml"}
+    assert {p.with_suffix(".sql") for p in ymls} == set(sql.values()), "a model without its yml or the reverse"
+    for name, path in sql.items():
+        doc = yaml.safe_load(path.with_suffix(".yml").read_text())
+        assert [m["name"] for m in doc["models"]] == [name], path
+        assert set(doc) <= {"version", "models", "unit_tests"}, path
+        assert all(u["model"] == name for u in doc.get("unit_tests", [])), path
+        props = doc["models"][0]
+        assert len(props.get("description", "").strip()) > 40, f"{name}: no description (or a placeholder)"
+        assert props.get("columns"), f"{name}: no columns documented"
+        if path.parent.name == "intermediate":
+            bare = [c["name"] for c in props["columns"] if not c.get("description", "").strip()]
+            assert not bare, f"{name}: columns without a description: {bare}"
+    # the point-in-time join is written once, in a macro both feature models call
+    for name in ("player_feature_snapshots", "int_campaign_sends_featurized"):
+        text = sql[name].read_text()
+        assert "point_in_time_feature_rows(" in text, name
+        assert text.count("ref('int_players_historized')") == 1, name
+        assert "players=ref('int_players_historized')" in text, name
+
+
+def test_documented_columns_are_the_built_columns(home, base):
+    """Every built model's yml lists its columns in order; the featurized models list theirs
+    and end with exactly the spec's features."""
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        built_tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        checked = 0
+        for path in MODELS_DIR.rglob("*.sql"):
+            if path.stem not in built_tables:  # ephemeral
+                continue
+            documented = [c["name"] for c in _model_yml(path.stem)["columns"]]
+            built = con.execute(f'SELECT column_name FROM (DESCRIBE "{path.stem}")').df()["column_name"].tolist()
+            if path.stem in FEATURIZED:
+                assert built[len(documented):] == list(FEATURE_NAMES), path.stem
+                built = built[:len(documented)]
+            assert documented == built, path.stem
+            checked += 1
+    assert checked >= 28
 
 
 def test_marts_have_exactly_the_spec_columns(base):

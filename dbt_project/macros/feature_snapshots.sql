@@ -2,7 +2,8 @@
     access paths: player_feature_snapshots (every player active in the 90 days before each
     weekly as-of date D, one aggregation per D) and int_campaign_sends_featurized (the
     players of each campaign send, as of the send day, by a join on the player). Both feed
-    these macros rows of one (player_id, as_of_date) key with the columns they name. -#}
+    these macros rows of one (player_id, as_of_date) key with the columns they name, and
+    both end in point_in_time_feature_rows() (macros/point_in_time.sql). -#}
 
 {% macro feature_window_aggregates() -%}
   {#- Aggregates over fct_player_daily rows of [D - 90, D - 1] with `days_before` = D -

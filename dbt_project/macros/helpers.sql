@@ -108,3 +108,20 @@
     else {{ rate }}
   end
 {%- endmacro %}
+
+
+{% macro event_family(family) -%}
+  {#- The landed events of one family (event_type '<family>.*'), as a WHERE condition on
+      stg_casino__events. A prefix filter is pushed into the Parquet scan (an IN list is not). -#}
+  event_type like '{{ family }}.%'
+{%- endmacro %}
+
+
+{% macro event_envelope() -%}
+  {#- The envelope columns every staging view of an event family starts with. -#}
+  event_id,
+    event_type,
+    player_id,
+    brand_id,
+    occurred_at
+{%- endmacro %}

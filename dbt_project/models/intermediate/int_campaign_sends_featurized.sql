@@ -1,9 +1,9 @@
 -- The feature snapshot of every assigned player as of the day of the send: one row per
 -- (player_id, as_of_date) where as_of_date = the send day S of a campaign assignment
 -- (stg_exports__campaign_assignments, both arms). Same columns, definitions and
--- point-in-time rule as player_feature_snapshots (the shared macros in
--- macros/feature_snapshots.sql): a row at S reads only days before S, so no feature sees
--- the campaign.
+-- point-in-time rule as player_feature_snapshots (the shared aggregates of
+-- macros/feature_snapshots.sql and the point-in-time join of macros/point_in_time.sql): a
+-- row at S reads only days before S, so no feature sees the campaign.
 --
 -- Population: every assigned player registered before S, including players with no active
 -- day in the 90 days before S (dormant, or registered and never played: exactly the
@@ -81,38 +81,11 @@ limits_at_send as (
         and r.occurred_at < cast(k.as_of_date as timestamp)
     group by k.player_id, k.as_of_date
 
-),
-
-player_at_send as (
-
-    -- the attribute version valid just before S; no version = not registered yet = dropped
-    select
-        w.*,
-        h.brand_id,
-        h.country,
-        h.registered_at
-    from window_sums as w
-    asof inner join {{ ref('int_players_historized') }} as h
-        on w.player_id = h.player_id
-        and cast(w.as_of_date as timestamp) > h.valid_from
-
-),
-
-snapshot as (
-
-    select
-        p.*,
-        {{ dimension_and_limit_columns('x', 'l') }}
-    from player_at_send as p
-    left join dimension_features as x
-        on p.player_id = x.player_id
-        and p.as_of_date = x.as_of_date
-    left join limits_at_send as l
-        on p.player_id = l.player_id
-        and p.as_of_date = l.as_of_date
-
 )
 
-select
-{{ feature_columns() }}
-from snapshot
+{{ point_in_time_feature_rows(
+    window_sums='window_sums',
+    dimension_features='dimension_features',
+    limits='limits_at_send',
+    players=ref('int_players_historized'),
+) }}

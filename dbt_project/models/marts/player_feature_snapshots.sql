@@ -6,9 +6,11 @@
 -- Point-in-time: a snapshot at D reads only rows of days before D — fct_player_daily and
 -- int_activity_daily_dimensions (each row built from that day's events / imports alone),
 -- limit kinds first set before D — and the player attributes valid before D (ASOF join on
--- the attribute history). Windows of N days are activity_date in [D - N, D - 1].
+-- the attribute history; macros/point_in_time.sql, shared with int_campaign_sends_featurized).
+-- Windows of N days are activity_date in [D - N, D - 1].
 -- Feature columns, windows and meanings: ml/features.py (FEATURES); the column list and
--- order are the contract in _marts.yml, checked against the spec by tests/test_features.py.
+-- order are the contract in player_feature_snapshots.yml (and player_features.yml), checked
+-- against the spec by tests/test_features.py.
 {% set as_of = run_as_of_date() %}
 {% set every = var('snapshot_every_days') | int %}
 {% set count = var('snapshot_count') | int %}
@@ -108,38 +110,19 @@ limits_at_snapshot as (
 
 ),
 
-player_at_snapshot as (
+snapshot_keys as (
 
-    -- the attribute version valid just before D; no version = not registered yet = dropped
-    select
-        w.*,
-        h.brand_id,
-        h.country,
-        h.registered_at
+    -- the population: active in the window, on the snapshot dates only (dates too close to
+    -- the start of the data are not snapshots)
+    select w.*
     from window_sums as w
-    -- dates too close to the start of the data are not snapshots
     inner join snapshot_dates as d on w.as_of_date = d.as_of_date
-    asof inner join {{ ref('int_players_historized') }} as h
-        on w.player_id = h.player_id
-        and cast(w.as_of_date as timestamp) > h.valid_from
-
-),
-
-snapshot as (
-
-    select
-        p.*,
-        {{ dimension_and_limit_columns('x', 'l') }}
-    from player_at_snapshot as p
-    left join dimension_features as x
-        on p.player_id = x.player_id
-        and p.as_of_date = x.as_of_date
-    left join limits_at_snapshot as l
-        on p.player_id = l.player_id
-        and p.as_of_date = l.as_of_date
 
 )
 
-select
-{{ feature_columns() }}
-from snapshot
+{{ point_in_time_feature_rows(
+    window_sums='snapshot_keys',
+    dimension_features='dimension_features',
+    limits='limits_at_snapshot',
+    players=ref('int_players_historized'),
+) }}

@@ -9,17 +9,12 @@ with bet_events as (
             'rounds': 'BIGINT', 'session_id': 'VARCHAR'
         }) }} as p
     from {{ ref('stg_casino__events') }}
-    -- a prefix filter is pushed into the Parquet scan (an IN list is not)
-    where event_type like 'bet.%'
+    where {{ event_family('bet') }}
 
 )
 
 select
-    event_id,
-    event_type,
-    player_id,
-    brand_id,
-    occurred_at,
+    {{ event_envelope() }},
     p.stake,
     p.win,
     p.currency,

@@ -7,17 +7,12 @@ with bonus_events as (
             'currency': 'VARCHAR', 'campaign_id': 'VARCHAR', 'wagering': 'DOUBLE'
         }) }} as p
     from {{ ref('stg_casino__events') }}
-    -- a prefix filter is pushed into the Parquet scan (an IN list is not)
-    where event_type like 'bonus.%'
+    where {{ event_family('bonus') }}
 
 )
 
 select
-    event_id,
-    event_type,
-    player_id,
-    brand_id,
-    occurred_at,
+    {{ event_envelope() }},
     p.offer_id,
     p.template,
     p.cost,

@@ -6,17 +6,12 @@ with consent_events as (
             'channel': 'VARCHAR', 'product': 'VARCHAR', 'purpose': 'VARCHAR', 'source': 'VARCHAR'
         }) }} as p
     from {{ ref('stg_casino__events') }}
-    -- a prefix filter is pushed into the Parquet scan (an IN list is not)
-    where event_type like 'consent.%'
+    where {{ event_family('consent') }}
 
 )
 
 select
-    event_id,
-    event_type,
-    player_id,
-    brand_id,
-    occurred_at,
+    {{ event_envelope() }},
     p.channel,
     p.product,
     p.purpose,

@@ -5,17 +5,12 @@ with message_events as (
         *,
         {{ parse_payload({'delivery_id': 'VARCHAR', 'campaign_id': 'VARCHAR', 'channel': 'VARCHAR'}) }} as p
     from {{ ref('stg_casino__events') }}
-    -- a prefix filter is pushed into the Parquet scan (an IN list is not)
-    where event_type like 'crm.%'
+    where {{ event_family('crm') }}
 
 )
 
 select
-    event_id,
-    event_type,
-    player_id,
-    brand_id,
-    occurred_at,
+    {{ event_envelope() }},
     p.delivery_id,
     p.campaign_id,
     p.channel

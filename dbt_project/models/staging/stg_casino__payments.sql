@@ -7,17 +7,12 @@ with payment_events as (
             'method': 'VARCHAR', 'reason_code': 'VARCHAR'
         }) }} as p
     from {{ ref('stg_casino__events') }}
-    -- a prefix filter is pushed into the Parquet scan (an IN list is not)
-    where event_type like 'payment.%'
+    where {{ event_family('payment') }}
 
 )
 
 select
-    event_id,
-    event_type,
-    player_id,
-    brand_id,
-    occurred_at,
+    {{ event_envelope() }},
     p.amount,
     p.currency,
     p.psp,

@@ -10,17 +10,12 @@ with player_events as (
             'age_verified': 'BOOLEAN'
         }) }} as p
     from {{ ref('stg_casino__events') }}
-    -- a prefix filter is pushed into the Parquet scan (an IN list is not)
-    where event_type like 'player.%'
+    where {{ event_family('player') }}
 
 )
 
 select
-    event_id,
-    event_type,
-    player_id,
-    brand_id,
-    occurred_at,
+    {{ event_envelope() }},
     p.country,
     p.region,
     p.locale,

@@ -9,17 +9,12 @@ with rg_events as (
             'scope': 'VARCHAR', 'until': 'VARCHAR'
         }) }} as p
     from {{ ref('stg_casino__events') }}
-    -- a prefix filter is pushed into the Parquet scan (an IN list is not)
-    where event_type like 'rg.%'
+    where {{ event_family('rg') }}
 
 )
 
 select
-    event_id,
-    event_type,
-    player_id,
-    brand_id,
-    occurred_at,
+    {{ event_envelope() }},
     p.kind as limit_kind,
     p.value as limit_value,
     p.session_minutes,

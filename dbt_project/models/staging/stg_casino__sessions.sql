@@ -7,17 +7,12 @@ with session_events as (
             'duration_s': 'BIGINT'
         }) }} as p
     from {{ ref('stg_casino__events') }}
-    -- a prefix filter is pushed into the Parquet scan (an IN list is not)
-    where event_type like 'session.%'
+    where {{ event_family('session') }}
 
 )
 
 select
-    event_id,
-    event_type,
-    player_id,
-    brand_id,
-    occurred_at,
+    {{ event_envelope() }},
     p.session_id,
     p.device,
     p.channel,

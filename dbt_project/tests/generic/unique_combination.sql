@@ -1,4 +1,7 @@
-{#- Composite primary key: no two rows share the values of `columns`. -#}
+{#- Composite primary key: no two rows share the values of `columns` (NULLs group
+    together, so a NULL part still counts). dbt's built-in `unique` covers one column
+    (use it for a single-column key); this is the pattern of
+    dbt_utils.unique_combination_of_columns (no dbt packages here, STACK.md). -#}
 {% test unique_combination(model, columns) %}
 
 select
