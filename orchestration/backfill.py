@@ -66,12 +66,18 @@ def register_backfill(instance, graph, dates: list[str], tags: dict[str, str]):
     from dagster._core.utils import make_new_backfill_id
 
     backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id=make_new_backfill_id(), asset_graph=graph, partition_names=dates,
-        asset_selection=_partitioned_keys(graph), backfill_timestamp=time.time(), tags=tags,
-        dynamic_partitions_store=instance, all_partitions=False,
+        backfill_id=make_new_backfill_id(),
+        asset_graph=graph,
+        partition_names=dates,
+        asset_selection=_partitioned_keys(graph),
+        backfill_timestamp=time.time(),
+        tags=tags,
+        dynamic_partitions_store=instance,
+        all_partitions=False,
         title=f"daily_refresh {dates[0]} .. {dates[-1]}",
         description="crm backfill: one run per as-of date, oldest first, in the process that started it",
-        run_config=None)
+        run_config=None,
+    )
     data = backfill.asset_backfill_data
     data = data.replace_requested_subset(data.target_subset).with_requested_runs_for_target_roots(True)
     backfill = backfill.with_asset_backfill_data(data, dynamic_partitions_store=instance, asset_graph=graph)
@@ -89,19 +95,24 @@ def _finish_backfill(instance, graph, backfill_id: str, outcome: BackfillOutcome
 
     def subset(dates: list[str]) -> AssetGraphSubset:
         return AssetGraphSubset.from_asset_partition_set(
-            {AssetKeyPartitionKey(k, d) for k in keys for d in dates}, graph)
+            {AssetKeyPartitionKey(k, d) for k in keys for d in dates}, graph
+        )
 
     backfill = instance.get_backfill(backfill_id)
-    data = backfill.asset_backfill_data._replace(materialized_subset=subset(outcome.ok),
-                                                 failed_and_downstream_subset=subset(outcome.failed + outcome.not_run))
+    data = backfill.asset_backfill_data._replace(
+        materialized_subset=subset(outcome.ok), failed_and_downstream_subset=subset(outcome.failed + outcome.not_run)
+    )
     status = BulkActionStatus.COMPLETED_SUCCESS if outcome.success else BulkActionStatus.COMPLETED_FAILED
-    instance.update_backfill(backfill.with_asset_backfill_data(data, dynamic_partitions_store=instance,
-                                                               asset_graph=graph)
-                             .with_status(status).with_end_timestamp(time.time()))
+    instance.update_backfill(
+        backfill.with_asset_backfill_data(data, dynamic_partitions_store=instance, asset_graph=graph)
+        .with_status(status)
+        .with_end_timestamp(time.time())
+    )
 
 
-def run_backfill(instance, dates: list[str], keep_going: bool = False, asset_selection=None,
-                 log_level: str = "INFO", on_date=None) -> BackfillOutcome:
+def run_backfill(
+    instance, dates: list[str], keep_going: bool = False, asset_selection=None, log_level: str = "INFO", on_date=None
+) -> BackfillOutcome:
     """Register a partition backfill of ``dates`` and run them oldest first, one partition per run.
 
     Stops at the first failed date unless ``keep_going``. ``asset_selection``: as for
@@ -126,8 +137,13 @@ def run_backfill(instance, dates: list[str], keep_going: bool = False, asset_sel
                 continue
             if on_date:
                 on_date(i, d)
-            result, _ = run_refresh(instance, d, asset_selection=asset_selection, log_level=log_level,
-                                    tags={**tags, BACKFILL_TAG: backfill.backfill_id})
+            result, _ = run_refresh(
+                instance,
+                d,
+                asset_selection=asset_selection,
+                log_level=log_level,
+                tags={**tags, BACKFILL_TAG: backfill.backfill_id},
+            )
             outcome.run_ids[d] = result.run_id
             (outcome.ok if result.success else outcome.failed).append(d)
     except BaseException:
@@ -166,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     saved_stdout = os.dup(1)
     os.dup2(2, 1)
     try:
-        with run_lock(paths, f"crm backfill --start {args.start} --end {args.end}"), \
-                DagsterInstance.get() as instance:
+        with run_lock(paths, f"crm backfill --start {args.start} --end {args.end}"), DagsterInstance.get() as instance:
             outcome = run_backfill(instance, dates, keep_going=args.keep_going, on_date=progress)
     except RunInProgress as e:
         print(f"error: {e}", file=sys.stderr)
@@ -179,10 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(asdict(outcome) | {"success": outcome.success}, indent=2))
     else:
-        print(f"backfill {args.start}..{args.end} (Dagster backfill {outcome.backfill_id}): "
-              f"{len(outcome.ok)} of {len(dates)} dates OK"
-              + (f"; failed: {', '.join(outcome.failed)}" if outcome.failed else "")
-              + (f"; not run: {', '.join(outcome.not_run)}" if outcome.not_run else ""))
+        print(
+            f"backfill {args.start}..{args.end} (Dagster backfill {outcome.backfill_id}): "
+            f"{len(outcome.ok)} of {len(dates)} dates OK"
+            + (f"; failed: {', '.join(outcome.failed)}" if outcome.failed else "")
+            + (f"; not run: {', '.join(outcome.not_run)}" if outcome.not_run else "")
+        )
     return 0 if outcome.success else 1
 
 
