@@ -117,8 +117,7 @@ def run_once(with_checks: bool) -> dict:
     job = defs.resolve_job_def("daily_refresh")
     keys, checks = _selection(job)
     sub = job.get_subset(asset_selection=keys, asset_check_selection=checks if with_checks else set())
-    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                  "resources": {"crm": {"config": {"as_of_date": as_of}}}}
+    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the date: the partition key
     # dbt and Dagster write to stdout while the job runs: keep stdout for the JSON result.
     sys.stdout.flush()
     saved = os.dup(1)

@@ -1,16 +1,20 @@
-"""Resources: where the data home is and which as-of date a run describes."""
+"""Resources and the as-of date: where the data home is, and which date a run describes.
 
+The as-of date has one source: the run's daily partition (``context.partition_key``), read by
+:func:`as_of`. Every date-bound asset (the dbt models, models, scores, lists and their gates,
+dispatch, readouts) is partitioned with :data:`DAILY`; only landing (``landed_events``), which
+lands whatever files are there, is not. A caller that wants "the latest date" computes it
+(``crm.ingest.landing.default_as_of``) and passes it as the partition key (orchestration/run.py).
+"""
 
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dagster import ConfigurableResource, DailyPartitionsDefinition
-from pydantic import Field
+from dagster import ConfigurableResource, DagsterRunStatus, DailyPartitionsDefinition, RunsFilter
 
 from crm.config import Paths, export_env
 from crm.contract import EARLIEST_EVENT_TIME
-from crm.ingest.landing import default_as_of
 from crm.run_lock import run_lock
 
 # One partition per as-of date. end_offset=1: today's partition exists, because the
@@ -19,30 +23,83 @@ from crm.run_lock import run_lock
 # history of any age has its dates (a constant 2024 start refused a history from 2013).
 DAILY = DailyPartitionsDefinition(start_date=EARLIEST_EVENT_TIME.strftime("%Y-%m-%d"), end_offset=1, timezone="UTC")
 PARTITION_TAG = "dagster/partition"
+BACKFILL_TAG = "dagster/backfill"
+# On a run: start it although an earlier date failed (see earlier_date_failed).
+KEEP_GOING_TAG = "crm/keep_going"
+
+
+def as_of(context) -> dt.date:
+    """The as-of date of a running asset or asset check: its daily partition, nothing else."""
+    if not context.has_partition_key:
+        raise ValueError("a date-bound asset runs for one daily partition (the as-of date): pick a partition "
+                         "(`crm run --date D`, a backfill, or a partition in the UI)")
+    return dt.date.fromisoformat(context.partition_key)
+
+
+def _failed(runs) -> dict[str, str]:
+    """{partition: run id} of the partitions whose latest run (of ``runs``, newest first) failed."""
+    latest: dict[str, object] = {}
+    for r in runs:
+        latest.setdefault(r.tags.get(PARTITION_TAG), r)
+    return {p: r.run_id for p, r in latest.items()
+            if p and r.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)}
+
+
+def earlier_date_failed(instance, run) -> str | None:
+    """Why ``run`` must not start, or None. The lists of a date plan around the messages of the
+    dates before it, so the dates run oldest first and a failed date stops the later ones:
+
+    - a run of a backfill (tag ``dagster/backfill``, e.g. one launched from the UI) does not start
+      while an earlier date of the same backfill failed in its latest run;
+    - a run launched by hand (no schedule, sensor or ``crm`` trigger) does not start while the
+      latest run of the day before failed.
+
+    The tag ``crm/keep_going`` (any value but "false") overrides both; ``crm run --date D``
+    (trigger ``cli``) and the schedule are not held back.
+    """
+    tags = run.tags
+    partition = tags.get(PARTITION_TAG)
+    if not partition or tags.get(KEEP_GOING_TAG, "false").lower() not in ("", "false", "0", "no"):
+        return None
+    override = f"set the run tag {KEEP_GOING_TAG}=true to run it anyway"
+    backfill = tags.get(BACKFILL_TAG)
+    if backfill:
+        failed = _failed(instance.get_runs(filters=RunsFilter(tags={BACKFILL_TAG: backfill})))
+        earlier = sorted(p for p in failed if p < partition)
+        if earlier:
+            return (f"as-of date {partition} not run: the earlier date {earlier[0]} of backfill {backfill} failed "
+                    f"(run {failed[earlier[0]]}); a date's lists depend on the dates before it. Fix and re-run "
+                    f"{earlier[0]} first, or {override}")
+        return None
+    if tags.get("crm/trigger") or tags.get("dagster/schedule_name") or tags.get("dagster/sensor_name"):
+        return None
+    before = (dt.date.fromisoformat(partition) - dt.timedelta(days=1)).isoformat()
+    failed = _failed(instance.get_runs(filters=RunsFilter(tags={PARTITION_TAG: before}), limit=1))
+    if before in failed:
+        return (f"as-of date {partition} not run: the latest run of the day before ({before}, run "
+                f"{failed[before]}) failed; a date's lists depend on the dates before it. Re-run {before} "
+                f"first, or {override}")
+    return None
+
+
+class EarlierDateFailed(Exception):
+    """A later as-of date was asked for while an earlier one failed (:func:`earlier_date_failed`)."""
 
 
 class CrmResource(ConfigurableResource):
-    """The data home (``CRM_HOME``) and the run's as-of date. A run holds the home's run lock
-    (:mod:`crm.run_lock`) from start to end: a second writer stops with a clear message."""
-
-    as_of_date: str | None = Field(
-        default=None,
-        description="YYYY-MM-DD; default: the day after the latest landed event",
-    )
+    """The data home (``CRM_HOME``). A run holds the home's run lock (:mod:`crm.run_lock`) from
+    start to end: a second writer stops with a clear message. The as-of date is the run's
+    partition (:func:`as_of`), never configuration."""
 
     def paths(self) -> Paths:
         return export_env()
 
-    def as_of(self, context=None) -> dt.date:
-        """The run's as-of date: configured, else the run's partition, else the default."""
-        if self.as_of_date:
-            return dt.date.fromisoformat(self.as_of_date)
-        partition = context.run.tags.get(PARTITION_TAG) if context is not None else None
-        if partition:
-            return dt.date.fromisoformat(partition)
-        return default_as_of(self.paths())
-
     @contextmanager
     def yield_for_execution(self, context) -> Iterator["CrmResource"]:
+        run = context.dagster_run
+        if run is not None and context.instance is not None:
+            why = earlier_date_failed(context.instance, run)
+            if why:
+                raise EarlierDateFailed(why)
         with run_lock(self.paths(), f"Dagster run {context.run_id}" if context.run_id else "Dagster run"):
             yield self

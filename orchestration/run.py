@@ -104,12 +104,13 @@ def _restore(saved_stdout: int, saved_stderr: int, sink: int | None) -> None:
 
 
 def run_refresh(instance, as_of: str | None = None, asset_selection=None, log_level: str = "INFO",
-                progress_fd: int | None = None):
+                tags: dict[str, str] | None = None, progress_fd: int | None = None):
     """Run the daily refresh for one as-of date (its partition) and return (result, as_of).
 
     Without an as-of date, new files are landed first in a run of their own, so the
-    default date (the day after the latest landed event) sees them. With ``progress_fd``,
-    one line per step is written there (orchestration/progress.py).
+    default date (the day after the latest landed event) sees them. ``tags``: added to the
+    run's (a backfill's id, ``crm/keep_going``). With ``progress_fd``, one line per step is
+    written there (orchestration/progress.py).
     """
     from dagster import AssetKey
 
@@ -126,10 +127,10 @@ def run_refresh(instance, as_of: str | None = None, asset_selection=None, log_le
         if not landing.success:
             raise LandingError(f"landing failed: see Dagster run {landing.run_id}")
         as_of = default_as_of(export_env()).isoformat()
-    run_config["resources"] = {"crm": {"config": {"as_of_date": as_of}}}
+    # the partition is the run's one as-of date (orchestration.resources.as_of)
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                     partition_key=as_of, asset_selection=asset_selection,
-                                    tags={"crm/trigger": "cli"})
+                                    tags={"crm/trigger": "cli", **(tags or {})})
     return result, as_of
 
 

@@ -117,7 +117,8 @@ def landing_sensor(context: SensorEvaluationContext):
 
 # ---- freshness of the marts -----------------------------------------------------------------
 
-FRESH_MARTS = ["dim_player", "fct_player_daily", "player_features"]  # one table each, rebuilt every refresh
+# One table each, rebuilt by every refresh whatever its date (its partition): the latest update of any partition.
+FRESH_MARTS = ["dim_player", "fct_player_daily", "player_features"]
 FRESH_PARTITIONED = ["player_scores"]  # daily partitions: the latest one must exist, not any recent update
 FRESHNESS_DEADLINE_CRON = "0 9 * * *"  # three hours after daily_refresh_schedule (06:00 UTC)
 

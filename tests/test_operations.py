@@ -254,8 +254,8 @@ def test_mart_freshness_checks_fail_when_never_built_and_pass_after_a_refresh():
     assert keys == set(names) == {"dim_player", "fct_player_daily", "player_features", "player_scores"}
     assert freshness_checks_sensor.name == "freshness_checks_sensor"
 
-    def stand_in(name):  # same keys (player_scores daily-partitioned like the real one)
-        @asset(name=name, partitions_def=DAILY if name in FRESH_PARTITIONED else None)
+    def stand_in(name):  # same keys, daily-partitioned like the real ones
+        @asset(name=name, partitions_def=DAILY)
         def _a():
             return None
         return _a
@@ -327,7 +327,7 @@ def test_a_successful_run_with_a_failed_error_check_notifies(home):
 
 # ---- backfill -------------------------------------------------------------------------------
 
-def test_backfill_runs_each_date_oldest_first_and_stops_at_a_failure(home, monkeypatch):
+def test_crm_backfill_starts_one_dagster_backfill_of_the_range(home, monkeypatch):
     from click.testing import CliRunner
 
     from crm.cli import root
@@ -335,17 +335,47 @@ def test_backfill_runs_each_date_oldest_first_and_stops_at_a_failure(home, monke
     calls = []
 
     def fake_call(cmd):
-        calls.append(cmd[cmd.index("--date") + 1])
-        assert cmd[1:3] == ["-m", "orchestration.run"]
-        return 1 if calls[-1] == "2025-03-02" else 0
+        calls.append(cmd[1:])
+        return 1
 
     monkeypatch.setattr(root.subprocess, "call", fake_call)
-    r = CliRunner().invoke(root.main, ["backfill", "--from", "2025-02-27", "--to", "2025-03-03"])
-    assert r.exit_code == 1 and calls == ["2025-02-27", "2025-02-28", "2025-03-01", "2025-03-02"]
-    assert "3 of 5 dates OK; failed: 2025-03-02" in r.output
-
-    calls.clear()
+    r = CliRunner().invoke(root.main, ["backfill", "--start", "2025-02-27", "--end", "2025-03-03"])
+    assert r.exit_code == 1 and calls == [["-m", "orchestration.backfill", "--start", "2025-02-27",
+                                           "--end", "2025-03-03"]]
     r = CliRunner().invoke(root.main, ["backfill", "--from", "2025-02-27", "--to", "2025-03-03", "--keep-going"])
-    assert r.exit_code == 1 and len(calls) == 5 and "4 of 5 dates OK" in r.output
-    r = CliRunner().invoke(root.main, ["backfill", "--from", "2025-03-03", "--to", "2025-03-01"])
-    assert r.exit_code == 2 and "before --from" in r.output
+    assert calls[-1][-1] == "--keep-going" and len(calls) == 2
+    r = CliRunner().invoke(root.main, ["backfill", "--start", "2025-03-03", "--end", "2025-03-01"])
+    assert r.exit_code == 2 and "before --start" in r.output and len(calls) == 2
+
+
+def test_an_earlier_failed_date_holds_back_later_runs_unless_told_to_keep_going(home):
+    """The guard for backfills and runs launched in the UI (orchestration.resources.earlier_date_failed)."""
+    from dagster import DagsterInstance, asset, materialize
+
+    from orchestration.resources import DAILY, CrmResource, earlier_date_failed
+
+    calls = []
+
+    @asset(partitions_def=DAILY)
+    def dated(context, crm: CrmResource):
+        calls.append(context.partition_key)
+        if context.partition_key == "2025-03-01":
+            raise RuntimeError("boom")
+
+    def run(day, **tags):
+        return materialize([dated], instance=instance, partition_key=day, tags=tags, raise_on_error=False,
+                           resources={"crm": CrmResource()})
+
+    with DagsterInstance.ephemeral() as instance:
+        bf = {"dagster/backfill": "bf1"}
+        assert not run("2025-03-01", **bf).success
+        later = run("2025-03-02", **bf)
+        assert not later.success and calls == ["2025-03-01"]  # refused before the asset ran
+        why = earlier_date_failed(instance, later.dagster_run)
+        assert "earlier date 2025-03-01 of backfill bf1 failed" in why and "crm/keep_going" in why
+        assert run("2025-03-02", **bf, **{"crm/keep_going": "true"}).success and calls[-1] == "2025-03-02"
+        assert run("2025-03-03", **{"dagster/backfill": "bf2"}).success  # another backfill
+        # launched by hand: the latest run of the day before failed; `crm run --date` is not held back
+        assert not run("2025-03-02").success and calls[-1] == "2025-03-03"
+        assert run("2025-03-02", **{"crm/trigger": "cli"}).success and calls[-1] == "2025-03-02"
+        assert run("2025-03-01", **{"crm/keep_going": "true"}) and run("2025-03-02").success is False

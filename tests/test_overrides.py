@@ -242,7 +242,9 @@ def test_a_running_dagster_check_finds_its_own_name_and_date(tmp_path, monkeypat
     monkeypatch.setenv("CRM_HOME", str(tmp_path))
     override(_home(tmp_path), check="landing_gate", as_of=DAY, expectations=[RATE], by="Bob", reason="ok")
 
-    @dg.asset
+    from orchestration.resources import DAILY
+
+    @dg.asset(partitions_def=DAILY)
     def landed():
         return 1
 
@@ -251,7 +253,7 @@ def test_a_running_dagster_check_finds_its_own_name_and_date(tmp_path, monkeypat
         return gate_check_result(_result(("expect_column_values_to_be_between", "quarantine_rate")))
 
     for day, status in ((DAY, "OVERRIDDEN"), (DAY + dt.timedelta(days=1), "FAIL")):
-        run = dg.materialize([landed, landing_gate], resources={"crm": CrmResource(as_of_date=day.isoformat())})
+        run = dg.materialize([landed, landing_gate], resources={"crm": CrmResource()}, partition_key=day.isoformat())
         [ev] = run.get_asset_check_evaluations()
         assert ev.passed == (status == "OVERRIDDEN") and ev.metadata["status"].value == status
 

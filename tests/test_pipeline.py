@@ -268,3 +268,72 @@ def test_ml_commands_on_the_pipeline_registry(first_run):
     assert back["champion"] != str(trained["model_version"])
     r = runner.invoke(main, ["ml", "promote", "churn", "999", "--reason", "x"])
     assert r.exit_code != 0 and "999" in r.output
+
+
+# ---- backfill (orchestration/backfill.py) -----------------------------------------------------
+
+def _backfill_dates_and_keys():
+    import datetime as dt
+
+    from dagster import AssetKey
+
+    from crm.ingest.landing import default_as_of
+
+    as_of = default_as_of(_paths())
+    dates = [(as_of - dt.timedelta(days=n)).isoformat() for n in (14, 7)]  # a week apart: apart in caps and cooldowns
+    from orchestration.definitions import defs
+
+    # every campaign's list and dispatch: a list is built after the higher-priority lists of its day
+    keys = sorted((k for k in defs.resolve_asset_graph().materializable_asset_keys
+                   if k.path[0] == "campaigns" and k.path[-1] in ("list", "dispatch")), key=str)
+    assert AssetKey(["campaigns", "everyone_push", "list"]) in keys
+    return dates, keys
+
+
+def test_a_backfill_runs_its_dates_oldest_first_as_partitions_of_one_dagster_backfill(first_run):
+    from dagster import DagsterInstance, RunsFilter
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    from orchestration.backfill import run_backfill
+
+    dates, keys = _backfill_dates_and_keys()
+    instance = DagsterInstance.ephemeral()
+    order = []
+    outcome = run_backfill(instance, list(reversed(dates)), asset_selection=keys,
+                           on_date=lambda i, d: order.append(d))
+    assert outcome.success and order == dates and outcome.ok == dates
+    for key in keys:  # the UI shows lists and dispatches by date
+        assert instance.get_materialized_partitions(key) == set(dates)
+    [backfill] = instance.get_backfills()  # on the UI's Backfills page
+    assert backfill.backfill_id == outcome.backfill_id and backfill.status == BulkActionStatus.COMPLETED_SUCCESS
+    runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
+    assert sorted(r.tags["dagster/partition"] for r in runs) == dates and all(r.is_success for r in runs)
+    for d in dates:
+        assert (_paths().lists / "everyone_push" / d / "manifest.json").exists()
+
+
+def test_a_failed_backfill_date_stops_the_later_ones_unless_keep_going(first_run, monkeypatch):
+    from dagster import DagsterInstance
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    import orchestration.assets.campaigns as campaign_assets
+    from orchestration.backfill import run_backfill
+
+    dates, keys = _backfill_dates_and_keys()
+    real = campaign_assets.build_one
+
+    def broken_on_the_first_date(paths, spec, specs, as_of):
+        if as_of.isoformat() == dates[0]:
+            raise RuntimeError("list builder broke")
+        return real(paths, spec, specs, as_of)
+
+    monkeypatch.setattr(campaign_assets, "build_one", broken_on_the_first_date)
+    instance = DagsterInstance.ephemeral()
+    stopped = run_backfill(instance, dates, asset_selection=keys)
+    assert stopped.failed == [dates[0]] and stopped.not_run == [dates[1]] and list(stopped.run_ids) == [dates[0]]
+    assert not any(instance.get_materialized_partitions(k) for k in keys)
+    assert instance.get_backfill(stopped.backfill_id).status == BulkActionStatus.COMPLETED_FAILED
+
+    went_on = run_backfill(instance, dates, keep_going=True, asset_selection=keys)
+    assert went_on.failed == [dates[0]] and went_on.ok == [dates[1]]
+    assert all(instance.get_materialized_partitions(k) == {dates[1]} for k in keys if k.path[-1] == "list")

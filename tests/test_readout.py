@@ -341,7 +341,7 @@ def test_readout_assets_materialize(home, tmp_path, monkeypatch):
     never = tmp_path / "never_sent.yaml"
     never.write_text("id: never_sent\nname: Never sent\nchannel: sms\n")
     specs = [load_campaign(spec_file), load_campaign(never)]
-    result = materialize(readout_assets(specs), resources={"crm": CrmResource(as_of_date=AS_OF.isoformat())})
+    result = materialize(readout_assets(specs), resources={"crm": CrmResource()}, partition_key=AS_OF.isoformat())
     assert result.success
     meta = {tuple(e.asset_key.path): e.event_specific_data.materialization.metadata
             for e in result.get_asset_materialization_events()}

@@ -129,37 +129,28 @@ def _date_range(start: str, end: str) -> list[str]:
     except ValueError as e:
         raise click.BadParameter(f"expected YYYY-MM-DD: {e}") from e
     if hi < lo:
-        raise click.BadParameter(f"--to {end} is before --from {start}")
+        raise click.BadParameter(f"--end {end} is before --start {start}")
     return [(lo + dt.timedelta(days=i)).isoformat() for i in range((hi - lo).days + 1)]
 
 
 @main.command()
-@click.option("--from", "start", required=True, help="first as-of date YYYY-MM-DD")
-@click.option("--to", "end", required=True, help="last as-of date YYYY-MM-DD (inclusive)")
+@click.option("--start", "--from", "start", required=True, help="first as-of date YYYY-MM-DD")
+@click.option("--end", "--to", "end", required=True, help="last as-of date YYYY-MM-DD (inclusive)")
 @click.option("--keep-going", is_flag=True, help="run the later dates even after a failed one")
-def backfill(start: str, end: str, keep_going: bool) -> None:
-    """Run the daily refresh for every as-of date from --from to --to, oldest first.
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
+def backfill(start: str, end: str, keep_going: bool, as_json: bool) -> None:
+    """Backfill the daily refresh for every as-of date from --start to --end, oldest first.
 
-    One Dagster run per date (the daily_refresh partition), one at a time: each day's lists
-    see the messages of the days before. Stops at the first failed date unless --keep-going,
-    because later lists would miss that day's history. Dispatch never sends a message twice,
-    so re-running dates is safe.
+    A Dagster partition backfill of the range (listed on the UI's Backfills page), its dates run
+    one partition per run, one at a time: each day's lists see the messages of the days before.
+    Stops at the first failed date unless --keep-going, because later lists would miss that
+    day's history. Dispatch never sends a message twice, so re-running dates is safe.
     """
-    dates = _date_range(start, end)
+    _date_range(start, end)  # refuse a bad range before starting Dagster
     export_env()
-    ok: list[str] = []
-    failed: list[str] = []
-    for i, d in enumerate(dates, 1):
-        click.echo(f"== backfill {i}/{len(dates)}: as of {d}", err=True)
-        if subprocess.call([sys.executable, "-m", "orchestration.run", "--date", d]) == 0:
-            ok.append(d)
-        else:
-            failed.append(d)
-            if not keep_going:
-                break
-    click.echo(f"backfill {start}..{end}: {len(ok)} of {len(dates)} dates OK"
-               + (f"; failed: {', '.join(failed)}" if failed else ""))
-    sys.exit(1 if failed else 0)
+    cmd = [sys.executable, "-m", "orchestration.backfill", "--start", start, "--end", end] + \
+        (["--keep-going"] if keep_going else []) + (["--json"] if as_json else [])
+    sys.exit(subprocess.call(cmd))
 
 
 @main.command("lists")

@@ -6,6 +6,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from crm.campaigns.overrides import apply_overrides
 from crm.config import Paths
 from expectations.validate import GateResult
+from orchestration.resources import as_of
 
 
 def docs_dir(paths: Paths):
@@ -27,7 +28,7 @@ def _override_scope() -> tuple | None:
     try:
         context = AssetCheckExecutionContext.get()
         crm = context.resources.crm
-        return crm.paths(), context.check_specs[0].name, crm.as_of(context)
+        return crm.paths(), context.check_specs[0].name, as_of(context)
     except Exception:  # noqa: BLE001 - outside a check run, or no crm resource: no override applies
         return None
 

@@ -40,7 +40,8 @@ from expectations.campaign_list import DayLimits, GateContext, GatedList, gate_l
 from expectations.validate import GateResult
 from orchestration.assets._gates import check_result, docs_dir
 from orchestration.assets._meta import md_table
-from orchestration.resources import CrmResource
+from orchestration.resources import DAILY, CrmResource
+from orchestration.resources import as_of as partition_date
 
 # A deterministic hash assignment has no sampling noise beyond chance: a mismatch this
 # unlikely means players were dropped or added after assignment.
@@ -75,14 +76,14 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
     specs = specs if specs is not None else [spec]
     higher = higher_priority(spec, specs)
 
-    @asset(key=list_key(spec), group_name="campaigns", kinds={"csv", "parquet", "xlsx"},
+    @asset(key=list_key(spec), group_name="campaigns", kinds={"csv", "parquet", "xlsx"}, partitions_def=DAILY,
            deps=[AssetKey("player_scores"), AssetKey("dim_player"), AssetKey("player_features"),
                  *[list_key(h) for h in higher]],
            description=f"{spec.name} ({spec.channel}, priority {spec.priority}): segment ∩ eligibility "
                        f"(after {len(higher)} higher-priority lists of the day), offer, variants + holdout.",
            tags={"channel": spec.channel, "priority": str(spec.priority)})
     def campaign_list(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
-        paths, as_of = crm.paths(), crm.as_of(context)
+        paths, as_of = crm.paths(), partition_date(context)
         built = build_one(paths, spec, specs, as_of)
         manifest = publish(built, paths)
         changed = record_spec_changes(paths, [spec])  # the audit log sees every campaign version
@@ -116,7 +117,7 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
                              "bonus offer, daily caps, cooldown), list size within a band around the median of "
                              "recent runs, manifest checksums.")
     def compliance_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
-        paths, as_of = crm.paths(), crm.as_of(context)
+        paths, as_of = crm.paths(), partition_date(context)
         result = gate_published_list(paths, spec, specs, as_of, docs=docs_dir(paths) / spec.id)
         # overrides by a named person (never of a compliance expectation), manifest checksums, gate.json
         v = record_list_gate(paths, spec.id, as_of, result)
@@ -127,7 +128,7 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
                  description=f"Sample-ratio mismatch: chi-square of the variant / holdout counts against the "
                              f"designed shares; warns below p = {SRM_ALPHA}.")
     def sample_ratio(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
-        manifest = read_manifest(list_dir(crm.paths(), spec.id, crm.as_of(context)))
+        manifest = read_manifest(list_dir(crm.paths(), spec.id, partition_date(context)))
         p = float(manifest["srm_pvalue"])
         counts = {k: v for k, v in manifest["counts"].items() if k == "holdout" or k.startswith("variant_")}
         return AssetCheckResult(
@@ -137,10 +138,10 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
                       "designed_holdout_share": spec.experiment.holdout})
 
     @asset(key=AssetKey(["campaigns", spec.id, "dispatch"]), group_name="dispatch", kinds={"json"},
-           deps=[campaign_list],
+           deps=[campaign_list], partitions_def=DAILY,
            description=f"Outbox of {spec.channel} messages for {spec.id} with idempotency keys; holdout never sent.")
     def dispatch(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
-        paths, as_of = crm.paths(), crm.as_of(context)
+        paths, as_of = crm.paths(), partition_date(context)
         # raises DispatchBlocked unless the gate passed on these bytes; an unapproved campaign
         # (four-eyes) is a normal state: nothing is sent and the status says why
         report = dispatch_list(paths, spec.id, as_of, spec=spec)

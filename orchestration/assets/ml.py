@@ -23,6 +23,7 @@ from ml.uplift_train import UPLIFT_MODELS, NotEnoughExposures, qini_figure, trai
 from orchestration.assets._gates import docs_dir, gate_check_result
 from orchestration.assets._meta import md_figure, md_table
 from orchestration.resources import DAILY, CrmResource
+from orchestration.resources import as_of as partition_date
 
 
 def _mlflow_run_url(run_id: str) -> str:
@@ -30,7 +31,7 @@ def _mlflow_run_url(run_id: str) -> str:
 
 
 def model_asset(config: ModelConfig) -> AssetsDefinition:
-    @asset(name=f"{config.name}_model", group_name="ml", kinds={"lightgbm", "mlflow"},
+    @asset(name=f"{config.name}_model", group_name="ml", kinds={"lightgbm", "mlflow"}, partitions_def=DAILY,
            deps=[AssetKey("player_feature_snapshots"), AssetKey("player_labels")],
            description=f"{config.description} Trained on point-in-time snapshots with a time-based holdout; "
                        "promoted to @champion only if it beats the champion on the same holdout.")
@@ -40,7 +41,7 @@ def model_asset(config: ModelConfig) -> AssetsDefinition:
         labels = read_table(paths, "player_labels")
         res = train_model(config, snapshots, labels, tracking_uri=paths.mlflow_tracking_uri,
                           artifact_location=paths.mlflow_artifacts.as_uri(),
-                          lineage=lineage(as_of_date=crm.as_of(context).isoformat(), trigger="dagster",
+                          lineage=lineage(as_of_date=partition_date(context).isoformat(), trigger="dagster",
                                           dagster_run_id=context.run.run_id))
         context.log.info(f"model {res.model_name} v{res.model_version}: {res.decision}")
         m = res.metrics
@@ -62,7 +63,7 @@ def model_asset(config: ModelConfig) -> AssetsDefinition:
 
 
 def uplift_model_asset(name: str, outcome: str) -> AssetsDefinition:
-    @asset(name=f"{name}_model", group_name="ml", kinds={"lightgbm", "mlflow"},
+    @asset(name=f"{name}_model", group_name="ml", kinds={"lightgbm", "mlflow"}, partitions_def=DAILY,
            deps=[AssetKey("fct_campaign_exposures"), AssetKey("churn_model")],  # churn: the baseline ranking
            description=f"Uplift on {outcome} from past randomized campaigns (fct_campaign_exposures): T-, X-, S- and "
                        "class-transformation learners, selected by Qini on held-out rows; promoted to @champion "
@@ -74,7 +75,7 @@ def uplift_model_asset(name: str, outcome: str) -> AssetsDefinition:
             out = train_uplift_from_exposures(
                 exposures, outcome=outcome, model_name=name, tracking_uri=paths.mlflow_tracking_uri,
                 artifact_location=paths.mlflow_artifacts.as_uri(),
-                lineage=lineage(as_of_date=crm.as_of(context).isoformat(), trigger="dagster",
+                lineage=lineage(as_of_date=partition_date(context).isoformat(), trigger="dagster",
                                 dagster_run_id=context.run.run_id))
         except NotEnoughExposures as e:  # a young data home: no experiment has finished yet
             context.log.warning(f"{name}: {e}")
@@ -115,7 +116,7 @@ uplift_assets = [uplift_model_asset(n, o) for n, o in UPLIFT_MODELS.items()]
                    "the predicted incremental deposit probability and 14-day NGR (EUR cents).")
 def player_scores(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
     paths = crm.paths()
-    as_of = crm.as_of(context)
+    as_of = partition_date(context)
     features = read_scoring_population(paths)  # profiling consent only
     meta: dict = {"as_of_date": as_of.isoformat(), "players_scored": len(features)}
     drift_rows = []
@@ -161,7 +162,7 @@ def scores_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetC
     from expectations.scores import champion_score_psi, gate_scores
 
     paths = crm.paths()
-    as_of = crm.as_of(context)
+    as_of = partition_date(context)
     scores = read_table(paths, "player_scores", "WHERE as_of_date = ?", [as_of])
     population = read_scoring_population(paths)
     psi, notes = champion_score_psi(paths.mlflow_tracking_uri, scores, population)

@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Materiali
 from crm.campaigns.spec import CampaignSpec
 from crm.measurement import readout as R
 from orchestration.assets._meta import md_figure
-from orchestration.resources import CrmResource
+from orchestration.resources import DAILY, CrmResource
 
 OUTCOMES = AssetKey("fct_campaign_outcomes")
 
@@ -59,7 +59,7 @@ def campaign_readout_asset(spec: CampaignSpec) -> AssetsDefinition:
     share = spec.experiment.holdout
 
     @asset(key=AssetKey(["campaigns", spec.id, "readout"]), group_name="readouts", kinds={"python"},
-           deps=[OUTCOMES],
+           deps=[OUTCOMES], partitions_def=DAILY,
            description=f"Readout of {spec.id}: effect with 95% CI on conversion, deposits, NGR and reactivation "
                        f"against the {share:.0%} holdout, bonus cost, ROI, RG guardrails, last touch vs incremental.")
     def campaign_readout(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
@@ -75,7 +75,7 @@ def readout_assets(specs: list[CampaignSpec]) -> list[AssetsDefinition]:
     """One readout per campaign file, plus ``past_campaign_readouts`` over every campaign in the mart."""
     shares = {s.id: s.experiment.holdout for s in specs}
 
-    @asset(group_name="readouts", kinds={"json"}, deps=[OUTCOMES],
+    @asset(group_name="readouts", kinds={"json"}, deps=[OUTCOMES], partitions_def=DAILY,
            description="Readouts of every campaign with assignments in fct_campaign_outcomes (operator exports "
                        "and our own dispatches), each written to $CRM_HOME/readouts/<campaign_id>.json.")
     def past_campaign_readouts(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:

@@ -10,7 +10,8 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from orchestration.assets._gates import docs_dir, gate_check_result
 from orchestration.dbt_project import DBT_PROJECT, ensure_manifest
-from orchestration.resources import CrmResource
+from orchestration.resources import DAILY, CrmResource
+from orchestration.resources import as_of as partition_date
 
 ensure_manifest()
 
@@ -28,10 +29,12 @@ class CrmDbtTranslator(DagsterDbtTranslator):
         return f"warehouse_{fqn[1]}" if len(fqn) > 2 else "warehouse"
 
 
-@dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, dagster_dbt_translator=CrmDbtTranslator())
+# One partition per as-of date, handed to dbt as its `as_of_date` var (as in dagster's project_dbt example).
+@dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, dagster_dbt_translator=CrmDbtTranslator(),
+            partitions_def=DAILY)
 def warehouse(context: AssetExecutionContext, dbt: DbtCliResource, crm: CrmResource):
     paths = crm.paths()
-    as_of = crm.as_of(context)
+    as_of = partition_date(context)
     context.log.info(f"dbt build as of {as_of}")
     dbt_vars = json.dumps({"as_of_date": as_of.isoformat()})
     yield from dbt.cli(["build", "--vars", dbt_vars], context=context,
