@@ -3,7 +3,7 @@
 -- int_consents_versioned (time, a withdrawal after a grant at the same instant, event id):
 --
 --   * consent_state (consented by name, for jurisdictions that ask for consent per product,
---     crm/jurisdictions.py product_consent_required): the latest of the changes naming the
+--     crm/campaigns/jurisdictions.py product_consent_required): the latest of the changes naming the
 --     product (consent.granted / consent.revoked with it) and of the channel-wide withdrawals
 --     (consent.revoked without a product, crm.unsubscribe, crm.complaint, a withdrawal of every
 --     channel) is a grant naming it. A grant without a product names none (fail closed).

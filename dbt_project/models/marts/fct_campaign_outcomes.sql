@@ -1,4 +1,4 @@
--- Outcomes of randomized campaigns, the input of the readouts (crm/readout.py): one row per
+-- Outcomes of randomized campaigns, the input of the readouts (crm/measurement/readout.py): one row per
 -- assignment (campaign_id, player_id) in stg_exports__campaign_assignments (operator exports
 -- and our own dispatches), both arms, every assigned player: no feature or population filter.
 --
