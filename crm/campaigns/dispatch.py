@@ -302,41 +302,16 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
     keys = [idempotency_key(campaign_id, as_of.isoformat(), str(p), str(c))
             for p, c in zip(to_send["player_id"], to_send["channel"], strict=True)]
     to_send = to_send[np.array([k not in sent for k in keys], dtype=bool)]  # sent before: nothing to decide
-    # the players' own latest word (opt-out, complaint, self-exclusion) beats the list
-    channels = (spec.channel, "profiling") if spec.uses_ml else (spec.channel,)
-    stopped = send_time_suppressions(paths, as_of, to_send["player_id"].astype(str), channels, spec.product)
-    # a late send: the quiet hours of the list's rule, again, at the instant it really goes out
-    planned = spec.schedule.send_at(as_of)
-    clock = dispatch_clock(paths) if now is None else now
-    send_at = max(planned, clock) if clock is not None else planned
-    if send_at > planned and not spec.transactional and len(to_send):
-        pending = to_send[~to_send["player_id"].astype(str).isin(stopped)]
-        inside, local = quiet_hours_at(pending, send_at)
-        for pid, when in zip(pending["player_id"].astype(str)[inside], local[inside], strict=True):
-            stopped[pid] = {"event_type": QUIET_HOURS_AT_SEND, "channel": spec.channel,
-                            "occurred_at": f"{_iso(send_at)} = {when} (planned {_iso(planned)})"}
+    stopped, planned, send_at = _held_at_send(paths, spec, as_of, to_send, now)
     if stopped:
         to_send = to_send[~to_send["player_id"].astype(str).isin(stopped)]
         tmp = directory / f".{SUPPRESSED_FILE}.tmp"
         tmp.write_text(json.dumps(stopped, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, directory / SUPPRESSED_FILE)
     reasons = dict(Counter(v["event_type"] for v in stopped.values()))
-    new = []
-    for r in to_send.itertuples(index=False):
-        key = idempotency_key(campaign_id, as_of.isoformat(), r.player_id, r.channel)
-        if key in sent:
-            continue
-        msg = {"idempotency_key": key, **{f: getattr(r, f) for f in MESSAGE_FIELDS[1:]}}
-        msg["offer_cost_eur_cents"] = int(msg["offer_cost_eur_cents"])
-        msg["planned_send_at"], msg["sent_at"] = _iso(planned), _iso(send_at)
-        new.append(msg)
+    new = _messages(campaign_id, as_of, to_send, sent, planned, send_at)
     if new:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".jsonl.tmp")
-        with tmp.open("w") as f:
-            for m in existing + new:
-                f.write(json.dumps(m, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, target)
+        _rewrite_outbox(target, existing + new)
     # the spend ledger: the date's sent cost is what its outbox holds (a re-dispatch replaces it)
     record_sent(paths, campaign_id, as_of)
     # the randomized assignment: who was sent (the outbox) and the holdout, for readouts
@@ -349,3 +324,47 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
                           str(export) if table.num_rows else "", arms.count("treatment"), arms.count("control"),
                           written, status="dispatched", approval=approval.summary(), spec_hash=approval.spec_hash,
                           suppressed_at_send=len(stopped), suppressed_reasons=reasons)
+
+
+def _held_at_send(paths: Paths, spec: CampaignSpec, as_of: dt.date, to_send: pd.DataFrame,
+                  now: dt.datetime | None) -> tuple[dict[str, dict], dt.datetime, dt.datetime]:
+    """(player -> why held at send, the planned send instant, the real one): the players' own
+    latest word (opt-out, complaint, self-exclusion) beats the list, and a late send meets the
+    quiet hours of the list's rule again, at the instant it really goes out."""
+    channels = (spec.channel, "profiling") if spec.uses_ml else (spec.channel,)
+    stopped = send_time_suppressions(paths, as_of, to_send["player_id"].astype(str), channels, spec.product)
+    planned = spec.schedule.send_at(as_of)
+    clock = dispatch_clock(paths) if now is None else now
+    send_at = max(planned, clock) if clock is not None else planned
+    if send_at > planned and not spec.transactional and len(to_send):
+        pending = to_send[~to_send["player_id"].astype(str).isin(stopped)]
+        inside, local = quiet_hours_at(pending, send_at)
+        for pid, when in zip(pending["player_id"].astype(str)[inside], local[inside], strict=True):
+            stopped[pid] = {"event_type": QUIET_HOURS_AT_SEND, "channel": spec.channel,
+                            "occurred_at": f"{_iso(send_at)} = {when} (planned {_iso(planned)})"}
+    return stopped, planned, send_at
+
+
+def _messages(campaign_id: str, as_of: dt.date, to_send: pd.DataFrame, sent: set[str],
+              planned: dt.datetime, send_at: dt.datetime) -> list[dict]:
+    """The outbox messages of the rows not sent before (by idempotency key)."""
+    new = []
+    for r in to_send.itertuples(index=False):
+        key = idempotency_key(campaign_id, as_of.isoformat(), r.player_id, r.channel)
+        if key in sent:
+            continue
+        msg = {"idempotency_key": key, **{f: getattr(r, f) for f in MESSAGE_FIELDS[1:]}}
+        msg["offer_cost_eur_cents"] = int(msg["offer_cost_eur_cents"])
+        msg["planned_send_at"], msg["sent_at"] = _iso(planned), _iso(send_at)
+        new.append(msg)
+    return new
+
+
+def _rewrite_outbox(target: Path, messages: list[dict]) -> None:
+    """The outbox file with every message, replaced in one step (never half-written)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".jsonl.tmp")
+    with tmp.open("w") as f:
+        for m in messages:
+            f.write(json.dumps(m, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, target)

@@ -235,52 +235,14 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, conte
     in_segment = in_scope[segment_mask(in_scope, spec)]
     verdicts = eligibility.evaluate(in_segment, spec, ctx)
     eligible = in_segment[verdicts["eligible"].to_numpy()].copy()
-    remaining = remaining_budget_cents(spec, ctx, sent_cents)
-    if spec.target.by == "uplift":
-        per_list = None if spec.target.budget_cents is None else spec.target.budget_cents - sent_cents
-        eligible, targeting = target_by_uplift(spec, eligible, _min_budget(per_list, remaining),
-                                               already_sent=already)
-        after = {"not_targeted_by_uplift": targeting["eligible"] - targeting["targeted"]}
-    else:
-        eligible, targeting = _target_all(spec, eligible, remaining, already)
-        after = {"campaign_budget": targeting["cut_by_budget"], "max_list_size": targeting["cut_by_max_list_size"]}
-    if spec.budget.total_cents is not None:
-        targeting |= {"budget_total_eur_cents": spec.budget.total_cents,
-                      "spent_before_eur_cents": int(ctx.spent_cents.get(spec.id, 0))}
+    eligible, targeting, after = _target(spec, eligible, ctx, sent_cents, already)
     if len(sent):
         targeting |= {"already_sent_today": len(already), "sent_today_eur_cents": sent_cents}
     eligible = eligible.sort_values("player_id", kind="stable")
 
     exp = spec.experiment
     variant = experiments.assign(spec.id, exp.salt, eligible["player_id"], exp.holdout, exp.variants)
-    def col(name: str) -> np.ndarray:
-        return eligible[name].to_numpy() if name in eligible else np.full(len(eligible), None, dtype=object)
-
-    # Model scores are profiling: a list carries them only for players who consented to it.
-    profiling = _profiling(eligible)
-    score_cols = {}
-    for m in SCORES:
-        score = _score(eligible, f"{m}_score")
-        score_cols[f"{m}_score"] = np.where(profiling, score, np.nan)
-        score_cols[f"{m}_model_version"] = np.where(profiling, col(f"{m}_model_version"), None)
-    rows = pd.DataFrame({
-        "player_id": eligible["player_id"].astype(str).to_numpy(),
-        "campaign_id": spec.id,
-        "channel": spec.channel,
-        "variant": variant.astype(str),
-        "as_of_date": as_of.isoformat(),
-        "send_at_utc": spec.schedule.send_at(as_of).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "product": spec.product,
-        "brand_id": eligible["brand_id"].to_numpy(),
-        "country": eligible["country"].to_numpy(),
-        "locale": col("locale"),
-        "timezone": col("timezone"),
-        **score_cols,
-        "offer_template": spec.offer.template,
-        "offer_cost_eur_cents": offer_cost_cents(eligible, spec),
-        "offer_wagering": float(spec.offer.wagering),
-        "offer_expiry_days": int(spec.offer.expiry_days),
-    }, columns=list(LIST_COLUMNS)).reset_index(drop=True)
+    rows = _list_rows(spec, eligible, variant, as_of)
 
     counts = rows["variant"].value_counts().to_dict()
     shares = {experiments.HOLDOUT: exp.holdout} | {
@@ -471,3 +433,55 @@ def gate_verdict(directory: Path) -> tuple[bool, str]:
     if record.get("list_sha256") != _sha256(directory / "list.parquet"):
         return False, "the list changed after its gate ran"
     return True, "gate passed"
+
+
+def _target(spec: CampaignSpec, eligible: pd.DataFrame, ctx: Context, sent_cents: int, already: frozenset[str]
+            ) -> tuple[pd.DataFrame, dict, dict[str, int]]:
+    """(the targeted players, what targeting decided, players cut after eligibility by reason):
+    by uplift within the budget, or everyone eligible within the budget and the list size."""
+    remaining = remaining_budget_cents(spec, ctx, sent_cents)
+    if spec.target.by == "uplift":
+        per_list = None if spec.target.budget_cents is None else spec.target.budget_cents - sent_cents
+        eligible, targeting = target_by_uplift(spec, eligible, _min_budget(per_list, remaining),
+                                               already_sent=already)
+        after = {"not_targeted_by_uplift": targeting["eligible"] - targeting["targeted"]}
+    else:
+        eligible, targeting = _target_all(spec, eligible, remaining, already)
+        after = {"campaign_budget": targeting["cut_by_budget"], "max_list_size": targeting["cut_by_max_list_size"]}
+    if spec.budget.total_cents is not None:
+        targeting |= {"budget_total_eur_cents": spec.budget.total_cents,
+                      "spent_before_eur_cents": int(ctx.spent_cents.get(spec.id, 0))}
+    return eligible, targeting, after
+
+
+def _list_rows(spec: CampaignSpec, eligible: pd.DataFrame, variant: np.ndarray, as_of: dt.date) -> pd.DataFrame:
+    """The list's rows (:data:`LIST_COLUMNS`), one per targeted player, with the offer."""
+    def col(name: str) -> np.ndarray:
+        return eligible[name].to_numpy() if name in eligible else np.full(len(eligible), None, dtype=object)
+
+    # Model scores are profiling: a list carries them only for players who consented to it.
+    profiling = _profiling(eligible)
+    score_cols = {}
+    for m in SCORES:
+        score = _score(eligible, f"{m}_score")
+        score_cols[f"{m}_score"] = np.where(profiling, score, np.nan)
+        score_cols[f"{m}_model_version"] = np.where(profiling, col(f"{m}_model_version"), None)
+    rows = pd.DataFrame({
+        "player_id": eligible["player_id"].astype(str).to_numpy(),
+        "campaign_id": spec.id,
+        "channel": spec.channel,
+        "variant": variant.astype(str),
+        "as_of_date": as_of.isoformat(),
+        "send_at_utc": spec.schedule.send_at(as_of).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "product": spec.product,
+        "brand_id": eligible["brand_id"].to_numpy(),
+        "country": eligible["country"].to_numpy(),
+        "locale": col("locale"),
+        "timezone": col("timezone"),
+        **score_cols,
+        "offer_template": spec.offer.template,
+        "offer_cost_eur_cents": offer_cost_cents(eligible, spec),
+        "offer_wagering": float(spec.offer.wagering),
+        "offer_expiry_days": int(spec.offer.expiry_days),
+    }, columns=list(LIST_COLUMNS)).reset_index(drop=True)
+    return rows

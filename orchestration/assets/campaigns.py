@@ -88,27 +88,8 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
         manifest = publish(built, paths)
         changed = record_spec_changes(paths, [spec])  # the audit log sees every campaign version
         context.log.info(f"{spec.id}: {built.funnel} -> {manifest['path']}")
-        return MaterializeResult(metadata={
-            "priority": spec.priority,
-            "spec_hash": manifest["spec_hash"][:12],
-            "spec_changed_since_last_run": bool(changed),
-            "after_higher_priority_lists": ", ".join(h.id for h in higher) or "none (built first)",
-            "suppressed_after_eligibility": md_table(built.suppression.get("after_eligibility", {}), "cut",
-                                                     "players"),
-            "suppression_file": MetadataValue.path(str(list_dir(paths, spec.id, as_of) / "suppression.json")),
-            "path": MetadataValue.path(manifest["path"]),
-            "as_of_date": as_of.isoformat(),
-            "rows": len(built.rows),
-            "dagster/row_count": len(built.rows),
-            "funnel": md_table(built.funnel, "stage", "players"),
-            "suppressed_by_first_failing_rule": md_table(built.suppression["first_failing_rule"], "rule", "players"),
-            "suppressed_by_every_failing_rule": md_table(built.suppression["every_failing_rule"], "rule", "players"),
-            "srm_pvalue": built.srm_pvalue,
-            "total_offer_cost_eur": manifest["total_offer_cost_eur_cents"] / 100,
-            "model_versions": ", ".join(built.model_versions) or "none",
-            "targeting": md_table(manifest.get("targeting", {"by": "all"}), "targeting", "value"),
-            "preview": MetadataValue.md(built.rows.head(10).to_markdown(index=False) if len(built.rows) else "_empty_"),
-        })
+        return MaterializeResult(metadata=_list_metadata(spec, higher, built, manifest, changed,
+                                                         list_dir(paths, spec.id, as_of)))
 
     @asset_check(asset=campaign_list, name="compliance_gate", blocking=True,
                  description="Great Expectations suite: no ineligible player (recomputed from the profile), "
@@ -148,19 +129,50 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
         if report.status != "dispatched":
             context.log.warning(f"{spec.id}: not dispatched: {report.status} ({report.approval})")
         context.log.info(f"{spec.id}: {report.new_messages} new messages -> {report.outbox_file}")
-        return MaterializeResult(metadata={
-            "status": report.status,
-            "approval": report.approval,
-            "spec_hash": report.spec_hash[:12],
-            "outbox_file": MetadataValue.path(report.outbox_file),
-            "new_messages": report.new_messages,
-            "already_in_outbox": report.already_in_outbox,
-            "holdout_not_sent": report.holdout,
-            "assignments_file": MetadataValue.path(report.assignments_file) if report.assignments_file else "none",
-            "assigned_treatment": report.assigned_treatment,
-            "assigned_control": report.assigned_control,
-            "suppressed_at_send": report.suppressed_at_send,
-            "suppressed_at_send_reasons": md_table(report.suppressed_reasons, "stop event since the list", "players"),
-        })
+        return MaterializeResult(metadata=_dispatch_metadata(report))
 
     return [campaign_list, dispatch], [compliance_gate, sample_ratio]
+
+
+def _list_metadata(spec: CampaignSpec, higher: list[CampaignSpec], built, manifest: dict, changed,
+                   directory) -> dict:
+    """What the list asset shows in the UI: the funnel, suppression by rule, cost, a preview."""
+    return {
+        "priority": spec.priority,
+        "spec_hash": manifest["spec_hash"][:12],
+        "spec_changed_since_last_run": bool(changed),
+        "after_higher_priority_lists": ", ".join(h.id for h in higher) or "none (built first)",
+        "suppressed_after_eligibility": md_table(built.suppression.get("after_eligibility", {}), "cut",
+                                                 "players"),
+        "suppression_file": MetadataValue.path(str(directory / "suppression.json")),
+        "path": MetadataValue.path(manifest["path"]),
+        "as_of_date": built.as_of.isoformat(),
+        "rows": len(built.rows),
+        "dagster/row_count": len(built.rows),
+        "funnel": md_table(built.funnel, "stage", "players"),
+        "suppressed_by_first_failing_rule": md_table(built.suppression["first_failing_rule"], "rule", "players"),
+        "suppressed_by_every_failing_rule": md_table(built.suppression["every_failing_rule"], "rule", "players"),
+        "srm_pvalue": built.srm_pvalue,
+        "total_offer_cost_eur": manifest["total_offer_cost_eur_cents"] / 100,
+        "model_versions": ", ".join(built.model_versions) or "none",
+        "targeting": md_table(manifest.get("targeting", {"by": "all"}), "targeting", "value"),
+        "preview": MetadataValue.md(built.rows.head(10).to_markdown(index=False) if len(built.rows) else "_empty_"),
+    }
+
+
+def _dispatch_metadata(report) -> dict:
+    """What the dispatch asset shows in the UI: the status (sent, or waiting for approval), counts."""
+    return {
+        "status": report.status,
+        "approval": report.approval,
+        "spec_hash": report.spec_hash[:12],
+        "outbox_file": MetadataValue.path(report.outbox_file),
+        "new_messages": report.new_messages,
+        "already_in_outbox": report.already_in_outbox,
+        "holdout_not_sent": report.holdout,
+        "assignments_file": MetadataValue.path(report.assignments_file) if report.assignments_file else "none",
+        "assigned_treatment": report.assigned_treatment,
+        "assigned_control": report.assigned_control,
+        "suppressed_at_send": report.suppressed_at_send,
+        "suppressed_at_send_reasons": md_table(report.suppressed_reasons, "stop event since the list", "players"),
+    }
