@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -111,13 +110,14 @@ def _finish_backfill(instance, graph, backfill_id: str, outcome: BackfillOutcome
 
 
 def run_backfill(
-    instance, dates: list[str], keep_going: bool = False, asset_selection=None, log_level: str = "INFO", on_date=None
+    instance, dates: list[str], keep_going: bool = False, asset_selection=None, log_level: str = "INFO", on_date=None,
+    progress_fd: int | None = None,
 ) -> BackfillOutcome:
     """Register a partition backfill of ``dates`` and run them oldest first, one partition per run.
 
     Stops at the first failed date unless ``keep_going``. ``asset_selection``: as for
     :func:`orchestration.run.run_refresh` (default: the whole refresh). ``on_date(i, date)``: called
-    before each date (progress).
+    before each date (progress); ``progress_fd``: one line per step there (orchestration/progress.py).
     """
     from dagster._core.execution.backfill import BulkActionStatus  # internal API, see the module docstring
 
@@ -143,6 +143,7 @@ def run_backfill(
                 asset_selection=asset_selection,
                 log_level=log_level,
                 tags={**tags, BACKFILL_TAG: backfill.backfill_id},
+                progress_fd=progress_fd,
             )
             outcome.run_ids[d] = result.run_id
             (outcome.ok if result.success else outcome.failed).append(d)
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", required=True, help="last as-of date YYYY-MM-DD (inclusive)")
     parser.add_argument("--keep-going", action="store_true", help="run the later dates even after a failed one")
     parser.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    parser.add_argument("--verbose", action="store_true",
+                        help="stream the full Dagster and dbt log to stderr instead of one line per step")
     args = parser.parse_args(argv)
     try:
         dates = date_range(dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end))
@@ -173,24 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     from dagster import DagsterInstance
 
     from crm.run_lock import RunInProgress, run_lock
+    from orchestration.progress import quiet_terminal
 
-    def progress(i: int, d: str) -> None:
-        print(f"== backfill {i + 1}/{len(dates)}: as of {d}", file=sys.stderr, flush=True)
-
-    # Keep stdout for the summary: dbt and Dagster log lines go to stderr while the runs go.
-    sys.stdout.flush()
-    saved_stdout = os.dup(1)
-    os.dup2(2, 1)
+    # stdout keeps the step lines and the summary; the full log (Dagster, dbt) goes to a file
     try:
-        with run_lock(paths, f"crm backfill --start {args.start} --end {args.end}"), DagsterInstance.get() as instance:
-            outcome = run_backfill(instance, dates, keep_going=args.keep_going, on_date=progress)
+        with quiet_terminal(paths.home, "crm backfill", verbose=args.verbose, json_output=args.json) as terminal, \
+                run_lock(paths, f"crm backfill --start {args.start} --end {args.end}"), \
+                DagsterInstance.get() as instance:
+            outcome = run_backfill(instance, dates, keep_going=args.keep_going, progress_fd=terminal.progress_fd,
+                                   on_date=lambda i, d: terminal.say(f"== backfill {i + 1}/{len(dates)}: as of {d}"))
     except RunInProgress as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved_stdout, 1)
-        os.close(saved_stdout)
     if args.json:
         print(json.dumps(asdict(outcome) | {"success": outcome.success}, indent=2))
     else:

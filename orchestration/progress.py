@@ -1,8 +1,9 @@
 """One line per step on the terminal while the full Dagster and dbt log goes to a file.
 
-`crm run` (``python -m orchestration.run``) enables the ``progress`` logger with the file
-descriptor of the real terminal; Dagster's own console logger and dbt's output go to
-``$CRM_HOME/logs/``. Runs started from the UI or a schedule do not configure it and log as usual.
+`crm run` and `crm backfill` (``python -m orchestration.run`` / ``.backfill``) run inside
+:func:`quiet_terminal` and enable the ``progress`` logger with the file descriptor of the real
+terminal; Dagster's own console logger and dbt's output go to ``$CRM_HOME/logs/``. Runs
+started from the UI or a schedule do not configure it and log as usual.
 
 Dagster hands loggers the structured event of a log record as the record's ``dagster_meta``
 attribute (what its own JSON and console formatters read); that is the one hook for live step
@@ -13,7 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from dagster import Field, InitLoggerContext, logger
 
@@ -72,3 +78,59 @@ def progress_logger(init_context: InitLoggerContext) -> logging.Logger:
     log.propagate = False
     log.handlers = [_ProgressHandler(init_context.logger_config["fd"])]
     return log
+
+
+@dataclass
+class Terminal:
+    """Where a command's output goes while it runs: ``progress_fd`` gets the step lines (None with
+    ``--verbose``); ``log_file`` holds the full log (None with ``--verbose``: it streams to stderr)."""
+
+    progress_fd: int | None
+    log_file: str | None
+
+    def say(self, text: str) -> None:
+        if self.progress_fd is not None:
+            os.write(self.progress_fd, (text + "\n").encode("utf-8", "replace"))
+
+
+def _log_path(home: Path, command: str) -> str:
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return str(logs / f"{command.split()[-1]}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.log")
+
+
+@contextmanager
+def quiet_terminal(home: Path, command: str, *, verbose: bool = False, log_file: str | None = None,
+                   json_output: bool = False) -> Iterator[Terminal]:
+    """Send everything written to stdout and stderr (Dagster, dbt subprocesses) to a log file under
+    ``$CRM_HOME/logs/`` while the block runs, keeping the terminal for one line per step; with
+    ``verbose``, the full log goes to stderr instead. With ``json_output`` the step lines go to
+    stderr, so stdout carries only the JSON printed after the block. The terminal is restored on
+    any exit; on an error the log's path is named."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_stdout, saved_stderr = os.dup(1), os.dup(2)
+    log_file = None if verbose else (log_file or _log_path(home, command))
+    sink = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_file else None
+    os.dup2(sink if sink is not None else saved_stderr, 1)
+    os.dup2(sink if sink is not None else saved_stderr, 2)
+    terminal = Terminal(None if verbose else (saved_stderr if json_output else saved_stdout), log_file)
+    terminal.say(f"{command}: one line per step; the full log is in {log_file}" if log_file else "")
+    try:
+        yield terminal
+    except BaseException:
+        _restore(saved_stdout, saved_stderr, sink)
+        if log_file:
+            print(f"{command} stopped: the full log is in {log_file}", file=sys.stderr)
+        raise
+    _restore(saved_stdout, saved_stderr, sink)
+
+
+def _restore(saved_stdout: int, saved_stderr: int, sink: int | None) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(saved_stdout, 1)
+    os.dup2(saved_stderr, 2)
+    for fd in (saved_stdout, saved_stderr, sink):
+        if fd is not None:
+            os.close(fd)

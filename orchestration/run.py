@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -85,24 +84,6 @@ def print_summary(s: dict) -> None:
         print(f"Skipped (blocked upstream): {', '.join(s['skipped_steps'])}")
 
 
-def _log_file(paths, given: str | None) -> str:
-    if given:
-        return given
-    logs = paths.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    return str(logs / f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.log")
-
-
-def _restore(saved_stdout: int, saved_stderr: int, sink: int | None) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(saved_stdout, 1)
-    os.dup2(saved_stderr, 2)
-    for fd in (saved_stdout, saved_stderr, sink):
-        if fd is not None:
-            os.close(fd)
-
-
 def run_refresh(instance, as_of: str | None = None, asset_selection=None, log_level: str = "INFO",
                 tags: dict[str, str] | None = None, progress_fd: int | None = None):
     """Run the daily refresh for one as-of date (its partition) and return (result, as_of).
@@ -148,36 +129,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from crm.ingest.landing import LandingError
     from crm.run_lock import RunInProgress, run_lock
+    from orchestration.progress import quiet_terminal
 
     paths = export_env()
     start = time.time()
-    log_file = None if args.verbose else _log_file(paths, args.log_file)
-    # Keep stdout for the step lines and the summary: the full log (Dagster, dbt) goes to the
-    # log file, or with --verbose to stderr.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved_stdout, saved_stderr = os.dup(1), os.dup(2)
-    sink = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_file else saved_stderr
-    os.dup2(sink, 1)
-    os.dup2(sink, 2)
-    # with --json, stdout carries only the JSON: step lines go to stderr
-    progress = saved_stderr if args.json else saved_stdout
-    if log_file:
-        os.write(progress, f"crm run: one line per step; the full log is in {log_file}\n".encode())
+    # stdout keeps the step lines and the summary; the full log (Dagster, dbt) goes to a file
     try:
-        with run_lock(paths, f"crm run --date {args.date}" if args.date else "crm run"), \
+        with quiet_terminal(paths.home, "crm run", verbose=args.verbose, log_file=args.log_file,
+                            json_output=args.json) as terminal, \
+                run_lock(paths, f"crm run --date {args.date}" if args.date else "crm run"), \
                 DagsterInstance.get() as instance:
-            result, as_of = run_refresh(instance, args.date, progress_fd=None if args.verbose else progress)
+            result, as_of = run_refresh(instance, args.date, progress_fd=terminal.progress_fd)
     except (LandingError, RunInProgress) as e:
-        _restore(saved_stdout, saved_stderr, sink if log_file else None)
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except BaseException:
-        _restore(saved_stdout, saved_stderr, sink if log_file else None)
-        if log_file:
-            print(f"crm run stopped with an error: the full log is in {log_file}", file=sys.stderr)
-        raise
-    _restore(saved_stdout, saved_stderr, sink if log_file else None)
+    log_file = terminal.log_file
     summary = _summary(result, as_of, time.time() - start)
     if args.json:
         print(json.dumps(summary | {"log_file": log_file}, indent=2, default=str))

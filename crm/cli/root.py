@@ -138,18 +138,20 @@ def _date_range(start: str, end: str) -> list[str]:
 @click.option("--end", "--to", "end", required=True, help="last as-of date YYYY-MM-DD (inclusive)")
 @click.option("--keep-going", is_flag=True, help="run the later dates even after a failed one")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
-def backfill(start: str, end: str, keep_going: bool, as_json: bool) -> None:
+@click.option("--verbose", is_flag=True, help="stream the full Dagster and dbt log instead of one line per step")
+def backfill(start: str, end: str, keep_going: bool, as_json: bool, verbose: bool) -> None:
     """Backfill the daily refresh for every as-of date from --start to --end, oldest first.
 
     A Dagster partition backfill of the range (listed on the UI's Backfills page), its dates run
     one partition per run, one at a time: each day's lists see the messages of the days before.
     Stops at the first failed date unless --keep-going, because later lists would miss that
-    day's history. Dispatch never sends a message twice, so re-running dates is safe.
+    day's history. Dispatch never sends a message twice, so re-running dates is safe. Prints one
+    line per step; the full log goes to $CRM_HOME/logs/backfill-<time>.log (or --verbose).
     """
     _date_range(start, end)  # refuse a bad range before starting Dagster
     export_env()
     cmd = [sys.executable, "-m", "orchestration.backfill", "--start", start, "--end", end] + \
-        (["--keep-going"] if keep_going else []) + (["--json"] if as_json else [])
+        (["--keep-going"] if keep_going else []) + (["--json"] if as_json else []) + (["--verbose"] if verbose else [])
     sys.exit(subprocess.call(cmd))
 
 
