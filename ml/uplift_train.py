@@ -81,8 +81,15 @@ def check_enough(df: pd.DataFrame, valid_fraction: float) -> None:
         )
 
 
+EXPOSURE_KEYS = ("campaign_id", "player_id")  # one fct_campaign_exposures row per campaign and player
+
+
 def exposure_frame(exposures: pd.DataFrame, outcome: str) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
-    """Complete rows of the two arms with a non-null outcome, the present spec features and counts."""
+    """Complete rows of the two arms with a non-null outcome, the present spec features and counts.
+
+    Rows come in the key's order (campaign, player): a warehouse read has no order of its own
+    (DuckDB scans in parallel), and the train / validation split is by position, so without it
+    the same data could train a different model and publish a different list."""
     U._require_columns(exposures, [TREATMENT_COL, outcome, "outcome_complete"], "exposures")
     features = [c for c in FEATURE_NAMES if c in exposures.columns]
     if not features:
@@ -91,6 +98,9 @@ def exposure_frame(exposures: pd.DataFrame, outcome: str) -> tuple[pd.DataFrame,
     df = exposures[complete & exposures[outcome].notna()].copy()
     df[outcome] = df[outcome].astype("float64")  # boolean / BIGINT (nullable) -> float
     counts = {"exposure_rows": len(exposures), "complete_rows": int(complete.sum()), "training_rows": len(df)}
+    keys = [c for c in EXPOSURE_KEYS if c in df.columns]
+    if keys:
+        df = df.sort_values(keys, kind="stable")
     return df.reset_index(drop=True), features, counts
 
 

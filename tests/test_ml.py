@@ -605,3 +605,22 @@ def test_ml_never_imports_dagster():
     code = "import sys, ml.train, ml.score, ml.registry, ml.metrics, ml.models; sys.exit('dagster' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0
+
+
+def test_uplift_training_does_not_depend_on_the_row_order(tmp_path):
+    """A warehouse read has no order of its own: the same exposures in another order train the same
+    model (same learner, same metrics), so the same inputs publish the same uplift list."""
+    from ml.uplift_train import train_uplift_from_exposures
+
+    exposures = make_exposures(n=1200)
+    shuffled = exposures.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    assert not shuffled["player_id"].equals(exposures["player_id"])
+    out = []
+    for name, frame in (("ordered", exposures), ("shuffled", shuffled)):
+        store = tmp_path / name
+        store.mkdir()
+        out.append(train_uplift_from_exposures(
+            frame, tracking_uri=f"sqlite:///{store / 'mlflow.db'}", artifact_location=(store / "art").as_uri(),
+            learners=("t", "s")))
+    assert out[0]["selected"] == out[1]["selected"]
+    assert out[0]["metrics"] == out[1]["metrics"]
