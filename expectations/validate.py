@@ -24,7 +24,8 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: str | None = None,
              descriptions: dict[int, str] | None = None, docs_dir: str | Path | None = None) -> GateResult:
-    """Validate ``df`` against ``expectations`` (GX expectation objects).
+    """Validate ``df`` against ``expectations`` (GX expectation objects); the outcomes come in
+    the order of ``expectations`` and ``descriptions`` are keyed by that order.
 
     An expectation made with ``severity=FailureSeverity.WARNING`` is reported but does not
     fail the result. With ``docs_dir``, the validation runs through a GX Checkpoint whose
@@ -44,6 +45,9 @@ def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: s
     suite = ctx.suites.add(gx.ExpectationSuite(name=suite_name))
     for e in expectations:
         suite.add_expectation(e)
+    # GX reports results grouped by domain, not in the order they were added (a table-level
+    # expectation added last can come back second): descriptions follow the expectation's id
+    position = {e.id: i for i, e in enumerate(expectations)}
     result_format: dict = {"result_format": "COMPLETE", "partial_unexpected_count": 20}
     if id_column and id_column in df.columns:
         result_format["unexpected_index_column_names"] = [id_column]
@@ -66,8 +70,9 @@ def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: s
         docs = [u["site_url"] for u in ctx.get_docs_sites_urls(resource_identifier=key, site_name="crm")
                 if u.get("site_url")]
     outcomes = []
-    for i, r in enumerate(res.results):
+    for r in sorted(res.results, key=lambda r: position.get(r.expectation_config.id, len(position))):
         cfg = r.expectation_config
+        i = position.get(cfg.id)
         result = r.result or {}
         sample = result.get("unexpected_index_list") or result.get("partial_unexpected_list") or []
         sample = [s.get(id_column, s) if isinstance(s, dict) and id_column else s for s in sample][:20]
@@ -78,7 +83,7 @@ def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: s
                             else {"unexpected_values": (result.get("partial_unexpected_list") or [])[:10]}
                             if result.get("unexpected_count") else err),
             unexpected_count=plain_value(result.get("unexpected_count")), sample=plain_value(sample),
-            description=(descriptions or {}).get(i, ""),
+            description=(descriptions or {}).get(i, "") if i is not None else "",
             severity="warning" if str(getattr(cfg, "severity", "critical")).lower().endswith("warning") else "error",
         ))
     success = all(o.success for o in outcomes if o.severity != "warning")

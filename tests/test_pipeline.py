@@ -337,3 +337,38 @@ def test_a_failed_backfill_date_stops_the_later_ones_unless_keep_going(first_run
     went_on = run_backfill(instance, dates, keep_going=True, asset_selection=keys)
     assert went_on.failed == [dates[0]] and went_on.ok == [dates[1]]
     assert all(instance.get_materialized_partitions(k) == {dates[1]} for k in keys if k.path[-1] == "list")
+
+
+def test_a_consecutive_day_backfill_after_the_run_fails_only_the_size_band_and_names_it(first_run):
+    """Backfilling as_of-2 then as_of-1 after the run of as_of: cashback_recent_losers (dedup 7 days,
+    a 3-day offer) lists on as_of-1 only the few players it did not send to on as_of-2, all lists
+    built on the marts of as_of. Its gate fails on the list-size band alone, and says so: no
+    compliance expectation fails (the outcome of the band was once described as "no ineligible
+    player (recomputed from the profile)")."""
+    import datetime as dt
+    import os
+
+    from dagster import DagsterInstance
+
+    from crm.campaigns.spec import load_campaign
+    from crm.ingest.landing import default_as_of
+    from orchestration.assets.campaigns import gate_published_list
+    from orchestration.backfill import run_backfill
+
+    as_of = default_as_of(_paths())
+    dates = [(as_of - dt.timedelta(days=n)).isoformat() for n in (2, 1)]
+    _, keys = _backfill_dates_and_keys()
+    outcome = run_backfill(DagsterInstance.ephemeral(), dates, keep_going=True, asset_selection=keys)
+    directory = _paths().lists / "cashback_recent_losers" / dates[1]
+    gate = json.loads((directory / "gate.json").read_text())
+    if outcome.success:  # the simulated casino gave the second day a list within the band
+        assert gate["success"]
+        return
+    assert outcome.failed == [dates[1]] and not gate["success"]
+    specs = [load_campaign(p) for p in sorted(Path(os.environ["CRM_CAMPAIGNS_DIR"]).glob("[!_]*.yaml"))]
+    [spec] = [s for s in specs if s.id == "cashback_recent_losers"]
+    result = gate_published_list(_paths(), spec, specs, dt.date.fromisoformat(dates[1]))
+    assert [(o.expectation, o.description.split(" within ")[0]) for o in result.failed] == [
+        ("expect_table_row_count_to_be_between", "list size")]
+    suppressed = json.loads((directory / "suppression.json").read_text())["first_failing_rule"]
+    assert suppressed.get("duplicate", 0) > 0  # the players sent to on as_of-2

@@ -207,6 +207,35 @@ def test_list_suite_fails_a_list_far_outside_its_size_band_and_notes_missing_his
         .observed == 30
 
 
+def test_each_outcome_carries_its_own_description_whatever_order_gx_reports_in():
+    """GX reports a table-level expectation added last (the list-size band) right after the first
+    one; a description looked up by GX's result position named the failed size band "no ineligible
+    player (recomputed from the profile)" and shifted every later one (the consecutive-day backfill
+    of cashback_recent_losers, tests/test_pipeline.py)."""
+    from expectations.campaign_list import DayLimits, GateContext, GatedList, gate_list
+
+    profile = pd.DataFrame({"player_id": ["p1", "p2"], "country": "MT", "age_years": 30,
+                            "self_excluded_now": False, "ever_self_excluded": False, "cooling_off_now": False,
+                            "harm_risk_flag": False, "consent_push": True, "consent_profiling": True})
+    lst = pd.DataFrame({"player_id": ["p1", "p2"], "campaign_id": "c", "channel": "push", "variant": ["A", "holdout"],
+                        "as_of_date": "2025-09-08", "send_at_utc": "2025-09-08T17:00:00Z",
+                        "offer_template": "cashback", "offer_cost_eur_cents": 1000})
+    limits = DayLimits(max_cost_per_player_cents=5000, bonus_offers_per_day=1, channel_day_cap=1, global_day_cap=2,
+                       cooldown_hours=12)
+    result = gate_list(GatedList(lst, profile, 0.15, ["A"]), GateContext(limits=limits, size_history=[28]))
+    f = _failed(result)
+    assert list(f) == ["expect_table_row_count_to_be_between()"]
+    assert f["expect_table_row_count_to_be_between()"].description.startswith("list size within [4, 52]")
+    by_name = {o.name: o.description for o in result.outcomes}
+    assert by_name["expect_column_values_to_be_in_set(compliance_violation)"] == \
+        "no ineligible player (recomputed from the profile)"
+    assert by_name["expect_column_values_to_be_unique(player_id)"] == "unique player per campaign"
+    assert by_name["expect_column_values_to_be_in_set(cooldown)"].startswith("cooldown (12 h)")
+    # in the order the suite was written
+    assert [o.name for o in result.outcomes][:2] == ["expect_table_columns_to_match_set",
+                                                     "expect_column_values_to_be_in_set(compliance_violation)"]
+
+
 def test_gate_check_result_names_failures_and_links_docs(tmp_path):
     from dagster import MetadataValue
 
