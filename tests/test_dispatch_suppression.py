@@ -236,3 +236,44 @@ def test_the_dispatch_clock_is_the_wall_clock_of_a_live_home(tmp_path, monkeypat
     monkeypatch.setenv("CRM_NOW", "yesterday")
     with pytest.raises(ValueError, match="CRM_NOW"):
         dispatch_clock(Paths(tmp_path))
+
+
+# ---- dates dispatched out of order ----------------------------------------------------------------
+
+def _outbox_messages(paths: Paths) -> list[dict]:
+    return [m for f in sorted(paths.outbox.glob("*/*/*.jsonl")) for m in read_outbox(f)]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations([0, 1, 2, 3]), held_back=st.sets(st.integers(0, 3), max_size=2))
+def test_a_date_sent_after_a_later_one_never_reaches_a_player_the_later_one_reached(
+        tmp_path_factory, monkeypatch, order, held_back):
+    """Lists of four consecutive dates (the same players on each), dispatched in any order, some
+    held back to the end (as a list approved late would be): a message is only ever written for a
+    player who had no message of a later as-of date at that moment, and the others are held."""
+    from crm.campaigns.dispatch import LATER_MESSAGE_SENT
+
+    monkeypatch.setenv(approvals.THRESHOLD_ENV, "1000000000")
+    paths = Paths(tmp_path_factory.mktemp("home")).ensure()
+    dates = [AS_OF + dt.timedelta(days=i) for i in range(4)]
+    for d in dates:
+        _publish_gated(paths, SPEC, d, n=30)
+    sequence = [i for i in order if i not in held_back] + sorted(held_back)
+    for i in sequence:
+        before = _outbox_messages(paths)
+        report = dispatch_list(paths, SPEC.id, dates[i], spec=SPEC)
+        known = {m["idempotency_key"] for m in before}
+        new = [m for m in _outbox_messages(paths) if m["idempotency_key"] not in known]
+        later = {m["player_id"] for m in before if m["as_of_date"] > dates[i].isoformat()}
+        assert not later & {m["player_id"] for m in new}, (sequence, i)
+        held = json.loads((list_dir(paths, SPEC.id, dates[i]) / SUPPRESSED_FILE).read_text()) if later else {}
+        assert {p for p, why in held.items() if why["event_type"] == LATER_MESSAGE_SENT} >= later & set(
+            _treated_on(paths, dates[i])), (sequence, i)
+        assert report.new_messages == len(new)
+
+
+def _treated_on(paths: Paths, as_of: dt.date) -> list[str]:
+    import pandas as pd
+
+    rows = pd.read_parquet(list_dir(paths, SPEC.id, as_of) / "list.parquet")
+    return sorted(rows.loc[rows["variant"] != HOLDOUT, "player_id"].astype(str))

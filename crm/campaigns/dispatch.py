@@ -62,6 +62,10 @@ SELF_EXCLUSION = SELF_EXCLUSION_START
 STOP_EVENTS = (SELF_EXCLUSION, *WITHDRAWALS)
 STOP_LOOKBACK_DAYS = 7
 QUIET_HOURS_AT_SEND = "quiet_hours_at_send"  # held: the send runs late, into the player's quiet hours
+# held: the player already has a message of a later as-of date. A list sees the messages before its
+# date only; sending it after a later date's messages (a backfill, an approval that came late) could
+# break the dedup, cooldown and caps of those messages, so its players who have one are not sent.
+LATER_MESSAGE_SENT = "later_message_sent"
 SUPPRESSED_FILE = "suppressed_at_send.json"  # beside the list: who was not sent and why
 MESSAGE_FIELDS = ("idempotency_key", "campaign_id", "channel", "player_id", "variant", "as_of_date",
                   "locale", "timezone", "offer_template", "offer_cost_eur_cents")
@@ -332,7 +336,10 @@ def _held_at_send(paths: Paths, spec: CampaignSpec, as_of: dt.date, to_send: pd.
     latest word (opt-out, complaint, self-exclusion) beats the list, and a late send meets the
     quiet hours of the list's rule again, at the instant it really goes out."""
     channels = (spec.channel, "profiling") if spec.uses_ml else (spec.channel,)
-    stopped = send_time_suppressions(paths, as_of, to_send["player_id"].astype(str), channels, spec.product)
+    players = to_send["player_id"].astype(str)
+    stopped = send_time_suppressions(paths, as_of, players, channels, spec.product)
+    for pid, why in later_messages(paths, as_of, players).items():
+        stopped.setdefault(pid, why)
     planned = spec.schedule.send_at(as_of)
     clock = dispatch_clock(paths) if now is None else now
     send_at = max(planned, clock) if clock is not None else planned
@@ -343,6 +350,27 @@ def _held_at_send(paths: Paths, spec: CampaignSpec, as_of: dt.date, to_send: pd.
             stopped[pid] = {"event_type": QUIET_HOURS_AT_SEND, "channel": spec.channel,
                             "occurred_at": f"{_iso(send_at)} = {when} (planned {_iso(planned)})"}
     return stopped, planned, send_at
+
+
+def later_messages(paths: Paths, as_of: dt.date, player_ids) -> dict[str, dict]:
+    """Players among ``player_ids`` with a message in the outbox of an as-of date after ``as_of``
+    (any campaign, any channel): player id -> the earliest such message (type, channel, when)."""
+    wanted = set(player_ids)
+    found: dict[str, tuple[str, dict]] = {}
+    for f in paths.outbox.glob("*/*/*.jsonl"):
+        try:
+            day = dt.date.fromisoformat(f.stem)
+        except ValueError:
+            continue
+        if day <= as_of:
+            continue
+        for m in read_outbox(f):
+            pid = str(m.get("player_id"))
+            if pid in wanted and (pid not in found or day.isoformat() < found[pid][0]):
+                found[pid] = (day.isoformat(), m)
+    return {pid: {"event_type": LATER_MESSAGE_SENT, "channel": str(m.get("channel")),
+                  "occurred_at": f"{m.get('campaign_id')} as of {day} (sent {m.get('sent_at')})"}
+            for pid, (day, m) in found.items()}
 
 
 def _messages(campaign_id: str, as_of: dt.date, to_send: pd.DataFrame, sent: set[str],
