@@ -224,17 +224,20 @@ def send_time_suppressions(paths: Paths, as_of: dt.date, player_ids, channels: t
                   AND (product = ? OR (product IS NULL AND event_type <> 'consent.granted'))
                 GROUP BY player_id, channel
             ),
-            stops AS (
-                SELECT player_id, event_type AS kind, NULL AS channel, occurred_at AS changed_at FROM ev
+            stops AS (  -- rank: at the same instant an exclusion, then a channel, then a product reason
+                SELECT player_id, event_type AS kind, NULL AS channel, occurred_at AS changed_at, 0 AS rank FROM ev
                 WHERE event_type = ?
                 UNION ALL
-                SELECT player_id, kind, channel, changed_at FROM latest WHERE kind <> 'consent.granted'
+                SELECT player_id, kind, channel, changed_at, 1 FROM latest WHERE kind <> 'consent.granted'
                 UNION ALL
-                SELECT player_id, kind, channel || ' (' || ? || ')', changed_at FROM product_latest
+                SELECT player_id, kind, channel || ' (' || ? || ')', changed_at, 2 FROM product_latest
                 WHERE kind <> 'consent.granted'
             )
-            SELECT player_id, arg_min(kind, changed_at), arg_min(channel, changed_at), min(changed_at)
-            FROM stops GROUP BY player_id
+            SELECT player_id, kind, channel, changed_at FROM (  -- the first reason: one row, ties broken
+                SELECT *, row_number() OVER (PARTITION BY player_id
+                                             ORDER BY changed_at, rank, channel NULLS FIRST, kind) AS n
+                FROM stops)
+            WHERE n = 1
         """, [glob, cutoff, *kinds, ALL_CHANNELS, SELF_EXCLUSION, product, channels[0] if channels else None,
               product, SELF_EXCLUSION, product]).fetchall()
     return {str(p): {"event_type": t, "channel": c, "occurred_at": str(at)} for p, t, c, at in rows}
