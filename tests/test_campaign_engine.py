@@ -249,7 +249,7 @@ def test_xlsx_is_byte_identical_with_fixed_zip_and_document_dates(tmp_path):
     time.sleep(1.1)  # a second later: a writer that stamped "now" would differ
     publish(build_list(spec, _audience(), AS_OF), b)
     da, db = list_dir(a, spec.id, AS_OF), list_dir(b, spec.id, AS_OF)
-    for name in ("list.csv", "list.parquet", "list.xlsx", "suppression.json", "manifest.json"):
+    for name in ("list_with_holdout.csv", "list.parquet", "list.xlsx", "suppression.json", "manifest.json"):
         assert (da / name).read_bytes() == (db / name).read_bytes(), name
     with zipfile.ZipFile(da / "list.xlsx") as z:
         assert {i.date_time[:3] for i in z.infolist()} <= {(1980, 1, 1), (1980, 1, 31)}
@@ -257,12 +257,14 @@ def test_xlsx_is_byte_identical_with_fixed_zip_and_document_dates(tmp_path):
         assert "2025-10-01T00:00:00Z" in core and core.count("2025-10-01T00:00:00Z") == 2  # created, modified
     from openpyxl import load_workbook
 
-    ws = load_workbook(da / "list.xlsx", read_only=True)["list"]
+    # the marketer's file: the players to contact only (tests/test_marketer_files.py has the rest)
+    ws = load_workbook(da / "list.xlsx", read_only=True)["send A"]
     values = list(ws.values)
-    assert list(values[0]) == list(built.rows.columns) and len(values) == len(built.rows) + 1
-    assert values[1][0] == built.rows["player_id"].iloc[0]
+    contact = built.rows[built.rows["variant"] != "holdout"]
+    assert values[0][0] == "Player ID" and len(values) == len(contact) + 1
+    assert values[1][0] == contact["player_id"].iloc[0]
     manifest = json.loads((da / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"list.csv", "list.parquet", "list.xlsx", "suppression.json"}
+    assert set(manifest["files"]) == {"list_with_holdout.csv", "list.parquet", "list.xlsx", "suppression.json"}
     assert manifest["spec_hash"] == spec.spec_hash() and verify_manifest(da) == []
     assert "email" not in built.rows.columns and "phone" not in built.rows.columns
 

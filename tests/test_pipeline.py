@@ -158,7 +158,7 @@ def test_lists_are_published_gated_and_dispatched(first_run):
     assert {m["campaign_id"] for m in lists} == expected and len(expected) >= 3
     for m in lists:
         d = Path(m["path"])
-        assert (d / "list.csv").exists() and (d / "list.parquet").exists()
+        assert (d / "list_with_holdout.csv").exists() and (d / "list.parquet").exists()
         assert gate_verdict(d)[0]
         df = pd.read_parquet(d / "list.parquet")
         assert len(df) == m["counts"]["listed"] and df["player_id"].is_unique

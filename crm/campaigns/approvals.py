@@ -5,6 +5,9 @@
   treated offer cost (``total_offer_cost_eur_cents`` of the list's manifest) and the budget the
   spec allows (``target.budget_eur`` per list, ``budget.total_eur`` over the campaign's life):
   :func:`crm.campaigns.budget.approval_cost_cents`, the one budget module.
+* A list with nobody to contact (empty, or a holdout only: ``to_contact`` 0 in its manifest) never
+  needs approval: state ``not_required``, why "nothing to send: <why the list is empty>".
+  Dispatch sends nothing for it either way.
 * An approval (or rejection) is bound to a spec hash: a changed YAML is a new version and needs
   a new approval. The latest decision for a version wins, so a rejection after an approval
   withdraws it (and a later approval reinstates it).
@@ -66,6 +69,8 @@ def approval_required(spec: CampaignSpec, manifest: dict | None = None) -> tuple
     ``manifest`` is a published list's manifest (its treated offer cost); without one only the
     spec's budget and ``approval.required`` count.
     """
+    if nothing_to_send(manifest):  # an empty list (or a holdout only) sends nothing: nothing to approve
+        return False, "nothing to send: " + (manifest.get("empty_because") or "the list has nobody to contact")
     cost, basis = approval_cost_cents(spec, manifest)
     limit = threshold_cents()
     if spec.approval.required:
@@ -75,6 +80,12 @@ def approval_required(spec: CampaignSpec, manifest: dict | None = None) -> tuple
     if cost > limit:
         return True, f"cost {_eur(cost)} ({basis}) exceeds the approval threshold {_eur(limit)} ({THRESHOLD_ENV})"
     return False, f"cost {_eur(cost)} ({basis}) is within the approval threshold {_eur(limit)}"
+
+
+def nothing_to_send(manifest: dict | None) -> bool:
+    """Whether a list's manifest says it has nobody to contact (``to_contact`` 0: empty, or holdout
+    only). Dispatch passes the count of the gated list's own rows, not the manifest's word."""
+    return manifest is not None and manifest.get("to_contact") == 0
 
 
 def _eur(cents: int) -> str:

@@ -155,16 +155,23 @@ def explain_player(paths: Paths, player_id: str, spec: CampaignSpec, specs: list
     segment = _segment_lines(row, spec)
     rules = eligibility.explain(row, spec, campaign_context(spec, ctx)[0])[0]
     failing = [r["rule"] for r in rules if not r["passed"]]
+    reason = None  # why the player is left out, in the plain words of eligibility.REASONS
     if not in_scope:
-        why = "out of scope (brand or jurisdiction)"
+        why = reason = "out of scope (brand or jurisdiction)"
     elif not all(s["passed"] for s in segment):
         why = "not in the segment: " + ", ".join(s["rule"] for s in segment if not s["passed"])
+        reason = "Not in the campaign's segment"
     elif failing:
-        why = f"ineligible: first failing rule {failing[0]}" + (
+        reason = eligibility.reason_text(failing[0])
+        why = f"ineligible: first failing rule {failing[0]}: {reason}" + (
             f" (also: {', '.join(failing[1:])})" if len(failing) > 1 else "")
     elif listed.empty:
-        why = f"eligible but not selected: {built.targeting.get('stopped_by', 'targeting')} " \
-              f"({'uplift ranking' if spec.target.by == 'uplift' else 'campaign budget or max_list_size'})"
+        cut = (eligibility.NOT_TARGETED_BY_UPLIFT if spec.target.by == "uplift" else
+               eligibility.MAX_LIST_SIZE if built.targeting.get("stopped_by") == "max_list_size" else
+               eligibility.CAMPAIGN_BUDGET)
+        reason = eligibility.reason_text(cut)
+        why = f"eligible but not selected: {cut}: {reason}" + (
+            f" (the list is empty: {built.empty_because})" if built.empty_because else "")
     else:
         why = f"listed as {listed['variant'].iloc[0]}" + (
             " (holdout: not sent)" if listed["variant"].iloc[0] == "holdout" else "")
@@ -182,7 +189,7 @@ def explain_player(paths: Paths, player_id: str, spec: CampaignSpec, specs: list
                   "observed": f"brand {row['brand_id'].iloc[0]}, country {row['country'].iloc[0]}"},
         "segment": segment, "rules": rules, "targeting": built.targeting,
         "listed": not listed.empty, "variant": None if listed.empty else str(listed["variant"].iloc[0]),
-        "decision": why, "published_list": published,
+        "decision": why, "reason": reason, "published_list": published,
     }
 
 
@@ -201,7 +208,8 @@ def format_explanation(e: dict) -> str:
     for r in e["rules"]:
         verdict = "skip" if r["verdict"].startswith("bypassed") else mark[r["passed"]]
         note = "  [bypassed: transactional]" if r["verdict"].startswith("bypassed") else ""
-        out.append(f"  {verdict}  {r['rule']:<{width}}  {r['observed']}{note}")
+        why = f"  ({r['reason']})" if not r["passed"] and r.get("reason") else ""
+        out.append(f"  {verdict}  {r['rule']:<{width}}  {r['observed']}{note}{why}")
     t = e["targeting"]
     out.append("targeting:    " + ", ".join(f"{k}={v}" for k, v in t.items()))
     out += ["", f"decision: {'LISTED' if e['listed'] else 'NOT LISTED'} — {e['decision']}"]

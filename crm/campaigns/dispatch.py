@@ -292,7 +292,9 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
     channel = str(rows["channel"].iloc[0]) if len(rows) else "email"
     target = outbox_file(paths, channel, campaign_id, as_of)
     existing = read_outbox(target)
-    manifest = read_manifest(directory)
+    # the count of players to contact comes from the gated rows themselves, never the manifest's
+    # word: an empty list needs no approval (crm.campaigns.approvals.nothing_to_send)
+    manifest = read_manifest(directory) | {"to_contact": int((rows["variant"] != HOLDOUT).sum())}
     spec = spec if spec is not None else _load_spec(campaign_id)
     if spec.id != campaign_id:
         raise ValueError(f"dispatch_list: spec {spec.id!r} given for campaign {campaign_id!r}")

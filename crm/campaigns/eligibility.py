@@ -269,6 +269,7 @@ class Rule:
     passes: Predicate
     observed: Observed
     transactional_bypass: bool = False
+    reason: str = ""  # why a player failing it is left out, in plain words (lists' summaries, crm explain)
 
 
 def _col(df: Frame, name: str) -> list:
@@ -355,50 +356,61 @@ RULES: tuple[Rule, ...] = (
     Rule("outside_schedule", "the as-of date is within the campaign's schedule (dates, weekdays)",
          lambda df, f, c, ctx: _all(df, c.schedule.active_on(ctx.as_of)),
          lambda df, f, c, ctx: [f"as-of {ctx.as_of} ({ctx.as_of:%a}); schedule {c.schedule.start or 'open'} .. "
-                                f"{c.schedule.end or 'open'}, weekdays {c.schedule.weekdays or 'all'}"] * len(df)),
+                                f"{c.schedule.end or 'open'}, weekdays {c.schedule.weekdays or 'all'}"] * len(df),
+         reason="The campaign does not run on this date (outside its schedule)"),
     Rule("under_age", "player is at least the jurisdiction's minimum age",
          lambda df, f, c, ctx: _at_least(_age(df), _jurisdiction(df, "min_age")),
          lambda df, f, c, ctx: [f"age {a}, minimum {m} ({j})" for a, m, j in
                                 zip(_col(df, "age_years"), _jurisdiction(df, "min_age"), _col(df, "country"),
-                                    strict=True)]),
+                                    strict=True)],
+         reason="Under the minimum age in their country"),
     Rule("age_not_verified", "age verified where the jurisdiction requires it",
          lambda df, f, c, ctx: _flag(df, "age_verified", False) | ~_jurisdiction(
              df, "age_verification_required").astype(bool),
          lambda df, f, c, ctx: [f"age_verified={v}; required in {j}: {r}" for v, r, j in
                                 zip(_col(df, "age_verified"), _jurisdiction(df, "age_verification_required"),
-                                    _col(df, "country"), strict=True)]),
+                                    _col(df, "country"), strict=True)],
+         reason="Age not verified, and their country requires it"),
     Rule("self_excluded", "not self-excluded now",
          lambda df, f, c, ctx: ~_flag(df, "self_excluded_now", True),
-         lambda df, f, c, ctx: [f"self_excluded_now={v}" for v in _col(df, "self_excluded_now")]),
+         lambda df, f, c, ctx: [f"self_excluded_now={v}" for v in _col(df, "self_excluded_now")],
+         reason="Self-excluded from gambling"),
     Rule("excluded_not_returned", "an ended self-exclusion stays suppressed until the player returns",
          lambda df, f, c, ctx: ~_flag(df, "ever_self_excluded", True) | _flag(df, "returned_after_exclusion", False),
          lambda df, f, c, ctx: [f"ever_self_excluded={e}, returned_after_exclusion={r}" for e, r in
                                 zip(_col(df, "ever_self_excluded"), _col(df, "returned_after_exclusion"),
-                                    strict=True)]),
+                                    strict=True)],
+         reason="Was self-excluded and has not played again since the exclusion ended"),
     Rule("cooling_off", "not in a cooling-off period",
          lambda df, f, c, ctx: ~_flag(df, "cooling_off_now", True),
-         lambda df, f, c, ctx: [f"cooling_off_now={v}" for v in _col(df, "cooling_off_now")]),
+         lambda df, f, c, ctx: [f"cooling_off_now={v}" for v in _col(df, "cooling_off_now")],
+         reason="Taking a cooling-off break"),
     Rule("harm_risk", "no strong harm indicators",
          lambda df, f, c, ctx: ~_flag(df, "harm_risk_flag", True),
-         lambda df, f, c, ctx: [f"harm_risk_flag={v}" for v in _col(df, "harm_risk_flag")]),
+         lambda df, f, c, ctx: [f"harm_risk_flag={v}" for v in _col(df, "harm_risk_flag")],
+         reason="Shows signs of gambling harm (responsible-gambling flag)"),
     Rule("no_channel_consent", "valid opt-in for the campaign's channel, not revoked, unsubscribed or complained",
          lambda df, f, c, ctx: _flag(df, consent_column(c.channel), False),
-         lambda df, f, c, ctx: _consent_observed(df, c)),
+         lambda df, f, c, ctx: _consent_observed(df, c),
+         reason="Has not agreed to messages on this channel (or unsubscribed or complained)"),
     Rule("no_profiling_consent", "ML targeting only with profiling consent",
          lambda df, f, c, ctx: _flag(df, "consent_profiling", False) if c.uses_ml else _all(df),
          lambda df, f, c, ctx: [f"ML targeting: {c.uses_ml}; consent_profiling={v}"
-                                for v in _col(df, "consent_profiling")]),
+                                for v in _col(df, "consent_profiling")],
+         reason="Has not agreed to profiling, which this campaign's model-based targeting needs"),
     Rule("bonus_under_jurisdiction_age", "no targeted bonus below the jurisdiction's bonus age (NL: 24)",
          _bonus_only(lambda df, f, c, ctx: _at_least(_age(df), _jurisdiction(df, "min_age_targeted_bonus"))),
          lambda df, f, c, ctx: [f"age {a}, bonus age {m} ({j})" if c.offer.is_bonus else _no_bonus_note(c)
                                 for a, m, j in zip(_col(df, "age_years"), _jurisdiction(df, "min_age_targeted_bonus"),
-                                                   _col(df, "country"), strict=True)]),
+                                                   _col(df, "country"), strict=True)],
+         reason="Too young for bonus offers in their country (Netherlands: under 24)"),
     Rule("wagering_over_cap", "offer wagering within the jurisdiction's cap (UK: 10x)",
          _bonus_only(lambda df, f, c, ctx: np.asarray(
              [cap is None or c.offer.wagering <= cap for cap in _jurisdiction(df, "max_wagering")], dtype=bool)),
          lambda df, f, c, ctx: [f"wagering {c.offer.wagering:g}x, cap {'none' if m is None else f'{m:g}x'} ({j})"
                                 if c.offer.is_bonus else _no_bonus_note(c)
-                                for m, j in zip(_jurisdiction(df, "max_wagering"), _col(df, "country"), strict=True)]),
+                                for m, j in zip(_jurisdiction(df, "max_wagering"), _col(df, "country"), strict=True)],
+         reason="The offer's wagering is above their country's limit (UK: 10x)"),
     Rule("no_product_consent", "the campaign's product not withdrawn on its channel, and consented where the "
                                "jurisdiction asks for consent per product (UK, DE)",
          lambda df, f, c, ctx: _product_consent(df, c),
@@ -408,7 +420,8 @@ RULES: tuple[Rule, ...] = (
                                                       _jurisdiction(df, "product_consent_required"),
                                                       _col(df, consent_products_column(c.channel)),
                                                       _col(df, consent_withdrawn_column(c.channel)),
-                                                      strict=True)]),
+                                                      strict=True)],
+         reason="Has not agreed to messages about this product on this channel (or withdrew it)"),
     Rule("bonus_not_first_occasion", "a bonus only on the first occasion where the jurisdiction asks (SE)",
          _bonus_only(lambda df, f, c, ctx: _bonus_first_occasion(df, f)),
          lambda df, f, c, ctx: [f"{j}: first occasion only: {r}; bonuses received {n} (first {first}); "
@@ -416,12 +429,14 @@ RULES: tuple[Rule, ...] = (
                                 for j, r, n, first, b in zip(_col(df, "country"),
                                                              _jurisdiction(df, "bonus_first_occasion_only"),
                                                              _col(df, "bonuses_received"), _col(df, "first_bonus_at"),
-                                                             f["bonus_before"].tolist(), strict=True)]),
+                                                             f["bonus_before"].tolist(), strict=True)],
+         reason="Already had a bonus, and their country allows a bonus only once (Sweden)"),
     Rule("blackout", "the player's local send date is outside the calendar's blackout windows",
          lambda df, f, c, ctx: (f["blackout"].isna()).to_numpy(dtype=bool),
          lambda df, f, c, ctx: [f"local send date {'unknown' if pd.isna(d) else pd.Timestamp(d).date()}: "
                                 f"{'blackout ' + repr(b) if b else 'no blackout'}"
-                                for d, b in zip(f["local_date"].tolist(), f["blackout"].tolist(), strict=True)]),
+                                for d, b in zip(f["local_date"].tolist(), f["blackout"].tolist(), strict=True)],
+         reason="A blackout day for their country, channel or product (campaign calendar)"),
     Rule("quiet_hours", "the send is outside the jurisdiction's quiet hours in the player's local time",
          lambda df, f, c, ctx: ~_in_quiet_hours(df, f),
          lambda df, f, c, ctx: [
@@ -430,42 +445,51 @@ RULES: tuple[Rule, ...] = (
              + f"quiet hours {q[0]:02d}:00-{q[1]:02d}:00"
              for m, tz, q in zip(f["local_minute"].tolist(), f["timezone_used"].tolist(),
                                  _jurisdiction(df, "quiet_hours"), strict=True)],
-         transactional_bypass=True),
+         transactional_bypass=True,
+         reason="The send time is in their quiet hours (night, local time)"),
     Rule("channel_cap_day", "messages on this channel today within the daily cap",
          lambda df, f, c, ctx: _cap(f, "channel_day", effective_caps(c, ctx.policy)["channel_day"]),
-         _count_obs("channel_day", lambda c: f"{c.channel} ", "channel_day", "today"), transactional_bypass=True),
+         _count_obs("channel_day", lambda c: f"{c.channel} ", "channel_day", "today"), transactional_bypass=True,
+         reason="Already has the most messages allowed on this channel today"),
     Rule("channel_cap_week", "messages on this channel in 7 days within the weekly cap",
          lambda df, f, c, ctx: _cap(f, "channel_week", effective_caps(c, ctx.policy)["channel_week"]),
-         _count_obs("channel_week", lambda c: f"{c.channel} ", "channel_week", "this week"), transactional_bypass=True),
+         _count_obs("channel_week", lambda c: f"{c.channel} ", "channel_week", "this week"), transactional_bypass=True,
+         reason="Already has the most messages allowed on this channel this week"),
     Rule("global_cap_day", "messages on all channels today within the global daily cap",
          lambda df, f, c, ctx: _cap(f, "all_day", effective_caps(c, ctx.policy)["global_day"]),
-         _count_obs("all_day", lambda c: "", "global_day", "today (all channels)"), transactional_bypass=True),
+         _count_obs("all_day", lambda c: "", "global_day", "today (all channels)"), transactional_bypass=True,
+         reason="Already has the most messages allowed today (all channels)"),
     Rule("global_cap_week", "messages on all channels in 7 days within the global weekly cap",
          lambda df, f, c, ctx: _cap(f, "all_week", effective_caps(c, ctx.policy)["global_week"]),
-         _count_obs("all_week", lambda c: "", "global_week", "this week (all channels)"), transactional_bypass=True),
+         _count_obs("all_week", lambda c: "", "global_week", "this week (all channels)"), transactional_bypass=True,
+         reason="Already has the most messages allowed this week (all channels)"),
     Rule("cooldown", "no other message closer to this send than the cooldown",
          lambda df, f, c, ctx: ~(f["nearest_hours"].to_numpy(dtype=float)
                                  < effective_caps(c, ctx.policy)["cooldown_hours"]),
          lambda df, f, c, ctx: [f"nearest other message: {_hours(x)}; cooldown "
                                 f"{effective_caps(c, ctx.policy)['cooldown_hours']:g} h"
-                                for x in f["nearest_hours"].tolist()], transactional_bypass=True),
+                                for x in f["nearest_hours"].tolist()], transactional_bypass=True,
+         reason="Gets another message too close to this one (cooldown)"),
     Rule("duplicate", "no message with the same dedup key (campaign or event) within the dedup window",
          lambda df, f, c, ctx: f["duplicates"].to_numpy() == 0,
          lambda df, f, c, ctx: [f"{n} message(s) with dedup key {c.dedup_key!r} within "
                                 f"{effective_caps(c, ctx.policy)['dedup_days']:g} days (last {_ts(t)})"
                                 for n, t in zip(f["duplicates"].tolist(), f["last_duplicate_at"].tolist(),
-                                                strict=True)]),
+                                                strict=True)],
+         reason="Already got this message, or one with the same purpose, recently"),
     Rule("bonus_already_today", "at most one bonus offer per player per day across campaigns (priority decides)",
          _bonus_only(lambda df, f, c, ctx: f["bonus_offers_today"].to_numpy()
                      < effective_caps(c, ctx.policy)["bonus_offers_per_day"]),
          lambda df, f, c, ctx: [f"{n} bonus offer(s) already sent or planned today; at most "
                                 f"{effective_caps(c, ctx.policy)['bonus_offers_per_day']} per day"
-                                if c.offer.is_bonus else _no_bonus_note(c) for n in f["bonus_offers_today"].tolist()]),
+                                if c.offer.is_bonus else _no_bonus_note(c) for n in f["bonus_offers_today"].tolist()],
+         reason="Already gets another bonus offer today (a higher-priority campaign)"),
     Rule("active_bonus", "no bonus offer of ours still running (sent earlier, not expired)",
          _bonus_only(lambda df, f, c, ctx: np.isnat(f["running_offer_until"].to_numpy(dtype="datetime64[us]"))),
          lambda df, f, c, ctx: [(f"our bonus offer runs until {_ts(t)}" if not pd.isna(t) else "no running offer")
                                 if c.offer.is_bonus else _no_bonus_note(c)
-                                for t in f["running_offer_until"].tolist()]),
+                                for t in f["running_offer_until"].tolist()],
+         reason="Still has one of our bonus offers running"),
     Rule("cost_per_player_day", "the player's offers today, this one included, within the max cost per player per day",
          lambda df, f, c, ctx: (f["offer_cost_cents"].to_numpy() == 0) | (
              f["cost_today_cents"].to_numpy() + f["offer_cost_cents"].to_numpy()
@@ -473,11 +497,29 @@ RULES: tuple[Rule, ...] = (
          lambda df, f, c, ctx: [f"offers today {t:,} + this {o:,} EUR cents; cap "
                                 f"{effective_caps(c, ctx.policy)['cost_per_player_day_cents']:,} EUR cents"
                                 for t, o in zip(f["cost_today_cents"].tolist(), f["offer_cost_cents"].tolist(),
-                                                strict=True)]),
+                                                strict=True)],
+         reason="Their offers today would exceed the most we offer one player per day"),
 )
 
 RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
 _BY_NAME = {r.name: r for r in RULES}
+
+# Players cut after eligibility (``after_eligibility`` in the suppression report), by name.
+NOT_TARGETED_BY_UPLIFT, CAMPAIGN_BUDGET, MAX_LIST_SIZE = "not_targeted_by_uplift", "campaign_budget", "max_list_size"
+CUTS: dict[str, str] = {
+    NOT_TARGETED_BY_UPLIFT: "Eligible, but not picked by uplift targeting (predicted gain too low or none, "
+                            "or the budget was spent on players with a higher predicted gain)",
+    CAMPAIGN_BUDGET: "Eligible, but the campaign's budget ran out before reaching them",
+    MAX_LIST_SIZE: "Eligible, but the list was full (the campaign's max_list_size)",
+}
+# The one table of plain-language reasons a player is left out: every rule's, then the cuts after
+# eligibility. The suppression report, the marketer's list.xlsx and `crm explain` all read it.
+REASONS: dict[str, str] = {r.name: r.reason for r in RULES} | CUTS
+
+
+def reason_text(name: str) -> str:
+    """The plain-language reason for a rule or cut name (:data:`REASONS`); the name itself if unknown."""
+    return REASONS.get(name, name)
 
 
 def default_context() -> Context:
@@ -538,7 +580,7 @@ def explain(profile: pd.DataFrame, campaign: CampaignSpec, context: Context) -> 
         rows = []
         for j, rule in enumerate(RULES):
             bypassed = campaign.transactional and rule.transactional_bypass
-            rows.append({"rule": rule.name, "description": rule.description,
+            rows.append({"rule": rule.name, "description": rule.description, "reason": rule.reason,
                          "verdict": "bypassed (transactional)" if bypassed else ("pass" if passes[i, j] else "FAIL"),
                          "passed": bool(passes[i, j]), "observed": observed[rule.name][i]})
         out.append(rows)

@@ -14,9 +14,13 @@ re-run of a dispatched date, what was already sent that day is a fact every list
 (:func:`campaign_context`): a list re-plans only its own campaign's messages, and the
 players its campaign already sent to cost its budget nothing more.
 
-:func:`publish` writes CSV, Parquet, XLSX, the suppression report and a manifest
-atomically under ``lists/<campaign_id>/<as_of>/``; the same inputs give byte-identical
-files. Lists carry the pseudonymous player id, never contact details.
+:func:`publish` writes the list atomically under ``lists/<campaign_id>/<as_of>/``:
+``list.parquet`` (the canonical list, every listed player with their variant, holdout
+included: the gate and dispatch read it), ``list_with_holdout.csv`` (the same rows, for
+analysts), ``list.xlsx`` (for marketers: only the players to contact, one sheet per variant,
+plain column names, euros, and a summary sheet), the suppression report and a manifest; the
+same inputs give byte-identical files. Lists carry the pseudonymous player id, never contact
+details.
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crm.campaigns import eligibility, experiments
+from crm.campaigns import approvals, eligibility, experiments
 from crm.campaigns.budget import record_committed, remaining_cents
-from crm.campaigns.eligibility import Context
+from crm.campaigns.eligibility import CAMPAIGN_BUDGET, MAX_LIST_SIZE, NOT_TARGETED_BY_UPLIFT, Context, reason_text
 from crm.campaigns.history import not_yet_sent, planned_messages, split_own_sends
 from crm.campaigns.offers import offer_cost_cents
 from crm.campaigns.spec import CampaignSpec, Rule
@@ -51,8 +55,30 @@ _MODEL_LABELS = REGISTERED_NAMES
 LIST_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "send_at_utc", "product", "brand_id",
                 "country", "locale", "timezone", *[c for m in SCORES for c in (f"{m}_score", f"{m}_model_version")],
                 "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days")
-LIST_FILES = ("list.csv", "list.parquet", "list.xlsx", "suppression.json")
+LIST_FILE = "list.parquet"  # the canonical list, holdout included: the gate and dispatch read it
+ANALYST_CSV = "list_with_holdout.csv"  # the same rows as CSV, for analysts: never upload it to a sender
+MARKETER_XLSX = "list.xlsx"  # for marketers: only the players to contact, one sheet per variant
+SUPPRESSION_FILE = "suppression.json"
+LIST_FILES = (ANALYST_CSV, LIST_FILE, MARKETER_XLSX, SUPPRESSION_FILE)
 XLSX_MAX_ROWS = 1_048_575  # an Excel sheet holds 1,048,576 rows with the header; more go to further sheets
+# The marketer's columns (list.xlsx): list column -> plain header. Money in EUR (the list holds
+# cents). No model scores: they are profiling data, held for consenting players only (analysts'
+# files have them).
+MARKETER_COLUMNS: dict[str, str] = {
+    "player_id": "Player ID", "variant": "Variant", "channel": "Channel", "send_at_utc": "Send at (UTC)",
+    "brand_id": "Brand", "country": "Country", "locale": "Language", "timezone": "Time zone", "product": "Product",
+    "offer_template": "Offer", "offer_cost_eur_cents": "Offer value (EUR)", "offer_wagering": "Wagering (times)",
+    "offer_expiry_days": "Offer expires after (days)",
+}
+EUR_COLUMNS = frozenset({"offer_cost_eur_cents"})  # cents in the list, euros in the marketer's file
+# The funnel's stages in plain words (the summary sheet); variant_<name> stages are worded apart.
+FUNNEL_LABELS: dict[str, str] = {
+    "audience": "Players in the profile", "in_scope": "In the campaign's brands and countries",
+    "in_segment": "In the segment", "eligible": "Eligible (may be contacted)",
+    "uplift_scored": "Eligible with a predicted uplift", "above_min_uplift": "Predicted uplift above the minimum",
+    "targeted": "Picked by uplift targeting", "listed": "Listed (to contact and holdout)",
+    "holdout": "Holdout (never contacted; not in this file)",
+}
 
 
 @dataclass
@@ -65,6 +91,12 @@ class BuiltList:
     srm_pvalue: float
     model_versions: list[str] = field(default_factory=list)
     targeting: dict = field(default_factory=lambda: {"by": "all"})
+    empty_because: str | None = None  # why nobody is to be contacted (None: someone is)
+
+    @property
+    def to_contact(self) -> int:
+        """Listed players to send to (every variant; the holdout is never contacted)."""
+        return int((self.rows["variant"] != experiments.HOLDOUT).sum())
 
 
 def _rule_mask(df: pd.DataFrame, rule: Rule) -> pd.Series:
@@ -259,8 +291,59 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, conte
                        for v in rows[f"{m}_model_version"].dropna().unique()})
     suppression = eligibility.suppression_counts(verdicts) | {
         "after_eligibility": {k: int(v) for k, v in after.items() if v}}
-    return BuiltList(spec, as_of, rows, funnel, suppression,
-                     experiments.srm_pvalue(counts, shares) if len(rows) else 1.0, versions, targeting)
+    built = BuiltList(spec, as_of, rows, funnel, suppression,
+                      experiments.srm_pvalue(counts, shares) if len(rows) else 1.0, versions, targeting)
+    if not built.to_contact:
+        built.empty_because = why_nothing_to_send(spec, funnel, suppression, targeting,
+                                                  uplift_scores=_any_score(audience, UPLIFT_SCORE))
+    return built
+
+
+def _any_score(df: pd.DataFrame, column: str) -> bool:
+    return column in df and bool(pd.to_numeric(df[column], errors="coerce").notna().any())
+
+
+def _eur(cents: float | None) -> str:
+    return "none" if cents is None else f"EUR {cents / 100:,.2f}"
+
+
+def why_nothing_to_send(spec: CampaignSpec, funnel: dict[str, int], suppression: dict, targeting: dict, *,
+                        uplift_scores: bool = True) -> str:
+    """Why a list has nobody to contact, in plain words (the manifest, the suppression report and
+    the marketer's summary say it). ``uplift_scores``: whether anyone in the audience has a
+    predicted uplift (none: no uplift model is champion yet)."""
+    if not funnel.get("audience"):
+        return "the player profile is empty for this date"
+    if not funnel.get("in_scope"):
+        return "no player is in the campaign's brands and countries"
+    if not funnel.get("in_segment"):
+        return "no player is in the campaign's segment"
+    if not funnel.get("eligible"):
+        first = suppression.get("first_failing_rule", {})
+        top = ", ".join(f"{reason_text(k)} ({v:,})" for k, v in list(first.items())[:3])
+        return f"nobody in the segment may be contacted; the most frequent reasons: {top}"
+    budget = targeting.get("budget_eur_cents")
+    if budget is not None and budget <= 0:
+        spent = targeting.get("spent_before_eur_cents")
+        total = targeting.get("budget_total_eur_cents")
+        return ("the campaign's budget is used up" + (f": {_eur(spent)} of its {_eur(total)} total already sent"
+                                                       if total is not None else ""))
+    if spec.target.by == "uplift":
+        if not targeting.get("scored"):
+            if not uplift_scores:
+                return ("no uplift model is champion yet, so no player has a predicted uplift (a champion needs "
+                        "finished past campaigns and a Qini above random targeting)")
+            return f"none of the {funnel['eligible']:,} eligible players has a predicted uplift"
+        if not targeting.get("above_min_uplift"):
+            return (f"every eligible player's predicted uplift is at or below the campaign's minimum "
+                    f"({_eur(targeting.get('min_uplift_eur_cents') or 0)}, target.min_uplift_eur)")
+        if targeting.get("stopped_by") == "budget" and not targeting.get("treated"):
+            return f"the budget left ({_eur(budget)}) does not cover the offer of the best-ranked player"
+    elif targeting.get("stopped_by") == "budget" and funnel.get("listed") == funnel.get("holdout"):
+        return f"the campaign's budget left ({_eur(budget)}) does not cover one more offer"
+    if funnel.get("listed"):
+        return "every listed player is in the holdout, which is never contacted"
+    return "nobody was selected"
 
 
 def build_day(specs: list[CampaignSpec], audience: pd.DataFrame, as_of: dt.date,
@@ -293,72 +376,208 @@ def list_dir(paths: Paths, campaign_id: str, as_of: dt.date) -> Path:
     return paths.lists / campaign_id / as_of.isoformat()
 
 
-def write_xlsx(built: BuiltList, path: Path) -> None:
-    """The list for marketers as XLSX: byte-identical for the same list.
+def offer_text(spec: CampaignSpec) -> str:
+    """The campaign's offer in plain words."""
+    o = spec.offer
+    terms = (f", wagering {o.wagering:g}x" if o.wagering else "") + f", expires after {o.expiry_days} days"
+    if o.template == "bonus":
+        return f"Bonus of EUR {o.value_eur:,.2f}{terms}"
+    if o.template == "free_spins":
+        return f"Free spins worth EUR {o.value_eur:,.2f}{terms}"
+    if o.template == "cashback":
+        return f"Cashback of {o.percent:g}% of the last 7 days' net loss, up to EUR {o.cap_eur:,.2f}{terms}"
+    return "No offer"
 
-    XlsxWriter stamps every zip entry with 1980-01-01; the document's created / modified
-    dates are set to the as-of date (00:00 UTC) instead of now. Rows beyond one sheet's
-    capacity continue on further sheets; a ``summary`` sheet holds the funnel and the
-    suppression counts.
+
+def _sheet_names(variants: list[str]) -> dict[str, str]:
+    """One sheet name per variant: ``send <variant>``, within Excel's rules (31 characters, no []:*?/\\),
+    unique ignoring case."""
+    out: dict[str, str] = {}
+    taken = {"summary"}
+    for v in variants:
+        base = "send " + "".join("_" if ch in "[]:*?/\\'" else ch for ch in v)
+        name, k = base[:31], 2
+        while name.casefold() in taken:
+            name, k = f"{base[:27]} ({k})", k + 1
+        taken.add(name.casefold())
+        out[v] = name
+    return out
+
+
+def _column_values(rows: pd.DataFrame, column: str) -> tuple[list, bool]:
+    """A list column as plain values for the marketer's sheet (cents as euros), and whether numeric."""
+    values = rows[column]
+    is_num = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    scale = 100.0 if column in EUR_COLUMNS else 1.0
+    return [None if pd.isna(v) else (float(v) / scale if is_num else str(v)) for v in values.tolist()], is_num
+
+
+def write_xlsx(built: BuiltList, path: Path, approval: dict | None = None) -> None:
+    """The list for marketers as XLSX: only the players to contact, byte-identical for the same list.
+
+    A ``summary`` sheet first (campaign, offer, total cost in EUR, the approval state when the
+    list was built, players to contact per variant, the holdout left out, why players were left
+    out in plain words, from :data:`crm.campaigns.eligibility.REASONS`), then one sheet per
+    variant (``send <variant>``) with the players to contact: :data:`MARKETER_COLUMNS`, money in
+    euros, a styled and frozen header row, column widths and a filter. Each sheet can be uploaded
+    to a sender as one audience; the holdout is never in this file. Rows beyond one sheet's
+    capacity continue on further sheets.
+
+    XlsxWriter stamps every zip entry with 1980-01-01; the document's created / modified dates
+    are set to the as-of date (00:00 UTC) instead of now.
     """
     import xlsxwriter
 
+    spec, rows = built.campaign, built.rows
     stamp = dt.datetime.combine(built.as_of, dt.time())
     wb = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False,
                                          "strings_to_formulas": False, "strings_to_urls": False,
                                          "nan_inf_to_errors": False})
-    wb.set_properties({"title": f"{built.campaign.id} {built.as_of.isoformat()}", "author": "casino-crm",
-                       "created": stamp, "comments": f"spec {built.campaign.spec_hash()}"})
-    columns = list(built.rows.columns)
-    n = len(built.rows)
-    # plain values per column, written by one typed method per column (no per-cell type
-    # dispatch); missing values stay empty cells. constant_memory: rows in order.
-    data = []
-    for c in columns:
-        values = built.rows[c]
-        is_num = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-        data.append(([None if pd.isna(v) else (float(v) if is_num else str(v)) for v in values.tolist()], is_num))
-    for part, first in enumerate(range(0, max(n, 1), XLSX_MAX_ROWS)):
-        ws = wb.add_worksheet("list" if part == 0 else f"list_{part + 1}")
-        ws.write_row(0, 0, columns)
-        writers = [(values, ws.write_number if is_num else ws.write_string) for values, is_num in data]
-        for i in range(first, min(n, first + XLSX_MAX_ROWS)):
-            r = i - first + 1
-            for j, (values, put) in enumerate(writers):
-                if values[i] is not None:
-                    put(r, j, values[i])
+    wb.set_properties({"title": f"{spec.name} ({spec.id}) {built.as_of.isoformat()}: players to contact",
+                       "author": "casino-crm", "created": stamp, "comments": f"spec {spec.spec_hash()}"})
+    header = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "bottom": 1, "text_wrap": True,
+                            "valign": "top"})
+    title = wb.add_format({"bold": True, "font_size": 13})
+    bold = wb.add_format({"bold": True})
+    money = wb.add_format({"num_format": "#,##0.00"})
+    wrap = wb.add_format({"text_wrap": True, "valign": "top"})
+    contact = rows[rows["variant"] != experiments.HOLDOUT]
+    variants = list(spec.experiment.variants)
+    sheets = _sheet_names(variants)
+    per_variant = {v: contact[contact["variant"] == v] for v in variants}
+    holdout = int((rows["variant"] == experiments.HOLDOUT).sum())
+
+    # ---- summary
     ws = wb.add_worksheet("summary")
+    ws.set_column(0, 0, 48)
+    ws.set_column(1, 1, 70)
+    ws.set_column(2, 3, 16)
     r = 0
-    for title, values in (("funnel", built.funnel), *((k, v) for k, v in built.suppression.items())):
-        ws.write(r, 0, title)
+
+    def line(label: str, value, fmt=None) -> None:
+        nonlocal r
+        ws.write_string(r, 0, label, bold)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            ws.write_number(r, 1, value, fmt)
+        else:
+            ws.write_string(r, 1, str(value), fmt or wrap)
         r += 1
-        for k, v in values.items():
-            ws.write(r, 1, str(k))
-            ws.write(r, 2, v)
-            r += 1
+
+    ws.write_string(r, 0, f"{spec.name}: players to contact", title)
+    r += 2
+    line("Campaign", f"{spec.name} ({spec.id})")
+    line("List date (as of)", built.as_of.isoformat())
+    line("Send at (UTC)", spec.schedule.send_at(built.as_of).strftime("%Y-%m-%d %H:%M"))
+    line("Channel", spec.channel)
+    line("Product", spec.product)
+    line("Offer", offer_text(spec))
+    line("Total offer cost (EUR)", float(contact["offer_cost_eur_cents"].sum()) / 100, money)
+    if approval is not None:
+        line("Approval when the list was built", approval["state"].replace("_", " "))
+        line("", approval["summary"])
+    line("Players to contact", len(contact))
+    for v in variants:
+        line(f"  variant {v} (sheet '{sheets[v]}')", len(per_variant[v]))
+    line("Holdout: never contact them (not in this file)", holdout)
+    if built.empty_because:
+        line("Nothing to send because", built.empty_because)
+    line("This file", "Only the players to contact, one sheet per variant: upload each sheet to the sender as "
+                      "its own audience. The holdout is left out on purpose: contacting it would destroy the "
+                      "experiment that measures the campaign. Analysts: list.parquet and list_with_holdout.csv "
+                      "hold every listed player, holdout included, with the model scores.")
+    line("Model scores", "Not in this file. Scores are profiling: a player has them only with profiling "
+                         "consent, so they are blank for the others by design.")
+    line("Campaign version (spec hash)", spec.spec_hash()[:12])
+    line("Models used", ", ".join(built.model_versions) or "none")
+    r += 1
+    ws.write_string(r, 0, "How the list was made", header)
+    ws.write_string(r, 1, "", header)
+    ws.write_string(r, 2, "Players", header)
+    r += 1
+    for k, v in built.funnel.items():
+        label = f"Variant {k[len('variant_'):]} (to contact)" if k.startswith("variant_") else FUNNEL_LABELS.get(k, k)
+        ws.write_string(r, 0, label)
+        ws.write_number(r, 2, v)
+        r += 1
+    r += 1
+    for j, h in enumerate(("Why players were left out", "Rule", "Players (first reason)", "Players (any reason)")):
+        ws.write_string(r, j, h, header)
+    r += 1
+    first = built.suppression.get("first_failing_rule", {})
+    every = built.suppression.get("every_failing_rule", {})
+    for name in sorted(set(first) | set(every), key=lambda n: (-first.get(n, 0), -every.get(n, 0), n)):
+        ws.write_string(r, 0, reason_text(name), wrap)
+        ws.write_string(r, 1, name)
+        ws.write_number(r, 2, first.get(name, 0))
+        ws.write_number(r, 3, every.get(name, 0))
+        r += 1
+    for name, n in built.suppression.get("after_eligibility", {}).items():
+        ws.write_string(r, 0, reason_text(name), wrap)
+        ws.write_string(r, 1, name)
+        ws.write_number(r, 2, n)
+        r += 1
+
+    # ---- one sheet per variant: the players to contact
+    columns = list(MARKETER_COLUMNS)
+    for v in variants:
+        part_rows = per_variant[v]
+        n = len(part_rows)
+        data = [_column_values(part_rows, c) for c in columns]
+        widths = [min(max([len(MARKETER_COLUMNS[c]) * 0.8 + 2, *(len(str(x)) + 2 for x in values[:1000]
+                                                                 if x is not None)]), 50)
+                  for c, (values, _) in zip(columns, data, strict=True)]
+        for part, start in enumerate(range(0, max(n, 1), XLSX_MAX_ROWS)):
+            name = sheets[v] if part == 0 else f"{sheets[v][:26]} ({part + 1})"
+            ws = wb.add_worksheet(name)
+            for j, (c, w) in enumerate(zip(columns, widths, strict=True)):
+                ws.set_column(j, j, w, money if c in EUR_COLUMNS else None)
+            ws.set_row(0, 30)
+            ws.write_row(0, 0, [MARKETER_COLUMNS[c] for c in columns], header)
+            ws.freeze_panes(1, 0)
+            end = min(n, start + XLSX_MAX_ROWS)
+            ws.autofilter(0, 0, max(end - start, 0), len(columns) - 1)
+            writers = [(values, ws.write_number if is_num else ws.write_string) for values, is_num in data]
+            for i in range(start, end):
+                rr = i - start + 1
+                for j, (values, put) in enumerate(writers):
+                    if values[i] is not None:
+                        put(rr, j, values[i])
     wb.close()
 
 
 def publish(built: BuiltList, paths: Paths) -> dict:
-    """Write list.csv, list.parquet, list.xlsx, suppression.json and manifest.json atomically, and
-    record the list's treated offer cost as the date's commitment in the spend ledger
+    """Write the list's files (:data:`LIST_FILES`) and manifest.json atomically, and record the
+    list's treated offer cost as the date's commitment in the spend ledger
     (:func:`crm.campaigns.budget.record_committed`).
 
-    The files are written in a temporary folder beside the target and renamed into
-    place, so readers see the old list or the new one, never half of one. The same
-    inputs give byte-identical files.
+    ``list.parquet`` is the canonical list (holdout included: the gate and dispatch read it),
+    ``list_with_holdout.csv`` the same rows for analysts, ``list.xlsx`` the marketer's file
+    (players to contact only, :func:`write_xlsx`). The manifest records the approval state when
+    the list was built (:func:`crm.campaigns.approvals.status`; a list with nobody to contact
+    needs none) and, for such a list, why (``empty_because``). The files are written in a
+    temporary folder beside the target and renamed into place, so readers see the old list or
+    the new one, never half of one. The same inputs give byte-identical files.
     """
-    target = list_dir(paths, built.campaign.id, built.as_of)
+    spec = built.campaign
+    target = list_dir(paths, spec.id, built.as_of)
     target.parent.mkdir(parents=True, exist_ok=True)
+    core = {"to_contact": built.to_contact, "empty_because": built.empty_because,
+            "as_of_date": built.as_of.isoformat(),
+            "total_offer_cost_eur_cents": int(built.rows.loc[built.rows["variant"] != experiments.HOLDOUT,
+                                                             "offer_cost_eur_cents"].sum())}
+    st = approvals.status(paths, spec, core)
+    approval = {"state": st.state, "required": st.required, "why": st.why, "summary": st.summary()}
     tmp = Path(tempfile.mkdtemp(prefix=f".{built.as_of.isoformat()}-", dir=target.parent))
     try:
-        built.rows.to_csv(tmp / "list.csv", index=False, lineterminator="\n")
-        built.rows.to_parquet(tmp / "list.parquet", index=False)
-        write_xlsx(built, tmp / "list.xlsx")
-        (tmp / "suppression.json").write_text(json.dumps(
-            {"campaign_id": built.campaign.id, "as_of_date": built.as_of.isoformat(),
-             "funnel": built.funnel, **built.suppression}, indent=2, sort_keys=True) + "\n")
-        spec = built.campaign
+        built.rows.to_csv(tmp / ANALYST_CSV, index=False, lineterminator="\n")
+        built.rows.to_parquet(tmp / LIST_FILE, index=False)
+        write_xlsx(built, tmp / MARKETER_XLSX, approval)
+        reported = [*built.suppression["first_failing_rule"], *built.suppression["every_failing_rule"],
+                    *built.suppression.get("after_eligibility", {})]
+        (tmp / SUPPRESSION_FILE).write_text(json.dumps(
+            {"campaign_id": spec.id, "as_of_date": built.as_of.isoformat(),
+             "funnel": built.funnel, **built.suppression, "empty_because": built.empty_because,
+             "reasons": {name: reason_text(name) for name in reported}}, indent=2, sort_keys=True) + "\n")
         manifest = {
             "campaign_id": spec.id, "campaign_name": spec.name,
             "channel": spec.channel, "as_of_date": built.as_of.isoformat(),
@@ -369,8 +588,8 @@ def publish(built: BuiltList, paths: Paths) -> dict:
             "suppression": built.suppression["first_failing_rule"],
             "suppression_every_rule": built.suppression["every_failing_rule"],
             "suppression_after_eligibility": built.suppression.get("after_eligibility", {}),
-            "total_offer_cost_eur_cents": int(built.rows.loc[built.rows["variant"] != "holdout",
-                                                            "offer_cost_eur_cents"].sum()),
+            **core,
+            "approval_at_publish": approval,
             "targeting": built.targeting,
             "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
                       for name in LIST_FILES},
@@ -416,7 +635,7 @@ GATE_FILE = "gate.json"
 def record_gate(directory: Path, suite: str, success: bool, details: dict) -> None:
     """Write the gate verdict beside the list it judged, bound to that list's checksum."""
     record = {"suite": suite, "success": bool(success),
-              "list_sha256": _sha256(directory / "list.parquet"), **details}
+              "list_sha256": _sha256(directory / LIST_FILE), **details}
     tmp = directory / f".{GATE_FILE}.tmp"
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     os.replace(tmp, directory / GATE_FILE)
@@ -430,7 +649,7 @@ def gate_verdict(directory: Path) -> tuple[bool, str]:
     record = json.loads(gate.read_text())
     if not record.get("success"):
         return False, f"the quality gate failed: {record.get('summary', '')}"
-    if record.get("list_sha256") != _sha256(directory / "list.parquet"):
+    if record.get("list_sha256") != _sha256(directory / LIST_FILE):
         return False, "the list changed after its gate ran"
     return True, "gate passed"
 
@@ -444,10 +663,10 @@ def _target(spec: CampaignSpec, eligible: pd.DataFrame, ctx: Context, sent_cents
         per_list = None if spec.target.budget_cents is None else spec.target.budget_cents - sent_cents
         eligible, targeting = target_by_uplift(spec, eligible, _min_budget(per_list, remaining),
                                                already_sent=already)
-        after = {"not_targeted_by_uplift": targeting["eligible"] - targeting["targeted"]}
+        after = {NOT_TARGETED_BY_UPLIFT: targeting["eligible"] - targeting["targeted"]}
     else:
         eligible, targeting = _target_all(spec, eligible, remaining, already)
-        after = {"campaign_budget": targeting["cut_by_budget"], "max_list_size": targeting["cut_by_max_list_size"]}
+        after = {CAMPAIGN_BUDGET: targeting["cut_by_budget"], MAX_LIST_SIZE: targeting["cut_by_max_list_size"]}
     if spec.budget.total_cents is not None:
         targeting |= {"budget_total_eur_cents": spec.budget.total_cents,
                       "spent_before_eur_cents": int(ctx.spent_cents.get(spec.id, 0))}

@@ -21,7 +21,8 @@ def explain_cmd(player_id: str, campaign_id: str, as_of: str | None, as_json: bo
     Uses the list builder's own code: the day's message history (deliveries, our outbox),
     the lists of the higher-priority campaigns of that date (published, else rebuilt in
     memory), the calendar and the policy; then scope, segment, every eligibility rule in
-    order (the first FAIL is the reason the suppression report counts), targeting and
+    order (the first FAIL is the reason the suppression report counts; a FAIL shows its
+    plain-language reason, the words of the marketer's list.xlsx), targeting and
     budget, and whether the player is listed (and in which variant). Also says what the
     published list of that date holds. Reads the warehouse; writes nothing.
     """
