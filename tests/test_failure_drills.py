@@ -26,8 +26,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 CAMPAIGN = "everyone_push"
-LIST_KEY = ["campaigns", CAMPAIGN, "list"]
-DISPATCH_KEY = ["campaigns", CAMPAIGN, "dispatch"]
+LIST_KEY = ["campaigns", CAMPAIGN, f"{CAMPAIGN}_list"]  # orchestration.assets._keys
+DISPATCH_KEY = ["campaigns", CAMPAIGN, f"{CAMPAIGN}_dispatch"]
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ from crm.warehouse import read_table
 from expectations.campaign_list import DayLimits, GateContext, GatedList, gate_list, read_sent, recent_list_sizes
 from expectations.validate import GateResult
 from orchestration.assets._gates import check_result, docs_dir
+from orchestration.assets._keys import campaign_key
 from orchestration.assets._meta import md_table
 from orchestration.resources import DAILY, CrmResource
 from orchestration.resources import as_of as partition_date
@@ -49,7 +50,7 @@ SRM_ALPHA = 0.001
 
 
 def list_key(spec: CampaignSpec) -> AssetKey:
-    return AssetKey(["campaigns", spec.id, "list"])
+    return campaign_key(spec.id, "list")
 
 
 def gate_published_list(paths: Paths, spec: CampaignSpec, specs: list[CampaignSpec], as_of: dt.date,
@@ -118,7 +119,7 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
             metadata={"srm_pvalue": p, "counts": md_table(counts, "group", "players"),
                       "designed_holdout_share": spec.experiment.holdout})
 
-    @asset(key=AssetKey(["campaigns", spec.id, "dispatch"]), group_name="dispatch", kinds={"json"},
+    @asset(key=campaign_key(spec.id, "dispatch"), group_name="dispatch", kinds={"json"},
            deps=[campaign_list], partitions_def=DAILY,
            description=f"Outbox of {spec.channel} messages for {spec.id} with idempotency keys; holdout never sent.")
     def dispatch(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
