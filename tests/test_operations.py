@@ -379,3 +379,65 @@ def test_an_earlier_failed_date_holds_back_later_runs_unless_told_to_keep_going(
         assert not run("2025-03-02").success and calls[-1] == "2025-03-03"
         assert run("2025-03-02", **{"crm/trigger": "cli"}).success and calls[-1] == "2025-03-02"
         assert run("2025-03-01", **{"crm/keep_going": "true"}) and run("2025-03-02").success is False
+
+
+# ---- what the UI and `crm run` show ---------------------------------------------------------
+
+@pytest.mark.parametrize("status", ["awaiting_approval", "rejected", "dispatched"])
+def test_a_dispatch_that_sent_nothing_is_a_warn_check_and_a_status_in_the_run_summary(home, monkeypatch, capsys,
+                                                                                      status):
+    """Waiting for approval is a normal state (the run succeeds, nothing downstream is blocked) but not a
+    green send: the dispatch asset's `dispatch_status` check fails with WARN severity, its metadata says
+    `status`, and `crm run`'s summary shows it per campaign."""
+    from dagster import AssetCheckSeverity, DagsterInstance, materialize
+
+    import orchestration.assets.campaigns as campaign_assets
+    from crm.campaigns.dispatch import DispatchReport
+    from crm.campaigns.spec import load_campaign
+    from crm.config import CAMPAIGNS_DIR
+    from orchestration.assets._keys import campaign_key
+    from orchestration.resources import CrmResource
+    from orchestration.run import dispatches, print_summary
+
+    spec = load_campaign(CAMPAIGNS_DIR / "reengage_dormant_vip.yaml")
+    waiting = "awaits a second person's approval of spec abc123 (owner: Alice)"
+
+    def fake_dispatch(paths, campaign_id, as_of, spec=None):
+        sent = status == "dispatched"
+        return DispatchReport(campaign_id, as_of.isoformat(), "outbox.jsonl", listed=10, holdout=2,
+                              new_messages=8 if sent else 0, already_in_outbox=0, status=status,
+                              approval="approved by Bob" if sent else waiting, spec_hash="abc123")
+
+    monkeypatch.setattr(campaign_assets, "dispatch_list", fake_dispatch)
+    assets, _ = campaign_assets.campaign_assets(spec)
+    key = campaign_key(spec.id, "dispatch")
+    result = materialize(assets, selection=[key], instance=DagsterInstance.ephemeral(),
+                         resources={"crm": CrmResource()}, partition_key="2025-09-29")
+    assert result.success  # not a failure: nothing downstream is held back
+    [mat] = result.get_asset_materialization_events()
+    assert mat.asset_key == key and mat.event_specific_data.materialization.metadata["status"].value == status
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "dispatch_status" and check.severity == AssetCheckSeverity.WARN
+    assert check.passed == (status == "dispatched")
+    if status != "dispatched":
+        assert f"NOT SENT, {status}" in check.description and "second person" in check.description
+
+    assert dispatches(result) == [{"campaign_id": spec.id, "status": status, "new_messages": 8 if status ==
+                                   "dispatched" else 0, "approval": "approved by Bob" if status == "dispatched"
+                                   else waiting}]
+    print_summary({"as_of_date": "2025-09-29", "success": True, "seconds": 1.0, "run_id": result.run_id,
+                   "landing": {}, "marts": {}, "models": {}, "lists": [], "dispatch": dispatches(result),
+                   "gates": [], "failed_steps": [], "skipped_steps": []})
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if spec.id in x)
+    assert (f"NOT SENT ({status})" in line) if status != "dispatched" else "dispatched: 8 new messages" in line
+
+
+def test_crm_run_tags_its_landing_and_refresh_runs_apart():
+    from orchestration.run import run_tags
+
+    landing, refresh = run_tags("landing"), run_tags("refresh", extra={"crm/keep_going": "true"})
+    assert landing["crm/step"] == "landing" and refresh["crm/step"] == "refresh"
+    assert landing["crm/trigger"] == refresh["crm/trigger"] == "cli" and refresh["crm/keep_going"] == "true"
+    assert landing["user"].endswith("via crm run")  # the UI shows who launched it, not "Manually launched"
+    assert run_tags("refresh", extra={"crm/trigger": "backfill"})["user"].endswith("via crm backfill")

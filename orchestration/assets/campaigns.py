@@ -16,6 +16,7 @@ from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -47,6 +48,7 @@ from orchestration.resources import as_of as partition_date
 # A deterministic hash assignment has no sampling noise beyond chance: a mismatch this
 # unlikely means players were dropped or added after assignment.
 SRM_ALPHA = 0.001
+DISPATCH_CHECK = "dispatch_status"
 
 
 def list_key(spec: CampaignSpec) -> AssetKey:
@@ -119,9 +121,15 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
             metadata={"srm_pvalue": p, "counts": md_table(counts, "group", "players"),
                       "designed_holdout_share": spec.experiment.holdout})
 
-    @asset(key=campaign_key(spec.id, "dispatch"), group_name="dispatch", kinds={"json"},
+    dispatch_key = campaign_key(spec.id, "dispatch")
+
+    @asset(key=dispatch_key, group_name="dispatch", kinds={"json"},
            deps=[campaign_list], partitions_def=DAILY,
-           description=f"Outbox of {spec.channel} messages for {spec.id} with idempotency keys; holdout never sent.")
+           description=f"Outbox of {spec.channel} messages for {spec.id} with idempotency keys; holdout never sent.",
+           check_specs=[AssetCheckSpec(DISPATCH_CHECK, asset=dispatch_key, blocking=False,
+                                       description="WARN when the list was not sent: the campaign awaits a "
+                                                   "second person's approval, or was rejected (the asset "
+                                                   "materializes either way; its `status` says which).")])
     def dispatch(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
         paths, as_of = crm.paths(), partition_date(context)
         # raises DispatchBlocked unless the gate passed on these bytes; an unapproved campaign
@@ -130,7 +138,7 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
         if report.status != "dispatched":
             context.log.warning(f"{spec.id}: not dispatched: {report.status} ({report.approval})")
         context.log.info(f"{spec.id}: {report.new_messages} new messages -> {report.outbox_file}")
-        return MaterializeResult(metadata=_dispatch_metadata(report))
+        return MaterializeResult(metadata=_dispatch_metadata(report), check_results=[dispatch_check(report)])
 
     return [campaign_list, dispatch], [compliance_gate, sample_ratio]
 
@@ -159,6 +167,18 @@ def _list_metadata(spec: CampaignSpec, higher: list[CampaignSpec], built, manife
         "targeting": md_table(manifest.get("targeting", {"by": "all"}), "targeting", "value"),
         "preview": MetadataValue.md(built.rows.head(10).to_markdown(index=False) if len(built.rows) else "_empty_"),
     }
+
+
+def dispatch_check(report) -> AssetCheckResult:
+    """``dispatch_status``: passes when the list was dispatched; WARN (yellow) when nothing was sent because
+    the campaign awaits approval or was rejected: a green materialization alone looked like a send."""
+    sent = report.status == "dispatched"
+    what = (f"dispatched: {report.new_messages:,} new messages ({report.already_in_outbox:,} already in the "
+            f"outbox)" if sent else f"NOT SENT, {report.status}: {report.approval}")
+    return AssetCheckResult(check_name=DISPATCH_CHECK, passed=sent, severity=AssetCheckSeverity.WARN,
+                            description=what[:2000],
+                            metadata={"status": report.status, "approval": report.approval,
+                                      "new_messages": report.new_messages})
 
 
 def _dispatch_metadata(report) -> dict:
