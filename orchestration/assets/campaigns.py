@@ -41,7 +41,7 @@ from expectations.campaign_list import DayLimits, GateContext, GatedList, gate_l
 from expectations.validate import GateResult
 from orchestration.assets._gates import check_result, docs_dir
 from orchestration.assets._keys import campaign_key
-from orchestration.assets._meta import md_table
+from orchestration.assets._meta import md_table, num, table
 from orchestration.resources import DAILY, CrmResource
 from orchestration.resources import as_of as partition_date
 
@@ -118,7 +118,7 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
         return AssetCheckResult(
             passed=p >= SRM_ALPHA, severity=AssetCheckSeverity.WARN,
             description=f"srm p-value {p:.4g} ({'ok' if p >= SRM_ALPHA else 'mismatch: check the assignment'})",
-            metadata={"srm_pvalue": p, "counts": md_table(counts, "group", "players"),
+            metadata={"srm_pvalue": num(p), "counts": md_table(counts, "group", "players"),
                       "designed_holdout_share": spec.experiment.holdout})
 
     dispatch_key = campaign_key(spec.id, "dispatch")
@@ -161,11 +161,11 @@ def _list_metadata(spec: CampaignSpec, higher: list[CampaignSpec], built, manife
         "funnel": md_table(built.funnel, "stage", "players"),
         "suppressed_by_first_failing_rule": md_table(built.suppression["first_failing_rule"], "rule", "players"),
         "suppressed_by_every_failing_rule": md_table(built.suppression["every_failing_rule"], "rule", "players"),
-        "srm_pvalue": built.srm_pvalue,
+        "srm_pvalue": num(built.srm_pvalue),
         "total_offer_cost_eur": manifest["total_offer_cost_eur_cents"] / 100,
         "model_versions": ", ".join(built.model_versions) or "none",
         "targeting": md_table(manifest.get("targeting", {"by": "all"}), "targeting", "value"),
-        "preview": MetadataValue.md(built.rows.head(10).to_markdown(index=False) if len(built.rows) else "_empty_"),
+        "preview": table(built.rows, limit=10) if len(built.rows) else MetadataValue.text("empty"),
     }
 
 

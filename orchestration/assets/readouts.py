@@ -11,14 +11,14 @@ from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Materiali
 from crm.campaigns.spec import CampaignSpec
 from crm.measurement import readout as R
 from orchestration.assets._keys import campaign_key
-from orchestration.assets._meta import md_figure
+from orchestration.assets._meta import md_figure, num
 from orchestration.resources import DAILY, CrmResource
 
 OUTCOMES = AssetKey("fct_campaign_outcomes")
 
 
 def _num(value: float | None) -> MetadataValue:
-    return MetadataValue.float(float(value)) if value is not None else MetadataValue.text("n/a")
+    return num(value)  # 4 significant digits; n/a for None
 
 
 def readout_metadata(result: dict) -> dict:
