@@ -47,6 +47,15 @@ def dispatches(result) -> list[dict]:
     return sorted(out, key=lambda d: d["campaign_id"])
 
 
+def _plain_meta(v):
+    """A metadata value as JSON-able data (a Dagster table: its rows as dicts)."""
+    from dagster import TableMetadataValue
+
+    if isinstance(v, TableMetadataValue):
+        return [dict(r.data) for r in v.records]
+    return getattr(v, "value", v)
+
+
 def _summary(result, as_of: str, seconds: float) -> dict:
     from crm.campaigns.lists import published_lists
     from crm.ingest.landing import landed_summary
@@ -60,7 +69,7 @@ def _summary(result, as_of: str, seconds: float) -> dict:
     for ev in result.get_asset_materialization_events():
         mat = ev.event_specific_data.materialization
         if mat.asset_key.path[-1].endswith("_model"):
-            models[mat.asset_key.path[-1]] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()
+            models[mat.asset_key.path[-1]] = {k: _plain_meta(v) for k, v in mat.metadata.items()
                                               if not isinstance(getattr(v, "value", v), str) or len(str(v)) < 400}
     gates = [{"check": f"{'/'.join(e.asset_key.path)}:{e.check_name}", "passed": e.passed,
               "severity": e.severity.value, "description": e.description or ""}
