@@ -17,6 +17,7 @@ import great_expectations as gx
 import numpy as np
 import pandas as pd
 
+from expectations.drift import feature_label, name_drift
 from expectations.marts import referential_integrity
 from expectations.thresholds import threshold
 from expectations.validate import GateResult, combine, outcome, validate, warning
@@ -93,12 +94,14 @@ def gate_features(features: pd.DataFrame, dim_player: pd.DataFrame, *,
     rows = [{"model_feature": f"{m}.{k}", "psi": v} for m, feats in (psi or {}).items() for k, v in feats.items()]
     if rows:
         drift = pd.DataFrame(rows)
-        parts.append(validate(drift, f"{SUITE}_drift", [
+        checked = validate(drift, f"{SUITE}_drift", [
             gx.expectations.ExpectColumnValuesToBeBetween(column="psi", max_value=err),
             warning(gx.expectations.ExpectColumnValuesToBeBetween(column="psi", max_value=warn)),
         ], id_column="model_feature", descriptions={0: f"feature PSI vs training reference at most {err:g} (error)",
                                                     1: f"feature PSI at most {warn:g} (warning)"},
-            docs_dir=docs_dir))
+            docs_dir=docs_dir)
+        # a failed drift outcome names each feature and its PSI ("psi of x (churn) is 0.44 (warn above 0.1)")
+        parts.append(name_drift(checked, drift, "model_feature", "psi", warn, err, feature_label))
     elif not notes:
         extra.append(outcome("drift_reference", True, "no drift reference given", description="note"))
     return combine(SUITE, parts, extra)

@@ -17,6 +17,7 @@ import great_expectations as gx
 import numpy as np
 import pandas as pd
 
+from expectations.drift import name_drift, score_label
 from expectations.marts import referential_integrity
 from expectations.thresholds import threshold
 from expectations.validate import GateResult, combine, outcome, validate, warning
@@ -99,9 +100,11 @@ def gate_scores(scores: pd.DataFrame, population: pd.Series, dim_player: pd.Data
     extra = [outcome("drift_reference", True, n, description="note") for n in (notes or [])]
     if psi:
         drift = pd.DataFrame({"model": list(psi), "score_psi": [float(v) for v in psi.values()]})
-        parts.append(validate(drift, f"{SUITE}_drift", [
+        checked = validate(drift, f"{SUITE}_drift", [
             gx.expectations.ExpectColumnValuesToBeBetween(column="score_psi", max_value=err),
             warning(gx.expectations.ExpectColumnValuesToBeBetween(column="score_psi", max_value=warn)),
         ], id_column="model", descriptions={0: f"score PSI vs training reference at most {err:g} (error)",
-                                            1: f"score PSI at most {warn:g} (warning)"}, docs_dir=docs_dir))
+                                            1: f"score PSI at most {warn:g} (warning)"}, docs_dir=docs_dir)
+        # a failed drift outcome names each model and its PSI ("score psi of churn is 0.15 (warn above 0.1)")
+        parts.append(name_drift(checked, drift, "model", "score_psi", warn, err, score_label))
     return combine(SUITE, parts, extra)

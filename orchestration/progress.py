@@ -53,7 +53,9 @@ class _ProgressHandler(logging.Handler):
                 self._write(f"  ..    {step}  {self.materialized[step]} assets\r")
         elif kind == _CHECK_FAILED and not event.event_specific_data.passed:
             data = event.event_specific_data
-            self._write(f"  FAIL  check {'/'.join(data.asset_key.path)}:{data.check_name}\n")
+            # a WARN-severity check (a gate's warnings, a campaign waiting for approval) does not block
+            verdict = "WARN" if data.severity.value == "WARN" else "FAIL"
+            self._write(f"  {verdict}  check {'/'.join(data.asset_key.path)}:{data.check_name}\n")
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
             seconds = time.monotonic() - self.started.get(step, time.monotonic())
             count = self.materialized.get(step, 0)

@@ -8,6 +8,8 @@ lands whatever files are there, is not. A caller that wants "the latest date" co
 """
 
 import datetime as dt
+import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,11 +19,56 @@ from crm.config import Paths, export_env
 from crm.contract import EARLIEST_EVENT_TIME
 from crm.run_lock import run_lock
 
+# Where the daily partitions start: CRM_PARTITIONS_START (YYYY-MM-DD) when set.
+PARTITIONS_START_ENV = "CRM_PARTITIONS_START"
+
+
+def earliest_data_date(paths: Paths) -> dt.date | None:
+    """The first day of the home's data: the earliest landed event or imported daily row (within the
+    dates landing and import accept), or None for a home without data."""
+    import duckdb
+
+    from crm.ingest.landing import landed_glob
+
+    days = []
+    glob = landed_glob(paths)
+    imported = paths.home / "landing" / "imported_daily"
+    with duckdb.connect() as con:
+        if glob:
+            day = con.execute("SELECT min(occurred_at) FROM read_parquet(?) WHERE occurred_at >= ?",
+                              [glob, EARLIEST_EVENT_TIME]).fetchone()[0]
+            if day is not None:
+                days.append(day.date())
+        if any(imported.glob("*.parquet")):
+            day = con.execute("SELECT min(activity_date) FROM read_parquet(?) WHERE activity_date >= ?",
+                              [str(imported / "*.parquet"), EARLIEST_EVENT_TIME.date()]).fetchone()[0]
+            if day is not None:
+                days.append(day)
+    return min(days) if days else None
+
+
+def partitions_start(paths: Paths | None = None) -> dt.date:
+    """The first daily partition: ``CRM_PARTITIONS_START``, else the first day of the home's data (read when
+    the code location loads: the UI shows the data's own dates, not 13,000 empty days from 1990), else
+    where landing and import accept data (crm.contract.EARLIEST_EVENT_TIME)."""
+    fixed = os.environ.get(PARTITIONS_START_ENV)
+    if fixed:
+        return dt.date.fromisoformat(fixed)
+    try:
+        found = earliest_data_date(paths or export_env())
+    except Exception as e:  # noqa: BLE001 - an unreadable home must not stop the code location from loading
+        logging.getLogger(__name__).warning(f"partitions start at {EARLIEST_EVENT_TIME:%Y-%m-%d}: {e}")
+        found = None
+    return found or EARLIEST_EVENT_TIME.date()
+
+
 # One partition per as-of date. end_offset=1: today's partition exists, because the
 # as-of date D describes everything strictly before D 00:00 UTC, complete once D starts. They
-# start where landing and import accept data (crm.contract.EARLIEST_EVENT_TIME): an operator's
-# history of any age has its dates (a constant 2024 start refused a history from 2013).
-DAILY = DailyPartitionsDefinition(start_date=EARLIEST_EVENT_TIME.strftime("%Y-%m-%d"), end_offset=1, timezone="UTC")
+# start on the first day of the data (partitions_start): an operator's history of any age has
+# its dates (a constant 2024 start refused a history from 2013), and a 2025 simulation is not
+# shown as 1 of 13,000 days filled. A home without data starts at EARLIEST_EVENT_TIME (1990); data
+# older than the start that arrives while the UI runs needs a reload of the code location.
+DAILY = DailyPartitionsDefinition(start_date=partitions_start().isoformat(), end_offset=1, timezone="UTC")
 PARTITION_TAG = "dagster/partition"
 BACKFILL_TAG = "dagster/backfill"
 # On a run: start it although an earlier date failed (see earlier_date_failed).

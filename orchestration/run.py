@@ -7,11 +7,53 @@ subprocess so that crm/ never imports Dagster. Runs show up in `make ui`.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 import time
 
 from crm.config import export_env
+
+TRIGGER_TAG = "crm/trigger"
+STEP_TAG = "crm/step"  # landing | refresh: which of the two runs of `crm run`
+# Dagster's UI shows a run with a `user` tag as launched by that user instead of "Manually launched".
+USER_TAG = "user"
+
+
+def run_tags(step: str, trigger: str = "cli", extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The tags of a run started by a ``crm`` command: what started it (``crm/trigger``), which step
+    (``crm/step``) and who, by way of which command (``user``: "alice via crm run")."""
+    try:
+        who = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name (a container): the command still says where it came from
+        who = "someone"
+    command = {"cli": "crm run", "backfill": "crm backfill"}.get((extra or {}).get(TRIGGER_TAG, trigger), "crm")
+    return {TRIGGER_TAG: trigger, STEP_TAG: step, USER_TAG: f"{who} via {command}", **(extra or {})}
+
+
+def dispatches(result) -> list[dict]:
+    """Per campaign dispatched in ``result``: its status (dispatched | awaiting_approval | rejected), the
+    new messages and the approval's summary, from the dispatch assets' metadata."""
+    from orchestration.assets._keys import parse_campaign_key
+
+    out = []
+    for ev in result.get_asset_materialization_events():
+        mat = ev.event_specific_data.materialization
+        parsed = parse_campaign_key(mat.asset_key)
+        if parsed and parsed[1] == "dispatch":
+            meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+            out.append({"campaign_id": parsed[0], "status": meta.get("status"),
+                        "new_messages": meta.get("new_messages", 0), "approval": meta.get("approval", "")})
+    return sorted(out, key=lambda d: d["campaign_id"])
+
+
+def _plain_meta(v):
+    """A metadata value as JSON-able data (a Dagster table: its rows as dicts)."""
+    from dagster import TableMetadataValue
+
+    if isinstance(v, TableMetadataValue):
+        return [dict(r.data) for r in v.records]
+    return getattr(v, "value", v)
 
 
 def _summary(result, as_of: str, seconds: float) -> dict:
@@ -27,16 +69,18 @@ def _summary(result, as_of: str, seconds: float) -> dict:
     for ev in result.get_asset_materialization_events():
         mat = ev.event_specific_data.materialization
         if mat.asset_key.path[-1].endswith("_model"):
-            models[mat.asset_key.path[-1]] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()
+            models[mat.asset_key.path[-1]] = {k: _plain_meta(v) for k, v in mat.metadata.items()
                                               if not isinstance(getattr(v, "value", v), str) or len(str(v)) < 400}
     gates = [{"check": f"{'/'.join(e.asset_key.path)}:{e.check_name}", "passed": e.passed,
-              "description": e.description or ""} for e in result.get_asset_check_evaluations()]
+              "severity": e.severity.value, "description": e.description or ""}
+             for e in result.get_asset_check_evaluations() if e.check_name != "dispatch_status"]
     lists = [{"campaign_id": m["campaign_id"], "rows": m["counts"]["listed"], "holdout": m["counts"]["holdout"],
               "path": m["path"]} for m in published_lists(paths) if m["as_of_date"] == as_of]
     failed_steps = [ev.step_key for ev in result.all_events if ev.event_type_value == "STEP_FAILURE"]
     skipped = [ev.step_key for ev in result.all_events if ev.event_type_value == "STEP_SKIPPED"]
     return {"success": result.success, "run_id": result.run_id, "as_of_date": as_of, "seconds": round(seconds, 1),
-            "landing": landing, "marts": marts, "models": models, "lists": lists, "gates": gates,
+            "landing": landing, "marts": marts, "models": models, "lists": lists, "dispatch": dispatches(result),
+            "gates": gates,
             "failed_steps": failed_steps, "skipped_steps": skipped}
 
 
@@ -71,11 +115,19 @@ def print_summary(s: dict) -> None:
     print("\nPublished lists:")
     for li in s["lists"]:
         print(f"  {li['campaign_id']:<28} {li['rows']:>8,} rows ({li['holdout']:,} holdout)  {li['path']}")
+    if s.get("dispatch"):
+        print("\nDispatch:")
+        for d in s["dispatch"]:
+            if d["status"] == "dispatched":
+                print(f"  {d['campaign_id']:<28} dispatched: {d['new_messages']:,} new messages")
+            else:  # nothing sent: the campaign waits for a second person, or was rejected
+                print(f"  {d['campaign_id']:<28} NOT SENT ({d['status']}): {d['approval'][:140]}")
     print("\nQuality gates:")
     dbt_tests = [g for g in s["gates"] if not g["description"]]
     ours = [g for g in s["gates"] if g["description"]]
     for g in ours + [g for g in dbt_tests if not g["passed"]]:
-        print(f"  {'PASS' if g['passed'] else 'FAIL'}  {g['check']}  {g['description'][:160]}")
+        verdict = "PASS" if g["passed"] else "WARN" if g.get("severity") == "WARN" else "FAIL"
+        print(f"  {verdict}  {g['check']}  {g['description'][:200]}")
     if dbt_tests:
         print(f"  dbt data tests: {sum(g['passed'] for g in dbt_tests)} of {len(dbt_tests)} passed")
     if s["failed_steps"]:
@@ -93,25 +145,26 @@ def run_refresh(instance, as_of: str | None = None, asset_selection=None, log_le
     run's (a backfill's id, ``crm/keep_going``). With ``progress_fd``, one line per step is
     written there (orchestration/progress.py).
     """
-    from dagster import AssetKey
 
     from crm.ingest.landing import LandingError, default_as_of
     from orchestration.definitions import defs
+    from orchestration.sensors import LANDING_JOB
 
     job = defs.resolve_job_def("daily_refresh")
     run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if progress_fd is not None:
         run_config["loggers"]["progress"] = {"config": {"fd": progress_fd}}
     if not as_of:
-        landing = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
-                                         asset_selection=[AssetKey("landed_events")], tags={"crm/trigger": "cli"})
+        # its own job (the landing sensor's): in the UI's run list it is not a second daily_refresh
+        landing = defs.resolve_job_def(LANDING_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=run_config, tags=run_tags("landing"))
         if not landing.success:
             raise LandingError(f"landing failed: see Dagster run {landing.run_id}")
         as_of = default_as_of(export_env()).isoformat()
     # the partition is the run's one as-of date (orchestration.resources.as_of)
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                     partition_key=as_of, asset_selection=asset_selection,
-                                    tags={"crm/trigger": "cli", **(tags or {})})
+                                    tags=run_tags("refresh", extra=tags))
     return result, as_of
 
 

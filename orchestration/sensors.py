@@ -4,11 +4,16 @@
   run of ``land_incoming`` (the ``landed_events`` asset and its check). It lands only: the
   refresh (warehouse, models, lists, dispatch) stays with ``daily_refresh_schedule``, ``crm run``
   or a backfill, because a file drop must never decide on its own to message players.
-- ``mart_freshness_checks`` + ``freshness_checks_sensor`` (on by default, read-only): the key
-  marts must have been materialized in the 24 hours before 09:00 UTC each day (the schedule
-  runs at 06:00), and ``player_scores`` must have its latest daily partition by then (a backfill
-  of an old date does not make today's scores fresh). Failing checks show as WARN on the asset
-  pages.
+- ``mart_freshness_checks`` + ``freshness_checks_sensor`` (on by default, read-only): measured
+  against the data's own dates, not the wall clock. The expected as-of date is the day after the
+  latest landed or imported data (``crm.ingest.landing.default_as_of``, what ``crm run`` runs),
+  but not later than the date of the latest 09:00 UTC deadline (the schedule runs at 06:00).
+  The key marts (one table each, rebuilt by every refresh) must hold that date: their latest
+  materialization is of that partition or a later one (a backfill of an old date leaves them
+  describing the old date); ``player_scores`` (one row set per date) must have that partition.
+  A 2025 simulation opened in 2026 is fresh when its latest date was run. Failing checks show as
+  WARN on the asset pages; the sensor evaluates them after each 09:00 deadline and after a failed
+  check's asset is materialized again.
 - ``notify_on_run_failure`` / ``notify_on_failed_gate`` (on by default): a failed run, with its
   failed steps and any failed ERROR check (the blocking gates), or a successful run with a
   failed ERROR check, goes to ``crm.notify.notify`` (log line + optional webhook).
@@ -20,12 +25,17 @@ import os
 from pathlib import Path
 
 from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetKey,
     AssetSelection,
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
+    MetadataValue,
     RunFailureSensorContext,
     RunRequest,
     RunsFilter,
@@ -33,9 +43,8 @@ from dagster import (
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    build_last_update_freshness_checks,
+    asset_check,
     build_sensor_for_freshness_checks,
-    build_time_partition_freshness_checks,
     define_asset_job,
     run_failure_sensor,
     run_status_sensor,
@@ -43,7 +52,7 @@ from dagster import (
 )
 
 from crm.config import export_env
-from crm.ingest.landing import SUPPORTED_SUFFIXES, already_ingested, file_digest
+from crm.ingest.landing import SUPPORTED_SUFFIXES, LandingError, already_ingested, default_as_of, file_digest
 from crm.notify import notify
 from orchestration.assets.landing import landed_events
 
@@ -120,15 +129,74 @@ def landing_sensor(context: SensorEvaluationContext):
 # One table each, rebuilt by every refresh whatever its date (its partition): the latest update of any partition.
 FRESH_MARTS = ["dim_player", "fct_player_daily", "player_features"]
 FRESH_PARTITIONED = ["player_scores"]  # daily partitions: the latest one must exist, not any recent update
-FRESHNESS_DEADLINE_CRON = "0 9 * * *"  # three hours after daily_refresh_schedule (06:00 UTC)
+FRESHNESS_DEADLINE_HOUR = 9  # UTC, three hours after daily_refresh_schedule (06:00 UTC)
+# What Dagster's freshness sensor reads on a passed check: no re-evaluation before this time.
+FRESH_UNTIL_METADATA_KEY = "dagster/fresh_until_timestamp"
+
+
+def latest_deadline(now: dt.datetime) -> dt.datetime:
+    """The latest 09:00 UTC at or before ``now`` (aware, UTC)."""
+    today = now.astimezone(dt.UTC).replace(hour=FRESHNESS_DEADLINE_HOUR, minute=0, second=0, microsecond=0)
+    return today if today <= now else today - dt.timedelta(days=1)
+
+
+def expected_as_of(paths, now: dt.datetime | None = None) -> tuple[dt.date | None, dt.date | None]:
+    """(the as-of date the marts and scores should hold, the data's date): the day after the latest landed
+    or imported data, capped at the date of the latest 09:00 UTC deadline (data arriving during a day is
+    due by the next deadline). (None, None) for a home without data."""
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        data = default_as_of(paths)
+    except LandingError:
+        return None, None
+    return min(data, latest_deadline(now).date()), data
+
+
+def _latest_partition(instance, key: AssetKey) -> str | None:
+    ev = instance.get_latest_materialization_event(key)
+    return ev.dagster_event.partition if ev is not None and ev.dagster_event is not None else None
+
+
+def data_freshness_check(key: AssetKey, per_partition: bool) -> AssetChecksDefinition:
+    """``freshness_check`` on ``key`` against the data's dates (:func:`expected_as_of`). ``per_partition``:
+    the expected partition must be materialized (a long table such as player_scores); otherwise the
+    latest materialization must be of that partition or a later one (a table rebuilt by each run)."""
+    what = ("has the partition of" if per_partition else "was last built for")
+
+    @asset_check(asset=key, name="freshness_check", blocking=False,
+                 description=f"WARN unless {key.to_user_string()} {what} the data's latest as-of date (the day "
+                             "after the latest landed or imported data, capped at the latest 09:00 UTC).")
+    def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        now = dt.datetime.now(dt.UTC)
+        expected, data = expected_as_of(export_env(), now)
+        latest = _latest_partition(context.instance, key)
+        meta: dict = {"data_as_of_date": data.isoformat() if data else "no data",
+                      "expected_partition": expected.isoformat() if expected else "none",
+                      "latest_materialized_partition": latest or "never"}
+        if expected is None:
+            return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN, metadata=meta,
+                                    description="no landed or imported data yet: nothing can be fresh")
+        if per_partition:
+            passed = expected.isoformat() in context.instance.get_materialized_partitions(key)
+        else:
+            passed = latest is not None and latest >= expected.isoformat()
+        if passed:
+            meta[FRESH_UNTIL_METADATA_KEY] = MetadataValue.timestamp(
+                (latest_deadline(now) + dt.timedelta(days=1)).timestamp())
+        return AssetCheckResult(
+            passed=passed, severity=AssetCheckSeverity.WARN, metadata=meta,
+            description=f"{key.to_user_string()} {what} {expected} (the data's latest as-of date)" if passed else
+            f"stale: {key.to_user_string()} {'lacks the partition' if per_partition else 'was not last built for'} "
+            f"{expected}, the data's latest as-of date (latest materialized: {latest or 'never'}); "
+            f"run `crm run` or the partition {expected}")
+
+    return _check
+
 
 mart_freshness_checks = [
-    *build_last_update_freshness_checks(
-        assets=[AssetKey(k) for k in FRESH_MARTS], lower_bound_delta=dt.timedelta(hours=24),
-        deadline_cron=FRESHNESS_DEADLINE_CRON, timezone="UTC"),
-    # a backfill of an old date updates the asset but not today's scores: check the partition itself
-    *build_time_partition_freshness_checks(
-        assets=[AssetKey(k) for k in FRESH_PARTITIONED], deadline_cron=FRESHNESS_DEADLINE_CRON, timezone="UTC"),
+    *(data_freshness_check(AssetKey(k), per_partition=False) for k in FRESH_MARTS),
+    # a backfill of an old date updates the asset but not the latest scores: check the partition itself
+    *(data_freshness_check(AssetKey(k), per_partition=True) for k in FRESH_PARTITIONED),
 ]
 freshness_checks_sensor = build_sensor_for_freshness_checks(
     freshness_checks=mart_freshness_checks, name="freshness_checks_sensor",

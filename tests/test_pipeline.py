@@ -55,11 +55,14 @@ def test_whole_graph_materializes(first_run):
 
     audience = read_audience(p, default_as_of(p))
     assert audience.columns.is_unique and len(audience) == counts["dim_player"]
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks and all(checks.values()), checks
-    # the quality suites (expectations/) ran as asset checks and passed, each linking its Data Docs
+    # the quality suites (expectations/) ran as asset checks and passed, each linking its Data Docs; a
+    # gate with warnings only (drift on a small casino) is WARN, not a failure; every other check passed
     gates = {"landing_gate", "marts_dim_player_gate", "marts_fct_player_daily_gate", "features_gate", "scores_gate",
              "compliance_gate"}
+    checks = {e.check_name: e.passed or (e.check_name in gates and e.severity.value == "WARN"
+                                         and e.metadata["status"].value == "WARN")
+              for e in result.get_asset_check_evaluations() if e.check_name != "dispatch_status"}
+    assert checks and all(checks.values()), checks
     assert gates <= set(checks), gates - set(checks)
     for e in result.get_asset_check_evaluations():
         if e.check_name in gates - {"landing_gate"} or (e.check_name == "landing_gate" and "batches" in e.metadata
@@ -193,12 +196,13 @@ def test_model_is_registered_as_champion(first_run):
 
 def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
     """A list builder that admits everyone (a compliance bug) is stopped by the gate."""
-    from dagster import AssetKey, DagsterInstance
+    from dagster import DagsterInstance
 
     import crm.campaigns.eligibility
     from crm.campaigns.dispatch import DispatchBlocked, outbox_file
     from crm.campaigns.lists import gate_verdict, list_dir
     from crm.ingest.landing import default_as_of
+    from orchestration.assets._keys import campaign_key
     from orchestration.run import run_refresh
 
     p = _paths()
@@ -215,8 +219,8 @@ def test_poisoned_list_is_not_dispatched(first_run, monkeypatch):
         return out
 
     monkeypatch.setattr(crm.campaigns.eligibility, "evaluate", admit_everyone)
-    list_key = AssetKey(["campaigns", "everyone_push", "list"])
-    dispatch_key = AssetKey(["campaigns", "everyone_push", "dispatch"])
+    list_key = campaign_key("everyone_push", "list")
+    dispatch_key = campaign_key("everyone_push", "dispatch")
     instance = DagsterInstance.ephemeral()
     result, _ = run_refresh(instance, as_of.isoformat(), asset_selection=[list_key, dispatch_key])
     listed = pd.read_parquet(list_dir(p, "everyone_push", as_of) / "list.parquet")
@@ -278,6 +282,7 @@ def _backfill_dates_and_keys():
     from dagster import AssetKey
 
     from crm.ingest.landing import default_as_of
+    from orchestration.assets._keys import parse_campaign_key
 
     as_of = default_as_of(_paths())
     dates = [(as_of - dt.timedelta(days=n)).isoformat() for n in (14, 7)]  # a week apart: apart in caps and cooldowns
@@ -285,8 +290,10 @@ def _backfill_dates_and_keys():
 
     # every campaign's list and dispatch: a list is built after the higher-priority lists of its day
     keys = sorted((k for k in defs.resolve_asset_graph().materializable_asset_keys
-                   if k.path[0] == "campaigns" and k.path[-1] in ("list", "dispatch")), key=str)
-    assert AssetKey(["campaigns", "everyone_push", "list"]) in keys
+                   if (parse_campaign_key(k) or ("", ""))[1] in ("list", "dispatch")), key=str)
+    # the lineage labels a node with its key's last part: it names the campaign
+    assert AssetKey(["campaigns", "everyone_push", "everyone_push_list"]) in keys
+    assert all(k.path[-1].startswith(k.path[1] + "_") for k in keys)
     return dates, keys
 
 
@@ -317,6 +324,7 @@ def test_a_failed_backfill_date_stops_the_later_ones_unless_keep_going(first_run
     from dagster._core.execution.backfill import BulkActionStatus
 
     import orchestration.assets.campaigns as campaign_assets
+    from orchestration.assets._keys import parse_campaign_key
     from orchestration.backfill import run_backfill
 
     dates, keys = _backfill_dates_and_keys()
@@ -336,7 +344,8 @@ def test_a_failed_backfill_date_stops_the_later_ones_unless_keep_going(first_run
 
     went_on = run_backfill(instance, dates, keep_going=True, asset_selection=keys)
     assert went_on.failed == [dates[0]] and went_on.ok == [dates[1]]
-    assert all(instance.get_materialized_partitions(k) == {dates[1]} for k in keys if k.path[-1] == "list")
+    lists = [k for k in keys if parse_campaign_key(k)[1] == "list"]
+    assert lists and all(instance.get_materialized_partitions(k) == {dates[1]} for k in lists)
 
 
 def test_a_consecutive_day_backfill_after_the_run_fails_only_the_size_band_and_names_it(first_run):

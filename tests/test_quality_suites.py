@@ -252,6 +252,42 @@ def test_gate_check_result_names_failures_and_links_docs(tmp_path):
     assert res.metadata["data_docs"].value.startswith("file://")
 
 
+def test_a_drift_warning_is_a_yellow_check_naming_the_feature_and_its_value():
+    """Warnings alone: the check fails with WARN severity (Dagster blocks on ERROR only), and its text
+    names the feature and its PSI, not GX's raw dict; an error above the error threshold still blocks."""
+    from dagster import AssetCheckSeverity
+
+    from expectations.features import gate_features
+    from expectations.scores import gate_scores
+    from orchestration.assets._gates import gate_check_result, warned_only
+
+    psi = {"churn": {"days_since_last_active": 0.4412345, "sessions_7d": 0.01}}
+    r = gate_features(_features(), _dim(20), psi=psi, psi_warn=0.2, psi_error=0.5)
+    assert r.success and [o.description for o in r.warnings] == \
+        ["psi of days_since_last_active (churn) is 0.4412 (warn above 0.2)"]
+    assert r.warnings[0].observed == {"churn.days_since_last_active": 0.4412}
+    check = gate_check_result(r)
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN and warned_only(check)
+    assert check.metadata["status"].value == "WARN"
+    assert "psi of days_since_last_active (churn) is 0.4412 (warn above 0.2)" in check.description
+    assert "{" not in check.description  # no raw dict
+    assert "days_since_last_active" in str(check.metadata["warnings"].value)
+
+    players = [f"p{i}" for i in range(5)]
+    s = gate_check_result(gate_scores(_scores(players), pd.Series(players), _dim(5), psi={"churn": 0.15},
+                                      psi_warn=0.1, psi_error=0.5))
+    assert s.severity == AssetCheckSeverity.WARN and "score psi of churn is 0.15 (warn above 0.1)" in s.description
+
+    err = gate_features(_features(), _dim(20), psi={"churn": {"days_since_last_active": 0.62}}, psi_warn=0.2,
+                        psi_error=0.5)
+    check = gate_check_result(err)
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR and not warned_only(check)
+    failed = _failed(err)["expect_column_values_to_be_between(psi)"]
+    assert failed.description == "psi of days_since_last_active (churn) is 0.62 (error above 0.5)"
+    clean = gate_check_result(gate_features(_features(), _dim(20), psi={"churn": {"sessions_7d": 0.01}}))
+    assert clean.passed and clean.metadata["status"].value == "PASS"
+
+
 def test_landing_schema_per_file_names_missing_extra_and_mistyped_columns():
     """With the files' schemas, the row expectations need only the row columns, and each file's
     columns and types are checked: a missing, an extra and a mistyped column each fail by name."""

@@ -327,9 +327,10 @@ def test_readout_recovers_the_true_effect_of_a_bonus_campaign(home, outcomes):
 
 def test_readout_assets_materialize(home, tmp_path, monkeypatch):
     """The Dagster assets: one per campaign file (here own_push) and past_campaign_readouts."""
-    from dagster import AssetKey, materialize
+    from dagster import materialize
 
     from crm.campaigns.spec import load_campaign
+    from orchestration.assets._keys import campaign_key
     from orchestration.assets.readouts import readout_assets
     from orchestration.resources import CrmResource
 
@@ -345,11 +346,11 @@ def test_readout_assets_materialize(home, tmp_path, monkeypatch):
     assert result.success
     meta = {tuple(e.asset_key.path): e.event_specific_data.materialization.metadata
             for e in result.get_asset_materialization_events()}
-    own = meta[tuple(AssetKey(["campaigns", "own_push", "readout"]).path)]
+    own = meta[tuple(campaign_key("own_push", "readout").path)]
     assert own["status"].value == "ok" and own["treatment_players"].value == 400
     assert own["expected_control_share"].value == 0.2 and own["srm_pvalue"].value > 0.001
     assert "data:image/png;base64," in own["effects_plot"].value and "conversion" in own["effects"].value
-    assert meta[("campaigns", "never_sent", "readout")]["status"].value == R.NOT_MATURED
+    assert meta[("campaigns", "never_sent", "never_sent_readout")]["status"].value == R.NOT_MATURED
     past = meta[("past_campaign_readouts",)]
     assert past["campaigns"].value == 5 and "hist_c02" in past["readouts"].value
     assert {p.stem for p in (home / "readouts").glob("*.json")} == {

@@ -74,7 +74,7 @@ def _decide(kind: str, campaign_id: str, by: str, reason: str, as_json: bool) ->
     click.echo(f"status: {st.summary()}")
     if kind == "approve":
         click.echo("its lists are dispatched by the next run (`crm run`), or re-materialize "
-                   f"campaigns/{spec.id}/dispatch in the Dagster UI")
+                   f"campaigns/{spec.id}/{spec.id}_dispatch in the Dagster UI")
 
 
 @campaign_group.command("approve")

@@ -16,6 +16,7 @@ from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -39,17 +40,19 @@ from crm.warehouse import read_table
 from expectations.campaign_list import DayLimits, GateContext, GatedList, gate_list, read_sent, recent_list_sizes
 from expectations.validate import GateResult
 from orchestration.assets._gates import check_result, docs_dir
-from orchestration.assets._meta import md_table
+from orchestration.assets._keys import campaign_key
+from orchestration.assets._meta import md_table, num, table
 from orchestration.resources import DAILY, CrmResource
 from orchestration.resources import as_of as partition_date
 
 # A deterministic hash assignment has no sampling noise beyond chance: a mismatch this
 # unlikely means players were dropped or added after assignment.
 SRM_ALPHA = 0.001
+DISPATCH_CHECK = "dispatch_status"
 
 
 def list_key(spec: CampaignSpec) -> AssetKey:
-    return AssetKey(["campaigns", spec.id, "list"])
+    return campaign_key(spec.id, "list")
 
 
 def gate_published_list(paths: Paths, spec: CampaignSpec, specs: list[CampaignSpec], as_of: dt.date,
@@ -115,12 +118,18 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
         return AssetCheckResult(
             passed=p >= SRM_ALPHA, severity=AssetCheckSeverity.WARN,
             description=f"srm p-value {p:.4g} ({'ok' if p >= SRM_ALPHA else 'mismatch: check the assignment'})",
-            metadata={"srm_pvalue": p, "counts": md_table(counts, "group", "players"),
+            metadata={"srm_pvalue": num(p), "counts": md_table(counts, "group", "players"),
                       "designed_holdout_share": spec.experiment.holdout})
 
-    @asset(key=AssetKey(["campaigns", spec.id, "dispatch"]), group_name="dispatch", kinds={"json"},
+    dispatch_key = campaign_key(spec.id, "dispatch")
+
+    @asset(key=dispatch_key, group_name="dispatch", kinds={"json"},
            deps=[campaign_list], partitions_def=DAILY,
-           description=f"Outbox of {spec.channel} messages for {spec.id} with idempotency keys; holdout never sent.")
+           description=f"Outbox of {spec.channel} messages for {spec.id} with idempotency keys; holdout never sent.",
+           check_specs=[AssetCheckSpec(DISPATCH_CHECK, asset=dispatch_key, blocking=False,
+                                       description="WARN when the list was not sent: the campaign awaits a "
+                                                   "second person's approval, or was rejected (the asset "
+                                                   "materializes either way; its `status` says which).")])
     def dispatch(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
         paths, as_of = crm.paths(), partition_date(context)
         # raises DispatchBlocked unless the gate passed on these bytes; an unapproved campaign
@@ -129,7 +138,7 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
         if report.status != "dispatched":
             context.log.warning(f"{spec.id}: not dispatched: {report.status} ({report.approval})")
         context.log.info(f"{spec.id}: {report.new_messages} new messages -> {report.outbox_file}")
-        return MaterializeResult(metadata=_dispatch_metadata(report))
+        return MaterializeResult(metadata=_dispatch_metadata(report), check_results=[dispatch_check(report)])
 
     return [campaign_list, dispatch], [compliance_gate, sample_ratio]
 
@@ -152,12 +161,24 @@ def _list_metadata(spec: CampaignSpec, higher: list[CampaignSpec], built, manife
         "funnel": md_table(built.funnel, "stage", "players"),
         "suppressed_by_first_failing_rule": md_table(built.suppression["first_failing_rule"], "rule", "players"),
         "suppressed_by_every_failing_rule": md_table(built.suppression["every_failing_rule"], "rule", "players"),
-        "srm_pvalue": built.srm_pvalue,
+        "srm_pvalue": num(built.srm_pvalue),
         "total_offer_cost_eur": manifest["total_offer_cost_eur_cents"] / 100,
         "model_versions": ", ".join(built.model_versions) or "none",
         "targeting": md_table(manifest.get("targeting", {"by": "all"}), "targeting", "value"),
-        "preview": MetadataValue.md(built.rows.head(10).to_markdown(index=False) if len(built.rows) else "_empty_"),
+        "preview": table(built.rows, limit=10) if len(built.rows) else MetadataValue.text("empty"),
     }
+
+
+def dispatch_check(report) -> AssetCheckResult:
+    """``dispatch_status``: passes when the list was dispatched; WARN (yellow) when nothing was sent because
+    the campaign awaits approval or was rejected: a green materialization alone looked like a send."""
+    sent = report.status == "dispatched"
+    what = (f"dispatched: {report.new_messages:,} new messages ({report.already_in_outbox:,} already in the "
+            f"outbox)" if sent else f"NOT SENT, {report.status}: {report.approval}")
+    return AssetCheckResult(check_name=DISPATCH_CHECK, passed=sent, severity=AssetCheckSeverity.WARN,
+                            description=what[:2000],
+                            metadata={"status": report.status, "approval": report.approval,
+                                      "new_messages": report.new_messages})
 
 
 def _dispatch_metadata(report) -> dict:

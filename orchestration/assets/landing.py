@@ -18,7 +18,7 @@ from crm.ingest.landing import (
     landed_summary,
     record_landing_gate,
 )
-from orchestration.assets._gates import docs_dir, gate_check_result
+from orchestration.assets._gates import docs_dir, gate_check_result, warned_only
 from orchestration.assets._meta import md_table
 from orchestration.resources import CrmResource
 
@@ -80,7 +80,8 @@ def landing_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> Asset
     result = gate_batches(paths, ids, docs_dir=docs_dir(paths))
     check = gate_check_result(result, {"batches": ", ".join(ids)})
     # the verdict (after any override) goes to the ledger: a failed batch is checked again next run
-    record_landing_gate(paths, ids, check.passed, check.description or result.summary())
+    # a WARN (warnings only) is a pass: the batches need not be checked again
+    record_landing_gate(paths, ids, check.passed or warned_only(check), check.description or result.summary())
     return check
 
 

@@ -21,7 +21,7 @@ from ml.score import score_model
 from ml.train import train_model
 from ml.uplift_train import UPLIFT_MODELS, NotEnoughExposures, qini_figure, train_uplift_from_exposures
 from orchestration.assets._gates import docs_dir, gate_check_result
-from orchestration.assets._meta import md_figure, md_table
+from orchestration.assets._meta import histogram, md_figure, md_table, num, table
 from orchestration.resources import DAILY, CrmResource
 from orchestration.resources import as_of as partition_date
 
@@ -56,7 +56,7 @@ def model_asset(config: ModelConfig) -> AssetsDefinition:
             "train_rows": res.train_rows, "valid_rows": res.valid_rows,
             "train_range": f"{res.train_range[0]} .. {res.train_range[1]}", "valid_as_of": res.valid_as_of,
             "holdout_metrics_vs_baselines": md_table(compare, "metric", "value"),
-            **{k: MetadataValue.float(float(v)) for k, v in m.items()},
+            **{k: num(v) for k, v in m.items()},
         })
 
     return _train
@@ -95,11 +95,10 @@ def uplift_model_asset(name: str, outcome: str) -> AssetsDefinition:
             "mlflow_run": MetadataValue.url(_mlflow_run_url(out["run_id"])),
             "exposure_rows": out["exposure_rows"], "train_rows": out["train_rows"], "valid_rows": out["valid_rows"],
             "learners_on_validation": md_table(learners),
-            "baseline_churn_qini_auc": baseline if baseline is not None else "no churn champion",
+            "baseline_churn_qini_auc": num(baseline) if baseline is not None else "no churn champion",
             "qini_curve": md_figure(qini_figure(result, f"Qini, {outcome} ({out['valid_rows']} held-out rows)",
                                                 out["baselines"]), "Qini curves"),
-            **{k: MetadataValue.float(float(v)) for k, v in out["metrics"][out["selected"]].items()
-               if pd.notna(v)},
+            **{k: num(v) for k, v in out["metrics"][out["selected"]].items() if pd.notna(v)},
         })
 
     return _train
@@ -126,12 +125,13 @@ def player_scores(context: AssetExecutionContext, crm: CrmResource) -> Materiali
         s = res.scores["score"]
         d = res.drift
         meta[f"{name}_model"] = f"{res.model_name} v{res.model_version}"
-        meta[f"{name}_score_median"] = float(s.median()) if len(s) else 0.0
-        meta[f"{name}_score_psi"] = float(d.get("score_psi") or 0.0)
-        meta[f"{name}_max_feature_psi"] = float(d.get("max_feature_psi") or 0.0)
+        meta[f"{name}_score_median"] = num(s.median() if len(s) else 0.0)
+        meta[f"{name}_score_psi"] = num(d.get("score_psi") or 0.0)
+        meta[f"{name}_max_feature_psi"] = num(d.get("max_feature_psi") or 0.0)
         meta[f"{name}_drift_status"] = d.get("status", d.get("reason", "n/a"))
         deciles = pd.cut(s, bins=[i / 10 for i in range(11)], include_lowest=True).value_counts(sort=False)
-        meta[f"{name}_score_histogram"] = md_table({str(k): int(v) for k, v in deciles.items()}, "score", "players")
+        # a table with a bar column: the shape shows on the asset page (a plot would hide behind Show Markdown)
+        meta[f"{name}_score_histogram"] = histogram({str(k): int(v) for k, v in deciles.items()}, "score", "players")
         for feat, value in (d.get("features") or {}).items():
             drift_rows.append({"model": name, "feature": feat, "psi": round(float(value), 4)})
         context.log.info(f"{name}: scored {len(s)} players with v{res.model_version}; drift {d.get('status')}")
@@ -144,12 +144,11 @@ def player_scores(context: AssetExecutionContext, crm: CrmResource) -> Materiali
         write_scores(paths, scores, as_of, name)
         u = scores["score"]
         meta[f"{name}_model"] = f"{name} v{loaded.version}"
-        meta[f"{name}_median"] = float(u.median()) if len(u) else 0.0
-        meta[f"{name}_share_negative"] = float((u < 0).mean()) if len(u) else 0.0
+        meta[f"{name}_median"] = num(u.median() if len(u) else 0.0)
+        meta[f"{name}_share_negative"] = num((u < 0).mean() if len(u) else 0.0)
         context.log.info(f"{name}: scored {len(u)} players with v{loaded.version}")
-    meta["feature_drift_psi"] = MetadataValue.md(
-        pd.DataFrame(drift_rows).sort_values("psi", ascending=False).head(20).to_markdown(index=False)
-        if drift_rows else "_no reference_")
+    meta["feature_drift_psi"] = table(pd.DataFrame(drift_rows).sort_values("psi", ascending=False), limit=20) \
+        if drift_rows else MetadataValue.text("no reference")
     return MaterializeResult(metadata=meta)
 
 
@@ -169,7 +168,7 @@ def scores_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetC
     result = gate_scores(scores, population["player_id"], read_table(paths, "dim_player"), psi=psi, notes=notes,
                          docs_dir=docs_dir(paths))
     return gate_check_result(result, {"as_of_date": as_of.isoformat(),
-                                      **{f"{m}_score_psi": float(v) for m, v in psi.items()}})
+                                      **{f"{m}_score_psi": num(v) for m, v in psi.items()}})
 
 
 ml_checks = [scores_gate]

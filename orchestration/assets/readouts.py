@@ -10,14 +10,15 @@ from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Materiali
 
 from crm.campaigns.spec import CampaignSpec
 from crm.measurement import readout as R
-from orchestration.assets._meta import md_figure
+from orchestration.assets._keys import campaign_key
+from orchestration.assets._meta import md_figure, num
 from orchestration.resources import DAILY, CrmResource
 
 OUTCOMES = AssetKey("fct_campaign_outcomes")
 
 
 def _num(value: float | None) -> MetadataValue:
-    return MetadataValue.float(float(value)) if value is not None else MetadataValue.text("n/a")
+    return num(value)  # 4 significant digits; n/a for None
 
 
 def readout_metadata(result: dict) -> dict:
@@ -58,7 +59,7 @@ def readout_metadata(result: dict) -> dict:
 def campaign_readout_asset(spec: CampaignSpec) -> AssetsDefinition:
     share = spec.experiment.holdout
 
-    @asset(key=AssetKey(["campaigns", spec.id, "readout"]), group_name="readouts", kinds={"python"},
+    @asset(key=campaign_key(spec.id, "readout"), group_name="readouts", kinds={"python"},
            deps=[OUTCOMES], partitions_def=DAILY,
            description=f"Readout of {spec.id}: effect with 95% CI on conversion, deposits, NGR and reactivation "
                        f"against the {share:.0%} holdout, bonus cost, ROI, RG guardrails, last touch vs incremental.")
