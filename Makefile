@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 PLAYERS ?= 20000
 DAYS    ?= 120
 SEED    ?= 42
+DAGSTER_PORT ?= 3000
+MLFLOW_PORT  ?= 5000
+DOCS_PORT    ?= 3001
 export CRM_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME := $(CRM_HOME)/dagster
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -43,13 +46,8 @@ lint: venv  ## ruff, the import layering (import-linter contracts in pyproject.t
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m crm.contract --check-dbt-vars
 
-ui: venv  ## Dagster UI on :3000 and MLflow UI on :5000 over the data home
-	mkdir -p $(DAGSTER_HOME) $(CRM_HOME)/mlflow
-	@echo "Dagster: http://127.0.0.1:3000   MLflow: http://127.0.0.1:5000   (Ctrl-C stops both)"
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CRM_HOME)/mlflow/mlflow.db \
-	    --default-artifact-root $(CRM_HOME)/mlflow/artifacts --host 127.0.0.1 --port 5000 & \
-	trap 'kill %1' EXIT INT TERM; \
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+ui: venv  ## Dagster UI on :3000, MLflow UI on :5000, Data Docs on :3001 over the data home (Ctrl-C stops all)
+	$(BIN)/python -m crm.cli.ui --dagster-port $(DAGSTER_PORT) --mlflow-port $(MLFLOW_PORT) --docs-port $(DOCS_PORT)
 
 # Benchmark-only dependencies (causalml), never installed by `venv`/`test`: constrained by the lock.
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt

@@ -15,6 +15,7 @@ import pandas as pd
 # The result types are plain data in crm.gate_result (crm.campaigns.overrides waives outcomes without
 # importing this package); they are re-exported here, where the suites build them.
 from crm.gate_result import ExpectationOutcome, GateResult, outcome, plain_value, waive
+from expectations.data_docs import localize_site
 
 __all__ = ["ExpectationOutcome", "GateResult", "combine", "merge_chunks", "outcome", "plain_value", "validate",
            "waive", "warning"]
@@ -31,7 +32,9 @@ def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: s
     fail the result. With ``docs_dir``, the validation runs through a GX Checkpoint whose
     UpdateDataDocsAction writes a Data Docs HTML site to ``docs_dir/<suite_name>``
     (``GateResult.docs`` links the page of this validation; the site keeps the latest
-    validation of the suite: GX cleans pages its ephemeral stores do not know).
+    validation of the suite: GX cleans pages its ephemeral stores do not know). The pages load
+    nothing from the network (:func:`expectations.data_docs.localize_site`);
+    :func:`expectations.data_docs.data_docs_url` gives a page's http URL on the docs server of ``make ui``.
     """
     import great_expectations as gx
 
@@ -69,6 +72,8 @@ def validate(df: pd.DataFrame, suite_name: str, expectations: list, id_column: s
         key, res = next(iter(run.run_results.items()))
         docs = [u["site_url"] for u in ctx.get_docs_sites_urls(resource_identifier=key, site_name="crm")
                 if u.get("site_url")]
+        # GX's pages load Bootstrap, jQuery, Font Awesome from CDNs: point them at vendored copies (offline)
+        localize_site(site)
     outcomes = []
     for r in sorted(res.results, key=lambda r: position.get(r.expectation_config.id, len(position))):
         cfg = r.expectation_config

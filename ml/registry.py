@@ -120,20 +120,40 @@ def get_client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+# MLflow 3's UI opens an experiment by its kind (the tag the UI reads, values of its ExperimentKind):
+# without it an experiment opens on the GenAI overview (traces, tokens), empty here. These are model
+# training experiments: they open on their runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+_INFERRED_KINDS = ("", "genai_development_inferred", "custom_model_development_inferred", "no_inferred_type")
+
+
 def ensure_experiment(client, name: str, artifact_location: str) -> str:
     """Id of experiment ``name``; created with ``artifact_location`` if missing, restored if deleted.
 
-    A plain path is made absolute, so artifacts never land relative to the working directory.
+    A plain path is made absolute, so artifacts never land relative to the working directory. The
+    experiment is marked as model training (:data:`EXPERIMENT_KIND_TAG`), also one created before
+    the tag was set (a kind someone chose by hand is kept).
     """
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        if (exp.tags or {}).get(EXPERIMENT_KIND_TAG, "") in _INFERRED_KINDS:
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
         return exp.experiment_id
     location = str(artifact_location)
     if "://" not in location:
         location = os.path.abspath(os.path.expanduser(location))
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location,
+                                    tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+
+
+def run_name(prefix: str, lineage: dict | None, fallback: str) -> str:
+    """``<prefix>-<as-of date>``: the run's as-of date (``lineage["as_of_date"]``, what Dagster passes:
+    the run's partition), else ``fallback`` (the latest snapshot date the data describes)."""
+    as_of = str((lineage or {}).get("as_of_date") or fallback or "").strip()
+    return f"{prefix}-{as_of}" if as_of else prefix
 
 
 def _is_missing(exc: Exception) -> bool:

@@ -587,6 +587,38 @@ def git_revision(root: Path = REPO_ROOT) -> dict[str, str]:
 # ---------------------------------------------------------------------------- MLflow
 
 
+COMPARISON_TABLE = "comparison/model_vs_baselines.json"
+COMPARISON_FIGURE = "comparison/model_vs_baselines.png"
+COMPARISON_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
+
+
+def comparison_table(comparison: pd.DataFrame) -> pd.DataFrame:
+    """One row per model on the holdout (``lightgbm`` first, then the baselines), the metrics they share."""
+    cols = ["model", *[c for c in COMPARISON_METRICS if c in comparison.columns]]
+    return comparison[cols].reset_index(drop=True)
+
+
+def comparison_figure(comparison: pd.DataFrame, title: str):
+    """Grouped bars: one group per metric, one bar per model (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = comparison_table(comparison)
+    metrics = [c for c in table.columns if c != "model"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(len(table), 1)
+    for i, row in table.iterrows():
+        xs = [j + i * width for j in range(len(metrics))]
+        ax.bar(xs, [float(row[m]) for m in metrics], width, label=str(row["model"]))
+    ax.set_xticks([j + width * (len(table) - 1) / 2 for j in range(len(metrics))], metrics)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def _log_artifacts(fit: Fitted) -> None:
     import mlflow
 
@@ -597,6 +629,9 @@ def _log_artifacts(fit: Fitted) -> None:
         json.dumps({**fit.config.summary(), "params": fit.params}, indent=1, default=str), "model_config.json"
     )
     mlflow.log_text(fit.comparison.to_csv(index=False), "baselines.csv")
+    # the model against its baselines in one table and one chart (the per-baseline metrics stay)
+    mlflow.log_table(comparison_table(fit.comparison), COMPARISON_TABLE)
+    mlflow.log_figure(comparison_figure(fit.comparison, f"Model vs baselines, {title}"), COMPARISON_FIGURE)
     mlflow.log_text(fit.importance.to_csv(index=False), "feature_importance.csv")
     mlflow.log_figure(
         importance_figure(fit.importance, title=f"Feature importance (gain), {title}"), "feature_importance.png"
@@ -743,7 +778,8 @@ def train_model(
         champion = _champion_on_holdout(client, tracking_uri, cfg.registered_name, fit.valid, snapshots)
         if champion is not None and champion.metric is not None:
             fit.metrics["champion_roc_auc"] = champion.metric
-        run_name = f"{cfg.name}-{fit.valid_as_of}"
+        # the run's as-of date (not the holdout's validation date): one name per daily partition
+        run_name = registry.run_name(cfg.name, lineage, str(counts.get("snapshot_to") or fit.valid_as_of))
         with registry.training_run(
             client, cfg.experiment_name, artifact_location, run_name=run_name, tags=tags
         ) as run_id:

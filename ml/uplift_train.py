@@ -279,6 +279,28 @@ def _add_churn_baseline(fit: _UpliftFit, tracking_uri: str) -> None:
     )
 
 
+COMPARISON_TABLE = "comparison/learners_vs_baselines.json"
+
+
+def _latest_send(exposures: pd.DataFrame) -> str:
+    """The latest send day of the exposures (``features_as_of``), or ''. A run's name without an as-of date."""
+    if "features_as_of" not in exposures.columns or exposures["features_as_of"].isna().all():
+        return ""
+    return str(pd.Timestamp(exposures["features_as_of"].max()).date())
+
+
+def comparison_table(fit: _UpliftFit) -> pd.DataFrame:
+    """One row per learner (``selected`` marks the model kept) and per baseline ranking of the same
+    validation rows (``baseline: churn score``): Qini, AUUC, uplift at 10/20/30 %."""
+    result = fit.result
+    rows = [{"model": n, "selected": n == result.selected, **m} for n, m in result.metrics.items()]
+    if fit.baselines:
+        yv, tv = fit.validation_outcomes()
+        rows += [{"model": f"baseline: {name}", "selected": False, **U.uplift_metrics(yv, tv, score)}
+                 for name, score in fit.baselines.items()]
+    return pd.DataFrame(rows)
+
+
 def _log_run(fit: _UpliftFit) -> None:
     """Parameters, metrics, the learner comparison and the Qini curves in the active run."""
     import mlflow
@@ -289,6 +311,7 @@ def _log_run(fit: _UpliftFit) -> None:
     mlflow.log_text(json.dumps(result.summary(), indent=1, default=str), "uplift_summary.json")
     rows = [{"learner": n, **m} for n, m in result.metrics.items()]
     mlflow.log_text(pd.DataFrame(rows).to_csv(index=False), "learners.csv")
+    mlflow.log_table(comparison_table(fit), COMPARISON_TABLE)  # learners and baselines, one table
     title = f"Qini, {fit.outcome} (validation, {result.valid_rows} rows)"
     mlflow.log_figure(qini_figure(result, title, fit.baselines), "qini_curve.png")
 
@@ -348,9 +371,8 @@ def train_uplift_from_exposures(
         if champion is not None and champion.rescored:
             fit.metrics["champion_qini_auc_same_holdout"] = champion.metric
         _add_churn_baseline(fit, tracking_uri)
-        with registry.training_run(
-            client, EXPERIMENT, artifact_location, run_name=f"{model_name}-{outcome}", tags=fit.tags
-        ) as run_id:
+        name = registry.run_name(model_name, lineage, _latest_send(exposures))
+        with registry.training_run(client, EXPERIMENT, artifact_location, run_name=name, tags=fit.tags) as run_id:
             _log_run(fit)
             done = registry.register_and_promote(
                 client, tracking_uri, run_id, _candidate(fit, model_name), champion, decide, by=AUTO_PROMOTER

@@ -268,6 +268,44 @@ def test_baselines_side_by_side_on_the_same_split(store, first):
     assert lift.groupby("model")["n"].sum().eq(first.valid_rows).all()
 
 
+def test_experiments_open_on_runs_and_runs_are_named_by_their_as_of_date(store, first, intent):
+    client = registry.get_client(store["tracking_uri"])
+    for name in ("churn", "deposit_intent"):
+        exp = client.get_experiment_by_name(name)
+        assert exp.tags[registry.EXPERIMENT_KIND_TAG] == registry.MODEL_TRAINING_KIND == "custom_model_development"
+    # without an as-of date in the lineage: the latest snapshot date, not the holdout's validation date
+    day = DATES[-1].strftime("%Y-%m-%d")
+    assert client.get_run(first.run_id).info.run_name == f"churn-{day}" != f"churn-{first.valid_as_of}"
+    assert registry.run_name("churn", {"as_of_date": "2025-09-28"}, day) == "churn-2025-09-28"
+
+
+def test_an_experiment_made_before_the_kind_tag_gets_it(tmp_path):
+    client = registry.get_client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    old = client.create_experiment("old", artifact_location=str(tmp_path / "a"))
+    assert registry.EXPERIMENT_KIND_TAG not in client.get_experiment(old).tags
+    assert registry.ensure_experiment(client, "old", str(tmp_path / "a")) == old
+    assert client.get_experiment(old).tags[registry.EXPERIMENT_KIND_TAG] == registry.MODEL_TRAINING_KIND
+    client.set_experiment_tag(old, registry.EXPERIMENT_KIND_TAG, "finetuning")  # chosen by hand: kept
+    registry.ensure_experiment(client, "old", str(tmp_path / "a"))
+    assert client.get_experiment(old).tags[registry.EXPERIMENT_KIND_TAG] == "finetuning"
+
+
+def test_model_against_baselines_in_one_table_and_one_chart(store, first):
+    from ml.train import COMPARISON_FIGURE, COMPARISON_TABLE
+
+    client = registry.get_client(store["tracking_uri"])
+    arts = {a.path for a in client.list_artifacts(first.run_id, "comparison")}
+    assert {COMPARISON_TABLE, COMPARISON_FIGURE} <= arts
+    with registry.quiet():
+        logged = mlflow.artifacts.load_dict(f"runs:/{first.run_id}/{COMPARISON_TABLE}")  # mlflow.log_table's JSON
+    table = pd.DataFrame(logged["data"], columns=logged["columns"])
+    assert table["model"].tolist() == ["lightgbm", "baseline_logreg", "baseline_recency"]
+    m = first.metrics
+    assert table.loc[0, "roc_auc"] == pytest.approx(m["roc_auc"])
+    assert table.loc[1, "roc_auc"] == pytest.approx(m["baseline_logreg_roc_auc"])
+    assert table.loc[2, "roc_auc"] == pytest.approx(m["baseline_recency_roc_auc"])
+
+
 def test_null_labels_dropped_and_holdout_per_model(data, first, intent):
     snaps, labels = data
     day = "%Y-%m-%d"

@@ -145,6 +145,22 @@ def test_train_uplift_from_exposures(home, exposures, tmp_path):
     assert "qini_auc" in run.data.metrics and run.data.params["selected_learner"] == out["selected"]
     artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
     assert "qini_curve.png" in artifacts
+    # experiment kind (opens on runs in MLflow 3), run named by the as-of date, one comparison table
+    kind = client.get_experiment(run.info.experiment_id).tags[registry.EXPERIMENT_KIND_TAG]
+    assert kind == "custom_model_development"
+    assert run.info.run_name == f"uplift_deposit-{AS_OF.isoformat()}"
+    import mlflow
+
+    from ml.uplift_train import COMPARISON_TABLE
+
+    with registry.quiet():
+        mlflow.set_tracking_uri(uri)
+        logged = mlflow.artifacts.load_dict(f"runs:/{out['run_id']}/{COMPARISON_TABLE}")  # mlflow.log_table's JSON
+    table = pd.DataFrame(logged["data"], columns=logged["columns"])
+    assert set(out["metrics"]) <= set(table["model"])
+    assert table.loc[table["selected"], "model"].tolist() == [out["selected"]]
+    selected = out["metrics"][out["selected"]]["qini_auc"]
+    assert table.set_index("model").loc[out["selected"], "qini_auc"] == pytest.approx(selected)
 
     # the registered pyfunc scores raw exposure rows like the in-memory model
     import mlflow.pyfunc

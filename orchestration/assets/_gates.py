@@ -10,14 +10,15 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 
 from crm.campaigns.overrides import apply_overrides
 from crm.config import Paths
+from expectations.data_docs import data_docs_url, docs_root
 from expectations.validate import GateResult
 from orchestration.assets._meta import rounded, table
 from orchestration.resources import as_of
 
 
 def docs_dir(paths: Paths):
-    """Where the GX Data Docs site of every gate is built: <data home>/gx/data_docs."""
-    return paths.home / "gx" / "data_docs"
+    """Where the GX Data Docs site of every gate is built: <data home>/gx/data_docs (served by `make ui`)."""
+    return docs_root(paths.home)
 
 
 def _plain(v):
@@ -100,8 +101,8 @@ def check_result(result: GateResult, applied: list[dict], extra: dict | None = N
         meta["overridden_expectations"] = _table(result.overridden)
     if notes:
         meta["notes"] = MetadataValue.md("\n".join(f"- {n}" for n in notes))
-    for i, url in enumerate(result.docs):
-        meta["data_docs" if i == 0 else f"data_docs_{i + 1}"] = MetadataValue.url(url)
+    for i, url in enumerate(result.docs):  # on the Data Docs server of `make ui`: a browser refuses file:// links
+        meta["data_docs" if i == 0 else f"data_docs_{i + 1}"] = MetadataValue.url(data_docs_url(url))
     if warn:
         text = warning_summary(result) + (f" | {description}" if description else "")
     else:
