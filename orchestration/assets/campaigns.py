@@ -145,8 +145,10 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
 
 def _list_metadata(spec: CampaignSpec, higher: list[CampaignSpec], built, manifest: dict, changed,
                    directory) -> dict:
-    """What the list asset shows in the UI: the funnel, suppression by rule, cost, a preview."""
+    """What the list asset shows in the UI: the funnel, suppression by rule, cost, a preview, and for
+    a list with nobody to contact, why."""
     return {
+        **({"nothing_to_send_because": built.empty_because} if built.empty_because else {}),
         "priority": spec.priority,
         "spec_hash": manifest["spec_hash"][:12],
         "spec_changed_since_last_run": bool(changed),
