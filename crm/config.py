@@ -95,6 +95,11 @@ class Paths:
         return self.home / "simulation.json"
 
     @property
+    def service_db(self) -> Path:
+        """The service's embedded store (SQLite) when ``$CRM_DATABASE_URL`` is not set (:mod:`crm.store`)."""
+        return self.home / "service" / "service.db"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 

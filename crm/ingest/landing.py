@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -632,9 +633,11 @@ def _normalize(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-def _check(con: duckdb.DuckDBPyConnection, paths: Paths) -> None:
-    """``checked`` (each record with its quarantine reason or NULL) and ``keep`` (de-duplicated)."""
-    # 2. One pass of the contract checks, materialised once with only what is landed.
+def _checked(con: duckdb.DuckDBPyConnection) -> None:
+    """``checked``: each record of ``raw`` with its quarantine reason (NULL: it fits the contract) and
+    its envelope as landed. The one definition of the contract check, for files
+    (:func:`ingest_file`) and for records sent one by one (:func:`validate_records`)."""
+    # One pass of the contract checks, materialised once with only what is landed.
     con.execute(f"""
         CREATE TEMP TABLE checked AS
         SELECT record_no,
@@ -650,6 +653,11 @@ def _check(con: duckdb.DuckDBPyConnection, paths: Paths) -> None:
                occurred_at, ({_PAYLOAD_OUT_SQL})::VARCHAR AS payload
         FROM normalized
     """)
+
+
+def _check(con: duckdb.DuckDBPyConnection, paths: Paths) -> None:
+    """``checked`` (each record with its quarantine reason or NULL) and ``keep`` (de-duplicated)."""
+    _checked(con)
     # 3. De-duplicate valid records: first occurrence in this file wins; ids landed
     #    by earlier batches are duplicates too.
     landed = landed_glob(paths)
@@ -801,3 +809,76 @@ def default_as_of(paths: Paths) -> dt.date:
         raise LandingError(f"no landed events under {paths.events} and no imported daily aggregates: "
                            "run `crm simulate`, `crm ingest PATH` or `crm import-daily` first")
     return max(days) + dt.timedelta(days=1)
+
+
+# --------------------------------------------------------------------------- records sent one by one
+@dataclass(frozen=True)
+class RecordCheck:
+    """The contract's verdict on one record (:func:`validate_records`)."""
+
+    reason: str | None  # why it breaks the contract; None: it fits
+    field: str | None  # the field the reason names ("record": the record as a whole); None when it fits
+    envelope: dict | None  # the envelope as landing would land it (ids trimmed, values normalized); None when bad
+    brand_id: str | None  # the brand it names (trimmed), also for a bad record when it has one
+
+
+_NAMED_FIELD = re.compile(r"^(?:missing field|wrong type for|empty field|field|bad timestamp|bad date|date|"
+                          r"control or invisible characters in) ([A-Za-z_][\w.]*)")
+_UNKNOWN_VALUE = re.compile(r"^unknown (\w+) for ")
+
+
+def reason_field(reason: str) -> str:
+    """The field a quarantine reason of :func:`_reason_sql` is about ("record": the record as a whole).
+    Kept next to the SQL that writes the reasons; tests check every kind of reason maps to a field."""
+    if reason.startswith("unknown event_type"):
+        return "event_type"
+    if reason.startswith("occurred_at out of range"):
+        return "occurred_at"
+    if reason.startswith("missing or malformed payload"):
+        return "payload"
+    m = _UNKNOWN_VALUE.match(reason)
+    if m:
+        return f"payload.{m.group(1)}"
+    m = _NAMED_FIELD.match(reason)
+    if m and not reason.startswith(("record too large", "malformed JSON")):
+        return m.group(1)
+    return "record"
+
+
+def validate_records(texts: list[str], paths: Paths, now: dt.datetime | None = None) -> list[RecordCheck]:
+    """Check records sent one by one (each the JSON text of one record, e.g. from the HTTP API)
+    with the very SQL that lands files (:func:`_normalize`, :func:`_checked`): one verdict per
+    record, in order. De-duplication is the caller's (the service's store; landing again later)."""
+    if not texts:
+        return []
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    rows = []
+    for t in texts:
+        try:
+            t.encode("utf-8")
+            rows.append((t, None, None))
+        except UnicodeEncodeError as e:  # a lone surrogate: not text that can be stored
+            rows.append((t.encode("utf-8", errors="replace").decode("utf-8"), None,
+                         f"not valid UTF-8: character {e.start + 1} is a lone surrogate"))
+    con = _connect(paths, now)
+    try:
+        con.execute("CREATE TEMP TABLE raw (record_no BIGINT, raw VARCHAR, raw_bytes BLOB, note VARCHAR)")
+        _append_rows(con, rows, 0)
+        _normalize(con)
+        _checked(con)
+        out = con.execute("""
+            SELECT record_no, reason, event_id, event_type, trace_id, player_id, brand_id,
+                   strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ'), payload
+            FROM checked ORDER BY record_no
+        """).fetchall()
+    finally:
+        con.close()
+    checks = []
+    for _, reason, event_id, event_type, trace_id, player_id, brand_id, occurred_at, payload in out:
+        if reason is not None:
+            checks.append(RecordCheck(reason, reason_field(reason), None, brand_id))
+            continue
+        envelope = {"event_id": event_id, "event_type": event_type, "trace_id": trace_id, "player_id": player_id,
+                    "brand_id": brand_id, "occurred_at": occurred_at, "payload": json.loads(payload)}
+        checks.append(RecordCheck(None, None, envelope, brand_id))
+    return checks

@@ -1,0 +1,68 @@
+"""The store's engine and its migrations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from crm.config import Paths
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def database_url(paths: Paths) -> str:
+    """``$CRM_DATABASE_URL``, or SQLite at ``$CRM_HOME/service/service.db``."""
+    return os.environ.get("CRM_DATABASE_URL") or f"sqlite:///{paths.service_db}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cur = dbapi_connection.cursor()
+    # WAL: readers never block the writer; the service and the CLI share the file.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")  # accepted means on disk (the 202 promises it)
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(paths: Paths, url: str | None = None) -> sa.Engine:
+    """An engine on the store; for SQLite the folder is made and WAL mode set on every connection."""
+    url = url or database_url(paths)
+    if url.startswith("sqlite"):
+        db = sa.make_url(url).database
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        # the API's threads share the pool; SQLite serialises writers itself (busy_timeout)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _config(connection: sa.Connection) -> Config:
+    cfg = Config()  # no alembic.ini: everything is set here
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade_to_head(engine: sa.Engine) -> str | None:
+    """Apply every migration not yet applied (idempotent); returns the revision now current."""
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "head")
+    return current_revision(engine)
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
