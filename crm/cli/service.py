@@ -1,0 +1,137 @@
+"""``crm serve``, ``crm api-keys ...`` and ``crm api-events ...``: the integration API and its store."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from crm.config import export_env
+
+
+def _engine():
+    """The store of the data home, migrated to head (``$CRM_DATABASE_URL`` or SQLite under $CRM_HOME)."""
+    from crm.store.db import make_engine, upgrade_to_head
+
+    paths = export_env()
+    engine = make_engine(paths)
+    upgrade_to_head(engine)
+    return paths, engine
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8000, show_default=True, type=int, help="port to listen on")
+@click.option("--hand-off-every", default=10.0, show_default=True, type=float,
+              help="seconds between hand-offs of accepted events to landing/incoming (0: never)")
+def serve_cmd(host: str, port: int, hand_off_every: float) -> None:
+    """Run the integration API (POST /v1/events; docs at /docs, schema at /openapi.json).
+
+    Migrates the store first. Accepted events are handed to landing/incoming/api_*.jsonl every
+    --hand-off-every seconds; `crm ingest`, the land_incoming sensor or `crm run` land them.
+    """
+    import uvicorn
+
+    from crm.service import create_app
+
+    paths, engine = _engine()
+    app = create_app(paths, engine=engine, hand_off_every=hand_off_every or None)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@click.group("api-keys")
+def api_keys_group() -> None:
+    """API keys of the integration API: one brand and a set of scopes each; stored hashed."""
+
+
+@api_keys_group.command("create")
+@click.argument("name")
+@click.option("--brand", required=True, help="the one brand this key may send for")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(["events:write", "feedback:write", "messaging:send"]),
+              help="a scope (repeat for several)")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable record (with the key)")
+def create_cmd(name: str, brand: str, scopes: tuple[str, ...], as_json: bool) -> None:
+    """Create a key NAME and print it, once: only its hash is stored."""
+    from crm.store.keys import ApiKeyError, create_key
+
+    _, engine = _engine()
+    try:
+        record, key = create_key(engine, name, brand, list(scopes))
+    except ApiKeyError as e:
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        click.echo(json.dumps({**record.to_dict(), "key": key}, indent=2))
+        return
+    click.echo(f"created key {record.name} (id {record.id}) for brand {record.brand_id}, "
+               f"scopes {' '.join(record.scopes)}; it is shown only this once:")
+    click.echo(key)
+
+
+@api_keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable list")
+def list_cmd(as_json: bool) -> None:
+    """List the keys (names, brands, scopes, dates; never the keys)."""
+    from crm.store.keys import list_keys
+
+    _, engine = _engine()
+    keys = list_keys(engine)
+    if as_json:
+        click.echo(json.dumps([k.to_dict() for k in keys], indent=2))
+        return
+    if not keys:
+        click.echo("no API keys: crm api-keys create NAME --brand B --scope events:write")
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "live"
+        click.echo(f"{k.id:>4}  {k.name:<24} brand {k.brand_id:<10} {' '.join(k.scopes):<40} "
+                   f"created {k.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+@api_keys_group.command("revoke")
+@click.argument("name_or_id")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable record")
+def revoke_cmd(name_or_id: str, as_json: bool) -> None:
+    """Revoke a key by NAME or ID: requests with it get 401 from then on."""
+    from crm.store.keys import ApiKeyError, revoke_key
+
+    _, engine = _engine()
+    try:
+        k = revoke_key(engine, name_or_id)
+    except ApiKeyError as e:
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(k.to_dict(), indent=2))
+    else:
+        click.echo(f"revoked key {k.name} (id {k.id}) at {k.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@click.group("api-events")
+def api_events_group() -> None:
+    """Events received by the integration API."""
+
+
+@api_events_group.command("hand-off")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable report")
+def hand_off_cmd(as_json: bool) -> None:
+    """Write accepted events not yet handed off to landing/incoming/api_*.jsonl (then `crm ingest`)."""
+    from crm.store.events import counts, hand_off
+
+    paths, engine = _engine()
+    done = hand_off(paths, engine)
+    if as_json:
+        click.echo(json.dumps({**done.to_dict(), **counts(engine)}, indent=2))
+    else:
+        click.echo(f"handed off {done.events:,} events" + (f" -> {', '.join(done.files)}" if done.files else ""))
+
+
+@api_events_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
+def status_cmd(as_json: bool) -> None:
+    """Counts in the store: events accepted, waiting for the hand-off, records quarantined."""
+    from crm.store.events import counts
+
+    _, engine = _engine()
+    c = counts(engine)
+    click.echo(json.dumps(c, indent=2) if as_json else
+               f"{c['accepted']:,} accepted ({c['pending_hand_off']:,} waiting for the hand-off), "
+               f"{c['quarantined']:,} quarantined")

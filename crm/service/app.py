@@ -1,0 +1,59 @@
+"""The service's app factory: ``create_app(paths)`` (migrations applied, routes, the hand-off loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from crm.config import Paths
+from crm.service.events import router as events_router
+from crm.store.db import make_engine, upgrade_to_head
+from crm.store.events import hand_off
+
+log = logging.getLogger("crm.service")
+
+
+async def _hand_off_loop(app: FastAPI, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            done = await asyncio.to_thread(hand_off, app.state.paths, app.state.engine)
+            if done.events:
+                log.info("handed off %d events: %s", done.events, ", ".join(done.files))
+        except Exception:  # the next round tries again; accepted events stay in the store meanwhile
+            log.exception("hand-off failed")
+
+
+def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: float | None = None) -> FastAPI:
+    """The API on the store of ``paths`` (or ``engine``), migrated to head. ``hand_off_every``:
+    seconds between hand-offs of accepted events to landing while the app runs (None: never;
+    ``crm api-events hand-off`` does it on demand)."""
+    engine = engine or make_engine(paths)
+    revision = upgrade_to_head(engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = asyncio.create_task(_hand_off_loop(app, hand_off_every)) if hand_off_every else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title="casino-crm integration API", version="1", lifespan=lifespan,
+                  description="Contract events in (`POST /v1/events`); every /v1 route needs "
+                              "`Authorization: Bearer <key>` (`crm api-keys create`).")
+    app.state.paths, app.state.engine, app.state.revision = paths, engine, revision
+
+    @app.get("/healthz", summary="Liveness (no key needed)")
+    def healthz() -> dict:
+        return {"status": "ok", "store_revision": revision}
+
+    app.include_router(events_router)
+    return app

@@ -1,0 +1,157 @@
+"""``POST /v1/events``: contract events one by one or in batches.
+
+Each record is checked by landing's own contract SQL (:func:`crm.ingest.landing.validate_records`);
+good ones are stored (committed before the answer), bad ones quarantined in the store with the
+reason, records of another brand than the key's refused and not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from crm.config import Paths
+from crm.ingest.landing import RecordCheck, validate_records
+from crm.service.auth import require_scope
+from crm.store.events import store_records
+from crm.store.keys import ApiKey
+from crm.store.schema import REASON_CHARS
+
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def max_batch() -> int:
+    """Records per request: ``$CRM_API_MAX_BATCH`` or 1,000."""
+    return int(os.environ.get("CRM_API_MAX_BATCH") or MAX_BATCH)
+
+
+def max_body_bytes() -> int:
+    """Bytes per request body: ``$CRM_API_MAX_BODY_BYTES`` or 4 MiB."""
+    return int(os.environ.get("CRM_API_MAX_BODY_BYTES") or MAX_BODY_BYTES)
+
+
+class RecordResult(BaseModel):
+    index: int
+    event_id: str | None = None
+    status: Literal["accepted", "duplicate", "quarantined", "refused"]
+    field: str | None = None
+    reason: str | None = None
+
+
+class EventsResponse(BaseModel):
+    records: int
+    accepted: int
+    duplicates: int
+    quarantined: int
+    refused: int
+    detail: str
+    results: list[RecordResult]
+    errors: list[RecordResult] = []
+
+
+router = APIRouter()
+
+_BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "oneOf": [{"type": "object", "description": "one contract event"},
+              {"type": "array", "items": {"type": "object"}, "description": "a batch of contract events"}]}}}}}
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise HTTPException(413, f"request body too large: at most {limit:,} bytes (CRM_API_MAX_BODY_BYTES)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"request body too large: at most {limit:,} bytes (CRM_API_MAX_BODY_BYTES)")
+    return bytes(body)
+
+
+def _record_text(record: object) -> str | None:
+    try:
+        return json.dumps(record, ensure_ascii=False)
+    except (RecursionError, ValueError, TypeError):
+        return None
+
+
+def _process(paths: Paths, engine, key: ApiKey, records: list) -> tuple[int, dict]:
+    texts = [_record_text(r) for r in records]
+    checks = iter(validate_records([t for t in texts if t is not None], paths))
+    results: list[RecordResult] = []
+    good: list[tuple[int, dict]] = []
+    bad: list[tuple[str, str]] = []
+    for i, text in enumerate(texts):
+        chk = checks.__next__() if text is not None else RecordCheck("record nested too deeply", "record", None, None)
+        if chk.brand_id is not None and chk.brand_id != key.brand_id:
+            # another brand's record: not this key's to send, not stored at all
+            results.append(RecordResult(index=i, event_id=_event_id(records[i]), status="refused", field="brand_id",
+                                        reason="brand"))
+        elif chk.reason is not None:
+            reason = chk.reason[:REASON_CHARS]
+            bad.append((text if text is not None else repr(records[i])[:1000], reason))
+            results.append(RecordResult(index=i, event_id=_event_id(records[i]), status="quarantined",
+                                        field=chk.field, reason=reason))
+        else:
+            good.append((i, chk.envelope))
+            results.append(RecordResult(index=i, event_id=chk.envelope["event_id"], status="accepted"))
+    new = store_records(engine, key.id, [env for _, env in good], bad)
+    for (i, _), is_new in zip(good, new, strict=True):
+        if not is_new:
+            results[i].status = "duplicate"
+    n = {s: sum(r.status == s for r in results) for s in ("accepted", "duplicate", "quarantined", "refused")}
+    errors = [r for r in results if r.status in ("quarantined", "refused")]
+    if errors:
+        detail = (f"{len(errors)} of {len(records)} records were not accepted (see errors: field and reason; "
+                  f"quarantined ones are kept in the store with their reason, another brand's are refused and not "
+                  f"stored); the other {n['accepted'] + n['duplicate']} were accepted or known already")
+    else:
+        detail = f"all {len(records)} records accepted ({n['duplicate']} known already)"
+    body = EventsResponse(records=len(records), accepted=n["accepted"], duplicates=n["duplicate"],
+                          quarantined=n["quarantined"], refused=n["refused"], detail=detail, results=results,
+                          errors=errors)
+    return (422 if errors else 202), body.model_dump()
+
+
+def _event_id(record: object) -> str | None:
+    if isinstance(record, dict) and isinstance(record.get("event_id"), str):
+        return record["event_id"][:128]
+    return None
+
+
+@router.post("/v1/events", status_code=202, response_model=EventsResponse, openapi_extra=_BODY_DOC,
+             responses={400: {"description": "the body is not JSON"},
+                        401: {"description": "no API key, or an unknown or revoked one"},
+                        403: {"description": "the key lacks the scope events:write"},
+                        413: {"description": "body or batch too large"},
+                        422: {"model": EventsResponse,
+                              "description": "some records break the contract or name another brand; "
+                                             "the good ones in the same batch are accepted"}},
+             summary="Send contract events (one object or an array)")
+async def post_events(request: Request, key: ApiKey = Depends(require_scope("events:write"))):
+    paths: Paths = request.app.state.paths
+    engine = request.app.state.engine
+    body = await _read_bounded(request, max_body_bytes())
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        reason = f"malformed JSON body: {type(e).__name__}: {str(e)[:200]}"
+        await run_in_threadpool(store_records, engine, key.id, [],
+                                [(body.decode("utf-8", errors="replace"), reason)])
+        return JSONResponse({"detail": reason, "quarantined": 1}, status_code=400)
+    records = parsed if isinstance(parsed, list) else [parsed]
+    if len(records) > max_batch():
+        raise HTTPException(413, f"batch too large: {len(records):,} records (at most {max_batch():,}, "
+                                 "CRM_API_MAX_BATCH)")
+    if not records:
+        return JSONResponse(EventsResponse(records=0, accepted=0, duplicates=0, quarantined=0, refused=0,
+                                           detail="no records", results=[]).model_dump(), status_code=202)
+    status, out = await run_in_threadpool(_process, paths, engine, key, records)
+    return JSONResponse(out, status_code=status)
