@@ -122,7 +122,8 @@ def _process(paths: Paths, engine, key: ApiKey, records: list) -> tuple[int, dic
 
 def _event_id(record: object) -> str | None:
     if isinstance(record, dict) and isinstance(record.get("event_id"), str):
-        return record["event_id"][:128]
+        # as text that can be answered (a lone surrogate would break the response)
+        return record["event_id"][:128].encode("utf-8", errors="replace").decode("utf-8")
     return None
 
 
