@@ -11,7 +11,9 @@ from crm.cli import main
 
 COMMANDS = [["simulate"], ["ingest"], ["run"], ["lists"], ["campaigns"], ["import-daily"], ["ml"],
             ["ml", "train"], ["ml", "evaluate"], ["ml", "promote"], ["ml", "rollback"], ["ml", "list"],
-            ["ml", "uplift"], ["ml", "uplift", "train"], ["ml", "uplift", "score"]]
+            ["ml", "uplift"], ["ml", "uplift", "train"], ["ml", "uplift", "score"], ["serve"], ["api-keys"],
+            ["api-keys", "create"], ["api-keys", "list"], ["api-keys", "revoke"], ["api-events"],
+            ["api-events", "hand-off"], ["api-events", "status"]]
 
 
 @pytest.mark.parametrize("cmd", [[], *COMMANDS])
