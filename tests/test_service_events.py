@@ -209,7 +209,7 @@ def test_hand_off_lands_each_event_once_across_a_crash(tmp_path, monkeypatch):
         assert call(url + "/v1/events", "POST", [event("h3"), event("h1")], key=key)[0] == 202
         done = store_events.hand_off(paths, engine)  # the retry writes h0-h2 again, and h3
         assert done.events == 4
-        assert store_events.hand_off(paths, engine).events == 0  # all marked now
+        assert store_events.hand_off(paths).events == 0  # all marked now (the store of paths by default)
         reports += ingest_pending(paths)
     ids = landed_ids(paths)
     assert sorted(ids) == ["ev_file1", "ev_h0", "ev_h1", "ev_h2", "ev_h3"]  # each once

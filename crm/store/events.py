@@ -101,9 +101,15 @@ def mark_handed_off(engine: sa.Engine, event_ids: list[str], batch: str, at: dt.
                          .values(handed_off_at=at, handoff_batch=batch))
 
 
-def hand_off(paths: Paths, engine: sa.Engine, limit: int = HAND_OFF_LIMIT) -> HandOff:
+def hand_off(paths: Paths, engine: sa.Engine | None = None, limit: int = HAND_OFF_LIMIT) -> HandOff:
     """Write every accepted event not yet handed off to ``landing/incoming/api_<batch>.jsonl``
-    (``limit`` events a file, oldest first), each file renamed into place before its events are marked."""
+    (``limit`` events a file, oldest first), each file renamed into place before its events are marked.
+    ``engine``: the store (default: the one of ``paths``, migrated)."""
+    if engine is None:
+        from crm.store.db import make_engine, upgrade_to_head
+
+        engine = make_engine(paths)
+        upgrade_to_head(engine)
     out = HandOff()
     paths.incoming.mkdir(parents=True, exist_ok=True)
     while True:
