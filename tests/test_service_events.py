@@ -159,7 +159,7 @@ def test_hostile_values_never_500(api):
         event("odd2", event_type="casino.jackpot"),  # unknown type
         event("odd3", occurred_at="9999-12-31T23:59:59Z"), event("odd4", occurred_at="0001-01-01T00:00:00Z"),
         event("odd5", occurred_at="infinity"), event("odd6", occurred_at=-1e300), event("odd7", occurred_at=None),
-        event("odd8", payload={"amount": 1e400 if False else 10**30, "currency": "EUR"}),
+        event("odd8", payload={"amount": 10**30, "currency": "EUR"}),
         event("odd9", payload={"amount": "100", "currency": "€"}), event("odd10", player_id="p\u200b\x00"),
         event("odd11", payload="{not json"), event("odd12", payload={"amount": 1, "currency": "eur",
                                                                      "nested": [[[[{"a": [None] * 50}]]]]}),
