@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
 from crm.contract import CHANNELS
@@ -130,6 +130,13 @@ class Channel(Protocol):
     name: str
 
     def send(self, message: Message, rendered: Rendered) -> DeliveryResult: ...
+
+
+def scrubbed(result: DeliveryResult, address: str | None) -> DeliveryResult:
+    """``result`` with the contact address blanked out of its detail (a server's answer often quotes it)."""
+    if not address or address not in result.detail:
+        return result
+    return replace(result, detail=result.detail.replace(address, "<address>"))
 
 
 def utcnow() -> dt.datetime:

@@ -136,7 +136,8 @@ class Template:
         for candidate in locale_chain(locale, brand_default, self.default_locale):
             if candidate in self.compiled:
                 return candidate
-        raise TemplateRenderError(f"{self.id}: no locale among {locale_chain(locale, brand_default, self.default_locale)}")
+        tried = locale_chain(locale, brand_default, self.default_locale)
+        raise TemplateRenderError(f"{self.id}: no locale among {tried}")
 
 
 def parse_template(data: object, where: str, template_id: str) -> Template:
