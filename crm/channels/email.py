@@ -124,10 +124,10 @@ def build_email(config: SmtpConfig, message: Message, rendered: Rendered) -> Ema
     domain = config.sender_address.rpartition("@")[2]
     msg["Message-ID"] = f"<{message.delivery_id}@{domain}>"
     msg[DELIVERY_HEADER] = message.delivery_id
-    msg["Content-Language"] = rendered.locale
     msg.set_content(rendered.text)
     if rendered.html:
         msg.add_alternative(rendered.html, subtype="html")
+    msg["Content-Language"] = rendered.locale  # after the body: making it multipart moves Content-* headers
     return msg
 
 
