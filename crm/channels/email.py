@@ -201,6 +201,8 @@ class SmtpEmailChannel:
             return DeliveryResult(did, REFUSED, f"cannot build the email ({type(e).__name__}): {e}", attempted_at=at)
         provider_id = mime["Message-ID"]
         try:
+            if self._smtp is not None and not self._alive(self._smtp):
+                self._drop()  # a kept connection the server closed while idle: nothing was sent on it
             if self._smtp is None:
                 self._smtp = self._connect()
             self._smtp.send_message(mime, from_addr=self.config.sender_address, to_addrs=[message.address])
@@ -228,6 +230,13 @@ class SmtpEmailChannel:
             return DeliveryResult(did, TEMPORARY_FAILURE, f"connection: {type(e).__name__}: {e}", provider_id, at)
         self._drop_if_not_kept()
         return DeliveryResult(did, DELIVERED, "accepted by the relay", provider_id, at, 250)
+
+    @staticmethod
+    def _alive(smtp: smtplib.SMTP) -> bool:
+        try:
+            return smtp.noop()[0] == 250
+        except (smtplib.SMTPException, OSError):
+            return False
 
     def _drop_if_not_kept(self) -> None:
         if not self._keep:
