@@ -71,6 +71,7 @@ class Handler:
 
     def __init__(self) -> None:
         self.envelopes = []
+        self.data_reply = "250 2.0.0 Ok: queued"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address == BOUNCE:
@@ -81,8 +82,9 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 2.0.0 Ok: queued"
+        if self.data_reply.startswith("250"):
+            self.envelopes.append(envelope)
+        return self.data_reply
 
 
 def _auth(server, session, envelope, mechanism, auth_data):
@@ -145,6 +147,17 @@ def test_smtp_4xx_at_rcpt_is_temporary(smtp_server):
     _, port = smtp_server
     result = smtp_channel(port).send(message(address=DEFER), RENDERED)
     assert result.status == TEMPORARY_FAILURE and result.code == 451 and result.retryable
+
+
+@pytest.mark.parametrize("reply, status", [
+    ("554 5.7.1 Message rejected as spam", REFUSED),  # the content, not the address: no bounce
+    ("452 4.3.1 Insufficient system storage", TEMPORARY_FAILURE),
+])
+def test_smtp_answers_to_the_message_body(smtp_server, reply, status):
+    handler, port = smtp_server
+    handler.data_reply = reply
+    result = smtp_channel(port).send(message(), RENDERED)
+    assert (result.status, result.code) == (status, int(reply[:3])) and "SMTPDataError" in result.detail
 
 
 def test_smtp_no_server_is_temporary():
