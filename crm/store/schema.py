@@ -46,3 +46,109 @@ quarantined_events = sa.Table(
     sa.Column("raw_sha256", sa.String(64), nullable=False),  # of the whole record
     sa.Column("reason", sa.String(REASON_CHARS), nullable=False),
 )
+
+# ---------------------------------------------------------------- the online profile (migration 0002)
+# A copy of the warehouse's player profile (dim_player) per brand and player, taken after each
+# refresh (crm.store.profile.sync_profiles): the service checks sends against it without ever
+# opening the DuckDB file that Dagster writes.
+profiles = sa.Table(
+    "profiles", metadata,
+    sa.Column("brand_id", sa.String(ID_CHARS), primary_key=True),
+    sa.Column("player_id", sa.String(ID_CHARS), primary_key=True),
+    sa.Column("profile", sa.Text, nullable=False),  # JSON: the dim_player row
+    sa.Column("as_of_date", sa.Date, nullable=False),  # the warehouse's as-of date
+    sa.Column("synced_at", sa.DateTime, nullable=False),
+)
+
+# The players' stop events (crm.contract.STOP_EVENTS) received since the profile was taken: a
+# withdrawal of consent (API event, unsubscribe or complaint feedback) or a self-exclusion. They
+# apply at once, over the copy, until the warehouse has seen them (crm.store.profile).
+profile_stops = sa.Table(
+    "profile_stops", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("brand_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("player_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # withdrawal | self_exclusion
+    sa.Column("channel", sa.String(40), nullable=True),  # a withdrawal's channel ('*': every channel)
+    sa.Column("product", sa.String(40), nullable=True),  # a withdrawal of one product (None: all)
+    sa.Column("event_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("event_type", sa.String(60), nullable=False),
+    sa.Column("occurred_at", sa.DateTime, nullable=False),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("retired_at", sa.DateTime, nullable=True),  # when a synced profile showed it
+    sa.Index("ix_profile_stops_player", "brand_id", "player_id"),
+)
+
+# Contact addresses, read at the channel edge only (the warehouse holds none): from player.registered
+# and player.updated events, over the API or landed.
+contacts = sa.Table(
+    "contacts", metadata,
+    sa.Column("brand_id", sa.String(ID_CHARS), primary_key=True),
+    sa.Column("player_id", sa.String(ID_CHARS), primary_key=True),
+    sa.Column("channel", sa.String(40), primary_key=True),  # email | sms
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),  # the event's time
+)
+
+# Addresses that bounced hard: no message goes to them until the player gives a new one.
+address_suppressions = sa.Table(
+    "address_suppressions", metadata,
+    sa.Column("brand_id", sa.String(ID_CHARS), primary_key=True),
+    sa.Column("player_id", sa.String(ID_CHARS), primary_key=True),
+    sa.Column("channel", sa.String(40), primary_key=True),
+    sa.Column("reason", sa.String(REASON_CHARS), nullable=False),
+    sa.Column("delivery_id", sa.String(ID_CHARS), nullable=True),
+    sa.Column("at", sa.DateTime, nullable=False),
+)
+
+# ---------------------------------------------------------------- deliveries (migration 0002)
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("delivery_id", sa.String(ID_CHARS), primary_key=True),
+    sa.Column("brand_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("player_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("template_id", sa.String(NAME_CHARS), nullable=False),
+    sa.Column("locale", sa.String(40), nullable=True),
+    sa.Column("params", sa.Text, nullable=False),  # JSON: the personalization
+    sa.Column("transactional", sa.Boolean, nullable=False),
+    sa.Column("campaign_id", sa.String(NAME_CHARS), nullable=False),  # api_<template> for API sends
+    sa.Column("frequency_policy_id", sa.String(NAME_CHARS), nullable=True),
+    sa.Column("dedup_key", sa.String(NAME_CHARS), nullable=False),
+    sa.Column("product", sa.String(40), nullable=False),
+    sa.Column("is_bonus", sa.Boolean, nullable=False),
+    sa.Column("cost_cents", sa.Integer, nullable=False),
+    sa.Column("offer_ends_at", sa.DateTime, nullable=True),
+    sa.Column("basis", sa.Text, nullable=False),  # JSON: what the send was allowed on (consent version ...)
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime, nullable=True),
+    sa.Column("lease_until", sa.DateTime, nullable=True),
+    sa.Column("provider_id", sa.String(REASON_CHARS), nullable=True),
+    sa.Column("source", sa.String(20), nullable=False),  # api | batch
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_deliveries_player", "brand_id", "player_id", "created_at"),
+)
+
+delivery_events = sa.Table(
+    "delivery_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("detail", sa.String(REASON_CHARS), nullable=False),
+    sa.Index("ix_delivery_events_delivery", "delivery_id", "id"),
+)
+
+# One answer per (API key, X-Idempotency-Key): the same key with the same body gets it again.
+idempotency_keys = sa.Table(
+    "idempotency_keys", metadata,
+    sa.Column("key_id", sa.Integer, primary_key=True),
+    sa.Column("idempotency_key", sa.String(200), primary_key=True),
+    sa.Column("request_sha256", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
