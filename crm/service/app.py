@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from fastapi import FastAPI
 
 from crm.config import Paths
+from crm.service import messaging
 from crm.service.events import router as events_router
 from crm.store.db import make_engine, upgrade_to_head
 from crm.store.events import hand_off
@@ -28,10 +31,12 @@ async def _hand_off_loop(app: FastAPI, every: float) -> None:
             log.exception("hand-off failed")
 
 
-def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: float | None = None) -> FastAPI:
+def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: float | None = None,
+               clock: Callable[[], dt.datetime] | None = None) -> FastAPI:
     """The API on the store of ``paths`` (or ``engine``), migrated to head. ``hand_off_every``:
     seconds between hand-offs of accepted events to landing while the app runs (None: never;
-    ``crm api-events hand-off`` does it on demand)."""
+    ``crm api-events hand-off`` does it on demand). ``clock``: naive UTC now, for the send checks
+    (default: the wall clock; tests pin it)."""
     engine = engine or make_engine(paths)
     revision = upgrade_to_head(engine)
 
@@ -47,7 +52,8 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
                     await task
 
     app = FastAPI(title="casino-crm integration API", version="1", lifespan=lifespan,
-                  description="Contract events in (`POST /v1/events`); every /v1 route needs "
+                  description="Contract events in (`POST /v1/events`), messages out (`POST /v1/messaging/send`) and "
+                              "their feedback (`POST /v1/messaging/feedback`); every /v1 route needs "
                               "`Authorization: Bearer <key>` (`crm api-keys create`).")
     app.state.paths, app.state.engine, app.state.revision = paths, engine, revision
 
@@ -56,4 +62,6 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
         return {"status": "ok", "store_revision": revision}
 
     app.include_router(events_router)
+    messaging.setup(app, paths, clock)
+    app.include_router(messaging.router)
     return app

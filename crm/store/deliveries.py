@@ -93,10 +93,12 @@ def create_delivery(conn: sa.Connection, *, brand_id: str, player_id: str, chann
                     params: dict, transactional: bool, campaign_id: str, dedup_key: str, product: str,
                     basis: dict, source: str, locale: str | None = None, frequency_policy_id: str | None = None,
                     is_bonus: bool = False, cost_cents: int = 0, offer_ends_at: dt.datetime | None = None,
-                    delivery_id: str | None = None, not_before: dt.datetime | None = None) -> str:
-    """A new ``queued`` delivery (in the caller's transaction); returns its id."""
+                    delivery_id: str | None = None, not_before: dt.datetime | None = None,
+                    at: dt.datetime | None = None) -> str:
+    """A new ``queued`` delivery (in the caller's transaction), created at ``at`` (default: now,
+    naive UTC; the instant its rules were checked for); returns its id."""
     delivery_id = delivery_id or new_delivery_id()
-    t = now()
+    t = at or now()
     conn.execute(deliveries.insert().values(
         delivery_id=delivery_id, brand_id=brand_id, player_id=player_id, channel=channel, template_id=template_id,
         locale=locale, params=json.dumps(params, separators=(",", ":"), ensure_ascii=False, default=str),

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from crm.config import Paths
 from crm.contract import MAX_RECORD_BYTES
+from crm.store.profile import record_accepted
 from crm.store.schema import REASON_CHARS, accepted_events, quarantined_events
 
 HAND_OFF_LIMIT = 50_000  # events per hand-off file
@@ -51,14 +52,8 @@ def store_records(engine: sa.Engine, key_id: int, accepted: list[dict], quaranti
     left alone) and ``quarantined`` (raw text, reason) records. Returns, per accepted envelope,
     True when it was new, False when it was a duplicate (stored before, or earlier in the list)."""
     now = now or _now()
-    new: list[bool] = []
     with engine.begin() as conn:
-        stmt = _insert_new(conn)
-        for env in accepted:
-            res = conn.execute(stmt, {"event_id": env["event_id"], "brand_id": env["brand_id"],
-                                      "envelope": json.dumps(env, ensure_ascii=False, separators=(",", ":")),
-                                      "key_id": key_id, "received_at": now})
-            new.append(res.rowcount == 1)
+        new = store_in(conn, key_id, accepted, now)
         rows = []
         for text, reason in quarantined:
             raw, size, sha = bounded_raw(text)
@@ -66,6 +61,21 @@ def store_records(engine: sa.Engine, key_id: int, accepted: list[dict], quaranti
                          "reason": reason[:REASON_CHARS]})
         if rows:
             conn.execute(quarantined_events.insert(), rows)
+    return new
+
+
+def store_in(conn: sa.Connection, key_id: int, accepted: list[dict], now: dt.datetime) -> list[bool]:
+    """Store ``accepted`` envelopes in the caller's transaction, with what they change in the online
+    profile at once (stops, contact details: :func:`crm.store.profile.record_accepted`, for the new
+    ones only). Returns, per envelope, True when it was new."""
+    stmt = _insert_new(conn)
+    new: list[bool] = []
+    for env in accepted:
+        res = conn.execute(stmt, {"event_id": env["event_id"], "brand_id": env["brand_id"],
+                                  "envelope": json.dumps(env, ensure_ascii=False, separators=(",", ":")),
+                                  "key_id": key_id, "received_at": now})
+        new.append(res.rowcount == 1)
+    record_accepted(conn, [e for e, n in zip(accepted, new, strict=True) if n], now)
     return new
 
 

@@ -1,0 +1,188 @@
+"""One message now, to one player, under the batch's own rules (``POST /v1/messaging/send``).
+
+A send is checked as a one-player campaign sent at this instant: :func:`send_spec` makes the
+:class:`~crm.campaigns.spec.CampaignSpec` (channel, product, the frequency policy's limits,
+``transactional``), and :func:`check_send` runs the very rule table lists run
+(:func:`crm.campaigns.eligibility.evaluate`: consent, RG, age, jurisdiction, caps, cooldown, quiet
+hours, blackouts, dedup) over the player's online profile (:mod:`crm.store.profile`) and their
+message history (our dispatched lists' outbox + the store's deliveries). Nothing here is new
+policy: a rule changed for lists is changed for sends.
+
+Frequency policies (``frequency_policy_id``) name the limits a send is checked with: the
+built-in ``default`` (the house policy) and ``transactional`` (service messages: no caps,
+cooldown or quiet hours; consent, RG and age still hold, as for transactional campaigns),
+plus those of ``campaigns/_frequency_policies.yaml``::
+
+    policies:
+      gentle: {description: "at most one a week", frequency: {max_per_week: 1, cooldown_hours: 48}}
+      sports_news: {product: sports, frequency: {dedup_days: 1}}
+
+Each can only tighten the house policy, as a campaign's ``frequency`` block can.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from crm import safe_yaml
+from crm.campaigns.eligibility import Context, evaluate, reason_text
+from crm.campaigns.history import MESSAGE_COLUMNS, empty_history, lookback_days, outbox_messages
+from crm.campaigns.policy import POLICY, Calendar
+from crm.campaigns.spec import CampaignSpec, Frequency, Schedule, format_validation_error, load_campaigns
+from crm.config import Paths
+from crm.contract import PRODUCTS, consent_column
+
+POLICIES_FILE = "_frequency_policies.yaml"
+UNKNOWN_PLAYER = "unknown_player"
+API_SOURCE = "api"
+REASONS_ONLINE = {UNKNOWN_PLAYER: "Not in the player profile of this brand (not yet synced from the warehouse, "
+                                  "or another brand's player)"}
+
+
+class FrequencyPolicyError(ValueError):
+    """``_frequency_policies.yaml`` cannot be used (the file and field are named)."""
+
+
+class FrequencyPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    description: str = ""
+    transactional: bool = False
+    product: Literal[PRODUCTS] = "casino"  # type: ignore[valid-type]
+    frequency: Frequency = Frequency()
+
+
+class _PoliciesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policies: dict[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")], FrequencyPolicy] = {}
+
+
+BUILT_IN: dict[str, FrequencyPolicy] = {
+    "default": FrequencyPolicy(description="the house contact policy (caps, cooldown, quiet hours, dedup)"),
+    "transactional": FrequencyPolicy(description="service messages: no caps, cooldown or quiet hours; consent, "
+                                                 "RG, age and dedup still hold", transactional=True),
+}
+
+
+def load_frequency_policies(directory: str | Path) -> dict[str, FrequencyPolicy]:
+    """The built-in policies and those of ``<directory>/_frequency_policies.yaml`` (which may not
+    redefine a built-in one). A broken file raises :class:`FrequencyPolicyError` (fail closed)."""
+    path = Path(directory) / POLICIES_FILE
+    if not path.exists():
+        return dict(BUILT_IN)
+    if not path.is_file():
+        raise FrequencyPolicyError(f"{path}: not a regular file")
+    try:
+        data = safe_yaml.load(path)
+    except safe_yaml.YamlInputError as e:
+        raise FrequencyPolicyError(safe_yaml.short(str(e))) from None
+    try:
+        parsed = _PoliciesFile.model_validate(data or {})
+    except ValidationError as e:
+        raise FrequencyPolicyError(format_validation_error(path, "frequency policies", e)) from None
+    clash = sorted(set(parsed.policies) & set(BUILT_IN))
+    if clash:
+        raise FrequencyPolicyError(f"{path}: {', '.join(clash)} is built in and cannot be redefined")
+    return {**BUILT_IN, **parsed.policies}
+
+
+def _campaign_id(template_id: str) -> str:
+    return ("api_" + re.sub(r"[^a-z0-9_]", "_", template_id.lower()))[:64]
+
+
+def send_spec(policy_id: str, policy: FrequencyPolicy, channel: str, template_id: str, brand_id: str,
+              at: dt.datetime) -> CampaignSpec:
+    """The one-player campaign a send at ``at`` (naive UTC) is checked as. Its id (and default
+    dedup key) is ``api_<template>``: the same template to the same player within the dedup
+    window is a duplicate, whichever system asked for it."""
+    cid = _campaign_id(template_id)
+    return CampaignSpec(
+        id=cid if len(cid) >= 3 else f"{cid}___"[:3], name=f"API send of {template_id} ({policy_id})",
+        channel=channel, brands=[brand_id], product=policy.product, transactional=policy.transactional,
+        schedule=Schedule(send_time_utc=f"{at:%H:%M}"), frequency=policy.frequency)
+
+
+@dataclass(frozen=True)
+class SendVerdict:
+    eligible: bool
+    rule: str | None  # the first rule that refused it
+    reason: str | None  # in plain words
+    failed: tuple[str, ...] = ()
+    basis: dict = field(default_factory=dict)  # what the send is allowed on (when eligible)
+
+
+def basis_of(profile: dict, spec: CampaignSpec) -> dict:
+    """On what basis a message to this player may be sent: the channel's consent (version, source,
+    time) and the product, or the transactional reason."""
+    col = consent_column(spec.channel)
+    out = {"channel": spec.channel, "product": spec.product, "consent": bool(profile.get(col)),
+           "consent_version": profile.get(f"{col}_version"), "consent_source": profile.get(f"{col}_source"),
+           "consent_changed_at": profile.get(f"{col}_changed_at"), "profile_as_of": profile.get("as_of_date")}
+    if spec.transactional:
+        out["transactional"] = "a service message (frequency policy transactional): caps, cooldown and quiet " \
+                               "hours do not apply; consent, RG and age do"
+    return out
+
+
+def check_send(profile: dict | None, spec: CampaignSpec, history: pd.DataFrame, at: dt.datetime,
+               calendar: Calendar | None = None) -> SendVerdict:
+    """The batch's rule table over one player at instant ``at`` (naive UTC). ``profile``: the
+    online profile (stops applied), None when unknown (refused: fail closed)."""
+    if profile is None:
+        return SendVerdict(False, UNKNOWN_PLAYER, REASONS_ONLINE[UNKNOWN_PLAYER], (UNKNOWN_PLAYER,))
+    df = pd.DataFrame([profile])
+    ctx = Context(as_of=at.date(), history=history if len(history) else empty_history(),
+                  calendar=calendar or Calendar(), policy=POLICY)
+    v = evaluate(df, spec, ctx).iloc[0]
+    if bool(v["eligible"]):
+        return SendVerdict(True, None, None, (), basis_of(profile, spec))
+    failed = tuple(x for x in str(v["failed"]).split(",") if x)
+    return SendVerdict(False, str(v["reason"]), reason_text(str(v["reason"])), failed)
+
+
+def history_frame(rows: list[dict]) -> pd.DataFrame:
+    """Store deliveries (:func:`crm.store.deliveries.player_messages`) as message history rows."""
+    if not rows:
+        return empty_history()
+    df = pd.DataFrame(rows)
+    return pd.DataFrame({
+        "player_id": df["player_id"].astype(object), "channel": df["channel"].astype(object),
+        "campaign_id": df["campaign_id"].astype(object), "dedup_key": df["dedup_key"].astype(object),
+        "sent_at": pd.to_datetime(df["created_at"]), "is_bonus_offer": df["is_bonus"].astype(bool),
+        "cost_cents": df["cost_cents"].astype("int64"), "offer_ends_at": pd.to_datetime(df["offer_ends_at"]),
+        "source": API_SOURCE})[list(MESSAGE_COLUMNS)]
+
+
+class OutboxHistory:
+    """Our dispatched lists' messages (the outbox) for the online check, read once and again only
+    when the outbox files or the date change: a send costs a filter, not a scan of the files."""
+
+    def __init__(self, paths: Paths, campaigns: Path):
+        self.paths, self.campaigns = paths, campaigns
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._frame = empty_history()
+
+    def _signature(self, day: dt.date) -> tuple:
+        files = sorted(self.paths.outbox.glob("*/*/*.jsonl"))
+        return (day, tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists()))
+
+    def for_player(self, player_id: str, day: dt.date) -> pd.DataFrame:
+        key = self._signature(day)
+        with self._lock:
+            if key != self._key:
+                specs, _ = load_campaigns(self.campaigns)
+                days = lookback_days(specs, POLICY.dedup_days)
+                frame = outbox_messages(self.paths, day - dt.timedelta(days=days), day, {s.id: s for s in specs})
+                self._frame, self._key = frame, key
+            frame = self._frame
+        return frame[frame["player_id"] == player_id] if len(frame) else frame

@@ -1,0 +1,302 @@
+"""``POST /v1/messaging/send``, ``POST /v1/messaging/feedback``, ``GET /v1/deliveries/{id}``.
+
+A send is checked at once with the batch's own rules (:mod:`crm.campaigns.online`) over the
+player's online profile (:mod:`crm.store.profile`); an allowed one is queued as a delivery (the
+worker sends it, :mod:`crm.store.queue`), a refused one names the rule and queues nothing. The
+answer is kept under the request's ``X-Idempotency-Key`` in the same transaction as the delivery:
+a retried request gets the same answer, never a second message.
+
+Feedback moves the delivery's status and lands as the matching ``crm.*`` contract event (the
+warehouse and readouts see it); an unsubscribe or complaint withdraws the channel's consent at
+once (a stop in the online profile), a hard bounce suppresses the address.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import threading
+from typing import Annotated, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from crm.campaigns.history import lookback_days
+from crm.campaigns.online import (
+    UNKNOWN_PLAYER,
+    FrequencyPolicyError,
+    OutboxHistory,
+    check_send,
+    history_frame,
+    load_frequency_policies,
+    send_spec,
+)
+from crm.campaigns.policy import POLICY, CalendarError, load_calendar
+from crm.channels import TemplateError, TemplateRenderError, TemplateStore
+from crm.config import campaigns_dir
+from crm.contract import CHANNELS
+from crm.ingest.landing import validate_records
+from crm.service.auth import current_key, require_scope
+from crm.store import deliveries as dl
+from crm.store.events import store_in
+from crm.store.keys import ApiKey
+from crm.store.profile import address_suppressed, effective_profile, suppress_address
+from crm.store.schema import profiles
+
+router = APIRouter()
+ADDRESS_BOUNCED = "address_bounced"
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"  # printable ASCII, no spaces
+_LOCKS = [threading.Lock() for _ in range(64)]  # sends to one player are checked one at a time
+
+
+def _player_lock(brand_id: str, player_id: str) -> threading.Lock:
+    digest = hashlib.sha256(f"{brand_id}\x00{player_id}".encode()).digest()
+    return _LOCKS[digest[0] % len(_LOCKS)]
+
+
+class SendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal[CHANNELS]  # type: ignore[valid-type]
+    player_id: Annotated[str, Field(min_length=1, max_length=128)]
+    template_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
+    personalization: dict[Annotated[str, Field(max_length=64)], str | int | float | bool | None] = Field(
+        default={}, max_length=50, description="the template's parameters (pseudonymous values only)")
+    frequency_policy_id: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")] = "default"
+    locale: Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,4}$")] | None = Field(
+        default=None, description="BCP-47; default: the player's own locale")
+
+
+class SendAccepted(BaseModel):
+    delivery_id: str
+    status: Literal["QUEUED"]
+
+
+class SendRefused(BaseModel):
+    status: Literal["REFUSED"]
+    rule: str
+    reason: str
+    failed: list[str]
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    delivery_id: Annotated[str, Field(min_length=1, max_length=128)]
+    event: Literal["delivered", "open", "click", "bounce", "complaint", "unsubscribe"]
+    occurred_at: dt.datetime
+    bounce_type: Literal["hard", "soft"] = Field(default="hard",
+                                                 description="for a bounce: a soft one is only recorded")
+
+
+class FeedbackAccepted(BaseModel):
+    delivery_id: str
+    event: str
+    event_id: str
+    status: str
+    duplicate: bool
+
+
+class HistoryEntry(BaseModel):
+    status: str
+    at: dt.datetime
+    detail: str
+
+
+class Delivery(BaseModel):
+    delivery_id: str
+    status: str
+    channel: str
+    player_id: str
+    template_id: str
+    campaign_id: str
+    transactional: bool
+    attempts: int
+    created_at: dt.datetime
+    basis: dict
+    history: list[HistoryEntry]
+
+
+def _upper(status: str) -> str:
+    return status.upper()
+
+
+def _send(request: Request, key: ApiKey, idem_key: str, body: SendRequest) -> tuple[int, dict]:
+    app = request.app
+    engine: sa.Engine = app.state.engine
+    req = body.model_dump(mode="json")
+    req_hash = dl.request_hash(req)
+    with engine.connect() as conn:
+        before = dl.stored_answer(conn, key.id, idem_key, req_hash)
+    if before is not None:
+        return _replay(before)
+    templates: TemplateStore = app.state.templates
+    campaigns = campaigns_dir()
+    try:
+        policies = load_frequency_policies(campaigns)
+        calendar = load_calendar(campaigns)
+    except (FrequencyPolicyError, CalendarError) as e:
+        raise HTTPException(503, f"the campaign configuration cannot be read, so no send can be checked: {e}") from None
+    policy = policies.get(body.frequency_policy_id)
+    if policy is None:
+        raise HTTPException(422, f"frequency_policy_id {body.frequency_policy_id!r}: not one of "
+                                 f"{', '.join(sorted(policies))} (campaigns/_frequency_policies.yaml)")
+    at = app.state.clock().replace(microsecond=0)
+    spec = send_spec(body.frequency_policy_id, policy, body.channel, body.template_id, key.brand_id, at)
+    with _player_lock(key.brand_id, body.player_id), engine.begin() as conn:
+        before = dl.stored_answer(conn, key.id, idem_key, req_hash)  # a twin request won the race
+        if before is not None:
+            return _replay(before)
+        # Postgres: one send per player at a time across processes (SQLite: the lock above, one process)
+        conn.execute(sa.select(profiles.c.player_id).where(
+            profiles.c.brand_id == key.brand_id, profiles.c.player_id == body.player_id).with_for_update())
+        profile, _ = effective_profile(conn, key.brand_id, body.player_id)
+        locale = body.locale or (profile or {}).get("locale") or "en"
+        try:
+            templates.render(body.template_id, locale, body.personalization)
+        except (TemplateError, TemplateRenderError) as e:
+            raise HTTPException(422, f"template {body.template_id!r}: {e}") from None
+        bounced = address_suppressed(conn, key.brand_id, body.player_id, body.channel) if profile else None
+        if bounced:
+            refusal = SendRefused(status="REFUSED", rule=ADDRESS_BOUNCED, failed=[ADDRESS_BOUNCED],
+                                  reason=f"The player's {body.channel} address bounced: {bounced}")
+            code, answer = 422, refusal.model_dump()
+        else:
+            lookback = at - dt.timedelta(days=lookback_days([spec], POLICY.dedup_days))
+            mine = history_frame(dl.player_messages(conn, key.brand_id, [body.player_id], lookback))
+            ours = app.state.outbox_history.for_player(body.player_id, at.date()) if profile else mine.iloc[:0]
+            history = _concat(ours, mine)
+            verdict = check_send(profile, spec, history, at, calendar)
+            if verdict.eligible:
+                delivery_id = dl.create_delivery(
+                    conn, brand_id=key.brand_id, player_id=body.player_id, channel=body.channel,
+                    template_id=body.template_id, params=body.personalization, transactional=spec.transactional,
+                    campaign_id=spec.id, dedup_key=spec.dedup_key, product=spec.product, basis=verdict.basis,
+                    source="api", locale=locale, frequency_policy_id=body.frequency_policy_id, at=at)
+                code, answer = 202, SendAccepted(delivery_id=delivery_id, status="QUEUED").model_dump()
+            else:
+                code, answer = 422, SendRefused(status="REFUSED", rule=verdict.rule or UNKNOWN_PLAYER,
+                                                reason=verdict.reason or "", failed=list(verdict.failed)).model_dump()
+        dl.remember_answer(conn, key.id, idem_key, req_hash, code, answer)
+    return code, answer
+
+
+def _concat(a, b):
+    import pandas as pd
+
+    parts = [p for p in (a, b) if len(p)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else a)
+
+
+def _replay(before: dl.StoredAnswer) -> tuple[int, dict]:
+    if not before.same_request:
+        raise HTTPException(409, "this X-Idempotency-Key was used with a different request body; use a new key "
+                                 "for a new message")
+    return before.status_code, before.body
+
+
+@router.post("/v1/messaging/send", status_code=202, response_model=SendAccepted,
+             responses={401: {"description": "no API key, or an unknown or revoked one"},
+                        403: {"description": "the key lacks the scope messaging:send"},
+                        409: {"description": "the idempotency key was used with another body"},
+                        422: {"model": SendRefused,
+                              "description": "refused by a rule (status REFUSED, nothing queued), or a bad request"},
+                        503: {"description": "the campaign configuration cannot be read"}},
+             summary="Send one message to one player, checked now with the batch's rules")
+async def post_send(request: Request, body: SendRequest,
+                    idempotency_key: Annotated[str, Header(alias="X-Idempotency-Key", pattern=IDEMPOTENCY_KEY,
+                                                           description="required: the same key and body "
+                                                                       "give the same answer")],
+                    key: ApiKey = Depends(require_scope("messaging:send"))):
+    code, answer = await run_in_threadpool(_send, request, key, idempotency_key, body)
+    return JSONResponse(answer, status_code=code)
+
+
+# --------------------------------------------------------------------------- feedback
+
+FEEDBACK_EVENTS = {"delivered": ("crm.delivery", dl.DELIVERED), "open": ("crm.open", dl.OPENED),
+                   "click": ("crm.click", dl.CLICKED), "bounce": ("crm.bounce", dl.BOUNCED),
+                   "complaint": ("crm.complaint", dl.COMPLAINED), "unsubscribe": ("crm.unsubscribe", dl.UNSUBSCRIBED)}
+# a later feedback does not move a delivery back: opened after clicked stays clicked
+_RANK = {dl.QUEUED: 0, dl.SENDING: 1, dl.SENT: 2, dl.DELIVERED: 3, dl.OPENED: 4, dl.CLICKED: 5,
+         dl.BOUNCED: 9, dl.UNSUBSCRIBED: 9, dl.COMPLAINED: 10, dl.REFUSED: 11, dl.DEAD_LETTER: 11}
+
+
+def _iso(t: dt.datetime) -> str:
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.UTC).replace(tzinfo=None)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _feedback(request: Request, key: ApiKey, body: FeedbackRequest) -> tuple[int, dict]:
+    engine: sa.Engine = request.app.state.engine
+    d = dl.get_delivery(engine, body.delivery_id)
+    if d is None or d["brand_id"] != key.brand_id:
+        raise HTTPException(404, f"no delivery {body.delivery_id[:128]!r} of brand {key.brand_id}")
+    event_type, status = FEEDBACK_EVENTS[body.event]
+    occurred = _iso(body.occurred_at)
+    event_id = "fb_" + hashlib.sha256(f"{body.delivery_id}|{body.event}|{occurred}".encode()).hexdigest()[:40]
+    envelope = {"event_id": event_id, "event_type": event_type, "player_id": d["player_id"],
+                "brand_id": d["brand_id"], "occurred_at": occurred,
+                "payload": {"delivery_id": d["delivery_id"], "campaign_id": d["campaign_id"], "channel": d["channel"]}}
+    check = validate_records([json.dumps(envelope)], request.app.state.paths)[0]  # the contract's one definition
+    if check.reason is not None:
+        raise HTTPException(422, f"feedback cannot be recorded as {event_type}: {check.reason}")
+    soft = body.event == "bounce" and body.bounce_type == "soft"
+    with engine.begin() as conn:
+        new = store_in(conn, key.id, [check.envelope], dl.now())[0]
+        current = conn.execute(sa.select(dl.deliveries.c.status).where(
+            dl.deliveries.c.delivery_id == body.delivery_id)).scalar_one()
+        if new:
+            moves = not soft and _RANK.get(status, 0) > _RANK.get(current, 0)
+            detail = f"feedback {body.event}" + (" (soft: recorded only)" if soft else "") + f" at {occurred}"
+            dl.add_event(conn, body.delivery_id, "soft_bounce" if soft else status, detail, set_status=moves)
+            if moves:
+                current = status
+            if body.event == "bounce" and not soft:
+                suppress_address(conn, d["brand_id"], d["player_id"], d["channel"],
+                                 f"hard bounce reported for delivery {body.delivery_id} at {occurred}",
+                                 body.delivery_id)
+    return 202, FeedbackAccepted(delivery_id=body.delivery_id, event=body.event, event_id=event_id,
+                                 status=_upper(current), duplicate=not new).model_dump()
+
+
+@router.post("/v1/messaging/feedback", status_code=202, response_model=FeedbackAccepted,
+             responses={401: {"description": "no API key, or an unknown or revoked one"},
+                        403: {"description": "the key lacks the scope feedback:write"},
+                        404: {"description": "no such delivery of the key's brand"},
+                        422: {"description": "a bad request"}},
+             summary="Report what became of a delivery (delivered, open, click, bounce, complaint, unsubscribe)")
+async def post_feedback(request: Request, body: FeedbackRequest,
+                        key: ApiKey = Depends(require_scope("feedback:write"))):
+    code, answer = await run_in_threadpool(_feedback, request, key, body)
+    return JSONResponse(answer, status_code=code)
+
+
+@router.get("/v1/deliveries/{delivery_id}", response_model=Delivery,
+            responses={401: {"description": "no API key, or an unknown or revoked one"},
+                       404: {"description": "no such delivery of the key's brand"}},
+            summary="A delivery's status and its history")
+async def get_delivery(request: Request, delivery_id: Annotated[str, Path(max_length=128)],
+                       key: ApiKey = Depends(current_key)):
+    d = await run_in_threadpool(dl.get_delivery, request.app.state.engine, delivery_id[:128])
+    if d is None or d["brand_id"] != key.brand_id:
+        raise HTTPException(404, f"no delivery {delivery_id[:128]!r} of brand {key.brand_id}")
+    return Delivery(delivery_id=d["delivery_id"], status=_upper(d["status"]), channel=d["channel"],
+                    player_id=d["player_id"], template_id=d["template_id"], campaign_id=d["campaign_id"],
+                    transactional=d["transactional"], attempts=d["attempts"], created_at=d["created_at"],
+                    basis=d["basis"], history=[HistoryEntry(status=_upper(h["status"]), at=h["at"],
+                                                            detail=h["detail"]) for h in d["history"]])
+
+
+def setup(app, paths, clock=None) -> None:
+    """What the routes need on ``app.state``: the template store, the outbox history cache and the
+    clock sends are checked at (naive UTC; default: the wall clock)."""
+    app.state.clock = clock or dl.now
+    app.state.templates = TemplateStore()
+    app.state.outbox_history = OutboxHistory(paths, campaigns_dir())
+

@@ -1,0 +1,304 @@
+"""The online profile: what the service checks a send against, without opening the warehouse.
+
+* **The copy** (``profiles``): the warehouse's ``dim_player`` row per brand and player, replaced
+  whole by :func:`sync_profiles` after each refresh (a Dagster asset after ``dim_player``, or
+  ``crm profiles sync``). DuckDB allows one writer and Dagster is it: the service never opens
+  the warehouse file.
+* **The stops since** (``profile_stops``): a player's own stop events (:data:`crm.contract.STOP_EVENTS`:
+  a withdrawal of consent, an unsubscribe or complaint, a self-exclusion) received by the API
+  or the feedback endpoint are recorded in the same transaction that accepts them, and apply at
+  once over the copy (:func:`effective_profile`): the next send is refused. A stop is *retired*
+  when a synced copy shows the warehouse has seen it (a withdrawal: its event id in
+  ``int_consents_versioned``; a self-exclusion: a start at or after it); until then it holds,
+  whatever the copy says. Only stops apply early: a grant waits for the warehouse (fail closed).
+* **Contacts** (``contacts``): email and phone from ``player.registered`` / ``player.updated``,
+  read at the channel edge only; **address suppressions**: a hard bounce suppresses the
+  player's address on that channel until a new address arrives.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterable
+
+import pandas as pd
+import sqlalchemy as sa
+
+from crm.config import Paths
+from crm.contract import (
+    ALL_CHANNELS,
+    CHANNELS,
+    CONSENT_CHANNELS,
+    SELF_EXCLUSION_START,
+    WITHDRAWALS,
+    consent_column,
+    consent_withdrawn_column,
+)
+from crm.store.schema import address_suppressions, contacts, profile_stops, profiles
+
+WITHDRAWAL, SELF_EXCLUSION, COOLING_OFF = "withdrawal", "self_exclusion", "cooling_off"
+# contract payload key -> the channel its address serves
+CONTACT_FIELDS = {"email": "email", "phone": "sms"}
+_CHUNK = 500
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def parse_time(text: str | None) -> dt.datetime | None:
+    """A contract timestamp (ISO 8601, 'Z' or an offset) as naive UTC; None if unreadable."""
+    if not text:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+# --------------------------------------------------------------------------- at accept time
+
+def stop_of(envelope: dict) -> dict | None:
+    """The stop an accepted (normalized) envelope is, as a ``profile_stops`` row without times; None if none."""
+    kind = envelope.get("event_type")
+    payload = envelope.get("payload") or {}
+    if kind in WITHDRAWALS:
+        channel = payload.get("channel") or ALL_CHANNELS
+        if channel not in CONSENT_CHANNELS:
+            channel = ALL_CHANNELS  # landing's reading of a channel it does not know: every channel
+        return {"kind": WITHDRAWAL, "channel": channel, "product": payload.get("product") or None}
+    if kind == SELF_EXCLUSION_START:
+        scope = payload.get("scope")
+        return {"kind": COOLING_OFF if scope == "cooling_off" else SELF_EXCLUSION, "channel": None, "product": None}
+    return None
+
+
+def record_accepted(conn: sa.Connection, envelopes: Iterable[dict], received_at: dt.datetime) -> int:
+    """In the transaction that stores accepted events: their stops, and the contact details of
+    ``player.registered`` / ``player.updated`` (a new address lifts that channel's suppression).
+    Returns the number of stops recorded."""
+    stops = 0
+    for env in envelopes:
+        stop = stop_of(env)
+        occurred = parse_time(env.get("occurred_at")) or received_at
+        if stop is not None:
+            conn.execute(profile_stops.insert().values(
+                brand_id=env["brand_id"], player_id=env["player_id"], event_id=env["event_id"],
+                event_type=env["event_type"], occurred_at=occurred, received_at=received_at, retired_at=None, **stop))
+            stops += 1
+        if env.get("event_type") in ("player.registered", "player.updated"):
+            payload = env.get("payload") or {}
+            for field, channel in CONTACT_FIELDS.items():
+                address = payload.get(field)
+                if isinstance(address, str) and address.strip():
+                    upsert_contact(conn, env["brand_id"], env["player_id"], channel, address.strip(), occurred)
+    return stops
+
+
+def upsert_contact(conn: sa.Connection, brand_id: str, player_id: str, channel: str, address: str,
+                   at: dt.datetime) -> bool:
+    """Keep the newest address per player and channel (by the event's time); a changed address
+    lifts the channel's bounce suppression. Returns True when the address was stored."""
+    address = address[:320]
+    key = (contacts.c.brand_id == brand_id) & (contacts.c.player_id == player_id) & (contacts.c.channel == channel)
+    old = conn.execute(sa.select(contacts.c.address, contacts.c.updated_at).where(key)).first()
+    if old is not None and old.updated_at > at:
+        return False
+    if old is None:
+        conn.execute(contacts.insert().values(brand_id=brand_id, player_id=player_id, channel=channel,
+                                              address=address, updated_at=at))
+    else:
+        conn.execute(contacts.update().where(key).values(address=address, updated_at=at))
+    if old is None or old.address != address:
+        conn.execute(address_suppressions.delete().where(
+            (address_suppressions.c.brand_id == brand_id) & (address_suppressions.c.player_id == player_id)
+            & (address_suppressions.c.channel == channel)))
+    return True
+
+
+def suppress_address(conn: sa.Connection, brand_id: str, player_id: str, channel: str, reason: str,
+                     delivery_id: str | None = None) -> None:
+    """A hard bounce: no message to the player's current address on ``channel`` until it changes."""
+    key = ((address_suppressions.c.brand_id == brand_id) & (address_suppressions.c.player_id == player_id)
+           & (address_suppressions.c.channel == channel))
+    if conn.execute(sa.select(address_suppressions.c.channel).where(key)).first() is None:
+        conn.execute(address_suppressions.insert().values(brand_id=brand_id, player_id=player_id, channel=channel,
+                                                          reason=reason[:1000], delivery_id=delivery_id, at=_now()))
+
+
+def address_suppressed(conn: sa.Connection, brand_id: str, player_id: str, channel: str) -> str | None:
+    """The reason the player's address on ``channel`` is suppressed, or None."""
+    row = conn.execute(sa.select(address_suppressions.c.reason).where(
+        (address_suppressions.c.brand_id == brand_id) & (address_suppressions.c.player_id == player_id)
+        & (address_suppressions.c.channel == channel))).first()
+    return row.reason if row else None
+
+
+# --------------------------------------------------------------------------- reading
+
+def live_stops(conn: sa.Connection, brand_id: str, player_id: str) -> list[dict]:
+    """The player's stops not yet seen by the warehouse copy, oldest first."""
+    rows = conn.execute(sa.select(profile_stops).where(
+        profile_stops.c.brand_id == brand_id, profile_stops.c.player_id == player_id,
+        profile_stops.c.retired_at.is_(None)).order_by(profile_stops.c.occurred_at, profile_stops.c.id)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def apply_stops(profile: dict, stops: list[dict]) -> dict:
+    """``profile`` (a dim_player row) with ``stops`` applied: a withdrawal turns the channel's consent
+    off (every channel for ``*``; one product for a product withdrawal), a self-exclusion or a
+    cooling-off turns the RG state on. Source and time of the change are set as landing would."""
+    p = dict(profile)
+    for s in stops:
+        at = s["occurred_at"]
+        if s["kind"] == WITHDRAWAL:
+            channels = CONSENT_CHANNELS if s["channel"] == ALL_CHANNELS else (s["channel"],)
+            for ch in channels:
+                if s["product"] and ch in CHANNELS:
+                    col = consent_withdrawn_column(ch)
+                    have = [x for x in str(p.get(col) or "").split(",") if x]
+                    p[col] = ",".join(sorted({*have, s["product"]}))
+                    continue
+                col = consent_column(ch)
+                p[col] = False
+                p[f"{col}_source"] = f"{s['event_type']} (not yet in the warehouse)"
+                p[f"{col}_changed_at"] = at
+        elif s["kind"] == COOLING_OFF:
+            p["cooling_off_now"] = True
+        else:
+            p["self_excluded_now"] = True
+            p["ever_self_excluded"] = True
+            p["returned_after_exclusion"] = False
+            p["self_exclusion_started_at"] = at
+    return p
+
+
+def stored_profile(conn: sa.Connection, brand_id: str, player_id: str) -> tuple[dict, dt.date] | None:
+    row = conn.execute(sa.select(profiles.c.profile, profiles.c.as_of_date).where(
+        profiles.c.brand_id == brand_id, profiles.c.player_id == player_id)).first()
+    if row is None:
+        return None
+    return json.loads(row.profile), row.as_of_date
+
+
+def effective_profile(conn: sa.Connection, brand_id: str, player_id: str) -> tuple[dict | None, list[dict]]:
+    """(the player's copy with their live stops applied, the stops); (None, stops) for a player
+    the copy does not hold (never synced, or of another brand)."""
+    stops = live_stops(conn, brand_id, player_id)
+    found = stored_profile(conn, brand_id, player_id)
+    if found is None:
+        return None, stops
+    return apply_stops(found[0], stops), stops
+
+
+# --------------------------------------------------------------------------- the sync
+
+def _json_value(v):
+    if v is None:
+        return None
+    if isinstance(v, pd.Timestamp | dt.datetime):
+        return None if pd.isna(v) else pd.Timestamp(v).isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if hasattr(v, "item"):  # numpy scalars
+        return _json_value(v.item())
+    if v is pd.NA or v is pd.NaT:
+        return None
+    return v
+
+
+def _retire(conn: sa.Connection, seen_consent_events: set[str], latest_exclusion: dict[tuple[str, str], dt.datetime],
+            at: dt.datetime) -> int:
+    rows = conn.execute(sa.select(profile_stops.c.id, profile_stops.c.kind, profile_stops.c.event_id,
+                                  profile_stops.c.brand_id, profile_stops.c.player_id, profile_stops.c.occurred_at)
+                        .where(profile_stops.c.retired_at.is_(None))).all()
+    done = []
+    for r in rows:
+        if r.kind == WITHDRAWAL:
+            seen = r.event_id in seen_consent_events
+        else:
+            started = latest_exclusion.get((r.brand_id, r.player_id))
+            seen = started is not None and started >= r.occurred_at
+        if seen:
+            done.append(r.id)
+    for i in range(0, len(done), _CHUNK):
+        conn.execute(profile_stops.update().where(profile_stops.c.id.in_(done[i:i + _CHUNK])).values(retired_at=at))
+    return len(done)
+
+
+def _warehouse_state(paths: Paths, stop_event_ids: list[str]) -> tuple[pd.DataFrame, set[str]]:
+    from crm.warehouse import connect, table_exists
+
+    with connect(paths) as con:
+        df = con.execute("SELECT * FROM dim_player ORDER BY brand_id, player_id").df()
+        seen: set[str] = set()
+        if stop_event_ids and table_exists(con, "int_consents_versioned"):
+            ids = pd.DataFrame({"event_id": stop_event_ids})
+            con.register("_stop_ids", ids)
+            seen = {r[0] for r in con.execute(
+                "SELECT DISTINCT c.event_id FROM int_consents_versioned c JOIN _stop_ids USING (event_id)").fetchall()}
+    return df, seen
+
+
+def _landed_contacts(paths: Paths) -> list[tuple]:
+    """(brand, player, channel, address, time) of the newest email / phone per player in the landed events."""
+    import duckdb
+
+    if not any(paths.events.glob("*.parquet")):
+        return []
+    glob = str(paths.events / "*.parquet")
+    with duckdb.connect() as con:
+        return con.execute("""
+            WITH c AS (
+                SELECT brand_id, player_id, occurred_at, 'email' AS channel,
+                       trim(json_extract_string(payload, '$.email')) AS address
+                FROM read_parquet(?) WHERE event_type IN ('player.registered', 'player.updated')
+                UNION ALL
+                SELECT brand_id, player_id, occurred_at, 'sms',
+                       trim(json_extract_string(payload, '$.phone'))
+                FROM read_parquet(?) WHERE event_type IN ('player.registered', 'player.updated')
+            )
+            SELECT brand_id, player_id, channel, arg_max(address, occurred_at), max(occurred_at)
+            FROM c WHERE address IS NOT NULL AND address <> ''
+            GROUP BY ALL
+        """, [glob, glob]).fetchall()
+
+
+def sync_profiles(paths: Paths, engine: sa.Engine) -> dict:
+    """Replace the copy with the warehouse's ``dim_player`` (read-only), retire the stops it has
+    seen, and take the newest contact addresses from the landed events. One transaction: a
+    send checked meanwhile sees the old copy or the new one, never half of each."""
+    with engine.connect() as conn:
+        pending = [r.event_id for r in conn.execute(sa.select(profile_stops.c.event_id).where(
+            profile_stops.c.retired_at.is_(None), profile_stops.c.kind == WITHDRAWAL))]
+    df, seen = _warehouse_state(paths, pending)
+    latest_exclusion = {}
+    if "self_exclusion_started_at" in df:
+        starts = df.dropna(subset=["self_exclusion_started_at"])
+        latest_exclusion = {(b, p): pd.Timestamp(t).to_pydatetime().replace(tzinfo=None) for b, p, t in zip(
+            starts["brand_id"], starts["player_id"], starts["self_exclusion_started_at"], strict=True)}
+    as_of = pd.Timestamp(df["as_of_date"].iloc[0]).date() if len(df) else dt.date.today()
+    at = _now()
+    cols = list(df.columns)
+    rows = [{"brand_id": str(r[cols.index("brand_id")]), "player_id": str(r[cols.index("player_id")]),
+             "profile": json.dumps({c: _json_value(v) for c, v in zip(cols, r, strict=True)}, default=str),
+             "as_of_date": as_of, "synced_at": at}
+            for r in df.itertuples(index=False, name=None)]
+    landed = _landed_contacts(paths)
+    with engine.begin() as conn:
+        conn.execute(profiles.delete())
+        for i in range(0, len(rows), 5000):
+            conn.execute(profiles.insert(), rows[i:i + 5000])
+        retired = _retire(conn, seen, latest_exclusion, at)
+        stored = sum(upsert_contact(conn, b, p, ch, a, pd.Timestamp(t).to_pydatetime().replace(tzinfo=None))
+                     for b, p, ch, a, t in landed)
+    with engine.connect() as conn:
+        live = conn.execute(sa.select(sa.func.count()).select_from(profile_stops)
+                            .where(profile_stops.c.retired_at.is_(None))).scalar_one()
+    return {"profiles": len(rows), "as_of_date": as_of.isoformat(), "stops_retired": retired, "stops_live": live,
+            "contacts_updated": stored}
