@@ -32,8 +32,9 @@ def connect(paths: Paths, read_only: bool = True) -> Iterator[duckdb.DuckDBPyCon
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    # fetchall: a fetchone leaves the result open, and DuckDB refuses register() on the connection until it is done
     return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()[0][0])
 
 
 def read_table(paths: Paths, name: str, where: str = "", params: list | None = None) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from orchestration.assets.campaigns import campaign_assets
 from orchestration.assets.landing import landed_events, landing_checks
 from orchestration.assets.ml import ml_checks, model_assets, player_scores, uplift_assets
 from orchestration.assets.readouts import readout_assets
+from orchestration.assets.service import online_profiles
 from orchestration.assets.warehouse import warehouse, warehouse_checks
 from orchestration.dbt_project import DBT_PROJECT
 from orchestration.progress import progress_logger
@@ -47,8 +48,8 @@ daily_refresh = define_asset_job(
 )
 
 defs = Definitions(
-    assets=[landed_events, warehouse, *model_assets, *uplift_assets, player_scores, *campaign_asset_defs,
-            *readout_assets(specs)],
+    assets=[landed_events, warehouse, *model_assets, *uplift_assets, player_scores, online_profiles,
+            *campaign_asset_defs, *readout_assets(specs)],
     asset_checks=[*landing_checks, *warehouse_checks, *ml_checks, *campaign_checks, *mart_freshness_checks],
     jobs=[daily_refresh, land_incoming],
     # 06:00 UTC each day: the refresh for today's as-of date (the day's partition).

@@ -258,3 +258,31 @@ def test_stop_events_over_the_api_apply_before_the_warehouse_sees_them(svc):
                              .order_by(profile_stops.c.player_id)).all()
     assert [tuple(s) for s in stops] == [("ps", "self_exclusion", None), ("pv", "withdrawal", "email"),
                                          ("pw", "withdrawal", "*")]
+
+
+def test_lists_count_the_api_sends(tmp_path):
+    """A message sent over the API counts in the lists' history (caps, cooldown), as the lists'
+    outbox counts in the API's check: one history, whichever path sent the message."""
+    from crm.campaigns.eligibility import Context, evaluate
+    from crm.campaigns.history import load_history
+    from crm.campaigns.spec import CampaignSpec
+    from crm.store import deliveries as dl
+
+    paths = Paths(tmp_path).ensure()
+    assert load_history(paths, NOW.date(), [], days=8).empty  # no store yet: nothing, and no store is made
+    assert not paths.service_db.exists()
+    engine = make_engine(paths)
+    upgrade_to_head(engine)
+    with engine.begin() as conn:
+        dl.create_delivery(conn, brand_id="A", player_id="h1", channel="email", template_id="cashback", params={},
+                           transactional=False, campaign_id="api_cashback", dedup_key="api_cashback",
+                           product="casino", basis={}, source="api", at=NOW - dt.timedelta(hours=2))
+    history = load_history(paths, NOW.date(), [], days=8)
+    assert history[["player_id", "channel", "source"]].values.tolist() == [["h1", "email", "api"]]
+    spec = CampaignSpec.model_validate({"id": "promo", "name": "p", "channel": "email",
+                                        "schedule": {"send_time_utc": "12:00"}})
+    import pandas as pd
+
+    verdict = evaluate(pd.DataFrame([clean_profile("h1"), clean_profile("h2")]), spec,
+                       Context(as_of=NOW.date(), history=history))
+    assert verdict["eligible"].tolist() == [False, True] and verdict["reason"].iloc[0] == "channel_cap_day"

@@ -13,6 +13,9 @@ Sent messages are facts; planning takes facts first. Four sources, one frame
   of the day on its channel are the very messages C's list re-plans (dispatch's idempotency
   key, (campaign, as-of, player, channel), keeps each single), so they leave C's history
   (:func:`split_own_sends`); everyone else's stay, and C's own count toward its budget;
+* ``api``: messages the service queued or sent for ``POST /v1/messaging/send``
+  (:func:`api_messages`, from the store when there is one): a list counts them as the API's
+  send check counts the lists' outbox;
 * ``planned``: the treated rows of the lists of higher-priority campaigns built for the
   same day (:func:`planned_messages`), which will be sent at their campaigns' send time;
   a planned row already in the day's outbox is the same message and counts once, as sent
@@ -31,6 +34,7 @@ are what they were before any dispatch.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -46,6 +50,7 @@ from crm.warehouse import connect, table_exists
 MESSAGE_COLUMNS = ("player_id", "channel", "campaign_id", "dedup_key", "sent_at", "is_bonus_offer", "cost_cents",
                    "offer_ends_at", "source")
 BONUS_TEMPLATES = ("bonus", "cashback", "free_spins")
+API = "api"  # the source of messages the service sent for POST /v1/messaging/send
 SENT_TODAY = "outbox_today"  # the source of messages already dispatched on the as-of date being built
 _LATEST = dt.time(23, 59, 59)
 _DEFAULT_EXPIRY_DAYS = 30  # an offer of an unknown campaign: assume it runs long (fail closed)
@@ -197,6 +202,34 @@ def lookback_days(specs: Iterable[CampaignSpec], policy_dedup_days: int) -> int:
     return max(days) + 1
 
 
+def store_messages(rows: list[dict]) -> pd.DataFrame:
+    """Store deliveries (:func:`crm.store.deliveries.api_messages` / ``player_messages``) as history rows."""
+    if not rows:
+        return empty_history()
+    df = pd.DataFrame(rows)
+    return _frame(df["player_id"], df["channel"], df["campaign_id"], df["dedup_key"], pd.to_datetime(df["created_at"]),
+                  df["is_bonus"].astype(bool), df["cost_cents"].astype("int64"), pd.to_datetime(df["offer_ends_at"]),
+                  [API] * len(df))
+
+
+def api_messages(paths: Paths, since: dt.datetime, until: dt.datetime) -> pd.DataFrame:
+    """API sends in [since, until) from the service store, if there is one (none: no rows)."""
+    if not os.environ.get("CRM_DATABASE_URL") and not paths.service_db.exists():
+        return empty_history()
+    import sqlalchemy as sa
+
+    from crm.store.db import make_engine
+    from crm.store.deliveries import api_messages as stored
+
+    engine = make_engine(paths)
+    try:
+        return store_messages(stored(engine, since, until))
+    except sa.exc.OperationalError:  # a store from before the deliveries table (not migrated yet): no API sends
+        return empty_history()
+    finally:
+        engine.dispose()
+
+
 def load_history(paths: Paths, as_of: dt.date, specs: Iterable[CampaignSpec], *, days: int) -> pd.DataFrame:
     """Delivered and dispatched messages of the last ``days`` days before the send of ``as_of``."""
     by_id = {s.id: s for s in specs}
@@ -209,7 +242,9 @@ def load_history(paths: Paths, as_of: dt.date, specs: Iterable[CampaignSpec], *,
         d = delivered.assign(_day=delivered["sent_at"].dt.normalize()).merge(sent, on=[*key, "_day"], how="left",
                                                                                indicator=True)
         delivered = delivered[(d["_merge"] == "left_only").to_numpy()]
-    parts = [p for p in (delivered, ours) if len(p)]
+    api = api_messages(paths, dt.datetime.combine(first, dt.time()), dt.datetime.combine(as_of, dt.time())
+                       + dt.timedelta(days=1))
+    parts = [p for p in (delivered, ours, api) if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else empty_history()
 
 

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm import safe_yaml
 from crm.campaigns.eligibility import Context, evaluate, reason_text
-from crm.campaigns.history import MESSAGE_COLUMNS, empty_history, lookback_days, outbox_messages
+from crm.campaigns.history import empty_history, lookback_days, outbox_messages
 from crm.campaigns.policy import POLICY, Calendar
 from crm.campaigns.spec import CampaignSpec, Frequency, Schedule, format_validation_error, load_campaigns
 from crm.config import Paths
@@ -42,7 +42,6 @@ from crm.contract import PRODUCTS, consent_column
 
 POLICIES_FILE = "_frequency_policies.yaml"
 UNKNOWN_PLAYER = "unknown_player"
-API_SOURCE = "api"
 REASONS_ONLINE = {UNKNOWN_PLAYER: "Not in the player profile of this brand (not yet synced from the warehouse, "
                                   "or another brand's player)"}
 
@@ -147,19 +146,6 @@ def check_send(profile: dict | None, spec: CampaignSpec, history: pd.DataFrame, 
         return SendVerdict(True, None, None, (), basis_of(profile, spec))
     failed = tuple(x for x in str(v["failed"]).split(",") if x)
     return SendVerdict(False, str(v["reason"]), reason_text(str(v["reason"])), failed)
-
-
-def history_frame(rows: list[dict]) -> pd.DataFrame:
-    """Store deliveries (:func:`crm.store.deliveries.player_messages`) as message history rows."""
-    if not rows:
-        return empty_history()
-    df = pd.DataFrame(rows)
-    return pd.DataFrame({
-        "player_id": df["player_id"].astype(object), "channel": df["channel"].astype(object),
-        "campaign_id": df["campaign_id"].astype(object), "dedup_key": df["dedup_key"].astype(object),
-        "sent_at": pd.to_datetime(df["created_at"]), "is_bonus_offer": df["is_bonus"].astype(bool),
-        "cost_cents": df["cost_cents"].astype("int64"), "offer_ends_at": pd.to_datetime(df["offer_ends_at"]),
-        "source": API_SOURCE})[list(MESSAGE_COLUMNS)]
 
 
 class OutboxHistory:

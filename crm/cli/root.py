@@ -325,7 +325,7 @@ def _register_groups() -> None:
     from crm.cli.explain import explain_cmd
     from crm.cli.gate import gate_group
     from crm.cli.ml import ml_group
-    from crm.cli.service import api_events_group, api_keys_group, serve_cmd
+    from crm.cli.service import api_events_group, api_keys_group, profiles_group, serve_cmd
 
     main.add_command(ml_group)
     main.add_command(explain_cmd)
@@ -335,6 +335,7 @@ def _register_groups() -> None:
     main.add_command(serve_cmd)
     main.add_command(api_keys_group)
     main.add_command(api_events_group)
+    main.add_command(profiles_group)
 
 
 _register_groups()

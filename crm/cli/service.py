@@ -135,3 +135,31 @@ def status_cmd(as_json: bool) -> None:
     click.echo(json.dumps(c, indent=2) if as_json else
                f"{c['accepted']:,} accepted ({c['pending_hand_off']:,} waiting for the hand-off), "
                f"{c['quarantined']:,} quarantined")
+
+
+@click.group("profiles")
+def profiles_group() -> None:
+    """The service's online profile: the warehouse's player profile copied into the store."""
+
+
+@profiles_group.command("sync")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable report")
+def profiles_sync_cmd(as_json: bool) -> None:
+    """Copy dim_player from the warehouse into the store (the daily refresh does it too, as the
+    online_profiles asset), retire the stop events the warehouse now shows, and take contact
+    addresses from the landed events. Holds the run lock: it waits for no writer, it refuses."""
+    from crm.run_lock import RunInProgress, run_lock
+    from crm.store.profile import sync_profiles
+
+    paths, engine = _engine()
+    try:
+        with run_lock(paths, "crm profiles sync"):
+            out = sync_profiles(paths, engine)
+    except RunInProgress as e:
+        raise click.ClickException(str(e)) from e
+    except FileNotFoundError as e:
+        raise click.ClickException(f"{e}") from e
+    click.echo(json.dumps(out, indent=2) if as_json else
+               f"online profile: {out['profiles']:,} players as of {out['as_of_date']}; "
+               f"{out['stops_retired']:,} stops retired, {out['stops_live']:,} still ahead of the warehouse; "
+               f"{out['contacts_updated']:,} contact addresses updated")

@@ -25,13 +25,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm.campaigns.history import lookback_days
+from crm.campaigns.history import lookback_days, store_messages
 from crm.campaigns.online import (
     UNKNOWN_PLAYER,
     FrequencyPolicyError,
     OutboxHistory,
     check_send,
-    history_frame,
     load_frequency_policies,
     send_spec,
 )
@@ -167,7 +166,7 @@ def _send(request: Request, key: ApiKey, idem_key: str, body: SendRequest) -> tu
             code, answer = 422, refusal.model_dump()
         else:
             lookback = at - dt.timedelta(days=lookback_days([spec], POLICY.dedup_days))
-            mine = history_frame(dl.player_messages(conn, key.brand_id, [body.player_id], lookback))
+            mine = store_messages(dl.player_messages(conn, key.brand_id, [body.player_id], lookback))
             ours = app.state.outbox_history.for_player(body.player_id, at.date()) if profile else mine.iloc[:0]
             history = _concat(ours, mine)
             verdict = check_send(profile, spec, history, at, calendar)

@@ -130,14 +130,26 @@ def get_delivery(engine_or_conn, delivery_id: str) -> dict | None:
     return read(engine_or_conn)
 
 
+_MESSAGE = (deliveries.c.player_id, deliveries.c.channel, deliveries.c.campaign_id, deliveries.c.dedup_key,
+            deliveries.c.created_at, deliveries.c.is_bonus, deliveries.c.cost_cents, deliveries.c.offer_ends_at)
+
+
+def api_messages(engine: sa.Engine, since: dt.datetime, until: dt.datetime) -> list[dict]:
+    """Messages the API queued or sent in [since, until) (not refused, not dead letters), every
+    brand: what lists count beside their own outbox (caps, cooldown, dedup)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(*_MESSAGE).where(
+            deliveries.c.source == "api", deliveries.c.created_at >= since, deliveries.c.created_at < until,
+            deliveries.c.status.not_in((REFUSED, DEAD_LETTER)))).all()
+    return [dict(r._mapping) for r in rows]
+
+
 def player_messages(conn: sa.Connection, brand_id: str, player_ids: list[str], since: dt.datetime) -> list[dict]:
     """Deliveries to these players created since ``since`` that count as messages (everything but
     ``refused`` and ``dead_letter``: a queued one is planned, a sent one sent), for caps and dedup."""
     if not player_ids:
         return []
-    rows = conn.execute(sa.select(
-        deliveries.c.player_id, deliveries.c.channel, deliveries.c.campaign_id, deliveries.c.dedup_key,
-        deliveries.c.created_at, deliveries.c.is_bonus, deliveries.c.cost_cents, deliveries.c.offer_ends_at)
-        .where(deliveries.c.brand_id == brand_id, deliveries.c.player_id.in_(player_ids),
-               deliveries.c.created_at >= since, deliveries.c.status.not_in((REFUSED, DEAD_LETTER)))).all()
+    rows = conn.execute(sa.select(*_MESSAGE).where(
+        deliveries.c.brand_id == brand_id, deliveries.c.player_id.in_(player_ids), deliveries.c.created_at >= since,
+        deliveries.c.status.not_in((REFUSED, DEAD_LETTER)))).all()
     return [dict(r._mapping) for r in rows]

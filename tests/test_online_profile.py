@@ -1,0 +1,92 @@
+"""The online profile end to end: land events, build dim_player with dbt, copy it into the store
+(``sync_profiles``), send over the API, withdraw over the API (refused at once), hand the events
+off, land and build again, sync: the stop is retired because the warehouse now shows it, and the
+send is still refused, now by the warehouse's own state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import sqlalchemy as sa
+
+from crm.config import CAMPAIGNS_DIR, Paths
+from crm.ingest.landing import ingest_file, ingest_pending
+from crm.store.db import make_engine, upgrade_to_head
+from crm.store.events import hand_off
+from crm.store.keys import create_key
+from crm.store.profile import effective_profile, sync_profiles
+from crm.store.schema import contacts, profile_stops
+from tests._dbt import dbt_build
+from tests._service import call, running_server
+
+AS_OF = dt.date(2025, 10, 1)
+NOW = dt.datetime(2025, 10, 1, 12, 0)
+BUILD = ("--select", "+dim_player", "--exclude", "test_type:unit", "--indirect-selection", "cautious")
+
+
+def _events() -> list[dict]:
+    out = []
+    for pid, email in (("p1", "one@example.com"), ("p2", "two@example.com"), ("p3", None)):
+        payload = {"country": "MT", "locale": "en", "timezone": "Europe/Malta", "birth_date": "1980-01-01",
+                   "currency": "EUR", "age_verified": True} | ({"email": email} if email else {})
+        out.append({"event_id": f"reg-{pid}", "event_type": "player.registered", "player_id": pid, "brand_id": "A",
+                    "occurred_at": "2025-09-01T10:00:00Z", "payload": payload})
+        for ch in ("email", "sms"):
+            out.append({"event_id": f"c-{pid}-{ch}", "event_type": "consent.granted", "player_id": pid,
+                        "brand_id": "A", "occurred_at": "2025-09-01T10:01:00Z",
+                        "payload": {"channel": ch, "product": "casino", "source": "signup"}})
+    return out
+
+
+def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM_CAMPAIGNS_DIR", str(CAMPAIGNS_DIR))
+    monkeypatch.setenv("CRM_HOME", str(tmp_path))
+    paths = Paths(tmp_path).ensure()
+    src = tmp_path / "events.jsonl"
+    src.write_text("\n".join(json.dumps(e) for e in _events()) + "\n")
+    assert ingest_file(src, paths).loaded == 9
+    dbt_build(tmp_path, AS_OF, *BUILD)
+    engine = make_engine(paths)
+    upgrade_to_head(engine)
+    out = sync_profiles(paths, engine)
+    assert out["profiles"] == 3 and out["as_of_date"] == AS_OF.isoformat() and out["stops_live"] == 0
+    with engine.connect() as conn:
+        got = {(r.player_id, r.channel): r.address for r in conn.execute(sa.select(contacts))}
+        assert got == {("p1", "email"): "one@example.com", ("p2", "email"): "two@example.com"}
+        profile, _ = effective_profile(conn, "A", "p1")
+    assert profile["consent_email"] is True and profile["consent_email_source"] == "consent.granted"
+
+    key = create_key(engine, "all", "A", ["messaging:send", "events:write"])[1]
+    body = {"channel": "email", "template_id": "payment_failure_help", "frequency_policy_id": "transactional",
+            "personalization": {"brand_name": "L", "payment_method": "Visa", "failures": 1, "help_url": "https://x"}}
+    with running_server(paths, engine=engine, clock=lambda: NOW) as url:
+        assert call(f"{url}/v1/messaging/send", "POST", body | {"player_id": "p1"}, key=key,
+                    headers={"X-Idempotency-Key": "a1"})[0] == 202
+        evs = [{"event_id": "rv-p2", "event_type": "consent.revoked", "player_id": "p2", "brand_id": "A",
+                "occurred_at": "2025-10-01T11:00:00Z", "payload": {"channel": "email"}},
+               {"event_id": "se-p3", "event_type": "rg.self_exclusion.started", "player_id": "p3", "brand_id": "A",
+                "occurred_at": "2025-10-01T11:00:00Z", "payload": {"scope": "operator"}}]
+        assert call(f"{url}/v1/events", "POST", evs, key=key)[0] == 202
+        for pid, rule in (("p2", "no_channel_consent"), ("p3", "self_excluded")):
+            status, refused = call(f"{url}/v1/messaging/send", "POST", body | {"player_id": pid}, key=key,
+                                   headers={"X-Idempotency-Key": f"b-{pid}"})
+            assert status == 422 and refused["rule"] == rule, refused
+
+        # a sync before the warehouse has seen the stops keeps them
+        assert sync_profiles(paths, engine)["stops_live"] == 2
+        # the events reach the warehouse: hand-off, landing, dbt
+        assert hand_off(paths, engine).events == 2
+        ingest_pending(paths)
+        dbt_build(tmp_path, AS_OF + dt.timedelta(days=1), *BUILD)
+        out = sync_profiles(paths, engine)
+        assert (out["stops_retired"], out["stops_live"]) == (2, 0)
+        with engine.connect() as conn:
+            assert all(r.retired_at is not None for r in conn.execute(sa.select(profile_stops)))
+            p2, stops = effective_profile(conn, "A", "p2")
+            p3, _ = effective_profile(conn, "A", "p3")
+        assert not stops and p2["consent_email"] is False and p3["self_excluded_now"] is True  # the warehouse's word
+        for pid, rule in (("p2", "no_channel_consent"), ("p3", "self_excluded")):
+            status, refused = call(f"{url}/v1/messaging/send", "POST", body | {"player_id": pid}, key=key,
+                                   headers={"X-Idempotency-Key": f"c-{pid}"})
+            assert status == 422 and refused["rule"] == rule, refused
