@@ -286,3 +286,55 @@ def test_lists_count_the_api_sends(tmp_path):
     verdict = evaluate(pd.DataFrame([clean_profile("h1"), clean_profile("h2")]), spec,
                        Context(as_of=NOW.date(), history=history))
     assert verdict["eligible"].tolist() == [False, True] and verdict["reason"].iloc[0] == "channel_cap_day"
+
+
+def test_metrics_rates_queue_and_the_complaint_slo(tmp_path, monkeypatch):
+    """/v1/metrics in Prometheus text format, scoped to the key's brand; a complaint rate above
+    the SLO is notified once, and again only after it cleared."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from crm.service.metrics import check_slos
+    from crm.store import deliveries as dl
+
+    monkeypatch.setenv("CRM_HOME", str(tmp_path))
+    monkeypatch.setenv("CRM_CAMPAIGNS_DIR", str(CAMPAIGNS_DIR))
+    monkeypatch.setenv("CRM_SLO_MIN_SENT", "10")
+    paths = Paths(tmp_path).ensure()
+    engine = make_engine(paths)
+    upgrade_to_head(engine)
+    key_a = create_key(engine, "a", "A", ["feedback:write"])[1]
+    key_b = create_key(engine, "b", "B", ["feedback:write"])[1]
+    ids = []
+    with engine.begin() as conn:
+        for i in range(20):
+            did = dl.create_delivery(conn, brand_id="A", player_id=f"m{i}", channel="email", template_id="t",
+                                     params={}, transactional=False, campaign_id="winback", dedup_key="winback",
+                                     product="casino", basis={}, source="batch", at=NOW)
+            if i < 18:  # two still queued
+                dl.add_event(conn, did, dl.SENT, "accepted", at=NOW + dt.timedelta(seconds=0.5))
+            ids.append(did)
+    with running_server(paths, engine=engine, clock=lambda: NOW + dt.timedelta(minutes=5)) as url:
+        for did in ids[:10]:
+            assert feedback(url, key_a, did, "delivered")[0] == 202
+        assert feedback(url, key_a, ids[0], "complaint")[0] == 202
+        status, text = call(f"{url}/v1/metrics", key=key_a)
+        assert status == 200
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        sample = {tuple(sorted(s.labels.items())): s.value for s in families["crm_delivery_outcome_rate"].samples}
+        base = (("campaign", "winback"), ("channel", "email"), ("source", "batch"))
+        assert sample[tuple(sorted((*base, ("outcome", "delivered"))))] == pytest.approx(10 / 18)
+        assert sample[tuple(sorted((*base, ("outcome", "complained"))))] == pytest.approx(1 / 18)
+        depth = {tuple(sorted(s.labels.items())): s.value for s in families["crm_queue_depth"].samples}
+        assert depth[(("channel", "email"), ("status", "queued"))] == 2
+        assert families["crm_event_to_send_seconds"].samples[0].value == pytest.approx(0.5)
+        # brand B sees nothing of A's
+        status, text_b = call(f"{url}/v1/metrics", key=key_b)
+        assert status == 200 and "winback" not in text_b
+        assert call(f"{url}/v1/metrics")[0] == 401
+
+    notified: set[str] = set()
+    first = check_slos(engine, NOW + dt.timedelta(minutes=5), notified)
+    assert [b["key"] for b in first] == ["complained:A:winback:email"] and "5.56%" in first[0]["summary"]
+    assert check_slos(engine, NOW + dt.timedelta(minutes=6), notified) == []  # once
+    log = (tmp_path / "notifications.jsonl")
+    assert log.exists() and log.read_text().count("complained:A:winback:email") == 1

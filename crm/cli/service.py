@@ -35,7 +35,7 @@ def serve_cmd(host: str, port: int, hand_off_every: float) -> None:
     from crm.service import create_app
 
     paths, engine = _engine()
-    app = create_app(paths, engine=engine, hand_off_every=hand_off_every or None)
+    app = create_app(paths, engine=engine, hand_off_every=hand_off_every or None, watch_slos=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

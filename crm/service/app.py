@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from crm.config import Paths
-from crm.service import messaging
+from crm.service import messaging, metrics
 from crm.service.events import router as events_router
 from crm.store.db import make_engine, upgrade_to_head
 from crm.store.events import hand_off
@@ -32,21 +32,24 @@ async def _hand_off_loop(app: FastAPI, every: float) -> None:
 
 
 def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: float | None = None,
-               clock: Callable[[], dt.datetime] | None = None) -> FastAPI:
+               clock: Callable[[], dt.datetime] | None = None, watch_slos: bool = False) -> FastAPI:
     """The API on the store of ``paths`` (or ``engine``), migrated to head. ``hand_off_every``:
     seconds between hand-offs of accepted events to landing while the app runs (None: never;
     ``crm api-events hand-off`` does it on demand). ``clock``: naive UTC now, for the send checks
-    (default: the wall clock; tests pin it)."""
+    (default: the wall clock; tests pin it). ``watch_slos``: check the delivery SLOs every
+    ``CRM_SLO_EVERY`` seconds and notify breaches (``crm serve`` does)."""
     engine = engine or make_engine(paths)
     revision = upgrade_to_head(engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        task = asyncio.create_task(_hand_off_loop(app, hand_off_every)) if hand_off_every else None
+        tasks = [asyncio.create_task(_hand_off_loop(app, hand_off_every))] if hand_off_every else []
+        if watch_slos:
+            tasks.append(asyncio.create_task(metrics.slo_loop(app)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -64,4 +67,5 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
     app.include_router(events_router)
     messaging.setup(app, paths, clock)
     app.include_router(messaging.router)
+    app.include_router(metrics.router)
     return app
