@@ -1,0 +1,98 @@
+"""``crm deliveries work`` and ``crm deliveries status``: the delivery queue's worker and its depth."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+
+import click
+
+from crm.cli.service import _engine
+
+
+@click.group("deliveries")
+def deliveries_group() -> None:
+    """The delivery queue: messages the API (and later campaigns) queued, sent by workers.
+
+    Channels are configured by the environment: CRM_SMTP_URL / CRM_SMTP_FROM for email,
+    CRM_WEBHOOK_URL_<CHANNEL> / CRM_WEBHOOK_SECRET_<CHANNEL> for a webhook; any other channel
+    is written to the file outbox $CRM_HOME/outbox/deliveries/. Rate limits per channel:
+    CRM_RATE_LIMIT_<CHANNEL>=rate[/burst] (messages per second).
+    """
+
+
+@deliveries_group.command("work")
+@click.option("--once", is_flag=True, help="send one batch of due deliveries and exit")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1, max=10_000),
+              help="deliveries claimed per batch")
+@click.option("--idle-sleep", default=1.0, show_default=True, type=click.FloatRange(min=0.01, max=3600),
+              help="seconds to wait when nothing is due")
+@click.option("--json", "as_json", is_flag=True, help="print machine-readable counts (with --once)")
+def work_cmd(once: bool, limit: int, idle_sleep: float, as_json: bool) -> None:
+    """Send due deliveries: claim a batch (transactional first), check each against bounced
+    addresses and stops received since it was queued, render its template, send it through its
+    channel and record the result (retries with exponential backoff, dead letter after the last
+    attempt, a hard bounce suppresses the address).
+
+    Without --once, runs until interrupted (Ctrl-C or SIGTERM finish the current delivery and
+    stop). Run as many workers as you like: each delivery is claimed by one at a time; a worker
+    that dies leaves its deliveries to the others when their lease expires. Logs name delivery
+    ids, never an address.
+    """
+    from crm.service.worker import DeliveryWorker, WorkerConfigError
+
+    paths, engine = _engine()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        worker = DeliveryWorker(paths, engine)
+    except WorkerConfigError as e:
+        raise click.ClickException(str(e)) from e
+    if once:
+        with worker:
+            counts = worker.run_once(limit)
+        if as_json:
+            click.echo(json.dumps(counts, indent=2, sort_keys=True))
+        else:
+            rest = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if k != "claimed")
+            click.echo(f"claimed {counts.get('claimed', 0)}" + (f": {rest}" if rest else ""))
+        return
+    stop = threading.Event()
+
+    def _stop(signum, _frame) -> None:
+        logging.getLogger("crm.deliveries").info("signal %d: stopping after the current delivery", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    click.echo(f"delivery worker {worker.worker_id}: batches of {limit}, Ctrl-C to stop", err=True)
+    worker.run_forever(stop, idle_sleep=idle_sleep, limit=limit,
+                       on_batch=lambda c: logging.getLogger("crm.deliveries").info("batch %s", c))
+
+
+@deliveries_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
+def status_cmd(as_json: bool) -> None:
+    """Queue depth: deliveries by status and channel, how many are due now and how late the
+    oldest due one is (a growing number means the workers are not keeping up, or none runs)."""
+    from crm.store.queue import queue_depth
+
+    _, engine = _engine()
+    depth = queue_depth(engine)
+    if as_json:
+        click.echo(json.dumps(depth, indent=2))
+        return
+    statuses = [s for s, n in depth["by_status"].items() if n]
+    if not statuses:
+        click.echo("no deliveries")
+        return
+    click.echo(f"{'channel':<10}" + "".join(f"{s:>12}" for s in statuses))
+    for channel, counts in depth["by_channel"].items():
+        click.echo(f"{channel:<10}" + "".join(f"{counts.get(s, 0):>12,}" for s in statuses))
+    click.echo(f"{'all':<10}" + "".join(f"{depth['by_status'][s]:>12,}" for s in statuses))
+    age = depth["oldest_due_age_seconds"]
+    click.echo(f"due now: {depth['due']:,}" + (f" (oldest due {age:,.0f} s ago)" if age is not None else "")
+               + (f"; {depth['leases_expired']:,} with an expired lease" if depth["leases_expired"] else ""))
