@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from crm.campaigns.approvals import status as approval_status
 from crm.campaigns.budget import record_sent
 from crm.campaigns.eligibility import quiet_hours_at
+from crm.campaigns.enqueue import enqueue_outbox
 from crm.campaigns.experiments import HOLDOUT
 from crm.campaigns.lists import gate_verdict, list_dir, read_manifest
 from crm.campaigns.spec import CampaignError, CampaignSpec, load_campaign
@@ -93,6 +94,7 @@ class DispatchReport:
     spec_hash: str = ""  # the campaign version the list was built from (its manifest)
     suppressed_at_send: int = 0  # treated rows not sent: a stop event at send time (send_time_suppressions)
     suppressed_reasons: dict = field(default_factory=dict)  # event type -> players
+    queued: int = 0  # messages newly queued for delivery (crm.campaigns.enqueue; the worker sends them)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -323,6 +325,11 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
         _rewrite_outbox(target, existing + new)
     # the spend ledger: the date's sent cost is what its outbox holds (a re-dispatch replaces it)
     record_sent(paths, campaign_id, as_of)
+    # the delivery queue: every message of the date's outbox, queued once (a re-dispatch queues what is missing)
+    queued = enqueue_outbox(paths, spec, existing + new, dict(zip(rows["player_id"].astype(str),
+                                                                  rows["brand_id"].astype(str), strict=True)),
+                            list_sha256=hashlib.sha256((directory / "list.parquet").read_bytes()).hexdigest(),
+                            spec_hash=approval.spec_hash)
     # the randomized assignment: who was sent (the outbox) and the holdout, for readouts
     treated = {m["player_id"] for m in existing + new}
     control = set(rows.loc[rows["variant"] == HOLDOUT, "player_id"].astype(str))
@@ -332,7 +339,7 @@ def dispatch_list(paths: Paths, campaign_id: str, as_of: dt.date, spec: Campaign
                           int((rows["variant"] == HOLDOUT).sum()), len(new), len(existing),
                           str(export) if table.num_rows else "", arms.count("treatment"), arms.count("control"),
                           written, status="dispatched", approval=approval.summary(), spec_hash=approval.spec_hash,
-                          suppressed_at_send=len(stopped), suppressed_reasons=reasons)
+                          suppressed_at_send=len(stopped), suppressed_reasons=reasons, queued=queued)
 
 
 def _held_at_send(paths: Paths, spec: CampaignSpec, as_of: dt.date, to_send: pd.DataFrame,
