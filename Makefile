@@ -8,6 +8,8 @@ SEED    ?= 42
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT  ?= 5000
 DOCS_PORT    ?= 3001
+API_PORT     ?= 8000
+SMTP_PORT    ?= 2525
 export CRM_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME := $(CRM_HOME)/dagster
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -15,7 +17,7 @@ export GX_ANALYTICS_ENABLED := false
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help venv demo run test lint ui bench clean
+.PHONY: help venv demo run test lint ui serve bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -34,6 +36,7 @@ demo: venv  ## simulate a casino (PLAYERS, DAYS, SEED) and run the whole pipelin
 	$(BIN)/crm run
 	$(BIN)/crm lists
 	$(BIN)/crm campaign status
+	$(BIN)/crm deliveries drain --local-mailbox
 
 run: venv  ## run the daily refresh on what is landed (DATE=YYYY-MM-DD to override the as-of date)
 	$(BIN)/crm run $(if $(DATE),--date $(DATE),)
@@ -48,6 +51,9 @@ lint: venv  ## ruff, the import layering (import-linter contracts in pyproject.t
 
 ui: venv  ## Dagster UI on :3000, MLflow UI on :5000, Data Docs on :3001 over the data home (Ctrl-C stops all)
 	$(BIN)/python -m crm.cli.ui --dagster-port $(DAGSTER_PORT) --mlflow-port $(MLFLOW_PORT) --docs-port $(DOCS_PORT)
+
+serve: venv  ## the integration API on :8000 (docs at /docs) with a delivery worker and a local SMTP mailbox on :2525
+	$(BIN)/crm serve --port $(API_PORT) --local-mailbox $(SMTP_PORT)
 
 # Benchmark-only dependencies (causalml), never installed by `venv`/`test`: constrained by the lock.
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt

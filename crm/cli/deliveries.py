@@ -96,3 +96,76 @@ def status_cmd(as_json: bool) -> None:
     age = depth["oldest_due_age_seconds"]
     click.echo(f"due now: {depth['due']:,}" + (f" (oldest due {age:,.0f} s ago)" if age is not None else "")
                + (f"; {depth['leases_expired']:,} with an expired lease" if depth["leases_expired"] else ""))
+
+
+@deliveries_group.command("drain")
+@click.option("--local-mailbox", is_flag=True,
+              help="start a local SMTP server that stores what it receives in $CRM_HOME/mailbox/ and send "
+                   "email there (the demo; 1% of addresses answer 'no such user', like a real send)")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(min=1, max=10_000),
+              help="deliveries claimed per batch")
+@click.option("--json", "as_json", is_flag=True, help="print machine-readable counts")
+def drain_cmd(local_mailbox: bool, limit: int, as_json: bool) -> None:
+    """Send every delivery that is due now, then stop, and print what became of all of them
+    (sent, bounced, refused, waiting to retry). `make demo` ends with it."""
+    import os
+
+    from crm.channels.mailbox import LocalMailbox
+    from crm.service.worker import DeliveryWorker, WorkerConfigError
+    from crm.store.queue import queue_depth
+
+    paths, engine = _engine()
+    box = None
+    if local_mailbox:
+        box = LocalMailbox(paths.home / "mailbox", unknown_share=0.01).start()
+        os.environ["CRM_SMTP_URL"] = box.url
+        os.environ.setdefault("CRM_SMTP_FROM", "casino-crm demo <crm@casino-crm.example>")
+    totals: dict[str, int] = {}
+    try:
+        with DeliveryWorker(paths, engine) as worker:
+            with click.progressbar(length=max(1, queue_depth(engine)["due"]), label="sending",
+                                   file=sys.stderr) as bar:
+                while True:
+                    counts = worker.run_once(limit)
+                    for k, n in counts.items():
+                        totals[k] = totals.get(k, 0) + n
+                    bar.update(counts.get("claimed", 0))
+                    if not counts.get("claimed"):
+                        break
+    except WorkerConfigError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        if box is not None:
+            box.stop()
+    depth = queue_depth(engine)
+    out = {"this_run": totals, "all_deliveries": depth["by_status"],
+           "mailbox": str(paths.home / "mailbox") if box else None,
+           "mailbox_messages": len(list((paths.home / "mailbox").glob("*.eml"))) if box else None}
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    s = depth["by_status"]
+    click.echo(f"deliveries: {s.get('sent', 0):,} sent, {s.get('bounced', 0):,} bounced, "
+               f"{s.get('refused', 0):,} refused, {s.get('queued', 0):,} waiting (retry or not yet due), "
+               f"{s.get('dead_letter', 0):,} dead letters")
+    if box:
+        click.echo(f"the local mailbox holds {out['mailbox_messages']:,} messages: {out['mailbox']}")
+
+
+@click.command("mailbox")
+@click.option("--port", default=2525, show_default=True, type=int, help="SMTP port to listen on (127.0.0.1)")
+@click.option("--unknown-share", default=0.01, show_default=True, type=click.FloatRange(0, 1),
+              help="share of addresses answered '550 no such user' (hard bounces)")
+def mailbox_cmd(port: int, unknown_share: float) -> None:
+    """A local SMTP server that stores every message it receives in $CRM_HOME/mailbox/ (one .eml
+    per Message-ID). Point email at it: CRM_SMTP_URL=smtp://127.0.0.1:PORT. Ctrl-C stops it."""
+    from crm.channels.mailbox import LocalMailbox
+    from crm.config import export_env
+
+    paths = export_env()
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with LocalMailbox(paths.home / "mailbox", port=port, unknown_share=unknown_share) as box:
+        click.echo(f"local mailbox on {box.url}, storing in {box.directory} (Ctrl-C stops)", err=True)
+        stop.wait()

@@ -322,7 +322,7 @@ def readout_cmd(campaign_id: str | None, window_days: float, as_json: bool) -> N
 
 def _register_groups() -> None:
     from crm.cli.campaign import audit_group, campaign_group
-    from crm.cli.deliveries import deliveries_group
+    from crm.cli.deliveries import deliveries_group, mailbox_cmd
     from crm.cli.explain import explain_cmd
     from crm.cli.gate import gate_group
     from crm.cli.ml import ml_group
@@ -338,6 +338,7 @@ def _register_groups() -> None:
     main.add_command(api_events_group)
     main.add_command(profiles_group)
     main.add_command(deliveries_group)
+    main.add_command(mailbox_cmd)
 
 
 _register_groups()

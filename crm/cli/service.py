@@ -24,19 +24,37 @@ def _engine():
 @click.option("--port", default=8000, show_default=True, type=int, help="port to listen on")
 @click.option("--hand-off-every", default=10.0, show_default=True, type=float,
               help="seconds between hand-offs of accepted events to landing/incoming (0: never)")
-def serve_cmd(host: str, port: int, hand_off_every: float) -> None:
-    """Run the integration API (POST /v1/events; docs at /docs, schema at /openapi.json).
+@click.option("--deliver/--no-deliver", default=True, show_default=True,
+              help="run a delivery worker in the service (else run `crm deliveries work` beside it)")
+@click.option("--local-mailbox", "mailbox_port", type=int, default=None, metavar="PORT",
+              help="also run a local SMTP server on PORT that stores what it receives in $CRM_HOME/mailbox/, "
+                   "and send email there (make serve)")
+def serve_cmd(host: str, port: int, hand_off_every: float, deliver: bool, mailbox_port: int | None) -> None:
+    """Run the integration API: POST /v1/events, /v1/messaging/send, /v1/messaging/feedback,
+    GET /v1/deliveries/{id}, /v1/metrics (docs at /docs, schema at /openapi.json).
 
     Migrates the store first. Accepted events are handed to landing/incoming/api_*.jsonl every
-    --hand-off-every seconds; `crm ingest`, the land_incoming sensor or `crm run` land them.
+    --hand-off-every seconds; `crm ingest`, the land_incoming sensor or `crm run` land them. Sends are
+    checked against the online profile (`crm profiles sync`, or the daily refresh's online_profiles).
     """
+    import contextlib
+    import os
+
     import uvicorn
 
+    from crm.channels.mailbox import LocalMailbox
     from crm.service import create_app
 
     paths, engine = _engine()
-    app = create_app(paths, engine=engine, hand_off_every=hand_off_every or None, watch_slos=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    with contextlib.ExitStack() as stack:
+        if mailbox_port is not None:
+            box = stack.enter_context(LocalMailbox(paths.home / "mailbox", port=mailbox_port, unknown_share=0.01))
+            os.environ["CRM_SMTP_URL"] = box.url
+            os.environ.setdefault("CRM_SMTP_FROM", "casino-crm demo <crm@casino-crm.example>")
+            click.echo(f"local mailbox on {box.url}: messages land in {box.directory}", err=True)
+        app = create_app(paths, engine=engine, hand_off_every=hand_off_every or None, watch_slos=True,
+                         deliver=deliver)
+        uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @click.group("api-keys")

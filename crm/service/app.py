@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -32,12 +33,14 @@ async def _hand_off_loop(app: FastAPI, every: float) -> None:
 
 
 def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: float | None = None,
-               clock: Callable[[], dt.datetime] | None = None, watch_slos: bool = False) -> FastAPI:
+               clock: Callable[[], dt.datetime] | None = None, watch_slos: bool = False,
+               deliver: bool = False) -> FastAPI:
     """The API on the store of ``paths`` (or ``engine``), migrated to head. ``hand_off_every``:
     seconds between hand-offs of accepted events to landing while the app runs (None: never;
     ``crm api-events hand-off`` does it on demand). ``clock``: naive UTC now, for the send checks
     (default: the wall clock; tests pin it). ``watch_slos``: check the delivery SLOs every
-    ``CRM_SLO_EVERY`` seconds and notify breaches (``crm serve`` does)."""
+    ``CRM_SLO_EVERY`` seconds and notify breaches (``crm serve`` does). ``deliver``: run a delivery
+    worker (:class:`crm.service.worker.DeliveryWorker`) in a thread while the app runs."""
     engine = engine or make_engine(paths)
     revision = upgrade_to_head(engine)
 
@@ -46,9 +49,20 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
         tasks = [asyncio.create_task(_hand_off_loop(app, hand_off_every))] if hand_off_every else []
         if watch_slos:
             tasks.append(asyncio.create_task(metrics.slo_loop(app)))
+        stop, thread = threading.Event(), None
+        if deliver:
+            from crm.service.worker import DeliveryWorker
+
+            worker = DeliveryWorker(paths, engine)
+            thread = threading.Thread(target=worker.run_forever, args=(stop,), kwargs={"idle_sleep": 0.05},
+                                      name="delivery-worker", daemon=True)
+            thread.start()
         try:
             yield
         finally:
+            stop.set()
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 30)
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
