@@ -30,8 +30,10 @@ def deliveries_group() -> None:
               help="deliveries claimed per batch")
 @click.option("--idle-sleep", default=1.0, show_default=True, type=click.FloatRange(min=0.01, max=3600),
               help="seconds to wait when nothing is due")
+@click.option("--lease", default=120.0, show_default=True, type=click.FloatRange(min=1, max=3600),
+              help="seconds a claimed delivery stays this worker's; after a crash others take it over then")
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable counts (with --once)")
-def work_cmd(once: bool, limit: int, idle_sleep: float, as_json: bool) -> None:
+def work_cmd(once: bool, limit: int, idle_sleep: float, lease: float, as_json: bool) -> None:
     """Send due deliveries: claim a batch (transactional first), check each against bounced
     addresses and stops received since it was queued, render its template, send it through its
     channel and record the result (retries with exponential backoff, dead letter after the last
@@ -48,7 +50,7 @@ def work_cmd(once: bool, limit: int, idle_sleep: float, as_json: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     try:
-        worker = DeliveryWorker(paths, engine)
+        worker = DeliveryWorker(paths, engine, **_lease(lease))
     except WorkerConfigError as e:
         raise click.ClickException(str(e)) from e
     if once:
@@ -71,6 +73,12 @@ def work_cmd(once: bool, limit: int, idle_sleep: float, as_json: bool) -> None:
     click.echo(f"delivery worker {worker.worker_id}: batches of {limit}, Ctrl-C to stop", err=True)
     worker.run_forever(stop, idle_sleep=idle_sleep, limit=limit,
                        on_batch=lambda c: logging.getLogger("crm.deliveries").info("batch %s", c))
+
+
+def _lease(seconds: float) -> dict:
+    import datetime as dt
+
+    return {"lease": dt.timedelta(seconds=seconds), "send_margin": dt.timedelta(seconds=seconds / 3)}
 
 
 @deliveries_group.command("status")
@@ -104,8 +112,10 @@ def status_cmd(as_json: bool) -> None:
                    "email there (the demo; 1% of addresses answer 'no such user', like a real send)")
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(min=1, max=10_000),
               help="deliveries claimed per batch")
+@click.option("--lease", default=120.0, show_default=True, type=click.FloatRange(min=1, max=3600),
+              help="seconds a claimed delivery stays this worker's")
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable counts")
-def drain_cmd(local_mailbox: bool, limit: int, as_json: bool) -> None:
+def drain_cmd(local_mailbox: bool, limit: int, lease: float, as_json: bool) -> None:
     """Send every delivery that is due now, then stop, and print what became of all of them
     (sent, bounced, refused, waiting to retry). `make demo` ends with it."""
     import os
@@ -122,7 +132,7 @@ def drain_cmd(local_mailbox: bool, limit: int, as_json: bool) -> None:
         os.environ.setdefault("CRM_SMTP_FROM", "casino-crm demo <crm@casino-crm.example>")
     totals: dict[str, int] = {}
     try:
-        with DeliveryWorker(paths, engine) as worker:
+        with DeliveryWorker(paths, engine, **_lease(lease)) as worker:
             with click.progressbar(length=max(1, queue_depth(engine)["due"]), label="sending",
                                    file=sys.stderr) as bar:
                 while True:
