@@ -269,6 +269,24 @@ def _landed_contacts(paths: Paths) -> list[tuple]:
         """, [glob, glob]).fetchall()
 
 
+def _sync_contacts(conn: sa.Connection, landed: list[tuple]) -> int:
+    """The landed addresses into ``contacts``: new ones in bulk, a newer different one per row
+    (through :func:`upsert_contact`, which lifts a bounce suppression). Returns how many changed."""
+    known = {(r.brand_id, r.player_id, r.channel): (r.address, r.updated_at)
+             for r in conn.execute(sa.select(contacts))}
+    fresh, changed = [], 0
+    for b, p, ch, a, t in landed:
+        at = pd.Timestamp(t).to_pydatetime().replace(tzinfo=None)
+        old = known.get((b, p, ch))
+        if old is None:
+            fresh.append({"brand_id": b, "player_id": p, "channel": ch, "address": a[:320], "updated_at": at})
+        elif old[0] != a[:320] and at >= old[1]:
+            changed += upsert_contact(conn, b, p, ch, a, at)
+    for i in range(0, len(fresh), 5000):
+        conn.execute(contacts.insert(), fresh[i:i + 5000])
+    return len(fresh) + changed
+
+
 def sync_profiles(paths: Paths, engine: sa.Engine) -> dict:
     """Replace the copy with the warehouse's ``dim_player`` (read-only), retire the stops it has
     seen, and take the newest contact addresses from the landed events. One transaction: a
@@ -295,8 +313,7 @@ def sync_profiles(paths: Paths, engine: sa.Engine) -> dict:
         for i in range(0, len(rows), 5000):
             conn.execute(profiles.insert(), rows[i:i + 5000])
         retired = _retire(conn, seen, latest_exclusion, at)
-        stored = sum(upsert_contact(conn, b, p, ch, a, pd.Timestamp(t).to_pydatetime().replace(tzinfo=None))
-                     for b, p, ch, a, t in landed)
+        stored = _sync_contacts(conn, landed)
     with engine.connect() as conn:
         live = conn.execute(sa.select(sa.func.count()).select_from(profile_stops)
                             .where(profile_stops.c.retired_at.is_(None))).scalar_one()
