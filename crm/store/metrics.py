@@ -149,3 +149,15 @@ def slo_breaches(rates: list[Rates], queue: QueueState, latencies: dict[str, np.
                         "summary": f"p95 event-to-send on {ch} {np.percentile(v, 95):.2f} s: above "
                                    f"{lim['p95_send_seconds']:g} s"})
     return out
+
+
+def campaign_deliverability(engine: sa.Engine, campaign_id: str, since: dt.datetime) -> dict[str, float]:
+    """One campaign's sends since ``since``, every channel and brand together: deliveries sent, and
+    the share of them delivered, opened, clicked, bounced, complained and unsubscribed."""
+    rows = [r for r in deliverability(engine, since) if r.campaign_id == campaign_id]
+    sent = sum(r.sent for r in rows)
+    out: dict[str, float] = {"sent": sent}
+    for outcome in OUTCOMES:
+        n = sum(r.counts.get(outcome, 0) for r in rows)
+        out[f"{outcome}_rate"] = round(n / sent, 4) if sent else 0.0
+    return out

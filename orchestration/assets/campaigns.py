@@ -198,4 +198,24 @@ def _dispatch_metadata(report) -> dict:
         "assigned_control": report.assigned_control,
         "suppressed_at_send": report.suppressed_at_send,
         "suppressed_at_send_reasons": md_table(report.suppressed_reasons, "stop event since the list", "players"),
+        "queued_for_delivery": report.queued,
+        "deliverability": md_table(_deliverability(report.campaign_id), "measure", "value"),
     }
+
+
+def _deliverability(campaign_id: str) -> dict:
+    """The campaign's delivery outcomes so far (every dispatched date), from the service store (feedback
+    included): sent, and the share delivered, opened, clicked, bounced, complained, unsubscribed."""
+    import datetime as dt
+
+    from crm.config import paths
+    from crm.store.db import make_engine
+    from crm.store.metrics import campaign_deliverability
+
+    engine = make_engine(paths())
+    try:
+        return campaign_deliverability(engine, campaign_id, dt.datetime(1990, 1, 1))
+    except Exception as e:  # a store from before the deliveries table: say so, do not fail the dispatch
+        return {"unavailable": f"{type(e).__name__}: {str(e)[:200]}"}
+    finally:
+        engine.dispose()
