@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._stores import BACKENDS, fresh_store_url
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -60,3 +62,35 @@ def pipeline_home(tmp_path_factory) -> Path:
     os.environ["CRM_HOME"] = str(home)
     os.environ["CRM_CAMPAIGNS_DIR"] = str(campaigns)
     return home
+
+
+# The store (crm/store) on each backend: SQLite always, PostgreSQL when $CRM_TEST_DATABASE_URL answers
+# (.ci/postgres starts one; otherwise those runs skip and say why). `-m postgresql` picks those runs alone.
+@pytest.fixture(params=BACKENDS)
+def store_url(request, tmp_path) -> str:
+    """The URL of a fresh empty store for this test (SQLite: the default file of ``Paths(tmp_path)``)."""
+    from crm.config import Paths
+
+    with fresh_store_url(request.param, Paths(tmp_path)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_store_url(request, tmp_path_factory) -> str:
+    """A fresh empty store shared by the tests of a module (a module's tests run once per backend)."""
+    from crm.config import Paths
+
+    with fresh_store_url(request.param, Paths(tmp_path_factory.mktemp("store"))) as url:
+        yield url
+
+
+@pytest.fixture
+def engine(store_url, tmp_path):
+    """An engine on ``store_url``, migrated to head."""
+    from crm.config import Paths
+    from crm.store.db import make_engine, upgrade_to_head
+
+    eng = make_engine(Paths(tmp_path), store_url)
+    upgrade_to_head(eng)
+    yield eng
+    eng.dispose()

@@ -1,5 +1,6 @@
 """The integration API against a real uvicorn server: keys, POST /v1/events, quarantine, replay,
-limits, hostile input, and the hand-off to landing (exactly once, also across a crash)."""
+limits, hostile input, and the hand-off to landing (exactly once, also across a crash); every test once
+on a SQLite store and once on PostgreSQL (``module_store_url`` / ``store_url`` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ def event(i: int | str, brand: str = "A", **over) -> dict:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory):
+def api(tmp_path_factory, module_store_url):
     paths = Paths(tmp_path_factory.mktemp("svc")).ensure()
-    engine = make_engine(paths)
+    engine = make_engine(paths, module_store_url)
     upgrade_to_head(engine)
     keys = {
         "a": create_key(engine, "writer-a", "A", ["events:write"])[1],
@@ -40,6 +41,7 @@ def api(tmp_path_factory):
     revoke_key(engine, "old-a")
     with running_server(paths, engine=engine) as url:
         yield url, keys, engine, paths
+    engine.dispose()
 
 
 def stored(engine, table, **where) -> list:
@@ -186,9 +188,9 @@ def landed_ids(paths: Paths) -> list[str]:
                                           [str(paths.events / "*.parquet")]).fetchall()]
 
 
-def test_hand_off_lands_each_event_once_across_a_crash(tmp_path, monkeypatch):
+def test_hand_off_lands_each_event_once_across_a_crash(tmp_path, monkeypatch, store_url):
     paths = Paths(tmp_path).ensure()
-    engine = make_engine(paths)
+    engine = make_engine(paths, store_url)
     upgrade_to_head(engine)
     key = create_key(engine, "w", "A", ["events:write"])[1]
     with running_server(paths, engine=engine) as url:
@@ -209,6 +211,7 @@ def test_hand_off_lands_each_event_once_across_a_crash(tmp_path, monkeypatch):
         assert call(url + "/v1/events", "POST", [event("h3"), event("h1")], key=key)[0] == 202
         done = store_events.hand_off(paths, engine)  # the retry writes h0-h2 again, and h3
         assert done.events == 4
+        monkeypatch.setenv("CRM_DATABASE_URL", store_url)  # SQLite: the default file of paths all the same
         assert store_events.hand_off(paths).events == 0  # all marked now (the store of paths by default)
         reports += ingest_pending(paths)
     ids = landed_ids(paths)
@@ -220,11 +223,11 @@ def test_hand_off_lands_each_event_once_across_a_crash(tmp_path, monkeypatch):
                             .where(accepted_events.c.handed_off_at.is_(None))).scalar_one() == 0
 
 
-def test_hand_off_from_the_serve_loop(tmp_path):
+def test_hand_off_from_the_serve_loop(tmp_path, store_url):
     import time
 
     paths = Paths(tmp_path).ensure()
-    engine = make_engine(paths)
+    engine = make_engine(paths, store_url)
     key = create_key(engine, "w", "A", ["events:write"])[1] if upgrade_to_head(engine) else None
     with running_server(paths, engine=engine, hand_off_every=0.2) as url:
         assert call(url + "/v1/events", "POST", [event("loop1")], key=key)[0] == 202

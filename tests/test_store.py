@@ -1,5 +1,6 @@
-"""The store: migrations on a fresh SQLite file (idempotent, in step with the schema), API keys and
-their CLI, and the records check shared with file landing."""
+"""The store: migrations on a fresh store (idempotent, in step with the schema), API keys and their CLI,
+on SQLite and on PostgreSQL (the ``store_url`` / ``engine`` fixtures), and the records check shared with
+file landing."""
 
 from __future__ import annotations
 
@@ -8,41 +9,62 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 
 from crm.cli import main
 from crm.config import Paths
 from crm.ingest.landing import reason_field, validate_records
-from crm.store.db import current_revision, head_revision, make_engine, upgrade_to_head
+from crm.store import events as store_events
+from crm.store.db import current_revision, database_url, head_revision, make_engine, upgrade_to_head
 from crm.store.keys import ApiKeyError, authenticate, create_key, hash_key, list_keys, revoke_key
-from crm.store.schema import metadata
+from crm.store.schema import accepted_events, metadata, quarantined_events
 
 
-def test_migrations_fresh_file_idempotent_and_match_schema(tmp_path):
+def test_migrations_fresh_store_idempotent_and_match_schema(tmp_path, store_url):
     paths = Paths(tmp_path)
-    engine = make_engine(paths)
+    engine = make_engine(paths, store_url)
     assert current_revision(engine) is None
     assert upgrade_to_head(engine) == head_revision() == upgrade_to_head(engine)
-    assert paths.service_db.exists()
-    with engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    if engine.dialect.name == "sqlite":
+        assert paths.service_db.exists()
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     insp = sa.inspect(engine)
     for table in metadata.tables.values():
         assert {c["name"] for c in insp.get_columns(table.name)} == {c.name for c in table.columns}, table.name
-    # a second engine on the same file (the CLI beside the service) finds it migrated
-    assert current_revision(make_engine(paths)) == head_revision()
+    # what the migrations made is what the code reads and writes through: types, nullability,
+    # indexes and unique constraints too (Alembic's autogenerate comparison finds nothing to do)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    assert diff == [], diff
+    # a second engine on the same store (the CLI beside the service) finds it migrated
+    other = make_engine(paths, store_url)
+    assert current_revision(other) == head_revision()
+    other.dispose()
+    engine.dispose()
 
 
-def test_database_url_overrides_the_default(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRM_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
-    engine = make_engine(Paths(tmp_path / "home"))
-    upgrade_to_head(engine)
-    assert (tmp_path / "other.db").exists() and not (tmp_path / "home").exists()
+def test_default_store_is_sqlite_in_the_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("CRM_DATABASE_URL", raising=False)
+    paths = Paths(tmp_path)
+    assert database_url(paths) == f"sqlite:///{paths.service_db}"
+    upgrade_to_head(make_engine(paths))
+    assert paths.service_db.exists()
 
 
-def test_keys_hashed_scoped_revocable(tmp_path):
-    engine = make_engine(Paths(tmp_path))
-    upgrade_to_head(engine)
+def test_database_url_overrides_the_default(tmp_path, monkeypatch, store_url):
+    monkeypatch.setenv("CRM_DATABASE_URL", store_url)
+    home = tmp_path / "home"
+    engine = make_engine(Paths(home))
+    assert engine.url.render_as_string(hide_password=False) == store_url
+    assert upgrade_to_head(engine) == head_revision()
+    assert not home.exists()
+    engine.dispose()
+
+
+def test_keys_hashed_scoped_revocable(engine):
     record, key = create_key(engine, "k", "A", ["events:write", "events:write"])
     assert record.scopes == ("events:write",) and len(key) > 40
     with engine.connect() as conn:
@@ -58,14 +80,37 @@ def test_keys_hashed_scoped_revocable(tmp_path):
         create_key(engine, "k3", "A b", ["events:write"])
     with pytest.raises(ApiKeyError):
         create_key(engine, "123", "A", ["events:write"])
+    second, _ = create_key(engine, "k4", "B", ["feedback:write", "events:write"])
+    assert second.id != record.id and second.scopes == ("events:write", "feedback:write")
     revoke_key(engine, str(record.id))
     assert authenticate(engine, key) is None and list_keys(engine)[0].revoked_at is not None
+    assert [k.name for k in list_keys(engine)] == ["k", "k4"]
     with pytest.raises(ApiKeyError):
         revoke_key(engine, "nobody")
 
 
-def test_api_keys_cli(tmp_path, monkeypatch):
+def test_store_records_dedupes_and_keeps_any_text(engine):
+    """Accepted envelopes are stored once per event_id (ON CONFLICT DO NOTHING on both dialects);
+    quarantined text is kept whatever it holds: NUL (which PostgreSQL's text refuses) as U+FFFD, with
+    the size and sha256 of the record as received."""
+    env = {"event_id": "ev_1", "brand_id": "A", "payload": {"note": "caf\u00e9 \x00"}}
+    raw = '{"event_id": "ev_\x00", "x": "\u00e9"}'
+    assert store_events.store_records(engine, 1, [env, env], [(raw, "reason \x00 here")]) == [True, False]
+    assert store_events.store_records(engine, 1, [env], []) == [False]
+    with engine.connect() as conn:
+        (row,) = conn.execute(sa.select(accepted_events)).all()
+        (q,) = conn.execute(sa.select(quarantined_events)).all()
+    assert json.loads(row.envelope) == env
+    assert q.raw == raw.replace("\x00", "\ufffd") and q.reason == "reason \ufffd here"
+    assert q.raw_size == len(raw.encode()) and q.raw_sha256 == hashlib.sha256(raw.encode()).hexdigest()
+    assert store_events.counts(engine) == {"accepted": 1, "pending_hand_off": 1, "quarantined": 1}
+    cut, size, _ = store_events.bounded_raw("\x00" * 10, limit=7)
+    assert cut == "\ufffd\ufffd" and size == 10  # cut in bytes after the replacement: never over the limit
+
+
+def test_api_keys_cli(tmp_path, monkeypatch, store_url):
     monkeypatch.setenv("CRM_HOME", str(tmp_path))
+    monkeypatch.setenv("CRM_DATABASE_URL", store_url)  # SQLite: the home's default file all the same
     runner = CliRunner()
     for cmd in (["serve"], ["api-keys"], ["api-keys", "create"], ["api-keys", "list"], ["api-keys", "revoke"],
                 ["api-events", "hand-off"], ["api-events", "status"]):

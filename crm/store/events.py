@@ -40,10 +40,21 @@ def _insert_new(conn: sa.Connection):
     return insert(accepted_events).on_conflict_do_nothing(index_elements=["event_id"])
 
 
+_NUL, _REPLACEMENT = "\x00", "\ufffd"
+
+
+def _no_nul(text: str) -> str:
+    """``text`` with each NUL as U+FFFD: PostgreSQL's text cannot hold NUL (psycopg2 refuses the
+    string), so the store keeps the same text on every backend."""
+    return text.replace(_NUL, _REPLACEMENT)
+
+
 def bounded_raw(text: str, limit: int = MAX_RECORD_BYTES) -> tuple[str, int, str]:
-    """(the record cut to ``limit`` bytes, its size in bytes, its sha256) for quarantine."""
+    """(the record cut to ``limit`` bytes, its size in bytes, its sha256) for quarantine. Size and sha256
+    are of the record as received; the text kept has each NUL as U+FFFD (:func:`_no_nul`)."""
     data = text.encode("utf-8", errors="replace")
-    return data[:limit].decode("utf-8", errors="ignore"), len(data), hashlib.sha256(data).hexdigest()
+    kept = _no_nul(data.decode("utf-8")).encode("utf-8")
+    return kept[:limit].decode("utf-8", errors="ignore"), len(data), hashlib.sha256(data).hexdigest()
 
 
 def store_records(engine: sa.Engine, key_id: int, accepted: list[dict], quarantined: list[tuple[str, str]],
@@ -58,7 +69,7 @@ def store_records(engine: sa.Engine, key_id: int, accepted: list[dict], quaranti
         for text, reason in quarantined:
             raw, size, sha = bounded_raw(text)
             rows.append({"received_at": now, "key_id": key_id, "raw": raw, "raw_size": size, "raw_sha256": sha,
-                         "reason": reason[:REASON_CHARS]})
+                         "reason": _no_nul(reason[:REASON_CHARS])})
         if rows:
             conn.execute(quarantined_events.insert(), rows)
     return new
