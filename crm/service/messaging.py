@@ -82,6 +82,17 @@ class SendRefused(BaseModel):
     failed: list[str]
 
 
+class SendUnprocessable(BaseModel):
+    """A 422: either a refusal by a rule (``status`` REFUSED, ``rule``, ``reason``, ``failed``) or a
+    request that cannot be checked (``detail``: the field and what is wrong with it)."""
+
+    status: Literal["REFUSED"] | None = None
+    rule: str | None = None
+    reason: str | None = None
+    failed: list[str] | None = None
+    detail: str | list[dict] | None = None
+
+
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -202,7 +213,7 @@ def _replay(before: dl.StoredAnswer) -> tuple[int, dict]:
              responses={401: {"description": "no API key, or an unknown or revoked one"},
                         403: {"description": "the key lacks the scope messaging:send"},
                         409: {"description": "the idempotency key was used with another body"},
-                        422: {"model": SendRefused,
+                        422: {"model": SendUnprocessable,
                               "description": "refused by a rule (status REFUSED, nothing queued), or a bad request"},
                         503: {"description": "the campaign configuration cannot be read"}},
              summary="Send one message to one player, checked now with the batch's rules")
