@@ -99,21 +99,12 @@ def smtp():
         controller.stop()
 
 
-# Set CRM_TEST_POSTGRES_URL (postgresql+psycopg2://user:pw@127.0.0.1/db, a database these tests may
-# wipe) to run every store test on PostgreSQL too (FOR UPDATE SKIP LOCKED claims).
-POSTGRES_URL = os.environ.get("CRM_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
-    not POSTGRES_URL, reason="CRM_TEST_POSTGRES_URL not set"))])
-def store(request, tmp_path):
+# Every store test runs on SQLite and on PostgreSQL (FOR UPDATE SKIP LOCKED claims): `store_url` in
+# conftest.py gives a fresh database per test (PostgreSQL: $CRM_TEST_DATABASE_URL, which .ci/run sets).
+@pytest.fixture
+def store(tmp_path, store_url):
     paths = Paths(tmp_path)
-    if request.param == "sqlite":
-        engine = make_engine(paths, f"sqlite:///{tmp_path / 'service.db'}")
-    else:
-        engine = make_engine(paths, POSTGRES_URL)
-        with engine.begin() as conn:  # a clean database for each test
-            conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    engine = make_engine(paths, store_url)
     upgrade_to_head(engine)
     yield paths, engine
     engine.dispose()
