@@ -99,10 +99,10 @@ def smtp():
         controller.stop()
 
 
+# Every store test runs on SQLite and on PostgreSQL (FOR UPDATE SKIP LOCKED claims): `store_url` in
+# conftest.py gives a fresh database per test (PostgreSQL: $CRM_TEST_DATABASE_URL, which .ci/run sets).
 @pytest.fixture
-def store(store_url, tmp_path):
-    """A fresh migrated store on each backend (tests/_stores.py: SQLite, and PostgreSQL when
-    CRM_TEST_DATABASE_URL names a server)."""
+def store(tmp_path, store_url):
     paths = Paths(tmp_path)
     engine = make_engine(paths, store_url)
     upgrade_to_head(engine)

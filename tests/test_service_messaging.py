@@ -45,14 +45,14 @@ def put_profiles(engine, rows: list[dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def svc(tmp_path_factory):
+def svc(tmp_path_factory, module_store_url):  # the module runs once per store backend (conftest.py)
     home = tmp_path_factory.mktemp("msg")
     campaigns = home / "campaigns"
     shutil.copytree(CAMPAIGNS_DIR, campaigns)
     old = os.environ.get("CRM_CAMPAIGNS_DIR")
     os.environ["CRM_CAMPAIGNS_DIR"] = str(campaigns)
     paths = Paths(home).ensure()
-    engine = make_engine(paths)
+    engine = make_engine(paths, module_store_url)
     upgrade_to_head(engine)
     keys = {
         "send": create_key(engine, "sender-a", "A", ["messaging:send"])[1],
@@ -162,10 +162,10 @@ def test_caps_and_dedup_count_the_api_sends_themselves(svc):
     assert {"cooldown", "duplicate"} <= set(again[1]["failed"])
 
 
-def test_quiet_hours_hold_marketing_but_not_transactional(tmp_path, monkeypatch):
+def test_quiet_hours_hold_marketing_but_not_transactional(tmp_path, monkeypatch, store_url):
     monkeypatch.setenv("CRM_CAMPAIGNS_DIR", str(CAMPAIGNS_DIR))
     paths = Paths(tmp_path).ensure()
-    engine = make_engine(paths)
+    engine = make_engine(paths, store_url)
     upgrade_to_head(engine)
     key = create_key(engine, "s", "A", ["messaging:send"])[1]
     put_profiles(engine, [clean_profile("night")])
@@ -288,7 +288,7 @@ def test_lists_count_the_api_sends(tmp_path):
     assert verdict["eligible"].tolist() == [False, True] and verdict["reason"].iloc[0] == "channel_cap_day"
 
 
-def test_metrics_rates_queue_and_the_complaint_slo(tmp_path, monkeypatch):
+def test_metrics_rates_queue_and_the_complaint_slo(tmp_path, monkeypatch, store_url):
     """/v1/metrics in Prometheus text format, scoped to the key's brand; a complaint rate above
     the SLO is notified once, and again only after it cleared."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -299,8 +299,9 @@ def test_metrics_rates_queue_and_the_complaint_slo(tmp_path, monkeypatch):
     monkeypatch.setenv("CRM_HOME", str(tmp_path))
     monkeypatch.setenv("CRM_CAMPAIGNS_DIR", str(CAMPAIGNS_DIR))
     monkeypatch.setenv("CRM_SLO_MIN_SENT", "10")
+    monkeypatch.setenv("CRM_DATABASE_URL", store_url)  # SQLite: the home's default file all the same
     paths = Paths(tmp_path).ensure()
-    engine = make_engine(paths)
+    engine = make_engine(paths, store_url)
     upgrade_to_head(engine)
     key_a = create_key(engine, "a", "A", ["feedback:write"])[1]
     key_b = create_key(engine, "b", "B", ["feedback:write"])[1]

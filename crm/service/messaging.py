@@ -49,6 +49,8 @@ from crm.store.schema import profiles
 router = APIRouter()
 ADDRESS_BOUNCED = "address_bounced"
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"  # printable ASCII, no spaces
+PLAYER_ID = r"^[^\x00-\x1f\x7f]{1,128}$"  # no control characters (PostgreSQL text cannot even hold a NUL)
+DELIVERY_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # crm.channels.base.DELIVERY_ID
 _LOCKS = [threading.Lock() for _ in range(64)]  # sends to one player are checked one at a time
 
 
@@ -61,7 +63,7 @@ class SendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: Literal[CHANNELS]  # type: ignore[valid-type]
-    player_id: Annotated[str, Field(min_length=1, max_length=128)]
+    player_id: Annotated[str, Field(pattern=PLAYER_ID)]
     template_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
     personalization: dict[Annotated[str, Field(max_length=64)], str | int | float | bool | None] = Field(
         default={}, max_length=50, description="the template's parameters (pseudonymous values only)")
@@ -96,7 +98,7 @@ class SendUnprocessable(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    delivery_id: Annotated[str, Field(min_length=1, max_length=128)]
+    delivery_id: Annotated[str, Field(pattern=DELIVERY_ID)]
     event: Literal["delivered", "open", "click", "bounce", "complaint", "unsubscribe"]
     occurred_at: dt.datetime
     bounce_type: Literal["hard", "soft"] = Field(default="hard",
@@ -291,7 +293,7 @@ async def post_feedback(request: Request, body: FeedbackRequest,
             responses={401: {"description": "no API key, or an unknown or revoked one"},
                        404: {"description": "no such delivery of the key's brand"}},
             summary="A delivery's status and its history")
-async def get_delivery(request: Request, delivery_id: Annotated[str, Path(max_length=128)],
+async def get_delivery(request: Request, delivery_id: Annotated[str, Path(pattern=DELIVERY_ID)],
                        key: ApiKey = Depends(current_key)):
     d = await run_in_threadpool(dl.get_delivery, request.app.state.engine, delivery_id[:128])
     if d is None or d["brand_id"] != key.brand_id:
