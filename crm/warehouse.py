@@ -67,16 +67,16 @@ def write_scores(paths: Paths, scores: pd.DataFrame, as_of: dt.date, model: str)
     df = scores.assign(as_of_date=as_of, model=model, scored_at=dt.datetime.now(dt.UTC).replace(tzinfo=None))
     with connect(paths, read_only=False) as con:
         if table_exists(con, SCORES_TABLE):
-            cols = tuple(r[0] for r in con.execute(f"DESCRIBE {SCORES_TABLE}").fetchall())
+            cols = tuple(r[0] for r in con.execute(f"DESCRIBE {ident(SCORES_TABLE)}").fetchall())
             if cols != _SCORES_COLUMNS:  # an older layout: scores are recomputable, start again
-                con.execute(f"DROP TABLE {SCORES_TABLE}")
-        con.execute(f"""CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (
+                con.execute(f"DROP TABLE {ident(SCORES_TABLE)}")
+        con.execute(f"""CREATE TABLE IF NOT EXISTS {ident(SCORES_TABLE)} (
             player_id VARCHAR, as_of_date DATE, model VARCHAR, score DOUBLE, model_name VARCHAR,
             model_version VARCHAR, scored_at TIMESTAMP)""")
         con.execute("BEGIN")
-        con.execute(f"DELETE FROM {SCORES_TABLE} WHERE as_of_date = ? AND model = ?", [as_of, model])
+        con.execute(f"DELETE FROM {ident(SCORES_TABLE)} WHERE as_of_date = ? AND model = ?", [as_of, model])
         con.register("_scores", df)
-        con.execute(f"INSERT INTO {SCORES_TABLE} SELECT {', '.join(_SCORES_COLUMNS)} FROM _scores")
+        con.execute(f"INSERT INTO {ident(SCORES_TABLE)} SELECT {', '.join(_SCORES_COLUMNS)} FROM _scores")
         con.execute("COMMIT")
     return len(df)
 
@@ -96,12 +96,12 @@ def read_audience(paths: Paths, as_of: dt.date) -> pd.DataFrame:
         # e.g. tenure_days, and covers players without a feature row).
         feature_cols = [r[0] for r in con.execute("DESCRIBE player_features").fetchall()
                         if r[0] not in profile_cols]
-        if has_scores and "model" not in {r[0] for r in con.execute(f"DESCRIBE {SCORES_TABLE}").fetchall()}:
+        if has_scores and "model" not in {r[0] for r in con.execute(f"DESCRIBE {ident(SCORES_TABLE)}").fetchall()}:
             has_scores = False  # an older layout, replaced at the next scoring
         pivot = ", ".join(
             f"max(score) FILTER (WHERE model = '{m}') AS {m}_score, "
             f"max(model_version) FILTER (WHERE model = '{m}') AS {m}_model_version" for m in SCORE_MODELS)
-        score_join = (f"LEFT JOIN (SELECT player_id, {pivot} FROM {SCORES_TABLE} WHERE as_of_date = $as_of "
+        score_join = (f"LEFT JOIN (SELECT player_id, {pivot} FROM {ident(SCORES_TABLE)} WHERE as_of_date = $as_of "
                       "GROUP BY player_id) s USING (player_id)") if has_scores else ""
         score_cols = "".join(
             f", s.{m}_score, s.{m}_model_version" if has_scores
