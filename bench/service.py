@@ -1,6 +1,6 @@
 """`POST /v1/messaging/send` under a steady open-loop load, to the SMTP server's receipt (issue 14).
 
-    python -m bench.service [--rate 200] [--seconds 25] [--stores sqlite,postgres] [--warmup 100]
+    python -m bench.service [--rate 200[,20]] [--seconds 25] [--stores sqlite,postgres] [--warmup 100]
                             [--pg-url URL] [--work DIR] [--json] [--out FILE]
 
 Per store (SQLite, then PostgreSQL 15), in a fresh data home:
