@@ -2,7 +2,8 @@
 
     python -m bench.run [--sim-sizes 20000,200000,1000000] [--e2e-sizes 20000,200000] [--days 120]
                         [--lists-players 1000000] [--gates/--no-gates] [--gates-repeat 1]
-                        [--landing-players 200000]
+                        [--landing-players 200000] [--service-rate 200] [--service-seconds 25]
+                        [--service-stores sqlite,postgres] [--only simulator,landing,refresh,service]
 
 * simulator: events/s and peak memory (max RSS of the simulating process) per size;
 * landing (`crm ingest`: the contract checks and normalization) against one bare DuckDB copy of
@@ -16,7 +17,12 @@
   replicated to --lists-players players against one bare DuckDB join (bench.lists; 0 skips it);
 * on the last end-to-end home (200,000 players by default): gate overhead, the refresh of the
   same as-of date with every asset check against the same assets without any (bench.gates;
-  --no-gates skips it).
+  --no-gates skips it);
+* the integration API (issue 14): `POST /v1/messaging/send` under a steady open-loop load
+  (--service-rate requests/s for --service-seconds) on SQLite and on PostgreSQL, to the local SMTP
+  server's receipt of each message, against the target p95 under 1 s (bench.service).
+
+--only runs some steps, e.g. `make bench BENCH_ARGS="--only service"`.
 
 Each step runs in its own process so peak memory is that step's own. Results are printed
 as a table and written as JSON under $CRM_HOME/bench/.
@@ -38,6 +44,7 @@ from pathlib import Path
 from crm.config import DBT_PROJECT_DIR, Paths, crm_home
 
 BIN = Path(sys.executable).parent
+STEPS = ("simulator", "landing", "refresh", "service")
 
 
 def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
@@ -165,27 +172,44 @@ def main(argv: list[str] | None = None) -> int:
                     help="pairs of gate-overhead runs (with, without checks); the best of each is kept")
     ap.add_argument("--landing-players", type=int, default=200_000,
                     help="players for the landing bench against a bare DuckDB copy (bench.landing; 0: skip)")
+    ap.add_argument("--service-rate", default="200",
+                    help="requests/s of the service bench (bench.service; a comma list runs each rate)")
+    ap.add_argument("--service-seconds", type=float, default=25.0, help="seconds of load per service run")
+    ap.add_argument("--service-stores", default="sqlite,postgres", help="stores of the service bench")
+    ap.add_argument("--only", default=",".join(STEPS),
+                    help=f"the steps to run, a comma list of {', '.join(STEPS)} (default: all)")
     args = ap.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if only - set(STEPS):
+        ap.error(f"--only: unknown steps {', '.join(sorted(only - set(STEPS)))}; choose from {', '.join(STEPS)}")
     root = crm_home() / "bench" / "work"
     root.mkdir(parents=True, exist_ok=True)
     report: dict = {"started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "platform": platform.platform()},
                     "simulator": [], "refresh": []}
-    for n in [int(x) for x in args.sim_sizes.split(",") if x]:
+    for n in [int(x) for x in args.sim_sizes.split(",") if x and "simulator" in only]:
         print(f"simulator: {n:,} players x {args.days} days ...", flush=True)
         report["simulator"].append(bench_simulator(root, n, args.days))
-    if args.landing_players:
+    if args.landing_players and "landing" in only:
         print(f"landing: {args.landing_players:,} players x {args.days} days vs a bare copy ...", flush=True)
         _, _, out = run_timed([sys.executable, "-m", "bench.landing", "--players", str(args.landing_players),
                           "--days", str(args.days), "--json"], os.environ.copy())
         report["landing"] = json.loads(out)
-    e2e_sizes = [int(x) for x in args.e2e_sizes.split(",") if x]
+    e2e_sizes = [int(x) for x in args.e2e_sizes.split(",") if x and "refresh" in only]
     for i, n in enumerate(e2e_sizes):
         print(f"daily refresh end to end: {n:,} players x {args.days} days ...", flush=True)
         report["refresh"].append(bench_refresh(
             root, n, args.days, with_ml=i == 0, lists_players=args.lists_players,
             gates_repeat=args.gates_repeat if args.gates and i == len(e2e_sizes) - 1 else 0))
+    if "service" in only:
+        # Its own processes: the service, the load generator and (here) the SMTP server (issue 14).
+        print(f"service: POST /v1/messaging/send at {args.service_rate}/s on {args.service_stores} "
+              "(python -m bench.service) ...", flush=True)
+        _, _, out = run_timed([sys.executable, "-m", "bench.service", "--json", "--rate", args.service_rate,
+                               "--seconds", str(args.service_seconds), "--stores", args.service_stores,
+                               "--work", str(root)], os.environ.copy())
+        report["service"] = json.loads(out)
 
     # the measurements are saved before anything is printed: a printing bug never loses an hour of them
     out = crm_home() / "bench" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
@@ -197,17 +221,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_report(report: dict) -> None:
-    print("\nSimulator")
-    print(_table(report["simulator"], ["players", "days", "events", "seconds", "events_per_s", "peak_rss_mib"]))
+    if report["simulator"]:
+        print("\nSimulator")
+        print(_table(report["simulator"], ["players", "days", "events", "seconds", "events_per_s", "peak_rss_mib"]))
     if "landing" in report:
         from bench.landing import format_table as landing_table
 
         print("\nLanding (crm ingest) vs. one bare DuckDB copy of the same files (python -m bench.landing)")
         print(landing_table(report["landing"]))
-    print("\nDaily refresh (crm run, through Dagster) and dbt build vs. one bare DuckDB aggregation")
-    print(_table(report["refresh"], ["players", "events", "refresh_seconds", "refresh_peak_rss_mib",
-                                     "dbt_build_seconds", "bare_duckdb_seconds", "dbt_vs_bare_ratio",
-                                     "model_roc_auc", "recency_baseline_auc"]))
+    if report["refresh"]:
+        print("\nDaily refresh (crm run, through Dagster) and dbt build vs. one bare DuckDB aggregation")
+        print(_table(report["refresh"], ["players", "events", "refresh_seconds", "refresh_peak_rss_mib",
+                                         "dbt_build_seconds", "bare_duckdb_seconds", "dbt_vs_bare_ratio",
+                                         "model_roc_auc", "recency_baseline_auc"]))
     for r in report["refresh"]:
         if "ml" in r:
             from bench.ml import format_table
@@ -236,6 +262,12 @@ def print_report(report: dict) -> None:
             print(f"\nGate overhead on the {r['players']:,}-player home: refresh with all checks vs. without "
                   "(python -m bench.gates)")
             print(gates_table(r["gates"]))
+    if "service" in report:
+        from bench.service import format_table as service_table
+
+        print("\nPOST /v1/messaging/send under an open-loop load, to the SMTP server's receipt, vs the target "
+              "p95 < 1 s (python -m bench.service)")
+        print(service_table(report["service"]))
 
 
 if __name__ == "__main__":
