@@ -23,9 +23,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(paths: Paths, **kwargs):
-    """Yield the base URL of the API on ``paths`` served by uvicorn until the block ends."""
-    app = create_app(paths, **kwargs)
+def running_server(paths: Paths, app=None, **kwargs):
+    """Yield the base URL of the API on ``paths`` (or of ``app``) served by uvicorn until the block ends."""
+    app = app if app is not None else create_app(paths, **kwargs)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

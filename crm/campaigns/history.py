@@ -34,6 +34,7 @@ are what they were before any dispatch.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -57,6 +58,12 @@ _DEFAULT_EXPIRY_DAYS = 30  # an offer of an unknown campaign: assume it runs lon
 
 
 def empty_history() -> pd.DataFrame:
+    """No messages, with the history's columns and types (a copy: callers may add to it)."""
+    return _empty_history().copy()
+
+
+@functools.cache
+def _empty_history() -> pd.DataFrame:  # building the typed frame costs ~3 ms; a send checks many
     return _frame([], [], [], [], [], [], [], [], [])
 
 

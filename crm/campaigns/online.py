@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from crm import safe_yaml
 from crm.campaigns.eligibility import Context, evaluate, reason_text
 from crm.campaigns.history import empty_history, lookback_days, outbox_messages
-from crm.campaigns.policy import POLICY, Calendar
+from crm.campaigns.policy import CALENDAR_FILE, POLICY, Calendar, load_calendar
 from crm.campaigns.spec import CampaignSpec, Frequency, Schedule, format_validation_error, load_campaigns
 from crm.config import Paths
 from crm.contract import PRODUCTS, consent_column
@@ -136,16 +136,63 @@ def check_send(profile: dict | None, spec: CampaignSpec, history: pd.DataFrame, 
                calendar: Calendar | None = None) -> SendVerdict:
     """The batch's rule table over one player at instant ``at`` (naive UTC). ``profile``: the
     online profile (stops applied), None when unknown (refused: fail closed)."""
-    if profile is None:
-        return SendVerdict(False, UNKNOWN_PLAYER, REASONS_ONLINE[UNKNOWN_PLAYER], (UNKNOWN_PLAYER,))
-    df = pd.DataFrame([profile])
-    ctx = Context(as_of=at.date(), history=history if len(history) else empty_history(),
-                  calendar=calendar or Calendar(), policy=POLICY)
-    v = evaluate(df, spec, ctx).iloc[0]
-    if bool(v["eligible"]):
-        return SendVerdict(True, None, None, (), basis_of(profile, spec))
-    failed = tuple(x for x in str(v["failed"]).split(",") if x)
-    return SendVerdict(False, str(v["reason"]), reason_text(str(v["reason"])), failed)
+    return check_sends([profile], spec, history, at, calendar)[0]
+
+
+def check_sends(profiles: list[dict | None], spec: CampaignSpec, history: pd.DataFrame, at: dt.datetime,
+                calendar: Calendar | None = None) -> list[SendVerdict]:
+    """:func:`check_send` for several players at once, each verdict the one it would get alone:
+    the rule table is vectorised, so one call over many players costs about what one player
+    does (the service checks concurrent sends together). The players must be distinct: two
+    sends to one player are checked one after the other (the second counts the first)."""
+    known = [p for p in profiles if p is not None]
+    verdicts: list[SendVerdict] = []
+    if known:
+        df = pd.DataFrame(known)
+        ctx = Context(as_of=at.date(), history=history if len(history) else empty_history(),
+                      calendar=calendar or Calendar(), policy=POLICY)
+        v = evaluate(df, spec, ctx)
+        for profile, eligible, rule, failed in zip(known, v["eligible"].tolist(), v["reason"].tolist(),
+                                                   v["failed"].tolist(), strict=True):
+            if eligible:
+                verdicts.append(SendVerdict(True, None, None, (), basis_of(profile, spec)))
+            else:
+                verdicts.append(SendVerdict(False, str(rule), reason_text(str(rule)),
+                                            tuple(x for x in str(failed).split(",") if x)))
+    found = iter(verdicts)
+    unknown = SendVerdict(False, UNKNOWN_PLAYER, REASONS_ONLINE[UNKNOWN_PLAYER], (UNKNOWN_PLAYER,))
+    return [unknown if p is None else next(found) for p in profiles]
+
+
+class SendConfig:
+    """The frequency policies and the blackout calendar of a campaign folder, for sends: read
+    again only when either file changes (size, mtime or inode), not on every send. A broken
+    file raises (:class:`FrequencyPolicyError`, :class:`~crm.campaigns.policy.CalendarError`)
+    on every send until it is fixed: nothing is checked against a configuration we cannot read."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._value: tuple[dict[str, FrequencyPolicy], Calendar] | None = None
+
+    def _signature(self) -> tuple:
+        out = []
+        for name in (POLICIES_FILE, CALENDAR_FILE):
+            try:
+                st = (self.directory / name).stat()
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def get(self) -> tuple[dict[str, FrequencyPolicy], Calendar]:
+        key = self._signature()
+        with self._lock:
+            if key != self._key or self._value is None:
+                self._value = (load_frequency_policies(self.directory), load_calendar(self.directory))
+                self._key = key
+            return self._value
 
 
 class OutboxHistory:
@@ -163,6 +210,11 @@ class OutboxHistory:
         return (day, tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists()))
 
     def for_player(self, player_id: str, day: dt.date) -> pd.DataFrame:
+        return self.for_players([player_id], day)
+
+    def for_players(self, player_ids: list[str], day: dt.date) -> pd.DataFrame:
+        if not player_ids:
+            return empty_history()
         key = self._signature(day)
         with self._lock:
             if key != self._key:
@@ -171,4 +223,4 @@ class OutboxHistory:
                 frame = outbox_messages(self.paths, day - dt.timedelta(days=days), day, {s.id: s for s in specs})
                 self._frame, self._key = frame, key
             frame = self._frame
-        return frame[frame["player_id"] == player_id] if len(frame) else frame
+        return frame[frame["player_id"].isin(player_ids)] if len(frame) else frame

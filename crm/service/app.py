@@ -61,6 +61,7 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
             yield
         finally:
             stop.set()
+            await asyncio.to_thread(app.state.sender.close)  # the sends already waiting are answered
             if thread is not None:
                 await asyncio.to_thread(thread.join, 30)
             for task in tasks:

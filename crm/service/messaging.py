@@ -13,12 +13,16 @@ once (a stop in the online profile), a hard bounce suppresses the address.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
-import threading
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import pandas as pd
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
@@ -30,16 +34,18 @@ from crm.campaigns.online import (
     UNKNOWN_PLAYER,
     FrequencyPolicyError,
     OutboxHistory,
-    check_send,
-    load_frequency_policies,
+    SendConfig,
+    check_sends,
     send_spec,
 )
-from crm.campaigns.policy import POLICY, CalendarError, load_calendar
+from crm.campaigns.policy import POLICY, CalendarError
+from crm.campaigns.spec import CampaignSpec
 from crm.channels import TemplateError, TemplateRenderError, TemplateStore
 from crm.config import campaigns_dir
 from crm.contract import CHANNELS
 from crm.ingest.landing import validate_records
 from crm.service.auth import current_key, require_scope
+from crm.service.batcher import Batcher
 from crm.store import deliveries as dl
 from crm.store.events import store_in
 from crm.store.keys import ApiKey
@@ -47,16 +53,11 @@ from crm.store.profile import address_suppressed, effective_profile, suppress_ad
 from crm.store.schema import profiles
 
 router = APIRouter()
+log = logging.getLogger("crm.service")
 ADDRESS_BOUNCED = "address_bounced"
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"  # printable ASCII, no spaces
 PLAYER_ID = r"^[^\x00-\x1f\x7f]{1,128}$"  # no control characters (PostgreSQL text cannot even hold a NUL)
 DELIVERY_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # crm.channels.base.DELIVERY_ID
-_LOCKS = [threading.Lock() for _ in range(64)]  # sends to one player are checked one at a time
-
-
-def _player_lock(brand_id: str, player_id: str) -> threading.Lock:
-    digest = hashlib.sha256(f"{brand_id}\x00{player_id}".encode()).digest()
-    return _LOCKS[digest[0] % len(_LOCKS)]
 
 
 class SendRequest(BaseModel):
@@ -137,77 +138,134 @@ def _upper(status: str) -> str:
     return status.upper()
 
 
-def _send(request: Request, key: ApiKey, idem_key: str, body: SendRequest) -> tuple[int, dict]:
-    app = request.app
-    engine: sa.Engine = app.state.engine
-    req = body.model_dump(mode="json")
-    req_hash = dl.request_hash(req)
-    with engine.connect() as conn:
-        before = dl.stored_answer(conn, key.id, idem_key, req_hash)
-    if before is not None:
-        return _replay(before)
-    templates: TemplateStore = app.state.templates
-    campaigns = campaigns_dir()
+@dataclass(frozen=True)
+class _SendCall:
+    key: ApiKey
+    idem_key: str
+    body: SendRequest
+    req_hash: str
+
+
+@dataclass
+class _Check:
+    index: int
+    call: _SendCall
+    spec: CampaignSpec
+    profile: dict | None
+    locale: str
+
+
+def _send_batch(app, calls: Sequence[_SendCall]) -> list:
+    """The answers to sends waiting together (:class:`crm.service.batcher.Batcher`): one
+    transaction, one rule-table call per kind of send. If the batch fails as a whole (a
+    database error, a value the vectorised check cannot read), each send is tried alone, so
+    one bad request fails only itself."""
     try:
-        policies = load_frequency_policies(campaigns)
-        calendar = load_calendar(campaigns)
-    except (FrequencyPolicyError, CalendarError) as e:
-        raise HTTPException(503, f"the campaign configuration cannot be read, so no send can be checked: {e}") from None
-    policy = policies.get(body.frequency_policy_id)
-    if policy is None:
-        raise HTTPException(422, f"frequency_policy_id {body.frequency_policy_id!r}: not one of "
-                                 f"{', '.join(sorted(policies))} (campaigns/_frequency_policies.yaml)")
-    at = app.state.clock().replace(microsecond=0)
-    spec = send_spec(body.frequency_policy_id, policy, body.channel, body.template_id, key.brand_id, at)
-    with _player_lock(key.brand_id, body.player_id), engine.begin() as conn:
-        before = dl.stored_answer(conn, key.id, idem_key, req_hash)  # a twin request won the race
-        if before is not None:
-            return _replay(before)
-        # Postgres: one send per player at a time across processes (SQLite: the lock above, one process)
-        conn.execute(sa.select(profiles.c.player_id).where(
-            profiles.c.brand_id == key.brand_id, profiles.c.player_id == body.player_id).with_for_update())
-        profile, _ = effective_profile(conn, key.brand_id, body.player_id)
-        locale = body.locale or (profile or {}).get("locale") or "en"
+        return _send_together(app, calls)
+    except Exception:
+        if len(calls) == 1:
+            raise
+        log.warning("a batch of %d sends failed together; trying each alone", len(calls), exc_info=True)
+    out: list = []
+    for call in calls:
         try:
-            templates.render(body.template_id, locale, body.personalization)
-        except (TemplateError, TemplateRenderError) as e:
-            raise HTTPException(422, f"template {body.template_id!r}: {e}") from None
-        bounced = address_suppressed(conn, key.brand_id, body.player_id, body.channel) if profile else None
-        if bounced:
-            refusal = SendRefused(status="REFUSED", rule=ADDRESS_BOUNCED, failed=[ADDRESS_BOUNCED],
-                                  reason=f"The player's {body.channel} address bounced: {bounced}")
-            code, answer = 422, refusal.model_dump()
-        else:
-            lookback = at - dt.timedelta(days=lookback_days([spec], POLICY.dedup_days))
-            mine = store_messages(dl.player_messages(conn, key.brand_id, [body.player_id], lookback))
-            ours = app.state.outbox_history.for_player(body.player_id, at.date()) if profile else mine.iloc[:0]
-            history = _concat(ours, mine)
-            verdict = check_send(profile, spec, history, at, calendar)
-            if verdict.eligible:
-                delivery_id = dl.create_delivery(
-                    conn, brand_id=key.brand_id, player_id=body.player_id, channel=body.channel,
-                    template_id=body.template_id, params=body.personalization, transactional=spec.transactional,
-                    campaign_id=spec.id, dedup_key=spec.dedup_key, product=spec.product, basis=verdict.basis,
-                    source="api", locale=locale, frequency_policy_id=body.frequency_policy_id, at=at)
-                code, answer = 202, SendAccepted(delivery_id=delivery_id, status="QUEUED").model_dump()
+            out.append(_send_together(app, [call])[0])
+        except Exception as e:  # noqa: BLE001 - that request's own error
+            out.append(e)
+    return out
+
+
+def _send_together(app, calls: Sequence[_SendCall]) -> list:
+    """Per call: ``(status code, answer)``, or the HTTPException to raise for it."""
+    engine: sa.Engine = app.state.engine
+    try:
+        policies, calendar = app.state.send_config.get()
+    except (FrequencyPolicyError, CalendarError) as e:
+        return [HTTPException(503, f"the campaign configuration cannot be read, so no send can be checked: {e}")
+                ] * len(calls)
+    at = app.state.clock().replace(microsecond=0)
+    templates: TemplateStore = app.state.templates
+    results: list = [None] * len(calls)
+    with engine.begin() as conn:
+        todo: list[tuple[int, _SendCall, CampaignSpec]] = []
+        for i, call in enumerate(calls):
+            before = dl.stored_answer(conn, call.key.id, call.idem_key, call.req_hash)
+            policy = policies.get(call.body.frequency_policy_id)
+            if before is not None:
+                results[i] = _replay(before)
+            elif policy is None:
+                results[i] = HTTPException(422, f"frequency_policy_id {call.body.frequency_policy_id!r}: not one of "
+                                                f"{', '.join(sorted(policies))} (campaigns/_frequency_policies.yaml)")
             else:
-                code, answer = 422, SendRefused(status="REFUSED", rule=verdict.rule or UNKNOWN_PLAYER,
-                                                reason=verdict.reason or "", failed=list(verdict.failed)).model_dump()
-        dl.remember_answer(conn, key.id, idem_key, req_hash, code, answer)
+                todo.append((i, call, send_spec(call.body.frequency_policy_id, policy, call.body.channel,
+                                                call.body.template_id, call.key.brand_id, at)))
+        _lock_profiles(conn, sorted({(c.key.brand_id, c.body.player_id) for _, c, _ in todo}))
+        groups: dict[tuple, list[_Check]] = {}
+        for i, call, spec in todo:
+            body, brand = call.body, call.key.brand_id
+            profile, _ = effective_profile(conn, brand, body.player_id)
+            locale = body.locale or (profile or {}).get("locale") or "en"
+            try:
+                templates.render(body.template_id, locale, body.personalization)
+            except (TemplateError, TemplateRenderError) as e:
+                results[i] = HTTPException(422, f"template {body.template_id!r}: {e}")
+                continue
+            bounced = address_suppressed(conn, brand, body.player_id, body.channel) if profile else None
+            if bounced:
+                refusal = SendRefused(status="REFUSED", rule=ADDRESS_BOUNCED, failed=[ADDRESS_BOUNCED],
+                                      reason=f"The player's {body.channel} address bounced: {bounced}")
+                results[i] = _answer(conn, call, 422, refusal.model_dump())
+                continue
+            kind = (brand, body.frequency_policy_id, body.channel, body.template_id)
+            groups.setdefault(kind, []).append(_Check(i, call, spec, profile, locale))
+        for (brand, *_), checks in groups.items():
+            spec = checks[0].spec
+            lookback = at - dt.timedelta(days=lookback_days([spec], POLICY.dedup_days))
+            mine = store_messages(dl.player_messages(conn, brand, [c.call.body.player_id for c in checks], lookback))
+            ours = app.state.outbox_history.for_players([c.call.body.player_id for c in checks if c.profile],
+                                                        at.date())
+            verdicts = check_sends([c.profile for c in checks], spec, _concat(ours, mine), at, calendar)
+            for c, verdict in zip(checks, verdicts, strict=True):
+                body = c.call.body
+                if verdict.eligible:
+                    delivery_id = dl.create_delivery(
+                        conn, brand_id=brand, player_id=body.player_id, channel=body.channel,
+                        template_id=body.template_id, params=body.personalization, transactional=spec.transactional,
+                        campaign_id=spec.id, dedup_key=spec.dedup_key, product=spec.product, basis=verdict.basis,
+                        source="api", locale=c.locale, frequency_policy_id=body.frequency_policy_id, at=at)
+                    answer = SendAccepted(delivery_id=delivery_id, status="QUEUED").model_dump()
+                    results[c.index] = _answer(conn, c.call, 202, answer)
+                else:
+                    answer = SendRefused(status="REFUSED", rule=verdict.rule or UNKNOWN_PLAYER,
+                                         reason=verdict.reason or "", failed=list(verdict.failed)).model_dump()
+                    results[c.index] = _answer(conn, c.call, 422, answer)
+    return results
+
+
+def _lock_profiles(conn: sa.Connection, players: list[tuple[str, str]]) -> None:
+    """PostgreSQL: the players' profile rows locked until the transaction ends, in one order (no
+    deadlock), so two service processes never check sends to one player at once. SQLite has one
+    writer at a time, and one process checks sends in one thread (the batcher)."""
+    if players and conn.dialect.name != "sqlite":
+        conn.execute(sa.select(profiles.c.player_id).where(
+            sa.tuple_(profiles.c.brand_id, profiles.c.player_id).in_(players))
+            .order_by(profiles.c.brand_id, profiles.c.player_id).with_for_update())
+
+
+def _answer(conn: sa.Connection, call: _SendCall, code: int, answer: dict) -> tuple[int, dict]:
+    dl.remember_answer(conn, call.key.id, call.idem_key, call.req_hash, code, answer)
     return code, answer
 
 
 def _concat(a, b):
-    import pandas as pd
-
     parts = [p for p in (a, b) if len(p)]
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else a)
 
 
-def _replay(before: dl.StoredAnswer) -> tuple[int, dict]:
+def _replay(before: dl.StoredAnswer) -> tuple[int, dict] | HTTPException:
     if not before.same_request:
-        raise HTTPException(409, "this X-Idempotency-Key was used with a different request body; use a new key "
-                                 "for a new message")
+        return HTTPException(409, "this X-Idempotency-Key was used with a different request body; use a new key "
+                                  "for a new message")
     return before.status_code, before.body
 
 
@@ -224,7 +282,10 @@ async def post_send(request: Request, body: SendRequest,
                                                            description="required: the same key and body "
                                                                        "give the same answer")],
                     key: ApiKey = Depends(require_scope("messaging:send"))):
-    code, answer = await run_in_threadpool(_send, request, key, idempotency_key, body)
+    call = _SendCall(key, idempotency_key, body, dl.request_hash(body.model_dump(mode="json")))
+    future = request.app.state.sender.submit(call, conflicts=(("player", key.brand_id, body.player_id),
+                                                              ("idempotency", key.id, idempotency_key)))
+    code, answer = await asyncio.wrap_future(future)
     return JSONResponse(answer, status_code=code)
 
 
@@ -311,4 +372,7 @@ def setup(app, paths, clock=None) -> None:
     app.state.clock = clock or dl.now
     app.state.templates = TemplateStore()
     app.state.outbox_history = OutboxHistory(paths, campaigns_dir())
+    app.state.send_config = SendConfig(campaigns_dir())
+    # sends are checked in one thread, those waiting together in one call (crm.service.batcher)
+    app.state.sender = Batcher(lambda calls: _send_batch(app, calls), name="send-checker")
 
