@@ -209,9 +209,6 @@ class OutboxHistory:
         files = sorted(self.paths.outbox.glob("*/*/*.jsonl"))
         return (day, tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists()))
 
-    def for_player(self, player_id: str, day: dt.date) -> pd.DataFrame:
-        return self.for_players([player_id], day)
-
     def for_players(self, player_ids: list[str], day: dt.date) -> pd.DataFrame:
         if not player_ids:
             return empty_history()
