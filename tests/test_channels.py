@@ -116,6 +116,7 @@ def test_smtp_delivers_a_proper_mime_message(smtp_server):
     assert result.provider_id == "<dlv-42@luckystar.example>"
     [env] = handler.envelopes
     assert env.mail_from == "news@luckystar.example" and env.rcpt_tos == ["player@example.test"]
+    assert b"\n" not in env.original_content.replace(b"\r\n", b"")  # SMTP's CRLF line ends only
     mime = email.message_from_bytes(env.original_content, policy=email.policy.default)
     assert mime["From"] == FROM and mime["To"] == "player@example.test"
     assert mime["Subject"] == "10% cashback für dich"  # encoded on the wire, decoded here

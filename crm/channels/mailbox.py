@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from email import message_from_bytes
+from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from pathlib import Path
 
@@ -44,8 +45,8 @@ class _Handler:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook)
         data = envelope.original_content or envelope.content
-        msg = message_from_bytes(data, policy=default_policy)
-        message_id = str(msg.get("Message-ID") or hashlib.sha256(data).hexdigest())
+        headers = BytesHeaderParser().parsebytes(data)  # the headers alone: the body is stored, not read
+        message_id = str(headers.get("Message-ID") or hashlib.sha256(data).hexdigest())
         name = hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:32] + ".eml"
         with self._lock:
             target = self.directory / name

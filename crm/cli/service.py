@@ -24,37 +24,60 @@ def _engine():
 @click.option("--port", default=8000, show_default=True, type=int, help="port to listen on")
 @click.option("--hand-off-every", default=10.0, show_default=True, type=float,
               help="seconds between hand-offs of accepted events to landing/incoming (0: never)")
-@click.option("--deliver/--no-deliver", default=True, show_default=True,
-              help="run a delivery worker in the service (else run `crm deliveries work` beside it)")
+@click.option("--delivery-workers", default=1, show_default=True, type=click.IntRange(0, 32),
+              help="delivery worker processes started beside the API (`crm deliveries work`); 0: none "
+                   "(run them yourself, on this machine or others)")
 @click.option("--local-mailbox", "mailbox_port", type=int, default=None, metavar="PORT",
               help="also run a local SMTP server on PORT that stores what it receives in $CRM_HOME/mailbox/, "
                    "and send email there (make serve)")
-def serve_cmd(host: str, port: int, hand_off_every: float, deliver: bool, mailbox_port: int | None) -> None:
+def serve_cmd(host: str, port: int, hand_off_every: float, delivery_workers: int, mailbox_port: int | None) -> None:
     """Run the integration API: POST /v1/events, /v1/messaging/send, /v1/messaging/feedback,
     GET /v1/deliveries/{id}, /v1/metrics (docs at /docs, schema at /openapi.json).
 
     Migrates the store first. Accepted events are handed to landing/incoming/api_*.jsonl every
     --hand-off-every seconds; `crm ingest`, the land_incoming sensor or `crm run` land them. Sends are
     checked against the online profile (`crm profiles sync`, or the daily refresh's online_profiles).
+
+    With delivery workers, the API and each worker run as processes of their own (each its own
+    Python interpreter and CPU; they share only the store), supervised together: Ctrl-C or SIGTERM
+    stops them all (a worker finishes the delivery it is sending), and so does the end of any one
+    of them.
     """
     import contextlib
     import os
-
-    import uvicorn
+    import sys
 
     from crm.channels.mailbox import LocalMailbox
-    from crm.service import create_app
 
     paths, engine = _engine()
+    engine.dispose()
     with contextlib.ExitStack() as stack:
         if mailbox_port is not None:
             box = stack.enter_context(LocalMailbox(paths.home / "mailbox", port=mailbox_port, unknown_share=0.01))
             os.environ["CRM_SMTP_URL"] = box.url
             os.environ.setdefault("CRM_SMTP_FROM", "casino-crm demo <crm@casino-crm.example>")
             click.echo(f"local mailbox on {box.url}: messages land in {box.directory}", err=True)
-        app = create_app(paths, engine=engine, hand_off_every=hand_off_every or None, watch_slos=True,
-                         deliver=deliver)
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        if not delivery_workers:
+            _serve_api(paths, host, port, hand_off_every)
+            return
+        from crm.cli.ui import Child, supervise
+
+        crm = [sys.executable, "-m", "crm.cli"]
+        api = Child("api", [*crm, "serve", "--host", host, "--port", str(port), "--hand-off-every",
+                            str(hand_off_every), "--delivery-workers", "0"], url=f"http://{host}:{port}/docs")
+        workers = [Child(f"delivery-worker-{i + 1}", [*crm, "deliveries", "work", "--idle-sleep", "0.05"])
+                   for i in range(delivery_workers)]
+        code = supervise([api, *workers], echo=lambda m: click.echo(m, err=True))
+    sys.exit(code)
+
+
+def _serve_api(paths, host: str, port: int, hand_off_every: float) -> None:
+    import uvicorn
+
+    from crm.service import create_app
+
+    app = create_app(paths, hand_off_every=hand_off_every or None, watch_slos=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @click.group("api-keys")

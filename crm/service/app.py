@@ -34,13 +34,14 @@ async def _hand_off_loop(app: FastAPI, every: float) -> None:
 
 def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: float | None = None,
                clock: Callable[[], dt.datetime] | None = None, watch_slos: bool = False,
-               deliver: bool = False) -> FastAPI:
+               deliver: bool | int = False) -> FastAPI:
     """The API on the store of ``paths`` (or ``engine``), migrated to head. ``hand_off_every``:
     seconds between hand-offs of accepted events to landing while the app runs (None: never;
     ``crm api-events hand-off`` does it on demand). ``clock``: naive UTC now, for the send checks
     (default: the wall clock; tests pin it). ``watch_slos``: check the delivery SLOs every
-    ``CRM_SLO_EVERY`` seconds and notify breaches (``crm serve`` does). ``deliver``: run a delivery
-    worker (:class:`crm.service.worker.DeliveryWorker`) in a thread while the app runs."""
+    ``CRM_SLO_EVERY`` seconds and notify breaches (``crm serve`` does). ``deliver``: run delivery
+    workers (:class:`crm.service.worker.DeliveryWorker`) in threads while the app runs (True: one;
+    a number: that many)."""
     engine = engine or make_engine(paths)
     revision = upgrade_to_head(engine)
 
@@ -49,20 +50,22 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
         tasks = [asyncio.create_task(_hand_off_loop(app, hand_off_every))] if hand_off_every else []
         if watch_slos:
             tasks.append(asyncio.create_task(metrics.slo_loop(app)))
-        stop, thread = threading.Event(), None
+        stop, threads = threading.Event(), []
         if deliver:
             from crm.service.worker import DeliveryWorker
 
-            worker = DeliveryWorker(paths, engine)
-            thread = threading.Thread(target=worker.run_forever, args=(stop,), kwargs={"idle_sleep": 0.05},
-                                      name="delivery-worker", daemon=True)
-            thread.start()
+            for i in range(int(deliver)):  # each its own adapters (SMTP connection); claims never overlap
+                worker = DeliveryWorker(paths, engine)
+                threads.append(threading.Thread(target=worker.run_forever, args=(stop,),
+                                                kwargs={"idle_sleep": 0.05}, name=f"delivery-worker-{i}",
+                                                daemon=True))
+                threads[-1].start()
         try:
             yield
         finally:
             stop.set()
             await asyncio.to_thread(app.state.sender.close)  # the sends already waiting are answered
-            if thread is not None:
+            for thread in threads:
                 await asyncio.to_thread(thread.join, 30)
             for task in tasks:
                 task.cancel()

@@ -57,7 +57,7 @@ from crm.channels import (
 from crm.config import Paths
 from crm.store import deliveries as dl
 from crm.store import queue
-from crm.store.profile import address_suppressed
+from crm.store.profile import suppression_reason
 from crm.store.schema import contacts
 
 log = logging.getLogger("crm.deliveries")
@@ -162,8 +162,10 @@ class DeliveryWorker:
         rows = queue.claim_due(self.engine, limit, self.worker_id, lease=self.lease, now=self.clock(),
                                max_attempts=self.retry.max_attempts)
         counts: Counter[str] = Counter(claimed=len(rows))
-        for row in rows:
-            counts[self._handle(row)] += 1
+        if rows:
+            with self.engine.connect() as conn:  # one pool checkout for the batch, a transaction per step
+                for row in rows:
+                    counts[self._handle(conn, row)] += 1
         return dict(counts)
 
     def run_forever(self, stop_event: threading.Event, idle_sleep: float = 1.0, limit: int = 50,
@@ -187,14 +189,14 @@ class DeliveryWorker:
             self.close()
 
     # ------------------------------------------------------------------ one delivery
-    def _handle(self, row: dict) -> str:
+    def _handle(self, conn: sa.Connection, row: dict) -> str:
         did, attempt, channel = row["delivery_id"], row["attempts"], row["channel"]
-        refusal, message, rendered = self._prepare(row)
+        refusal, message, rendered = self._prepare(conn, row)
         if refusal is None:
             wait = self._rate_wait(channel, row["lease_until"])
             if wait is not None:
                 reason = f"rate limit of {channel}" if wait else "the lease is too close to its end to start a send"
-                queue.release(self.engine, did, attempt, self.clock() + dt.timedelta(seconds=wait), reason,
+                queue.release(conn, did, attempt, self.clock() + dt.timedelta(seconds=wait), reason,
                               now=self.clock())
                 log.info("delivery %s (%s) attempt %d released untried", did, channel, attempt)
                 return "released"
@@ -202,7 +204,7 @@ class DeliveryWorker:
         else:
             result = DeliveryResult(did, REFUSED, refusal)
         decision = self.retry.decide(result, attempt, now=self.clock())
-        status = queue.record_result(self.engine, did, result, decision, now=self.clock())
+        status = queue.record_result(conn, did, result, decision, now=self.clock())
         if status is None:
             log.warning("delivery %s (%s) attempt %d: %s, but the row is no longer this attempt's (lease "
                         "expired): not recorded", did, channel, attempt, result.status)
@@ -210,25 +212,28 @@ class DeliveryWorker:
         log.info("delivery %s (%s) attempt %d: %s -> %s", did, channel, attempt, result.status, status)
         return "retry" if status == dl.QUEUED else status
 
-    def _prepare(self, row: dict) -> tuple[str | None, Message | None, object]:
-        """(a refusal, None, None) or (None, the message with its address, its rendered content)."""
-        with self.engine.connect() as conn:
-            suppressed = address_suppressed(conn, row["brand_id"], row["player_id"], row["channel"])
+    def _prepare(self, conn: sa.Connection, row: dict) -> tuple[str | None, Message | None, object]:
+        """(a refusal, None, None) or (None, the message with its address, its rendered content).
+        The suppression, the stops and the address are read in one statement, right before this
+        delivery's send (not once per batch: a stop that lands mid-batch holds the rest of it)."""
+        brand, player, channel = row["brand_id"], row["player_id"], row["channel"]
+        checks = [suppression_reason(brand, player, channel), queue.holding_stop_id(row)]
+        if channel in ADDRESSED_CHANNELS:
+            checks.append(sa.select(contacts.c.address).where(
+                contacts.c.brand_id == brand, contacts.c.player_id == player, contacts.c.channel == channel)
+                .limit(1).scalar_subquery())
+        with conn.begin():
+            suppressed, stop_id, *contact = conn.execute(sa.select(*checks)).one()
             if suppressed is not None:
                 return f"address suppressed ({suppressed})", None, None
-            stop = queue.holding_stop(conn, row)
+            stop = queue.holding_stop(conn, row) if stop_id is not None else None
             if stop is not None:
                 return (f"withdrawn before the send: {stop['event_type']} ({stop['kind']}"
                         f"{', ' + stop['channel'] if stop.get('channel') else ''}) at "
                         f"{stop['occurred_at'].isoformat(timespec='seconds')}"), None, None
-            if row["channel"] in ADDRESSED_CHANNELS:
-                address = conn.execute(sa.select(contacts.c.address).where(
-                    contacts.c.brand_id == row["brand_id"], contacts.c.player_id == row["player_id"],
-                    contacts.c.channel == row["channel"])).scalar()
-                if not address:
-                    return f"no address for {row['channel']}", None, None
-            else:
-                address = row["player_id"]
+        address = contact[0] if contact else player  # push / in_app: the gateway knows the devices
+        if not address:
+            return f"no address for {channel}", None, None
         try:
             template = self.templates.get(row["template_id"])
             locale = row["locale"] or template.default_locale

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -43,6 +45,19 @@ def make_engine(paths: Paths, url: str | None = None) -> sa.Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+@contextlib.contextmanager
+def transaction(bind: sa.Engine | sa.Connection) -> Iterator[sa.Connection]:
+    """One transaction on ``bind``: an engine's new connection, or a connection the caller keeps
+    for many short transactions (one pool checkout for a worker's whole batch; it must have no
+    transaction open). Committed at the end of the block, rolled back on an exception."""
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as conn:
+            yield conn
+    else:
+        with bind.begin():
+            yield bind
 
 
 def _config(connection: sa.Connection) -> Config:

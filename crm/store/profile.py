@@ -113,28 +113,34 @@ def upsert_contact(conn: sa.Connection, brand_id: str, player_id: str, channel: 
     else:
         conn.execute(contacts.update().where(key).values(address=address, updated_at=at))
     if old is None or old.address != address:
-        conn.execute(address_suppressions.delete().where(
-            (address_suppressions.c.brand_id == brand_id) & (address_suppressions.c.player_id == player_id)
-            & (address_suppressions.c.channel == channel)))
+        conn.execute(address_suppressions.delete().where(_suppression_of(brand_id, player_id, channel)))
     return True
 
 
 def suppress_address(conn: sa.Connection, brand_id: str, player_id: str, channel: str, reason: str,
                      delivery_id: str | None = None) -> None:
     """A hard bounce: no message to the player's current address on ``channel`` until it changes."""
-    key = ((address_suppressions.c.brand_id == brand_id) & (address_suppressions.c.player_id == player_id)
-           & (address_suppressions.c.channel == channel))
+    key = _suppression_of(brand_id, player_id, channel)
     if conn.execute(sa.select(address_suppressions.c.channel).where(key)).first() is None:
         conn.execute(address_suppressions.insert().values(brand_id=brand_id, player_id=player_id, channel=channel,
                                                           reason=reason[:1000], delivery_id=delivery_id, at=_now()))
 
 
+def _suppression_of(brand_id: str, player_id: str, channel: str) -> sa.ColumnElement[bool]:
+    s = address_suppressions.c
+    return (s.brand_id == brand_id) & (s.player_id == player_id) & (s.channel == channel)
+
+
+def suppression_reason(brand_id: str, player_id: str, channel: str) -> sa.ScalarSelect:
+    """The reason the player's address on ``channel`` is suppressed (NULL when it is not), as a
+    scalar subquery: one column of a statement that checks several things in one round trip."""
+    return (sa.select(address_suppressions.c.reason).where(_suppression_of(brand_id, player_id, channel))
+            .limit(1).scalar_subquery())
+
+
 def address_suppressed(conn: sa.Connection, brand_id: str, player_id: str, channel: str) -> str | None:
     """The reason the player's address on ``channel`` is suppressed, or None."""
-    row = conn.execute(sa.select(address_suppressions.c.reason).where(
-        (address_suppressions.c.brand_id == brand_id) & (address_suppressions.c.player_id == player_id)
-        & (address_suppressions.c.channel == channel))).first()
-    return row.reason if row else None
+    return conn.execute(sa.select(suppression_reason(brand_id, player_id, channel))).scalar()
 
 
 # --------------------------------------------------------------------------- reading

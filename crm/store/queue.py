@@ -43,6 +43,7 @@ from typing import Protocol
 import sqlalchemy as sa
 
 from crm.contract import ALL_CHANNELS
+from crm.store.db import transaction
 from crm.store.deliveries import BOUNCED, DEAD_LETTER, QUEUED, REFUSED, SENDING, SENT, STATUSES
 from crm.store.deliveries import now as store_now
 from crm.store.profile import COOLING_OFF, SELF_EXCLUSION, WITHDRAWAL, suppress_address
@@ -149,7 +150,7 @@ def _last_event_sending(conn: sa.Connection, ids: list[str]) -> set[str]:
     return set(conn.execute(sa.select(e.delivery_id).where(e.id.in_(last), e.status == SENDING)).scalars())
 
 
-def record_result(engine: sa.Engine, delivery_id: str, result: ResultLike, decision: DecisionLike,
+def record_result(bind: sa.Engine | sa.Connection, delivery_id: str, result: ResultLike, decision: DecisionLike,
                   now: dt.datetime | None = None) -> str | None:
     """Record what attempt ``decision.attempt`` of ``delivery_id`` came to; returns the new status,
     or None when the row is no longer leased by that attempt (its lease expired and another worker
@@ -181,7 +182,7 @@ def record_result(engine: sa.Engine, delivery_id: str, result: ResultLike, decis
         detail = f"attempt {decision.attempt}: {result.detail}"
     if status == SENT and result.provider_id:
         values["provider_id"] = str(result.provider_id)[:REASON_CHARS]
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         guarded = conn.execute(deliveries.update().where(
             c.delivery_id == delivery_id, c.status == SENDING, c.attempts == decision.attempt)
             .values(status=status, **values).returning(c.brand_id, c.player_id, c.channel)).first()
@@ -222,14 +223,14 @@ def _late_record(conn: sa.Connection, delivery_id: str, result: ResultLike, deci
     return row.status
 
 
-def release(engine: sa.Engine, delivery_id: str, attempt: int, not_before: dt.datetime, reason: str,
+def release(bind: sa.Engine | sa.Connection, delivery_id: str, attempt: int, not_before: dt.datetime, reason: str,
             now: dt.datetime | None = None) -> bool:
     """Hand claimed attempt ``attempt`` back untried: ``queued`` at ``not_before``, the attempt not
     counted (a rate limit, a lease too close to its end to start a send). Guarded like
     :func:`record_result`; returns False when the row was no longer this attempt's."""
     now = naive_utc(now) if now is not None else store_now()
     c = deliveries.c
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         n = conn.execute(deliveries.update().where(
             c.delivery_id == delivery_id, c.status == SENDING, c.attempts == attempt)
             .values(status=QUEUED, attempts=c.attempts - 1, lease_until=None,
@@ -251,16 +252,25 @@ def holding_stop(conn: sa.Connection, delivery: dict) -> dict | None:
     channel (or every channel: ``*``), for its product or all products. Fail closed: a
     withdrawal holds transactional messages too (a player who just said stop gets nothing until
     the warehouse has seen it, even if a transactional message could be argued for)."""
+    row = conn.execute(_holding_stops(delivery).limit(1)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def holding_stop_id(delivery: dict) -> sa.ScalarSelect:
+    """The id of the first stop :func:`holding_stop` would return (NULL when none), as a scalar
+    subquery: one column of a statement that checks several things in one round trip."""
+    return _holding_stops(delivery).with_only_columns(profile_stops.c.id).limit(1).scalar_subquery()
+
+
+def _holding_stops(delivery: dict) -> sa.Select:
     s = profile_stops.c
     created = delivery["created_at"]
     channel_match = sa.and_(s.kind == WITHDRAWAL, s.channel.in_((delivery["channel"], ALL_CHANNELS)),
                             sa.or_(s.product.is_(None), s.product == delivery.get("product")))
-    row = conn.execute(sa.select(profile_stops).where(
+    return sa.select(profile_stops).where(
         s.brand_id == delivery["brand_id"], s.player_id == delivery["player_id"], s.retired_at.is_(None),
         sa.or_(s.occurred_at >= created, s.received_at >= created),
-        sa.or_(s.kind.in_((SELF_EXCLUSION, COOLING_OFF)), channel_match))
-        .order_by(s.occurred_at, s.id).limit(1)).first()
-    return dict(row._mapping) if row is not None else None
+        sa.or_(s.kind.in_((SELF_EXCLUSION, COOLING_OFF)), channel_match)).order_by(s.occurred_at, s.id)
 
 
 def queue_depth(engine: sa.Engine, now: dt.datetime | None = None) -> dict:

@@ -1,0 +1,85 @@
+"""``crm serve`` as a user runs it: the API and a delivery worker process, supervised together, with
+the local mailbox. A send goes in over HTTP and arrives over SMTP; SIGTERM stops every process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import sqlalchemy as sa
+
+from crm.config import Paths
+from crm.store.db import make_engine, upgrade_to_head
+from crm.store.keys import create_key
+from crm.store.schema import contacts
+from tests._service import call, free_port
+from tests.test_service_messaging import clean_profile, put_profiles, send
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_crm_serve_delivers_through_its_worker_process_and_stops_them_all(tmp_path):
+    paths = Paths(tmp_path).ensure()
+    engine = make_engine(paths, f"sqlite:///{paths.service_db}")
+    upgrade_to_head(engine)
+    _, key = create_key(engine, "serve-test", "A", ["messaging:send"])
+    put_profiles(engine, [clean_profile("p1")])
+    with engine.begin() as conn:
+        conn.execute(contacts.insert().values(brand_id="A", player_id="p1", channel="email",
+                                              address="p1@players.example", updated_at=dt.datetime(2025, 9, 1)))
+    engine.dispose()
+    port, smtp_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_SMTP", "CRM_DATABASE_URL"))}
+    env["CRM_HOME"] = str(tmp_path)
+    serve = subprocess.Popen([sys.executable, "-m", "crm.cli", "serve", "--port", str(port), "--local-mailbox",
+                              str(smtp_port), "--delivery-workers", "1", "--hand-off-every", "0"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: serve.poll() is not None or _healthy(url), 60, "the API")
+        assert serve.poll() is None, serve.stderr.read()
+        status, body = send(url, key, "serve-1", "p1")
+        assert status == 202, body
+        [eml] = _wait(lambda: sorted((tmp_path / "mailbox").glob("*.eml")), 30, "the message in the mailbox")
+        msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+        assert msg["X-CRM-Delivery-Id"] == body["delivery_id"] and msg["To"] == "p1@players.example"
+        status, d = call(f"{url}/v1/deliveries/{body['delivery_id']}", key=key)
+        assert status == 200 and d["status"] == "SENT", d
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(60)
+    log = serve.stderr.read()
+    started = {name: int(pid) for name, pid in re.findall(r"started (\S+) \(pid (\d+)\)", log)}
+    assert set(started) == {"api", "delivery-worker-1"}, log
+    assert serve.returncode == 0, log
+    assert not [name for name, pid in started.items() if _alive(pid)], "a child outlived crm serve"
+    with make_engine(paths, f"sqlite:///{paths.service_db}").connect() as conn:
+        assert conn.execute(sa.text("select count(*) from deliveries where status = 'sent'")).scalar() == 1
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return call(f"{url}/healthz")[0] == 200
+    except OSError:  # not listening yet
+        return False
