@@ -108,25 +108,27 @@ def enqueue_outbox(paths: Paths, spec: CampaignSpec, messages: list[dict], brand
             return 0
         template = message_template(spec)
         consents = _consents(paths, spec.channel, sorted({str(m["player_id"]) for m in todo.values()}))
+        new: list[dl.NewDelivery] = []
+        for delivery_id, m in todo.items():
+            pid = str(m["player_id"])
+            brand = str(brands.get(pid) or "")
+            basis = {"channel": m["channel"], "product": spec.product, **consents.get(pid, {}),
+                     "campaign": spec.id, "campaign_version": spec_hash, "list_sha256": list_sha256,
+                     "as_of_date": m["as_of_date"], "rules": "passed the list's rule table, its gate and the "
+                                                             "send-time stop check"}
+            if spec.transactional:
+                basis["transactional"] = "a transactional campaign: caps, cooldown and quiet hours do not apply"
+            sent_at = dt.datetime.fromisoformat(str(m["sent_at"]).replace("Z", "+00:00")).replace(tzinfo=None)
+            new.append(dl.new_delivery(
+                brand_id=brand, player_id=pid, channel=m["channel"], template_id=template,
+                params=message_params(spec, brand), transactional=spec.transactional, campaign_id=spec.id,
+                dedup_key=spec.dedup_key, product=spec.product, basis=basis, source="batch",
+                locale=m.get("locale"), is_bonus=spec.offer.is_bonus,
+                cost_cents=int(m.get("offer_cost_eur_cents") or 0),
+                offer_ends_at=sent_at + dt.timedelta(days=spec.offer.expiry_days) if spec.offer.is_bonus else None,
+                delivery_id=delivery_id, at=sent_at))
         with engine.begin() as conn:
-            for delivery_id, m in todo.items():
-                pid = str(m["player_id"])
-                brand = str(brands.get(pid) or "")
-                basis = {"channel": m["channel"], "product": spec.product, **consents.get(pid, {}),
-                         "campaign": spec.id, "campaign_version": spec_hash, "list_sha256": list_sha256,
-                         "as_of_date": m["as_of_date"], "rules": "passed the list's rule table, its gate and the "
-                                                                 "send-time stop check"}
-                if spec.transactional:
-                    basis["transactional"] = "a transactional campaign: caps, cooldown and quiet hours do not apply"
-                sent_at = dt.datetime.fromisoformat(str(m["sent_at"]).replace("Z", "+00:00")).replace(tzinfo=None)
-                dl.create_delivery(
-                    conn, brand_id=brand, player_id=pid, channel=m["channel"], template_id=template,
-                    params=message_params(spec, brand), transactional=spec.transactional, campaign_id=spec.id,
-                    dedup_key=spec.dedup_key, product=spec.product, basis=basis, source="batch",
-                    locale=m.get("locale"), is_bonus=spec.offer.is_bonus,
-                    cost_cents=int(m.get("offer_cost_eur_cents") or 0),
-                    offer_ends_at=sent_at + dt.timedelta(days=spec.offer.expiry_days) if spec.offer.is_bonus else None,
-                    delivery_id=delivery_id, at=sent_at)
+            dl.insert_deliveries(conn, new)
         return len(todo)
     finally:
         if own:

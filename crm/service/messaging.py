@@ -49,8 +49,7 @@ from crm.service.batcher import Batcher
 from crm.store import deliveries as dl
 from crm.store.events import store_in
 from crm.store.keys import ApiKey
-from crm.store.profile import address_suppressed, effective_profile, suppress_address
-from crm.store.schema import profiles
+from crm.store.profile import addresses_suppressed, effective_profiles, suppress_address
 
 router = APIRouter()
 log = logging.getLogger("crm.service")
@@ -187,9 +186,12 @@ def _send_together(app, calls: Sequence[_SendCall]) -> list:
     templates: TemplateStore = app.state.templates
     results: list = [None] * len(calls)
     with engine.begin() as conn:
+        # what the batch needs is read in a few statements for all its sends (no two of them share a
+        # player or an idempotency key: the batcher's conflicts), not a few per send
+        answered = dl.stored_answers(conn, [(c.key.id, c.idem_key, c.req_hash) for c in calls])
         todo: list[tuple[int, _SendCall, CampaignSpec]] = []
         for i, call in enumerate(calls):
-            before = dl.stored_answer(conn, call.key.id, call.idem_key, call.req_hash)
+            before = answered.get((call.key.id, call.idem_key))
             policy = policies.get(call.body.frequency_policy_id)
             if before is not None:
                 results[i] = _replay(before)
@@ -199,22 +201,28 @@ def _send_together(app, calls: Sequence[_SendCall]) -> list:
             else:
                 todo.append((i, call, send_spec(call.body.frequency_policy_id, policy, call.body.channel,
                                                 call.body.template_id, call.key.brand_id, at)))
-        _lock_profiles(conn, sorted({(c.key.brand_id, c.body.player_id) for _, c, _ in todo}))
+        # PostgreSQL: the players' profile rows locked (in one order) until the transaction ends, so
+        # two service processes never check sends to one player at once
+        found = effective_profiles(conn, [(c.key.brand_id, c.body.player_id) for _, c, _ in todo], for_update=True)
+        bounces = addresses_suppressed(conn, [(c.key.brand_id, c.body.player_id, c.body.channel) for _, c, _ in todo
+                                              if found[(c.key.brand_id, c.body.player_id)][0] is not None])
         groups: dict[tuple, list[_Check]] = {}
+        new: list[dl.NewDelivery] = []  # written together at the end, with the answers to remember
+        answers: list[tuple[int, str, str, int, dict]] = []
         for i, call, spec in todo:
             body, brand = call.body, call.key.brand_id
-            profile, _ = effective_profile(conn, brand, body.player_id)
+            profile, _ = found[(brand, body.player_id)]
             locale = body.locale or (profile or {}).get("locale") or "en"
             try:
                 templates.render(body.template_id, locale, body.personalization)
             except (TemplateError, TemplateRenderError) as e:
                 results[i] = HTTPException(422, f"template {body.template_id!r}: {e}")
                 continue
-            bounced = address_suppressed(conn, brand, body.player_id, body.channel) if profile else None
+            bounced = bounces.get((brand, body.player_id, body.channel))
             if bounced:
                 refusal = SendRefused(status="REFUSED", rule=ADDRESS_BOUNCED, failed=[ADDRESS_BOUNCED],
                                       reason=f"The player's {body.channel} address bounced: {bounced}")
-                results[i] = _answer(conn, call, 422, refusal.model_dump())
+                results[i] = _answer(answers, call, 422, refusal.model_dump())
                 continue
             kind = (brand, body.frequency_policy_id, body.channel, body.template_id)
             groups.setdefault(kind, []).append(_Check(i, call, spec, profile, locale))
@@ -228,32 +236,25 @@ def _send_together(app, calls: Sequence[_SendCall]) -> list:
             for c, verdict in zip(checks, verdicts, strict=True):
                 body = c.call.body
                 if verdict.eligible:
-                    delivery_id = dl.create_delivery(
-                        conn, brand_id=brand, player_id=body.player_id, channel=body.channel,
+                    new.append(dl.new_delivery(
+                        brand_id=brand, player_id=body.player_id, channel=body.channel,
                         template_id=body.template_id, params=body.personalization, transactional=spec.transactional,
                         campaign_id=spec.id, dedup_key=spec.dedup_key, product=spec.product, basis=verdict.basis,
-                        source="api", locale=c.locale, frequency_policy_id=body.frequency_policy_id, at=at)
-                    answer = SendAccepted(delivery_id=delivery_id, status="QUEUED").model_dump()
-                    results[c.index] = _answer(conn, c.call, 202, answer)
+                        source="api", locale=c.locale, frequency_policy_id=body.frequency_policy_id, at=at))
+                    answer = SendAccepted(delivery_id=new[-1].delivery_id, status="QUEUED").model_dump()
+                    results[c.index] = _answer(answers, c.call, 202, answer)
                 else:
                     answer = SendRefused(status="REFUSED", rule=verdict.rule or UNKNOWN_PLAYER,
                                          reason=verdict.reason or "", failed=list(verdict.failed)).model_dump()
-                    results[c.index] = _answer(conn, c.call, 422, answer)
+                    results[c.index] = _answer(answers, c.call, 422, answer)
+        dl.insert_deliveries(conn, new)
+        dl.remember_answers(conn, answers)
     return results
 
 
-def _lock_profiles(conn: sa.Connection, players: list[tuple[str, str]]) -> None:
-    """PostgreSQL: the players' profile rows locked until the transaction ends, in one order (no
-    deadlock), so two service processes never check sends to one player at once. SQLite has one
-    writer at a time, and one process checks sends in one thread (the batcher)."""
-    if players and conn.dialect.name != "sqlite":
-        conn.execute(sa.select(profiles.c.player_id).where(
-            sa.tuple_(profiles.c.brand_id, profiles.c.player_id).in_(players))
-            .order_by(profiles.c.brand_id, profiles.c.player_id).with_for_update())
-
-
-def _answer(conn: sa.Connection, call: _SendCall, code: int, answer: dict) -> tuple[int, dict]:
-    dl.remember_answer(conn, call.key.id, call.idem_key, call.req_hash, code, answer)
+def _answer(answers: list, call: _SendCall, code: int, answer: dict) -> tuple[int, dict]:
+    """The answer to ``call``, added to ``answers`` (kept with the deliveries, in the same transaction)."""
+    answers.append((call.key.id, call.idem_key, call.req_hash, code, answer))
     return code, answer
 
 

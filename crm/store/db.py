@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -58,6 +58,13 @@ def transaction(bind: sa.Engine | sa.Connection) -> Iterator[sa.Connection]:
     else:
         with bind.begin():
             yield bind
+
+
+def key_chunks(keys: Iterable[Hashable], size: int = 500) -> list[list]:
+    """The distinct ``keys`` (in first-seen order) in chunks of ``size``: for ``IN`` lists of bound
+    values, so one statement's parameters stay well under SQLite's limit however many keys."""
+    distinct = list(dict.fromkeys(keys))
+    return [distinct[i:i + size] for i in range(0, len(distinct), size)]
 
 
 def _config(connection: sa.Connection) -> Config:

@@ -24,10 +24,12 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from crm.store.db import key_chunks
 from crm.store.schema import REASON_CHARS, deliveries, delivery_events, idempotency_keys
 
 QUEUED, SENDING, SENT, DELIVERED, OPENED, CLICKED = "queued", "sending", "sent", "delivered", "opened", "clicked"
@@ -63,19 +65,38 @@ class StoredAnswer:
 
 def stored_answer(conn: sa.Connection, key_id: int, idem_key: str, req_hash: str) -> StoredAnswer | None:
     """The answer given before to ``idem_key`` from API key ``key_id``, if any."""
-    row = conn.execute(sa.select(idempotency_keys).where(
-        idempotency_keys.c.key_id == key_id, idempotency_keys.c.idempotency_key == idem_key)).first()
-    if row is None:
-        return None
-    return StoredAnswer(row.status_code, json.loads(row.response), row.request_sha256 == req_hash)
+    return stored_answers(conn, [(key_id, idem_key, req_hash)]).get((key_id, idem_key))
+
+
+def stored_answers(conn: sa.Connection, asked: Sequence[tuple[int, str, str]]
+                   ) -> dict[tuple[int, str], StoredAnswer]:
+    """:func:`stored_answer` of many ``(key_id, idem_key, req_hash)`` in one statement: those
+    answered before, by ``(key_id, idem_key)``."""
+    hashes = {(k, i): h for k, i, h in asked}
+    c = idempotency_keys.c
+    out: dict[tuple[int, str], StoredAnswer] = {}
+    for chunk in key_chunks(hashes):
+        for row in conn.execute(sa.select(c.key_id, c.idempotency_key, c.status_code, c.response, c.request_sha256)
+                                .where(sa.tuple_(c.key_id, c.idempotency_key).in_(chunk))):
+            key = (row.key_id, row.idempotency_key)
+            out[key] = StoredAnswer(row.status_code, json.loads(row.response), row.request_sha256 == hashes[key])
+    return out
 
 
 def remember_answer(conn: sa.Connection, key_id: int, idem_key: str, req_hash: str, status_code: int,
                     body: dict) -> None:
     """Keep the answer to ``idem_key`` (in the caller's transaction: with the delivery it created)."""
-    conn.execute(idempotency_keys.insert().values(
-        key_id=key_id, idempotency_key=idem_key, request_sha256=req_hash, status_code=status_code,
-        response=json.dumps(body, separators=(",", ":")), created_at=now()))
+    remember_answers(conn, [(key_id, idem_key, req_hash, status_code, body)])
+
+
+def remember_answers(conn: sa.Connection, answers: Sequence[tuple[int, str, str, int, dict]]) -> None:
+    """:func:`remember_answer` of many ``(key_id, idem_key, req_hash, status_code, body)`` in one statement."""
+    if answers:
+        at = now()
+        conn.execute(idempotency_keys.insert(), [
+            {"key_id": k, "idempotency_key": i, "request_sha256": h, "status_code": code,
+             "response": json.dumps(body, separators=(",", ":")), "created_at": at}
+            for k, i, h, code, body in answers])
 
 
 def add_event(conn: sa.Connection, delivery_id: str, status: str, detail: str = "", at: dt.datetime | None = None,
@@ -89,26 +110,52 @@ def add_event(conn: sa.Connection, delivery_id: str, status: str, detail: str = 
                      .values(status=status, updated_at=now()))
 
 
-def create_delivery(conn: sa.Connection, *, brand_id: str, player_id: str, channel: str, template_id: str,
-                    params: dict, transactional: bool, campaign_id: str, dedup_key: str, product: str,
-                    basis: dict, source: str, locale: str | None = None, frequency_policy_id: str | None = None,
-                    is_bonus: bool = False, cost_cents: int = 0, offer_ends_at: dt.datetime | None = None,
-                    delivery_id: str | None = None, not_before: dt.datetime | None = None,
-                    at: dt.datetime | None = None) -> str:
-    """A new ``queued`` delivery (in the caller's transaction), created at ``at`` (default: now,
-    naive UTC; the instant its rules were checked for); returns its id."""
+def create_delivery(conn: sa.Connection, **fields) -> str:
+    """A new ``queued`` delivery (in the caller's transaction); ``fields`` as :func:`new_delivery`;
+    returns its id."""
+    new = new_delivery(**fields)
+    insert_deliveries(conn, [new])
+    return new.delivery_id
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A ``queued`` delivery not yet written: its ``deliveries`` row and the first entry of its history."""
+    row: dict
+    event: dict
+
+    @property
+    def delivery_id(self) -> str:
+        return self.row["delivery_id"]
+
+
+def new_delivery(*, brand_id: str, player_id: str, channel: str, template_id: str, params: dict,
+                 transactional: bool, campaign_id: str, dedup_key: str, product: str, basis: dict, source: str,
+                 locale: str | None = None, frequency_policy_id: str | None = None, is_bonus: bool = False,
+                 cost_cents: int = 0, offer_ends_at: dt.datetime | None = None, delivery_id: str | None = None,
+                 not_before: dt.datetime | None = None, at: dt.datetime | None = None) -> NewDelivery:
+    """A new ``queued`` delivery, created at ``at`` (default: now, naive UTC; the instant its rules
+    were checked for), for :func:`insert_deliveries`."""
     delivery_id = delivery_id or new_delivery_id()
     t = at or now()
-    conn.execute(deliveries.insert().values(
+    row = dict(
         delivery_id=delivery_id, brand_id=brand_id, player_id=player_id, channel=channel, template_id=template_id,
         locale=locale, params=json.dumps(params, separators=(",", ":"), ensure_ascii=False, default=str),
         transactional=transactional, campaign_id=campaign_id, frequency_policy_id=frequency_policy_id,
         dedup_key=dedup_key, product=product, is_bonus=is_bonus, cost_cents=cost_cents, offer_ends_at=offer_ends_at,
         basis=json.dumps(basis, separators=(",", ":"), default=str), status=QUEUED, attempts=0,
         next_attempt_at=not_before or t, lease_until=None, provider_id=None, source=source, created_at=t,
-        updated_at=t))
-    add_event(conn, delivery_id, QUEUED, f"queued by {source}", at=t, set_status=False)
-    return delivery_id
+        updated_at=t)
+    return NewDelivery(row, {"delivery_id": delivery_id, "status": QUEUED, "at": t,
+                             "detail": f"queued by {source}"[:REASON_CHARS]})
+
+
+def insert_deliveries(conn: sa.Connection, new: Sequence[NewDelivery]) -> None:
+    """Write ``new`` deliveries and their first history entries (in the caller's transaction): two
+    statements however many (executemany)."""
+    if new:
+        conn.execute(deliveries.insert(), [n.row for n in new])
+        conn.execute(delivery_events.insert(), [n.event for n in new])
 
 
 def get_delivery(engine_or_conn, delivery_id: str) -> dict | None:

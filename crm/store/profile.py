@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 import sqlalchemy as sa
@@ -36,6 +36,7 @@ from crm.contract import (
     consent_column,
     consent_withdrawn_column,
 )
+from crm.store.db import key_chunks
 from crm.store.schema import address_suppressions, contacts, profile_stops, profiles
 
 WITHDRAWAL, SELF_EXCLUSION, COOLING_OFF = "withdrawal", "self_exclusion", "cooling_off"
@@ -143,14 +144,37 @@ def address_suppressed(conn: sa.Connection, brand_id: str, player_id: str, chann
     return conn.execute(sa.select(suppression_reason(brand_id, player_id, channel))).scalar()
 
 
+def addresses_suppressed(conn: sa.Connection, addresses: Sequence[tuple[str, str, str]]
+                         ) -> dict[tuple[str, str, str], str]:
+    """:func:`address_suppressed` of many ``(brand_id, player_id, channel)`` in one statement:
+    the reasons of those suppressed."""
+    s = address_suppressions.c
+    out: dict[tuple[str, str, str], str] = {}
+    for chunk in key_chunks(addresses):
+        for r in conn.execute(sa.select(s.brand_id, s.player_id, s.channel, s.reason)
+                              .where(sa.tuple_(s.brand_id, s.player_id, s.channel).in_(chunk))):
+            out[(r.brand_id, r.player_id, r.channel)] = r.reason
+    return out
+
+
 # --------------------------------------------------------------------------- reading
 
 def live_stops(conn: sa.Connection, brand_id: str, player_id: str) -> list[dict]:
     """The player's stops not yet seen by the warehouse copy, oldest first."""
-    rows = conn.execute(sa.select(profile_stops).where(
-        profile_stops.c.brand_id == brand_id, profile_stops.c.player_id == player_id,
-        profile_stops.c.retired_at.is_(None)).order_by(profile_stops.c.occurred_at, profile_stops.c.id)).all()
-    return [dict(r._mapping) for r in rows]
+    return live_stops_of(conn, [(brand_id, player_id)]).get((brand_id, player_id), [])
+
+
+def live_stops_of(conn: sa.Connection, players: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[dict]]:
+    """:func:`live_stops` of many ``(brand_id, player_id)`` in one statement (players with none left out)."""
+    s = profile_stops.c
+    out: dict[tuple[str, str], list[dict]] = {}
+    for chunk in key_chunks(players):
+        rows = conn.execute(sa.select(profile_stops).where(
+            sa.tuple_(s.brand_id, s.player_id).in_(chunk), s.retired_at.is_(None))
+            .order_by(s.brand_id, s.player_id, s.occurred_at, s.id)).all()
+        for r in rows:
+            out.setdefault((r.brand_id, r.player_id), []).append(dict(r._mapping))
+    return out
 
 
 def apply_stops(profile: dict, stops: list[dict]) -> dict:
@@ -183,21 +207,44 @@ def apply_stops(profile: dict, stops: list[dict]) -> dict:
 
 
 def stored_profile(conn: sa.Connection, brand_id: str, player_id: str) -> tuple[dict, dt.date] | None:
-    row = conn.execute(sa.select(profiles.c.profile, profiles.c.as_of_date).where(
-        profiles.c.brand_id == brand_id, profiles.c.player_id == player_id)).first()
-    if row is None:
-        return None
-    return json.loads(row.profile), row.as_of_date
+    return stored_profiles(conn, [(brand_id, player_id)]).get((brand_id, player_id))
+
+
+def stored_profiles(conn: sa.Connection, players: Sequence[tuple[str, str]],
+                    for_update: bool = False) -> dict[tuple[str, str], tuple[dict, dt.date]]:
+    """The copies of many ``(brand_id, player_id)`` (those it holds) with their as-of dates.
+    ``for_update`` (PostgreSQL): the rows stay locked until the transaction ends, taken in one
+    order (two processes locking overlapping players cannot deadlock); SQLite ignores it (one
+    writer at a time)."""
+    c = profiles.c
+    out: dict[tuple[str, str], tuple[dict, dt.date]] = {}
+    for chunk in key_chunks(sorted(players)):
+        query = (sa.select(c.brand_id, c.player_id, c.profile, c.as_of_date)
+                 .where(sa.tuple_(c.brand_id, c.player_id).in_(chunk)).order_by(c.brand_id, c.player_id))
+        if for_update and conn.dialect.name != "sqlite":
+            query = query.with_for_update()
+        for r in conn.execute(query):
+            out[(r.brand_id, r.player_id)] = (json.loads(r.profile), r.as_of_date)
+    return out
 
 
 def effective_profile(conn: sa.Connection, brand_id: str, player_id: str) -> tuple[dict | None, list[dict]]:
     """(the player's copy with their live stops applied, the stops); (None, stops) for a player
     the copy does not hold (never synced, or of another brand)."""
-    stops = live_stops(conn, brand_id, player_id)
-    found = stored_profile(conn, brand_id, player_id)
-    if found is None:
-        return None, stops
-    return apply_stops(found[0], stops), stops
+    return effective_profiles(conn, [(brand_id, player_id)])[(brand_id, player_id)]
+
+
+def effective_profiles(conn: sa.Connection, players: Sequence[tuple[str, str]], for_update: bool = False
+                       ) -> dict[tuple[str, str], tuple[dict | None, list[dict]]]:
+    """:func:`effective_profile` of many ``(brand_id, player_id)`` in two statements (the sends
+    checked together); ``for_update``: as :func:`stored_profiles`."""
+    found = stored_profiles(conn, players, for_update)
+    stops = live_stops_of(conn, players)
+    out: dict[tuple[str, str], tuple[dict | None, list[dict]]] = {}
+    for key in players:
+        mine = stops.get(key, [])
+        out[key] = (apply_stops(found[key][0], mine) if key in found else None, mine)
+    return out
 
 
 # --------------------------------------------------------------------------- the sync
