@@ -16,13 +16,14 @@ from crm.store.db import make_engine, upgrade_to_head
 from crm.store.events import hand_off
 from crm.store.keys import create_key
 from crm.store.profile import effective_profile, sync_profiles
-from crm.store.schema import contacts, profile_stops
+from crm.store.schema import contacts, profile_stops, reported_messages
 from tests._dbt import dbt_build
 from tests._service import call, running_server
 
 AS_OF = dt.date(2025, 10, 1)
 NOW = dt.datetime(2025, 10, 1, 12, 0)
-BUILD = ("--select", "+dim_player", "--exclude", "test_type:unit", "--indirect-selection", "cautious")
+BUILD = ("--select", "+dim_player", "+stg_casino__crm_messages", "--exclude", "test_type:unit",
+         "--indirect-selection", "cautious")
 
 
 def _events() -> list[dict]:
@@ -36,6 +37,10 @@ def _events() -> list[dict]:
             out.append({"event_id": f"c-{pid}-{ch}", "event_type": "consent.granted", "player_id": pid,
                         "brand_id": "A", "occurred_at": "2025-09-01T10:01:00Z",
                         "payload": {"channel": ch, "product": "casino", "source": "signup"}})
+    # a message the casino sent itself and reported: the send check counts it like the lists do
+    out.append({"event_id": "own-send-p1", "event_type": "crm.delivery", "player_id": "p1", "brand_id": "A",
+                "occurred_at": "2025-09-30T09:00:00Z",
+                "payload": {"delivery_id": "casino-123", "campaign_id": "casino_newsletter", "channel": "email"}})
     return out
 
 
@@ -45,12 +50,17 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
     paths = Paths(tmp_path).ensure()
     src = tmp_path / "events.jsonl"
     src.write_text("\n".join(json.dumps(e) for e in _events()) + "\n")
-    assert ingest_file(src, paths).loaded == 9
+    assert ingest_file(src, paths).loaded == 10
     dbt_build(tmp_path, AS_OF, *BUILD)
     engine = make_engine(paths)
     upgrade_to_head(engine)
     out = sync_profiles(paths, engine)
     assert out["profiles"] == 3 and out["as_of_date"] == AS_OF.isoformat() and out["stops_live"] == 0
+    assert out["reported_messages"] == 1
+    with engine.connect() as conn:
+        [reported] = conn.execute(sa.select(reported_messages)).all()
+    assert (reported.brand_id, reported.player_id, reported.channel, reported.campaign_id, reported.sent_at) == (
+        "A", "p1", "email", "casino_newsletter", dt.datetime(2025, 9, 30, 9, 0))
     with engine.connect() as conn:
         got = {(r.player_id, r.channel): r.address for r in conn.execute(sa.select(contacts))}
         assert got == {("p1", "email"): "one@example.com", ("p2", "email"): "two@example.com"}

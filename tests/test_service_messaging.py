@@ -162,6 +162,33 @@ def test_caps_and_dedup_count_the_api_sends_themselves(svc):
     assert {"cooldown", "duplicate"} <= set(again[1]["failed"])
 
 
+def test_messages_the_casino_reported_count_in_the_check(svc):
+    """A ``crm.delivery`` the casino reported (copied by the profile sync into ``reported_messages``)
+    counts in caps, cooldown and dedup as in the lists: a player it reached two hours ago on email
+    is refused by the cooldown and the day's email cap; one it reached last week, or another
+    brand's player of the same id, is not."""
+    from crm.store.schema import reported_messages
+
+    url, keys, engine, _ = svc
+    put_profiles(engine, [clean_profile(p) for p in ("rp1", "rp2", "rp3")])
+    with engine.begin() as conn:
+        conn.execute(reported_messages.insert(), [
+            {"brand_id": "A", "player_id": "rp1", "channel": "email", "campaign_id": "casino_own_newsletter",
+             "dedup_key": "casino_own_newsletter", "sent_at": NOW - dt.timedelta(hours=2), "synced_at": NOW},
+            {"brand_id": "A", "player_id": "rp2", "channel": "email", "campaign_id": "casino_own_newsletter",
+             "dedup_key": "casino_own_newsletter", "sent_at": NOW - dt.timedelta(days=8), "synced_at": NOW},
+            {"brand_id": "B", "player_id": "rp3", "channel": "email", "campaign_id": "casino_own_newsletter",
+             "dedup_key": "casino_own_newsletter", "sent_at": NOW - dt.timedelta(hours=2), "synced_at": NOW}])
+    body = {"brand_name": "Lucky", "cashback_percent": 10, "cap_eur": 50, "wagering": 1, "expiry_days": 3,
+            "claim_url": "https://example.com/c"}
+    refused = send(url, keys["send"], "k-rep1", "rp1", template="cashback", policy="default", personalization=body)
+    assert refused[0] == 422 and {"cooldown", "channel_cap_day"} <= set(refused[1]["failed"]), refused
+    for idem, player in (("k-rep2", "rp2"), ("k-rep3", "rp3")):
+        status, answer = send(url, keys["send"], idem, player, template="cashback", policy="default",
+                              personalization=body)
+        assert status == 202, answer
+
+
 def test_quiet_hours_hold_marketing_but_not_transactional(tmp_path, monkeypatch, store_url):
     monkeypatch.setenv("CRM_CAMPAIGNS_DIR", str(CAMPAIGNS_DIR))
     paths = Paths(tmp_path).ensure()

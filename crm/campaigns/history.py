@@ -100,21 +100,41 @@ def planned_messages(rows: pd.DataFrame, spec: CampaignSpec, as_of: dt.date) -> 
 
 def delivered_messages(paths: Paths, since: dt.datetime, as_of: dt.date,
                        specs: Mapping[str, CampaignSpec]) -> pd.DataFrame:
-    """``crm.delivery`` events in [since, as_of 00:00) from the warehouse (none if it has no staging yet)."""
+    """``crm.delivery`` events in [since, as_of 00:00) from the warehouse (none if it has no staging
+    yet), with their ``brand_id`` beside the history columns."""
     if not paths.warehouse.exists():
-        return empty_history()
+        return empty_history().assign(brand_id=pd.Series(dtype=object))
     with connect(paths) as con:
         if not table_exists(con, "stg_casino__crm_messages"):
-            return empty_history()
+            return empty_history().assign(brand_id=pd.Series(dtype=object))
         df = con.execute("""
-            SELECT player_id, channel, campaign_id, occurred_at AS sent_at
+            SELECT brand_id, player_id, channel, campaign_id, occurred_at AS sent_at
             FROM stg_casino__crm_messages
             WHERE event_type = 'crm.delivery' AND occurred_at >= ? AND occurred_at < ?
             ORDER BY player_id, occurred_at, campaign_id
         """, [since, dt.datetime.combine(as_of, dt.time())]).df()
     n = len(df)
     return _frame(df["player_id"], df["channel"], df["campaign_id"], _keys(df["campaign_id"], specs),
-                  df["sent_at"], [False] * n, [0] * n, [None] * n, ["delivered"] * n)
+                  df["sent_at"], [False] * n, [0] * n, [None] * n, ["delivered"] * n).assign(
+                      brand_id=df["brand_id"].astype(object).to_numpy())
+
+
+def reported_messages(paths: Paths, since: dt.date, as_of: dt.date, specs: Mapping[str, CampaignSpec],
+                      ours: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Messages the casino reported as sent (``crm.delivery`` in [since, as_of 00:00)) that are not
+    our own dispatches (``ours``, default the outbox of those days) reported back: those count
+    once, as ours. With ``brand_id``. The lists' history and the service's copy
+    (:func:`crm.store.profile.sync_profiles`) both take them from here."""
+    delivered = delivered_messages(paths, dt.datetime.combine(since, dt.time()), as_of, specs)
+    if ours is None:
+        ours = outbox_messages(paths, since, as_of, specs)
+    if len(delivered) and len(ours):  # our dispatch reported back as a delivery: count it once
+        key = ["player_id", "campaign_id", "channel"]
+        sent = ours.assign(_day=ours["sent_at"].dt.normalize())[[*key, "_day"]].drop_duplicates()
+        d = delivered.assign(_day=delivered["sent_at"].dt.normalize()).merge(sent, on=[*key, "_day"], how="left",
+                                                                               indicator=True)
+        delivered = delivered[(d["_merge"] == "left_only").to_numpy()]
+    return delivered
 
 
 def _outbox_files(paths: Paths, first: dt.date | None, last: dt.date) -> list[Path]:
@@ -219,6 +239,17 @@ def store_messages(rows: list[dict]) -> pd.DataFrame:
                   [API] * len(df))
 
 
+def reported_rows(rows: list[dict]) -> pd.DataFrame:
+    """The store's copy of reported messages (:func:`crm.store.profile.reported_of`) as history
+    rows, as :func:`delivered_messages` gives them to the lists."""
+    if not rows:
+        return empty_history()
+    df = pd.DataFrame(rows)
+    n = len(df)
+    return _frame(df["player_id"], df["channel"], df["campaign_id"], df["dedup_key"], pd.to_datetime(df["sent_at"]),
+                  [False] * n, [0] * n, [None] * n, ["delivered"] * n)
+
+
 def api_messages(paths: Paths, since: dt.datetime, until: dt.datetime) -> pd.DataFrame:
     """API sends in [since, until) from the service store, if there is one (none: no rows)."""
     if not os.environ.get("CRM_DATABASE_URL") and not paths.service_db.exists():
@@ -241,14 +272,8 @@ def load_history(paths: Paths, as_of: dt.date, specs: Iterable[CampaignSpec], *,
     """Delivered and dispatched messages of the last ``days`` days before the send of ``as_of``."""
     by_id = {s.id: s for s in specs}
     first = as_of - dt.timedelta(days=days)
-    delivered = delivered_messages(paths, dt.datetime.combine(first, dt.time()), as_of, by_id)
     ours = outbox_messages(paths, first, as_of, by_id)
-    if len(delivered) and len(ours):  # our dispatch reported back as a delivery: count it once
-        key = ["player_id", "campaign_id", "channel"]
-        sent = ours.assign(_day=ours["sent_at"].dt.normalize())[[*key, "_day"]].drop_duplicates()
-        d = delivered.assign(_day=delivered["sent_at"].dt.normalize()).merge(sent, on=[*key, "_day"], how="left",
-                                                                               indicator=True)
-        delivered = delivered[(d["_merge"] == "left_only").to_numpy()]
+    delivered = reported_messages(paths, first, as_of, by_id, ours).drop(columns="brand_id")
     api = api_messages(paths, dt.datetime.combine(first, dt.time()), dt.datetime.combine(as_of, dt.time())
                        + dt.timedelta(days=1))
     parts = [p for p in (delivered, ours, api) if len(p)]

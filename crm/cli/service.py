@@ -187,8 +187,9 @@ def profiles_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable report")
 def profiles_sync_cmd(as_json: bool) -> None:
     """Copy dim_player from the warehouse into the store (the daily refresh does it too, as the
-    online_profiles asset), retire the stop events the warehouse now shows, and take contact
-    addresses from the landed events. Holds the run lock: it waits for no writer, it refuses."""
+    online_profiles asset), retire the stop events the warehouse now shows, take contact
+    addresses from the landed events and the messages the casino reported sending (crm.delivery).
+    Holds the run lock: it waits for no writer, it refuses."""
     from crm.run_lock import RunInProgress, run_lock
     from crm.store.profile import sync_profiles
 
@@ -203,4 +204,5 @@ def profiles_sync_cmd(as_json: bool) -> None:
     click.echo(json.dumps(out, indent=2) if as_json else
                f"online profile: {out['profiles']:,} players as of {out['as_of_date']}; "
                f"{out['stops_retired']:,} stops retired, {out['stops_live']:,} still ahead of the warehouse; "
-               f"{out['contacts_updated']:,} contact addresses updated")
+               f"{out['contacts_updated']:,} contact addresses updated; {out['reported_messages']:,} messages "
+               f"the casino reported sending (counted in caps and dedup)")

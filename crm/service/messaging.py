@@ -29,7 +29,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm.campaigns.history import lookback_days, store_messages
+from crm.campaigns.history import lookback_days, reported_rows, store_messages
 from crm.campaigns.online import (
     UNKNOWN_PLAYER,
     FrequencyPolicyError,
@@ -49,7 +49,7 @@ from crm.service.batcher import Batcher
 from crm.store import deliveries as dl
 from crm.store.events import store_in
 from crm.store.keys import ApiKey
-from crm.store.profile import addresses_suppressed, effective_profiles, suppress_address
+from crm.store.profile import addresses_suppressed, effective_profiles, reported_of, suppress_address
 
 router = APIRouter()
 log = logging.getLogger("crm.service")
@@ -229,10 +229,12 @@ def _send_together(app, calls: Sequence[_SendCall]) -> list:
         for (brand, *_), checks in groups.items():
             spec = checks[0].spec
             lookback = at - dt.timedelta(days=lookback_days([spec], POLICY.dedup_days))
-            mine = store_messages(dl.player_messages(conn, brand, [c.call.body.player_id for c in checks], lookback))
+            players = [c.call.body.player_id for c in checks]
+            mine = store_messages(dl.player_messages(conn, brand, players, lookback))
+            reported = reported_rows(reported_of(conn, brand, players, lookback))
             ours = app.state.outbox_history.for_players([c.call.body.player_id for c in checks if c.profile],
                                                         at.date())
-            verdicts = check_sends([c.profile for c in checks], spec, _concat(ours, mine), at, calendar)
+            verdicts = check_sends([c.profile for c in checks], spec, _concat(ours, mine, reported), at, calendar)
             for c, verdict in zip(checks, verdicts, strict=True):
                 body = c.call.body
                 if verdict.eligible:
@@ -258,9 +260,9 @@ def _answer(answers: list, call: _SendCall, code: int, answer: dict) -> tuple[in
     return code, answer
 
 
-def _concat(a, b):
-    parts = [p for p in (a, b) if len(p)]
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else a)
+def _concat(first, *more):
+    parts = [p for p in (first, *more) if len(p)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else first)
 
 
 def _replay(before: dl.StoredAnswer) -> tuple[int, dict] | HTTPException:

@@ -11,6 +11,10 @@
   when a synced copy shows the warehouse has seen it (a withdrawal: its event id in
   ``int_consents_versioned``; a self-exclusion: a start at or after it); until then it holds,
   whatever the copy says. Only stops apply early: a grant waits for the warehouse (fail closed).
+* **Messages the casino reported** (``reported_messages``): ``crm.delivery`` events in the
+  warehouse that are not our own dispatches reported back, over the caps' look-back window,
+  replaced with the copy: the send check counts them in caps, cooldown and dedup as the lists
+  do (:func:`crm.campaigns.history.reported_messages` is the one definition of both).
 * **Contacts** (``contacts``): email and phone from ``player.registered`` / ``player.updated``,
   read at the channel edge only; **address suppressions**: a hard bounce suppresses the
   player's address on that channel until a new address arrives.
@@ -37,7 +41,7 @@ from crm.contract import (
     consent_withdrawn_column,
 )
 from crm.store.db import key_chunks
-from crm.store.schema import address_suppressions, contacts, profile_stops, profiles
+from crm.store.schema import address_suppressions, contacts, profile_stops, profiles, reported_messages
 
 WITHDRAWAL, SELF_EXCLUSION, COOLING_OFF = "withdrawal", "self_exclusion", "cooling_off"
 # contract payload key -> the channel its address serves
@@ -361,14 +365,50 @@ def sync_profiles(paths: Paths, engine: sa.Engine) -> dict:
              "as_of_date": as_of, "synced_at": at}
             for r in df.itertuples(index=False, name=None)]
     landed = _landed_contacts(paths)
+    reported = _reported(paths, as_of, at)
     with engine.begin() as conn:
         conn.execute(profiles.delete())
         for i in range(0, len(rows), 5000):
             conn.execute(profiles.insert(), rows[i:i + 5000])
+        conn.execute(reported_messages.delete())
+        for i in range(0, len(reported), 5000):
+            conn.execute(reported_messages.insert(), reported[i:i + 5000])
         retired = _retire(conn, seen, latest_exclusion, at)
         stored = _sync_contacts(conn, landed)
     with engine.connect() as conn:
         live = conn.execute(sa.select(sa.func.count()).select_from(profile_stops)
                             .where(profile_stops.c.retired_at.is_(None))).scalar_one()
     return {"profiles": len(rows), "as_of_date": as_of.isoformat(), "stops_retired": retired, "stops_live": live,
-            "contacts_updated": stored}
+            "contacts_updated": stored, "reported_messages": len(reported)}
+
+
+def _reported(paths: Paths, as_of: dt.date, at: dt.datetime) -> list[dict]:
+    """Rows of ``reported_messages``: what the casino reported as sent over the caps' look-back
+    window before the copy's date, and everything reported since (the warehouse may hold events
+    past its as-of date; a message is a message)."""
+    from crm.campaigns.history import lookback_days
+    from crm.campaigns.history import reported_messages as reported_history
+    from crm.campaigns.policy import POLICY
+    from crm.campaigns.spec import load_campaigns
+    from crm.config import campaigns_dir
+
+    specs, _ = load_campaigns(campaigns_dir())
+    since = as_of - dt.timedelta(days=lookback_days(specs, POLICY.dedup_days))
+    until = max(as_of, at.date()) + dt.timedelta(days=2)
+    df = reported_history(paths, since, until, {s.id: s for s in specs})
+    return [{"brand_id": str(b), "player_id": str(p), "channel": ch, "campaign_id": c, "dedup_key": k,
+             "sent_at": pd.Timestamp(t).to_pydatetime().replace(tzinfo=None), "synced_at": at}
+            for b, p, ch, c, k, t in zip(df["brand_id"], df["player_id"], df["channel"].astype(object),
+                                         df["campaign_id"].astype(object), df["dedup_key"].astype(object),
+                                         df["sent_at"], strict=True)
+            if pd.notna(t)]
+
+
+def reported_of(conn: sa.Connection, brand_id: str, player_ids: list[str], since: dt.datetime) -> list[dict]:
+    """The reported messages of these players sent since ``since`` (for caps and dedup)."""
+    if not player_ids:
+        return []
+    r = reported_messages.c
+    rows = conn.execute(sa.select(r.player_id, r.channel, r.campaign_id, r.dedup_key, r.sent_at).where(
+        r.brand_id == brand_id, r.player_id.in_(player_ids), r.sent_at >= since)).all()
+    return [dict(row._mapping) for row in rows]

@@ -101,6 +101,21 @@ address_suppressions = sa.Table(
     sa.Column("at", sa.DateTime, nullable=False),
 )
 
+# Messages the casino reported as sent (crm.delivery events in the warehouse, not our own lists'
+# dispatches reported back), in the caps' look-back window: copied by the profile sync (migration 0003).
+reported_messages = sa.Table(
+    "reported_messages", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("brand_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("player_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("channel", sa.String(40), nullable=True),
+    sa.Column("campaign_id", sa.String(ID_CHARS), nullable=True),
+    sa.Column("dedup_key", sa.String(ID_CHARS), nullable=True),
+    sa.Column("sent_at", sa.DateTime, nullable=False),
+    sa.Column("synced_at", sa.DateTime, nullable=False),
+    sa.Index("ix_reported_messages_player", "brand_id", "player_id", "sent_at"),
+)
+
 # ---------------------------------------------------------------- deliveries (migration 0002)
 deliveries = sa.Table(
     "deliveries", metadata,

@@ -10,10 +10,12 @@ from orchestration.resources import DAILY, CrmResource
 
 @asset(group_name="service", kinds={"sqlite", "postgres"}, partitions_def=DAILY,
        # after the scores: the last write to the warehouse before the lists, which only read it
-       deps=[AssetKey("dim_player"), AssetKey("int_consents_versioned"), AssetKey("player_scores")],
+       deps=[AssetKey("dim_player"), AssetKey("int_consents_versioned"), AssetKey("stg_casino__crm_messages"),
+             AssetKey("player_scores")],
        description="dim_player copied into the service store (SQLite, or CRM_DATABASE_URL), so "
                    "/v1/messaging/send checks sends without opening the warehouse; stop events the API "
-                   "received that the warehouse now shows are retired; contact addresses from the landed events.")
+                   "received that the warehouse now shows are retired; contact addresses from the landed events; "
+                   "the messages the casino reported sending (crm.delivery), which sends count in caps and dedup.")
 def online_profiles(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
     paths = crm.paths()
     engine = make_engine(paths)
@@ -28,4 +30,5 @@ def online_profiles(context: AssetExecutionContext, crm: CrmResource) -> Materia
         "players": num(out["profiles"]), "as_of_date": out["as_of_date"],
         "stops_retired": num(out["stops_retired"]), "stops_still_ahead_of_the_warehouse": num(out["stops_live"]),
         "contacts_updated": num(out["contacts_updated"]),
+        "reported_messages": num(out["reported_messages"]),
     })
