@@ -154,6 +154,22 @@ def test_a_missing_time_zone_falls_back_to_the_jurisdiction_an_invalid_one_fails
     assert verdict({"country": None, "timezone": None}, spec)[1].count("quiet_hours") == 1
 
 
+def test_a_hostile_zone_or_country_fails_alike_in_one_row_and_in_a_large_list():
+    """Zones and countries are factorised one way on a send check's few rows and another on a
+    list's thousands (crm.campaigns.eligibility._text_codes): both keep a NUL byte, odd case and
+    spaces as the invalid values they are."""
+    spec = campaign(schedule={"send_time_utc": "07:30"})  # 09:30 Berlin: inside the allowed hours
+    odd = [{"timezone": "Europe/Berlin\x00"}, {"timezone": " Europe/Berlin"}, {"timezone": "EUROPE/BERLIN"},
+           {"country": "DE\x00", "timezone": None}, {"country": " de", "timezone": None}]
+    alone = [verdict(o, spec)[1] for o in odd]
+    assert all("quiet_hours" in failed for failed in alone), alone
+    many = pd.DataFrame([PLAYER | o | {"player_id": f"odd{i}"} for i, o in enumerate(odd)]
+                        + [PLAYER | {"player_id": f"ok{i}"} for i in range(5000)])
+    v = evaluate(many, spec, Context(AS_OF))
+    assert [f.split(",") for f in v["failed"].iloc[:len(odd)]] == [[x for x in f if x] for f in alone]
+    assert v["eligible"].iloc[len(odd):].all()
+
+
 def test_blackouts_by_local_date_jurisdiction_and_channel():
     cal = Calendar.model_validate({"blackouts": [
         {"name": "national day", "start": AS_OF, "end": AS_OF, "jurisdictions": ["DE"], "channels": ["email"]}]})

@@ -79,12 +79,32 @@ def _objects(values: list) -> np.ndarray:
     return out
 
 
+def _text_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, distinct texts) of ``values`` as text (``str`` of each; missing as ""): rules are
+    worked out once per distinct value, then spread by code. ``pd.factorize``, not a
+    ``pd.Categorical`` (which sorts and validates its categories: most of a send check's fixed
+    cost on its few rows); on a few rows through a plain object array, which skips pandas'
+    per-call overhead (0.04 against 0.6 ms), on many through pandas' own string path, which is
+    the faster there (a million rows: 44 against 125 ms)."""
+    if len(values) <= 4096:
+        raw = values.to_numpy(dtype=object)
+        # str() per value, not numpy's ``astype(str)``: its fixed-width text drops trailing NULs, and
+        # "Europe/Berlin\x00" must stay the invalid zone it is (fail closed), not become Berlin
+        missing = pd.isna(raw)
+        text = _objects(["" if m else (v if isinstance(v, str) else str(v)) for v, m in zip(raw, missing, strict=True)])
+        codes, uniques = pd.factorize(text)
+    else:
+        codes, uniques = pd.factorize(values.where(values.notna(), "").astype(str))
+    return np.asarray(codes), np.asarray(uniques, dtype=object)
+
+
 def _jurisdiction(df: pd.DataFrame, attr: str) -> np.ndarray:
     """A jurisdiction rule per row (:func:`crm.campaigns.jurisdictions.rules_for` of the row's country)."""
-    codes = df["country"].astype(object) if "country" in df else pd.Series(None, index=df.index, dtype=object)
-    cat = pd.Categorical(codes.where(codes.notna(), "").astype(str))
-    per_code = _objects([getattr(rules_for(c or None), attr) for c in cat.categories])
-    return per_code[cat.codes] if len(cat.categories) else np.empty(0, dtype=object)
+    if not len(df):
+        return np.empty(0, dtype=object)
+    countries = df["country"] if "country" in df else pd.Series(None, index=df.index, dtype=object)
+    codes, names = _text_codes(countries)
+    return _objects([getattr(rules_for(c or None), attr) for c in names])[codes]
 
 
 def _age(df: pd.DataFrame) -> np.ndarray:
@@ -140,16 +160,15 @@ def _zone_names() -> frozenset[str]:
 
 def _zone_times(names: pd.Series, aware: dt.datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For IANA zone names per row: (valid, local minute of the day, local date) of the instant."""
-    cat = pd.Categorical(names.where(names.notna(), "").astype(str))
-    minute = np.full(len(cat.categories), np.nan)
-    date = np.full(len(cat.categories), np.datetime64("NaT"), dtype="datetime64[D]")
-    for i, name in enumerate(cat.categories):
+    if not len(names):
+        return np.zeros(0, bool), np.zeros(0), np.zeros(0, dtype="datetime64[D]")
+    codes, distinct = _text_codes(names)
+    minute = np.full(len(distinct), np.nan)
+    date = np.full(len(distinct), np.datetime64("NaT"), dtype="datetime64[D]")
+    for i, name in enumerate(distinct):
         t = _local(aware, name)
         if t is not None:
             minute[i], date[i] = t.hour * 60 + t.minute, np.datetime64(t.date(), "D")
-    codes = np.asarray(cat.codes)
-    if not len(cat.categories):
-        return np.zeros(0, bool), np.zeros(0), np.zeros(0, dtype="datetime64[D]")
     return ~np.isnan(minute[codes]), minute[codes], date[codes]
 
 
@@ -201,23 +220,26 @@ def contact_features(df: pd.DataFrame, c: CampaignSpec, ctx: Context) -> pd.Data
     send_at = c.schedule.send_at(ctx.as_of)
     caps = effective_caps(c, ctx.policy)
     tz, minute, date = _local_times(df, send_at)
-    out = pd.DataFrame({"timezone_used": tz, "local_minute": minute, "local_date": date}, index=df.index)
+    # the columns are gathered and framed once: a column set at a time on a frame cost a send
+    # check more than all its rules
+    out = {"timezone_used": tz, "local_minute": minute, "local_date": date}
     countries = df["country"].astype(object).to_numpy() if "country" in df else np.full(n, None, dtype=object)
     out["blackout"] = blackout_names(ctx.calendar, date, countries, c.channel, c.product, ctx.as_of)
     out["offer_cost_cents"] = offer_cost_cents(df, c)
 
     h = ctx.history
     h = h[h["player_id"].isin(pids)] if len(h) else h
-    zeros = np.zeros(n, dtype=np.int64)
+    offered_before = np.isin(pids, list(ctx.bonus_offered)) if ctx.bonus_offered else np.zeros(n, bool)
     if not len(h):
+        zeros = np.zeros(n, dtype=np.int64)
         for col in ("channel_day", "channel_week", "all_day", "all_week", "duplicates", "bonus_offers_today",
                     "cost_today_cents"):
             out[col] = zeros
-        out["nearest_hours"] = np.nan
-        out["last_duplicate_at"] = pd.NaT
-        out["running_offer_until"] = pd.NaT
-        out["bonus_before"] = np.isin(pids, list(ctx.bonus_offered)) if ctx.bonus_offered else np.zeros(n, bool)
-        return out
+        out["nearest_hours"] = np.full(n, np.nan)
+        out["last_duplicate_at"] = np.full(n, np.datetime64("NaT", "ns"))
+        out["running_offer_until"] = np.full(n, np.datetime64("NaT", "ns"))
+        out["bonus_before"] = offered_before
+        return pd.DataFrame(out, index=df.index)
     send = np.datetime64(send_at, "us")
     today = np.datetime64(ctx.as_of, "D")
     sent = h["sent_at"].to_numpy(dtype="datetime64[us]")
@@ -251,8 +273,8 @@ def contact_features(df: pd.DataFrame, c: CampaignSpec, ctx: Context) -> pd.Data
     out["last_duplicate_at"] = agg["last_duplicate_at"].to_numpy(dtype="datetime64[us]")
     out["running_offer_until"] = agg["running_offer_until"].to_numpy(dtype="datetime64[us]")
     ever = agg["bonus_ever"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    out["bonus_before"] = ever | (np.isin(pids, list(ctx.bonus_offered)) if ctx.bonus_offered else False)
-    return out
+    out["bonus_before"] = ever | offered_before
+    return pd.DataFrame(out, index=df.index)
 
 
 # --------------------------------------------------------------------------- rules
@@ -302,9 +324,10 @@ def _names_product(df: Frame, col: str, product: str, missing: bool) -> np.ndarr
     """Per row: the comma-separated product list ``col`` names ``product`` (absent column: ``missing``)."""
     if col not in df:
         return np.full(len(df), missing, dtype=bool)
-    products = pd.Categorical(df[col].astype(object).where(df[col].notna(), "").astype(str))
-    per_value = np.asarray([product in v.split(",") for v in products.categories] + [False], dtype=bool)
-    return per_value[np.asarray(products.codes)]
+    if not len(df):
+        return np.zeros(0, dtype=bool)
+    codes, lists = _text_codes(df[col])
+    return np.asarray([product in v.split(",") for v in lists], dtype=bool)[codes]
 
 
 def _product_consent(df: Frame, c: CampaignSpec) -> np.ndarray:
