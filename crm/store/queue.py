@@ -108,6 +108,9 @@ def claim_due(engine: sa.Engine, limit: int, worker_id: str, lease: dt.timedelta
     now = naive_utc(now) if now is not None else store_now()
     until = now + lease
     c = deliveries.c
+    with engine.connect() as conn:  # a read first: an idle worker polls; on SQLite the claim takes the write lock
+        if conn.execute(sa.select(c.delivery_id).where(_due(now)).limit(1)).first() is None:
+            return []
     with engine.begin() as conn:
         dead: list[str] = []
         if max_attempts is not None:
