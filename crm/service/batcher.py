@@ -2,7 +2,7 @@
 not per request.
 
 The send check (:mod:`crm.campaigns.online`) runs the batch's vectorised rule table; on one row
-its cost is almost all fixed overhead (about 10 ms of pandas), so checking every send that is
+its cost is almost all fixed overhead (about 7 ms of pandas), so checking every send that is
 waiting in one call, in one transaction, is what lets the service keep up with a burst. There
 is no waiting window: the thread takes whatever is queued when it is free, so a lone request is
 handled at once (a batch of one) and a burst forms batches by itself, as large as the backlog.
