@@ -10,12 +10,13 @@ import json
 
 import sqlalchemy as sa
 
+from crm.campaigns.online import sync_online_profiles as sync_profiles
 from crm.config import CAMPAIGNS_DIR, Paths
 from crm.ingest.landing import ingest_file, ingest_pending
 from crm.store.db import make_engine, upgrade_to_head
 from crm.store.events import hand_off
 from crm.store.keys import create_key
-from crm.store.profile import effective_profile, sync_profiles
+from crm.store.profile import effective_profile
 from crm.store.schema import contacts, profile_stops, reported_messages
 from tests._dbt import dbt_build
 from tests._service import call, running_server

@@ -124,7 +124,7 @@ def reported_messages(paths: Paths, since: dt.date, as_of: dt.date, specs: Mappi
     """Messages the casino reported as sent (``crm.delivery`` in [since, as_of 00:00)) that are not
     our own dispatches (``ours``, default the outbox of those days) reported back: those count
     once, as ours. With ``brand_id``. The lists' history and the service's copy
-    (:func:`crm.store.profile.sync_profiles`) both take them from here."""
+    (:func:`crm.campaigns.online.sync_online_profiles`) both take them from here."""
     delivered = delivered_messages(paths, dt.datetime.combine(since, dt.time()), as_of, specs)
     if ours is None:
         ours = outbox_messages(paths, since, as_of, specs)

@@ -30,15 +30,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm import safe_yaml
 from crm.campaigns.eligibility import Context, evaluate, reason_text
-from crm.campaigns.history import empty_history, lookback_days, outbox_messages
+from crm.campaigns.history import empty_history, lookback_days, outbox_messages, reported_messages
 from crm.campaigns.policy import CALENDAR_FILE, POLICY, Calendar, load_calendar
 from crm.campaigns.spec import CampaignSpec, Frequency, Schedule, format_validation_error, load_campaigns
-from crm.config import Paths
+from crm.config import Paths, campaigns_dir
 from crm.contract import PRODUCTS, consent_column
+from crm.store.profile import sync_profiles
 
 POLICIES_FILE = "_frequency_policies.yaml"
 UNKNOWN_PLAYER = "unknown_player"
@@ -221,3 +223,26 @@ class OutboxHistory:
                 self._frame, self._key = frame, key
             frame = self._frame
         return frame[frame["player_id"].isin(player_ids)] if len(frame) else frame
+
+
+def reported_rows_for(paths: Paths, as_of: dt.date, at: dt.datetime) -> list[dict]:
+    """Rows of the store's ``reported_messages`` for a profile copy of ``as_of`` made at ``at``:
+    the messages the casino reported sending (:func:`crm.campaigns.history.reported_messages`,
+    the lists' own definition) over the caps' look-back window before the copy's date, and all
+    reported since (the warehouse may hold events past its as-of date; a message is a message)."""
+    specs, _ = load_campaigns(campaigns_dir())
+    since = as_of - dt.timedelta(days=lookback_days(specs, POLICY.dedup_days))
+    until = max(as_of, at.date()) + dt.timedelta(days=2)
+    df = reported_messages(paths, since, until, {s.id: s for s in specs})
+    return [{"brand_id": str(b), "player_id": str(p), "channel": ch, "campaign_id": c, "dedup_key": k,
+             "sent_at": pd.Timestamp(t).to_pydatetime().replace(tzinfo=None), "synced_at": at}
+            for b, p, ch, c, k, t in zip(df["brand_id"], df["player_id"], df["channel"].astype(object),
+                                         df["campaign_id"].astype(object), df["dedup_key"].astype(object),
+                                         df["sent_at"], strict=True)
+            if pd.notna(t)]
+
+
+def sync_online_profiles(paths: Paths, engine: sa.Engine) -> dict:
+    """:func:`crm.store.profile.sync_profiles` with the reported messages of :func:`reported_rows_for`
+    (the ``online_profiles`` asset and ``crm profiles sync``)."""
+    return sync_profiles(paths, engine, lambda as_of, at: reported_rows_for(paths, as_of, at))

@@ -190,13 +190,13 @@ def profiles_sync_cmd(as_json: bool) -> None:
     online_profiles asset), retire the stop events the warehouse now shows, take contact
     addresses from the landed events and the messages the casino reported sending (crm.delivery).
     Holds the run lock: it waits for no writer, it refuses."""
+    from crm.campaigns.online import sync_online_profiles
     from crm.run_lock import RunInProgress, run_lock
-    from crm.store.profile import sync_profiles
 
     paths, engine = _engine()
     try:
         with run_lock(paths, "crm profiles sync"):
-            out = sync_profiles(paths, engine)
+            out = sync_online_profiles(paths, engine)
     except RunInProgress as e:
         raise click.ClickException(str(e)) from e
     except FileNotFoundError as e:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import pandas as pd
 import sqlalchemy as sa
@@ -344,10 +344,14 @@ def _sync_contacts(conn: sa.Connection, landed: list[tuple]) -> int:
     return len(fresh) + changed
 
 
-def sync_profiles(paths: Paths, engine: sa.Engine) -> dict:
+def sync_profiles(paths: Paths, engine: sa.Engine,
+                  reported: Callable[[dt.date, dt.datetime], list[dict]]) -> dict:
     """Replace the copy with the warehouse's ``dim_player`` (read-only), retire the stops it has
-    seen, and take the newest contact addresses from the landed events. One transaction: a
-    send checked meanwhile sees the old copy or the new one, never half of each."""
+    seen, take the newest contact addresses from the landed events, and replace the reported
+    messages with ``reported(as_of, now)`` (the rows of ``reported_messages`` for a copy of that
+    as-of date: :func:`crm.campaigns.online.sync_online_profiles` passes the lists' definition;
+    the store does not read campaigns). One transaction: a send checked meanwhile sees the old
+    copy or the new one, never half of each."""
     with engine.connect() as conn:
         pending = [r.event_id for r in conn.execute(sa.select(profile_stops.c.event_id).where(
             profile_stops.c.retired_at.is_(None), profile_stops.c.kind == WITHDRAWAL))]
@@ -365,43 +369,21 @@ def sync_profiles(paths: Paths, engine: sa.Engine) -> dict:
              "as_of_date": as_of, "synced_at": at}
             for r in df.itertuples(index=False, name=None)]
     landed = _landed_contacts(paths)
-    reported = _reported(paths, as_of, at)
+    reported_rows = reported(as_of, at)
     with engine.begin() as conn:
         conn.execute(profiles.delete())
         for i in range(0, len(rows), 5000):
             conn.execute(profiles.insert(), rows[i:i + 5000])
         conn.execute(reported_messages.delete())
-        for i in range(0, len(reported), 5000):
-            conn.execute(reported_messages.insert(), reported[i:i + 5000])
+        for i in range(0, len(reported_rows), 5000):
+            conn.execute(reported_messages.insert(), reported_rows[i:i + 5000])
         retired = _retire(conn, seen, latest_exclusion, at)
         stored = _sync_contacts(conn, landed)
     with engine.connect() as conn:
         live = conn.execute(sa.select(sa.func.count()).select_from(profile_stops)
                             .where(profile_stops.c.retired_at.is_(None))).scalar_one()
     return {"profiles": len(rows), "as_of_date": as_of.isoformat(), "stops_retired": retired, "stops_live": live,
-            "contacts_updated": stored, "reported_messages": len(reported)}
-
-
-def _reported(paths: Paths, as_of: dt.date, at: dt.datetime) -> list[dict]:
-    """Rows of ``reported_messages``: what the casino reported as sent over the caps' look-back
-    window before the copy's date, and everything reported since (the warehouse may hold events
-    past its as-of date; a message is a message)."""
-    from crm.campaigns.history import lookback_days
-    from crm.campaigns.history import reported_messages as reported_history
-    from crm.campaigns.policy import POLICY
-    from crm.campaigns.spec import load_campaigns
-    from crm.config import campaigns_dir
-
-    specs, _ = load_campaigns(campaigns_dir())
-    since = as_of - dt.timedelta(days=lookback_days(specs, POLICY.dedup_days))
-    until = max(as_of, at.date()) + dt.timedelta(days=2)
-    df = reported_history(paths, since, until, {s.id: s for s in specs})
-    return [{"brand_id": str(b), "player_id": str(p), "channel": ch, "campaign_id": c, "dedup_key": k,
-             "sent_at": pd.Timestamp(t).to_pydatetime().replace(tzinfo=None), "synced_at": at}
-            for b, p, ch, c, k, t in zip(df["brand_id"], df["player_id"], df["channel"].astype(object),
-                                         df["campaign_id"].astype(object), df["dedup_key"].astype(object),
-                                         df["sent_at"], strict=True)
-            if pd.notna(t)]
+            "contacts_updated": stored, "reported_messages": len(reported_rows)}
 
 
 def reported_of(conn: sa.Connection, brand_id: str, player_ids: list[str], since: dt.datetime) -> list[dict]:

@@ -2,8 +2,8 @@
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
+from crm.campaigns.online import sync_online_profiles
 from crm.store.db import make_engine, upgrade_to_head
-from crm.store.profile import sync_profiles
 from orchestration.assets._meta import num
 from orchestration.resources import DAILY, CrmResource
 
@@ -21,7 +21,7 @@ def online_profiles(context: AssetExecutionContext, crm: CrmResource) -> Materia
     engine = make_engine(paths)
     try:
         upgrade_to_head(engine)
-        out = sync_profiles(paths, engine)
+        out = sync_online_profiles(paths, engine)
     finally:
         engine.dispose()
     context.log.info(f"online profile: {out['profiles']} players as of {out['as_of_date']}; "
