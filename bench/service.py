@@ -57,6 +57,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import resource
 import secrets
 import shutil
@@ -239,9 +240,9 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 # --------------------------------------------------------------------------- PostgreSQL
 
-def _psql(sql: str) -> subprocess.CompletedProcess:
+def _psql(sql: str, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                           "-c", sql], capture_output=True, text=True, timeout=60)
+                           *options, "-c", sql], capture_output=True, text=True, timeout=60)
 
 
 @contextlib.contextmanager
@@ -270,6 +271,7 @@ def throwaway_postgres():
         if started.returncode != 0:
             yield None, f"pg_ctlcluster 15 main start failed: {(started.stderr or started.stdout).strip()[:300]}"
             return
+    _drop_orphans()
     name, password = f"crm_bench_{os.getpid()}_{secrets.token_hex(3)}", secrets.token_hex(16)
     made = _psql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
     if made.returncode == 0:
@@ -281,6 +283,22 @@ def throwaway_postgres():
     try:
         yield f"postgresql+psycopg2://{name}:{password}@127.0.0.1:{main[2]}/{name}", None
     finally:
+        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _psql(f"DROP ROLE IF EXISTS {name}")
+
+
+def _drop_orphans() -> None:
+    """Drop the throwaway databases and roles of bench runs that died before their clean-up (the
+    process in their name is gone: killed by a signal its handler could not catch)."""
+    listed = _psql("SELECT datname FROM pg_database WHERE datname LIKE 'crm\\_bench\\_%' "
+                   "UNION SELECT rolname FROM pg_roles WHERE rolname LIKE 'crm\\_bench\\_%'", "-At")
+    for name in sorted(set(listed.stdout.split())):
+        parts = name.split("_")
+        if len(parts) != 4 or not parts[2].isdigit() or not re.fullmatch(r"[0-9a-f]{6}", parts[3]):
+            continue  # not a name this bench makes: left alone
+        if Path(f"/proc/{parts[2]}").exists():
+            continue  # its run may still be going
+        print(f"[postgres] dropping {name}, left by a bench run that died", file=sys.stderr, flush=True)
         _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         _psql(f"DROP ROLE IF EXISTS {name}")
 
@@ -634,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from crm.config import crm_home
 
+    # a SIGTERM unwinds like Ctrl-C, so the throwaway database is dropped (a SIGKILL's is dropped
+    # by the next run: _drop_orphans)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.work or crm_home() / "bench" / "work"
     rates = [float(x) for x in args.rate.split(",") if x]
     report = run(rates, args.seconds, [s for s in args.stores.split(",") if s], args.warmup, work, args.pg_url,
