@@ -42,6 +42,10 @@ def _events() -> list[dict]:
     out.append({"event_id": "own-send-p1", "event_type": "crm.delivery", "player_id": "p1", "brand_id": "A",
                 "occurred_at": "2025-09-30T09:00:00Z",
                 "payload": {"delivery_id": "casino-123", "campaign_id": "casino_newsletter", "channel": "email"}})
+    # one with a campaign id longer than the store's column: kept (cut to size), and the sync goes through
+    out.append({"event_id": "own-send-p2", "event_type": "crm.delivery", "player_id": "p2", "brand_id": "A",
+                "occurred_at": "2025-09-30T10:00:00Z",
+                "payload": {"delivery_id": "casino-124", "campaign_id": "x" * 500, "channel": "EMAIL "}})
     return out
 
 
@@ -51,17 +55,18 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
     paths = Paths(tmp_path).ensure()
     src = tmp_path / "events.jsonl"
     src.write_text("\n".join(json.dumps(e) for e in _events()) + "\n")
-    assert ingest_file(src, paths).loaded == 10
+    assert ingest_file(src, paths).loaded == 11
     dbt_build(tmp_path, AS_OF, *BUILD)
     engine = make_engine(paths)
     upgrade_to_head(engine)
     out = sync_profiles(paths, engine)
     assert out["profiles"] == 3 and out["as_of_date"] == AS_OF.isoformat() and out["stops_live"] == 0
-    assert out["reported_messages"] == 1
+    assert out["reported_messages"] == 2
     with engine.connect() as conn:
-        [reported] = conn.execute(sa.select(reported_messages)).all()
-    assert (reported.brand_id, reported.player_id, reported.channel, reported.campaign_id, reported.sent_at) == (
-        "A", "p1", "email", "casino_newsletter", dt.datetime(2025, 9, 30, 9, 0))
+        reported = conn.execute(sa.select(reported_messages).order_by(reported_messages.c.player_id)).all()
+    assert [(r.brand_id, r.player_id, r.channel, r.campaign_id, r.sent_at) for r in reported] == [
+        ("A", "p1", "email", "casino_newsletter", dt.datetime(2025, 9, 30, 9, 0)),
+        ("A", "p2", "email", "x" * 128, dt.datetime(2025, 9, 30, 10, 0))]
     with engine.connect() as conn:
         got = {(r.player_id, r.channel): r.address for r in conn.execute(sa.select(contacts))}
         assert got == {("p1", "email"): "one@example.com", ("p2", "email"): "two@example.com"}

@@ -41,6 +41,7 @@ from crm.campaigns.spec import CampaignSpec, Frequency, Schedule, format_validat
 from crm.config import Paths, campaigns_dir
 from crm.contract import PRODUCTS, consent_column
 from crm.store.profile import sync_profiles
+from crm.store.schema import ID_CHARS
 
 POLICIES_FILE = "_frequency_policies.yaml"
 UNKNOWN_PLAYER = "unknown_player"
@@ -234,12 +235,17 @@ def reported_rows_for(paths: Paths, as_of: dt.date, at: dt.datetime) -> list[dic
     since = as_of - dt.timedelta(days=lookback_days(specs, POLICY.dedup_days))
     until = max(as_of, at.date()) + dt.timedelta(days=2)
     df = reported_messages(paths, since, until, {s.id: s for s in specs})
-    return [{"brand_id": str(b), "player_id": str(p), "channel": ch, "campaign_id": c, "dedup_key": k,
-             "sent_at": pd.Timestamp(t).to_pydatetime().replace(tzinfo=None), "synced_at": at}
+
+    def text(v, size: int) -> str | None:  # the store's column size: a long payload value still counts
+        return None if v is None or pd.isna(v) else str(v)[:size]
+
+    return [{"brand_id": str(b), "player_id": str(p), "channel": text(ch, 40), "campaign_id": text(c, ID_CHARS),
+             "dedup_key": text(k, ID_CHARS), "sent_at": pd.Timestamp(t).to_pydatetime().replace(tzinfo=None),
+             "synced_at": at}
             for b, p, ch, c, k, t in zip(df["brand_id"], df["player_id"], df["channel"].astype(object),
                                          df["campaign_id"].astype(object), df["dedup_key"].astype(object),
                                          df["sent_at"], strict=True)
-            if pd.notna(t)]
+            if pd.notna(t) and len(str(b)) <= ID_CHARS and len(str(p)) <= ID_CHARS]  # longer: no profile has it
 
 
 def sync_online_profiles(paths: Paths, engine: sa.Engine) -> dict:

@@ -63,15 +63,11 @@ class StoredAnswer:
     same_request: bool
 
 
-def stored_answer(conn: sa.Connection, key_id: int, idem_key: str, req_hash: str) -> StoredAnswer | None:
-    """The answer given before to ``idem_key`` from API key ``key_id``, if any."""
-    return stored_answers(conn, [(key_id, idem_key, req_hash)]).get((key_id, idem_key))
-
-
 def stored_answers(conn: sa.Connection, asked: Sequence[tuple[int, str, str]]
                    ) -> dict[tuple[int, str], StoredAnswer]:
-    """:func:`stored_answer` of many ``(key_id, idem_key, req_hash)`` in one statement: those
-    answered before, by ``(key_id, idem_key)``."""
+    """The answers given before to many ``(key_id, idem_key, req_hash)`` (API key, its
+    ``X-Idempotency-Key``, the request's hash), in one statement: those answered before, by
+    ``(key_id, idem_key)``, with whether the request is the same."""
     hashes = {(k, i): h for k, i, h in asked}
     c = idempotency_keys.c
     out: dict[tuple[int, str], StoredAnswer] = {}
@@ -83,14 +79,9 @@ def stored_answers(conn: sa.Connection, asked: Sequence[tuple[int, str, str]]
     return out
 
 
-def remember_answer(conn: sa.Connection, key_id: int, idem_key: str, req_hash: str, status_code: int,
-                    body: dict) -> None:
-    """Keep the answer to ``idem_key`` (in the caller's transaction: with the delivery it created)."""
-    remember_answers(conn, [(key_id, idem_key, req_hash, status_code, body)])
-
-
 def remember_answers(conn: sa.Connection, answers: Sequence[tuple[int, str, str, int, dict]]) -> None:
-    """:func:`remember_answer` of many ``(key_id, idem_key, req_hash, status_code, body)`` in one statement."""
+    """Keep the answers to many ``(key_id, idem_key, req_hash, status_code, body)`` in one
+    statement (in the caller's transaction: with the deliveries they created)."""
     if answers:
         at = now()
         conn.execute(idempotency_keys.insert(), [

@@ -143,15 +143,10 @@ def suppression_reason(brand_id: str, player_id: str, channel: str) -> sa.Scalar
             .limit(1).scalar_subquery())
 
 
-def address_suppressed(conn: sa.Connection, brand_id: str, player_id: str, channel: str) -> str | None:
-    """The reason the player's address on ``channel`` is suppressed, or None."""
-    return conn.execute(sa.select(suppression_reason(brand_id, player_id, channel))).scalar()
-
-
 def addresses_suppressed(conn: sa.Connection, addresses: Sequence[tuple[str, str, str]]
                          ) -> dict[tuple[str, str, str], str]:
-    """:func:`address_suppressed` of many ``(brand_id, player_id, channel)`` in one statement:
-    the reasons of those suppressed."""
+    """Of many ``(brand_id, player_id, channel)``, the reasons of those whose address is
+    suppressed (a hard bounce), in one statement."""
     s = address_suppressions.c
     out: dict[tuple[str, str, str], str] = {}
     for chunk in key_chunks(addresses):
@@ -163,13 +158,9 @@ def addresses_suppressed(conn: sa.Connection, addresses: Sequence[tuple[str, str
 
 # --------------------------------------------------------------------------- reading
 
-def live_stops(conn: sa.Connection, brand_id: str, player_id: str) -> list[dict]:
-    """The player's stops not yet seen by the warehouse copy, oldest first."""
-    return live_stops_of(conn, [(brand_id, player_id)]).get((brand_id, player_id), [])
-
-
 def live_stops_of(conn: sa.Connection, players: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[dict]]:
-    """:func:`live_stops` of many ``(brand_id, player_id)`` in one statement (players with none left out)."""
+    """The stops of many ``(brand_id, player_id)`` not yet seen by the warehouse copy, oldest
+    first, in one statement (players with none left out)."""
     s = profile_stops.c
     out: dict[tuple[str, str], list[dict]] = {}
     for chunk in key_chunks(players):
@@ -208,10 +199,6 @@ def apply_stops(profile: dict, stops: list[dict]) -> dict:
             p["returned_after_exclusion"] = False
             p["self_exclusion_started_at"] = at
     return p
-
-
-def stored_profile(conn: sa.Connection, brand_id: str, player_id: str) -> tuple[dict, dt.date] | None:
-    return stored_profiles(conn, [(brand_id, player_id)]).get((brand_id, player_id))
 
 
 def stored_profiles(conn: sa.Connection, players: Sequence[tuple[str, str]],
