@@ -72,6 +72,30 @@ def test_auth(api):
     assert call(url + "/v1/events", "POST", body, key=keys["a"])[0] == 202
 
 
+def test_a_revocation_takes_effect_within_the_key_ttl(api):
+    """The service remembers a live key for KEY_TTL_S (no store read per request); a key revoked
+    from another process stops working once that time is over, and a revoked or unknown key is
+    never remembered."""
+    import asyncio
+
+    from crm.service.auth import KEY_TTL_S, LiveKeys
+
+    _, _, engine, _ = api
+    now = [100.0]
+    live = LiveKeys(clock=lambda: now[0])
+    key = create_key(engine, "soon-revoked", "A", ["events:write"])[1]
+    find = lambda k: asyncio.run(live.find(engine, k))  # noqa: E731
+    assert find(key).name == "soon-revoked"
+    revoke_key(engine, "soon-revoked")
+    now[0] += KEY_TTL_S / 2
+    assert find(key) is not None  # remembered
+    now[0] += KEY_TTL_S / 2
+    assert find(key) is None  # read again: revoked
+    now[0] += 0.01
+    assert find(key) is None and len(live._keys) == 0
+    assert find("crm_" + "x" * 5000) is None
+
+
 def test_good_batch_then_replay(api):
     url, keys, engine, _ = api
     batch = [event(f"good{i}") for i in range(5)]

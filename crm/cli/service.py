@@ -132,7 +132,7 @@ def list_cmd(as_json: bool) -> None:
 @click.argument("name_or_id")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable record")
 def revoke_cmd(name_or_id: str, as_json: bool) -> None:
-    """Revoke a key by NAME or ID: requests with it get 401 from then on."""
+    """Revoke a key by NAME or ID: requests with it get 401 (from a running service within 2 s)."""
     from crm.store.keys import ApiKeyError, revoke_key
 
     _, engine = _engine()

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from crm.config import Paths
 from crm.service import messaging, metrics
+from crm.service.auth import LiveKeys
 from crm.service.events import router as events_router
 from crm.store.db import make_engine, upgrade_to_head
 from crm.store.events import hand_off
@@ -77,6 +78,7 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
                               "their feedback (`POST /v1/messaging/feedback`); every /v1 route needs "
                               "`Authorization: Bearer <key>` (`crm api-keys create`).")
     app.state.paths, app.state.engine, app.state.revision = paths, engine, revision
+    app.state.live_keys = LiveKeys()
 
     @app.get("/healthz", summary="Liveness (no key needed)")
     def healthz() -> dict:

@@ -15,7 +15,7 @@ from crm.store.schema import ID_CHARS, NAME_CHARS, api_keys
 
 SCOPES = ("events:write", "feedback:write", "messaging:send")
 KEY_PREFIX = "crm_"
-_MAX_KEY_CHARS = 200  # a presented key longer than this is not one of ours (never hashed)
+MAX_KEY_CHARS = 200  # a presented key longer than this is not one of ours (never hashed)
 _NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:@-]{{0,{NAME_CHARS - 1}}}")
 _BRAND = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{ID_CHARS - 1}}}")
 
@@ -99,7 +99,7 @@ def authenticate(engine: sa.Engine, key: str) -> ApiKey | None:
     """The live key ``key`` is, or None (unknown or revoked). Found by its hash (an index: the
     lookup reveals nothing about a key nobody can invert the hash of); the hashes are then
     compared in constant time all the same."""
-    if not key or len(key) > _MAX_KEY_CHARS:
+    if not key or len(key) > MAX_KEY_CHARS:
         return None
     h = hash_key(key)
     with engine.connect() as conn:
