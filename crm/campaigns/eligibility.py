@@ -203,6 +203,21 @@ def quiet_hours_at(df: pd.DataFrame, at: dt.datetime) -> tuple[np.ndarray, np.nd
     return inside, np.asarray(local, dtype=object)
 
 
+def quiet_hours_end(profile: dict, at: dt.datetime, step_minutes: int = 15) -> dt.datetime | None:
+    """The first quarter hour after ``at`` (naive UTC) outside the player's quiet hours, by the
+    ``quiet_hours`` rule's own code (:func:`quiet_hours_at`); None when there is none within a day
+    (no valid local time: quiet hours never end for that player, so a held message is dropped)."""
+    df = pd.DataFrame([profile])
+    t = at.replace(second=0, microsecond=0)
+    t += dt.timedelta(minutes=step_minutes - t.minute % step_minutes)
+    for _ in range(24 * 60 // step_minutes + 1):
+        inside, _ = quiet_hours_at(df, t)
+        if not bool(inside[0]):
+            return t
+        t += dt.timedelta(minutes=step_minutes)
+    return None
+
+
 def contact_features(df: pd.DataFrame, c: CampaignSpec, ctx: Context) -> pd.DataFrame:
     """Per player (aligned with ``df``): what the contact and offer rules look at.
 

@@ -35,16 +35,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm import safe_yaml
 from crm.campaigns.eligibility import Context, evaluate, reason_text
-from crm.campaigns.history import empty_history, lookback_days, outbox_messages, reported_messages
+from crm.campaigns.history import (
+    empty_history,
+    lookback_days,
+    outbox_messages,
+    reported_messages,
+    reported_rows,
+    store_messages,
+)
 from crm.campaigns.policy import CALENDAR_FILE, POLICY, Calendar, load_calendar
 from crm.campaigns.spec import CampaignSpec, Frequency, Schedule, format_validation_error, load_campaigns
 from crm.config import Paths, campaigns_dir
 from crm.contract import PRODUCTS, consent_column
-from crm.store.profile import sync_profiles
+from crm.store import deliveries as dl
+from crm.store.profile import addresses_suppressed, effective_profiles, reported_of, sync_profiles
 from crm.store.schema import ID_CHARS
 
 POLICIES_FILE = "_frequency_policies.yaml"
 UNKNOWN_PLAYER = "unknown_player"
+ADDRESS_BOUNCED = "address_bounced"
 REASONS_ONLINE = {UNKNOWN_PLAYER: "Not in the player profile of this brand (not yet synced from the warehouse, "
                                   "or another brand's player)"}
 
@@ -165,6 +174,101 @@ def check_sends(profiles: list[dict | None], spec: CampaignSpec, history: pd.Dat
     found = iter(verdicts)
     unknown = SendVerdict(False, UNKNOWN_PLAYER, REASONS_ONLINE[UNKNOWN_PLAYER], (UNKNOWN_PLAYER,))
     return [unknown if p is None else next(found) for p in profiles]
+
+
+@dataclass(frozen=True)
+class SendAsk:
+    """One message to check now and queue if the rules allow it: an API send or a trigger's."""
+    brand_id: str
+    player_id: str
+    spec: CampaignSpec  # the one-player campaign it is checked as (channel, product, limits, offer)
+    template_id: str
+    params: dict
+    source: str  # api | trigger (the deliveries' ``source``)
+    locale: str | None = None  # None: the player's own locale, else "en"
+    frequency_policy_id: str | None = None
+    delivery_id: str | None = None  # None: a new random id
+    cost_cents: int = 0  # the offer's cost to this player (a bonus when > 0 or the spec has an offer)
+    holdout: bool = False  # allowed or not, nothing is queued: a holdout (recorded by the caller)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What became of a :class:`SendAsk`: queued (``delivery_id``), refused by a rule (``verdict``
+    names it), or not checkable (``error``: the template cannot be rendered for it)."""
+    delivery_id: str | None = None
+    verdict: SendVerdict | None = None
+    error: str | None = None
+    held_out: bool = False  # eligible, and not queued because the ask was a holdout
+
+    @property
+    def queued(self) -> bool:
+        return self.delivery_id is not None
+
+
+def _concat(first, *more):
+    parts = [p for p in (first, *more) if len(p)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else first)
+
+
+def check_and_queue(conn: sa.Connection, asks: list[SendAsk], at: dt.datetime, calendar: Calendar,
+                    outbox: OutboxHistory, templates) -> list[SendOutcome]:
+    """Check ``asks`` at instant ``at`` (naive UTC) with the rule table and queue the allowed ones
+    (but holdouts) as deliveries, in the caller's transaction: the one path of every message that is not a
+    batch list (``POST /v1/messaging/send``, triggers, journey steps). The asks must name distinct
+    players (a second message to a player is checked after the first is written, so it counts it).
+
+    A few statements for all asks, not a few per ask: the players' online profiles (PostgreSQL:
+    their rows locked in one order until the transaction ends, so two processes never check
+    messages to one player at once), their bounced addresses, their messages in the ledger (our
+    lists' outbox, the store's deliveries, messages the casino reported), then one rule-table
+    call per kind of message."""
+    results: list[SendOutcome | None] = [None] * len(asks)
+    found = effective_profiles(conn, [(a.brand_id, a.player_id) for a in asks], for_update=True)
+    bounces = addresses_suppressed(conn, [(a.brand_id, a.player_id, a.spec.channel) for a in asks
+                                          if found[(a.brand_id, a.player_id)][0] is not None])
+    groups: dict[tuple, list[tuple[int, dict | None, str]]] = {}
+    for i, ask in enumerate(asks):
+        profile, _ = found[(ask.brand_id, ask.player_id)]
+        locale = ask.locale or (profile or {}).get("locale") or "en"
+        try:
+            templates.render(ask.template_id, locale, ask.params)
+        except ValueError as e:  # crm.channels.TemplateError / TemplateRenderError
+            results[i] = SendOutcome(error=f"template {ask.template_id!r}: {e}")
+            continue
+        bounced = bounces.get((ask.brand_id, ask.player_id, ask.spec.channel))
+        if bounced:
+            results[i] = SendOutcome(verdict=SendVerdict(False, ADDRESS_BOUNCED,
+                                                         f"The player's {ask.spec.channel} address bounced: {bounced}",
+                                                         (ADDRESS_BOUNCED,)))
+            continue
+        kind = (ask.brand_id, ask.spec.id, ask.frequency_policy_id, ask.spec.channel, ask.template_id)
+        groups.setdefault(kind, []).append((i, profile, locale))
+    new: list[dl.NewDelivery] = []
+    for (brand, *_), members in groups.items():
+        spec = asks[members[0][0]].spec
+        lookback = at - dt.timedelta(days=lookback_days([spec], POLICY.dedup_days))
+        players = [asks[i].player_id for i, _, _ in members]
+        mine = store_messages(dl.player_messages(conn, brand, players, lookback))
+        reported = reported_rows(reported_of(conn, brand, players, lookback))
+        ours = outbox.for_players([asks[i].player_id for i, p, _ in members if p], at.date())
+        verdicts = check_sends([p for _, p, _ in members], spec, _concat(ours, mine, reported), at, calendar)
+        for (i, _, locale), verdict in zip(members, verdicts, strict=True):
+            ask = asks[i]
+            if not verdict.eligible or ask.holdout:
+                results[i] = SendOutcome(verdict=verdict, held_out=verdict.eligible)
+                continue
+            offer = spec.offer.template != "none"
+            new.append(dl.new_delivery(
+                brand_id=brand, player_id=ask.player_id, channel=spec.channel, template_id=ask.template_id,
+                params=ask.params, transactional=spec.transactional, campaign_id=spec.id,
+                dedup_key=spec.dedup_key, product=spec.product, basis=verdict.basis, source=ask.source,
+                locale=locale, frequency_policy_id=ask.frequency_policy_id, delivery_id=ask.delivery_id,
+                is_bonus=offer or ask.cost_cents > 0, cost_cents=ask.cost_cents,
+                offer_ends_at=at + dt.timedelta(days=spec.offer.expiry_days) if offer else None, at=at))
+            results[i] = SendOutcome(delivery_id=new[-1].delivery_id, verdict=verdict)
+    dl.insert_deliveries(conn, new)
+    return results  # type: ignore[return-value]
 
 
 class SendConfig:

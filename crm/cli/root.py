@@ -327,6 +327,7 @@ def _register_groups() -> None:
     from crm.cli.gate import gate_group
     from crm.cli.ml import ml_group
     from crm.cli.service import api_events_group, api_keys_group, profiles_group, serve_cmd
+    from crm.cli.triggers import triggers_group
 
     main.add_command(ml_group)
     main.add_command(explain_cmd)
@@ -339,6 +340,7 @@ def _register_groups() -> None:
     main.add_command(profiles_group)
     main.add_command(deliveries_group)
     main.add_command(mailbox_cmd)
+    main.add_command(triggers_group)
 
 
 _register_groups()

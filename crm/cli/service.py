@@ -27,10 +27,13 @@ def _engine():
 @click.option("--delivery-workers", default=1, show_default=True, type=click.IntRange(0, 32),
               help="delivery worker processes started beside the API (`crm deliveries work`); 0: none "
                    "(run them yourself, on this machine or others)")
+@click.option("--trigger-workers", default=1, show_default=True, type=click.IntRange(0, 32),
+              help="trigger worker processes started beside the API (`crm triggers work`); 0: none")
 @click.option("--local-mailbox", "mailbox_port", type=int, default=None, metavar="PORT",
               help="also run a local SMTP server on PORT that stores what it receives in $CRM_HOME/mailbox/, "
                    "and send email there (make serve)")
-def serve_cmd(host: str, port: int, hand_off_every: float, delivery_workers: int, mailbox_port: int | None) -> None:
+def serve_cmd(host: str, port: int, hand_off_every: float, delivery_workers: int, trigger_workers: int,
+              mailbox_port: int | None) -> None:
     """Run the integration API: POST /v1/events, /v1/messaging/send, /v1/messaging/feedback,
     GET /v1/deliveries/{id}, /v1/metrics (docs at /docs, schema at /openapi.json).
 
@@ -38,7 +41,10 @@ def serve_cmd(host: str, port: int, hand_off_every: float, delivery_workers: int
     --hand-off-every seconds; `crm ingest`, the land_incoming sensor or `crm run` land them. Sends are
     checked against the online profile (`crm profiles sync`, or the daily refresh's online_profiles).
 
-    With delivery workers, the API and each worker run as processes of their own (each its own
+    Trigger workers decide the firings of campaigns/triggers/*.yaml for each accepted event
+    (`crm triggers work`) and queue their messages for the delivery workers.
+
+    With workers, the API and each worker run as processes of their own (each its own
     Python interpreter and CPU; they share only the store), supervised together: Ctrl-C or SIGTERM
     stops them all (a worker finishes the delivery it is sending), and so does the end of any one
     of them.
@@ -57,16 +63,18 @@ def serve_cmd(host: str, port: int, hand_off_every: float, delivery_workers: int
             os.environ["CRM_SMTP_URL"] = box.url
             os.environ.setdefault("CRM_SMTP_FROM", "casino-crm demo <crm@casino-crm.example>")
             click.echo(f"local mailbox on {box.url}: messages land in {box.directory}", err=True)
-        if not delivery_workers:
+        if not delivery_workers and not trigger_workers:
             _serve_api(paths, host, port, hand_off_every)
             return
         from crm.cli.ui import Child, supervise
 
         crm = [sys.executable, "-m", "crm.cli"]
         api = Child("api", [*crm, "serve", "--host", host, "--port", str(port), "--hand-off-every",
-                            str(hand_off_every), "--delivery-workers", "0"], url=f"http://{host}:{port}/docs")
+                            str(hand_off_every), "--delivery-workers", "0", "--trigger-workers", "0"],
+                    url=f"http://{host}:{port}/docs")
         workers = [Child(f"delivery-worker-{i + 1}", [*crm, "deliveries", "work", "--idle-sleep", "0.05"])
                    for i in range(delivery_workers)]
+        workers += [Child(f"trigger-worker-{i + 1}", [*crm, "triggers", "work"]) for i in range(trigger_workers)]
         code = supervise([api, *workers], echo=lambda m: click.echo(m, err=True))
     sys.exit(code)
 

@@ -12,12 +12,13 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from crm.config import Paths
+from crm.config import Paths, campaigns_dir
 from crm.service import messaging, metrics
 from crm.service.auth import LiveKeys
 from crm.service.events import router as events_router
 from crm.store.db import make_engine, upgrade_to_head
 from crm.store.events import hand_off
+from crm.triggers.spec import TriggerSet
 
 log = logging.getLogger("crm.service")
 
@@ -79,6 +80,7 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
                               "`Authorization: Bearer <key>` (`crm api-keys create`).")
     app.state.paths, app.state.engine, app.state.revision = paths, engine, revision
     app.state.live_keys = LiveKeys()
+    app.state.triggers = TriggerSet(campaigns_dir())  # the firings each accepted event starts
 
     @app.get("/healthz", summary="Liveness (no key needed)")
     def healthz() -> dict:

@@ -82,7 +82,7 @@ def _record_text(record: object) -> str | None:
         return None
 
 
-def _process(paths: Paths, engine, key: ApiKey, records: list) -> tuple[int, dict]:
+def _process(paths: Paths, engine, key: ApiKey, records: list, subscriptions=None) -> tuple[int, dict]:
     texts = [_record_text(r) for r in records]
     checks = iter(validate_records([t for t in texts if t is not None], paths))
     results: list[RecordResult] = []
@@ -102,7 +102,7 @@ def _process(paths: Paths, engine, key: ApiKey, records: list) -> tuple[int, dic
         else:
             good.append((i, chk.envelope))
             results.append(RecordResult(index=i, event_id=chk.envelope["event_id"], status="accepted"))
-    new = store_records(engine, key.id, [env for _, env in good], bad)
+    new = store_records(engine, key.id, [env for _, env in good], bad, subscriptions=subscriptions)
     for (i, _), is_new in zip(good, new, strict=True):
         if not is_new:
             results[i].status = "duplicate"
@@ -154,5 +154,6 @@ async def post_events(request: Request, key: ApiKey = Depends(require_scope("eve
     if not records:
         return JSONResponse(EventsResponse(records=0, accepted=0, duplicates=0, quarantined=0, refused=0,
                                            detail="no records", results=[]).model_dump(), status_code=202)
-    status, out = await run_in_threadpool(_process, paths, engine, key, records)
+    subscriptions = request.app.state.triggers.subscriptions()
+    status, out = await run_in_threadpool(_process, paths, engine, key, records, subscriptions)
     return JSONResponse(out, status_code=status)

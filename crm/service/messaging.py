@@ -22,25 +22,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-import pandas as pd
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm.campaigns.history import lookback_days, reported_rows, store_messages
 from crm.campaigns.online import (
     UNKNOWN_PLAYER,
     FrequencyPolicyError,
     OutboxHistory,
+    SendAsk,
     SendConfig,
-    check_sends,
+    check_and_queue,
     send_spec,
 )
-from crm.campaigns.policy import POLICY, CalendarError
-from crm.campaigns.spec import CampaignSpec
-from crm.channels import TemplateError, TemplateRenderError, TemplateStore
+from crm.campaigns.policy import CalendarError
+from crm.channels import TemplateStore
 from crm.config import campaigns_dir
 from crm.contract import CHANNELS
 from crm.ingest.landing import validate_records
@@ -49,11 +47,10 @@ from crm.service.batcher import Batcher
 from crm.store import deliveries as dl
 from crm.store.events import store_in
 from crm.store.keys import ApiKey
-from crm.store.profile import addresses_suppressed, effective_profiles, reported_of, suppress_address
+from crm.store.profile import suppress_address
 
 router = APIRouter()
 log = logging.getLogger("crm.service")
-ADDRESS_BOUNCED = "address_bounced"
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"  # printable ASCII, no spaces
 PLAYER_ID = r"^[^\x00-\x1f\x7f]{1,128}$"  # no control characters (PostgreSQL text cannot even hold a NUL)
 DELIVERY_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # crm.channels.base.DELIVERY_ID
@@ -145,15 +142,6 @@ class _SendCall:
     req_hash: str
 
 
-@dataclass
-class _Check:
-    index: int
-    call: _SendCall
-    spec: CampaignSpec
-    profile: dict | None
-    locale: str
-
-
 def _send_batch(app, calls: Sequence[_SendCall]) -> list:
     """The answers to sends waiting together (:class:`crm.service.batcher.Batcher`): one
     transaction, one rule-table call per kind of send. If the batch fails as a whole (a
@@ -183,73 +171,43 @@ def _send_together(app, calls: Sequence[_SendCall]) -> list:
         return [HTTPException(503, f"the campaign configuration cannot be read, so no send can be checked: {e}")
                 ] * len(calls)
     at = app.state.clock().replace(microsecond=0)
-    templates: TemplateStore = app.state.templates
     results: list = [None] * len(calls)
     with engine.begin() as conn:
         # what the batch needs is read in a few statements for all its sends (no two of them share a
         # player or an idempotency key: the batcher's conflicts), not a few per send
         answered = dl.stored_answers(conn, [(c.key.id, c.idem_key, c.req_hash) for c in calls])
-        todo: list[tuple[int, _SendCall, CampaignSpec]] = []
+        todo: list[tuple[int, _SendCall]] = []
+        asks: list[SendAsk] = []
         for i, call in enumerate(calls):
             before = answered.get((call.key.id, call.idem_key))
-            policy = policies.get(call.body.frequency_policy_id)
+            body = call.body
+            policy = policies.get(body.frequency_policy_id)
             if before is not None:
                 results[i] = _replay(before)
             elif policy is None:
-                results[i] = HTTPException(422, f"frequency_policy_id {call.body.frequency_policy_id!r}: not one of "
+                results[i] = HTTPException(422, f"frequency_policy_id {body.frequency_policy_id!r}: not one of "
                                                 f"{', '.join(sorted(policies))} (campaigns/_frequency_policies.yaml)")
             else:
-                todo.append((i, call, send_spec(call.body.frequency_policy_id, policy, call.body.channel,
-                                                call.body.template_id, call.key.brand_id, at)))
-        # PostgreSQL: the players' profile rows locked (in one order) until the transaction ends, so
-        # two service processes never check sends to one player at once
-        found = effective_profiles(conn, [(c.key.brand_id, c.body.player_id) for _, c, _ in todo], for_update=True)
-        bounces = addresses_suppressed(conn, [(c.key.brand_id, c.body.player_id, c.body.channel) for _, c, _ in todo
-                                              if found[(c.key.brand_id, c.body.player_id)][0] is not None])
-        groups: dict[tuple, list[_Check]] = {}
-        new: list[dl.NewDelivery] = []  # written together at the end, with the answers to remember
-        answers: list[tuple[int, str, str, int, dict]] = []
-        for i, call, spec in todo:
-            body, brand = call.body, call.key.brand_id
-            profile, _ = found[(brand, body.player_id)]
-            locale = body.locale or (profile or {}).get("locale") or "en"
-            try:
-                templates.render(body.template_id, locale, body.personalization)
-            except (TemplateError, TemplateRenderError) as e:
-                results[i] = HTTPException(422, f"template {body.template_id!r}: {e}")
-                continue
-            bounced = bounces.get((brand, body.player_id, body.channel))
-            if bounced:
-                refusal = SendRefused(status="REFUSED", rule=ADDRESS_BOUNCED, failed=[ADDRESS_BOUNCED],
-                                      reason=f"The player's {body.channel} address bounced: {bounced}")
-                results[i] = _answer(answers, call, 422, refusal.model_dump())
-                continue
-            kind = (brand, body.frequency_policy_id, body.channel, body.template_id)
-            groups.setdefault(kind, []).append(_Check(i, call, spec, profile, locale))
-        for (brand, *_), checks in groups.items():
-            spec = checks[0].spec
-            lookback = at - dt.timedelta(days=lookback_days([spec], POLICY.dedup_days))
-            players = [c.call.body.player_id for c in checks]
-            mine = store_messages(dl.player_messages(conn, brand, players, lookback))
-            reported = reported_rows(reported_of(conn, brand, players, lookback))
-            ours = app.state.outbox_history.for_players([c.call.body.player_id for c in checks if c.profile],
-                                                        at.date())
-            verdicts = check_sends([c.profile for c in checks], spec, _concat(ours, mine, reported), at, calendar)
-            for c, verdict in zip(checks, verdicts, strict=True):
-                body = c.call.body
-                if verdict.eligible:
-                    new.append(dl.new_delivery(
-                        brand_id=brand, player_id=body.player_id, channel=body.channel,
-                        template_id=body.template_id, params=body.personalization, transactional=spec.transactional,
-                        campaign_id=spec.id, dedup_key=spec.dedup_key, product=spec.product, basis=verdict.basis,
-                        source="api", locale=c.locale, frequency_policy_id=body.frequency_policy_id, at=at))
-                    answer = SendAccepted(delivery_id=new[-1].delivery_id, status="QUEUED").model_dump()
-                    results[c.index] = _answer(answers, c.call, 202, answer)
-                else:
-                    answer = SendRefused(status="REFUSED", rule=verdict.rule or UNKNOWN_PLAYER,
-                                         reason=verdict.reason or "", failed=list(verdict.failed)).model_dump()
-                    results[c.index] = _answer(answers, c.call, 422, answer)
-        dl.insert_deliveries(conn, new)
+                todo.append((i, call))
+                asks.append(SendAsk(
+                    brand_id=call.key.brand_id, player_id=body.player_id, template_id=body.template_id,
+                    spec=send_spec(body.frequency_policy_id, policy, body.channel, body.template_id,
+                                   call.key.brand_id, at),
+                    params=body.personalization, source="api", locale=body.locale,
+                    frequency_policy_id=body.frequency_policy_id))
+        answers: list[tuple[int, str, str, int, dict]] = []  # kept with the deliveries, in this transaction
+        outcomes = check_and_queue(conn, asks, at, calendar, app.state.outbox_history, app.state.templates)
+        for (i, call), out in zip(todo, outcomes, strict=True):
+            if out.error is not None:
+                results[i] = HTTPException(422, out.error)
+            elif out.queued:
+                results[i] = _answer(answers, call, 202, SendAccepted(delivery_id=out.delivery_id,
+                                                                      status="QUEUED").model_dump())
+            else:
+                v = out.verdict
+                results[i] = _answer(answers, call, 422, SendRefused(
+                    status="REFUSED", rule=v.rule or UNKNOWN_PLAYER, reason=v.reason or "",
+                    failed=list(v.failed)).model_dump())
         dl.remember_answers(conn, answers)
     return results
 
@@ -258,11 +216,6 @@ def _answer(answers: list, call: _SendCall, code: int, answer: dict) -> tuple[in
     """The answer to ``call``, added to ``answers`` (kept with the deliveries, in the same transaction)."""
     answers.append((call.key.id, call.idem_key, call.req_hash, code, answer))
     return code, answer
-
-
-def _concat(first, *more):
-    parts = [p for p in (first, *more) if len(p)]
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else first)
 
 
 def _replay(before: dl.StoredAnswer) -> tuple[int, dict] | HTTPException:

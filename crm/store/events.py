@@ -22,6 +22,7 @@ from crm.config import Paths
 from crm.contract import MAX_RECORD_BYTES
 from crm.store.profile import record_accepted
 from crm.store.schema import REASON_CHARS, accepted_events, quarantined_events
+from crm.store.triggers import Subscriptions, queue_firings
 
 HAND_OFF_LIMIT = 50_000  # events per hand-off file
 _CHUNK = 500  # ids per bound IN list (SQLite's limit on variables is far above it)
@@ -58,13 +59,14 @@ def bounded_raw(text: str, limit: int = MAX_RECORD_BYTES) -> tuple[str, int, str
 
 
 def store_records(engine: sa.Engine, key_id: int, accepted: list[dict], quarantined: list[tuple[str, str]],
-                  now: dt.datetime | None = None) -> list[bool]:
+                  now: dt.datetime | None = None, subscriptions: Subscriptions | None = None) -> list[bool]:
     """Store in one transaction, committed on return: ``accepted`` envelopes (a known event_id is
     left alone) and ``quarantined`` (raw text, reason) records. Returns, per accepted envelope,
-    True when it was new, False when it was a duplicate (stored before, or earlier in the list)."""
+    True when it was new, False when it was a duplicate (stored before, or earlier in the list).
+    ``subscriptions``: the triggers to queue a firing for (:func:`crm.store.triggers.queue_firings`)."""
     now = now or _now()
     with engine.begin() as conn:
-        new = store_in(conn, key_id, accepted, now)
+        new = store_in(conn, key_id, accepted, now, subscriptions)
         rows = []
         for text, reason in quarantined:
             raw, size, sha = bounded_raw(text)
@@ -75,10 +77,12 @@ def store_records(engine: sa.Engine, key_id: int, accepted: list[dict], quaranti
     return new
 
 
-def store_in(conn: sa.Connection, key_id: int, accepted: list[dict], now: dt.datetime) -> list[bool]:
+def store_in(conn: sa.Connection, key_id: int, accepted: list[dict], now: dt.datetime,
+             subscriptions: Subscriptions | None = None) -> list[bool]:
     """Store ``accepted`` envelopes in the caller's transaction, with what they change in the online
-    profile at once (stops, contact details: :func:`crm.store.profile.record_accepted`, for the new
-    ones only). Returns, per envelope, True when it was new."""
+    profile at once (stops, contact details: :func:`crm.store.profile.record_accepted`) and the
+    trigger firings they start (:func:`crm.store.triggers.queue_firings`), for the new ones only.
+    Returns, per envelope, True when it was new."""
     stmt = _insert_new(conn)
     new: list[bool] = []
     for env in accepted:
@@ -86,7 +90,10 @@ def store_in(conn: sa.Connection, key_id: int, accepted: list[dict], now: dt.dat
                                   "envelope": json.dumps(env, ensure_ascii=False, separators=(",", ":")),
                                   "key_id": key_id, "received_at": now})
         new.append(res.rowcount == 1)
-    record_accepted(conn, [e for e, n in zip(accepted, new, strict=True) if n], now)
+    fresh = [e for e, n in zip(accepted, new, strict=True) if n]
+    record_accepted(conn, fresh, now)
+    if subscriptions:
+        queue_firings(conn, fresh, subscriptions, now)
     return new
 
 

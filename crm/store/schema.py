@@ -167,3 +167,34 @@ idempotency_keys = sa.Table(
     sa.Column("response", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
+
+# ---------------------------------------------------------------- trigger firings (migration 0004)
+# One row per (trigger, accepted event), queued in the transaction that accepted the event: the
+# trigger worker's queue (status pending, due_at), its durable timers (a message held until the
+# player's quiet hours end: pending again with a later due_at, held true) and the record of what
+# became of the firing (queued as a delivery, refused by a rule, holdout, no match, ...).
+trigger_firings = sa.Table(
+    "trigger_firings", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("trigger_id", sa.String(64), nullable=False),
+    sa.Column("event_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("event_type", sa.String(60), nullable=False),
+    sa.Column("brand_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("player_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("occurred_at", sa.DateTime, nullable=False),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("due_at", sa.DateTime, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("held", sa.Boolean, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("lease_until", sa.DateTime, nullable=True),
+    sa.Column("trigger_version", sa.String(64), nullable=True),  # the spec hash it was decided with
+    sa.Column("arm", sa.String(20), nullable=True),  # holdout | A (the assignment, for readouts)
+    sa.Column("rule", sa.String(60), nullable=True),  # the rule that refused it
+    sa.Column("detail", sa.String(REASON_CHARS), nullable=True),
+    sa.Column("delivery_id", sa.String(ID_CHARS), nullable=True),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("trigger_id", "event_id", name="uq_trigger_firings_event"),
+    sa.Index("ix_trigger_firings_due", "status", "due_at"),
+    sa.Index("ix_trigger_firings_player", "brand_id", "player_id", "trigger_id", "updated_at"),
+)
