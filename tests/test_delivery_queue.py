@@ -125,13 +125,14 @@ def add_contact(engine, player: str, address: str, channel: str = "email") -> No
 
 
 def queue(engine, player: str, channel: str = "email", transactional: bool = False, params=None,
-          product: str = "casino", not_before: dt.datetime | None = None, template: str = TEMPLATE) -> str:
+          product: str = "casino", not_before: dt.datetime | None = None, template: str = TEMPLATE,
+          is_bonus: bool = False) -> str:
     with engine.begin() as conn:
         return dl.create_delivery(
             conn, brand_id="A", player_id=player, channel=channel, template_id=template,
             params=PARAMS if params is None else params, transactional=transactional, campaign_id="api_test",
             dedup_key="test", product=product, basis={"test": True}, source="api", locale="en",
-            not_before=not_before)
+            not_before=not_before, is_bonus=is_bonus)
 
 
 def status(engine, delivery_id: str) -> dict:
@@ -144,7 +145,8 @@ def add_stop(engine, player: str, kind: str, channel: str | None = None, product
     with engine.begin() as conn:
         conn.execute(profile_stops.insert().values(
             brand_id="A", player_id=player, kind=kind, channel=channel, product=product, event_id=f"e_{player}_{kind}",
-            event_type="consent.revoked" if kind == "withdrawal" else "rg.self_exclusion.started",
+            event_type={"withdrawal": "consent.revoked", "limit_hit": "rg.limit.hit"}.get(kind,
+                                                                                         "rg.self_exclusion.started"),
             occurred_at=at, received_at=at, retired_at=at if retired else None))
 
 
@@ -245,23 +247,26 @@ def test_dead_letter_after_the_last_attempt(store, smtp):
 def test_stops_received_after_queueing_refuse_the_send(store, smtp):
     paths, engine = store
     handler, port = smtp
-    for p in ("p1", "p2", "p3", "p4", "p5", "p6"):
+    for p in ("p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"):
         add_contact(engine, p, f"{p}@example.test")
     before = dl.now() - dt.timedelta(hours=1)
     add_stop(engine, "p6", "withdrawal", channel="email", at=before)  # before the delivery: the creator's to weigh
-    ids = {p: queue(engine, p, transactional=(p == "p2")) for p in ("p1", "p2", "p3", "p4", "p5", "p6")}
+    ids = {p: queue(engine, p, transactional=(p == "p2"), is_bonus=(p == "p7"))
+           for p in ("p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8")}
+    add_stop(engine, "p7", "limit_hit")  # an RG limit hit: holds a bonus offer ...
+    add_stop(engine, "p8", "limit_hit")  # ... not a message without one
     add_stop(engine, "p1", "withdrawal", channel="email")  # marketing email withdrawn
     add_stop(engine, "p2", "self_exclusion")  # a transactional message: held too
     add_stop(engine, "p3", "withdrawal", channel="sms")  # another channel
     add_stop(engine, "p4", "withdrawal", channel="*", retired=True)  # the warehouse has seen it
     add_stop(engine, "p5", "withdrawal", channel="*", product="sports")  # another product
     with worker(paths, engine, port) as w:
-        assert w.run_once() == {"claimed": 6, "refused": 2, "sent": 4}
-    for p in ("p1", "p2"):
+        assert w.run_once() == {"claimed": 8, "refused": 3, "sent": 5}
+    for p in ("p1", "p2", "p7"):
         d = status(engine, ids[p])
         assert d["status"] == "refused"
         assert d["history"][-1]["detail"].startswith("attempt 1: withdrawn before the send")
-    assert sorted(handler.ids()) == sorted(ids[p] for p in ("p3", "p4", "p5", "p6"))
+    assert sorted(handler.ids()) == sorted(ids[p] for p in ("p3", "p4", "p5", "p6", "p8"))
     assert handler.rcpt["p1@example.test"] == handler.rcpt["p2@example.test"] == 0
 
 

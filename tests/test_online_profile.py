@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pandas as pd
 import sqlalchemy as sa
 
 from crm.campaigns.online import sync_online_profiles as sync_profiles
@@ -18,6 +19,7 @@ from crm.store.events import hand_off
 from crm.store.keys import create_key
 from crm.store.profile import effective_profile
 from crm.store.schema import contacts, profile_stops, reported_messages
+from crm.warehouse import write_scores
 from tests._dbt import dbt_build
 from tests._service import call, running_server
 
@@ -57,9 +59,16 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
     src.write_text("\n".join(json.dumps(e) for e in _events()) + "\n")
     assert ingest_file(src, paths).loaded == 11
     dbt_build(tmp_path, AS_OF, *BUILD)
+    # the models' latest scores travel with the profile (journeys enter on churn_score)
+    for day, score in ((AS_OF - dt.timedelta(days=1), 0.2), (AS_OF, 0.8)):
+        write_scores(paths, pd.DataFrame({"player_id": ["p1"], "score": [score], "model_name": ["churn"],
+                                          "model_version": ["1"]}), day, "churn")
     engine = make_engine(paths)
     upgrade_to_head(engine)
     out = sync_profiles(paths, engine)
+    with engine.connect() as conn:
+        assert effective_profile(conn, "A", "p1")[0]["churn_score"] == 0.8
+        assert effective_profile(conn, "A", "p2")[0]["churn_score"] is None
     assert out["profiles"] == 3 and out["as_of_date"] == AS_OF.isoformat() and out["stops_live"] == 0
     assert out["reported_messages"] == 2
     with engine.connect() as conn:

@@ -32,6 +32,11 @@ REVIEWED: dict[str, dict[str, str]] = {
     "crm/campaigns/enqueue.py": {
         "', '.join((ident(c) for c in wanted))": "dim_player's own column names (DESCRIBE), each through ident()",
     },
+    "crm/store/profile.py": {
+        "', '.join(('s.' + ident(m + '_score') for m in models))": "the models' score columns (ml.models constants), "
+                                                                    "each through ident()",
+        "picks": "arg_max(...) FILTER (WHERE model = ?) per model: the model bound, the alias through ident()",
+    },
     "crm/campaigns/history.py": {
         "columns": "_read_outbox's column list: literal texts of its two callers in this module",
     },
@@ -57,6 +62,7 @@ REVIEWED: dict[str, dict[str, str]] = {
         "files": "earlier batch files, each through literal()",
     },
     "crm/ingest/landing.py": {
+        "'OR REPLACE ' if replace else ''": "one of two constant texts",
         "name": "a field of crm.contract.VOCABULARIES (the contract's own names)",
         "sent": "SQL built in _payload_out_sql from contract field names",
         "fields": "the file's column names, each through ident() (crm.sql)",

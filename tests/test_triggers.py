@@ -26,6 +26,7 @@ from crm.store import triggers as tq
 from crm.store.db import make_engine, upgrade_to_head
 from crm.store.events import store_records
 from crm.store.schema import deliveries, trigger_firings
+from crm.triggers.journeys import JourneySet
 from crm.triggers.spec import Condition, TriggerError, TriggerSet, TriggerSpec, holds, load_trigger, matches
 from crm.triggers.worker import TriggerWorker, delivery_id_of
 from tests.test_service_messaging import NOW, clean_profile, put_profiles
@@ -46,13 +47,14 @@ def _campaigns(tmp: Path, **edits) -> Path:
     return folder
 
 
-def event(i, kind="payment.failed", player="p1", at=NOW, brand="A", **payload) -> dict:
+def event(i, type_="payment.failed", player="p1", at=NOW, brand="A", **payload) -> dict:
     base = {"payment.failed": {"amount": 2500, "currency": "EUR", "psp": "X", "method": "Visa",
                                "reason_code": "3DS_TIMEOUT"},
             "bet.settled": {"stake": 20000, "win": 0, "currency": "EUR"},
             "consent.revoked": {"channel": "email"},
-            "rg.self_exclusion.started": {}}[kind]
-    return {"event_id": f"ev_{i}", "event_type": kind, "trace_id": f"tr_{i}", "player_id": player, "brand_id": brand,
+            "payment.captured": {"amount": 2500, "currency": "EUR", "psp": "X"},
+            "rg.limit.hit": {"kind": "loss"}}.get(type_, {})
+    return {"event_id": f"ev_{i}", "event_type": type_, "trace_id": f"tr_{i}", "player_id": player, "brand_id": brand,
             "occurred_at": at.isoformat() + "Z", "payload": base | payload}
 
 
@@ -66,6 +68,7 @@ class Rig:
         self.campaigns = _campaigns(home, **edits)
         self.now = NOW
         self.triggers = TriggerSet(self.campaigns)
+        self.journeys = JourneySet(self.campaigns)
         self.worker = TriggerWorker(self.paths, self.engine, self.campaigns, clock=lambda: self.now)
 
     def post(self, *events: dict) -> None:
@@ -74,7 +77,7 @@ class Rig:
         checks = validate_records([json.dumps(e) for e in events], self.paths, now=self.now)
         assert [c.reason for c in checks] == [None] * len(events), checks
         store_records(self.engine, 1, [c.envelope for c in checks], [], now=self.now,
-                      subscriptions=self.triggers.subscriptions())
+                      subscriptions=self.triggers.subscriptions(), goals=self.journeys.goals())
 
     def work(self) -> dict:
         return self.worker.run_once(100)
@@ -150,7 +153,7 @@ def test_trigger_files_are_read_as_hostile_input(tmp_path):
     assert set(specs) == {HELP, CASHBACK}
     text = "\n".join(errors)
     assert "empty.yaml" in text and "bomb.yaml" in text and "but the file is named 'renamed'" in text
-    assert "is a campaign's id too" in text
+    assert "is a campaign's id too" in text  # payment_failure_help is a campaign
     with pytest.raises(TriggerError, match="not a regular file"):
         load_trigger(folder)
 
@@ -287,6 +290,17 @@ def test_an_offer_fires_only_once_a_second_person_approved_this_version(rig):
     assert rig.work() == {"claimed": 1, "dropped": 1}
 
 
+def test_a_limit_hit_posted_since_the_copy_stops_the_comfort_cashback(rig):
+    cash = rig.triggers.get()[0][CASHBACK]
+    approvals.approve(rig.paths, cash.as_campaign(), "Dana Reviewer", "ok")
+    p, q = _treated(cash, 2)
+    put_profiles(rig.engine, [clean_profile(p, rg_limit_hits_30d=0), clean_profile(q, rg_limit_hits_30d=0)])
+    rig.post(event(1, "rg.limit.hit", player=p, kind="Loss "))  # odd case and space: any limit counts
+    rig.post(event(2, "bet.settled", player=p), event(3, "bet.settled", player=q))
+    assert rig.work() == {"claimed": 2, "no_match": 1, "queued": 1}
+    assert "rg_limit_hits_30d == 0" in rig.firings(event_id="ev_2")[0]["detail"]
+
+
 def test_quiet_hours_hold_the_message_durably_until_they_end(rig):
     cash = rig.triggers.get()[0][CASHBACK]
     approvals.approve(rig.paths, cash.as_campaign(), "Dana Reviewer", "ok")
@@ -397,3 +411,17 @@ def test_no_trigger_message_reaches_a_player_stopped_before_it_was_decided(tmp_p
         assert all(b - a >= dt.timedelta(minutes=help_.dedup_minutes) for a, b in zip(times, times[1:], strict=False))
     assert len(rig.deliveries()) == len(queued)
     rig.engine.dispose()
+
+
+def test_a_limit_hit_stop_is_retired_once_the_copy_counts_it(engine):
+    from crm.store.profile import _retire
+    from crm.store.schema import profile_stops
+
+    with engine.begin() as conn:
+        for i, day in enumerate((dt.datetime(2025, 9, 29, 23), dt.datetime(2025, 10, 1, 8))):
+            conn.execute(profile_stops.insert().values(
+                brand_id="A", player_id="p1", kind="limit_hit", channel=None, product=None, event_id=f"lh{i}",
+                event_type="rg.limit.hit", occurred_at=day, received_at=day, retired_at=None))
+        assert _retire(conn, set(), {}, NOW, as_of=dt.date(2025, 10, 1)) == 1  # the copy of Oct 1 counts Sep 29
+        live = conn.execute(sa.select(profile_stops.c.event_id).where(profile_stops.c.retired_at.is_(None))).scalars()
+        assert list(live) == ["lh1"]

@@ -327,7 +327,7 @@ def _register_groups() -> None:
     from crm.cli.gate import gate_group
     from crm.cli.ml import ml_group
     from crm.cli.service import api_events_group, api_keys_group, profiles_group, serve_cmd
-    from crm.cli.triggers import triggers_group
+    from crm.cli.triggers import journeys_group, triggers_group
 
     main.add_command(ml_group)
     main.add_command(explain_cmd)
@@ -341,6 +341,7 @@ def _register_groups() -> None:
     main.add_command(deliveries_group)
     main.add_command(mailbox_cmd)
     main.add_command(triggers_group)
+    main.add_command(journeys_group)
 
 
 _register_groups()

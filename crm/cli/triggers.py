@@ -145,3 +145,78 @@ def work_cmd(once: bool, limit: int, idle_sleep: float, lease: float, as_json: b
     signal.signal(signal.SIGTERM, _stop)
     click.echo(f"trigger worker: {len(worker.triggers.get()[0])} trigger(s), Ctrl-C to stop", err=True)
     worker.run_forever(stop, idle_sleep=idle_sleep, limit=limit)
+
+
+@click.group("journeys")
+def journeys_group() -> None:
+    """Journeys: campaigns/journeys/<id>.yaml, a small state graph per player (send, wait until
+    opened, send again), stepped by the trigger workers (`crm triggers work`, `crm serve`)."""
+
+
+def _journeys():
+    from crm.config import campaigns_dir
+    from crm.triggers.journeys import load_journeys
+
+    return load_journeys(campaigns_dir())
+
+
+@journeys_group.command("validate")
+def journeys_validate_cmd() -> None:
+    """Check every journey file; exit 1 naming each broken file, field and what was expected."""
+    specs, errors = _journeys()
+    for s in specs:
+        click.echo(f"ok   {s.id}: {len(s.entry)} entry condition(s), steps " + " -> ".join(x.id for x in s.steps))
+    for e in errors:
+        click.echo(f"FAIL {e}", err=True)
+    if errors:
+        sys.exit(1)
+
+
+@journeys_group.command("enter")
+@click.option("--json", "as_json", is_flag=True, help="print machine-readable counts")
+def journeys_enter_cmd(as_json: bool) -> None:
+    """Enter the players whose online profile meets each journey's entry conditions now (the daily
+    scan; the Dagster asset journey_entries runs it after the profile sync). Idempotent per day."""
+    from crm.campaigns import approvals
+    from crm.triggers.journeys import enter_from_profiles
+
+    specs, errors = _journeys()
+    paths, engine = _engine()
+    approved = {s.id: approvals.status(paths, s.as_campaign()).dispatchable for s in specs}
+    import datetime as dt
+
+    out = enter_from_profiles(engine, specs, dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0), approved)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        for jid, c in out.items():
+            click.echo(f"{jid}: {c['matched']:,} matched, {c['entered']:,} entered, {c['holdout']:,} holdout, "
+                       f"{c['skipped']:,} already in or recently (re-entry rule), {c['stopped']:,} stopped since "
+                       "the copy"
+                       + ("" if approved[jid] else " (needs approval: nobody entered)"))
+    for e in errors:
+        click.echo(f"FAIL {e}", err=True)
+
+
+@journeys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print machine-readable records")
+def journeys_list_cmd(as_json: bool) -> None:
+    """Each journey with its counts: entered, sent, suppressed by rule, exited, converted."""
+    from crm.store.journeys import journey_counts
+
+    specs, errors = _journeys()
+    _, engine = _engine()
+    counts: dict[str, dict[str, int]] = {}
+    for r in journey_counts(engine):
+        key = r["what"] + (f":{r['rule']}" if r["rule"] else "")
+        counts.setdefault(r["journey_id"], {})[key] = counts.get(r["journey_id"], {}).get(key, 0) + r["n"]
+    rows = [{"id": s.id, "steps": [x.id for x in s.steps], "version": s.spec_hash()[:12], "enabled": s.enabled,
+             "counts": counts.get(s.id, {})} for s in specs]
+    if as_json:
+        click.echo(json.dumps({"journeys": rows, "errors": errors}, indent=2))
+        return
+    for r in rows:
+        seen = ", ".join(f"{n:,} {k}" for k, n in sorted(r["counts"].items())) or "nobody yet"
+        click.echo(f"{r['id']} ({' -> '.join(r['steps'])}, v{r['version']}): {seen}")
+    for e in errors:
+        click.echo(f"FAIL {e}", err=True)

@@ -15,9 +15,12 @@ from fastapi import FastAPI
 from crm.config import Paths, campaigns_dir
 from crm.service import messaging, metrics
 from crm.service.auth import LiveKeys
+from crm.service.batcher import Batcher
+from crm.service.events import process_together
 from crm.service.events import router as events_router
 from crm.store.db import make_engine, upgrade_to_head
 from crm.store.events import hand_off
+from crm.triggers.journeys import JourneySet
 from crm.triggers.spec import TriggerSet
 
 log = logging.getLogger("crm.service")
@@ -67,6 +70,7 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
         finally:
             stop.set()
             await asyncio.to_thread(app.state.sender.close)  # the sends already waiting are answered
+            await asyncio.to_thread(app.state.event_checker.close)  # and the events
             for thread in threads:
                 await asyncio.to_thread(thread.join, 30)
             for task in tasks:
@@ -81,6 +85,9 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
     app.state.paths, app.state.engine, app.state.revision = paths, engine, revision
     app.state.live_keys = LiveKeys()
     app.state.triggers = TriggerSet(campaigns_dir())  # the firings each accepted event starts
+    app.state.journeys = JourneySet(campaigns_dir())  # the journeys an accepted event converts
+    # events are checked in one thread, the requests waiting together in one call of landing's SQL
+    app.state.event_checker = Batcher(lambda calls: process_together(app, calls), name="event-checker")
 
     @app.get("/healthz", summary="Liveness (no key needed)")
     def healthz() -> dict:

@@ -88,3 +88,26 @@ def current_revision(engine: sa.Engine) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def claim_rows(engine: sa.Engine, table: sa.Table, due: sa.ColumnElement[bool], order: tuple, limit: int,
+               values: dict) -> list[dict]:
+    """Claim up to ``limit`` rows of ``table`` that are ``due`` (in ``order``) for one worker:
+    ``values`` (a lease, an attempt count) set on them, the claimed rows returned. A read first,
+    so an idle worker's poll takes no write lock. PostgreSQL: the candidates are locked with
+    ``FOR UPDATE SKIP LOCKED`` (two workers never wait on each other nor take the same row);
+    SQLite (one writer): one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``, whose
+    candidates are read under the write lock. ``due`` is repeated in the update as a guard."""
+    key = table.c.id
+    with engine.connect() as conn:
+        if conn.execute(sa.select(key).where(due).limit(1)).first() is None:
+            return []
+    with engine.begin() as conn:
+        candidates = sa.select(key).where(due).order_by(*order).limit(limit)
+        if engine.dialect.name == "postgresql":
+            ids = list(conn.execute(candidates.with_for_update(skip_locked=True)).scalars())
+            target = key.in_(ids) if ids else sa.false()
+        else:
+            target = key.in_(candidates.scalar_subquery())
+        return [dict(r._mapping) for r in conn.execute(table.update().where(target, due).values(**values)
+                                                        .returning(*table.c)).all()]

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from crm.config import Paths
 from crm.contract import MAX_RECORD_BYTES
+from crm.store.journeys import Goals, react
 from crm.store.profile import record_accepted
 from crm.store.schema import REASON_CHARS, accepted_events, quarantined_events
 from crm.store.triggers import Subscriptions, queue_firings
@@ -59,14 +60,15 @@ def bounded_raw(text: str, limit: int = MAX_RECORD_BYTES) -> tuple[str, int, str
 
 
 def store_records(engine: sa.Engine, key_id: int, accepted: list[dict], quarantined: list[tuple[str, str]],
-                  now: dt.datetime | None = None, subscriptions: Subscriptions | None = None) -> list[bool]:
+                  now: dt.datetime | None = None, subscriptions: Subscriptions | None = None,
+                  goals: Goals | None = None) -> list[bool]:
     """Store in one transaction, committed on return: ``accepted`` envelopes (a known event_id is
     left alone) and ``quarantined`` (raw text, reason) records. Returns, per accepted envelope,
     True when it was new, False when it was a duplicate (stored before, or earlier in the list).
     ``subscriptions``: the triggers to queue a firing for (:func:`crm.store.triggers.queue_firings`)."""
     now = now or _now()
     with engine.begin() as conn:
-        new = store_in(conn, key_id, accepted, now, subscriptions)
+        new = store_in(conn, key_id, accepted, now, subscriptions, goals)
         rows = []
         for text, reason in quarantined:
             raw, size, sha = bounded_raw(text)
@@ -78,10 +80,12 @@ def store_records(engine: sa.Engine, key_id: int, accepted: list[dict], quaranti
 
 
 def store_in(conn: sa.Connection, key_id: int, accepted: list[dict], now: dt.datetime,
-             subscriptions: Subscriptions | None = None) -> list[bool]:
+             subscriptions: Subscriptions | None = None, goals: Goals | None = None) -> list[bool]:
     """Store ``accepted`` envelopes in the caller's transaction, with what they change in the online
     profile at once (stops, contact details: :func:`crm.store.profile.record_accepted`) and the
-    trigger firings they start (:func:`crm.store.triggers.queue_firings`), for the new ones only.
+    trigger firings they start (:func:`crm.store.triggers.queue_firings`) and what they do to
+    journey runs (:func:`crm.store.journeys.react`: stops end them, goals convert them), for the
+    new ones only.
     Returns, per envelope, True when it was new."""
     stmt = _insert_new(conn)
     new: list[bool] = []
@@ -94,6 +98,7 @@ def store_in(conn: sa.Connection, key_id: int, accepted: list[dict], now: dt.dat
     record_accepted(conn, fresh, now)
     if subscriptions:
         queue_firings(conn, fresh, subscriptions, now)
+    react(conn, fresh, goals, now)
     return new
 
 

@@ -35,6 +35,7 @@ from crm.contract import (
     ALL_CHANNELS,
     CHANNELS,
     CONSENT_CHANNELS,
+    PROBABILITY_SCORE_FIELDS,
     SELF_EXCLUSION_START,
     WITHDRAWALS,
     consent_column,
@@ -43,7 +44,8 @@ from crm.contract import (
 from crm.store.db import key_chunks
 from crm.store.schema import address_suppressions, contacts, profile_stops, profiles, reported_messages
 
-WITHDRAWAL, SELF_EXCLUSION, COOLING_OFF = "withdrawal", "self_exclusion", "cooling_off"
+WITHDRAWAL, SELF_EXCLUSION, COOLING_OFF, LIMIT_HIT = "withdrawal", "self_exclusion", "cooling_off", "limit_hit"
+LIMIT_HIT_EVENT = "rg.limit.hit"
 # contract payload key -> the channel its address serves
 CONTACT_FIELDS = {"email": "email", "phone": "sms"}
 _CHUNK = 500
@@ -78,6 +80,8 @@ def stop_of(envelope: dict) -> dict | None:
     if kind == SELF_EXCLUSION_START:
         scope = payload.get("scope")
         return {"kind": COOLING_OFF if scope == "cooling_off" else SELF_EXCLUSION, "channel": None, "product": None}
+    if kind == LIMIT_HIT_EVENT:  # any kind of limit: no bonus offer until the warehouse counts it
+        return {"kind": LIMIT_HIT, "channel": None, "product": None}
     return None
 
 
@@ -193,6 +197,9 @@ def apply_stops(profile: dict, stops: list[dict]) -> dict:
                 p[f"{col}_changed_at"] = at
         elif s["kind"] == COOLING_OFF:
             p["cooling_off_now"] = True
+        elif s["kind"] == LIMIT_HIT:  # counted as the warehouse will count it (rg_limit_hits_30d)
+            hits = p.get("rg_limit_hits_30d")
+            p["rg_limit_hits_30d"] = (hits if isinstance(hits, int) and not isinstance(hits, bool) else 0) + 1
         else:
             p["self_excluded_now"] = True
             p["ever_self_excluded"] = True
@@ -257,7 +264,7 @@ def _json_value(v):
 
 
 def _retire(conn: sa.Connection, seen_consent_events: set[str], latest_exclusion: dict[tuple[str, str], dt.datetime],
-            at: dt.datetime) -> int:
+            at: dt.datetime, as_of: dt.date | None = None) -> int:
     rows = conn.execute(sa.select(profile_stops.c.id, profile_stops.c.kind, profile_stops.c.event_id,
                                   profile_stops.c.brand_id, profile_stops.c.player_id, profile_stops.c.occurred_at)
                         .where(profile_stops.c.retired_at.is_(None))).all()
@@ -265,6 +272,8 @@ def _retire(conn: sa.Connection, seen_consent_events: set[str], latest_exclusion
     for r in rows:
         if r.kind == WITHDRAWAL:
             seen = r.event_id in seen_consent_events
+        elif r.kind == LIMIT_HIT:  # the copy's 30-day count covers the days before its as-of date
+            seen = as_of is not None and r.occurred_at.date() < as_of
         else:
             started = latest_exclusion.get((r.brand_id, r.player_id))
             seen = started is not None and started >= r.occurred_at
@@ -276,10 +285,19 @@ def _retire(conn: sa.Connection, seen_consent_events: set[str], latest_exclusion
 
 
 def _warehouse_state(paths: Paths, stop_event_ids: list[str]) -> tuple[pd.DataFrame, set[str]]:
-    from crm.warehouse import connect, table_exists
+    from crm.sql import ident
+    from crm.warehouse import SCORES_TABLE, connect, table_exists
 
     with connect(paths) as con:
-        df = con.execute("SELECT * FROM dim_player ORDER BY brand_id, player_id").df()
+        if table_exists(con, SCORES_TABLE):  # each model's latest probability score, as <model>_score
+            models = [f.removesuffix("_score") for f in PROBABILITY_SCORE_FIELDS]
+            picks = ", ".join(f"arg_max(score, as_of_date) FILTER (WHERE model = ?) AS {ident(m + '_score')}"
+                              for m in models)
+            df = con.execute(f"SELECT d.*, {', '.join('s.' + ident(m + '_score') for m in models)} FROM dim_player d "
+                             f"LEFT JOIN (SELECT player_id, {picks} FROM {ident(SCORES_TABLE)} GROUP BY player_id) s "
+                             "USING (player_id) ORDER BY brand_id, player_id", models).df()
+        else:
+            df = con.execute("SELECT * FROM dim_player ORDER BY brand_id, player_id").df()
         seen: set[str] = set()
         if stop_event_ids and table_exists(con, "int_consents_versioned"):
             ids = pd.DataFrame({"event_id": stop_event_ids})
@@ -364,7 +382,7 @@ def sync_profiles(paths: Paths, engine: sa.Engine,
         conn.execute(reported_messages.delete())
         for i in range(0, len(reported_rows), 5000):
             conn.execute(reported_messages.insert(), reported_rows[i:i + 5000])
-        retired = _retire(conn, seen, latest_exclusion, at)
+        retired = _retire(conn, seen, latest_exclusion, at, as_of if len(df) else None)
         stored = _sync_contacts(conn, landed)
     with engine.connect() as conn:
         live = conn.execute(sa.select(sa.func.count()).select_from(profile_stops)

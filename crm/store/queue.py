@@ -46,7 +46,7 @@ from crm.contract import ALL_CHANNELS
 from crm.store.db import transaction
 from crm.store.deliveries import BOUNCED, DEAD_LETTER, QUEUED, REFUSED, SENDING, SENT, STATUSES
 from crm.store.deliveries import now as store_now
-from crm.store.profile import COOLING_OFF, SELF_EXCLUSION, WITHDRAWAL, suppress_address
+from crm.store.profile import COOLING_OFF, LIMIT_HIT, SELF_EXCLUSION, WITHDRAWAL, suppress_address
 from crm.store.schema import REASON_CHARS, deliveries, delivery_events, profile_stops
 
 DEFAULT_LEASE = dt.timedelta(seconds=60)
@@ -251,8 +251,8 @@ def holding_stop(conn: sa.Connection, delivery: dict) -> dict | None:
 
     Only stops the check at creation could not have seen count: those that occurred, or were
     received, at or after the delivery was created (earlier ones were the creator's to weigh).
-    A self-exclusion or a cooling-off holds every message; a withdrawal holds the delivery's
-    channel (or every channel: ``*``), for its product or all products. Fail closed: a
+    A self-exclusion or a cooling-off holds every message, an RG limit hit every bonus offer; a
+    withdrawal holds the delivery's channel (or every channel: ``*``), for its product or all products. Fail closed: a
     withdrawal holds transactional messages too (a player who just said stop gets nothing until
     the warehouse has seen it, even if a transactional message could be argued for)."""
     row = conn.execute(_holding_stops(delivery).limit(1)).first()
@@ -270,10 +270,11 @@ def _holding_stops(delivery: dict) -> sa.Select:
     created = delivery["created_at"]
     channel_match = sa.and_(s.kind == WITHDRAWAL, s.channel.in_((delivery["channel"], ALL_CHANNELS)),
                             sa.or_(s.product.is_(None), s.product == delivery.get("product")))
+    holds_all = (SELF_EXCLUSION, COOLING_OFF, LIMIT_HIT) if delivery.get("is_bonus") else (SELF_EXCLUSION, COOLING_OFF)
     return sa.select(profile_stops).where(
         s.brand_id == delivery["brand_id"], s.player_id == delivery["player_id"], s.retired_at.is_(None),
         sa.or_(s.occurred_at >= created, s.received_at >= created),
-        sa.or_(s.kind.in_((SELF_EXCLUSION, COOLING_OFF)), channel_match)).order_by(s.occurred_at, s.id)
+        sa.or_(s.kind.in_(holds_all), channel_match)).order_by(s.occurred_at, s.id)
 
 
 def queue_depth(engine: sa.Engine, now: dt.datetime | None = None) -> dict:

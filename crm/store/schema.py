@@ -68,7 +68,7 @@ profile_stops = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("brand_id", sa.String(ID_CHARS), nullable=False),
     sa.Column("player_id", sa.String(ID_CHARS), nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),  # withdrawal | self_exclusion
+    sa.Column("kind", sa.String(20), nullable=False),  # withdrawal | self_exclusion | cooling_off | limit_hit
     sa.Column("channel", sa.String(40), nullable=True),  # a withdrawal's channel ('*': every channel)
     sa.Column("product", sa.String(40), nullable=True),  # a withdrawal of one product (None: all)
     sa.Column("event_id", sa.String(ID_CHARS), nullable=False),
@@ -197,4 +197,52 @@ trigger_firings = sa.Table(
     sa.UniqueConstraint("trigger_id", "event_id", name="uq_trigger_firings_event"),
     sa.Index("ix_trigger_firings_due", "status", "due_at"),
     sa.Index("ix_trigger_firings_player", "brand_id", "player_id", "trigger_id", "updated_at"),
+)
+
+# ---------------------------------------------------------------- journeys (migration 0005)
+# A player's run through a journey: its step, its timer (due_at: a wait's end, a held send), its
+# outcome. At most one active run per (journey, player): a partial unique index. The log holds
+# what each step did (entered, sent, suppressed by a rule, waited, exited, converted).
+journey_runs = sa.Table(
+    "journey_runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("journey_id", sa.String(64), nullable=False),
+    sa.Column("brand_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("player_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("entry_key", sa.String(ID_CHARS), nullable=False),  # what entered it: scan:<date> or an event id
+    sa.Column("status", sa.String(20), nullable=False),  # active | completed | converted | exited | holdout
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("due_at", sa.DateTime, nullable=False),
+    sa.Column("waiting_since", sa.DateTime, nullable=True),  # in a wait step: since when
+    sa.Column("entered_at", sa.DateTime, nullable=False),
+    sa.Column("ended_at", sa.DateTime, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("lease_until", sa.DateTime, nullable=True),
+    sa.Column("version", sa.String(64), nullable=True),
+    sa.Column("arm", sa.String(20), nullable=True),  # holdout | A
+    sa.Column("last_delivery_id", sa.String(ID_CHARS), nullable=True),
+    sa.Column("last_sent_at", sa.DateTime, nullable=True),
+    sa.Column("outcome", sa.String(80), nullable=True),  # why it ended
+    sa.Column("detail", sa.String(REASON_CHARS), nullable=True),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("journey_id", "brand_id", "player_id", "entry_key", name="uq_journey_runs_entry"),
+    sa.Index("ix_journey_runs_due", "status", "due_at"),
+    sa.Index("ix_journey_runs_player", "brand_id", "player_id", "status"),
+    sa.Index("ux_journey_runs_active", "journey_id", "brand_id", "player_id", unique=True,
+             sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'")),
+)
+
+journey_log = sa.Table(
+    "journey_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("journey_id", sa.String(64), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("what", sa.String(40), nullable=False),  # entered | sent | suppressed | waited | exited | converted ...
+    sa.Column("rule", sa.String(60), nullable=True),
+    sa.Column("delivery_id", sa.String(ID_CHARS), nullable=True),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("detail", sa.String(REASON_CHARS), nullable=True),
+    sa.Index("ix_journey_log_run", "run_id", "id"),
+    sa.Index("ix_journey_log_journey", "journey_id", "at"),
 )

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from crm.store.db import transaction
+from crm.store.db import claim_rows, transaction
 from crm.store.deliveries import now as store_now
 from crm.store.profile import parse_time
 from crm.store.queue import naive_utc
@@ -76,21 +76,9 @@ def claim_firings(engine: sa.Engine, limit: int, lease: dt.timedelta = DEFAULT_L
     counting this attempt)."""
     now = naive_utc(now) if now is not None else store_now()
     c = trigger_firings.c
-    with engine.connect() as conn:  # a read first: an idle worker polls without the write lock
-        if conn.execute(sa.select(c.id).where(_due(now)).limit(1)).first() is None:
-            return []
-    with engine.begin() as conn:
-        candidates = sa.select(c.id).where(_due(now)).order_by(c.due_at, c.id).limit(limit)
-        if engine.dialect.name == "postgresql":
-            ids = list(conn.execute(candidates.with_for_update(skip_locked=True)).scalars())
-            target = c.id.in_(ids) if ids else sa.false()
-        else:
-            target = c.id.in_(candidates.scalar_subquery())
-        rows = conn.execute(trigger_firings.update().where(target, _due(now))
-                            .values(status=PROCESSING, lease_until=now + lease, attempts=c.attempts + 1,
-                                    updated_at=now)
-                            .returning(*trigger_firings.c)).all()
-    return sorted((dict(r._mapping) for r in rows), key=lambda r: (r["due_at"], r["id"]))
+    rows = claim_rows(engine, trigger_firings, _due(now), (c.due_at, c.id), limit,
+                      {"status": PROCESSING, "lease_until": now + lease, "attempts": c.attempts + 1, "updated_at": now})
+    return sorted(rows, key=lambda r: (r["due_at"], r["id"]))
 
 
 def own(conn: sa.Connection, firing: dict, now: dt.datetime) -> bool:

@@ -48,11 +48,13 @@ from crm.campaigns.spec import (
     Number,
     Offer,
     Schedule,
+    ScoreBound,
+    Segment,
     _Strict,
     format_validation_error,
     owner_name,
 )
-from crm.contract import CHANNELS, INVISIBLE, PAYLOADS, PRODUCTS
+from crm.contract import CHANNELS, INVISIBLE, PAYLOADS, PROBABILITY_SCORE_FIELDS, PRODUCTS
 
 TRIGGERS_DIR = "triggers"  # under the campaigns folder
 TEXT, NUMBER, BOOL = "text", "number", "bool"
@@ -70,6 +72,9 @@ PROFILE_FIELDS: dict[str, str] = {
     "country": TEXT, "region": TEXT, "locale": TEXT, "currency": TEXT, "age_years": NUMBER, "tenure_days": NUMBER,
     "rg_limits_set": NUMBER, "rg_limit_hits_30d": NUMBER, "bonuses_received": NUMBER, "harm_risk_flag": BOOL,
     "age_verified": BOOL,
+    "days_since_last_active": NUMBER,  # derived: from last_active_at to the instant of the decision
+    # the models' latest scores, copied with the profile: targeting by them needs profiling consent
+    **dict.fromkeys(PROBABILITY_SCORE_FIELDS, NUMBER),
 }
 OPS = ("==", "!=", ">=", ">", "<=", "<", "between", "in", "not_in")
 MAX_CONDITIONS = 20
@@ -115,13 +120,53 @@ class Condition(_Strict):
         return self
 
 
-class TriggerSpec(_Strict):
-    id: Annotated[str, Field(pattern=r"^[a-z0-9_]{3,64}$")]
+def check_condition(c: Condition, kind: str, where: str) -> None:
+    """ValueError naming ``where`` when condition ``c`` does not fit a field of type ``kind``."""
+    values = c.value if isinstance(c.value, list) else [c.value]
+    if kind == TEXT and (c.op not in ("==", "!=", "in", "not_in") or not all(isinstance(v, str) for v in values)):
+        raise ValueError(f"{where}: {c.field} is text: use ==, !=, in or not_in with text values")
+    if kind == BOOL and (c.op not in ("==", "!=") or not isinstance(c.value, bool)):
+        raise ValueError(f"{where}: {c.field} is true or false: use == or != with true or false")
+    if kind == NUMBER and not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{where}: {c.field} is a number: expected a number, not {c.value!r}")
+    if c.op == "between" and values[0] > values[1]:
+        raise ValueError(f"{where}: 'between' needs [low, high] with low <= high")
+
+
+class RealtimeSpec(_Strict):
+    """What triggers and journeys share: who wrote it, where it applies, its holdout, its
+    handling of quiet hours, its approval, its version."""
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    owner: str = "unknown"
+    owner: str = "unknown"  # the author: cannot approve it
     enabled: bool = True
-    event: Literal[tuple(PAYLOADS)]  # type: ignore[valid-type]
     brands: list[Annotated[str, Field(max_length=128)]] = []  # empty = all brands
+    product: Literal[PRODUCTS] = "casino"  # type: ignore[valid-type]
+    frequency: Frequency = Frequency()
+    holdout: float = Field(default=0.1, ge=0, lt=1)
+    salt: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] = "v1"
+    quiet_hours: Literal["hold", "drop"] = "hold"
+    approval: Approval = Approval()
+
+    @field_validator("owner")
+    @classmethod
+    def _a_person(cls, v: str) -> str:
+        return owner_name(v)
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+    def applies_to(self, brand_id: str) -> bool:
+        return self.enabled and (not self.brands or brand_id in self.brands)
+
+    def in_holdout(self, brand_id: str, player_id: str) -> bool:
+        """A salted hash of the spec and the player: stable, independent across specs."""
+        u = float(hash_unit(self.id, self.salt, [f"{brand_id}:{player_id}"])[0])  # type: ignore[attr-defined]
+        return bool(self.holdout) and u < self.holdout
+
+
+class TriggerSpec(RealtimeSpec):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9_]{3,64}$")]
+    event: Literal[tuple(PAYLOADS)]  # type: ignore[valid-type]
     when: Annotated[list[Condition], Field(max_length=MAX_CONDITIONS)] = []
     channel: Literal[CHANNELS]  # type: ignore[valid-type]
     template: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
@@ -129,21 +174,10 @@ class TriggerSpec(_Strict):
         default={}, max_length=50)  # fixed template parameters (the offer's terms and the brand's are added)
     params_from: dict[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,63}$")],
                       Annotated[str, Field(max_length=80)]] = Field(default={}, max_length=20)  # param: payload.<f>
-    product: Literal[PRODUCTS] = "casino"  # type: ignore[valid-type]
     transactional: bool = False
     offer: Offer = Offer()
-    frequency: Frequency = Frequency()
     dedup_minutes: int = Field(default=60, ge=0, le=525_600)
-    holdout: float = Field(default=0.1, ge=0, lt=1)
-    salt: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] = "v1"
-    quiet_hours: Literal["hold", "drop"] = "hold"
     max_age_minutes: int = Field(default=60, ge=1, le=10_080)
-    approval: Approval = Approval()
-
-    @field_validator("owner")
-    @classmethod
-    def _a_person(cls, v: str) -> str:
-        return owner_name(v)
 
     @model_validator(mode="after")
     def _fields_exist(self) -> TriggerSpec:
@@ -152,16 +186,7 @@ class TriggerSpec(_Strict):
                 kind = field_type(self.event, c.field)
             except ValueError as e:
                 raise ValueError(f"when[{i}]: {e}") from None
-            values = c.value if isinstance(c.value, list) else [c.value]
-            if kind == TEXT and (c.op not in ("==", "!=", "in", "not_in") or not all(isinstance(v, str)
-                                                                                   for v in values)):
-                raise ValueError(f"when[{i}]: {c.field} is text: use ==, !=, in or not_in with text values")
-            if kind == BOOL and (c.op not in ("==", "!=") or not isinstance(c.value, bool)):
-                raise ValueError(f"when[{i}]: {c.field} is true or false: use == or != with true or false")
-            if kind == NUMBER and not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-                raise ValueError(f"when[{i}]: {c.field} is a number: expected a number, not {c.value!r}")
-            if c.op == "between" and values[0] > values[1]:
-                raise ValueError(f"when[{i}]: 'between' needs [low, high] with low <= high")
+            check_condition(c, kind, f"when[{i}]")
         for param, source in self.params_from.items():
             if not source.startswith("payload."):
                 raise ValueError(f"params_from.{param}: expected payload.<field>, got {source!r}")
@@ -171,9 +196,6 @@ class TriggerSpec(_Strict):
                 raise ValueError(f"params_from.{param}: {e}") from None
         self.as_campaign()  # the campaign rules (offer vs transactional, frequency only tightens)
         return self
-
-    def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
     @property
     def carries_cost(self) -> bool:
@@ -188,15 +210,11 @@ class TriggerSpec(_Strict):
             id=self.id, name=f"trigger {self.id} v{self.spec_hash()[:12]}: {self.name}", owner=self.owner,
             channel=self.channel, brands=list(self.brands), product=self.product, transactional=self.transactional,
             offer=self.offer, frequency=self.frequency, schedule=Schedule(),
+            # conditions on a model's score are targeting by a model: the rule table then asks for profiling consent
+            segment=Segment(scores={f: ScoreBound() for f in uses_scores(self.when)}),
             approval=Approval(required=self.approval.required or self.carries_cost))
         return spec if at is None else spec.model_copy(update={"schedule": Schedule(send_time_utc=f"{at:%H:%M}")})
 
-    def applies_to(self, brand_id: str) -> bool:
-        return self.enabled and (not self.brands or brand_id in self.brands)
-
-    def in_holdout(self, brand_id: str, player_id: str) -> bool:
-        u = float(hash_unit(self.id, self.salt, [f"{brand_id}:{player_id}"])[0])
-        return bool(self.holdout) and u < self.holdout
 
 
 # --------------------------------------------------------------------------- conditions
@@ -240,6 +258,21 @@ def value_of(name: str, envelope: dict, profile: dict | None) -> object:
     if source == "event":
         return derived(str(envelope.get("event_type")), payload, key)
     return (profile or {}).get(key)
+
+
+def with_derived(profile: dict | None, at: dt.datetime) -> dict | None:
+    """``profile`` with the fields derived at instant ``at`` (naive UTC): ``days_since_last_active``."""
+    if profile is None:
+        return None
+    from crm.store.profile import parse_time
+
+    last = parse_time(profile.get("last_active_at")) if isinstance(profile.get("last_active_at"), str) else None
+    return profile | {"days_since_last_active": (at - last).total_seconds() / 86400 if last else None}
+
+
+def uses_scores(conditions: list[Condition]) -> list[str]:
+    """The model scores ``conditions`` read (targeting by them needs profiling consent)."""
+    return [c.field.partition(".")[2] for c in conditions if c.field.partition(".")[2] in PROBABILITY_SCORE_FIELDS]
 
 
 def _number(v: object) -> float | None:
@@ -298,7 +331,10 @@ def params_for(trigger: TriggerSpec, envelope: dict, base: dict) -> dict:
 
 # --------------------------------------------------------------------------- files
 
-def load_trigger(path: str | Path) -> TriggerSpec:
+def load_spec(path: str | Path, model: type, what: str):
+    """The ``model`` (a trigger or a journey) in YAML file ``path``; any problem with the file is a
+    :class:`TriggerError` naming it, the field and what was expected. The file is read as hostile
+    input (:mod:`crm.safe_yaml`), and its name must be its id."""
     path = Path(path)
     if not path.is_file():
         raise TriggerError(f"{path}: not a regular file")
@@ -307,12 +343,12 @@ def load_trigger(path: str | Path) -> TriggerSpec:
     except safe_yaml.YamlInputError as e:
         raise TriggerError(safe_yaml.short(str(e))) from None
     if not isinstance(data, dict):
-        raise TriggerError(f"{path}: expected a mapping of trigger fields at the top level, "
+        raise TriggerError(f"{path}: expected a mapping of {what} fields at the top level, "
                            f"got {'nothing (an empty file)' if data is None else type(data).__name__}")
     try:
-        spec = TriggerSpec.model_validate(data)
+        spec = model.model_validate(data)
     except ValidationError as e:
-        raise TriggerError(format_validation_error(path, "trigger", e)) from None
+        raise TriggerError(format_validation_error(path, what, e)) from None
     except (ArithmeticError, TypeError, RecursionError) as e:
         raise TriggerError(f"{path}: cannot be validated ({type(e).__name__}: "
                            f"{safe_yaml.short(str(e), MAX_ECHO_CHARS)})") from e
@@ -321,22 +357,35 @@ def load_trigger(path: str | Path) -> TriggerSpec:
     return spec
 
 
+def load_trigger(path: str | Path) -> TriggerSpec:
+    return load_spec(path, TriggerSpec, "trigger")
+
+
 def load_triggers(campaigns: str | Path) -> tuple[list[TriggerSpec], list[str]]:
     """The triggers of ``<campaigns>/triggers/``: the valid ones and an error per broken file. A
     trigger may not share its id with a campaign (both are ids in the ledger and the audit log)."""
-    folder = Path(campaigns) / TRIGGERS_DIR
-    campaign_ids = {p.stem for p in Path(campaigns).glob("*.y*ml") if not p.name.startswith("_")}
+    return load_folder(Path(campaigns) / TRIGGERS_DIR, load_trigger, spec_ids(Path(campaigns)), "a campaign's")
+
+
+def spec_ids(folder: Path) -> set[str]:
+    """The ids (file names) of the specs in ``folder``."""
+    return {p.stem for p in folder.glob("*.y*ml") if not p.name.startswith("_")} if folder.is_dir() else set()
+
+
+def load_folder(folder: Path, load, taken: set[str], whose: str) -> tuple[list, list[str]]:
+    """Every spec of ``folder`` (``load`` per file; files starting with _ are not specs): the valid
+    ones and an error per broken file, or per id already ``taken`` (``whose``: by what)."""
     specs, errors = [], []
     for path in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:
         if path.name.startswith("_"):
             continue
         try:
-            spec = load_trigger(path)
+            spec = load(path)
         except TriggerError as e:
             errors.append(str(e))
             continue
-        if spec.id in campaign_ids:
-            errors.append(f"{path}: id {spec.id!r} is a campaign's id too; a trigger needs an id of its own")
+        if spec.id in taken:
+            errors.append(f"{path}: id {spec.id!r} is {whose} id too; it needs an id of its own")
             continue
         specs.append(spec)
     return specs, errors
@@ -359,26 +408,33 @@ def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-class TriggerSet:
-    """The triggers of a campaigns folder, read again only when a file there changes (the API reads
-    them on every accepted batch; the worker before every claim). Broken files are left out and
-    reported in ``errors`` (``crm triggers validate`` prints them)."""
+class SpecFolder:
+    """The specs ``load(campaigns)`` reads from a campaigns folder, read again only when a file
+    there changes (the API reads them on every accepted batch; the worker before every claim).
+    Broken files are left out and reported in ``errors`` (``crm triggers validate`` prints them)."""
 
-    def __init__(self, campaigns: str | Path):
+    def __init__(self, campaigns: str | Path, load, folders: tuple[str, ...]):
         import threading
 
-        self.campaigns = Path(campaigns)
+        self.campaigns, self._load, self._folders = Path(campaigns), load, folders
         self._lock = threading.Lock()
         self._key: tuple | None = None
-        self._value: tuple[dict[str, TriggerSpec], list[str]] = ({}, [])
+        self._value: tuple[dict, list[str]] = ({}, [])
 
-    def get(self) -> tuple[dict[str, TriggerSpec], list[str]]:
-        key = signature(self.campaigns)
+    def get(self) -> tuple[dict, list[str]]:
+        key = tuple(signature(self.campaigns / f) for f in self._folders)
         with self._lock:
             if key != self._key:
-                specs, errors = load_triggers(self.campaigns)
+                specs, errors = self._load(self.campaigns)
                 self._value, self._key = ({s.id: s for s in specs}, errors), key
             return self._value
+
+
+class TriggerSet(SpecFolder):
+    """The triggers of a campaigns folder (:class:`SpecFolder`)."""
+
+    def __init__(self, campaigns: str | Path):
+        super().__init__(campaigns, load_triggers, ("",))
 
     def subscriptions(self) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
         """event type -> [(trigger id, brands)] of the enabled triggers (for ``queue_firings``)."""

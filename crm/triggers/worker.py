@@ -41,11 +41,14 @@ from crm.campaigns.online import OutboxHistory, SendAsk, SendConfig, check_and_q
 from crm.campaigns.spec import CampaignSpec
 from crm.channels import TemplateStore
 from crm.config import Paths, campaigns_dir
+from crm.store import journeys as jr
 from crm.store import triggers as tq
 from crm.store.deliveries import now as store_now
 from crm.store.profile import effective_profiles
 from crm.store.schema import accepted_events
-from crm.triggers.spec import TriggerSet, TriggerSpec, derived, matches, params_for
+from crm.triggers.journeys import JourneySet
+from crm.triggers.journeys import step as journey_step
+from crm.triggers.spec import TriggerSet, TriggerSpec, derived, matches, params_for, with_derived
 
 log = logging.getLogger("crm.triggers")
 NOT_APPROVED = "not_approved"
@@ -77,6 +80,7 @@ class TriggerWorker:
         folder = Path(campaigns) if campaigns is not None else campaigns_dir()
         self.paths, self.engine, self.clock, self.lease = paths, engine, clock, lease
         self.triggers = TriggerSet(folder)
+        self.journeys = JourneySet(folder)
         self.send_config = SendConfig(folder)
         self.outbox = OutboxHistory(paths, folder)
         self.templates = templates or TemplateStore()
@@ -85,6 +89,8 @@ class TriggerWorker:
 
     # ------------------------------------------------------------------ loop
     def run_once(self, limit: int = 50) -> dict[str, int]:
+        """Decide one batch of due firings, then step one batch of due journey runs. Counts by
+        outcome; ``claimed`` firings and ``runs`` claimed."""
         claimed = tq.claim_firings(self.engine, limit, self.lease, now=self.clock())
         out: collections.Counter[str] = collections.Counter(claimed=len(claimed))
         for firing in claimed:
@@ -94,6 +100,18 @@ class TriggerWorker:
                 log.exception("firing %s (trigger %s, event %s) failed; it is tried again when its lease ends",
                               firing["id"], firing["trigger_id"], firing["event_id"])
                 out["failed"] += 1
+        runs = jr.claim_runs(self.engine, limit, self.lease, now=self.clock())
+        if runs:
+            out["runs"] = len(runs)
+            journeys = self.journeys.get()[0]
+            for run in runs:
+                try:
+                    out["journey_" + journey_step(self, run, journeys.get(run["journey_id"]),
+                                                  self.clock().replace(microsecond=0))] += 1
+                except Exception:  # noqa: BLE001 - as for firings
+                    log.exception("journey run %s (%s) failed; it is tried again when its lease ends",
+                                  run["id"], run["journey_id"])
+                    out["journey_failed"] += 1
         self.counts.update(out)
         return dict(out)
 
@@ -104,7 +122,8 @@ class TriggerWorker:
         listener = self._listen() if self.engine.dialect.name == "postgresql" else None
         try:
             while not stop_event.is_set():
-                if self.run_once(limit).get("claimed", 0):
+                done = self.run_once(limit)
+                if done.get("claimed", 0) or done.get("runs", 0):
                     continue
                 if listener is None:
                     stop_event.wait(idle_sleep)
@@ -125,8 +144,9 @@ class TriggerWorker:
         return raw
 
     # ------------------------------------------------------------------ one firing
-    def _approval(self, spec: CampaignSpec) -> tuple[bool, str]:
-        """Approved? The audit log is read again only when it changed (size, mtime: a stat per firing)."""
+    def approval(self, spec: CampaignSpec) -> tuple[bool, str]:
+        """May this version run (not rejected; approved where approval is required)? The audit log
+        is read again only when it changed (size, mtime: a stat per firing)."""
         try:
             st = audit.log_file(self.paths).stat()
             log_key: tuple = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -135,7 +155,7 @@ class TriggerWorker:
         key = (spec.id, spec.spec_hash(), log_key)
         if key not in self._approved:
             status = approvals.status(self.paths, spec)
-            self._approved = {key: (status.state == "approved", f"approval {status.state}: {status.why}")}
+            self._approved = {key: (status.dispatchable, f"approval {status.state}: {status.why}")}
         return self._approved[key]
 
     def decide(self, firing: dict) -> str:
@@ -156,11 +176,10 @@ class TriggerWorker:
                 tq.decide(conn, firing, status, now, version=version, **kw)
                 return status
 
-            if approved_as.approval.required:
-                ok, why = self._approval(approved_as)
-                if not ok:
-                    return done(tq.DROPPED, rule=NOT_APPROVED, detail=f"the trigger carries a cost and needs a "
-                                f"second person's approval of this version ({why}): crm triggers approve")
+            ok, why = self.approval(approved_as)  # required (a cost) and not approved, or rejected
+            if not ok:
+                return done(tq.DROPPED, rule=NOT_APPROVED, detail=f"this version may not fire ({why}); a trigger "
+                            "with a cost needs a second person's approval: crm triggers approve")
             age = now - firing["occurred_at"]
             if not firing["held"] and age > dt.timedelta(minutes=trigger.max_age_minutes):
                 return done(tq.EXPIRED, detail=f"the event happened {age} before it was decided (max_age_minutes "
@@ -173,7 +192,7 @@ class TriggerWorker:
             # PostgreSQL: the player's profile row locked until the end: the dedup count below and the
             # send are decided by one worker at a time per player
             profile = effective_profiles(conn, [(brand, player)], for_update=True)[(brand, player)][0]
-            ok, why = matches(trigger, envelope, profile)
+            ok, why = matches(trigger, envelope, with_derived(profile, now))
             if not ok:
                 return done(tq.NO_MATCH, detail=why)
             if trigger.dedup_minutes and tq.recent_firings(conn, brand, player, trigger.id,
