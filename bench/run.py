@@ -3,7 +3,8 @@
     python -m bench.run [--sim-sizes 20000,200000,1000000] [--e2e-sizes 20000,200000] [--days 120]
                         [--lists-players 1000000] [--gates/--no-gates] [--gates-repeat 1]
                         [--landing-players 200000] [--service-rate 200] [--service-seconds 25]
-                        [--service-stores sqlite,postgres] [--only simulator,landing,refresh,service]
+                        [--service-stores sqlite,postgres] [--triggers-rates 25,50,100]
+                        [--only simulator,landing,refresh,service,triggers]
 
 * simulator: events/s and peak memory (max RSS of the simulating process) per size;
 * landing (`crm ingest`: the contract checks and normalization) against one bare DuckDB copy of
@@ -20,7 +21,10 @@
   --no-gates skips it);
 * the integration API (issue 14): `POST /v1/messaging/send` under a steady open-loop load
   (--service-rate requests/s for --service-seconds) on SQLite and on PostgreSQL, to the local SMTP
-  server's receipt of each message, against the target p95 under 1 s (bench.service).
+  server's receipt of each message, against the target p95 under 1 s (bench.service);
+* real-time triggers (issue 15): a casino's event mix posted to `POST /v1/events` at steady rates
+  (--triggers-rates events/s), event to the help message's SMTP receipt, the highest rate with
+  p95 under 1 s, and the share of triggered sends the rules refused, by rule (bench.triggers).
 
 --only runs some steps, e.g. `make bench BENCH_ARGS="--only service"`.
 
@@ -44,7 +48,7 @@ from pathlib import Path
 from crm.config import DBT_PROJECT_DIR, Paths, crm_home
 
 BIN = Path(sys.executable).parent
-STEPS = ("simulator", "landing", "refresh", "service")
+STEPS = ("simulator", "landing", "refresh", "service", "triggers")
 
 
 def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
@@ -176,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="requests/s of the service bench (bench.service; a comma list runs each rate)")
     ap.add_argument("--service-seconds", type=float, default=25.0, help="seconds of load per service run")
     ap.add_argument("--service-stores", default="sqlite,postgres", help="stores of the service bench")
+    ap.add_argument("--triggers-rates", default="25,50,100", help="events/s of the trigger bench (bench.triggers)")
+    ap.add_argument("--triggers-seconds", type=float, default=20.0, help="seconds of load per trigger run")
     ap.add_argument("--only", default=",".join(STEPS),
                     help=f"the steps to run, a comma list of {', '.join(STEPS)} (default: all)")
     args = ap.parse_args(argv)
@@ -210,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
                                "--seconds", str(args.service_seconds), "--stores", args.service_stores,
                                "--work", str(root)], os.environ.copy())
         report["service"] = json.loads(out)
+    if "triggers" in only:
+        print(f"triggers: an event mix at {args.triggers_rates} events/s on {args.service_stores} "
+              "(python -m bench.triggers) ...", flush=True)
+        _, _, out = run_timed([sys.executable, "-m", "bench.triggers", "--json", "--rates", args.triggers_rates,
+                               "--seconds", str(args.triggers_seconds), "--stores", args.service_stores,
+                               "--work", str(root)], os.environ.copy())
+        report["triggers"] = json.loads(out)
 
     # the measurements are saved before anything is printed: a printing bug never loses an hour of them
     out = crm_home() / "bench" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
@@ -268,6 +281,12 @@ def print_report(report: dict) -> None:
         print("\nPOST /v1/messaging/send under an open-loop load, to the SMTP server's receipt, vs the target "
               "p95 < 1 s (python -m bench.service)")
         print(service_table(report["service"]))
+    if "triggers" in report:
+        from bench.triggers import format_table as triggers_table
+
+        print("\nReal-time triggers: an event mix posted to /v1/events, event to the help message's SMTP receipt, vs "
+              "the target p95 < 1 s (python -m bench.triggers)")
+        print(triggers_table(report["triggers"]))
 
 
 if __name__ == "__main__":

@@ -425,3 +425,81 @@ def test_a_limit_hit_stop_is_retired_once_the_copy_counts_it(engine):
         assert _retire(conn, set(), {}, NOW, as_of=dt.date(2025, 10, 1)) == 1  # the copy of Oct 1 counts Sep 29
         live = conn.execute(sa.select(profile_stops.c.event_id).where(profile_stops.c.retired_at.is_(None))).scalars()
         assert list(live) == ["lh1"]
+
+
+def test_a_message_of_any_path_counts_in_the_trigger_check_and_versions_are_audited(rig):
+    """One ledger: a message already sent today (here an API send) stops the cashback by its
+    cooldown; and the worker logs every trigger version it acts on in the audit log."""
+    from crm.campaigns import audit
+    from crm.store import deliveries as dl
+
+    cash = rig.triggers.get()[0][CASHBACK]
+    approvals.approve(rig.paths, cash.as_campaign(), "Dana Reviewer", "ok")
+    p, q = _treated(cash, 2)
+    put_profiles(rig.engine, [clean_profile(p, rg_limit_hits_30d=0), clean_profile(q, rg_limit_hits_30d=0)])
+    with rig.engine.begin() as conn:
+        dl.create_delivery(conn, brand_id="A", player_id=p, channel="push", template_id="bonus", params={},
+                           transactional=False, campaign_id="api_bonus", dedup_key="api_bonus", product="casino",
+                           basis={}, source="api", at=NOW - dt.timedelta(hours=3))
+    rig.post(event(1, "bet.settled", player=p), event(2, "bet.settled", player=q))
+    assert rig.work() == {"claimed": 2, "refused": 1, "queued": 1}
+    assert rig.firings(event_id="ev_1")[0]["rule"] in ("cooldown", "channel_cap_day")
+    logged = {e["campaign_id"] for e in audit.read_entries(rig.paths) if e["kind"] == "campaign_changed"}
+    assert {HELP, CASHBACK, "reengage_dormant"} <= logged
+
+
+def test_quiet_hours_drop_forgets_the_message(tmp_path, store_url):
+    rig = Rig(tmp_path, store_url, **{CASHBACK: {"quiet_hours": "drop"}})
+    cash = rig.triggers.get()[0][CASHBACK]
+    approvals.approve(rig.paths, cash.as_campaign(), "Dana Reviewer", "ok")
+    [p] = _treated(cash, 1)
+    put_profiles(rig.engine, [clean_profile(p, rg_limit_hits_30d=0)])
+    rig.now = dt.datetime(2025, 10, 1, 21, 30)
+    rig.post(event(1, "bet.settled", player=p, at=rig.now))
+    assert rig.work() == {"claimed": 1, "refused": 1}
+    assert rig.firings()[0]["rule"] == "quiet_hours" and rig.deliveries() == []
+    rig.engine.dispose()
+
+
+def test_the_running_worker_answers_an_event_within_a_second(rig):
+    """run_forever as `crm triggers work` runs it: LISTEN/NOTIFY on PostgreSQL, a short poll on SQLite."""
+    rig.worker.clock = lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    help_ = rig.triggers.get()[0][HELP]
+    [p] = _treated(help_, 1)
+    put_profiles(rig.engine, [clean_profile(p)])
+    stop = threading.Event()
+    thread = threading.Thread(target=rig.worker.run_forever, args=(stop,), kwargs={"timer_poll": 5.0})
+    thread.start()
+    try:
+        import time
+
+        time.sleep(0.5)  # listening
+        rig.now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        t0 = time.monotonic()
+        rig.post(event(1, player=p, at=rig.now))
+        while not rig.firings(status="queued") and time.monotonic() - t0 < 3:
+            time.sleep(0.02)
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        thread.join(10)
+    assert rig.firings(status="queued") and took < 1.0, took
+
+
+def test_the_trigger_readout_compares_the_treated_with_the_holdout(rig):
+    from crm.triggers.report import day_counts, trigger_readout
+
+    help_ = rig.triggers.get()[0][HELP]
+    treated, held = _treated(help_, 20), _treated(help_, 20, prefix="h", holdout=True)
+    put_profiles(rig.engine, [clean_profile(x) for x in treated + held])
+    rig.post(*[event(i, player=x) for i, x in enumerate(treated + held)])
+    rig.work()
+    rig.now += dt.timedelta(hours=2)  # deposits: 15 of the treated, 5 of the holdout
+    rig.post(*[event(100 + i, "payment.captured", player=x, at=rig.now)
+               for i, x in enumerate(treated[:15] + held[:5])])
+    r = trigger_readout(rig.engine, help_, until=NOW + dt.timedelta(days=2))
+    assert (r["n_treatment"], r["n_control"]) == (20, 20)
+    assert r["treatment_mean"] == 0.75 and r["control_mean"] == 0.25 and r["diff"] == 0.5
+    assert r["ci_low"] > 0 and r["p_value"] < 0.01
+    counts = day_counts(rig.engine, NOW.date())["triggers"]
+    assert {(c["trigger_id"], c["status"]): c["n"] for c in counts} == {(HELP, "queued"): 20, (HELP, "holdout"): 20}

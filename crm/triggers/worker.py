@@ -86,11 +86,13 @@ class TriggerWorker:
         self.templates = templates or TemplateStore()
         self.counts: collections.Counter[str] = collections.Counter()
         self._approved: dict[tuple, tuple[bool, str]] = {}
+        self._recorded: tuple | None = None
 
     # ------------------------------------------------------------------ loop
     def run_once(self, limit: int = 50) -> dict[str, int]:
         """Decide one batch of due firings, then step one batch of due journey runs. Counts by
         outcome; ``claimed`` firings and ``runs`` claimed."""
+        self._record_versions()
         claimed = tq.claim_firings(self.engine, limit, self.lease, now=self.clock())
         out: collections.Counter[str] = collections.Counter(claimed=len(claimed))
         for firing in claimed:
@@ -114,6 +116,15 @@ class TriggerWorker:
                     out["journey_failed"] += 1
         self.counts.update(out)
         return dict(out)
+
+    def _record_versions(self) -> None:
+        """Every version of a trigger or journey the worker acts on is in the audit log (as its
+        campaign, with the version in its name), logged when first seen (idempotent)."""
+        specs = [*self.triggers.get()[0].values(), *self.journeys.get()[0].values()]
+        hashes = tuple(sorted(s.spec_hash() for s in specs))
+        if hashes != self._recorded:
+            approvals.record_spec_changes(self.paths, [s.as_campaign() for s in specs])
+            self._recorded = hashes
 
     def run_forever(self, stop_event: threading.Event, idle_sleep: float = 0.05, limit: int = 50,
                     timer_poll: float = 1.0) -> None:
