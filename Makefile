@@ -17,7 +17,7 @@ export GX_ANALYTICS_ENABLED := false
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help venv demo run test lint ui serve bench clean
+.PHONY: help venv demo run test test-all lint ui serve bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -41,7 +41,10 @@ demo: venv  ## simulate a casino (PLAYERS, DAYS, SEED) and run the whole pipelin
 run: venv  ## run the daily refresh on what is landed (DATE=YYYY-MM-DD to override the as-of date)
 	$(BIN)/crm run $(if $(DATE),--date $(DATE),)
 
-test: venv  ## run the test suite
+test: venv  ## run the test suite (what CI runs; `make test-all` adds the extra end-to-end variants)
+	$(BIN)/python -m pytest -q -m "not slower"
+
+test-all: venv  ## every test, with the extra end-to-end variants marked slower (about 2 more minutes)
 	$(BIN)/python -m pytest -q
 
 lint: venv  ## ruff, the import layering (import-linter contracts in pyproject.toml), dbt's vocabulary vars

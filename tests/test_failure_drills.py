@@ -328,6 +328,7 @@ def test_score_drift(first_run):
     _assert_dispatched_once(fixed, instance, p, as_of)
 
 
+@pytest.mark.slower  # two whole-graph runs; CI keeps the other drills' gate-fails-nothing-dispatched path
 def test_schema_break_in_landing(first_run):
     """A loader regression lands a batch without a column: landing_gate fails on the schema and
     nothing downstream runs. The fault arrives with a real new file in landing/incoming."""

@@ -67,6 +67,7 @@ def test_import_only_home_builds_trains_and_scores(tmp_path):
     assert len(scored.scores) == len(features) and scored.scores["score"].between(0, 1).all()
 
 
+@pytest.mark.slower  # CI keeps test_import_only_home_builds_trains_and_scores for this path
 def test_an_old_history_runs_through_dagster_on_its_own_dates(tmp_path):
     """`crm run` on a home whose data ends in 2013: the daily partition of that date exists."""
     import json

@@ -468,7 +468,7 @@ def test_the_running_worker_answers_an_event_within_a_second(rig):
     [p] = _treated(help_, 1)
     put_profiles(rig.engine, [clean_profile(p)])
     stop = threading.Event()
-    thread = threading.Thread(target=rig.worker.run_forever, args=(stop,), kwargs={"timer_poll": 5.0})
+    thread = threading.Thread(target=rig.worker.run_forever, args=(stop,), kwargs={"timer_poll": 1.0})
     thread.start()
     try:
         import time
