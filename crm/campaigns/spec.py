@@ -467,29 +467,35 @@ def format_validation_error(where: str | Path, what: str, err: ValidationError) 
     return "\n".join(lines)
 
 
-def load_campaign(path: str | Path) -> CampaignSpec:
-    """The campaign in ``path``; any problem with the file is a :class:`CampaignError` naming it."""
+def load_spec_file(path: str | Path, model: type, what: str, error: type[Exception]):
+    """The ``model`` in YAML file ``path`` (a campaign, a trigger, a journey); any problem with the
+    file is an ``error`` naming it, the field and what was expected. The file is hostile input
+    (:mod:`crm.safe_yaml`), and its name must be its ``id``."""
     path = Path(path)
-    if not path.is_file():  # a folder, a device, a pipe (e.g. a link to /dev/zero): not a campaign
-        raise CampaignError(f"{path}: not a regular file")
+    if not path.is_file():  # a folder, a device, a pipe (e.g. a link to /dev/zero): not a spec
+        raise error(f"{path}: not a regular file")
     try:
         data = safe_yaml.load(path)
     except safe_yaml.YamlInputError as e:  # too big, an alias bomb, not UTF-8, not YAML, a value like 2025-13-01
-        raise CampaignError(safe_yaml.short(str(e))) from None
+        raise error(safe_yaml.short(str(e))) from None
     if not isinstance(data, dict):
-        raise CampaignError(f"{path}: expected a mapping of campaign fields at the top level, "
-                            f"got {'nothing (an empty file)' if data is None else type(data).__name__}")
+        raise error(f"{path}: expected a mapping of {what} fields at the top level, "
+                    f"got {'nothing (an empty file)' if data is None else type(data).__name__}")
     try:
-        spec = CampaignSpec.model_validate(data)
+        spec = model.model_validate(data)
     except ValidationError as e:
-        raise CampaignError(format_validation_error(path, "campaign", e)) from None
+        raise error(format_validation_error(path, what, e)) from None
     except (ArithmeticError, TypeError, RecursionError) as e:  # a validator's bug must not stop the other files
-        raise CampaignError(f"{path}: cannot be validated ({type(e).__name__}: "
-                            f"{safe_yaml.short(str(e), MAX_ECHO_CHARS)})") from e
+        raise error(f"{path}: cannot be validated ({type(e).__name__}: "
+                    f"{safe_yaml.short(str(e), MAX_ECHO_CHARS)})") from e
     if spec.id != path.stem:
-        raise CampaignError(f"{path}: field 'id' is {spec.id!r} but the file is named {path.stem!r}; "
-                            "they must match")
+        raise error(f"{path}: field 'id' is {spec.id!r} but the file is named {path.stem!r}; they must match")
     return spec
+
+
+def load_campaign(path: str | Path) -> CampaignSpec:
+    """The campaign in ``path``; any problem with the file is a :class:`CampaignError` naming it."""
+    return load_spec_file(path, CampaignSpec, "campaign", CampaignError)
 
 
 def load_campaigns(directory: str | Path) -> tuple[list[CampaignSpec], list[str]]:

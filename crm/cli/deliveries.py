@@ -62,14 +62,9 @@ def work_cmd(once: bool, limit: int, idle_sleep: float, lease: float, as_json: b
             rest = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if k != "claimed")
             click.echo(f"claimed {counts.get('claimed', 0)}" + (f": {rest}" if rest else ""))
         return
-    stop = threading.Event()
+    from crm.cli.ui import stop_on_signals
 
-    def _stop(signum, _frame) -> None:
-        logging.getLogger("crm.deliveries").info("signal %d: stopping after the current delivery", signum)
-        stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop = stop_on_signals("crm.deliveries", "the current delivery")
     click.echo(f"delivery worker {worker.worker_id}: batches of {limit}, Ctrl-C to stop", err=True)
     worker.run_forever(stop, idle_sleep=idle_sleep, limit=limit,
                        on_batch=lambda c: logging.getLogger("crm.deliveries").info("batch %s", c))

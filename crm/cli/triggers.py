@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
-import threading
 
 import click
 
@@ -135,14 +133,9 @@ def work_cmd(once: bool, limit: int, idle_sleep: float, lease: float, as_json: b
         click.echo(json.dumps(counts, indent=2, sort_keys=True) if as_json else
                    ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing due")
         return
-    stop = threading.Event()
+    from crm.cli.ui import stop_on_signals
 
-    def _stop(signum, _frame) -> None:
-        logging.getLogger("crm.triggers").info("signal %d: stopping after the current firing", signum)
-        stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop = stop_on_signals("crm.triggers", "the current firing")
     click.echo(f"trigger worker: {len(worker.triggers.get()[0])} trigger(s), Ctrl-C to stop", err=True)
     worker.run_forever(stop, idle_sleep=idle_sleep, limit=limit)
 

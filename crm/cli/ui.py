@@ -34,6 +34,23 @@ class Child:
     url: str = ""
 
 
+def stop_on_signals(logger: str, what: str):
+    """A ``threading.Event`` set by Ctrl-C or SIGTERM (logged to ``logger``: "stopping after
+    ``what``"): how a worker command finishes what it holds and stops."""
+    import logging
+    import threading
+
+    stop = threading.Event()
+
+    def _stop(signum, _frame) -> None:
+        logging.getLogger(logger).info("signal %d: stopping after %s", signum, what)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    return stop
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         import ctypes

@@ -36,7 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from crm import safe_yaml
 from crm.campaigns.experiments import hash_unit
@@ -51,7 +51,7 @@ from crm.campaigns.spec import (
     ScoreBound,
     Segment,
     _Strict,
-    format_validation_error,
+    load_spec_file,
     owner_name,
 )
 from crm.contract import CHANNELS, INVISIBLE, PAYLOADS, PROBABILITY_SCORE_FIELDS, PRODUCTS
@@ -332,29 +332,9 @@ def params_for(trigger: TriggerSpec, envelope: dict, base: dict) -> dict:
 # --------------------------------------------------------------------------- files
 
 def load_spec(path: str | Path, model: type, what: str):
-    """The ``model`` (a trigger or a journey) in YAML file ``path``; any problem with the file is a
-    :class:`TriggerError` naming it, the field and what was expected. The file is read as hostile
-    input (:mod:`crm.safe_yaml`), and its name must be its id."""
-    path = Path(path)
-    if not path.is_file():
-        raise TriggerError(f"{path}: not a regular file")
-    try:
-        data = safe_yaml.load(path)
-    except safe_yaml.YamlInputError as e:
-        raise TriggerError(safe_yaml.short(str(e))) from None
-    if not isinstance(data, dict):
-        raise TriggerError(f"{path}: expected a mapping of {what} fields at the top level, "
-                           f"got {'nothing (an empty file)' if data is None else type(data).__name__}")
-    try:
-        spec = model.model_validate(data)
-    except ValidationError as e:
-        raise TriggerError(format_validation_error(path, what, e)) from None
-    except (ArithmeticError, TypeError, RecursionError) as e:
-        raise TriggerError(f"{path}: cannot be validated ({type(e).__name__}: "
-                           f"{safe_yaml.short(str(e), MAX_ECHO_CHARS)})") from e
-    if spec.id != path.stem:
-        raise TriggerError(f"{path}: field 'id' is {spec.id!r} but the file is named {path.stem!r}; they must match")
-    return spec
+    """The ``model`` (a trigger or a journey) in YAML file ``path``, read as campaigns are
+    (:func:`crm.campaigns.spec.load_spec_file`); any problem is a :class:`TriggerError` naming it."""
+    return load_spec_file(path, model, what, TriggerError)
 
 
 def load_trigger(path: str | Path) -> TriggerSpec:
