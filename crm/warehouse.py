@@ -129,3 +129,44 @@ def read_scoring_population(paths: Paths) -> pd.DataFrame:
             WHERE p.consent_profiling
             ORDER BY f.player_id
         """).df()
+
+
+# ---- the incremental build: when the dbt project changes, the next build is a full one ----------
+def dbt_project_fingerprint() -> str:
+    """SHA-256 over the dbt project's SQL, YAML and seeds: incremental tables built by other code
+    would mix two definitions of a row, so a changed project rebuilds everything once."""
+    import hashlib
+
+    from crm.config import DBT_PROJECT_DIR
+
+    h = hashlib.sha256()
+    files = sorted(p for pattern in ("models/**/*", "macros/**/*", "seeds/**/*", "dbt_project.yml")
+                   for p in DBT_PROJECT_DIR.glob(pattern) if p.is_file())
+    for p in files:
+        h.update(str(p.relative_to(DBT_PROJECT_DIR)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _fingerprint_file(paths: Paths):
+    return paths.home / "dbt" / "built_project.sha256"
+
+
+def needs_full_refresh(paths: Paths) -> str | None:
+    """Why the next dbt build must rebuild every day (None: an incremental build is exact)."""
+    if not paths.warehouse.exists():
+        return None  # the first build is a full one anyway
+    f = _fingerprint_file(paths)
+    if not f.exists():
+        return "no record of the dbt project the warehouse was built with"
+    if f.read_text().strip() != dbt_project_fingerprint():
+        return "the dbt project changed since the last build"
+    return None
+
+
+def record_build(paths: Paths) -> None:
+    """After a successful build: the project the warehouse now holds."""
+    f = _fingerprint_file(paths)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".tmp")
+    tmp.write_text(dbt_project_fingerprint() + "\n")
+    tmp.replace(f)

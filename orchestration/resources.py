@@ -13,7 +13,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pandas as pd
 from dagster import ConfigurableResource, DagsterRunStatus, DailyPartitionsDefinition, RunsFilter
+from pydantic import PrivateAttr
 
 from crm.config import Paths, export_env
 from crm.contract import EARLIEST_EVENT_TIME
@@ -73,6 +75,8 @@ PARTITION_TAG = "dagster/partition"
 BACKFILL_TAG = "dagster/backfill"
 # On a run: start it although an earlier date failed (see earlier_date_failed).
 KEEP_GOING_TAG = "crm/keep_going"
+RETRAIN_TAG = "crm/retrain"  # "true": every model trains in this run, due or not (`crm run --retrain`)
+FULL_REFRESH_TAG = "crm/full_refresh"  # "true": the dbt build rebuilds every day (`crm run --full-refresh`)
 
 
 def as_of(context) -> dt.date:
@@ -138,8 +142,23 @@ class CrmResource(ConfigurableResource):
     start to end: a second writer stops with a clear message. The as-of date is the run's
     partition (:func:`as_of`), never configuration."""
 
+    # the day's audience, read once per run (see audience()); a resource is set up once per run
+    _audiences: dict = PrivateAttr(default_factory=dict)
+
     def paths(self) -> Paths:
         return export_env()
+
+    def audience(self, as_of: dt.date) -> pd.DataFrame:
+        """Profile + features + scores of ``as_of`` (:func:`crm.warehouse.read_audience`), read once per
+        run: every campaign list asset of the run selects from the same frame. The assets that build
+        its tables (dim_player, player_features, player_scores) run before any list, and no list
+        writes them; the lists never change the frame (each builds its own rows from it)."""
+        from crm.warehouse import read_audience
+
+        if as_of not in self._audiences:
+            self._audiences.clear()
+            self._audiences[as_of] = read_audience(self.paths(), as_of)
+        return self._audiences[as_of]
 
     @contextmanager
     def yield_for_execution(self, context) -> Iterator["CrmResource"]:

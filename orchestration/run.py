@@ -175,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true",
                         help="stream the full Dagster and dbt log to stderr instead of one line per step")
     parser.add_argument("--log-file", help="where the full log goes (default: $CRM_HOME/logs/run-<time>.log)")
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="rebuild every day of the warehouse (default: only the days that can have changed)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train every model in this run (default: when due: weekly, on drift, or without one)")
     args = parser.parse_args(argv)
 
     export_env()
@@ -183,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     from crm.ingest.landing import LandingError
     from crm.run_lock import RunInProgress, run_lock
     from orchestration.progress import quiet_terminal
+    from orchestration.resources import FULL_REFRESH_TAG, RETRAIN_TAG
 
     paths = export_env()
     start = time.time()
@@ -192,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                             json_output=args.json) as terminal, \
                 run_lock(paths, f"crm run --date {args.date}" if args.date else "crm run"), \
                 DagsterInstance.get() as instance:
-            result, as_of = run_refresh(instance, args.date, progress_fd=terminal.progress_fd)
+            tags = {**({FULL_REFRESH_TAG: "true"} if args.full_refresh else {}),
+                    **({RETRAIN_TAG: "true"} if args.retrain else {})}
+            result, as_of = run_refresh(instance, args.date, progress_fd=terminal.progress_fd, tags=tags or None)
     except (LandingError, RunInProgress) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

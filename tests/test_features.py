@@ -32,7 +32,7 @@ from crm.config import DBT_PROJECT_DIR, Paths
 from ml.features import CATEGORICAL, FEATURE_NAMES, FEATURES, KEY_COLUMNS, NONE_CATEGORY
 
 AS_OF = dt.date(2025, 8, 30)  # simulation: 2025-06-01 .. 2025-08-29
-D = dt.date(2025, 7, 19)  # an earlier weekly snapshot date (AS_OF - 6 weeks)
+D = dt.date(2025, 7, 21)  # an earlier weekly snapshot date (the grid: Mondays, dbt var snapshot_grid_anchor)
 LAST_DAY = dt.date(2025, 8, 29)  # last simulated day: labels end at LAST_DAY + 1
 MART_COLUMNS = [*KEY_COLUMNS, *FEATURE_NAMES]
 NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
@@ -50,7 +50,9 @@ def _read(home: Path) -> dict[str, pd.DataFrame]:
     out = {}
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         for table, key in keys.items():
-            out[table] = con.execute(f"SELECT * FROM {table}").df().sort_values(key).reset_index(drop=True)
+            df = con.execute(f"SELECT * FROM {table}").df().sort_values(key).reset_index(drop=True)
+            # loaded_at is when an incremental build last rewrote the row, not data of the row
+            out[table] = df.drop(columns=["loaded_at"], errors="ignore")
         for table in ("player_feature_snapshots", "player_features"):
             out[f"describe {table}"] = con.execute(f"DESCRIBE {table}").df()
     return out
@@ -206,6 +208,9 @@ def test_dbt_contract_matches_spec():
     player_features.yml: column names, order, types) mirror the spec."""
     for model in ("player_feature_snapshots", "player_features"):
         cols = _model_yml(model)["columns"]
+        if model == "player_feature_snapshots":  # the incremental watermark, last; not a feature
+            assert cols[-1]["name"] == "loaded_at"
+            cols = cols[:-1]
         assert [c["name"] for c in cols] == MART_COLUMNS, model
         for f, c in zip(FEATURES, cols[len(KEY_COLUMNS):], strict=True):
             window = ("whole history before as_of_date" if f.window_days is None
@@ -269,6 +274,9 @@ def test_marts_have_exactly_the_spec_columns(base):
     kinds = {f.name: f.kind for f in FEATURES}
     for table in ("player_feature_snapshots", "player_features"):
         described = base[f"describe {table}"]
+        if table == "player_feature_snapshots":  # the incremental watermark, last; not a feature
+            assert described["column_name"].iloc[-1] == "loaded_at"
+            described = described.iloc[:-1]
         assert described["column_name"].tolist() == MART_COLUMNS, table
         for name, typ in described[["column_name", "column_type"]].iloc[len(KEY_COLUMNS):].itertuples(index=False):
             assert typ == "VARCHAR" if kinds[name] == CATEGORICAL else typ in NUMERIC_TYPES, (table, name, typ)
@@ -332,8 +340,11 @@ def test_labels_have_their_own_completeness(base):
         assert rows["deposited_7d"].notna().all() and deposit_complete
         assert len(rows) == (snaps["as_of_date"] == pd.Timestamp(d)).sum()  # every snapshot row is labelled
     dates = {pd.Timestamp(d).date() for d in labels["as_of_date"].unique()}
-    assert max(dates) == max(d for d in (AS_OF - dt.timedelta(days=7 * k) for k in range(12))
-                             if d + dt.timedelta(days=7) <= data_end)  # deposit-only rows exist
+    # the snapshot dates: AS_OF and the 11 Mondays before it (the weekly grid)
+    last_monday = AS_OF - dt.timedelta(days=(AS_OF.weekday() or 7))
+    grid = [AS_OF] + [last_monday - dt.timedelta(days=7 * k) for k in range(11)]
+    assert {pd.Timestamp(d).date() for d in snaps["as_of_date"].unique()} <= set(grid)
+    assert max(dates) == max(d for d in grid if d + dt.timedelta(days=7) <= data_end)  # deposit-only rows exist
     assert AS_OF not in dates and labels["churned"].isna().any() and labels["churned"].notna().any()
 
 

@@ -662,3 +662,45 @@ def test_uplift_training_does_not_depend_on_the_row_order(tmp_path):
             learners=("t", "s")))
     assert out[0]["selected"] == out[1]["selected"]
     assert out[0]["metrics"] == out[1]["metrics"]
+
+
+# --------------------------------------------------------------------------- retrain schedule
+def test_retrain_is_due_weekly_on_drift_or_when_asked(tmp_path, data, monkeypatch):
+    """The daily refresh trains a model only when due: never trained, a week after the last training,
+    when today's features drifted from the champion's training reference, or when asked."""
+    import datetime as dt
+
+    from ml.retrain import EVERY_DAYS_ENV, PSI_ENV, retrain_decision
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    snaps, labels = data
+    trained_on = dt.date(2025, 2, 9)
+    first = retrain_decision(uri, CHURN.registered_name, trained_on)
+    assert first.due and first.reason == "never trained"
+    res = train_model(CHURN, snaps, labels, tracking_uri=uri, artifact_location=str(tmp_path / "artifacts"),
+                      lineage={"as_of_date": trained_on.isoformat()})
+    assert res.promoted
+    today = rows_at(snaps, 4)
+    kwargs = {"features": today, "score_config": CHURN}
+
+    quiet = retrain_decision(uri, CHURN.registered_name, trained_on + dt.timedelta(days=3), **kwargs)
+    assert not quiet.due and quiet.last_trained_as_of == trained_on and quiet.champion_version == "1"
+    assert quiet.max_psi is not None and quiet.max_psi < 0.25 and "next scheduled as of 2025-02-16" in quiet.reason
+    weekly = retrain_decision(uri, CHURN.registered_name, trained_on + dt.timedelta(days=7), **kwargs)
+    assert weekly.due and weekly.reason.startswith("scheduled: last trained as of 2025-02-09, 7 days ago")
+    older = retrain_decision(uri, CHURN.registered_name, trained_on - dt.timedelta(days=1), **kwargs)
+    assert not older.due and "not retrained on older data" in older.reason
+
+    shifted = today.copy()
+    shifted["days_since_last_active"] = shifted["days_since_last_active"] * 10 + 30  # the feed moved everyone
+    drift = retrain_decision(uri, CHURN.registered_name, trained_on + dt.timedelta(days=1),
+                             features=shifted, score_config=CHURN)
+    assert drift.due and drift.reason.startswith("drift: PSI") and drift.max_psi >= 0.25
+
+    assert retrain_decision(uri, CHURN.registered_name, trained_on, force=True).due
+    monkeypatch.setenv(EVERY_DAYS_ENV, "1")
+    assert retrain_decision(uri, CHURN.registered_name, trained_on + dt.timedelta(days=1)).due
+    monkeypatch.delenv(EVERY_DAYS_ENV)
+    monkeypatch.setenv(PSI_ENV, "-1")
+    with pytest.raises(ValueError, match=PSI_ENV):
+        retrain_decision(uri, CHURN.registered_name, trained_on + dt.timedelta(days=1), **kwargs)

@@ -7,6 +7,7 @@ run and in a later one.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -334,10 +335,10 @@ def test_a_failed_backfill_date_stops_the_later_ones_unless_keep_going(first_run
     dates, keys = _backfill_dates_and_keys()
     real = campaign_assets.build_one
 
-    def broken_on_the_first_date(paths, spec, specs, as_of):
+    def broken_on_the_first_date(paths, spec, specs, as_of, audience=None):
         if as_of.isoformat() == dates[0]:
             raise RuntimeError("list builder broke")
-        return real(paths, spec, specs, as_of)
+        return real(paths, spec, specs, as_of, audience=audience)
 
     monkeypatch.setattr(campaign_assets, "build_one", broken_on_the_first_date)
     instance = DagsterInstance.ephemeral()
@@ -388,3 +389,24 @@ def test_a_consecutive_day_backfill_after_the_run_fails_only_the_size_band_and_n
                              "expect_column_mean_to_be_between": "holdout share"}
                 assert all(o.description.startswith(described[o.expectation]) for o in result.failed), (d, spec.id)
     assert sorted(outcome.failed) == sorted({d for d, _ in failed_gates})  # a date fails by its gates only
+
+
+def test_a_run_past_the_feed_stops_at_landing_with_a_feed_outage(first_run):
+    """A day with no landed event: the blocking landing check names the outage and the warehouse,
+    models and lists of that day are not built (not a drift failure at the features gate)."""
+    from dagster import AssetKey
+
+    from crm.ingest.landing import default_as_of
+    from orchestration.run import run_refresh
+
+    _, instance = first_run
+    beyond = default_as_of(_paths()) + dt.timedelta(days=1)  # nothing landed for the day before it
+    result, _ = run_refresh(instance, beyond.isoformat(),
+                            asset_selection=[AssetKey("landed_events"), AssetKey("stg_casino__events")])
+    assert not result.success
+    evals = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+             for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert not evals["feed_complete"].passed
+    assert "feed outage: no data landed" in evals["feed_complete"].description
+    built = {e.asset_key.path[-1] for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert "stg_casino__events" not in built

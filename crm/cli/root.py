@@ -105,7 +105,13 @@ def ingest(path: str, as_json: bool) -> None:
 @click.option("--date", "as_of", help="as-of date YYYY-MM-DD (default: the day after the latest landed event)")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
 @click.option("--verbose", is_flag=True, help="stream the full Dagster and dbt log instead of one line per step")
-def run(as_of: str | None, as_json: bool, verbose: bool) -> None:
+@click.option("--full-refresh", is_flag=True,
+              help="rebuild every day of the warehouse (default: only the days that can have changed since the "
+                   "last build; a changed dbt project rebuilds everything by itself)")
+@click.option("--retrain", is_flag=True,
+              help="train every model in this run (default: when due: weekly (CRM_RETRAIN_EVERY_DAYS), when the "
+                   "champion's inputs drift (CRM_RETRAIN_PSI), or when there is none)")
+def run(as_of: str | None, as_json: bool, verbose: bool, full_refresh: bool, retrain: bool) -> None:
     """Run the daily refresh through Dagster (land, dbt, train, score, lists, gates, dispatch).
 
     Prints one line per step and a summary; the full Dagster and dbt log goes to
@@ -119,7 +125,8 @@ def run(as_of: str | None, as_json: bool, verbose: bool) -> None:
             raise click.BadParameter(f"expected YYYY-MM-DD, got {as_of!r}", param_hint="--date") from e
     export_env()
     cmd = [sys.executable, "-m", "orchestration.run"] + (["--date", as_of] if as_of else []) + \
-        (["--json"] if as_json else []) + (["--verbose"] if verbose else [])
+        (["--json"] if as_json else []) + (["--verbose"] if verbose else []) + \
+        (["--full-refresh"] if full_refresh else []) + (["--retrain"] if retrain else [])
     sys.exit(subprocess.call(cmd))
 
 

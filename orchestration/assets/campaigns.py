@@ -87,7 +87,7 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
            tags={"channel": spec.channel, "priority": str(spec.priority)})
     def campaign_list(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
         paths, as_of = crm.paths(), partition_date(context)
-        built = build_one(paths, spec, specs, as_of)
+        built = build_one(paths, spec, specs, as_of, audience=crm.audience(as_of))  # read once per run
         manifest = publish(built, paths)
         changed = record_spec_changes(paths, [spec])  # the audit log sees every campaign version
         context.log.info(f"{spec.id}: {built.funnel} -> {manifest['path']}")

@@ -1,5 +1,6 @@
 """Landing: new files in landing/incoming -> validated events + quarantine."""
 
+import datetime as dt
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -20,7 +21,7 @@ from crm.ingest.landing import (
 )
 from orchestration.assets._gates import docs_dir, gate_check_result, warned_only
 from orchestration.assets._meta import md_table
-from orchestration.resources import CrmResource
+from orchestration.resources import PARTITION_TAG, CrmResource
 
 
 @asset(group_name="landing", kinds={"parquet", "duckdb"},
@@ -85,4 +86,22 @@ def landing_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> Asset
     return check
 
 
-landing_checks = [landing_counts_add_up, landing_gate]
+@asset_check(asset=landed_events, name="feed_complete", blocking=True,
+             description="The newest day of the run (as-of date - 1) has its data: at least "
+                         "CRM_FEED_MIN_SHARE (default 20 %) of the median day of the 14 before it, events and "
+                         "imported rows. A day without data is a feed outage, named here, not feature drift.")
+def feed_complete(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetCheckResult:
+    from crm.ingest.feed import check_feed
+
+    partition = context.run.tags.get(PARTITION_TAG)
+    if not partition:  # a landing run (landing_sensor) has no as-of date: the daily refresh checks
+        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR,
+                                description="no as-of date in this run: checked by the daily refresh")
+    feed = check_feed(crm.paths(), dt.date.fromisoformat(partition))
+    return AssetCheckResult(passed=feed.passed, severity=AssetCheckSeverity.ERROR, description=feed.message,
+                            metadata={"day": feed.day.isoformat(), "records": feed.volume,
+                                      "median_day": round(feed.median) if feed.median is not None else "n/a",
+                                      "min_share": feed.min_share})
+
+
+landing_checks = [landing_counts_add_up, landing_gate, feed_complete]

@@ -17,12 +17,13 @@ from crm.lineage import lineage
 from crm.warehouse import read_scoring_population, read_table, write_scores
 from ml import uplift_score
 from ml.models import MODELS, ModelConfig
+from ml.retrain import retrain_decision
 from ml.score import score_model
 from ml.train import train_model
 from ml.uplift_train import UPLIFT_MODELS, NotEnoughExposures, qini_figure, train_uplift_from_exposures
 from orchestration.assets._gates import docs_dir, gate_check_result
 from orchestration.assets._meta import histogram, md_figure, md_table, num, table
-from orchestration.resources import DAILY, CrmResource
+from orchestration.resources import DAILY, RETRAIN_TAG, CrmResource
 from orchestration.resources import as_of as partition_date
 
 
@@ -37,6 +38,12 @@ def model_asset(config: ModelConfig) -> AssetsDefinition:
                        "promoted to @champion only if it beats the champion on the same holdout.")
     def _train(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
         paths = crm.paths()
+        decision = retrain_decision(paths.mlflow_tracking_uri, config.registered_name, partition_date(context),
+                                    features=read_scoring_population(paths), score_config=config,
+                                    force=context.run.tags.get(RETRAIN_TAG) == "true")
+        context.log.info(f"{config.registered_name}: {'retrain' if decision.due else 'no retrain'}: {decision.reason}")
+        if not decision.due:
+            return MaterializeResult(metadata=decision.metadata())
         snapshots = read_table(paths, "player_feature_snapshots")
         labels = read_table(paths, "player_labels")
         res = train_model(config, snapshots, labels, tracking_uri=paths.mlflow_tracking_uri,
@@ -48,6 +55,7 @@ def model_asset(config: ModelConfig) -> AssetsDefinition:
         compare = {k: round(float(m[k]), 4) for k in ("roc_auc", "baseline_logreg_roc_auc", "baseline_recency_roc_auc",
                                                      "pr_auc", "log_loss", "brier", "ece", "lift_top_decile") if k in m}
         return MaterializeResult(metadata={
+            **decision.metadata(),
             "model": f"{res.model_name} v{res.model_version}",
             "run_id": res.run_id,
             "mlflow_run": MetadataValue.url(_mlflow_run_url(res.run_id)),
@@ -70,6 +78,11 @@ def uplift_model_asset(name: str, outcome: str) -> AssetsDefinition:
                        "when its Qini is positive and at least the champion's on the same rows.")
     def _train(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
         paths = crm.paths()
+        decision = retrain_decision(paths.mlflow_tracking_uri, name, partition_date(context),
+                                    force=context.run.tags.get(RETRAIN_TAG) == "true")
+        context.log.info(f"{name}: {'retrain' if decision.due else 'no retrain'}: {decision.reason}")
+        if not decision.due:
+            return MaterializeResult(metadata=decision.metadata())
         exposures = read_table(paths, "fct_campaign_exposures")
         try:
             out = train_uplift_from_exposures(
@@ -87,6 +100,7 @@ def uplift_model_asset(name: str, outcome: str) -> AssetsDefinition:
         baseline = out["baseline_churn_qini_auc"]
         result = out["result"]
         return MaterializeResult(metadata={
+            **decision.metadata(),
             "trained": True,
             "model": f"{name} v{out['model_version']}",
             "selected_learner": out["selected"],

@@ -11,6 +11,12 @@
 -- The `imported` family holds the operators' own daily aggregates (stg_imported__player_daily,
 -- already EUR cents). It is added to the event families of the same player-day: events and
 -- imports for one day add up; an operator must not send a day both ways.
+--
+-- Incremental by day (macros/incremental_days.sql): a daily run rebuilds only the days that
+-- can have changed (every family of such a day, so a day is always whole).
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='activity_date',
+          on_schema_change='fail', pre_hook="{{ delete_days_from_as_of() }}") }}
+{%- set refresh = refresh_days() %}
 
 with fx as (
 
@@ -21,14 +27,19 @@ with fx as (
 session_events as (
 
     select * from {{ ref('stg_casino__sessions') }}
+    where {{ in_refresh_days(refresh, timestamp_column='occurred_at') }}
 
 ),
 
 session_starts as (
 
+    -- the starts of the sessions whose end has no duration_s, on any day (a session can
+    -- start on an earlier day than the ones rebuilt)
     select player_id, session_id, min(occurred_at) as started_at
-    from session_events
+    from {{ ref('stg_casino__sessions') }}
     where event_type = 'session.started'
+      and session_id in (select session_id from session_events
+                         where event_type = 'session.ended' and duration_s is null)
     group by player_id, session_id
 
 ),
@@ -110,6 +121,7 @@ bets_by_currency as (
         {{ to_eur_cents('sum(g.bonus_stake) * ' ~ fx_rate_or_fail('any_value(fx.eur_per_unit)', 'g.currency')) }} as bonus_stake_eur
     from {{ ref('int_bets_daily_by_game') }} as g
     left join fx on g.currency = fx.currency
+    where {{ in_refresh_days(refresh, date_column='g.activity_date') }}
     group by g.player_id, g.activity_date, g.currency
 
 ),
@@ -144,6 +156,7 @@ payments_by_currency as (
         {{ to_eur_cents("sum(p.amount) filter (where p.event_type = 'payment.withdraw') * " ~ fx_rate_or_fail('any_value(fx.eur_per_unit)', 'p.currency')) }} as withdrawal_eur
     from {{ ref('int_payments_daily_by_method') }} as p
     left join fx on p.currency = fx.currency
+    where {{ in_refresh_days(refresh, date_column='p.activity_date') }}
     group by p.player_id, p.activity_date, p.currency
 
 ),
@@ -177,6 +190,7 @@ bonuses_by_currency as (
     from {{ ref('stg_casino__bonuses') }} as b
     left join fx on b.currency = fx.currency
     where b.event_type in ('bonus.issued', 'bonus.consumed')
+      and {{ in_refresh_days(refresh, timestamp_column='b.occurred_at') }}
     group by b.player_id, activity_date, b.currency
 
 ),
@@ -208,6 +222,7 @@ rg_daily as (
         count(*) filter (where event_type = 'rg.reality_check') as reality_checks
     from {{ ref('stg_casino__rg') }}
     where event_type in ('rg.limit.hit', 'rg.reality_check')
+      and {{ in_refresh_days(refresh, timestamp_column='occurred_at') }}
     group by all
 
 ),
@@ -224,6 +239,7 @@ messages_daily as (
         count(*) filter (where event_type = 'crm.click') as messages_clicked
     from {{ ref('stg_casino__crm_messages') }}
     where event_type in ('crm.delivery', 'crm.open', 'crm.click')
+      and {{ in_refresh_days(refresh, timestamp_column='occurred_at') }}
     group by all
 
 ),
@@ -248,23 +264,31 @@ imported_daily as (
         bool_or(coalesce(sessions, 0) > 0 or stake_eur > 0 or deposit_eur > 0) as imported_active,
         true as imported
     from {{ ref('stg_imported__player_daily') }}
+    where {{ in_refresh_days(refresh, date_column='activity_date') }}
     group by all
+
+),
+
+families as (
+
+    -- UNION ALL BY NAME: a family's missing measures come through as NULL
+    select * from sessions_daily
+    union all by name
+    select * from session_hours_daily
+    union all by name
+    select * from bets_daily
+    union all by name
+    select * from payments_daily
+    union all by name
+    select * from bonuses_daily
+    union all by name
+    select * from rg_daily
+    union all by name
+    select * from messages_daily
+    union all by name
+    select * from imported_daily
 
 )
 
--- UNION ALL BY NAME: a family's missing measures come through as NULL
-select * from sessions_daily
-union all by name
-select * from session_hours_daily
-union all by name
-select * from bets_daily
-union all by name
-select * from payments_daily
-union all by name
-select * from bonuses_daily
-union all by name
-select * from rg_daily
-union all by name
-select * from messages_daily
-union all by name
-select * from imported_daily
+select *, {{ loaded_at_column(refresh) }} as loaded_at
+from families

@@ -4,7 +4,10 @@
 --   payment_method | psp       captured or failed deposits (`events`; stake_eur 0).
 -- NULL values (optional payload fields) are left out. Like fct_player_daily, a row depends
 -- only on that day's events; player_feature_snapshots turns the rows into distinct counts
--- and favourites over its windows.
+-- and favourites over its windows. Incremental by day (macros/incremental_days.sql).
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='activity_date',
+          on_schema_change='fail', pre_hook="{{ delete_days_from_as_of() }}") }}
+{%- set refresh = refresh_days() %}
 
 with fx as (
 
@@ -23,6 +26,7 @@ games as (
         {{ to_eur_cents('g.stake * ' ~ fx_rate_or_fail('fx.eur_per_unit', 'g.currency')) }} as stake_eur
     from {{ ref('int_bets_daily_by_game') }} as g
     left join fx on g.currency = fx.currency
+    where {{ in_refresh_days(refresh, date_column='g.activity_date') }}
 
 ),
 
@@ -31,8 +35,12 @@ deposit_attempts as (
     select player_id, activity_date, method, psp, payments
     from {{ ref('int_payments_daily_by_method') }}
     where event_type in ('payment.captured', 'payment.failed')
+      and {{ in_refresh_days(refresh, date_column='activity_date') }}
 
 )
+
+select *, {{ loaded_at_column(refresh) }} as loaded_at
+from (
 
 select player_id, activity_date, 'provider' as dimension, provider as value,
        cast(sum(bets) as integer) as events, cast(sum(stake_eur) as bigint) as stake_eur
@@ -63,3 +71,5 @@ select player_id, activity_date, 'psp', psp,
 from deposit_attempts
 where psp is not null
 group by player_id, activity_date, psp
+
+) as dimensions

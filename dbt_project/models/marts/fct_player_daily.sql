@@ -6,10 +6,17 @@
 -- Imported daily aggregates (landing/imported_daily) are one more family: on a day with
 -- both events and an import, the measures add up (sessions, stake, win, deposits, ...);
 -- has_imported marks such days. Without imports every row is built from events alone.
+--
+-- Incremental by day (macros/incremental_days.sql): a daily run rebuilds only the days that
+-- can have changed; `crm run --full-refresh` rebuilds all.
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='activity_date',
+          on_schema_change='fail', pre_hook="{{ delete_days_from_as_of() }}") }}
+{%- set refresh = refresh_days() %}
 
 with family_days as (
 
     select * from {{ ref('int_activity_daily_aggregated') }}
+    where {{ in_refresh_days(refresh, date_column='activity_date') }}
 
 ),
 
@@ -78,5 +85,6 @@ select
     messages_opened,
     messages_clicked,
     (sessions > 0 or bets > 0 or deposits > 0 or imported_active) as is_active,
-    has_imported
+    has_imported,
+    {{ loaded_at_column(refresh) }} as loaded_at
 from player_days

@@ -11,9 +11,16 @@
 -- Feature columns, windows and meanings: ml/features.py (FEATURES); the column list and
 -- order are the contract in player_feature_snapshots.yml (and player_features.yml), checked
 -- against the spec by tests/test_features.py.
-{% set as_of = run_as_of_date() %}
-{% set every = var('snapshot_every_days') | int %}
-{% set count = var('snapshot_count') | int %}
+--
+-- Incremental by as-of date: a run builds the snapshots it does not hold yet (the run's as-of
+-- date, a new grid date) and rebuilds those that a day rebuilt in the daily facts can change
+-- (a snapshot at D reads days before D: refresh_days(), macros/incremental_days.sql); a
+-- snapshot date that is no longer one of the run's is deleted (pre_hook).
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='as_of_date',
+          on_schema_change='fail', pre_hook="{{ delete_other_snapshot_dates() }}") }}
+{%- set as_of = run_as_of_date() %}
+{%- set refresh = refresh_days('as_of_date') %}
+{%- set build_dates = snapshot_dates_to_build(refresh) %}
 
 with first_data_date as (
 
@@ -26,9 +33,9 @@ with first_data_date as (
 
 snapshot_dates as (
 
-    select cast({{ as_of }} - cast(step * {{ every }} as integer) as date) as as_of_date
-    from range(0, {{ count }}) as steps (step)
-    where {{ as_of }} - cast(step * {{ every }} as integer) >= (select first_date + 7 from first_data_date)
+    select as_of_date
+    from (values {% for d in build_dates %}(DATE '{{ d }}'){{ ", " if not loop.last }}{% endfor %}) as t (as_of_date)
+    where as_of_date >= (select first_date + 7 from first_data_date)
 
 ),
 
@@ -39,8 +46,8 @@ window_sums as (
     -- one aggregation per snapshot date D over the daily rows of [D - 90, D - 1]
     -- (unrolled: a player-sized hash table per date is much cheaper than one
     -- player x date aggregation over a range join); population: active in that window
-    {%- for k in range(count) %}
-    {%- set d = "cast(" ~ as_of ~ " - " ~ (k * every) ~ " as date)" %}
+    {%- for day in build_dates %}
+    {%- set d = "DATE '" ~ day ~ "'" %}
     select
         player_id,
         {{ d }} as as_of_date,
@@ -63,8 +70,8 @@ dimension_features as (
     -- provider / game category / payment method / PSP per player, first summed per value
     -- over [D - 90, D - 1] (unrolled per D like window_sums); favourite = highest stake,
     -- then more bets, then the alphabetically first value
-    {%- for k in range(count) %}
-    {%- set d = "cast(" ~ as_of ~ " - " ~ (k * every) ~ " as date)" %}
+    {%- for day in build_dates %}
+    {%- set d = "DATE '" ~ day ~ "'" %}
     select
         player_id,
         {{ d }} as as_of_date,
@@ -120,9 +127,12 @@ snapshot_keys as (
 
 )
 
+select *, {{ loaded_at_column(refresh) }} as loaded_at
+from (
 {{ point_in_time_feature_rows(
     window_sums='snapshot_keys',
     dimension_features='dimension_features',
     limits='limits_at_snapshot',
     players=ref('int_players_historized'),
 ) }}
+) as features

@@ -1,0 +1,144 @@
+"""The incremental warehouse: a daily run rebuilds only the days that can have changed, and the
+result equals a full rebuild, late events and a run for an earlier date included.
+
+Real dbt on a small simulated casino: the history is landed in two parts (the second one is the
+last day plus a share of the events of a day 10 days earlier, held back: late events), the
+warehouse is built incrementally after each, and compared row for row with ``--full-refresh``
+on the same landed data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from crm.config import Paths
+from crm.ingest.landing import ingest_file
+from tests._dbt import dbt_build
+
+# The day facts (incremental by day) and the marts built on them
+COMPARED = ["int_bets_daily_by_game", "int_payments_daily_by_method", "int_activity_daily_aggregated",
+            "int_activity_daily_dimensions", "fct_player_daily", "player_feature_snapshots", "player_labels",
+            "dim_player"]
+MODELS_ONLY = ("--resource-type", "model", "--resource-type", "seed")
+
+
+def _differences(current: Path, other: Path, table: str) -> tuple[int, int, int]:
+    """(rows, rows only in current, rows only in other), ignoring the watermark column."""
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{current}' AS a (READ_ONLY)")
+    con.execute(f"ATTACH '{other}' AS b (READ_ONLY)")
+    cols = [r[0] for r in con.execute(f"DESCRIBE a.main.{table}").fetchall() if r[0] != "loaded_at"]
+    sel = ", ".join(f'"{c}"' for c in cols)
+    rows = con.execute(f"SELECT count(*) FROM a.main.{table}").fetchone()[0]
+    only_a = con.execute(f"SELECT count(*) FROM (SELECT {sel} FROM a.main.{table} EXCEPT ALL "
+                         f"SELECT {sel} FROM b.main.{table})").fetchone()[0]
+    only_b = con.execute(f"SELECT count(*) FROM (SELECT {sel} FROM b.main.{table} EXCEPT ALL "
+                         f"SELECT {sel} FROM a.main.{table})").fetchone()[0]
+    con.close()
+    return rows, only_a, only_b
+
+
+def _assert_equal_to_full_refresh(home: Path, as_of: dt.date) -> None:
+    warehouse = home / "warehouse.duckdb"
+    incremental = home / "incremental.duckdb"
+    shutil.copy(warehouse, incremental)
+    dbt_build(home, as_of, "--full-refresh", *MODELS_ONLY)
+    for table in COMPARED:
+        rows, only_inc, only_full = _differences(incremental, warehouse, table)
+        assert rows > 0, table
+        assert (only_inc, only_full) == (0, 0), (
+            f"{table} as of {as_of}: {only_inc} rows only in the incremental build, {only_full} only in the "
+            f"full rebuild (of {rows})")
+
+
+@pytest.fixture(scope="module")
+def split_home(tmp_path_factory) -> tuple[Path, dt.date]:
+    """A home whose events are split in two files: everything before the last day except a share of the
+    events of the day 10 days before it, then the last day with those late events."""
+    from crm.simulator.casino import simulate
+
+    home = tmp_path_factory.mktemp("incremental")
+    simulate(Paths(home), players=500, days=45, seed=5, progress=False)
+    incoming = home / "landing" / "incoming"
+    source = sorted(incoming.glob("*.parquet"))
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE e AS SELECT * FROM read_parquet({[str(p) for p in source]})")
+    last = con.execute("SELECT max(occurred_at::TIMESTAMP)::DATE FROM e WHERE occurred_at LIKE '2%'").fetchone()[0]
+    late_day = last - dt.timedelta(days=10)
+    # about a third of the late day's events of every type arrive with the last day (sessions
+    # whose start comes late included)
+    con.execute(f"""CREATE TABLE late AS SELECT * FROM e
+                    WHERE try_cast(occurred_at AS TIMESTAMP)::DATE = DATE '{late_day}' AND hash(event_id) % 3 = 0""")
+    assert con.execute("SELECT count(DISTINCT event_type) FROM late").fetchone()[0] >= 8
+    parts = home / "parts"
+    parts.mkdir()
+    con.execute(f"""COPY (SELECT * FROM e WHERE event_id NOT IN (SELECT event_id FROM late)
+                          AND coalesce(try_cast(occurred_at AS TIMESTAMP)::DATE < DATE '{last}', true))
+                    TO '{parts / "a.parquet"}' (FORMAT parquet)""")
+    con.execute(f"""COPY (SELECT * FROM e WHERE event_id IN (SELECT event_id FROM late)
+                          OR try_cast(occurred_at AS TIMESTAMP)::DATE >= DATE '{last}')
+                    TO '{parts / "b.parquet"}' (FORMAT parquet)""")
+    con.close()
+    for p in source:
+        p.unlink()
+    return home, last
+
+
+def test_daily_refresh_with_late_events_equals_full_rebuild(split_home):
+    home, last = split_home
+    paths = Paths(home)
+    assert ingest_file(home / "parts" / "a.parquet", paths).loaded > 0
+    dbt_build(home, last, *MODELS_ONLY)  # the first build: every day
+    report = ingest_file(home / "parts" / "b.parquet", paths)
+    assert report.loaded > 0
+    dbt_build(home, last + dt.timedelta(days=1), *MODELS_ONLY)  # incremental: the new day and the late day
+    # only the rebuilt days carry the new watermark: the new day, the late day and what follows late changes
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    rebuilt = {r[0] for r in con.execute(
+        "SELECT DISTINCT activity_date FROM fct_player_daily WHERE loaded_at = (SELECT max(loaded_at) "
+        "FROM fct_player_daily)").fetchall()}
+    days = con.execute("SELECT count(DISTINCT activity_date) FROM fct_player_daily").fetchone()[0]
+    con.close()
+    assert last in rebuilt and last - dt.timedelta(days=10) in rebuilt
+    assert len(rebuilt) < days / 2, f"{len(rebuilt)} of {days} days rebuilt"
+    _assert_equal_to_full_refresh(home, last + dt.timedelta(days=1))
+
+
+def test_run_for_an_earlier_date_then_forward_again_equals_full_rebuild(split_home):
+    home, last = split_home
+    for part in ("a", "b"):  # landed by the test above when it ran (landing the same file again is a no-op)
+        ingest_file(home / "parts" / f"{part}.parquet", Paths(home))
+    earlier = last - dt.timedelta(days=5)
+    dbt_build(home, earlier, *MODELS_ONLY)  # incremental, as-of date moved back: no row of its future
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    assert con.execute("SELECT max(activity_date) FROM fct_player_daily").fetchone()[0] < earlier
+    con.close()
+    _assert_equal_to_full_refresh(home, earlier)
+    dbt_build(home, last + dt.timedelta(days=1), *MODELS_ONLY)  # and forward again: the days in between
+    _assert_equal_to_full_refresh(home, last + dt.timedelta(days=1))
+
+
+# --------------------------------------------------------------------------- a day without data
+def test_a_day_without_data_is_a_feed_outage_not_drift(split_home, monkeypatch):
+    from crm.ingest.feed import MIN_SHARE_ENV, check_feed
+
+    home, last = split_home
+    paths = Paths(home)
+    for part in ("a", "b"):
+        ingest_file(home / "parts" / f"{part}.parquet", paths)
+    ok = check_feed(paths, last + dt.timedelta(days=1))  # the last day landed
+    assert ok.passed and ok.volume > 0 and ok.median and str(last) in ok.message
+    outage = check_feed(paths, last + dt.timedelta(days=2))  # nothing landed for last + 1
+    assert not outage.passed and outage.volume == 0
+    assert f"feed outage: no data landed for {last + dt.timedelta(days=1)}" in outage.message
+    monkeypatch.setenv(MIN_SHARE_ENV, "1.0")  # a day short of the median is partial with a strict share
+    median_day = check_feed(paths, last + dt.timedelta(days=1))
+    assert median_day.passed == (median_day.volume >= median_day.median)
+    monkeypatch.setenv(MIN_SHARE_ENV, "lots")
+    with pytest.raises(ValueError, match=MIN_SHARE_ENV):
+        check_feed(paths, last)
