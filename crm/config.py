@@ -62,7 +62,8 @@ class Paths:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+        """``$CRM_MLFLOW_TRACKING_URI`` (a PostgreSQL database) when set, else SQLite in the home."""
+        return external_url(MLFLOW_DATABASE_ENV) or f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
 
     @property
     def mlflow_artifacts(self) -> Path:
@@ -114,13 +115,38 @@ class Paths:
         dagster_yaml = self.dagster_home / "dagster.yaml"
         # no network here: no telemetry; DuckDB has one writer: one run at a time (a UI
         # backfill or the sensor queues its runs behind the running one)
-        if not dagster_yaml.exists() or dagster_yaml.read_text() == _OLD_DAGSTER_YAML:
-            dagster_yaml.write_text(DAGSTER_YAML)
+        # ours (one of the texts below) is kept in step with $CRM_DAGSTER_DATABASE_URL; a hand-written one is left
+        wanted = DAGSTER_YAML_POSTGRES if external_url(DAGSTER_DATABASE_ENV) else DAGSTER_YAML
+        if not dagster_yaml.exists() or (dagster_yaml.read_text() in _MANAGED_DAGSTER_YAML
+                                         and dagster_yaml.read_text() != wanted):
+            dagster_yaml.write_text(wanted)
         return self
 
 
 DAGSTER_YAML = "telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 1\n"
 _OLD_DAGSTER_YAML = "telemetry:\n  enabled: false\n"  # written before runs were limited: upgraded in place
+
+# The Dagster instance (runs, event logs, schedules) and MLflow's tracking store on PostgreSQL, when set.
+# psycopg2 explicitly: with SQLAlchemy 2.1 a bare postgresql:// picks psycopg 3, which dagster-postgres fails on.
+DAGSTER_DATABASE_ENV = "CRM_DAGSTER_DATABASE_URL"
+MLFLOW_DATABASE_ENV = "CRM_MLFLOW_TRACKING_URI"
+POSTGRES_SCHEME = "postgresql+psycopg2://"
+# the URL stays in the environment (Dagster reads it there): no password in a file of the home
+DAGSTER_YAML_POSTGRES = DAGSTER_YAML + f"storage:\n  postgres:\n    postgres_url:\n      env: {DAGSTER_DATABASE_ENV}\n"
+_MANAGED_DAGSTER_YAML = (_OLD_DAGSTER_YAML, DAGSTER_YAML, DAGSTER_YAML_POSTGRES)
+
+
+def external_url(env: str) -> str | None:
+    """The PostgreSQL URL in ``$env``, or None when unset; anything but postgresql+psycopg2:// is refused."""
+    url = (os.environ.get(env) or "").strip()
+    if not url:
+        return None
+    if not url.startswith(POSTGRES_SCHEME):
+        scheme = url.split("://", 1)[0] if "://" in url else url[:20]
+        raise ValueError(f"{env} must be a {POSTGRES_SCHEME}user:password@host:port/database URL, got scheme "
+                         f"{scheme!r} (SQLAlchemy 2.1 picks psycopg 3 for a bare postgresql://, which Dagster's "
+                         "storage fails on)")
+    return url
 
 
 def crm_home() -> Path:

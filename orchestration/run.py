@@ -76,11 +76,13 @@ def _summary(result, as_of: str, seconds: float) -> dict:
              for e in result.get_asset_check_evaluations() if e.check_name != "dispatch_status"]
     lists = [{"campaign_id": m["campaign_id"], "rows": m["counts"]["listed"], "holdout": m["counts"]["holdout"],
               "path": m["path"]} for m in published_lists(paths) if m["as_of_date"] == as_of]
+    step_seconds = {ev.step_key: round(ev.event_specific_data.duration_ms / 1000, 2) for ev in result.all_events
+                    if ev.event_type_value == "STEP_SUCCESS" and getattr(ev.event_specific_data, "duration_ms", None)}
     failed_steps = [ev.step_key for ev in result.all_events if ev.event_type_value == "STEP_FAILURE"]
     skipped = [ev.step_key for ev in result.all_events if ev.event_type_value == "STEP_SKIPPED"]
     return {"success": result.success, "run_id": result.run_id, "as_of_date": as_of, "seconds": round(seconds, 1),
             "landing": landing, "marts": marts, "models": models, "lists": lists, "dispatch": dispatches(result),
-            "gates": gates,
+            "gates": gates, "step_seconds": step_seconds,
             "failed_steps": failed_steps, "skipped_steps": skipped}
 
 

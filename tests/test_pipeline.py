@@ -410,3 +410,61 @@ def test_a_run_past_the_feed_stops_at_landing_with_a_feed_outage(first_run):
     assert "feed outage: no data landed" in evals["feed_complete"].description
     built = {e.asset_key.path[-1] for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
     assert "stg_casino__events" not in built
+
+
+def test_backup_restores_into_a_new_home_with_the_same_lists_scores_and_audit_chain(first_run, tmp_path):
+    import io
+    import sqlite3
+    import tarfile
+
+    from crm.backup import BackupError, backup, restore
+    from crm.campaigns.audit import read_entries, verify
+    from crm.config import Paths
+
+    src = _paths()
+    report = backup(src, tmp_path / "home.tar.gz")
+    assert report.files > 50 and report.sqlite_snapshots >= 1
+    target = tmp_path / "restored"
+    manifest = restore(report.archive, target)
+    new = Paths(target)
+    assert manifest["home"] == str(src.home.resolve())
+
+    lists = sorted(p.relative_to(src.lists) for p in src.lists.rglob("*") if p.is_file())
+    assert any(p.name == "list.parquet" for p in lists)
+    for rel in lists:
+        assert (new.lists / rel).read_bytes() == (src.lists / rel).read_bytes(), rel
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{src.warehouse}' AS a (READ_ONLY)")
+        con.execute(f"ATTACH '{new.warehouse}' AS b (READ_ONLY)")
+        scores = con.execute("SELECT count(*) FROM a.player_scores").fetchone()[0]
+        differ = con.execute("SELECT count(*) FROM (SELECT * FROM a.player_scores EXCEPT ALL "
+                             "SELECT * FROM b.player_scores)").fetchone()[0]
+    assert scores > 0 and differ == 0
+    assert verify(new).ok and read_entries(new) == read_entries(src) and read_entries(new)
+    # MLflow points at the new home's artifacts, and its champion loads from there
+    db = next((target / "mlflow").glob("*.db"))
+    with sqlite3.connect(db) as con:
+        locations = [r[0] for r in con.execute("SELECT artifact_location FROM experiments")]
+    assert locations and all(str(target) in loc for loc in locations if loc.startswith("file:"))
+
+    # a damaged archive, a member outside the home, a non-empty target: refused, nothing written
+    with tarfile.open(report.archive) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+    for name, mutate in (("damaged.tar", "flip"), ("escape.tar", "escape")):
+        with tarfile.open(tmp_path / name, "w") as out:
+            for m, data in members:
+                if mutate == "flip" and m.name.endswith("list.parquet"):
+                    data = bytes([data[0] ^ 1]) + data[1:]
+                    mutate = "done"
+                out.addfile(m, io.BytesIO(data) if data is not None else None)
+            if mutate == "escape":
+                evil = tarfile.TarInfo("home/../../evil.txt")
+                evil.size = 4
+                out.addfile(evil, io.BytesIO(b"evil"))
+        with pytest.raises(BackupError, match="checksum|not in the manifest"):
+            restore(tmp_path / name, tmp_path / f"from_{name}")
+        assert not (tmp_path / f"from_{name}").exists() and not (tmp_path / "evil.txt").exists()
+    with pytest.raises(BackupError, match="not empty"):
+        restore(report.archive, target)
+    with pytest.raises(BackupError, match="outside the data home"):
+        backup(src, src.home / "inside.tar")

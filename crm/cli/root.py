@@ -356,3 +356,55 @@ _register_groups()
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.argument("archive", type=click.Path(dir_okay=False))
+def backup(archive: str) -> None:
+    """Back up the data home ($CRM_HOME) to ARCHIVE (.tar, or .tar.gz to compress).
+
+    Everything the home holds: landing and quarantine, warehouse, service store, MLflow, the
+    Dagster instance, audit log, spend ledger, lists, outbox, Data Docs and logs (not tmp/,
+    bench/, dbt/target). Holds the run lock while it reads, so no run writes meanwhile; SQLite
+    databases are copied with SQLite's online backup (consistent while `crm serve` writes).
+    A store or MLflow on PostgreSQL is not in the archive: use pg_dump.
+    """
+    from pathlib import Path
+
+    from crm.backup import BackupError
+    from crm.backup import backup as write_backup
+    from crm.run_lock import RunInProgress
+
+    paths = export_env()
+    try:
+        report = write_backup(paths, Path(archive))
+    except (BackupError, RunInProgress) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"backed up {paths.home}: {report.files:,} files, {report.bytes / 2**20:,.1f} MiB "
+               f"({report.sqlite_snapshots} SQLite databases as online snapshots) -> {report.archive}")
+    for note in report.external:
+        click.echo(f"  not included: {note}")
+
+
+@main.command()
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.option("--home", "target", required=True, type=click.Path(file_okay=False),
+              help="the new data home to restore into (missing or empty)")
+def restore(archive: str, target: str) -> None:
+    """Restore a `crm backup` ARCHIVE into a new data home (--home, missing or empty).
+
+    Every file is checked against the archive's manifest (SHA-256) before the home appears; a
+    damaged or foreign archive leaves nothing behind. MLflow's artifact locations are moved to
+    the new home. Then point CRM_HOME at it.
+    """
+    from pathlib import Path
+
+    from crm.backup import BackupError
+    from crm.backup import restore as restore_backup
+
+    try:
+        manifest = restore_backup(Path(archive), Path(target))
+    except BackupError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"restored {len(manifest['files']):,} files of the backup of {manifest['home']} "
+               f"(made {manifest['created_at']}) into {Path(target).resolve()}; use it with CRM_HOME={target}")
