@@ -4,7 +4,7 @@
                         [--lists-players 1000000] [--gates/--no-gates] [--gates-repeat 1]
                         [--landing-players 200000] [--service-rate 200] [--service-seconds 25]
                         [--service-stores sqlite,postgres] [--triggers-rates 25,50,100]
-                        [--only simulator,landing,refresh,service,triggers]
+                        [--spark-players 200000] [--only simulator,landing,refresh,spark,service,triggers]
 
 * simulator: events/s and peak memory (max RSS of the simulating process) per size;
 * landing (`crm ingest`: the contract checks and normalization) against one bare DuckDB copy of
@@ -19,6 +19,9 @@
 * on the last end-to-end home (200,000 players by default): gate overhead, the refresh of the
   same as-of date with every asset check against the same assets without any (bench.gates;
   --no-gates skips it);
+* the warehouse build on local Apache Spark (dbt-spark) beside the same build on DuckDB, from the
+  same landed files, and the hand-off of Spark's tables to DuckDB (bench.spark; --spark-players 0
+  skips it);
 * the integration API (issue 14): `POST /v1/messaging/send` under a steady open-loop load
   (--service-rate requests/s for --service-seconds) on SQLite and on PostgreSQL, to the local SMTP
   server's receipt of each message, against the target p95 under 1 s (bench.service);
@@ -48,7 +51,7 @@ from pathlib import Path
 from crm.config import DBT_PROJECT_DIR, Paths, crm_home
 
 BIN = Path(sys.executable).parent
-STEPS = ("simulator", "landing", "refresh", "service", "triggers")
+STEPS = ("simulator", "landing", "refresh", "spark", "service", "triggers")
 
 
 def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
@@ -220,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="pairs of gate-overhead runs (with, without checks); the best of each is kept")
     ap.add_argument("--landing-players", type=int, default=200_000,
                     help="players for the landing bench against a bare DuckDB copy (bench.landing; 0: skip)")
+    ap.add_argument("--spark-players", type=int, default=200_000,
+                    help="players for the warehouse build on local Spark beside DuckDB (bench.spark; 0: skip)")
     ap.add_argument("--service-rate", default="200",
                     help="requests/s of the service bench (bench.service; a comma list runs each rate)")
     ap.add_argument("--service-seconds", type=float, default=25.0, help="seconds of load per service run")
@@ -252,6 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         report["refresh"].append(bench_refresh(
             root, n, args.days, with_ml=args.ml and i == 0, lists_players=args.lists_players,
             gates_repeat=args.gates_repeat if args.gates and i == len(e2e_sizes) - 1 else 0))
+    if args.spark_players and "spark" in only:
+        print(f"warehouse build on local Spark beside DuckDB: {args.spark_players:,} players "
+              "(python -m bench.spark) ...",
+              flush=True)
+        _, _, out = run_timed([sys.executable, "-m", "bench.spark", "--players", str(args.spark_players),
+                               "--days", str(args.days), "--work", str(root), "--json"], os.environ.copy())
+        report["spark"] = json.loads(out)
     if "service" in only:
         # Its own processes: the service, the load generator and (here) the SMTP server (issue 14).
         print(f"service: POST /v1/messaging/send at {args.service_rate}/s on {args.service_stores} "
@@ -334,6 +346,12 @@ def print_report(report: dict) -> None:
             print(f"\nGate overhead on the {r['players']:,}-player home: refresh with all checks vs. without "
                   "(python -m bench.gates)")
             print(gates_table(r["gates"]))
+    if "spark" in report:
+        from bench.spark import format_table as spark_table
+
+        print("\nThe warehouse build (dbt build, every model, seed and test) on local Spark beside DuckDB, same landed "
+              "files (python -m bench.spark)")
+        print(spark_table(report["spark"]))
     if "service" in report:
         from bench.service import format_table as service_table
 

@@ -170,3 +170,9 @@ def record_build(paths: Paths) -> None:
     tmp = f.with_suffix(".tmp")
     tmp.write_text(dbt_project_fingerprint() + "\n")
     tmp.replace(f)
+
+
+def forget_build(paths: Paths) -> None:
+    """The warehouse's tables were replaced by other means (the Spark hand-off): the next DuckDB
+    build is a full one."""
+    _fingerprint_file(paths).unlink(missing_ok=True)

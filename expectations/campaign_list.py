@@ -343,8 +343,8 @@ def recent_list_sizes(campaign_dir: Path, as_of: dt.date, runs: int | None = Non
 def list_size_band(history: list[int], band: float | None = None, slack: float | None = None
                    ) -> tuple[float, float, float] | None:
     """(low, high, median) allowed list size: median * (1 ± band), widened by ``slack`` rows;
-    None without history."""
-    if not history:
+    None with fewer than ``list_size_min_history_runs`` earlier runs."""
+    if not history or len(history) < threshold("list_size_min_history_runs"):
         return None
     b = threshold("list_size_band") if band is None else band
     k = threshold("list_size_slack_rows") if slack is None else slack
@@ -481,6 +481,8 @@ def gate_list(gated: GatedList, ctx: GateContext | None = None) -> GateResult:
                                        f"of the {len(size_history or [])} recent runs")
     result = validate(df, SUITE, exps, id_column="player_id", descriptions=descriptions, docs_dir=docs_dir)
     if band is None:
-        result.outcomes.append(outcome("list_size_within_recent_band", True, len(df),
-                                       description="no earlier run of this campaign: size not checked (note)"))
+        n_runs = len(size_history or [])
+        result.outcomes.append(outcome("list_size_within_recent_band", True, len(df), description=(
+            f"{n_runs} earlier run(s) of this campaign, fewer than "
+            f"{threshold('list_size_min_history_runs'):g}: size not checked (note)")))
     return result

@@ -27,6 +27,10 @@ DEFAULTS: dict[str, float] = {
     "list_size_band": 0.5,
     "list_size_slack_rows": 10.0,
     "list_size_history_runs": 14.0,
+    # ... checked from this many earlier runs on: a campaign's first list holds the backlog of everyone
+    # who already matches, the next ones only the newcomers (dedup), so one or two runs give no median
+    # of the daily flow (the 100,000-player next-day refresh of `make bench` stopped on 142 vs 485)
+    "list_size_min_history_runs": 3.0,
 }
 
 

@@ -77,6 +77,8 @@ BACKFILL_TAG = "dagster/backfill"
 KEEP_GOING_TAG = "crm/keep_going"
 RETRAIN_TAG = "crm/retrain"  # "true": every model trains in this run, due or not (`crm run --retrain`)
 FULL_REFRESH_TAG = "crm/full_refresh"  # "true": the dbt build rebuilds every day (`crm run --full-refresh`)
+# "spark": dbt builds the warehouse on Spark, handed over to DuckDB after it (`crm run --target spark`)
+WAREHOUSE_TARGET_TAG = "crm/warehouse_target"
 
 
 def as_of(context) -> dt.date:

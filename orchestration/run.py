@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rebuild every day of the warehouse (default: only the days that can have changed)")
     parser.add_argument("--retrain", action="store_true",
                         help="train every model in this run (default: when due: weekly, on drift, or without one)")
+    parser.add_argument("--target", choices=("duckdb", "spark"), default="duckdb",
+                        help="where dbt builds the warehouse (spark: dbt-spark, then handed over to DuckDB)")
     args = parser.parse_args(argv)
 
     export_env()
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     from crm.ingest.landing import LandingError
     from crm.run_lock import RunInProgress, run_lock
     from orchestration.progress import quiet_terminal
-    from orchestration.resources import FULL_REFRESH_TAG, RETRAIN_TAG
+    from orchestration.resources import FULL_REFRESH_TAG, RETRAIN_TAG, WAREHOUSE_TARGET_TAG
 
     paths = export_env()
     start = time.time()
@@ -200,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                 run_lock(paths, f"crm run --date {args.date}" if args.date else "crm run"), \
                 DagsterInstance.get() as instance:
             tags = {**({FULL_REFRESH_TAG: "true"} if args.full_refresh else {}),
-                    **({RETRAIN_TAG: "true"} if args.retrain else {})}
+                    **({RETRAIN_TAG: "true"} if args.retrain else {}),
+                    **({WAREHOUSE_TARGET_TAG: args.target} if args.target != "duckdb" else {})}
             result, as_of = run_refresh(instance, args.date, progress_fd=terminal.progress_fd, tags=tags or None)
     except (LandingError, RunInProgress) as e:
         print(f"error: {e}", file=sys.stderr)

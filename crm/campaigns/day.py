@@ -31,8 +31,8 @@ import pandas as pd
 
 from crm.campaigns import eligibility
 from crm.campaigns.budget import spent_before
-from crm.campaigns.eligibility import Context
-from crm.campaigns.history import load_history, lookback_days, players_offered_a_bonus
+from crm.campaigns.eligibility import Context, effective_caps
+from crm.campaigns.history import load_history, lookback_days, players_offered_a_bonus, recent_holdouts
 from crm.campaigns.lists import (
     BuiltList,
     _rule_mask,
@@ -65,9 +65,11 @@ def day_context(paths: Paths, as_of: dt.date, specs: list[CampaignSpec], *, cale
     earlier bonus offers."""
     history = load_history(paths, as_of, specs, days=lookback_days(specs, policy.dedup_days))
     spent = spent_before(paths, [s.id for s in specs if s.budget.total_cents is not None], as_of)  # spend ledger
+    held_out = recent_holdouts(paths, specs, as_of, {s.id: int(effective_caps(s, policy)["dedup_days"]) for s in specs})
     return Context(as_of=as_of, history=history,
                    calendar=calendar if calendar is not None else load_calendar(campaigns_dir()),
-                   policy=policy, spent_cents=spent, bonus_offered=players_offered_a_bonus(paths, as_of))
+                   policy=policy, spent_cents=spent, bonus_offered=players_offered_a_bonus(paths, as_of),
+                   held_out=held_out)
 
 
 def published_rows(paths: Paths, spec: CampaignSpec, as_of: dt.date) -> pd.DataFrame:

@@ -45,7 +45,9 @@ class Context:
     ``history``: messages sent or planned (:data:`crm.campaigns.history.MESSAGE_COLUMNS`), including
     the treated rows of the day's higher-priority lists (:meth:`with_planned`);
     ``spent_cents``: offer cost each campaign already dispatched on earlier dates (its
-    total budget's use); ``bonus_offered``: players we ever sent a bonus offer to (outbox).
+    total budget's use); ``bonus_offered``: players we ever sent a bonus offer to (outbox);
+    ``held_out``: per campaign, the players its published lists held out within its dedup
+    window before the as-of date (:func:`crm.campaigns.history.recent_holdouts`).
     """
 
     as_of: dt.date
@@ -54,6 +56,7 @@ class Context:
     policy: ContactPolicy = POLICY
     spent_cents: Mapping[str, int] = field(default_factory=dict)
     bonus_offered: frozenset[str] = frozenset()
+    held_out: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def with_planned(self, planned: pd.DataFrame) -> Context:
         """This context plus the messages of a list built for the same day."""
@@ -544,7 +547,11 @@ _BY_NAME = {r.name: r for r in RULES}
 
 # Players cut after eligibility (``after_eligibility`` in the suppression report), by name.
 NOT_TARGETED_BY_UPLIFT, CAMPAIGN_BUDGET, MAX_LIST_SIZE = "not_targeted_by_uplift", "campaign_budget", "max_list_size"
+HELD_OUT_RECENTLY = "held_out_recently"
 CUTS: dict[str, str] = {
+    HELD_OUT_RECENTLY: "Eligible, but held out of this campaign within its dedup window (a holdout player is "
+                       "assigned once per window, as a contacted one is; listing them again would inflate the "
+                       "holdout)",
     NOT_TARGETED_BY_UPLIFT: "Eligible, but not picked by uplift targeting (predicted gain too low or none, "
                             "or the budget was spent on players with a higher predicted gain)",
     CAMPAIGN_BUDGET: "Eligible, but the campaign's budget ran out before reaching them",

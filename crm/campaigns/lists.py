@@ -39,7 +39,14 @@ import pandas as pd
 
 from crm.campaigns import approvals, eligibility, experiments
 from crm.campaigns.budget import record_committed, remaining_cents
-from crm.campaigns.eligibility import CAMPAIGN_BUDGET, MAX_LIST_SIZE, NOT_TARGETED_BY_UPLIFT, Context, reason_text
+from crm.campaigns.eligibility import (
+    CAMPAIGN_BUDGET,
+    HELD_OUT_RECENTLY,
+    MAX_LIST_SIZE,
+    NOT_TARGETED_BY_UPLIFT,
+    Context,
+    reason_text,
+)
 from crm.campaigns.history import not_yet_sent, planned_messages, split_own_sends
 from crm.campaigns.offers import offer_cost_cents
 from crm.campaigns.spec import CampaignSpec, Rule
@@ -267,7 +274,15 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, conte
     in_segment = in_scope[segment_mask(in_scope, spec)]
     verdicts = eligibility.evaluate(in_segment, spec, ctx)
     eligible = in_segment[verdicts["eligible"].to_numpy()].copy()
+    # the dedup window holds for the holdout too: a player this campaign held out recently is not
+    # listed again (the hash would hold them out again, while the treated are deduplicated)
+    held_out = ctx.held_out.get(spec.id, frozenset())
+    was_held_out = eligible["player_id"].astype(str).isin(held_out).to_numpy() if held_out else None
+    if was_held_out is not None:
+        eligible = eligible[~was_held_out]
     eligible, targeting, after = _target(spec, eligible, ctx, sent_cents, already)
+    if was_held_out is not None:
+        after = {HELD_OUT_RECENTLY: int(was_held_out.sum())} | after
     if len(sent):
         targeting |= {"already_sent_today": len(already), "sent_today_eur_cents": sent_cents}
     eligible = eligible.sort_values("player_id", kind="stable")

@@ -111,7 +111,10 @@ def ingest(path: str, as_json: bool) -> None:
 @click.option("--retrain", is_flag=True,
               help="train every model in this run (default: when due: weekly (CRM_RETRAIN_EVERY_DAYS), when the "
                    "champion's inputs drift (CRM_RETRAIN_PSI), or when there is none)")
-def run(as_of: str | None, as_json: bool, verbose: bool, full_refresh: bool, retrain: bool) -> None:
+@click.option("--target", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="where dbt builds the warehouse: spark runs the dbt project on Apache Spark (dbt-spark; a local "
+                   "Spark by default, a cluster is a profile setting) and hands the tables over to DuckDB")
+def run(as_of: str | None, as_json: bool, verbose: bool, full_refresh: bool, retrain: bool, target: str) -> None:
     """Run the daily refresh through Dagster (land, dbt, train, score, lists, gates, dispatch).
 
     Prints one line per step and a summary; the full Dagster and dbt log goes to
@@ -126,7 +129,8 @@ def run(as_of: str | None, as_json: bool, verbose: bool, full_refresh: bool, ret
     export_env()
     cmd = [sys.executable, "-m", "orchestration.run"] + (["--date", as_of] if as_of else []) + \
         (["--json"] if as_json else []) + (["--verbose"] if verbose else []) + \
-        (["--full-refresh"] if full_refresh else []) + (["--retrain"] if retrain else [])
+        (["--full-refresh"] if full_refresh else []) + (["--retrain"] if retrain else []) + \
+        (["--target", target] if target != "duckdb" else [])
     sys.exit(subprocess.call(cmd))
 
 

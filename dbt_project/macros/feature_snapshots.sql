@@ -65,8 +65,8 @@
         count(*) filter (where dimension = 'psp' and seen_30d) as psps_30d,
         count(*) filter (where dimension = 'psp') as psps_90d,
         count(*) filter (where dimension = 'provider') as providers_90d,
-        arg_min(value, (-stake_eur, -events, value)) filter (where dimension = 'provider') as favourite_provider_90d,
-        arg_min(value, (-stake_eur, -events, value)) filter (where dimension = 'game_category') as favourite_game_category_90d
+        min_by(value, {{ sort_key(['-stake_eur', '-events', 'value']) }}) filter (where dimension = 'provider') as favourite_provider_90d,
+        min_by(value, {{ sort_key(['-stake_eur', '-events', 'value']) }}) filter (where dimension = 'game_category') as favourite_game_category_90d
 {%- endmacro %}
 
 
@@ -79,9 +79,9 @@
     brand_id,
     country,
     -- lifecycle and recency
-    cast(date_diff('day', cast(registered_at as date), as_of_date) as integer) as tenure_days,
-    cast(coalesce(as_of_date - last_active_date, 999) as integer) as days_since_last_active,
-    cast(coalesce(as_of_date - last_deposit_date, 999) as integer) as days_since_last_deposit,
+    cast({{ days_between('cast(registered_at as date)', 'as_of_date') }} as integer) as tenure_days,
+    cast(coalesce({{ days_between('last_active_date', 'as_of_date') }}, 999) as integer) as days_since_last_active,
+    cast(coalesce({{ days_between('last_deposit_date', 'as_of_date') }}, 999) as integer) as days_since_last_deposit,
     -- frequency
     cast(active_days_7d as integer) as active_days_7d,
     cast(active_days_30d as integer) as active_days_30d,
@@ -128,8 +128,8 @@
     cast(bonus_cost_eur_30d as bigint) as bonus_cost_eur_30d,
     case when stake_eur_30d > 0 then cast(bonus_stake_eur_30d as double) / stake_eur_30d else 0 end::double as bonus_stake_share_30d,
     -- game preferences
-    cast(favourite_provider_90d as varchar) as favourite_provider_90d,
-    cast(favourite_game_category_90d as varchar) as favourite_game_category_90d,
+    cast(favourite_provider_90d as {{ dbt.type_string() }}) as favourite_provider_90d,
+    cast(favourite_game_category_90d as {{ dbt.type_string() }}) as favourite_game_category_90d,
     cast(providers_90d as integer) as providers_90d,
     -- trends: last week against the 30-day weekly average
     case when stake_eur_30d > 0 then cast(stake_eur_7d as double) / (cast(stake_eur_30d as double) / 30 * 7) else 0 end::double as trend_stake_7d_30d,

@@ -47,33 +47,10 @@
 {%- endmacro %}
 
 
-{% macro without_pii(payload) -%}
-  {#- The payload text without the pii_fields() keys. Checked with a cheap text search first:
-      only the few records that carry one are re-written. -#}
-  case
-    when {% for f in pii_fields() %}contains({{ payload }}, '"{{ f }}"'){{ " or " if not loop.last }}{% endfor %}
-        then cast(json_merge_patch({{ payload }}, '{ {%- for f in pii_fields() %}"{{ f }}": null{{ ", " if not loop.last }}{% endfor -%} }') as varchar)
-    else {{ payload }}
-  end
-{%- endmacro %}
-
-
 {% macro to_eur_cents(eur_cents_fractional) -%}
   {#- A fractional EUR-cent amount (minor units x fx_rates.eur_per_unit, usually summed
       first) -> whole EUR cents as BIGINT, rounded half away from zero. -#}
   cast(round({{ eur_cents_fractional }}) as bigint)
-{%- endmacro %}
-
-
-{% macro utc_timestamp(iso_text) -%}
-  {#- ISO-8601 text ('...Z' or with an offset) -> naive UTC TIMESTAMP; NULL if unparsable. -#}
-  timezone('UTC', try_cast({{ iso_text }} as timestamptz))
-{%- endmacro %}
-
-
-{% macro age_in_years(birth_date, on_date) -%}
-  {#- Completed years of age on a date (birthday counts from that day on). -#}
-  cast(date_sub('year', {{ birth_date }}, {{ on_date }}) as integer)
 {%- endmacro %}
 
 
@@ -89,22 +66,12 @@
 {%- endmacro %}
 
 
-{% macro parse_payload(fields, payload='payload') -%}
-  {#- Parse the JSON payload once into a STRUCT of typed fields, e.g.
-      parse_payload({'stake': 'BIGINT', 'currency': 'VARCHAR'}) -> json_transform(...).
-      One parse per row is about twice as fast as one `payload ->> 'field'` per field,
-      which matters on the bet stream. Missing fields (and values of another JSON type,
-      which landing already rejects) come out as NULL. -#}
-  json_transform({{ payload }}, '{{ tojson(fields) }}')
-{%- endmacro %}
-
-
 {% macro fx_rate_or_fail(rate, currency) -%}
   {#- The EUR rate of a joined fx_rates row; a currency without a row stops the build
-      (DuckDB error()) instead of silently dropping its money out of the EUR sums. -#}
+      (fail_with) instead of silently dropping its money out of the EUR sums. -#}
   case
     when {{ rate }} is null
-        then error('no fx_rates row for currency ' || coalesce({{ currency }}, 'NULL') || ': add it to seeds/fx_rates.csv')
+        then {{ fail_with("'no fx_rates row for currency ' || coalesce(" ~ currency ~ ", 'NULL') || ': add it to seeds/fx_rates.csv'") }}
     else {{ rate }}
   end
 {%- endmacro %}

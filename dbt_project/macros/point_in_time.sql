@@ -33,9 +33,8 @@ from (
             h.country,
             h.registered_at
         from {{ window_sums }} as w
-        asof inner join {{ players }} as h
-            on w.player_id = h.player_id
-            and cast(w.as_of_date as timestamp) > h.valid_from
+        {{ asof_join('inner', players, 'h', 'w.player_id = h.player_id',
+                     'cast(w.as_of_date as timestamp)', '>', 'valid_from', ['player_id']) }}
 
     ) as p
     left join {{ dimension_features }} as x

@@ -24,7 +24,7 @@
   {#- source() is resolved at execution only, so it adds no edge to the DAG (every model
       already depends on landing.events through staging). -#}
   {%- set lookup -%}
-    select strftime(cast(max(occurred_at) as date) + 1, '%Y-%m-%d') from {{ source('landing', 'events') }}
+    select cast(cast(max(occurred_at) as date) + 1 as {{ dbt.type_string() }}) from {{ source('landing', 'events') }}
   {%- endset -%}
   {%- set latest = run_query(lookup).columns[0].values()[0] -%}
   {%- if latest is none -%}

@@ -8,10 +8,11 @@ from typing import Any
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, AssetKey, asset_check
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from crm import warehouse_spark
 from crm.warehouse import needs_full_refresh, record_build
 from orchestration.assets._gates import docs_dir, gate_check_result
 from orchestration.dbt_project import DBT_PROJECT, ensure_manifest
-from orchestration.resources import DAILY, FULL_REFRESH_TAG, CrmResource
+from orchestration.resources import DAILY, FULL_REFRESH_TAG, WAREHOUSE_TARGET_TAG, CrmResource
 from orchestration.resources import as_of as partition_date
 
 ensure_manifest()
@@ -36,17 +37,26 @@ class CrmDbtTranslator(DagsterDbtTranslator):
 def warehouse(context: AssetExecutionContext, dbt: DbtCliResource, crm: CrmResource):
     paths = crm.paths()
     as_of = partition_date(context)
+    target = context.run.tags.get(WAREHOUSE_TARGET_TAG, "duckdb")
     # incremental by default (dbt_project/macros/incremental_days.sql); every day is rebuilt when
-    # asked (`crm run --full-refresh`, a backfill) or when the dbt project changed since the last build
+    # asked (`crm run --full-refresh`, a backfill) or when the dbt project changed since the last build.
+    # On Spark every build is a full one (crm.warehouse_spark), handed over to DuckDB after it.
     why = ("asked for (tag crm/full_refresh)" if context.run.tags.get(FULL_REFRESH_TAG) == "true"
-           else needs_full_refresh(paths))
-    context.log.info(f"dbt build as of {as_of}" + (f", full refresh: {why}" if why else ", incremental"))
-    dbt_vars = json.dumps({"as_of_date": as_of.isoformat()})
-    invocation = dbt.cli(["build", "--vars", dbt_vars, *(["--full-refresh"] if why else [])], context=context,
+           else needs_full_refresh(paths) if target == "duckdb" else None)
+    context.log.info(f"dbt build as of {as_of} on {target}"
+                     + (f", full refresh: {why}" if why else ", incremental" if target == "duckdb" else ""))
+    dbt_vars = json.dumps(warehouse_spark.dbt_vars(paths, as_of, target))
+    invocation = dbt.cli(["build", *warehouse_spark.dbt_target_args(target), "--vars", dbt_vars,
+                          *(["--full-refresh"] if why else [])], context=context,
                          target_path=paths.home / "dbt" / "target")
     yield from invocation.stream()
     if invocation.is_successful():
-        record_build(paths)
+        if target == "spark":
+            counts = warehouse_spark.publish_to_duckdb(paths)
+            context.log.info(f"Spark tables handed over to DuckDB: {len(counts)} tables, "
+                             f"{sum(counts.values()):,} rows")
+        else:
+            record_build(paths)
 
 
 # Quality gates on the marts (expectations/): blocking, so nothing downstream of a broken mart runs.

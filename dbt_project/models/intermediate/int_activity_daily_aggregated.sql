@@ -14,7 +14,7 @@
 --
 -- Incremental by day (macros/incremental_days.sql): a daily run rebuilds only the days that
 -- can have changed (every family of such a day, so a day is always whole).
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='activity_date',
+{{ config(materialized=day_facts_materialization(), incremental_strategy='delete+insert', unique_key='activity_date',
           on_schema_change='fail', pre_hook="{{ delete_days_from_as_of() }}") }}
 {%- set refresh = refresh_days() %}
 
@@ -57,7 +57,7 @@ sessions_daily as (
         coalesce(sum(
             case
                 when e.event_type = 'session.ended'
-                    then greatest(coalesce(e.duration_s, date_diff('second', s.started_at, e.occurred_at)), 0)
+                    then greatest(coalesce(e.duration_s, {{ seconds_between('s.started_at', 'e.occurred_at') }}), 0)
             end
         ), 0) as session_seconds
     from session_events as e
@@ -72,7 +72,7 @@ sessions_daily as (
 
 known_time_zones as (
 
-    select name from pg_timezone_names()
+    {{ known_time_zones() }}
 
 ),
 
@@ -84,11 +84,10 @@ session_start_hours as (
     select
         e.player_id,
         cast(e.occurred_at as date) as activity_date,
-        hour(timezone(coalesce(tz.name, 'UTC'), timezone('UTC', e.occurred_at))) as local_hour
+        hour({{ utc_to_local('e.occurred_at', "coalesce(tz.name, 'UTC')") }}) as local_hour
     from session_events as e
-    asof left join {{ ref('int_players_historized') }} as h
-        on e.player_id = h.player_id
-        and e.occurred_at >= h.valid_from
+    {{ asof_join('left', ref('int_players_historized'), 'h', 'e.player_id = h.player_id',
+                 'e.occurred_at', '>=', 'valid_from', ['player_id']) }}
     left join known_time_zones as tz on h.timezone = tz.name
     where e.event_type = 'session.started'
 
@@ -271,22 +270,20 @@ imported_daily as (
 
 families as (
 
-    -- UNION ALL BY NAME: a family's missing measures come through as NULL
-    select * from sessions_daily
-    union all by name
-    select * from session_hours_daily
-    union all by name
-    select * from bets_daily
-    union all by name
-    select * from payments_daily
-    union all by name
-    select * from bonuses_daily
-    union all by name
-    select * from rg_daily
-    union all by name
-    select * from messages_daily
-    union all by name
-    select * from imported_daily
+    -- one row per family and day: a family's missing measures come through as NULL
+    -- (UNION ALL BY NAME, which Spark SQL lacks, spelled out: macros/cross_engine.sql)
+    {%- set key = ['player_id', 'activity_date', 'activity_family'] %}
+    {{ union_all_by_name([
+        ('sessions_daily', key + ['brand_id', 'sessions', 'session_seconds']),
+        ('session_hours_daily', key + ['sessions_evening', 'sessions_night', 'sessions_daytime']),
+        ('bets_daily', key + ['brand_id', 'bets', 'rounds', 'stake_eur', 'win_eur', 'bonus_stake_eur', 'ngr_eur']),
+        ('payments_daily', key + ['brand_id', 'deposits', 'deposit_eur', 'deposit_failures', 'withdrawal_eur']),
+        ('bonuses_daily', key + ['brand_id', 'bonuses_issued', 'bonuses_consumed', 'bonus_cost_eur', 'ngr_eur']),
+        ('rg_daily', key + ['brand_id', 'rg_limit_hits', 'reality_checks']),
+        ('messages_daily', key + ['brand_id', 'messages_delivered', 'messages_opened', 'messages_clicked']),
+        ('imported_daily', key + ['brand_id', 'sessions', 'stake_eur', 'win_eur', 'deposits', 'deposit_eur',
+                                  'withdrawal_eur', 'bonus_cost_eur', 'ngr_eur', 'imported_active', 'imported']),
+    ]) }}
 
 )
 

@@ -5,7 +5,7 @@
 -- NULL values (optional payload fields) are left out. Like fct_player_daily, a row depends
 -- only on that day's events; player_feature_snapshots turns the rows into distinct counts
 -- and favourites over its windows. Incremental by day (macros/incremental_days.sql).
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='activity_date',
+{{ config(materialized=day_facts_materialization(), incremental_strategy='delete+insert', unique_key='activity_date',
           on_schema_change='fail', pre_hook="{{ delete_days_from_as_of() }}") }}
 {%- set refresh = refresh_days() %}
 

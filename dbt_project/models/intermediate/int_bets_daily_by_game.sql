@@ -5,7 +5,7 @@
 -- bet.placed repeats the stake of the following bet.settled: money counts on bet.settled only.
 -- Incremental by day (macros/incremental_days.sql): a daily run rebuilds only the days that
 -- can have changed.
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='activity_date',
+{{ config(materialized=day_facts_materialization(), incremental_strategy='delete+insert', unique_key='activity_date',
           on_schema_change='fail', pre_hook="{{ delete_days_from_as_of() }}") }}
 {%- set refresh = refresh_days() %}
 

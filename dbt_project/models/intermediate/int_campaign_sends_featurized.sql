@@ -31,8 +31,8 @@ window_sums as (
         select
             k.player_id,
             k.as_of_date,
-            f.* exclude (player_id),
-            cast(k.as_of_date - f.activity_date as integer) as days_before
+            {{ star_except('f', ['player_id']) }},
+            cast({{ days_between('f.activity_date', 'k.as_of_date') }} as integer) as days_before
         from send_keys as k
         left join {{ ref('fct_player_daily') }} as f
             on f.player_id = k.player_id

@@ -23,7 +23,7 @@ with changes as (
 
 products as (
 
-    select unnest({{ products() }}) as product
+    select {{ unnest_array(string_array(products())) }} as product
 
 ),
 
@@ -53,12 +53,12 @@ decided as (
         channel,
         product,
         coalesce(
-            arg_max(consent_state, consent_version) filter (where names_it or not consent_state), false
+            max_by(consent_state, consent_version) filter (where names_it or not consent_state), false
         ) as consent_state,
-        not arg_max(consent_state, consent_version) as is_withdrawn,
-        arg_max(changed_at, consent_version) as changed_at,
-        arg_max(change_source, consent_version) as change_source,
-        arg_max(event_id, consent_version) as event_id
+        not max_by(consent_state, consent_version) as is_withdrawn,
+        max_by(changed_at, consent_version) as changed_at,
+        max_by(change_source, consent_version) as change_source,
+        max_by(event_id, consent_version) as event_id
     from relevant
     group by player_id, channel, product
 

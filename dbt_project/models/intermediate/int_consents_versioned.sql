@@ -29,7 +29,7 @@ feedback_withdrawals as (
         event_id,
         player_id,
         channel,
-        cast(null as varchar) as product,
+        cast(null as {{ dbt.type_string() }}) as product,
         occurred_at,
         event_type,
         false as is_granted
@@ -44,7 +44,7 @@ consent_changes as (
     select
         event_id,
         player_id,
-        unnest(case when channel = '*' then {{ consent_channels() }} else [channel] end) as channel,
+        {{ unnest_array("case when channel = '*' then " ~ string_array(consent_channels()) ~ " else " ~ array_of(['channel']) ~ " end") }} as channel,
         product,
         occurred_at,
         event_type,

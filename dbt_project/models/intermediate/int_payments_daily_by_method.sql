@@ -2,7 +2,7 @@
 -- currency, amounts in minor units of that currency (summed exactly as integers; converted
 -- to EUR downstream). Parsed once for the daily activity and the payment-method features.
 -- Incremental by day (macros/incremental_days.sql).
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='activity_date',
+{{ config(materialized=day_facts_materialization(), incremental_strategy='delete+insert', unique_key='activity_date',
           on_schema_change='fail', pre_hook="{{ delete_days_from_as_of() }}") }}
 {%- set refresh = refresh_days() %}
 

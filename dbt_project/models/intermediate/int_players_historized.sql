@@ -65,13 +65,13 @@ attribute_versions as (
         e.occurred_at as valid_from,
         f.registered_at,
         first_value(e.brand_id) over history as brand_id,
-        last_value(e.country ignore nulls) over history as country,
-        last_value(e.region ignore nulls) over history as region,
-        last_value(e.locale ignore nulls) over history as locale,
-        last_value(e.timezone ignore nulls) over history as timezone,
-        last_value(e.currency ignore nulls) over history as currency,
-        last_value(e.birth_date ignore nulls) over history as birth_date,
-        coalesce(last_value(e.age_verified ignore nulls) over history, false) as age_verified
+        {{ ignoring_nulls('last_value', 'e.country') }} over history as country,
+        {{ ignoring_nulls('last_value', 'e.region') }} over history as region,
+        {{ ignoring_nulls('last_value', 'e.locale') }} over history as locale,
+        {{ ignoring_nulls('last_value', 'e.timezone') }} over history as timezone,
+        {{ ignoring_nulls('last_value', 'e.currency') }} over history as currency,
+        {{ ignoring_nulls('last_value', 'e.birth_date') }} over history as birth_date,
+        coalesce({{ ignoring_nulls('last_value', 'e.age_verified') }} over history, false) as age_verified
     from player_events as e
     inner join first_seen as f on e.player_id = f.player_id
     where e.occurred_at >= f.first_registered_at
@@ -90,8 +90,8 @@ imported_attributes as (
         i.player_id,
         i.activity_date,
         f.registered_at,
-        coalesce(first_value(i.brand_id ignore nulls) over history, 'unknown') as brand_id,
-        last_value(i.country ignore nulls) over history as country
+        coalesce({{ ignoring_nulls('first_value', 'i.brand_id') }} over history, 'unknown') as brand_id,
+        {{ ignoring_nulls('last_value', 'i.country') }} over history as country
     from imported_days as i
     inner join first_seen as f on i.player_id = f.player_id
     -- imported days from the first registration on are described by the events
@@ -109,17 +109,17 @@ imported_versions as (
 
     -- a new version only where brand or country change
     select
-        'imported:' || player_id || ':' || strftime(activity_date, '%Y-%m-%d') as event_id,
+        'imported:' || player_id || ':' || cast(activity_date as {{ dbt.type_string() }}) as event_id,
         player_id,
         'imported.player_daily' as event_type,
         cast(activity_date as timestamp) as valid_from,
         registered_at,
         brand_id,
         country,
-        cast(null as varchar) as region,
-        cast(null as varchar) as locale,
-        cast(null as varchar) as timezone,
-        cast(null as varchar) as currency,
+        cast(null as {{ dbt.type_string() }}) as region,
+        cast(null as {{ dbt.type_string() }}) as locale,
+        cast(null as {{ dbt.type_string() }}) as timezone,
+        cast(null as {{ dbt.type_string() }}) as currency,
         cast(null as date) as birth_date,
         false as age_verified
     from imported_attributes
@@ -131,8 +131,9 @@ imported_versions as (
 
 all_versions as (
 
+    -- both list the same columns in the same order
     select * from attribute_versions
-    union all by name
+    union all
     select * from imported_versions
 
 )

@@ -63,10 +63,8 @@ exclusions_resolved as (
             case when s.exclusion_until <= {{ as_of }} then s.exclusion_until end
         ) as ended_at
     from exclusion_starts as s
-    asof left join exclusion_ends as e
-        on s.player_id = e.player_id
-        and s.exclusion_key = e.exclusion_key
-        and s.started_at < e.ended_at
+    {{ asof_join('left', 'exclusion_ends', 'e', 's.player_id = e.player_id and s.exclusion_key = e.exclusion_key',
+                 's.started_at', '<', 'ended_at', ['player_id', 'exclusion_key']) }}
 
 ),
 

@@ -40,9 +40,9 @@ product_consents as (
     select
         player_id,
         {%- for ch in consent_channels() if ch != 'profiling' %}
-        string_agg(product, ',' order by product) filter (where channel = '{{ ch }}' and consent_state)
+        {{ sorted_string_agg('product', ',') }} filter (where channel = '{{ ch }}' and consent_state)
             as consent_{{ ch }}_products,
-        string_agg(product, ',' order by product) filter (where channel = '{{ ch }}' and is_withdrawn)
+        {{ sorted_string_agg('product', ',') }} filter (where channel = '{{ ch }}' and is_withdrawn)
             as consent_{{ ch }}_products_withdrawn
         {{- "," if not loop.last }}
         {%- endfor %}
@@ -133,7 +133,7 @@ select
     coalesce(rg.harm_risk_flag, false) as harm_risk_flag,
     fa.first_active_date,
     la.last_active_at,
-    cast(date_diff('day', cast(p.registered_at as date), {{ as_of }}) as integer) as tenure_days,
+    cast({{ days_between('cast(p.registered_at as date)', as_of) }} as integer) as tenure_days,
     {%- for ch in consent_channels() if ch != 'profiling' %}
     pc.consent_{{ ch }}_products,
     pc.consent_{{ ch }}_products_withdrawn,

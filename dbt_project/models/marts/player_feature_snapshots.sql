@@ -16,7 +16,7 @@
 -- date, a new grid date) and rebuilds those that a day rebuilt in the daily facts can change
 -- (a snapshot at D reads days before D: refresh_days(), macros/incremental_days.sql); a
 -- snapshot date that is no longer one of the run's is deleted (pre_hook).
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='as_of_date',
+{{ config(materialized=day_facts_materialization(), incremental_strategy='delete+insert', unique_key='as_of_date',
           on_schema_change='fail', pre_hook="{{ delete_other_snapshot_dates() }}") }}
 {%- set as_of = run_as_of_date() %}
 {%- set refresh = refresh_days('as_of_date') %}

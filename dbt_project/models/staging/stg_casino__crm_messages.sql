@@ -1,4 +1,5 @@
 -- Message feedback: delivery, open, click, unsubscribe, complaint, bounce.
+{{ config(materialized=read_by_crm_materialization()) }}
 with message_events as (
 
     select

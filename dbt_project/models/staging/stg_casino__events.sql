@@ -23,14 +23,14 @@ where occurred_at < {{ run_as_of_date() }}
 {% else %}
 
 select
-    cast(null as varchar) as event_id,
-    cast(null as varchar) as event_type,
-    cast(null as varchar) as trace_id,
-    cast(null as varchar) as player_id,
-    cast(null as varchar) as brand_id,
+    cast(null as {{ dbt.type_string() }}) as event_id,
+    cast(null as {{ dbt.type_string() }}) as event_type,
+    cast(null as {{ dbt.type_string() }}) as trace_id,
+    cast(null as {{ dbt.type_string() }}) as player_id,
+    cast(null as {{ dbt.type_string() }}) as brand_id,
     cast(null as timestamp) as occurred_at,
-    cast(null as varchar) as payload,
-    cast(null as varchar) as batch_id,
+    cast(null as {{ dbt.type_string() }}) as payload,
+    cast(null as {{ dbt.type_string() }}) as batch_id,
     cast(null as timestamp) as ingested_at
 where false
 

@@ -17,10 +17,10 @@
 with assignments as (
 
     select distinct
-        cast(campaign_id as varchar) as campaign_id,
-        cast(player_id as varchar) as player_id,
-        lower(trim(cast(arm as varchar))) as arm,
-        lower(trim(cast(channel as varchar))) as channel,
+        cast(campaign_id as {{ dbt.type_string() }}) as campaign_id,
+        cast(player_id as {{ dbt.type_string() }}) as player_id,
+        lower(trim(cast(arm as {{ dbt.type_string() }}))) as arm,
+        lower(trim(cast(channel as {{ dbt.type_string() }}))) as channel,
         cast(sent_at as timestamp) as sent_at
     from {{ assignments }}
 
@@ -36,10 +36,10 @@ where campaign_id is not null
 {% else %}
 
 select
-    cast(null as varchar) as campaign_id,
-    cast(null as varchar) as player_id,
-    cast(null as varchar) as arm,
-    cast(null as varchar) as channel,
+    cast(null as {{ dbt.type_string() }}) as campaign_id,
+    cast(null as {{ dbt.type_string() }}) as player_id,
+    cast(null as {{ dbt.type_string() }}) as arm,
+    cast(null as {{ dbt.type_string() }}) as channel,
     cast(null as timestamp) as sent_at
 where false
 

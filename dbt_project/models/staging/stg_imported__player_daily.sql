@@ -17,11 +17,11 @@
 with imported as (
 
     select
-        cast(player_id as varchar) as player_id,
+        cast(player_id as {{ dbt.type_string() }}) as player_id,
         cast(activity_date as date) as activity_date,
-        cast(brand_id as varchar) as brand_id,
-        cast(country as varchar) as country,
-        cast(gender as varchar) as gender,
+        cast(brand_id as {{ dbt.type_string() }}) as brand_id,
+        cast(country as {{ dbt.type_string() }}) as country,
+        cast(gender as {{ dbt.type_string() }}) as gender,
         coalesce(cast(deposit_eur as bigint), 0) as deposit_eur,
         coalesce(cast(withdrawal_eur as bigint), 0) as withdrawal_eur,
         coalesce(cast(stake_eur as bigint), 0) as stake_eur,
@@ -29,7 +29,7 @@ with imported as (
         cast(ngr_eur as bigint) as ngr_eur,
         coalesce(cast(bonus_eur as bigint), 0) as bonus_eur,
         cast(sessions as integer) as sessions,
-        cast(batch_id as varchar) as batch_id,
+        cast(batch_id as {{ dbt.type_string() }}) as batch_id,
         cast(imported_at as timestamp) as imported_at
     from {{ imported }}
 
@@ -48,11 +48,11 @@ qualify dense_rank() over (
 {% else %}
 
 select
-    cast(null as varchar) as player_id,
+    cast(null as {{ dbt.type_string() }}) as player_id,
     cast(null as date) as activity_date,
-    cast(null as varchar) as brand_id,
-    cast(null as varchar) as country,
-    cast(null as varchar) as gender,
+    cast(null as {{ dbt.type_string() }}) as brand_id,
+    cast(null as {{ dbt.type_string() }}) as country,
+    cast(null as {{ dbt.type_string() }}) as gender,
     cast(null as bigint) as deposit_eur,
     cast(null as bigint) as withdrawal_eur,
     cast(null as bigint) as stake_eur,
@@ -60,7 +60,7 @@ select
     cast(null as bigint) as ngr_eur,
     cast(null as bigint) as bonus_eur,
     cast(null as integer) as sessions,
-    cast(null as varchar) as batch_id,
+    cast(null as {{ dbt.type_string() }}) as batch_id,
     cast(null as timestamp) as imported_at
 where false
 
