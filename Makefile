@@ -42,7 +42,7 @@ run: venv  ## run the daily refresh on what is landed (DATE=YYYY-MM-DD to overri
 	$(BIN)/crm run $(if $(DATE),--date $(DATE),)
 
 test: venv  ## run the test suite (what CI runs; `make test-all` adds the extra end-to-end variants)
-	$(BIN)/python -m pytest -q -m "not slower"
+	$(BIN)/python -m pytest -q -m "not slower" --durations=30
 
 test-all: venv  ## every test, with the extra end-to-end variants marked slower (about 2 more minutes)
 	$(BIN)/python -m pytest -q

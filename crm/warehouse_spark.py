@@ -15,7 +15,7 @@ import datetime as dt
 from pathlib import Path
 
 from crm.config import Paths
-from crm.sql import ident, literal
+from crm.sql import ident
 
 TARGETS = ("duckdb", "spark")
 # dbt profile output per target (dbt_project/profiles.yml)
@@ -76,8 +76,8 @@ def publish_to_duckdb(paths: Paths) -> dict[str, int]:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("BEGIN TRANSACTION")
         for name in tables:
-            files = literal(str(spark_tables_dir(paths) / name / "*.parquet"))
-            cols = con.execute(f"DESCRIBE SELECT * FROM read_parquet({files})").fetchall()
+            files = str(spark_tables_dir(paths) / name / "*.parquet")
+            cols = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [files]).fetchall()
             select = ", ".join(
                 f"CAST({ident(c)} AS TIMESTAMP) AS {ident(c)}" if t == "TIMESTAMP WITH TIME ZONE" else ident(c)
                 for c, t, *_ in cols)
@@ -86,7 +86,7 @@ def publish_to_duckdb(paths: Paths) -> dict[str, int]:
                                [name]).fetchall()
             if kind and kind[0][0] == "VIEW":
                 con.execute(f"DROP VIEW {ident(name)}")
-            con.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS SELECT {select} FROM read_parquet({files})")
+            con.execute(f"CREATE OR REPLACE TABLE {ident(name)} AS SELECT {select} FROM read_parquet(?)", [files])
             counts[name] = con.execute(f"SELECT count(*) FROM {ident(name)}").fetchone()[0]
         con.execute("COMMIT")
     except BaseException:

@@ -125,15 +125,25 @@ def test_a_held_out_player_is_not_listed_again_within_the_dedup_window(tmp_path)
     publish(first, paths)
     held = set(first.rows.loc[first.rows["variant"] == "holdout", "player_id"])
     assert held and len(held) < len(first.rows)
+    # an empty list the day before (its player_id column has no type) is read beside it
+    publish(build_list(spec, _audience(400).iloc[:0], day1 - dt.timedelta(days=1)), paths)
 
-    for later, expect_held in ((day1 + dt.timedelta(days=1), held), (day1 + dt.timedelta(days=window), held),
-                               (day1 + dt.timedelta(days=window + 1), set())):
+    # as for a contacted player (the dedup rule: a gap under the window), the window's last day is
+    # window - 1 days later; from `window` days on they may be listed again, in both arms
+    for later, expect_held in ((day1 + dt.timedelta(days=1), held), (day1 + dt.timedelta(days=window - 1), held),
+                               (day1 + dt.timedelta(days=window), set())):
         assert recent_holdouts(paths, [spec], later, {spec.id: window}).get(spec.id, frozenset()) == expect_held
         ctx = day_context(paths, later, [spec])
         assert set(ctx.held_out.get(spec.id, ())) == expect_held
         built = build_list(spec, _audience(400), later, ctx)
         assert not held & set(built.rows["player_id"]) or not expect_held
         assert built.suppression["after_eligibility"].get(HELD_OUT_RECENTLY, 0) == len(expect_held)
+    # `crm explain` names the cut
+    from crm.campaigns.day import explain_player
+
+    who = sorted(held)[0]
+    e = explain_player(paths, who, spec, [spec], day1 + dt.timedelta(days=1), audience=_audience(400))
+    assert not e["listed"] and "held_out_recently" in e["decision"], e["decision"]
     # a re-run of the first day itself does not hold its own holdout against it
     again = build_list(spec, _audience(400), day1, day_context(paths, day1, [spec]))
     assert set(again.rows["player_id"]) == set(first.rows["player_id"])

@@ -146,7 +146,7 @@ def test_plain_reasons_come_from_the_one_table(tmp_path):
 def test_every_rule_and_cut_has_a_plain_reason():
     assert all(r.reason and "_" not in r.reason for r in eligibility.RULES)
     assert set(eligibility.REASONS) == set(eligibility.RULE_NAMES) | {
-        "not_targeted_by_uplift", "campaign_budget", "max_list_size"}
+        "held_out_recently", "not_targeted_by_uplift", "campaign_budget", "max_list_size"}
     assert eligibility.reason_text("not_targeted_by_uplift").startswith("Eligible, but not picked by uplift")
 
 

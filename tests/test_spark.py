@@ -123,3 +123,38 @@ def test_spark_builds_the_same_warehouse_as_duckdb_and_hands_it_over(tmp_path_fa
     assert needs_full_refresh(paths) is not None
     audience = read_audience(paths, AS_OF)
     assert len(audience) > 0 and "edge_leap29" in set(audience["player_id"])
+
+
+@pytest.mark.slower
+def test_crm_run_on_spark_end_to_end(tmp_path):
+    """`crm run --target spark`: Dagster runs the dbt build on Spark (its tests as asset checks),
+    hands the tables to DuckDB, and the rest of the day (models, scores, lists, gates, dispatch)
+    runs on them. The lists equal those of the same day built on DuckDB."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import make_home
+
+    homes = {}
+    for target in ("duckdb", "spark"):
+        home = tmp_path / target
+        home.mkdir()
+        campaigns = make_home(home, players=400, days=60)
+        env = os.environ | {"CRM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+                            "CRM_CAMPAIGNS_DIR": str(campaigns)}
+        res = subprocess.run([sys.executable, "-m", "crm.cli", "run", "--json", "--target", target], env=env,
+                             capture_output=True, text=True, timeout=1200)
+        assert res.returncode == 0, f"crm run --target {target} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+        summary = json.loads(res.stdout)
+        assert summary["success"], summary.get("failed_steps")
+        homes[target] = (home, summary)
+    spark_home, spark_run = homes["spark"]
+    assert spark_tables(Paths(spark_home)), "no Spark tables: the run did not build on Spark"
+    assert needs_full_refresh(Paths(spark_home)) is not None  # the next DuckDB build is a full one
+    duck_lists = {li["campaign_id"]: li["rows"] for li in homes["duckdb"][1]["lists"]}
+    spark_lists = {li["campaign_id"]: li["rows"] for li in spark_run["lists"]}
+    assert spark_lists == duck_lists and sum(spark_lists.values()) > 0
+    for home, _ in homes.values():
+        shutil.rmtree(home / "mlflow", ignore_errors=True)

@@ -168,7 +168,8 @@ def explain_player(paths: Paths, player_id: str, spec: CampaignSpec, specs: list
         why = f"ineligible: first failing rule {failing[0]}: {reason}" + (
             f" (also: {', '.join(failing[1:])})" if len(failing) > 1 else "")
     elif listed.empty:
-        cut = (eligibility.NOT_TARGETED_BY_UPLIFT if spec.target.by == "uplift" else
+        cut = (eligibility.HELD_OUT_RECENTLY if player_id in ctx.held_out.get(spec.id, ()) else
+               eligibility.NOT_TARGETED_BY_UPLIFT if spec.target.by == "uplift" else
                eligibility.MAX_LIST_SIZE if built.targeting.get("stopped_by") == "max_list_size" else
                eligibility.CAMPAIGN_BUDGET)
         reason = eligibility.reason_text(cut)

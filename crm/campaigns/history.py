@@ -293,25 +293,23 @@ def players_offered_a_bonus(paths: Paths, as_of: dt.date) -> frozenset[str]:
 
 def recent_holdouts(paths: Paths, specs: Iterable[CampaignSpec], as_of: dt.date,
                     window_days: Mapping[str, int]) -> dict[str, frozenset[str]]:
-    """Per campaign, the players its published lists held out on the ``window_days[id]`` as-of dates
-    before ``as_of`` (``lists/<campaign>/<date>/list.parquet``, rows of variant ``holdout``). The
-    dedup window holds for them as for the contacted: the variant hash would hold them out again
-    each day while the treated are deduplicated, and the holdout would grow day after day."""
+    """Per campaign, the players its published lists held out within its dedup window before
+    ``as_of`` (``lists/<campaign>/<date>/list.parquet``, rows of variant ``holdout``): the as-of
+    dates 1 to ``window_days[id]`` - 1 days before, as the dedup rule counts a message sent at the
+    campaign's send time (a gap of exactly the window is no duplicate). The dedup window holds for
+    them as for the contacted: the variant hash would hold them out again each day while the
+    treated are deduplicated, and the holdout would grow day after day."""
     out: dict[str, frozenset[str]] = {}
     for spec in specs:
         days = int(window_days.get(spec.id, 0))
         if days <= 0:
             continue
-        files = [f for d in range(1, days + 1)
-                 if (f := paths.lists / spec.id / (as_of - dt.timedelta(days=d)).isoformat() / "list.parquet").exists()]
-        if not files:
-            continue
-        con = duckdb.connect()
-        try:
-            ids = con.execute("SELECT DISTINCT CAST(player_id AS VARCHAR) FROM read_parquet(?) WHERE variant = ?",
-                              [[str(f) for f in files], HOLDOUT]).fetchall()
-        finally:
-            con.close()
-        if ids:
-            out[spec.id] = frozenset(r[0] for r in ids)
+        held: set[str] = set()
+        for d in range(1, days):
+            f = paths.lists / spec.id / (as_of - dt.timedelta(days=d)).isoformat() / "list.parquet"
+            if f.exists():  # one file at a time: an empty list's columns have no type to unify
+                rows = pd.read_parquet(f, columns=["player_id", "variant"])
+                held.update(rows.loc[rows["variant"].astype(str) == HOLDOUT, "player_id"].astype(str))
+        if held:
+            out[spec.id] = frozenset(held)
     return out
