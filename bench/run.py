@@ -54,14 +54,15 @@ BIN = Path(sys.executable).parent
 STEPS = ("simulator", "landing", "refresh", "spark", "service", "triggers")
 
 
-def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run a command; return (seconds, peak RSS in MiB of that process tree's largest member, stdout)."""
+def run_timed(cmd: list[str], env: dict[str, str], check: bool = True) -> tuple[float, float, str]:
+    """Run a command; return (seconds, peak RSS in MiB of that process tree's largest member, stdout).
+    ``check``: raise when it fails."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    if check and os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {os.waitstatus_to_exitcode(status)}")
     return seconds, usage.ru_maxrss / 1024, out
 
@@ -101,10 +102,10 @@ def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False, li
                                 str(home / "dbt" / "target"), "--vars", as_of_vars], env)
     # the next day: its events land, then the daily refresh (incremental warehouse, models when due)
     shutil.move(held_back, Paths(home).incoming / held_back.name)
-    next_secs, next_rss, out = run_timed([str(BIN / "crm"), "run", "--json"], env)
-    nxt = json.loads(out)
-    if not nxt["success"]:
-        raise RuntimeError(f"next day's refresh failed at {players} players: {nxt['failed_steps']}")
+    next_secs, next_rss, out = run_timed([str(BIN / "crm"), "run", "--json"], env, check=False)
+    nxt = json.loads(out) if out.strip().startswith("{") else {"success": False, "failed_steps": ["(no summary)"]}
+    if not nxt["success"]:  # reported, not raised: the first refresh's figures are kept
+        print(f"  the next day's refresh failed at {players:,} players: {nxt.get('failed_steps')}", flush=True)
     log = Paths(home).ingest_log.read_text().splitlines()
     events = sum(json.loads(line)["loaded"] for line in log)
     # the baseline: one bare DuckDB aggregation over every landed event (the whole history)
@@ -113,11 +114,12 @@ def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False, li
     result = {"players": players, "days": days, "events": events, "refresh_seconds": round(secs, 1),
               "refresh_peak_rss_mib": round(rss), "dbt_build_seconds": round(dbt_secs, 1),
               "bare_duckdb_seconds": round(bare_secs, 2), "dbt_vs_bare_ratio": round(dbt_secs / bare_secs, 1),
-              "next_day_as_of": nxt["as_of_date"], "next_day_refresh_seconds": round(next_secs, 1),
+              "next_day_success": nxt["success"], "next_day_failed_steps": nxt.get("failed_steps", []),
+              "next_day_as_of": nxt.get("as_of_date"), "next_day_refresh_seconds": round(next_secs, 1),
               "next_day_peak_rss_mib": round(next_rss), "next_day_warehouse_seconds": round(next_wh, 1),
               "next_day_vs_bare_ratio": round(next_secs / bare_secs, 1),
               "next_day_warehouse_vs_bare_ratio": round(next_wh / bare_secs, 1),
-              "next_day_retrained": sorted(k for k, m in nxt["models"].items() if m.get("retrained")),
+              "next_day_retrained": sorted(k for k, m in nxt.get("models", {}).items() if m.get("retrained")),
               "next_day_steps": {k: round(v, 1) for k, v in sorted(nxt.get("step_seconds", {}).items(),
                                                                     key=lambda kv: -kv[1])[:12]},
               "model_roc_auc": round(summary["models"].get("churn_model", {}).get("roc_auc", float("nan")), 3),
