@@ -141,7 +141,7 @@ def test_crm_run_on_spark_end_to_end(tmp_path):
     for target in ("duckdb", "spark"):
         home = tmp_path / target
         home.mkdir()
-        campaigns = make_home(home, players=400, days=60)
+        campaigns = make_home(home, players=800)  # as the pipeline tests: enough data for every gate
         env = os.environ | {"CRM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
                             "CRM_CAMPAIGNS_DIR": str(campaigns)}
         res = subprocess.run([sys.executable, "-m", "crm.cli", "run", "--json", "--target", target], env=env,
