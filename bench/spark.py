@@ -32,17 +32,16 @@ from crm.config import DBT_PROJECT_DIR, Paths, crm_home
 
 
 def _dbt(home: Path, as_of: str, target: str) -> list[str]:
-    from crm.warehouse_spark import dbt_target_args, dbt_vars
+    from crm.warehouse_spark import dbt_args
 
     return [str(BIN / "dbt"), "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
             str(DBT_PROJECT_DIR), "--target-path", str(home / "dbt" / f"target_{target}"),
-            *dbt_target_args(target), "--vars",
-            json.dumps(dbt_vars(Paths(home), dt.date.fromisoformat(as_of), target)),
-            *(["--full-refresh"] if target == "duckdb" else [])]
+            *dbt_args(Paths(home), dt.date.fromisoformat(as_of), target, full_refresh=target == "duckdb")]
 
 
 def _tree_rss_mib(root: int) -> float:
-    """Summed resident memory of ``root`` and its descendants (Linux /proc)."""
+    """Summed resident memory of ``root`` and its descendants (Linux /proc). Read by hand: psutil is
+    not in the lock, and wait4's peak RSS would miss the JVM, which PySpark does not wait for."""
     parent: dict[int, int] = {}
     rss: dict[int, int] = {}
     for d in Path("/proc").iterdir():
@@ -105,7 +104,6 @@ def bench_spark(work: Path, players: int, days: int) -> dict:
     start = time.perf_counter()
     from crm.warehouse_spark import publish_to_duckdb
 
-    os.environ["CRM_HOME"] = str(home)
     counts = publish_to_duckdb(Paths(home))
     publish_secs = time.perf_counter() - start
     shutil.rmtree(home, ignore_errors=True)

@@ -12,6 +12,7 @@ than the events (docs/architecture.md, "Spark").
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 from crm.config import Paths
@@ -35,20 +36,37 @@ def landing_patterns_present(paths: Paths) -> list[str]:
     return [p for p in LANDING_PATTERNS if next(root.glob(p), None) is not None]
 
 
-def dbt_vars(paths: Paths, as_of: dt.date, target: str = "duckdb") -> dict:
-    """The vars of a dbt build for one as-of date on one target."""
+def _check_target(target: str) -> None:
     if target not in TARGETS:
         raise ValueError(f"unknown warehouse target {target!r}: expected one of {', '.join(TARGETS)}")
+
+
+def dbt_vars(paths: Paths, as_of: dt.date, target: str = "duckdb") -> dict:
+    """The vars of a dbt build for one as-of date on one target."""
+    _check_target(target)
     out: dict = {"as_of_date": as_of.isoformat()}
     if target == "spark":
         out["landing_files"] = landing_patterns_present(paths)
     return out
 
 
-def dbt_target_args(target: str) -> list[str]:
-    if target not in TARGETS:
-        raise ValueError(f"unknown warehouse target {target!r}: expected one of {', '.join(TARGETS)}")
-    return ["--target", PROFILE_OUTPUTS[target]]
+def dbt_args(paths: Paths, as_of: dt.date, target: str = "duckdb", full_refresh: bool = False) -> list[str]:
+    """The arguments of a `dbt build` (after the command) for one as-of date on one target."""
+    _check_target(target)
+    return ["--target", PROFILE_OUTPUTS[target], "--vars", json.dumps(dbt_vars(paths, as_of, target)),
+            *(["--full-refresh"] if full_refresh else [])]
+
+
+def full_refresh_reason(paths: Paths, target: str, asked: bool) -> str | None:
+    """Why the build rebuilds every day (None: incremental). On DuckDB when asked or when the dbt
+    project changed since the last build; on Spark every build is a full one anyway (its day facts
+    are tables), so no reason is needed."""
+    from crm.warehouse import needs_full_refresh
+
+    _check_target(target)
+    if asked:
+        return "asked for (crm run --full-refresh)"
+    return needs_full_refresh(paths) if target == "duckdb" else None
 
 
 def spark_tables(paths: Paths) -> list[str]:

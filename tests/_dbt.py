@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import subprocess
 import sys
@@ -16,12 +15,12 @@ def dbt_build(home: Path, as_of: dt.date, *extra: str, target: str = "duckdb") -
     """`dbt build` into ``home``'s warehouse as of ``as_of``; target and logs stay in ``home``.
     ``target``: the engine (crm.warehouse_spark.TARGETS)."""
     from crm.config import Paths
-    from crm.warehouse_spark import dbt_target_args, dbt_vars
+    from crm.warehouse_spark import dbt_args
 
     dbt = Path(sys.executable).with_name("dbt")
     env = os.environ | {"CRM_HOME": str(home), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
     cmd = [str(dbt), "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
            "--target-path", str(home / "dbt" / "target"), "--log-path", str(home / "dbt" / "logs"),
-           *dbt_target_args(target), "--vars", json.dumps(dbt_vars(Paths(home), as_of, target)), *extra]
+           *dbt_args(Paths(home), as_of, target), *extra]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, f"dbt build failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}"

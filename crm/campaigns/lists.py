@@ -276,13 +276,10 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, conte
     eligible = in_segment[verdicts["eligible"].to_numpy()].copy()
     # the dedup window holds for the holdout too: a player this campaign held out recently is not
     # listed again (the hash would hold them out again, while the treated are deduplicated)
-    held_out = ctx.held_out.get(spec.id, frozenset())
-    was_held_out = eligible["player_id"].astype(str).isin(held_out).to_numpy() if held_out else None
-    if was_held_out is not None:
-        eligible = eligible[~was_held_out]
+    held_out = eligible["player_id"].astype(str).isin(ctx.held_out.get(spec.id, frozenset())).to_numpy()
+    eligible = eligible[~held_out]
     eligible, targeting, after = _target(spec, eligible, ctx, sent_cents, already)
-    if was_held_out is not None:
-        after = {HELD_OUT_RECENTLY: int(was_held_out.sum())} | after
+    after = {HELD_OUT_RECENTLY: int(held_out.sum())} | after  # zero counts leave the report below
     if len(sent):
         targeting |= {"already_sent_today": len(already), "sent_today_eur_cents": sent_cents}
     eligible = eligible.sort_values("player_id", kind="stable")

@@ -1,7 +1,6 @@
 """The dbt project as assets: one asset per model, dbt tests as asset checks."""
 
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,7 +8,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetExecution
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from crm import warehouse_spark
-from crm.warehouse import needs_full_refresh, record_build
+from crm.warehouse import record_build
 from orchestration.assets._gates import docs_dir, gate_check_result
 from orchestration.dbt_project import DBT_PROJECT, ensure_manifest
 from orchestration.resources import DAILY, FULL_REFRESH_TAG, WAREHOUSE_TARGET_TAG, CrmResource
@@ -38,17 +37,13 @@ def warehouse(context: AssetExecutionContext, dbt: DbtCliResource, crm: CrmResou
     paths = crm.paths()
     as_of = partition_date(context)
     target = context.run.tags.get(WAREHOUSE_TARGET_TAG, "duckdb")
-    # incremental by default (dbt_project/macros/incremental_days.sql); every day is rebuilt when
-    # asked (`crm run --full-refresh`, a backfill) or when the dbt project changed since the last build.
-    # On Spark every build is a full one (crm.warehouse_spark), handed over to DuckDB after it.
-    why = ("asked for (tag crm/full_refresh)" if context.run.tags.get(FULL_REFRESH_TAG) == "true"
-           else needs_full_refresh(paths) if target == "duckdb" else None)
+    # incremental on DuckDB (dbt_project/macros/incremental_days.sql); on Spark a full build handed
+    # over to DuckDB after it (crm.warehouse_spark)
+    why = warehouse_spark.full_refresh_reason(paths, target, context.run.tags.get(FULL_REFRESH_TAG) == "true")
     context.log.info(f"dbt build as of {as_of} on {target}"
                      + (f", full refresh: {why}" if why else ", incremental" if target == "duckdb" else ""))
-    dbt_vars = json.dumps(warehouse_spark.dbt_vars(paths, as_of, target))
-    invocation = dbt.cli(["build", *warehouse_spark.dbt_target_args(target), "--vars", dbt_vars,
-                          *(["--full-refresh"] if why else [])], context=context,
-                         target_path=paths.home / "dbt" / "target")
+    invocation = dbt.cli(["build", *warehouse_spark.dbt_args(paths, as_of, target, full_refresh=bool(why))],
+                         context=context, target_path=paths.home / "dbt" / "target")
     yield from invocation.stream()
     if invocation.is_successful():
         if target == "spark":
