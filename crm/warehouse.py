@@ -43,6 +43,28 @@ def read_table(paths: Paths, name: str, where: str = "", params: list | None = N
         return con.execute(f"SELECT * FROM {ident(name)} {where}", params or []).df()
 
 
+# Training reads a fixed share of the players once the snapshots outgrow ``max_rows``: which players
+# is decided by DuckDB's hash of the id in SAMPLE_BUCKETS buckets, so the same players are drawn every
+# day (until a DuckDB upgrade changes the hash) and each drawn player keeps their whole history, which
+# the time split and the labels need.
+SAMPLE_BUCKETS = 10_000
+
+
+def read_training_data(paths: Paths, max_rows: int | None) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """(``player_feature_snapshots``, ``player_labels``, share of players read) for training.
+
+    Every row while the snapshots hold at most ``max_rows`` rows (``None``: no cap); beyond, the
+    rows of a pseudo-random share of the players sized to hold about ``max_rows`` snapshot rows.
+    """
+    with connect(paths) as con:
+        total = con.execute("SELECT count(*) FROM player_feature_snapshots").fetchone()[0]
+        capped = bool(max_rows) and total > max_rows
+        buckets = max(1, int(SAMPLE_BUCKETS * max_rows / total)) if capped else SAMPLE_BUCKETS
+        snapshots, labels = (con.execute(f"SELECT * FROM {ident(t)} WHERE hash(player_id) % {SAMPLE_BUCKETS} < ?",
+                                         [buckets]).df() for t in ("player_feature_snapshots", "player_labels"))
+    return snapshots, labels, buckets / SAMPLE_BUCKETS
+
+
 def row_counts(paths: Paths, tables: list[str]) -> dict[str, int]:
     with connect(paths) as con:
         return {t: con.execute(f"SELECT count(*) FROM {ident(t)}").fetchone()[0]

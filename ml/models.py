@@ -94,6 +94,9 @@ class ModelConfig:
     recency_direction: int = 1
     drift_top_features: int = 10
     contribution_sample: int = 500  # holdout players whose per-feature contributions are logged (and averaged)
+    # beyond this many snapshot rows, train on a fixed share of the players (crm.warehouse.read_training_data):
+    # LightGBM's AUC flattens long before (bench.ml), while reading and fitting grow with every row
+    max_training_rows: int | None = 1_500_000
 
     @property
     def experiment_name(self) -> str:

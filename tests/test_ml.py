@@ -704,3 +704,39 @@ def test_retrain_is_due_weekly_on_drift_or_when_asked(tmp_path, data, monkeypatc
     monkeypatch.setenv(PSI_ENV, "-1")
     with pytest.raises(ValueError, match=PSI_ENV):
         retrain_decision(uri, CHURN.registered_name, trained_on + dt.timedelta(days=1), **kwargs)
+
+
+def test_training_reads_a_fixed_share_of_players_beyond_the_row_cap(tmp_path, data):
+    """Past ``max_training_rows`` training reads whole histories of a stable share of the players: the
+    same players on every read, their snapshots and labels together, about the cap's rows."""
+    import duckdb
+
+    from crm.config import Paths
+    from crm.warehouse import read_training_data
+
+    snaps, labels = data
+    paths = Paths(tmp_path)
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(paths.warehouse)) as con:
+        con.register("s", snaps)
+        con.register("l", labels)
+        con.execute("CREATE TABLE player_feature_snapshots AS SELECT * FROM s")
+        con.execute("CREATE TABLE player_labels AS SELECT * FROM l")
+
+    every, every_labels, share = read_training_data(paths, None)
+    assert (len(every), len(every_labels), share) == (len(snaps), len(labels), 1.0)
+    assert read_training_data(paths, len(snaps))[2] == 1.0  # at the cap: still every row
+
+    cap = len(snaps) // 4
+    part, part_labels, share = read_training_data(paths, cap)
+    assert 0.2 < share < 0.3 and 0.6 * cap < len(part) < 1.4 * cap
+    players = set(part["player_id"])
+    assert players == set(part_labels["player_id"])
+    per_player = snaps.groupby("player_id").size()
+    assert (part.groupby("player_id").size() == per_player[list(players)].sort_index()).all()  # whole histories
+    again = read_training_data(paths, cap)[0]
+    assert set(again["player_id"]) == players
+
+    res = train_model(CHURN, part, part_labels, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                      artifact_location=str(tmp_path / "artifacts"))
+    assert 0 < res.train_rows < len(snaps)

@@ -27,13 +27,16 @@ def _config(name: str):
     return cfg
 
 
-def _training_data():
-    from crm.warehouse import read_table
+def _training_data(cfg):
+    """(paths, snapshots, labels, share of players) as the training asset reads them (cfg.max_training_rows)."""
+    import duckdb
+
+    from crm.warehouse import read_training_data
 
     paths = export_env()
     try:
-        return paths, read_table(paths, "player_feature_snapshots"), read_table(paths, "player_labels")
-    except FileNotFoundError as e:
+        return paths, *read_training_data(paths, cfg.max_training_rows)
+    except (FileNotFoundError, duckdb.CatalogException) as e:
         raise click.ClickException(str(e)) from e
 
 
@@ -56,11 +59,11 @@ def train_cmd(model: str, no_promote: bool, as_json: bool) -> None:
     from ml.train import train_model
 
     cfg = _config(model)
-    paths, snapshots, labels = _training_data()
+    paths, snapshots, labels, share = _training_data(cfg)
     try:
         res = train_model(cfg, snapshots, labels, tracking_uri=paths.mlflow_tracking_uri,
                           artifact_location=paths.mlflow_artifacts.as_uri(), promote=not no_promote,
-                          lineage=lineage(trigger="crm ml train"))
+                          lineage=lineage(trigger="crm ml train", training_player_share=f"{share:.4f}"))
     except ValueError as e:
         raise click.ClickException(str(e)) from e
     m = res.metrics
@@ -81,7 +84,7 @@ def evaluate_cmd(model: str, alias: str, as_json: bool) -> None:
     from ml.train import evaluate
 
     cfg = _config(model)
-    paths, snapshots, labels = _training_data()
+    paths, snapshots, labels, _ = _training_data(cfg)
     try:
         out = evaluate(cfg, snapshots, labels, paths.mlflow_tracking_uri, alias)
     except (NoModelError, ValueError) as e:

@@ -14,7 +14,7 @@ from dagster import (
 )
 
 from crm.lineage import lineage
-from crm.warehouse import read_scoring_population, read_table, write_scores
+from crm.warehouse import read_scoring_population, read_table, read_training_data, write_scores
 from ml import uplift_score
 from ml.models import MODELS, ModelConfig
 from ml.retrain import retrain_decision
@@ -44,12 +44,11 @@ def model_asset(config: ModelConfig) -> AssetsDefinition:
         context.log.info(f"{config.registered_name}: {'retrain' if decision.due else 'no retrain'}: {decision.reason}")
         if not decision.due:
             return MaterializeResult(metadata=decision.metadata())
-        snapshots = read_table(paths, "player_feature_snapshots")
-        labels = read_table(paths, "player_labels")
+        snapshots, labels, share = read_training_data(paths, config.max_training_rows)
         res = train_model(config, snapshots, labels, tracking_uri=paths.mlflow_tracking_uri,
                           artifact_location=paths.mlflow_artifacts.as_uri(),
                           lineage=lineage(as_of_date=partition_date(context).isoformat(), trigger="dagster",
-                                          dagster_run_id=context.run.run_id))
+                                          dagster_run_id=context.run.run_id, training_player_share=f"{share:.4f}"))
         context.log.info(f"model {res.model_name} v{res.model_version}: {res.decision}")
         m = res.metrics
         compare = {k: round(float(m[k]), 4) for k in ("roc_auc", "baseline_logreg_roc_auc", "baseline_recency_roc_auc",
@@ -61,7 +60,7 @@ def model_asset(config: ModelConfig) -> AssetsDefinition:
             "mlflow_run": MetadataValue.url(_mlflow_run_url(res.run_id)),
             "promoted_to_champion": res.promoted,
             "decision": res.decision,
-            "train_rows": res.train_rows, "valid_rows": res.valid_rows,
+            "train_rows": res.train_rows, "valid_rows": res.valid_rows, "training_player_share": share,
             "train_range": f"{res.train_range[0]} .. {res.train_range[1]}", "valid_as_of": res.valid_as_of,
             "holdout_metrics_vs_baselines": md_table(compare, "metric", "value"),
             **{k: num(v) for k, v in m.items()},
