@@ -10,6 +10,8 @@ MLFLOW_PORT  ?= 5000
 DOCS_PORT    ?= 3001
 API_PORT     ?= 8000
 SMTP_PORT    ?= 2525
+# pytest-xdist processes for `make test` (0: one process, no xdist)
+TEST_WORKERS ?= 2
 export CRM_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME := $(CRM_HOME)/dagster
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -42,10 +44,10 @@ run: venv  ## run the daily refresh on what is landed (DATE=YYYY-MM-DD to overri
 	$(BIN)/crm run $(if $(DATE),--date $(DATE),)
 
 test: venv  ## run the test suite (what CI runs; `make test-all` adds the extra end-to-end variants)
-	$(BIN)/python -m pytest -q -m "not slower" --durations=30
+	$(BIN)/python -m pytest -q -m "not slower" -n $(TEST_WORKERS) --dist loadfile --durations=30
 
 test-all: venv  ## every test, with the extra end-to-end variants marked slower (about 2 more minutes)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv  ## ruff, the import layering (import-linter contracts in pyproject.toml), dbt's vocabulary vars
 	$(BIN)/ruff check crm ml expectations orchestration tests bench

@@ -114,6 +114,8 @@ def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False, li
     result = {"players": players, "days": days, "events": events, "refresh_seconds": round(secs, 1),
               "refresh_peak_rss_mib": round(rss), "dbt_build_seconds": round(dbt_secs, 1),
               "bare_duckdb_seconds": round(bare_secs, 2), "dbt_vs_bare_ratio": round(dbt_secs / bare_secs, 1),
+              "first_steps": {k: round(v, 1) for k, v in sorted(summary.get("step_seconds", {}).items(),
+                                                                 key=lambda kv: -kv[1])[:12]},
               "next_day_success": nxt["success"], "next_day_failed_steps": nxt.get("failed_steps", []),
               "next_day_as_of": nxt.get("as_of_date"), "next_day_refresh_seconds": round(next_secs, 1),
               "next_day_peak_rss_mib": round(next_rss), "next_day_warehouse_seconds": round(next_wh, 1),
@@ -305,6 +307,9 @@ def print_report(report: dict) -> None:
         print(_table(report["refresh"], ["players", "events", "refresh_seconds", "refresh_peak_rss_mib",
                                          "dbt_build_seconds", "bare_duckdb_seconds", "dbt_vs_bare_ratio",
                                          "model_roc_auc", "recency_baseline_auc"]))
+        for r in report["refresh"]:
+            print(f"  {r['players']:,} players, first refresh's slowest steps: "
+                  + ", ".join(f"{k} {v} s" for k, v in list(r.get("first_steps", {}).items())[:8]))
         print("\nThe next day's refresh (one new day of events landed; incremental warehouse, models when due) "
               "vs. one bare DuckDB aggregation of the whole history")
         print(_table(report["refresh"], ["players", "next_day_refresh_seconds", "next_day_peak_rss_mib",

@@ -461,14 +461,16 @@ def test_quiet_hours_drop_forgets_the_message(tmp_path, store_url):
     rig.engine.dispose()
 
 
-def test_the_running_worker_answers_an_event_within_a_second(rig):
-    """run_forever as `crm triggers work` runs it: LISTEN/NOTIFY on PostgreSQL, a short poll on SQLite."""
+def test_the_running_worker_answers_an_event_without_waiting_for_its_timer_poll(rig):
+    """run_forever as `crm triggers work` runs it: LISTEN/NOTIFY on PostgreSQL, a short poll on SQLite.
+    The timer poll is 30 s here, so an answer within 10 s (a loaded CI machine included) can only come
+    from the notification or the short poll; the latency itself is measured by bench.triggers."""
     rig.worker.clock = lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None)
     help_ = rig.triggers.get()[0][HELP]
     [p] = _treated(help_, 1)
     put_profiles(rig.engine, [clean_profile(p)])
     stop = threading.Event()
-    thread = threading.Thread(target=rig.worker.run_forever, args=(stop,), kwargs={"timer_poll": 1.0})
+    thread = threading.Thread(target=rig.worker.run_forever, args=(stop,), kwargs={"timer_poll": 30.0})
     thread.start()
     try:
         import time
@@ -477,13 +479,17 @@ def test_the_running_worker_answers_an_event_within_a_second(rig):
         rig.now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
         t0 = time.monotonic()
         rig.post(event(1, player=p, at=rig.now))
-        while not rig.firings(status="queued") and time.monotonic() - t0 < 3:
+        while not rig.firings(status="queued") and time.monotonic() - t0 < 10:
             time.sleep(0.02)
         took = time.monotonic() - t0
     finally:
         stop.set()
-        thread.join(10)
-    assert rig.firings(status="queued") and took < 1.0, took
+        if rig.engine.dialect.name == "postgresql":  # wake it from its 30-second wait to see the stop
+            with rig.engine.begin() as conn:
+                conn.exec_driver_sql(f"NOTIFY {tq.CHANNEL}")
+        thread.join(40)
+    assert not thread.is_alive()
+    assert rig.firings(status="queued") and took < 10, took
 
 
 def test_the_trigger_readout_compares_the_treated_with_the_holdout(rig):
