@@ -113,6 +113,7 @@ def test_a_held_out_player_is_not_listed_again_within_the_dedup_window(tmp_path)
     for the campaign's window: without the holdout in the dedup, day after day the same held-out
     players came back and the holdout share grew (48 of 142 on the second day of a 10 % holdout in
     the 100,000-player bench, 43 of them held out the day before), which failed the gate."""
+    from crm.campaigns.approvals import approve
     from crm.campaigns.day import day_context
     from crm.campaigns.eligibility import HELD_OUT_RECENTLY, effective_caps
     from crm.campaigns.history import recent_holdouts
@@ -125,6 +126,15 @@ def test_a_held_out_player_is_not_listed_again_within_the_dedup_window(tmp_path)
     publish(first, paths)
     held = set(first.rows.loc[first.rows["variant"] == "holdout", "player_id"])
     assert held and len(held) < len(first.rows)
+    # published, not dispatched (its cost waits for a second person's approval): it held nobody out
+    # of anything, its treated come back tomorrow and so may its holdout (100,000-player bench: else
+    # the next day's list held the same treated again and 6 holdout players of 1,006; its gate failed)
+    record_gate(list_dir(paths, spec.id, day1), "campaign_list", True, {"summary": "ok"})
+    assert dispatch_list(paths, spec.id, day1).status == "awaiting_approval"
+    assert recent_holdouts(paths, [spec], day1 + dt.timedelta(days=1), {spec.id: window}) == {}
+    approve(paths, spec, by="qa-approver", reason="test")
+    r = dispatch_list(paths, spec.id, day1)
+    assert r.new_messages == len(first.rows) - len(held), r
     # an empty list the day before (its player_id column has no type) is read beside it
     publish(build_list(spec, _audience(400).iloc[:0], day1 - dt.timedelta(days=1)), paths)
 

@@ -37,6 +37,7 @@ from crm.campaigns.budget import record_sent
 from crm.campaigns.eligibility import quiet_hours_at
 from crm.campaigns.enqueue import enqueue_outbox
 from crm.campaigns.experiments import HOLDOUT
+from crm.campaigns.history import outbox_file
 from crm.campaigns.lists import gate_verdict, list_dir, read_manifest
 from crm.campaigns.spec import CampaignError, CampaignSpec, load_campaign
 from crm.config import Paths, campaigns_dir, dispatch_clock
@@ -102,10 +103,6 @@ class DispatchReport:
 
 def idempotency_key(campaign_id: str, as_of: str, player_id: str, channel: str) -> str:
     return hashlib.sha256(f"{campaign_id}|{as_of}|{player_id}|{channel}".encode()).hexdigest()[:32]
-
-
-def outbox_file(paths: Paths, channel: str, campaign_id: str, as_of: dt.date) -> Path:
-    return paths.outbox / channel / campaign_id / f"{as_of.isoformat()}.jsonl"
 
 
 def read_outbox(path: Path) -> list[dict]:

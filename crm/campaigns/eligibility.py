@@ -46,7 +46,7 @@ class Context:
     the treated rows of the day's higher-priority lists (:meth:`with_planned`);
     ``spent_cents``: offer cost each campaign already dispatched on earlier dates (its
     total budget's use); ``bonus_offered``: players we ever sent a bonus offer to (outbox);
-    ``held_out``: per campaign, the players its published lists held out within its dedup
+    ``held_out``: per campaign, the players its dispatched lists held out within its dedup
     window before the as-of date (:func:`crm.campaigns.history.recent_holdouts`).
     """
 

@@ -46,6 +46,7 @@ import pandas as pd
 from crm.campaigns.experiments import HOLDOUT
 from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths
+from crm.contract import CHANNELS
 from crm.warehouse import connect, table_exists
 
 MESSAGE_COLUMNS = ("player_id", "channel", "campaign_id", "dedup_key", "sent_at", "is_bonus_offer", "cost_cents",
@@ -135,6 +136,11 @@ def reported_messages(paths: Paths, since: dt.date, as_of: dt.date, specs: Mappi
                                                                                indicator=True)
         delivered = delivered[(d["_merge"] == "left_only").to_numpy()]
     return delivered
+
+
+def outbox_file(paths: Paths, channel: str, campaign_id: str, as_of: dt.date) -> Path:
+    """Where the dispatch of ``campaign_id``'s list of ``as_of`` on ``channel`` writes its messages."""
+    return paths.outbox / channel / campaign_id / f"{as_of.isoformat()}.jsonl"
 
 
 def _outbox_files(paths: Paths, first: dt.date | None, last: dt.date) -> list[Path]:
@@ -293,12 +299,15 @@ def players_offered_a_bonus(paths: Paths, as_of: dt.date) -> frozenset[str]:
 
 def recent_holdouts(paths: Paths, specs: Iterable[CampaignSpec], as_of: dt.date,
                     window_days: Mapping[str, int]) -> dict[str, frozenset[str]]:
-    """Per campaign, the players its published lists held out within its dedup window before
-    ``as_of`` (``lists/<campaign>/<date>/list.parquet``, rows of variant ``holdout``): the as-of
-    dates 1 to ``window_days[id]`` - 1 days before, as the dedup rule counts a message sent at the
-    campaign's send time (a gap of exactly the window is no duplicate). The dedup window holds for
-    them as for the contacted: the variant hash would hold them out again each day while the
-    treated are deduplicated, and the holdout would grow day after day."""
+    """Per campaign, the players its dispatched lists held out within its dedup window before
+    ``as_of`` (``lists/<campaign>/<date>/list.parquet``, rows of variant ``holdout``, of the dates
+    with an outbox file): the as-of dates 1 to ``window_days[id]`` - 1 days before, as the dedup
+    rule counts a message sent at the campaign's send time (a gap of exactly the window is no
+    duplicate). The dedup window holds for them as for the contacted: the variant hash would hold
+    them out again each day while the treated are deduplicated, and the holdout would grow day
+    after day. A list never dispatched (awaiting approval, its gate failed) contacted nobody, so
+    its holdout was held out of nothing: its treated come back the next day, and so may they (else
+    the next day's list would hold its treated again but almost no holdout)."""
     out: dict[str, frozenset[str]] = {}
     for spec in specs:
         days = int(window_days.get(spec.id, 0))
@@ -306,8 +315,10 @@ def recent_holdouts(paths: Paths, specs: Iterable[CampaignSpec], as_of: dt.date,
             continue
         held: set[str] = set()
         for d in range(1, days):
-            f = paths.lists / spec.id / (as_of - dt.timedelta(days=d)).isoformat() / "list.parquet"
-            if f.exists():  # one file at a time: an empty list's columns have no type to unify
+            date = as_of - dt.timedelta(days=d)
+            f = paths.lists / spec.id / date.isoformat() / "list.parquet"
+            dispatched = any(outbox_file(paths, ch, spec.id, date).exists() for ch in CHANNELS)
+            if dispatched and f.exists():  # one file at a time: an empty list's columns have no type to unify
                 rows = pd.read_parquet(f, columns=["player_id", "variant"])
                 held.update(rows.loc[rows["variant"].astype(str) == HOLDOUT, "player_id"].astype(str))
         if held:
