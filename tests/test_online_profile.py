@@ -115,3 +115,31 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
             status, refused = call(f"{url}/v1/messaging/send", "POST", body | {"player_id": pid}, key=key,
                                    headers={"X-Idempotency-Key": f"c-{pid}"})
             assert status == 422 and refused["rule"] == rule, refused
+
+
+def test_profile_json_is_the_value_by_value_conversion_column_at_a_time():
+    """The sync writes each profile as JSON column at a time; it must equal the value-by-value
+    conversion (``_json_value`` of every cell) for every column type dim_player can hand over."""
+    import datetime as dt
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from crm.store.profile import _json_value, profile_json
+
+    df = pd.DataFrame({
+        "brand_id": ["A", "B", "A"], "player_id": ["p1", "p2", "p\u00e9 3"],
+        "i": np.array([1, -2, 2**40], dtype="int64"), "u8": np.array([0, 1, 255], dtype="uint8"),
+        "b": [True, False, True], "f": [0.1, np.nan, -1e300], "f32": np.array([1.5, np.nan, 0], dtype="float32"),
+        "ts": pd.to_datetime(["2025-09-28 10:00:01.5", None, "1970-01-01 00:00:00.0"]),
+        "tz": pd.to_datetime(["2025-03-30 01:30", None, "2025-10-26 02:30"]).tz_localize("Europe/Amsterdam",
+                                                                                         ambiguous=True),
+        "d": [dt.date(2024, 2, 29), None, dt.date(1900, 1, 1)], "s": ["x", None, "\u200b ok "],
+        "nullable_int": pd.array([1, None, 3], dtype="Int64"), "nullable_bool": pd.array([True, None, False]),
+        "obj_nan": [np.nan, "a", None], "mixed": [1, "two", 3.0],
+    })
+    expected = [json.dumps({c: _json_value(v) for c, v in zip(df.columns, r, strict=True)}, default=str)
+                for r in df.itertuples(index=False, name=None)]
+    assert profile_json(df) == expected
+    assert json.loads(profile_json(df)[1])["f"] is None and json.loads(profile_json(df)[1])["ts"] is None

@@ -27,6 +27,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -263,6 +264,26 @@ def _json_value(v):
     return v
 
 
+def _json_column(s: pd.Series) -> list:
+    """:func:`_json_value` of every value of ``s``, column at a time: plain numbers, booleans and
+    timestamps without the per-value type checks (a million-player sync writes ~60 million values)."""
+    kind = s.dtype.kind if isinstance(s.dtype, np.dtype) else "O"  # pandas' nullable types: value by value
+    if kind in "iub":  # numpy ints and booleans (no missing value): Python's own
+        return s.to_numpy().tolist()
+    if kind == "f":
+        return [None if v != v else v for v in s.to_numpy().tolist()]  # NaN != NaN
+    if kind == "M":  # datetime64 (naive or with a zone)
+        return [None if pd.isna(v) else v.isoformat() for v in s]
+    return [_json_value(v) for v in s]
+
+
+def profile_json(df: pd.DataFrame) -> list[str]:
+    """Each row of ``df`` as the JSON object the online profile stores (column order kept)."""
+    cols = list(df.columns)
+    values = [_json_column(df[c]) for c in cols]
+    return [json.dumps(dict(zip(cols, row, strict=True)), default=str) for row in zip(*values, strict=True)]
+
+
 def _retire(conn: sa.Connection, seen_consent_events: set[str], latest_exclusion: dict[tuple[str, str], dt.datetime],
             at: dt.datetime, as_of: dt.date | None = None) -> int:
     rows = conn.execute(sa.select(profile_stops.c.id, profile_stops.c.kind, profile_stops.c.event_id,
@@ -368,11 +389,8 @@ def sync_profiles(paths: Paths, engine: sa.Engine,
             starts["brand_id"], starts["player_id"], starts["self_exclusion_started_at"], strict=True)}
     as_of = pd.Timestamp(df["as_of_date"].iloc[0]).date() if len(df) else dt.date.today()
     at = _now()
-    cols = list(df.columns)
-    rows = [{"brand_id": str(r[cols.index("brand_id")]), "player_id": str(r[cols.index("player_id")]),
-             "profile": json.dumps({c: _json_value(v) for c, v in zip(cols, r, strict=True)}, default=str),
-             "as_of_date": as_of, "synced_at": at}
-            for r in df.itertuples(index=False, name=None)]
+    rows = [{"brand_id": str(b), "player_id": str(p), "profile": j, "as_of_date": as_of, "synced_at": at}
+            for b, p, j in zip(df["brand_id"], df["player_id"], profile_json(df), strict=True)]
     landed = _landed_contacts(paths)
     reported_rows = reported(as_of, at)
     with engine.begin() as conn:
