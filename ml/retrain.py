@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -86,12 +87,14 @@ def last_training(client, name: str) -> tuple[str | None, dt.date | None]:
 
 
 @registry.quiet()
-def retrain_decision(tracking_uri: str, name: str, as_of: dt.date, *, features: pd.DataFrame | None = None,
+def retrain_decision(tracking_uri: str, name: str, as_of: dt.date, *,
+                     features: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
                      score_config=None, force: bool = False) -> RetrainDecision:
     """Whether the model registered as ``name`` is due for training on the run for ``as_of``.
 
-    ``features`` + ``score_config`` (a :class:`ml.models.ModelConfig`): today's scoring features, to
-    check the champion's drift; without them only the schedule counts (uplift models)."""
+    ``features`` + ``score_config`` (a :class:`ml.models.ModelConfig`): today's scoring features (or a
+    function reading them, called only when the drift check is reached), to check the champion's
+    drift; without them only the schedule counts (uplift models)."""
     if force:
         return RetrainDecision(True, "asked for (crm run --retrain)")
     client = registry.get_client(tracking_uri)
@@ -112,6 +115,8 @@ def retrain_decision(tracking_uri: str, name: str, as_of: dt.date, *, features: 
         return RetrainDecision(True, f"scheduled: last trained as of {trained}, {age} days ago (every {every})",
                                trained, version, champ)
     max_psi = None
+    if callable(features) and score_config is not None:
+        features = features()
     if features is not None and score_config is not None and len(features):
         from ml.score import score_model
 

@@ -696,6 +696,14 @@ def test_retrain_is_due_weekly_on_drift_or_when_asked(tmp_path, data, monkeypatc
     drift = retrain_decision(uri, CHURN.registered_name, trained_on + dt.timedelta(days=1),
                              features=shifted, score_config=CHURN)
     assert drift.due and drift.reason.startswith("drift: PSI") and drift.max_psi >= 0.25
+    # the features may come as a function: read only when the drift check is reached (the asset's
+    # population read is a million rows at a million players)
+    reads: list[int] = []
+    lazy = {"features": lambda: reads.append(1) or shifted, "score_config": CHURN}
+    assert retrain_decision(uri, CHURN.registered_name, trained_on + dt.timedelta(days=7), **lazy).due
+    assert reads == []  # due by the schedule: nothing read
+    assert retrain_decision(uri, CHURN.registered_name, trained_on + dt.timedelta(days=1), **lazy).max_psi >= 0.25
+    assert reads == [1]
 
     assert retrain_decision(uri, CHURN.registered_name, trained_on, force=True).due
     monkeypatch.setenv(EVERY_DAYS_ENV, "1")

@@ -39,7 +39,7 @@ def model_asset(config: ModelConfig) -> AssetsDefinition:
     def _train(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
         paths = crm.paths()
         decision = retrain_decision(paths.mlflow_tracking_uri, config.registered_name, partition_date(context),
-                                    features=read_scoring_population(paths), score_config=config,
+                                    features=lambda: read_scoring_population(paths), score_config=config,
                                     force=context.run.tags.get(RETRAIN_TAG) == "true")
         context.log.info(f"{config.registered_name}: {'retrain' if decision.due else 'no retrain'}: {decision.reason}")
         if not decision.due:
