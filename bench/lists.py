@@ -23,7 +23,8 @@ Each measure runs in its own process (peak RSS of that process, ``os.wait4``):
 * the day's lists as one refresh: ``crm.campaigns.day.build_all`` then ``crm.campaigns.lists.publish``
   of each (build and publish timed apart; peak RSS also at the end of the build);
 * the day's lists as the Dagster assets build them: ``build_one`` + ``publish`` per campaign
-  in priority order (each reads the audience and the published higher-priority lists).
+  in priority order (the audience read once, as `CrmResource.audience` shares it in a run; each reads
+  the published higher-priority lists).
 
 Times are in-process seconds of the work (interpreter start and imports excluded; the
 process wall time is given beside them), the fastest of ``--repeats`` runs taken in turns;
@@ -243,9 +244,10 @@ def child(step: str, work: Path, as_of: dt.date) -> dict:
                 "lists": [_summary(b, build_s.get(b.campaign.id), published[b.campaign.id]) for b in built]}
     elif step == "assets":  # build_one + publish per campaign in priority order (the Dagster assets)
         done = []
+        audience = read_audience(paths, as_of)  # once per run, as the assets share it (CrmResource.audience)
         for spec in sorted(specs, key=lambda s: s.order_key):
             t = time.perf_counter()
-            b = campaign_day.build_one(paths, spec, specs, as_of)
+            b = campaign_day.build_one(paths, spec, specs, as_of, audience=audience)
             t_b = time.perf_counter() - t
             lists.publish(b, paths)
             done.append(_summary(b, t_b, time.perf_counter() - t - t_b))
