@@ -157,6 +157,23 @@ def test_a_stop_or_a_goal_ends_the_journey_at_once(rig):
     assert all(channels_sent(rig, p) == ["push"] for p in (stop, revoke, goal))
 
 
+def test_an_rg_event_or_stop_before_the_scan_keeps_the_player_out_for_the_re_entry_window(rig):
+    """Found by the property test below: a reality check (an RG event, not a stop of the lists) posted
+    just before the scan left the player to be entered, and their push went out two days later. An
+    event that would end a run keeps the player out of entry for ``re_entry_days``, as the ended run would."""
+    checked, revoked, calm = treated(rig, 3)
+    put_profiles(rig.engine, [at_risk(x) for x in (checked, revoked, calm)])
+    rig.post(event(1, "rg.reality_check", player=checked, at=rig.now),
+             event(2, "consent.revoked", player=revoked, at=rig.now, channel="email"))
+    rig.now += dt.timedelta(seconds=1)
+    scan(rig)
+    assert {p for p in (checked, revoked, calm) if jr.runs_of(rig.engine, player_id=p)} == {calm}
+    for _ in range(3):
+        rig.now += dt.timedelta(hours=49)
+        rig.work(), rig.work()
+    assert {d["player_id"] for d in rig.deliveries()} == {calm}
+
+
 def test_a_send_the_rules_refuse_ends_the_run_with_the_rule(rig):
     no_profiling, = treated(rig, 1)
     put_profiles(rig.engine, [at_risk(no_profiling, consent_profiling=False)])

@@ -17,15 +17,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 
+from crm.contract import WITHDRAWALS
 from crm.store.db import claim_rows
 from crm.store.deliveries import now as store_now
 from crm.store.profile import stop_of
 from crm.store.queue import naive_utc
-from crm.store.schema import REASON_CHARS, journey_log, journey_runs
+from crm.store.schema import REASON_CHARS, accepted_events, journey_log, journey_runs
 
 ACTIVE, COMPLETED, CONVERTED, EXITED, HOLDOUT = "active", "completed", "converted", "exited", "holdout"
 ENDED = (COMPLETED, CONVERTED, EXITED, HOLDOUT)
@@ -89,6 +91,23 @@ def recent_runs(conn: sa.Connection, journey_id: str, since: dt.datetime) -> set
         c.journey_id == journey_id, sa.or_(c.status == ACTIVE, c.entered_at >= since, c.ended_at >= since)))}
 
 
+def ends_runs(envelope: dict) -> bool:
+    """Does this accepted event end the player's active runs (a stop or any RG event)?"""
+    return stop_of(envelope) is not None or str(envelope.get("event_type")).startswith("rg.")
+
+
+def recently_stopped(conn: sa.Connection, since: dt.datetime) -> set[tuple[str, str]]:
+    """(brand, player) with an accepted event received since ``since`` that :func:`ends_runs`. Such an
+    event ends a run the player is in; the scan does not enter them for the same window either, as a
+    run ended by it would keep them out (``re_entry_days``). The envelopes are stored as compact JSON,
+    so a LIKE on the event type narrows the rows read; :func:`ends_runs` decides."""
+    kinds = [f'%"event_type":"{k}"%' for k in WITHDRAWALS] + ['%"event_type":"rg.%']
+    env = accepted_events.c.envelope
+    rows = conn.execute(sa.select(env).where(accepted_events.c.received_at >= since,
+                                             sa.or_(*[env.like(k) for k in kinds])))
+    return {(e.get("brand_id"), e.get("player_id")) for e in (json.loads(r.envelope) for r in rows) if ends_runs(e)}
+
+
 def _due(now: dt.datetime):
     c = journey_runs.c
     return sa.and_(c.status == ACTIVE, c.due_at <= now, sa.or_(c.lease_until.is_(None), c.lease_until < now))
@@ -141,7 +160,7 @@ def react(conn: sa.Connection, envelopes: Iterable[dict], goals: Goals | None, a
         kind, brand, player = env.get("event_type"), env.get("brand_id"), env.get("player_id")
         mine = sa.and_(c.brand_id == brand, c.player_id == player, c.status == ACTIVE)
         ending: list[tuple[str, sa.ColumnElement[bool]]] = []
-        if stop_of(env) is not None or str(kind).startswith("rg."):
+        if ends_runs(env):
             ending.append((EXITED, mine))
         elif goals and kind in goals:
             ending.append((CONVERTED, sa.and_(mine, c.journey_id.in_(list(goals[kind])))))

@@ -193,7 +193,10 @@ def enter_from_profiles(engine: sa.Engine, journeys: list[JourneySpec], at: dt.d
         candidates = [(b, p) for b, p, prof in rows if j.applies_to(b) and j.enters(with_derived(prof, at))]
         counts["matched"] = len(candidates)
         with engine.begin() as conn:
-            recent = jr.recent_runs(conn, j.id, at - dt.timedelta(days=j.re_entry_days))
+            since = at - dt.timedelta(days=j.re_entry_days)
+            recent = jr.recent_runs(conn, j.id, since)
+            # an RG event or a stop in the window keeps a player out, as the run it would have ended would
+            blocked = jr.recently_stopped(conn, since)
             todo = [c for c in candidates if c not in recent]
             counts["skipped"] = len(candidates) - len(todo)
             # a stop since the copy (it would end the run at once, as it ends every journey): not entered
@@ -201,7 +204,7 @@ def enter_from_profiles(engine: sa.Engine, journeys: list[JourneySpec], at: dt.d
             players = []
             for b, p in todo:
                 prof, stops = live[(b, p)]
-                if prof is None or stops or not j.enters(with_derived(prof, at)):
+                if prof is None or stops or (b, p) in blocked or not j.enters(with_derived(prof, at)):
                     counts["stopped"] += 1
                     continue
                 players.append((b, p, j.arm(b, p)))
