@@ -555,6 +555,19 @@ def test_score_model_returns_champion_and_drift(store, data, first, leaky):
     assert set(res.scores["model_version"]) == {leaky.model_version} and res.drift == {}
 
 
+def test_scoring_in_chunks_equals_scoring_whole(store, data, first, monkeypatch):
+    """Past SCORE_CHUNK_ROWS the matrix is built and scored a chunk at a time (a reused buffer and a
+    shorter last chunk): the same scores and the same drift as one whole matrix."""
+    same = rows_at(data[0], 5)
+    uri = store["tracking_uri"]
+    whole = score_model("churn", same, tracking_uri=uri)
+    monkeypatch.setattr(scoring, "SCORE_CHUNK_ROWS", 37)  # len(same) is not a multiple of it
+    assert len(same) % 37 and len(same) > 3 * 37
+    chunked = score_model("churn", same, tracking_uri=uri)
+    assert np.array_equal(chunked.scores["score"].to_numpy(), whole.scores["score"].to_numpy())
+    assert chunked.scores["player_id"].tolist() == same["player_id"].tolist()
+    assert chunked.drift == whole.drift
+
 def test_scoring_caches_loaded_versions(store, data, first, monkeypatch):
     feats = rows_at(data[0], 5)
     uri = store["tracking_uri"]
@@ -638,6 +651,58 @@ def test_metrics_helpers():
     assert psi_against(ref, rng.choice(["a", "b", "c"], 3000)) < 0.01
     assert psi_against(ref, rng.choice(["a", "d"], 3000)) > 0.25  # "d" is unknown: the "other" bin
 
+
+
+@pytest.mark.parametrize("dtype", ["str", "string", object])
+def test_category_codes_match_a_categorical_whatever_the_strings(dtype):
+    """The fast lookup of scoring (Arrow's hash lookup for Arrow-backed strings, a pandas index
+    otherwise) gives pandas' Categorical codes, values the training never saw included: odd
+    case, spaces, empty strings, missing values."""
+    from ml.metrics import category_codes
+
+    cats = ("NetEnt", "Play'n GO", "none", "slots")
+    values = ["NetEnt", "netent", " NetEnt", "", None, "Play'n GO", "slots", "SLOTS", "none", "??", "slots "]
+    s = pd.Series(values * 50, dtype=dtype)
+    expected = pd.Categorical(s.astype(object), categories=list(cats)).codes
+    assert category_codes(s, cats).tolist() == expected.tolist()
+    schema = FeatureSchema(("x", "cat"), ("numeric", "categorical"), {"cat": cats})
+    m = schema.matrix(pd.DataFrame({"x": np.arange(len(s)), "cat": s}))
+    assert np.array_equal(np.nan_to_num(m[:, 1], nan=-1), expected.astype(float))
+    assert np.array_equal(m, schema.encode(pd.DataFrame({"x": np.arange(len(s)), "cat": s})).assign(
+        cat=lambda d: d["cat"].cat.codes.replace(-1, np.nan)).to_numpy(dtype=float), equal_nan=True)
+
+
+def test_population_filter_matches_dataframe_query():
+    """A model's population ("days_since_last_active <= 30") is read without DataFrame.eval when it is
+    one comparison; missing values are outside it, as with eval; anything else still goes to eval."""
+    df = pd.DataFrame({"d": pd.array([0, 30, 31, None, -5, 30], dtype="Int64"), "f": [0.5, np.nan, 2.0, 3.0, 1.0, 0.1]})
+    for expr in ("d <= 30", "d > 30", "d == 30", "d != 30", "f < 1.5", "f >= 2", " d<=30 "):
+        fast, note = scoring._population_mask(df, expr)
+        assert note is None and fast.tolist() == df.eval(expr).fillna(False).astype(bool).tolist(), expr
+    both, _ = scoring._population_mask(df, "d <= 30 and f < 1")
+    assert both.tolist() == [True, False, False, False, False, True]
+    _, note = scoring._population_mask(df, "missing_column <= 3")
+    assert note and "not applied" in note
+
+
+def test_drift_past_the_sample_size_compares_evenly_spaced_rows(monkeypatch):
+    """Past DRIFT_SAMPLE_ROWS the PSI is taken over that many evenly spaced rows: the same figure
+    within sampling noise, at a fixed cost whatever the population."""
+    from ml.metrics import reference_bins
+
+    rng = np.random.default_rng(7)
+    ref_values = rng.gamma(2.0, 10.0, 20_000)
+    reference = {"score": reference_bins(rng.uniform(0, 1, 20_000)), "population": None, "rows": 20_000,
+                 "features": {"x": reference_bins(ref_values)}}
+    shifted = pd.DataFrame({"x": rng.gamma(2.0, 13.0, 50_000)})
+    scores = rng.uniform(0, 1, 50_000)
+    full = scoring.drift_report(reference, shifted, scores)
+    monkeypatch.setattr(scoring, "DRIFT_SAMPLE_ROWS", 5_000)
+    sampled = scoring.drift_report(reference, shifted, scores)
+    assert full["compared_rows"] == 50_000 and sampled["compared_rows"] == 5_000 and sampled["rows"] == 50_000
+    assert full["features"]["x"] > 0.05
+    assert sampled["features"]["x"] == pytest.approx(full["features"]["x"], abs=0.02)
+    assert sampled["score_psi"] < 0.02
 
 def test_ml_never_imports_dagster():
     code = "import sys, ml.train, ml.score, ml.registry, ml.metrics, ml.models; sys.exit('dagster' in sys.modules)"
