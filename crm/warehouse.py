@@ -37,10 +37,55 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()[0][0])
 
 
+def _nullable_int(t):
+    import pyarrow as pa
+
+    return {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+            pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+            pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype()}.get(t)
+
+
+def _covered(field, nulls: int) -> bool:
+    """Whether :func:`fetch_df` converts an Arrow column of this type as DuckDB's ``df()`` would."""
+    import pyarrow as pa
+
+    t = field.type
+    return (pa.types.is_string(t) or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_date32(t)
+            or (pa.types.is_boolean(t) and not nulls) or (pa.types.is_timestamp(t) and t.tz is None and t.unit == "us"))
+
+
+def fetch_df(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> pd.DataFrame:
+    """The frame ``con.execute(sql, params).df()`` gives (same columns, dtypes and values), by way of Arrow.
+
+    DuckDB's own pandas conversion builds a Python object per string: 11-13 s for the 1 M-player
+    audience (118 columns), where its Arrow table takes 3.1 s and Arrow's conversion 1.7 s. The
+    columns get the dtypes ``df()`` gives them (nullable integers only where there is a NULL,
+    dates as datetime64[us], an all-NULL text column as object); a result holding a type not
+    covered here, or duplicate column names, is converted by ``df()`` itself."""
+    import pyarrow as pa
+
+    table = con.sql(sql, params=params or None).to_arrow_table()
+    names = table.column_names
+    nulls = [table.column(i).null_count for i in range(table.num_columns)]
+    if (not table.num_rows or len(set(names)) != len(names)
+            or not all(_covered(f, n) for f, n in zip(table.schema, nulls, strict=True))):
+        with duckdb.connect() as mem:
+            return mem.from_arrow(table).df()
+    df = table.to_pandas(types_mapper=_nullable_int, date_as_object=False)
+    for field, n in zip(table.schema, nulls, strict=True):
+        if pa.types.is_integer(field.type) and not n:  # df(): numpy integers where no value is NULL
+            df[field.name] = df[field.name].to_numpy(dtype=field.type.to_pandas_dtype())
+        elif pa.types.is_date32(field.type):
+            df[field.name] = df[field.name].astype("datetime64[us]")
+        elif pa.types.is_string(field.type) and n == table.num_rows:  # df(): an all-NULL text column is object
+            df[field.name] = pd.Series([None] * n, dtype=object)
+    return df
+
+
 def read_table(paths: Paths, name: str, where: str = "", params: list | None = None) -> pd.DataFrame:
     """Every row of table ``name``; ``where``: the caller's own SQL filter, values bound through ``params``."""
     with connect(paths) as con:
-        return con.execute(f"SELECT * FROM {ident(name)} {where}", params or []).df()
+        return fetch_df(con, f"SELECT * FROM {ident(name)} {where}", params)
 
 
 # Training reads a fixed share of the players once the snapshots outgrow ``max_rows``: which players
@@ -60,8 +105,8 @@ def read_training_data(paths: Paths, max_rows: int | None) -> tuple[pd.DataFrame
         total = con.execute("SELECT count(*) FROM player_feature_snapshots").fetchone()[0]
         capped = bool(max_rows) and total > max_rows
         buckets = max(1, int(SAMPLE_BUCKETS * max_rows / total)) if capped else SAMPLE_BUCKETS
-        snapshots, labels = (con.execute(f"SELECT * FROM {ident(t)} WHERE hash(player_id) % {SAMPLE_BUCKETS} < ?",
-                                         [buckets]).df() for t in ("player_feature_snapshots", "player_labels"))
+        snapshots, labels = (fetch_df(con, f"SELECT * FROM {ident(t)} WHERE hash(player_id) % {SAMPLE_BUCKETS} < ?",
+                                      [buckets]) for t in ("player_feature_snapshots", "player_labels"))
     return snapshots, labels, buckets / SAMPLE_BUCKETS
 
 
@@ -129,13 +174,13 @@ def read_audience(paths: Paths, as_of: dt.date) -> pd.DataFrame:
             f", s.{m}_score, s.{m}_model_version" if has_scores
             else f", NULL::DOUBLE AS {m}_score, NULL::VARCHAR AS {m}_model_version" for m in SCORE_MODELS)
         select_features = "".join(f", f.{ident(c)}" for c in feature_cols)
-        return con.execute(f"""
+        return fetch_df(con, f"""
             SELECT p.* {select_features} {score_cols}
             FROM dim_player p
             LEFT JOIN player_features f USING (player_id)
             {score_join}
             ORDER BY p.player_id
-        """, {"as_of": as_of} if has_scores else {}).df()
+        """, {"as_of": as_of} if has_scores else None)
 
 
 def read_scoring_population(paths: Paths) -> pd.DataFrame:
@@ -145,12 +190,12 @@ def read_scoring_population(paths: Paths) -> pd.DataFrame:
     at all, so no score of theirs can reach a list.
     """
     with connect(paths) as con:
-        return con.execute("""
+        return fetch_df(con, """
             SELECT f.* FROM player_features f
             JOIN dim_player p USING (player_id)
             WHERE p.consent_profiling
             ORDER BY f.player_id
-        """).df()
+        """)
 
 
 # ---- the incremental build: when the dbt project changes, the next build is a full one ----------

@@ -307,18 +307,18 @@ def _retire(conn: sa.Connection, seen_consent_events: set[str], latest_exclusion
 
 def _warehouse_state(paths: Paths, stop_event_ids: list[str]) -> tuple[pd.DataFrame, set[str]]:
     from crm.sql import ident
-    from crm.warehouse import SCORES_TABLE, connect, table_exists
+    from crm.warehouse import SCORES_TABLE, connect, fetch_df, table_exists
 
     with connect(paths) as con:
         if table_exists(con, SCORES_TABLE):  # each model's latest probability score, as <model>_score
             models = [f.removesuffix("_score") for f in PROBABILITY_SCORE_FIELDS]
             picks = ", ".join(f"arg_max(score, as_of_date) FILTER (WHERE model = ?) AS {ident(m + '_score')}"
                               for m in models)
-            df = con.execute(f"SELECT d.*, {', '.join('s.' + ident(m + '_score') for m in models)} FROM dim_player d "
-                             f"LEFT JOIN (SELECT player_id, {picks} FROM {ident(SCORES_TABLE)} GROUP BY player_id) s "
-                             "USING (player_id) ORDER BY brand_id, player_id", models).df()
+            df = fetch_df(con, f"SELECT d.*, {', '.join('s.' + ident(m + '_score') for m in models)} FROM dim_player d "
+                          f"LEFT JOIN (SELECT player_id, {picks} FROM {ident(SCORES_TABLE)} GROUP BY player_id) s "
+                          "USING (player_id) ORDER BY brand_id, player_id", models)
         else:
-            df = con.execute("SELECT * FROM dim_player ORDER BY brand_id, player_id").df()
+            df = fetch_df(con, "SELECT * FROM dim_player ORDER BY brand_id, player_id")
         seen: set[str] = set()
         if stop_event_ids and table_exists(con, "int_consents_versioned"):
             ids = pd.DataFrame({"event_id": stop_event_ids})
