@@ -138,6 +138,14 @@ def test_profile_json_is_the_value_by_value_conversion_column_at_a_time():
         "d": [dt.date(2024, 2, 29), None, dt.date(1900, 1, 1)], "s": ["x", None, "\u200b ok "],
         "nullable_int": pd.array([1, None, 3], dtype="Int64"), "nullable_bool": pd.array([True, None, False]),
         "obj_nan": [np.nan, "a", None], "mixed": [1, "two", 3.0],
+        # what the warehouse read hands over (crm.warehouse.fetch_df): Arrow strings, nullable
+        # int32, datetime64[us] with and without a fraction, at the ends of the calendar too
+        "s_arrow": pd.Series(["x", None, " Ü "], dtype="str"), "i32": pd.array([None, -7, 2**31 - 1], dtype="Int32"),
+        "ts_us": pd.Series(pd.to_datetime(["2025-09-28 10:00:00", "0001-01-01 00:00:00.000001", None],
+                                          format="mixed")).astype("datetime64[us]"),
+        "ts_end": pd.Series(pd.to_datetime(["9999-12-31 23:59:59.999999", None, "2000-02-29 00:00:00.5"],
+                                           format="mixed")).astype("datetime64[us]"),
+        "all_null_text": pd.Series([None, None, None], dtype=object),
     })
     expected = [json.dumps({c: _json_value(v) for c, v in zip(df.columns, r, strict=True)}, default=str)
                 for r in df.itertuples(index=False, name=None)]

@@ -267,14 +267,36 @@ def _json_value(v):
 def _json_column(s: pd.Series) -> list:
     """:func:`_json_value` of every value of ``s``, column at a time: plain numbers, booleans and
     timestamps without the per-value type checks (a million-player sync writes ~60 million values)."""
-    kind = s.dtype.kind if isinstance(s.dtype, np.dtype) else "O"  # pandas' nullable types: value by value
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow" or (
+            isinstance(s.dtype, pd.api.extensions.ExtensionDtype) and s.dtype.kind in "iub"
+            and hasattr(s.array, "_mask")):  # Arrow strings, nullable ints / booleans: Arrow's own Python values
+        import pyarrow as pa
+
+        return pa.array(s.array).to_pylist()
+    kind = s.dtype.kind if isinstance(s.dtype, np.dtype) else "O"  # other pandas types: value by value
     if kind in "iub":  # numpy ints and booleans (no missing value): Python's own
         return s.to_numpy().tolist()
     if kind == "f":
         return [None if v != v else v for v in s.to_numpy().tolist()]  # NaN != NaN
-    if kind == "M":  # datetime64 (naive or with a zone)
+    if kind == "M" and s.dtype == np.dtype("datetime64[us]"):
+        return _iso_us(s.to_numpy())
+    if kind == "M":  # other units or a zone
         return [None if pd.isna(v) else v.isoformat() for v in s]
     return [_json_value(v) for v in s]
+
+
+def _iso_us(values: np.ndarray) -> list:
+    """``Timestamp.isoformat()`` of naive datetime64[us] values (None for NaT), vectorized: the
+    fraction only where there are microseconds, as isoformat does."""
+    missing = np.isnat(values)
+    years = values.astype("datetime64[Y]").astype(np.int64) + 1970
+    if ((years < 1) | (years > 9999))[~missing].any():  # numpy writes such years otherwise
+        return [None if m else pd.Timestamp(v).isoformat() for v, m in zip(values, missing, strict=True)]
+    text = np.datetime_as_string(values, unit="us")
+    whole = values.astype("datetime64[s]") == values
+    text = np.where(whole, text.astype("U19"), text).astype(object)
+    text[missing] = None
+    return text.tolist()
 
 
 def profile_json(df: pd.DataFrame) -> list[str]:
