@@ -64,7 +64,12 @@ def fetch_df(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | Non
     covered here, or duplicate column names, is converted by ``df()`` itself."""
     import pyarrow as pa
 
-    table = con.sql(sql, params=params or None).to_arrow_table()
+    try:
+        table = con.sql(sql, params=params or None).to_arrow_table()
+    except duckdb.ResourceInUseException:
+        # the connection still holds a result of execute() (a fetchone() left unfinished): execute()
+        # replaces it; its Arrow output only costs one more copy of the rows
+        table = con.execute(sql, params or []).to_arrow_table()
     names = table.column_names
     nulls = [table.column(i).null_count for i in range(table.num_columns)]
     if (not table.num_rows or len(set(names)) != len(names)
@@ -102,7 +107,7 @@ def read_training_data(paths: Paths, max_rows: int | None) -> tuple[pd.DataFrame
     rows of a pseudo-random share of the players sized to hold about ``max_rows`` snapshot rows.
     """
     with connect(paths) as con:
-        total = con.execute("SELECT count(*) FROM player_feature_snapshots").fetchone()[0]
+        total = con.execute("SELECT count(*) FROM player_feature_snapshots").fetchall()[0][0]  # fetchone leaves a result open
         capped = bool(max_rows) and total > max_rows
         buckets = max(1, int(SAMPLE_BUCKETS * max_rows / total)) if capped else SAMPLE_BUCKETS
         snapshots, labels = (fetch_df(con, f"SELECT * FROM {ident(t)} WHERE hash(player_id) % {SAMPLE_BUCKETS} < ?",

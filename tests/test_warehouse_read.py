@@ -72,3 +72,13 @@ def test_fetch_df_falls_back_to_df_for_other_types(expr):
         con.execute("INSERT INTO t (i32, i64, b) VALUES (1, 1, true), (2, 2, false), (3, 3, NULL)")
         _same(con, f"SELECT i32, {expr} AS x FROM t ORDER BY i32")
         _same(con, "SELECT i32, i32 AS i32 FROM t")  # duplicate names
+
+
+def test_fetch_df_after_an_unfinished_result():
+    """A fetchone() leaves DuckDB's result open, and a relation may not run beside it: fetch_df runs
+    the query through execute() then (the refresh bench found the training read failing on it)."""
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t AS SELECT range AS i, range::VARCHAR AS s FROM range(5000)")
+        assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 5000  # left unfinished
+        got = _same(con, "SELECT * FROM t WHERE i < ? ORDER BY i", [10])
+        assert got["i"].tolist() == list(range(10))
