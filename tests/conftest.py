@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
+
+# A pytest-xdist worker's __main__ has neither __spec__ nor __file__, which pyspark.sql.connect (imported
+# by Great Expectations when PySpark is installed) takes for a doctest run: without Spark Connect's
+# optional dependencies it then calls sys.exit(0) at import, and the test importing GE first in that
+# worker fails with SystemExit. Name the worker's main module, as a script's is named.
+_main = sys.modules.get("__main__")
+if _main is not None and getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest-xdist worker>"
 
 from tests._stores import BACKENDS, fresh_store_url
 

@@ -18,7 +18,7 @@ from crm.store.db import make_engine, upgrade_to_head
 from crm.store.events import hand_off
 from crm.store.keys import create_key
 from crm.store.profile import effective_profile
-from crm.store.schema import contacts, profile_stops, reported_messages
+from crm.store.schema import contacts, profile_stops, reported_messages, synced_files
 from crm.warehouse import write_scores
 from tests._dbt import dbt_build
 from tests._service import call, running_server
@@ -81,6 +81,34 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
         assert got == {("p1", "email"): "one@example.com", ("p2", "email"): "two@example.com"}
         profile, _ = effective_profile(conn, "A", "p1")
     assert profile["consent_email"] is True and profile["consent_email_source"] == "consent.granted"
+    assert out["contacts_updated"] == 2
+
+    # Contacts come from the files landed since the last sync only: a file already read is not read
+    # again (its addresses were taken), a new file's newer address replaces the stored one, and a
+    # late event (an older address landed later) does not.
+    assert sync_profiles(paths, engine)["contacts_updated"] == 0
+    later = tmp_path / "later.jsonl"
+    later.write_text("\n".join(json.dumps(e) for e in (
+        {"event_id": "upd-p1", "event_type": "player.updated", "player_id": "p1", "brand_id": "A",
+         "occurred_at": "2025-09-20T10:00:00Z", "payload": {"email": " new-one@example.com "}},
+        {"event_id": "late-p2", "event_type": "player.updated", "player_id": "p2", "brand_id": "A",
+         "occurred_at": "2025-08-01T10:00:00Z", "payload": {"email": "old-two@example.com"}},
+        {"event_id": "upd-p3", "event_type": "player.updated", "player_id": "p3", "brand_id": "A",
+         "occurred_at": "2025-09-20T10:00:00Z", "payload": {"phone": "+35699000000"}})) + "\n")
+    assert ingest_file(later, paths).loaded == 3
+    assert sync_profiles(paths, engine)["contacts_updated"] == 2
+    with engine.connect() as conn:
+        got = {(r.player_id, r.channel): r.address for r in conn.execute(sa.select(contacts))}
+    assert got == {("p1", "email"): "new-one@example.com", ("p2", "email"): "two@example.com",
+                   ("p3", "sms"): "+35699000000"}
+    # the files read are recorded; an address removed from the store is not read back from them
+    with engine.begin() as conn:
+        assert set(conn.execute(sa.select(synced_files.c.file_name)).scalars()) == {
+            f.name for f in paths.events.glob("*.parquet")}
+        conn.execute(contacts.delete().where(contacts.c.player_id == "p2"))
+    assert sync_profiles(paths, engine)["contacts_updated"] == 0
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(contacts.c.address).where(contacts.c.player_id == "p2")).first() is None
 
     key = create_key(engine, "all", "A", ["messaging:send", "events:write"])[1]
     body = {"channel": "email", "template_id": "payment_failure_help", "frequency_policy_id": "transactional",

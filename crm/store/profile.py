@@ -43,7 +43,7 @@ from crm.contract import (
     consent_withdrawn_column,
 )
 from crm.store.db import key_chunks
-from crm.store.schema import address_suppressions, contacts, profile_stops, profiles, reported_messages
+from crm.store.schema import address_suppressions, contacts, profile_stops, profiles, reported_messages, synced_files
 
 WITHDRAWAL, SELF_EXCLUSION, COOLING_OFF, LIMIT_HIT = "withdrawal", "self_exclusion", "cooling_off", "limit_hit"
 LIMIT_HIT_EVENT = "rg.limit.hit"
@@ -350,15 +350,20 @@ def _warehouse_state(paths: Paths, stop_event_ids: list[str]) -> tuple[pd.DataFr
     return df, seen
 
 
-def _landed_contacts(paths: Paths) -> list[tuple]:
-    """(brand, player, channel, address, time) of the newest email / phone per player in the landed events."""
+CONTACTS_SYNC = "contacts"
+
+
+def _landed_contacts(paths: Paths, done: set[str]) -> tuple[list[tuple], list[str]]:
+    """(brand, player, channel, address, time) of the newest email / phone per player in the landed
+    batch files not in ``done``, and those files' names."""
     import duckdb
 
-    if not any(paths.events.glob("*.parquet")):
-        return []
-    glob = str(paths.events / "*.parquet")
+    files = sorted(f for f in paths.events.glob("*.parquet") if f.name[:128] not in done)
+    if not files:
+        return [], []
+    names = [str(f) for f in files]
     with duckdb.connect() as con:
-        return con.execute("""
+        rows = con.execute("""
             WITH c AS (
                 SELECT brand_id, player_id, occurred_at, 'email' AS channel,
                        trim(json_extract_string(payload, '$.email')) AS address
@@ -371,20 +376,35 @@ def _landed_contacts(paths: Paths) -> list[tuple]:
             SELECT brand_id, player_id, channel, arg_max(address, occurred_at), max(occurred_at)
             FROM c WHERE address IS NOT NULL AND address <> ''
             GROUP BY ALL
-        """, [glob, glob]).fetchall()
+        """, [names, names]).fetchall()
+    return rows, [f.name for f in files]
+
+
+def _known_contacts(conn: sa.Connection, landed: list[tuple]) -> dict[tuple[str, str, str], tuple[str, dt.datetime]]:
+    """The stored (address, updated_at) of the landed rows' players: all contacts for a big batch
+    (the first sync), else only those players' (a day's registrations and updates)."""
+    q = sa.select(contacts.c.brand_id, contacts.c.player_id, contacts.c.channel, contacts.c.address,
+                  contacts.c.updated_at)
+    if len(landed) > 50_000:
+        rows = conn.execute(q).all()
+    else:
+        ids = sorted({p for _, p, _, _, _ in landed})
+        rows = [r for i in range(0, len(ids), _CHUNK) for r in conn.execute(q.where(
+            contacts.c.player_id.in_(ids[i:i + _CHUNK])))]
+    return {(r.brand_id, r.player_id, r.channel): (r.address, r.updated_at) for r in rows}
 
 
 def _sync_contacts(conn: sa.Connection, landed: list[tuple]) -> int:
     """The landed addresses into ``contacts``: new ones in bulk, a newer different one per row
     (through :func:`upsert_contact`, which lifts a bounce suppression). Returns how many changed."""
-    known = {(r.brand_id, r.player_id, r.channel): (r.address, r.updated_at)
-             for r in conn.execute(sa.select(contacts))}
+    known = _known_contacts(conn, landed)
     fresh, changed = [], 0
     for b, p, ch, a, t in landed:
         at = pd.Timestamp(t).to_pydatetime().replace(tzinfo=None)
         old = known.get((b, p, ch))
         if old is None:
             fresh.append({"brand_id": b, "player_id": p, "channel": ch, "address": a[:320], "updated_at": at})
+            known[(b, p, ch)] = (a[:320], at)
         elif old[0] != a[:320] and at >= old[1]:
             changed += upsert_contact(conn, b, p, ch, a, at)
     for i in range(0, len(fresh), 5000):
@@ -413,7 +433,10 @@ def sync_profiles(paths: Paths, engine: sa.Engine,
     at = _now()
     rows = [{"brand_id": str(b), "player_id": str(p), "profile": j, "as_of_date": as_of, "synced_at": at}
             for b, p, j in zip(df["brand_id"], df["player_id"], profile_json(df), strict=True)]
-    landed = _landed_contacts(paths)
+    with engine.connect() as conn:  # the landed files whose addresses are stored already
+        done = set(conn.execute(sa.select(synced_files.c.file_name).where(
+            synced_files.c.purpose == CONTACTS_SYNC)).scalars())
+    landed, files = _landed_contacts(paths, done)
     reported_rows = reported(as_of, at)
     with engine.begin() as conn:
         conn.execute(profiles.delete())
@@ -424,6 +447,9 @@ def sync_profiles(paths: Paths, engine: sa.Engine,
             conn.execute(reported_messages.insert(), reported_rows[i:i + 5000])
         retired = _retire(conn, seen, latest_exclusion, at, as_of if len(df) else None)
         stored = _sync_contacts(conn, landed)
+        for i in range(0, len(files), 5000):
+            conn.execute(synced_files.insert(), [{"purpose": CONTACTS_SYNC, "file_name": f[:128], "synced_at": at}
+                                                 for f in files[i:i + 5000]])
     with engine.connect() as conn:
         live = conn.execute(sa.select(sa.func.count()).select_from(profile_stops)
                             .where(profile_stops.c.retired_at.is_(None))).scalar_one()

@@ -246,3 +246,13 @@ journey_log = sa.Table(
     sa.Index("ix_journey_log_run", "run_id", "id"),
     sa.Index("ix_journey_log_journey", "journey_id", "at"),
 )
+
+# Landed batch files whose contact addresses are already in ``contacts`` (migration 0006): the
+# daily profile sync reads only the files landed since (a landed file is never rewritten), not
+# every registration of the history again.
+synced_files = sa.Table(
+    "synced_files", metadata,
+    sa.Column("purpose", sa.String(40), primary_key=True),  # contacts
+    sa.Column("file_name", sa.String(ID_CHARS), primary_key=True),
+    sa.Column("synced_at", sa.DateTime, nullable=False),
+)
