@@ -107,7 +107,8 @@ def read_training_data(paths: Paths, max_rows: int | None) -> tuple[pd.DataFrame
     rows of a pseudo-random share of the players sized to hold about ``max_rows`` snapshot rows.
     """
     with connect(paths) as con:
-        total = con.execute("SELECT count(*) FROM player_feature_snapshots").fetchall()[0][0]  # fetchone leaves a result open
+        # fetchall: a fetchone would leave the result open, beside which fetch_df's relation cannot run
+        total = con.execute("SELECT count(*) FROM player_feature_snapshots").fetchall()[0][0]
         capped = bool(max_rows) and total > max_rows
         buckets = max(1, int(SAMPLE_BUCKETS * max_rows / total)) if capped else SAMPLE_BUCKETS
         snapshots, labels = (fetch_df(con, f"SELECT * FROM {ident(t)} WHERE hash(player_id) % {SAMPLE_BUCKETS} < ?",

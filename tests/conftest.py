@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._stores import BACKENDS, fresh_store_url
+
 # A pytest-xdist worker's __main__ has neither __spec__ nor __file__, which pyspark.sql.connect (imported
 # by Great Expectations when PySpark is installed) takes for a doctest run: without Spark Connect's
 # optional dependencies it then calls sys.exit(0) at import, and the test importing GE first in that
@@ -16,8 +18,6 @@ import pytest
 _main = sys.modules.get("__main__")
 if _main is not None and getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
     _main.__file__ = "<pytest-xdist worker>"
-
-from tests._stores import BACKENDS, fresh_store_url
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
