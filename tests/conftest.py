@@ -14,10 +14,11 @@ from tests._stores import BACKENDS, fresh_store_url
 # A pytest-xdist worker's __main__ has neither __spec__ nor __file__, which pyspark.sql.connect (imported
 # by Great Expectations when PySpark is installed) takes for a doctest run: without Spark Connect's
 # optional dependencies it then calls sys.exit(0) at import, and the test importing GE first in that
-# worker fails with SystemExit. Name the worker's main module, as a script's is named.
+# worker fails with SystemExit. Give the worker's main module a file, an empty one: a "spawn" process
+# pool started by a test runs its parent's main file first.
 _main = sys.modules.get("__main__")
 if _main is not None and getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
-    _main.__file__ = "<pytest-xdist worker>"
+    _main.__file__ = str(Path(__file__).with_name("_worker_main.py"))
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")

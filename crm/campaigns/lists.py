@@ -270,8 +270,10 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, conte
     ctx, sent = campaign_context(spec, ctx)
     sent_cents = int(sent["cost_cents"].sum())
     already = frozenset(sent.loc[sent["channel"] == spec.channel, "player_id"].astype(str))
-    in_scope = audience[scope_mask(audience, spec)]
-    in_segment = in_scope[segment_mask(in_scope, spec)]
+    # both masks are row by row: taken together over the audience, its rows (every column) are copied
+    # once, not twice (a third of a list's time at 1 M players went to such copies)
+    scoped = scope_mask(audience, spec).to_numpy(dtype=bool)
+    in_segment = audience[scoped & segment_mask(audience, spec).to_numpy(dtype=bool)]
     verdicts = eligibility.evaluate(in_segment, spec, ctx)
     eligible = in_segment[verdicts["eligible"].to_numpy()].copy()
     # the dedup window holds for the holdout too: a player this campaign held out recently is not
@@ -294,7 +296,7 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, conte
     targeted = ({"uplift_scored": targeting["scored"], "above_min_uplift": targeting["above_min_uplift"],
                  "targeted": targeting["targeted"]} if spec.target.by == "uplift" else {})
     funnel = {
-        "audience": len(audience), "in_scope": len(in_scope), "in_segment": len(in_segment),
+        "audience": len(audience), "in_scope": int(scoped.sum()), "in_segment": len(in_segment),
         "eligible": int(verdicts["eligible"].sum()), **targeted, "listed": len(rows),
         "holdout": int(counts.get(experiments.HOLDOUT, 0)),
         **{f"variant_{k}": int(counts.get(k, 0)) for k in exp.variants},
