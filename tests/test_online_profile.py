@@ -179,3 +179,20 @@ def test_profile_json_is_the_value_by_value_conversion_column_at_a_time():
                 for r in df.itertuples(index=False, name=None)]
     assert profile_json(df) == expected
     assert json.loads(profile_json(df)[1])["f"] is None and json.loads(profile_json(df)[1])["ts"] is None
+
+
+def test_load_profile_reads_what_json_reads():
+    """Stored profiles are parsed with orjson, and with json where orjson refuses what json.dumps
+    may write (Infinity, NaN, integers past 64 bits, lone surrogates): the same values either way."""
+    import json
+    import math
+
+    from crm.store.profile import load_profile
+
+    values = [{"a": 1, "b": None, "c": "é \u200b", "d": [1, 2.5], "e": {"f": True}}, {"big": 2**70, "neg": -2**64},
+              {"inf": math.inf, "minus_inf": -math.inf}, {"lone": "\ud800x"}, {"x": 0.1, "y": 1e-320, "z": -0.0}]
+    for v in values:
+        text = json.dumps(v, default=str)
+        assert load_profile(text) == json.loads(text)
+    nan = load_profile(json.dumps({"n": math.nan}))
+    assert math.isnan(nan["n"])

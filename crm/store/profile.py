@@ -223,8 +223,20 @@ def stored_profiles(conn: sa.Connection, players: Sequence[tuple[str, str]],
         if for_update and conn.dialect.name != "sqlite":
             query = query.with_for_update()
         for r in conn.execute(query):
-            out[(r.brand_id, r.player_id)] = (json.loads(r.profile), r.as_of_date)
+            out[(r.brand_id, r.player_id)] = (load_profile(r.profile), r.as_of_date)
     return out
+
+
+def load_profile(text: str) -> dict:
+    """A stored profile from its JSON. orjson parses it 3x faster than ``json.loads`` (the daily
+    journey scan parses every profile); it refuses what ``json.dumps`` may write besides standard
+    JSON (NaN, Infinity, integers past 64 bits, lone surrogates), which ``json.loads`` then reads."""
+    import orjson
+
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def effective_profile(conn: sa.Connection, brand_id: str, player_id: str) -> tuple[dict | None, list[dict]]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Annotated, Literal
@@ -50,7 +49,7 @@ from crm.campaigns.spec import (
 )
 from crm.contract import CHANNELS, PAYLOADS
 from crm.store import journeys as jr
-from crm.store.profile import effective_profiles
+from crm.store.profile import effective_profiles, load_profile
 from crm.store.schema import deliveries, profiles
 from crm.triggers.spec import (
     Condition,
@@ -183,7 +182,7 @@ def enter_from_profiles(engine: sa.Engine, journeys: list[JourneySpec], at: dt.d
     Entry key ``scan:<date>``: a second scan the same day enters nobody twice."""
     out: dict[str, dict[str, int]] = {}
     with engine.connect() as conn:
-        rows = [(r.brand_id, r.player_id, json.loads(r.profile)) for r in conn.execute(
+        rows = [(r.brand_id, r.player_id, load_profile(r.profile)) for r in conn.execute(
             sa.select(profiles.c.brand_id, profiles.c.player_id, profiles.c.profile))]
     for j in journeys:
         counts = {"matched": 0, "entered": 0, "holdout": 0, "skipped": 0, "stopped": 0}
