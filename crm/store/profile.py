@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+import orjson
 import pandas as pd
 import sqlalchemy as sa
 
@@ -231,8 +232,6 @@ def load_profile(text: str) -> dict:
     """A stored profile from its JSON. orjson parses it 3x faster than ``json.loads`` (the daily
     journey scan parses every profile); it refuses what ``json.dumps`` may write besides standard
     JSON (NaN, Infinity, integers past 64 bits, lone surrogates), which ``json.loads`` then reads."""
-    import orjson
-
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -279,9 +278,10 @@ def _json_value(v):
 def _json_column(s: pd.Series) -> list:
     """:func:`_json_value` of every value of ``s``, column at a time: plain numbers, booleans and
     timestamps without the per-value type checks (a million-player sync writes ~60 million values)."""
-    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow" or (
-            isinstance(s.dtype, pd.api.extensions.ExtensionDtype) and s.dtype.kind in "iub"
-            and hasattr(s.array, "_mask")):  # Arrow strings, nullable ints / booleans: Arrow's own Python values
+    arrow_strings = isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow"
+    masked = (isinstance(s.dtype, pd.api.extensions.ExtensionDtype) and s.dtype.kind in "iub"
+              and hasattr(s.array, "_mask"))
+    if arrow_strings or masked:  # Arrow strings, nullable ints / booleans: Arrow's own Python values
         import pyarrow as pa
 
         return pa.array(s.array).to_pylist()
@@ -400,9 +400,9 @@ def _known_contacts(conn: sa.Connection, landed: list[tuple]) -> dict[tuple[str,
     if len(landed) > 50_000:
         rows = conn.execute(q).all()
     else:
-        ids = sorted({p for _, p, _, _, _ in landed})
-        rows = [r for i in range(0, len(ids), _CHUNK) for r in conn.execute(q.where(
-            contacts.c.player_id.in_(ids[i:i + _CHUNK])))]
+        key = sa.tuple_(contacts.c.brand_id, contacts.c.player_id)
+        rows = [r for chunk in key_chunks(sorted({(b, p) for b, p, _, _, _ in landed}))
+                for r in conn.execute(q.where(key.in_(chunk)))]
     return {(r.brand_id, r.player_id, r.channel): (r.address, r.updated_at) for r in rows}
 
 
