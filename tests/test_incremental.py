@@ -142,3 +142,47 @@ def test_a_day_without_data_is_a_feed_outage_not_drift(split_home, monkeypatch):
     monkeypatch.setenv(MIN_SHARE_ENV, "lots")
     with pytest.raises(ValueError, match=MIN_SHARE_ENV):
         check_feed(paths, last)
+
+
+# --------------------------------------------------------------------------- a late session start
+def test_a_late_session_start_rebuilds_the_day_of_its_end(split_home):
+    """A session.ended without duration_s is timed against its start: when the start lands late, the
+    day of the end (here the next day, otherwise untouched by late data) is rebuilt too."""
+    home, last = split_home
+    paths = Paths(home)
+    for part in ("a", "b"):
+        ingest_file(home / "parts" / f"{part}.parquet", paths)
+    as_of = last + dt.timedelta(days=1)
+    dbt_build(home, as_of, *MODELS_ONLY)
+    start_day = last - dt.timedelta(days=25)  # well before the late day of split_home (last - 10)
+    end_day = start_day + dt.timedelta(days=1)
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE s AS SELECT * FROM read_parquet('{home / 'parts' / 'a.parquet'}') "
+                f"WHERE event_type = 'session.started' AND occurred_at LIKE '{start_day}T%' LIMIT 1")
+    player = con.execute("SELECT player_id FROM s").fetchone()[0]
+    # the end first (23:30 -> 00:45 the next day, no duration_s), the start a day later
+    con.execute(f"""COPY (SELECT * REPLACE ('ev_late_end' AS event_id, 'session.ended' AS event_type,
+                                        '{end_day}T00:45:00Z' AS occurred_at,
+                                        '{{"session_id":"s_late_start"}}' AS payload) FROM s)
+                    TO '{home / 'parts' / 'c.parquet'}' (FORMAT parquet)""")
+    con.execute(f"""COPY (SELECT * REPLACE ('ev_late_start' AS event_id, '{start_day}T23:30:00Z' AS occurred_at,
+                                        '{{"session_id":"s_late_start"}}' AS payload) FROM s)
+                    TO '{home / 'parts' / 'd.parquet'}' (FORMAT parquet)""")
+    con.close()
+    seconds = f"""SELECT coalesce(sum(session_seconds), 0) FROM fct_player_daily
+                  WHERE player_id = '{player}' AND activity_date = DATE '{end_day}'"""
+    warehouse = home / "warehouse.duckdb"
+    assert ingest_file(home / "parts" / "c.parquet", paths).loaded == 1
+    dbt_build(home, as_of, *MODELS_ONLY)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        before = con.execute(seconds).fetchone()[0]
+    assert ingest_file(home / "parts" / "d.parquet", paths).loaded == 1
+    dbt_build(home, as_of, *MODELS_ONLY)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        after = con.execute(seconds).fetchone()[0]
+        rebuilt = {r[0] for r in con.execute(
+            "SELECT DISTINCT activity_date FROM fct_player_daily WHERE loaded_at = (SELECT max(loaded_at) "
+            "FROM fct_player_daily)").fetchall()}
+    assert rebuilt == {start_day, end_day}  # the start's day and its end's, nothing else
+    assert after - before == 75 * 60  # the session's 75 minutes, timed against the late start
+    _assert_equal_to_full_refresh(home, as_of)

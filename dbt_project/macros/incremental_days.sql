@@ -60,12 +60,6 @@
                                            cast({{ as_of }} - 1 as timestamp), interval 1 day)) as date)
         from new_events
         where event_type in ('player.registered', 'player.updated')
-        union all
-        select cast(e.occurred_at as date)
-        from {{ ref('stg_casino__events') }} as e
-        where e.event_type = 'session.ended'
-          and e.occurred_at >= (select cast(min(day) as timestamp) from late_starts)
-          and json_extract_string(e.payload, '$.session_id') in (select session_id from late_starts)
     )
     select
         (select loaded_through is null or covered_through is null from state) as rebuild_all,
@@ -74,13 +68,40 @@
             (select max(imported_at) from {{ ref('stg_imported__player_daily') }})
         ), '%Y-%m-%d %H:%M:%S.%f')) as loaded_at,
         (select string_agg(distinct strftime(day, '%Y-%m-%d'), ',' order by strftime(day, '%Y-%m-%d'))
-         from days where day < {{ as_of }}) as days
+         from days where day < {{ as_of }}) as days,
+        (select strftime(min(day), '%Y-%m-%d') from late_starts) as late_starts_from,
+        (select strftime(loaded_through, '%Y-%m-%d %H:%M:%S.%f') from state) as loaded_through,
+        (select strftime(covered_through, '%Y-%m-%d') from state) as covered_through
   {%- endset -%}
   {%- set row = run_query(lookup).rows[0] -%}
   {%- if row[0] -%}
     {{- return(none) -}}
   {%- endif -%}
-  {{- return({'days': (row[2] or '').split(',') | reject('equalto', '') | list, 'loaded_at': row[1]}) -}}
+  {%- set days = (row[2] or '').split(',') | reject('equalto', '') | list -%}
+  {%- if row[3] -%}
+    {#- Late session starts: the days of their session.ended, in a second query whose scan of
+        session.ended payloads is bounded by literals (pushed into the Parquet scan) and runs only
+        when a late start exists. Bounded by a subquery in the first query, it read every
+        session.ended payload of the history on every run (1.1 s of its 1.2 at 100,000 players). -#}
+    {%- set ended -%}
+      with late_starts as (
+          select json_extract_string(payload, '$.session_id') as session_id
+          from {{ ref('stg_casino__events') }}
+          where ingested_at > cast('{{ row[4] }}' as timestamp)
+            and event_type = 'session.started'
+            and cast(occurred_at as date) <= DATE '{{ row[5] }}'
+      )
+      select string_agg(distinct strftime(cast(e.occurred_at as date), '%Y-%m-%d'), ',')
+      from {{ ref('stg_casino__events') }} as e
+      where e.event_type = 'session.ended'
+        and e.occurred_at >= cast(DATE '{{ row[3] }}' as timestamp)
+        and e.occurred_at < cast({{ as_of }} as timestamp)
+        and json_extract_string(e.payload, '$.session_id') in (select session_id from late_starts)
+    {%- endset -%}
+    {%- set ended_days = (run_query(ended).rows[0][0] or '').split(',') | reject('equalto', '') | list -%}
+    {%- set days = (days + ended_days) | unique | sort | list -%}
+  {%- endif -%}
+  {{- return({'days': days, 'loaded_at': row[1]}) -}}
 {%- endmacro %}
 
 
