@@ -146,15 +146,16 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
 
 
 def test_profile_json_is_the_value_by_value_conversion_column_at_a_time():
-    """The sync writes each profile as JSON column at a time; it must equal the value-by-value
-    conversion (``_json_value`` of every cell) for every column type dim_player can hand over."""
+    """The sync writes each profile as JSON column at a time (by orjson); read back, it must equal the
+    value-by-value conversion (``_json_value`` of every cell, ``json.dumps``) for every column type
+    dim_player can hand over, and for values orjson writes otherwise or refuses."""
     import datetime as dt
     import json
 
     import numpy as np
     import pandas as pd
 
-    from crm.store.profile import _json_value, profile_json
+    from crm.store.profile import _json_value, load_profile, profile_json
 
     df = pd.DataFrame({
         "brand_id": ["A", "B", "A"], "player_id": ["p1", "p2", "p\u00e9 3"],
@@ -174,10 +175,17 @@ def test_profile_json_is_the_value_by_value_conversion_column_at_a_time():
         "ts_end": pd.Series(pd.to_datetime(["9999-12-31 23:59:59.999999", None, "2000-02-29 00:00:00.5"],
                                            format="mixed")).astype("datetime64[us]"),
         "all_null_text": pd.Series([None, None, None], dtype=object),
+        # what orjson writes otherwise than json (null for an infinity) or refuses (big integers, lone
+        # surrogates): those rows are written by json
+        "f_inf": [np.inf, 1.0, -np.inf], "obj_inf": [1, -np.inf, "x"], "big": [2**70, 1, None],
+        "lone": pd.Series(["\ud800x", "ok", None], dtype=object),
     })
     expected = [json.dumps({c: _json_value(v) for c, v in zip(df.columns, r, strict=True)}, default=str)
                 for r in df.itertuples(index=False, name=None)]
-    assert profile_json(df) == expected
+    written = profile_json(df)
+    assert [load_profile(t) for t in written] == [json.loads(t) for t in expected]
+    assert [list(load_profile(t)) for t in written] == [list(df.columns)] * len(df)  # column order kept
+    assert profile_json(df.drop(columns=["f_inf", "obj_inf", "big", "lone"]).iloc[[0]])[0].startswith('{"brand_id":"A"')
     assert json.loads(profile_json(df)[1])["f"] is None and json.loads(profile_json(df)[1])["ts"] is None
 
 

@@ -72,12 +72,12 @@ def marts_dim_player_gate(crm: CrmResource) -> AssetCheckResult:
              description="Great Expectations suite: (player_id, activity_date) unique and not null; every fact "
                          "has a player in dim_player.")
 def marts_fct_player_daily_gate(crm: CrmResource) -> AssetCheckResult:
-    from crm.warehouse import connect, read_table
+    from crm.warehouse import connect, fetch_df, read_table
     from expectations.marts import gate_player_daily
 
     paths = crm.paths()
     with connect(paths) as con:
-        daily = con.execute("SELECT player_id, activity_date FROM fct_player_daily").df()
+        daily = fetch_df(con, "SELECT player_id, activity_date FROM fct_player_daily")
     result = gate_player_daily(daily, read_table(paths, "dim_player"), docs_dir=docs_dir(paths))
     return gate_check_result(result)
 
