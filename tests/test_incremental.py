@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import subprocess
 from pathlib import Path
 
 import duckdb
@@ -186,3 +187,50 @@ def test_a_late_session_start_rebuilds_the_day_of_its_end(split_home):
     assert rebuilt == {start_day, end_day}  # the start's day and its end's, nothing else
     assert after - before == 75 * 60  # the session's 75 minutes, timed against the late start
     _assert_equal_to_full_refresh(home, as_of)
+
+
+# --------------------------------------------------------------------------- scoped data tests
+def test_the_scoped_data_tests_still_fail_on_what_a_build_changed(split_home, tmp_path):
+    """The uniqueness tests that scale with the history test what the build changed
+    (macros/test_scope.sql): an event id landed again fails the next incremental build (the old
+    copy is outside the new rows, the new one inside), and a repeated key fails among the rebuilt
+    rows of a day fact; a repeated key in a day the build did not touch is left to full builds."""
+    home, last = split_home
+    for part in ("a", "b"):
+        ingest_file(home / "parts" / f"{part}.parquet", Paths(home))
+    as_of = last + dt.timedelta(days=1)
+    dbt_build(home, as_of, *MODELS_ONLY)
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    events = copy / "landing" / "events"
+    first = sorted(events.glob("*.parquet"))[0]
+    # an event id of the history again, in a batch file written past the landing's checks
+    with duckdb.connect() as con:
+        con.execute(f"""COPY (SELECT * REPLACE ('again' AS batch_id, now()::TIMESTAMP AS ingested_at)
+                              FROM read_parquet('{first}') WHERE occurred_at < TIMESTAMP '{last}' LIMIT 1)
+                        TO '{events / "batch_again.parquet"}' (FORMAT parquet)""")
+    res = dbt_build(copy, as_of, "--select", "stg_casino__events", check=False)
+    assert res.returncode != 0 and "unique_stg_casino__events_event_id" in res.stdout, res.stdout[-3000:]
+    (events / "batch_again.parquet").unlink()
+
+    with duckdb.connect(str(copy / "warehouse.duckdb")) as con:  # the first day as built by an earlier build
+        con.execute("UPDATE fct_player_daily SET loaded_at = loaded_at - INTERVAL 1 DAY "
+                    "WHERE activity_date = (SELECT min(activity_date) FROM fct_player_daily)")
+
+    def repeat_row(newest: bool) -> subprocess.CompletedProcess:
+        with duckdb.connect(str(copy / "warehouse.duckdb")) as con:
+            pick = "max" if newest else "min"
+            con.execute(f"INSERT INTO fct_player_daily SELECT * FROM fct_player_daily WHERE loaded_at = "
+                        f"(SELECT {pick}(loaded_at) FROM fct_player_daily) LIMIT 1")
+        return dbt_build(copy, as_of, "--select", "fct_player_daily,test_type:data", command="test", check=False)
+
+    untouched = repeat_row(newest=False)  # a day the last build did not rebuild
+    assert untouched.returncode == 0, untouched.stdout[-3000:]
+    rebuilt = repeat_row(newest=True)
+    assert rebuilt.returncode != 0 and "unique_combination_fct_player_daily" in rebuilt.stdout, rebuilt.stdout[-3000:]
+    # a full build tests every row: the untouched day's repeat fails it
+    with duckdb.connect(str(copy / "warehouse.duckdb")) as con:
+        con.execute("DELETE FROM fct_player_daily WHERE loaded_at = (SELECT max(loaded_at) FROM fct_player_daily)")
+        con.execute("UPDATE fct_player_daily SET loaded_at = TIMESTAMP '2000-01-01'")  # one loaded_at: as a full build
+    full = dbt_build(copy, as_of, "--select", "fct_player_daily,test_type:data", command="test", check=False)
+    assert full.returncode != 0 and "unique_combination_fct_player_daily" in full.stdout, full.stdout[-3000:]

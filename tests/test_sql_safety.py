@@ -29,6 +29,12 @@ QUOTING = {"literal", "ident"}
 
 # file -> interpolated expression (as ast.unparse writes it) -> why no outside text reaches it.
 REVIEWED: dict[str, dict[str, str]] = {
+    "crm/store/db.py": {
+        "prep.format_table(table)": "a table of crm.store.schema, quoted by SQLAlchemy's identifier preparer",
+        "', '.join((prep.quote(k) for k in keys))": "the keys of the rows, each a column of that table "
+                                                   "(table.c[k] raises otherwise), quoted by SQLAlchemy",
+        "', '.join(('?' for _ in keys))": "placeholders: the values are bound",
+    },
     "crm/warehouse_spark.py": {
         "select": "the Spark table's own column names (DESCRIBE of its files), each through ident()",
     },

@@ -173,3 +173,35 @@ def test_every_reason_names_its_field(tmp_path, record, field):
     (check,) = validate_records([record], Paths(tmp_path))
     assert check.reason is not None and check.envelope is None
     assert check.field == field == reason_field(check.reason), check.reason
+
+
+def test_insert_many_stores_what_sqlalchemy_stores(engine):
+    """``insert_many`` (the DBAPI's executemany on SQLite) reads back as SQLAlchemy's own insert:
+    dates, datetimes with and without microseconds, NULLs, odd text; on both dialects."""
+    import datetime as dt
+
+    from crm.store.db import insert_many
+    from crm.store.schema import profiles
+
+    at = dt.datetime(2025, 9, 29, 1, 2, 3, 456789)
+    rows = [{"brand_id": "A", "player_id": f"p{i}", "profile": text, "as_of_date": day, "synced_at": when}
+            for i, (text, day, when) in enumerate([
+                ('{"x": 1}', dt.date(2025, 9, 29), at), ("caf\u00e9 \u200b 'quoted' \"x\"", dt.date(1, 1, 1), at),
+                ("", dt.date(9999, 12, 31), dt.datetime(2000, 2, 29)), ("?", dt.date(2025, 9, 29), at)])]
+    with engine.begin() as conn:
+        insert_many(conn, profiles, rows[:2], chunk=1)
+        conn.execute(profiles.insert(), rows[2:])
+    with engine.connect() as conn:
+        got = [dict(r._mapping) for r in conn.execute(sa.select(profiles).order_by(profiles.c.player_id))]
+    assert got == rows
+    with engine.begin() as conn:  # the other way round: what each wrote, the other reads alike
+        conn.execute(profiles.delete())
+        insert_many(conn, profiles, rows[2:])
+        conn.execute(profiles.insert(), rows[:2])
+    with engine.connect() as conn:
+        again = [dict(r._mapping) for r in conn.execute(sa.select(profiles).order_by(profiles.c.player_id))]
+    assert again == rows
+    with engine.begin() as conn:
+        insert_many(conn, profiles, [])  # nothing to write
+        with pytest.raises(sa.exc.IntegrityError):  # the table's constraints hold as before
+            insert_many(conn, profiles, rows[:1])

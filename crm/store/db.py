@@ -67,6 +67,37 @@ def key_chunks(keys: Iterable[Hashable], size: int = 500) -> list[list]:
     return [distinct[i:i + size] for i in range(0, len(distinct), size)]
 
 
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict], chunk: int = 5000) -> None:
+    """INSERT ``rows`` (dicts with the same keys). On SQLite through the DBAPI's ``executemany`` on
+    tuples, each distinct value passed through its column's SQLAlchemy bind processor once:
+    SQLAlchemy's per-row parameter handling was 2/3 of a 100,000-profile insert (the daily sync
+    writes a million). Elsewhere SQLAlchemy's own executemany (batched VALUES on PostgreSQL)."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        for i in range(0, len(rows), chunk):
+            conn.execute(table.insert(), rows[i:i + chunk])
+        return
+    keys = list(rows[0])
+    columns = []
+    for k in keys:
+        values = [r[k] for r in rows]
+        proc = table.c[k].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        if proc is not None:
+            try:
+                done = {v: proc(v) for v in set(values)}
+                values = [done[v] for v in values]
+            except TypeError:  # an unhashable value
+                values = [proc(v) for v in values]
+        columns.append(values)
+    prep = conn.dialect.identifier_preparer
+    sql = (f"INSERT INTO {prep.format_table(table)} ({', '.join(prep.quote(k) for k in keys)}) "
+           f"VALUES ({', '.join('?' for _ in keys)})")
+    tuples = list(zip(*columns, strict=True))
+    for i in range(0, len(tuples), chunk):
+        conn.exec_driver_sql(sql, tuples[i:i + chunk])
+
+
 def _config(connection: sa.Connection) -> Config:
     cfg = Config()  # no alembic.ini: everything is set here
     cfg.set_main_option("script_location", str(MIGRATIONS))

@@ -43,7 +43,7 @@ from crm.contract import (
     consent_column,
     consent_withdrawn_column,
 )
-from crm.store.db import key_chunks
+from crm.store.db import insert_many, key_chunks
 from crm.store.schema import address_suppressions, contacts, profile_stops, profiles, reported_messages, synced_files
 
 WITHDRAWAL, SELF_EXCLUSION, COOLING_OFF, LIMIT_HIT = "withdrawal", "self_exclusion", "cooling_off", "limit_hit"
@@ -482,11 +482,9 @@ def sync_profiles(paths: Paths, engine: sa.Engine,
     reported_rows = reported(as_of, at)
     with engine.begin() as conn:
         conn.execute(profiles.delete())
-        for i in range(0, len(rows), 5000):
-            conn.execute(profiles.insert(), rows[i:i + 5000])
+        insert_many(conn, profiles, rows)
         conn.execute(reported_messages.delete())
-        for i in range(0, len(reported_rows), 5000):
-            conn.execute(reported_messages.insert(), reported_rows[i:i + 5000])
+        insert_many(conn, reported_messages, reported_rows)
         retired = _retire(conn, seen, latest_exclusion, at, as_of if len(df) else None)
         stored = _sync_contacts(conn, landed)
         for i in range(0, len(files), 5000):
