@@ -7,7 +7,7 @@ keep writes short.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import duckdb
@@ -87,10 +87,13 @@ def fetch_df(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | Non
     return df
 
 
-def read_table(paths: Paths, name: str, where: str = "", params: list | None = None) -> pd.DataFrame:
-    """Every row of table ``name``; ``where``: the caller's own SQL filter, values bound through ``params``."""
+def read_table(paths: Paths, name: str, where: str = "", params: list | None = None,
+               columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every row of table ``name``; ``where``: the caller's own SQL filter, values bound through
+    ``params``; ``columns``: only these (default all)."""
+    picked = ", ".join(ident(c) for c in columns) if columns else "*"
     with connect(paths) as con:
-        return fetch_df(con, f"SELECT * FROM {ident(name)} {where}", params)
+        return fetch_df(con, f"SELECT {picked} FROM {ident(name)} {where}", params)
 
 
 # Training reads a fixed share of the players once the snapshots outgrow ``max_rows``: which players

@@ -82,3 +82,19 @@ def test_fetch_df_after_an_unfinished_result():
         assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 5000  # left unfinished
         got = _same(con, "SELECT * FROM t WHERE i < ? ORDER BY i", [10])
         assert got["i"].tolist() == list(range(10))
+
+
+def test_read_table_reads_the_columns_asked_for(tmp_path):
+    """``read_table(..., columns=)``: those columns only, in that order, names quoted (a gate that
+    needs only the player key does not read the profile's 58 columns)."""
+    from crm.config import Paths
+    from crm.warehouse import read_table
+
+    paths = Paths(tmp_path)
+    with duckdb.connect(str(paths.warehouse)) as con:
+        con.execute('CREATE TABLE t AS SELECT 1 AS player_id, 2 AS "odd ""name""", 3 AS other')
+    assert list(read_table(paths, "t", columns=['odd "name"', "player_id"]).columns) == ['odd "name"', "player_id"]
+    assert list(read_table(paths, "t").columns) == ["player_id", 'odd "name"', "other"]
+    with pytest.raises(duckdb.BinderException):
+        read_table(paths, "t", columns=["player_id; DROP TABLE t"])
+    assert read_table(paths, "t", "WHERE other = ?", [3], columns=["other"])["other"].tolist() == [3]

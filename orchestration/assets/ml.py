@@ -178,8 +178,8 @@ def scores_gate(context: AssetCheckExecutionContext, crm: CrmResource) -> AssetC
     scores = read_table(paths, "player_scores", "WHERE as_of_date = ?", [as_of])
     population = read_scoring_population(paths)
     psi, notes = champion_score_psi(paths.mlflow_tracking_uri, scores, population)
-    result = gate_scores(scores, population["player_id"], read_table(paths, "dim_player"), psi=psi, notes=notes,
-                         docs_dir=docs_dir(paths))
+    players = read_table(paths, "dim_player", columns=["player_id"])  # the gate reads only the key
+    result = gate_scores(scores, population["player_id"], players, psi=psi, notes=notes, docs_dir=docs_dir(paths))
     return gate_check_result(result, {"as_of_date": as_of.isoformat(),
                                       **{f"{m}_score_psi": num(v) for m, v in psi.items()}})
 
