@@ -91,9 +91,9 @@ def read_table(paths: Paths, name: str, where: str = "", params: list | None = N
                columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Every row of table ``name``; ``where``: the caller's own SQL filter, values bound through
     ``params``; ``columns``: only these (default all)."""
-    picked = ", ".join(ident(c) for c in columns) if columns else "*"
     with connect(paths) as con:
-        return fetch_df(con, f"SELECT {picked} FROM {ident(name)} {where}", params)
+        return fetch_df(con, f"SELECT {', '.join(ident(c) for c in columns) if columns else '*'} FROM {ident(name)} "
+                             f"{where}", params)
 
 
 # Training reads a fixed share of the players once the snapshots outgrow ``max_rows``: which players

@@ -96,6 +96,7 @@ REVIEWED: dict[str, dict[str, str]] = {
     },
     "crm/warehouse.py": {
         "where": "read_table: the caller's SQL filter with ? placeholders (callers: orchestration, literal text)",
+        "', '.join((ident(c) for c in columns)) if columns else '*'": "read_table: each column name through ident()",
         "', '.join(_SCORES_COLUMNS)": "module constant column names",
         "m": "SCORE_MODELS (module constant names)",
         "pivot": "built from SCORE_MODELS",
