@@ -199,18 +199,26 @@ def test_the_scoped_data_tests_still_fail_on_what_a_build_changed(split_home, tm
     for part in ("a", "b"):
         ingest_file(home / "parts" / f"{part}.parquet", Paths(home))
     as_of = last + dt.timedelta(days=1)
-    dbt_build(home, as_of, *MODELS_ONLY)
+    dbt_build(home, as_of)
+    # every event landed within the day before the last build: the plain test (cheaper than filtering all)
+    plain = next((home / "dbt" / "target" / "compiled").rglob("unique_stg_casino__events_event_id.sql"))
+    assert "ingested_at >" not in plain.read_text()
     copy = tmp_path / "home"
     shutil.copytree(home, copy)
     events = copy / "landing" / "events"
     first = sorted(events.glob("*.parquet"))[0]
-    # an event id of the history again, in a batch file written past the landing's checks
+    # the last build two days after the history landed (so the test is scoped), and an event id of
+    # the history again, landed after it, in a batch file written past the landing's checks
+    with duckdb.connect(str(copy / "warehouse.duckdb")) as con:
+        con.execute("UPDATE fct_player_daily SET loaded_at = loaded_at + INTERVAL 2 DAY")
     with duckdb.connect() as con:
-        con.execute(f"""COPY (SELECT * REPLACE ('again' AS batch_id, now()::TIMESTAMP AS ingested_at)
+        con.execute(f"""COPY (SELECT * REPLACE ('again' AS batch_id, ingested_at + INTERVAL 3 DAY AS ingested_at)
                               FROM read_parquet('{first}') WHERE occurred_at < TIMESTAMP '{last}' LIMIT 1)
                         TO '{events / "batch_again.parquet"}' (FORMAT parquet)""")
     res = dbt_build(copy, as_of, "--select", "stg_casino__events", check=False)
     assert res.returncode != 0 and "unique_stg_casino__events_event_id" in res.stdout, res.stdout[-3000:]
+    compiled = next((copy / "dbt" / "target" / "compiled").rglob("unique_stg_casino__events_event_id.sql"))
+    assert "where ingested_at > cast(" in compiled.read_text()  # the scoped test found it
     (events / "batch_again.parquet").unlink()
 
     with duckdb.connect(str(copy / "warehouse.duckdb")) as con:  # the first day as built by an earlier build

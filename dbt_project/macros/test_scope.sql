@@ -11,7 +11,8 @@
       margin), whichever other rows share that id: a new id that repeats an old one still fails.
       The previous build is the newest `loaded_at` of fct_player_daily (tested before that
       model is rebuilt); every row on a full build, on a target without incremental day facts
-      (Spark), or with no previous build.
+      (Spark), with no previous build, or when every event landed since (the history's first
+      landing, a few hours before: there the plain test costs a third of the filtered one).
 
     Tests of single rows (not_null, accepted_values) and of references (relationships) keep the
     whole table: they cost a filtered scan, not an aggregation. -#}
@@ -45,6 +46,13 @@
   {%- set since = run_query("select strftime(max(loaded_at) - interval 1 day, '%Y-%m-%d %H:%M:%S.%f') from "
                             ~ facts).rows[0][0] -%}
   {%- if since is none -%}
+    {{- return('true') -}}
+  {%- endif -%}
+  {#- everything landed since (a first landing of the history a few hours ago): the plain test, which
+      costs a third of the filtered one over the same rows (59 M events: 8 s against 27 s) -#}
+  {%- set first_landed = run_query("select strftime(min(ingested_at), '%Y-%m-%d %H:%M:%S.%f') from "
+                                   ~ events).rows[0][0] -%}
+  {%- if first_landed is none or first_landed > since -%}
     {{- return('true') -}}
   {%- endif -%}
   {{- return("event_id in (select event_id from " ~ events ~ " where ingested_at > cast('" ~ since

@@ -1,0 +1,130 @@
+"""The next day's refresh of one data home, by two checkouts of the code in turns.
+
+    python -m bench.nextday --home H [--players 100000] [--days 120] [--seed 7]
+                            --checkouts OLD,NEW [--repeats 1] [--work DIR] [--json]
+
+A change to the daily refresh is measured against the code before it on the same data, the same
+machine and the same hour (this machine's speed drifts by up to 40 % within an hour, so figures
+of different runs do not compare). Once per home: ``crm simulate``, the last day held back
+(:func:`bench.run.hold_back_last_day`), the first ``crm run`` (by the first checkout), and a copy
+of that home. Then, per repeat and checkout in turns: the copy restored, the held-back day
+landed, and the next day's ``crm run`` with that checkout's code (``PYTHONPATH``), timed with its
+peak RSS, its slowest steps and dbt's own node times. The dbt project's fingerprint is recorded
+for the checkout first, so a changed project does not turn the compared run into a full rebuild.
+
+A checkout is a directory holding a clone of this repository (``git worktree add`` or a clone);
+the installed environment (this interpreter's) is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.run import BIN, hold_back_last_day, home_env, run_timed
+from crm.config import Paths
+
+
+def _env(home: Path, checkout: Path) -> dict[str, str]:
+    return home_env(home) | {"PYTHONPATH": str(checkout)}
+
+
+def _fingerprint(home: Path, checkout: Path) -> None:
+    """Record ``checkout``'s dbt project as the one the home's warehouse was built with."""
+    out = subprocess.run([sys.executable, "-c", "from crm.warehouse import dbt_project_fingerprint as f; print(f())"],
+                         env=_env(home, checkout), cwd=checkout, capture_output=True, text=True, check=True)
+    (home / "dbt" / "built_project.sha256").write_text(out.stdout.strip() + "\n")
+
+
+def prepare(work: Path, players: int, days: int, seed: int, checkout: Path) -> Path:
+    """The first day's home, kept as ``work/day1`` (made once; reused when it exists)."""
+    day1 = work / "day1"
+    if (day1 / "held_back").is_dir():
+        return day1
+    home = work / "prepare"
+    shutil.rmtree(home, ignore_errors=True)
+    env = _env(home, checkout)
+    run_timed([str(BIN / "crm"), "simulate", "--players", str(players), "--days", str(days), "--seed", str(seed),
+               "--fresh", "--json"], env)
+    hold_back_last_day(Paths(home))
+    secs, rss, out = run_timed([str(BIN / "crm"), "run", "--json"], env)
+    if not json.loads(out)["success"]:
+        raise RuntimeError(f"the first refresh failed: {json.loads(out).get('failed_steps')}")
+    print(f"  first refresh: {secs:.0f} s, peak {rss:.0f} MiB", flush=True)
+    shutil.rmtree(day1, ignore_errors=True)
+    home.rename(day1)
+    return day1
+
+
+def next_day(day1: Path, work: Path, checkout: Path) -> dict:
+    home = work / "next"
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(day1, home, symlinks=True)
+    held = next((home / "held_back").glob("*.parquet"))
+    shutil.move(held, Paths(home).incoming / held.name)
+    _fingerprint(home, checkout)
+    secs, rss, out = run_timed([str(BIN / "crm"), "run", "--json"], _env(home, checkout), check=False)
+    summary = json.loads(out) if out.strip().startswith("{") else {"success": False, "step_seconds": {}}
+    steps = summary.get("step_seconds", {})
+    nodes = {}
+    results = home / "dbt" / "target" / "run_results.json"
+    if results.exists():
+        rr = json.loads(results.read_text())
+        nodes = {"dbt_seconds": round(rr["elapsed_time"], 1),
+                 "models_seconds": round(sum(r["execution_time"] for r in rr["results"]
+                                             if r["unique_id"].startswith("model.")), 1),
+                 "tests_seconds": round(sum(r["execution_time"] for r in rr["results"]
+                                            if r["unique_id"].startswith(("test.", "unit_test."))), 1)}
+    shutil.rmtree(home, ignore_errors=True)
+    return {"checkout": str(checkout), "success": summary.get("success", False), "seconds": round(secs, 1),
+            "peak_rss_mib": round(rss), "steps_seconds": round(sum(steps.values()), 1),
+            "warehouse_seconds": round(steps.get("warehouse", float("nan")), 1), **nodes,
+            "slowest": {k: round(v, 1) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])[:10]}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.nextday", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkouts", required=True, help="two (or more) checkout directories, comma-separated")
+    ap.add_argument("--players", type=int, default=100_000)
+    ap.add_argument("--days", type=int, default=120)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of the checkouts in turns")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="where the first day's home is kept (default $CRM_HOME/bench/nextday_<players>)")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = ap.parse_args(argv)
+    checkouts = [Path(c).resolve() for c in args.checkouts.split(",") if c]
+    missing = [str(c) for c in checkouts if not (c / "crm" / "__init__.py").exists()]
+    if len(checkouts) < 2 or missing:
+        ap.error(f"--checkouts: two or more clones of this repository ({', '.join(missing) or 'give two'})")
+    from crm.config import crm_home
+
+    work = (args.work or crm_home() / "bench" / f"nextday_{args.players}").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"next day at {args.players:,} players: the first day's home in {work / 'day1'} ...", flush=True)
+    day1 = prepare(work, args.players, args.days, args.seed, checkouts[0])
+    runs = []
+    for r in range(args.repeats):
+        for c in checkouts:
+            print(f"  round {r + 1}: {c} ...", flush=True)
+            runs.append(next_day(day1, work, c) | {"round": r + 1})
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return 0
+    cols = ["round", "seconds", "warehouse_seconds", "dbt_seconds", "models_seconds", "tests_seconds", "peak_rss_mib"]
+    print("checkout".ljust(40) + "".join(c.rjust(18) for c in cols))
+    for run in runs:
+        print(str(run["checkout"])[-40:].ljust(40) + "".join(f"{run.get(c, '')}".rjust(18) for c in cols))
+        print("    slowest: " + ", ".join(f"{k} {v}" for k, v in run["slowest"].items()))
+    return 0 if all(r["success"] for r in runs) else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    raise SystemExit(main())
