@@ -15,9 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import great_expectations as gx
+import numpy as np
 import pandas as pd
 
+from crm.warehouse import isin
 from expectations.validate import GateResult, combine, validate
+from ml.metrics import category_codes
 
 # The gate's own copy of the message channels (crm.contract.CHANNELS), on purpose independent;
 # tests/test_vocabulary.py keeps the two equal.
@@ -26,7 +29,7 @@ CHANNELS = ("email", "push", "sms", "in_app")
 
 def has_player(frame: pd.DataFrame, dim_player: pd.DataFrame) -> pd.Series:
     """Per row of ``frame``: whether its ``player_id`` is in ``dim_player``."""
-    return frame["player_id"].isin(set(dim_player["player_id"].dropna())).astype(bool)
+    return pd.Series(isin(frame["player_id"], dim_player["player_id"]), index=frame.index)
 
 
 def referential_integrity(frame: pd.DataFrame, dim_player: pd.DataFrame, table: str) -> tuple[pd.DataFrame, object]:
@@ -41,18 +44,44 @@ def consent_versions_increase(consents: pd.DataFrame) -> pd.Series:
     the same player and channel (by change time; the first change is version >= 1)."""
     if consents.empty:
         return pd.Series([], dtype=bool)
-    c = consents.sort_values(["player_id", "channel", "changed_at", "consent_version"], kind="stable")
-    prev = c.groupby(["player_id", "channel"], sort=False)["consent_version"].shift()
+    # players and channels as integer codes: the same groups, sorted and grouped as numbers (sorting
+    # 3.5 M rows by their string ids took 4.7 s at 1,000,000 players)
+    c = pd.DataFrame({"player": pd.factorize(consents["player_id"])[0], "channel": pd.factorize(consents["channel"])[0],
+                      "changed_at": consents["changed_at"], "consent_version": consents["consent_version"]},
+                     index=consents.index)
+    c = c.sort_values(["player", "channel", "changed_at", "consent_version"], kind="stable")
+    prev = c.groupby(["player", "channel"], sort=False)["consent_version"].shift()
+    prev = prev.where((c["player"] >= 0) & (c["channel"] >= 0))  # a row without id or channel has no previous
     ok = prev.isna() & (c["consent_version"] >= 1) | (c["consent_version"] > prev)
     return ok.reindex(consents.index).fillna(False).astype(bool)
 
 
+def consent_counts(dim_player: pd.DataFrame, consents: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per channel of :data:`CHANNELS`, per row of ``dim_player``: how many rows of ``consents`` have
+    its player and that channel (0 for a missing id or one without any)."""
+    players, ids = pd.factorize(consents["player_id"])  # -1: missing
+    channel = category_codes(consents["channel"].astype("str"), CHANNELS)  # -1: missing or another channel
+    known = (players >= 0) & (channel >= 0)
+    counts = np.bincount(players[known] * len(CHANNELS) + channel[known],
+                         minlength=len(ids) * len(CHANNELS)).reshape(len(ids), len(CHANNELS))
+    at = category_codes(dim_player["player_id"].astype("str"), ids) if len(ids) else np.full(len(dim_player), -1)
+    return {ch: np.where(at >= 0, counts[np.maximum(at, 0), j] if len(ids) else 0, 0)
+            for j, ch in enumerate(CHANNELS)}
+
+
+def dim_player_columns() -> list[str]:
+    """The columns of ``dim_player`` :func:`gate_dim_player` reads."""
+    return ["player_id", *(f"consent_{ch}_version" for ch in CHANNELS)]
+
+
 def gate_dim_player(dim_player: pd.DataFrame, consents: pd.DataFrame,
                     docs_dir: str | Path | None = None) -> GateResult:
-    """``dim_player`` and ``int_consents_versioned`` (consent versions only increase)."""
-    dim = dim_player.copy()
-    counts = (consents.groupby(["player_id", "channel"]).size() if len(consents)
-              else pd.Series([], dtype=int))
+    """``dim_player`` and ``int_consents_versioned`` (consent versions only increase).
+
+    ``dim_player`` needs ``player_id`` and the ``consent_<channel>_version`` columns
+    (:func:`dim_player_columns`); the suite validates only those and what it derives from them."""
+    dim = dim_player[[c for c in dim_player_columns() if c in dim_player]].copy()
+    counts = consent_counts(dim, consents)
     exps = [gx.expectations.ExpectColumnValuesToNotBeNull(column="player_id"),
             gx.expectations.ExpectColumnValuesToBeUnique(column="player_id")]
     desc = {0: "key not null", 1: "key unique"}
@@ -60,9 +89,7 @@ def gate_dim_player(dim_player: pd.DataFrame, consents: pd.DataFrame,
         col = f"consent_{ch}_version"
         if col not in dim:
             continue
-        keys = pd.MultiIndex.from_arrays([dim["player_id"], [ch] * len(dim)])
-        expected = pd.Series(counts.reindex(keys).fillna(0).to_numpy(), index=dim.index)
-        dim[f"{col}_is_latest"] = (pd.to_numeric(dim[col]) == expected).astype(bool)
+        dim[f"{col}_is_latest"] = (pd.to_numeric(dim[col]) == counts[ch]).fillna(False).to_numpy(dtype=bool)
         exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column=f"{col}_is_latest", value_set=[True]))
         desc[len(exps) - 1] = f"{col} is the player's latest {ch} consent version"
     dim_result = validate(dim, "marts_dim_player", exps, id_column="player_id", descriptions=desc, docs_dir=docs_dir)

@@ -98,3 +98,24 @@ def test_read_table_reads_the_columns_asked_for(tmp_path):
     with pytest.raises(duckdb.BinderException):
         read_table(paths, "t", columns=["player_id; DROP TABLE t"])
     assert read_table(paths, "t", "WHERE other = ?", [3], columns=["other"])["other"].tolist() == [3]
+
+
+_odd = st.one_of(st.none(), st.sampled_from(["p1", "P1", " p1", "p1 ", "", "ß", "p\x00", "1"]), st.text(max_size=4))
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(_odd, max_size=30), candidates=st.lists(st.one_of(_odd, st.integers(0, 2)), max_size=30),
+       arrow=st.booleans(), as_series=st.booleans())
+def test_isin_is_pandas_isin_without_missing_matches(values, candidates, arrow, as_series):
+    """crm.warehouse.isin (Arrow's hash lookup for Arrow-backed strings) answers as pandas' isin over
+    plain objects, a missing value never matching; candidates of another type match nothing."""
+    from crm.warehouse import isin
+
+    s = pd.Series(values, dtype="str" if arrow else object)
+    strings = [c for c in candidates if isinstance(c, str)]
+    cand = pd.Series(strings, dtype="str") if as_series else set(candidates)
+    plain = pd.Series(values, dtype=object)
+    expected = plain.isin(strings if as_series else [c for c in candidates if c is not None]).to_numpy(dtype=bool)
+    expected = expected & plain.notna().to_numpy()
+    got = isin(s, cand)
+    assert got.dtype == bool and got.tolist() == expected.tolist()
