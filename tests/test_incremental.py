@@ -24,7 +24,7 @@ from tests._dbt import dbt_build
 # The day facts (incremental by day) and the marts built on them
 COMPARED = ["int_bets_daily_by_game", "int_payments_daily_by_method", "int_activity_daily_aggregated",
             "int_activity_daily_dimensions", "fct_player_daily", "player_feature_snapshots", "player_labels",
-            "dim_player"]
+            "dim_player", "int_campaign_sends_featurized", "fct_campaign_exposures"]
 MODELS_ONLY = ("--resource-type", "model", "--resource-type", "seed")
 
 
@@ -121,6 +121,26 @@ def test_run_for_an_earlier_date_then_forward_again_equals_full_rebuild(split_ho
     con.close()
     _assert_equal_to_full_refresh(home, earlier)
     dbt_build(home, last + dt.timedelta(days=1), *MODELS_ONLY)  # and forward again: the days in between
+    _assert_equal_to_full_refresh(home, last + dt.timedelta(days=1))
+
+
+def test_send_features_after_a_run_for_the_day_after_a_send_equal_full_rebuild(split_home):
+    """A run moved back to the day after a send day S1 (nothing between the held sends and that
+    date to rebuild) must still rebuild the features of a later send S2, whose days it cut off."""
+    home, last = split_home
+    for part in ("a", "b"):  # landed by the tests above when they ran (landing again is a no-op)
+        ingest_file(home / "parts" / f"{part}.parquet", Paths(home))
+    # a full build: every row saw every landing, so the run moved back has no landed day to rebuild
+    dbt_build(home, last + dt.timedelta(days=1), "--full-refresh", *MODELS_ONLY)
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    sends = [r[0] for r in con.execute(
+        "SELECT DISTINCT as_of_date FROM int_campaign_sends_featurized ORDER BY 1").fetchall()]
+    con.close()
+    assert len(sends) >= 2, sends
+    day_after = sends[-2] + dt.timedelta(days=1)
+    dbt_build(home, day_after, *MODELS_ONLY)
+    _assert_equal_to_full_refresh(home, day_after)
+    dbt_build(home, last + dt.timedelta(days=1), *MODELS_ONLY)
     _assert_equal_to_full_refresh(home, last + dt.timedelta(days=1))
 
 

@@ -193,3 +193,16 @@
     select 1
   {%- endif -%}
 {%- endmacro %}
+
+
+{% macro delete_unassigned_sends() -%}
+  {#- pre_hook of int_campaign_sends_featurized: no row for a (player, send day) that is no longer
+      assigned (a day's list published again with other players). -#}
+  {%- if is_incremental() -%}
+    delete from {{ this }} as held where not exists (
+      select 1 from {{ ref('stg_exports__campaign_assignments') }} as a
+      where a.player_id = held.player_id and cast(a.sent_at as date) = held.as_of_date)
+  {%- else -%}
+    select 1
+  {%- endif -%}
+{%- endmacro %}

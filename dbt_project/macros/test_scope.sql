@@ -2,8 +2,8 @@
     placeholders resolved at run time: dbt's documented "custom logic" for `where` is to override
     get_where_subquery). A daily run tests what it changed, not years of unchanged rows:
 
-    - `__rebuilt_rows__` (the incremental day facts): the rows of this build, i.e. with the
-      table's newest `loaded_at`. A day is replaced whole (delete+insert on its date), so a key
+    - `__rebuilt_rows__` (the incremental day facts and send features): the rows of this build, with the
+      table's newest `loaded_at`. A day (a send key) is replaced whole (delete+insert), so a key
       that holds a date can only repeat inside a rebuilt day. On a full build every row carries
       the same `loaded_at`: every row is tested.
     - `__event_ids_landed_since_last_build__` (uniqueness of event ids in the staging views): the

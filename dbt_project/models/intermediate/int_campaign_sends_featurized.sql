@@ -13,11 +13,30 @@
 --
 -- Access path: a join of the (player, S) keys to the player's daily rows of [S - 90, S - 1]
 -- instead of one aggregation per date, since the keys are a small, data-dependent set.
+--
+-- Incremental by key, like player_feature_snapshots by date: a run builds the keys it does not
+-- hold yet and rebuilds those a rebuilt day of the daily facts can change (a row at S reads
+-- the days before S: S after the first day of refresh_days(), macros/incremental_days.sql; a
+-- late event, registration, update or limit lands in those days). A key no longer assigned is
+-- deleted (pre_hook): a run for an earlier as-of date drops the sends of its future, as the
+-- staging model does (sent_at before the as-of date), and builds them again when the date moves
+-- forward. The daily run then featurizes only the new sends, where it rebuilt all of them.
+{{ config(materialized=day_facts_materialization(), incremental_strategy='delete+insert',
+          unique_key=['player_id', 'as_of_date'], on_schema_change='fail',
+          pre_hook="{{ delete_unassigned_sends() }}") }}
+{%- set refresh = refresh_days('as_of_date') %}
 
 with send_keys as (
 
-    select distinct player_id, cast(sent_at as date) as as_of_date
-    from {{ ref('stg_exports__campaign_assignments') }}
+    select distinct a.player_id, cast(a.sent_at as date) as as_of_date
+    from {{ ref('stg_exports__campaign_assignments') }} as a
+    {%- if refresh is not none %}
+    where {% if refresh['days'] %}cast(a.sent_at as date) > DATE '{{ refresh["days"][0] }}' or {% endif -%}
+        not exists (
+            select 1 from {{ this }} as held
+            where held.player_id = a.player_id and held.as_of_date = cast(a.sent_at as date)
+        )
+    {%- endif %}
 
 ),
 
@@ -83,9 +102,18 @@ limits_at_send as (
 
 )
 
+,
+
+featurized as (
+
 {{ point_in_time_feature_rows(
     window_sums='window_sums',
     dimension_features='dimension_features',
     limits='limits_at_send',
     players=ref('int_players_historized'),
 ) }}
+
+)
+
+select *, {{ loaded_at_column(refresh) }} as loaded_at
+from featurized

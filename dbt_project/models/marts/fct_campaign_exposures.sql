@@ -26,7 +26,7 @@ select
     o.converted_7d as deposited_7d,
     o.ngr_eur_14d,
     o.outcome_14d_complete as outcome_complete,
-    {{ star_except('s', ['player_id', 'as_of_date']) }}
+    {{ star_except('s', ['player_id', 'as_of_date', 'loaded_at']) }}
 from {{ ref('fct_campaign_outcomes') }} as o
 inner join {{ ref('int_campaign_sends_featurized') }} as s
     on s.player_id = o.player_id
