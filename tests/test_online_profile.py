@@ -10,6 +10,8 @@ import json
 
 import pandas as pd
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crm.campaigns.online import sync_online_profiles as sync_profiles
 from crm.config import CAMPAIGNS_DIR, Paths
@@ -187,6 +189,46 @@ def test_profile_json_is_the_value_by_value_conversion_column_at_a_time():
     assert [list(load_profile(t)) for t in written] == [list(df.columns)] * len(df)  # column order kept
     assert profile_json(df.drop(columns=["f_inf", "obj_inf", "big", "lone"]).iloc[[0]])[0].startswith('{"brand_id":"A"')
     assert json.loads(profile_json(df)[1])["f"] is None and json.loads(profile_json(df)[1])["ts"] is None
+
+
+_STAMPS = st.one_of(st.none(), st.datetimes(min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9999, 12, 31)),
+                   st.sampled_from([dt.datetime(2025, 9, 28, 10, 0, 0, 1), dt.datetime(1970, 1, 1),
+                                    dt.datetime(2262, 4, 11, 23, 47, 16, 854775)]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.tuples(
+    st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    st.one_of(st.none(), st.floats(width=32, allow_nan=True, allow_infinity=False)),
+    st.one_of(st.none(), st.integers(-2**63, 2**63 - 1)), st.one_of(st.none(), st.booleans()),
+    st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=6)),
+    _STAMPS, st.one_of(st.none(), st.dates(min_value=dt.date(1000, 1, 1), max_value=dt.date(9999, 12, 31)))),
+    min_size=1, max_size=8))
+def test_profiles_written_by_duckdb_read_back_as_the_frame_conversion(rows):
+    """The million-player sync has DuckDB write each profile's JSON; read back, every profile equals
+    what the frame conversion (fetch_df, then profile_json) writes, for each column type dim_player
+    holds, with NaN, infinities, float32 rounding, 64-bit extremes, control and non-ASCII text,
+    microseconds and the ends of the calendar; key order kept. A type it does not write (DECIMAL)
+    or a date outside the years 1000-9999 leaves the frame conversion to the caller."""
+    import duckdb
+
+    from crm.store.profile import _profiles_in_sql, load_profile, profile_json
+    from crm.warehouse import fetch_df
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (player_id VARCHAR, brand_id VARCHAR, f DOUBLE, f32 FLOAT, i BIGINT, b BOOLEAN, "
+                "s VARCHAR, ts TIMESTAMP, d DATE)")
+    con.executemany("INSERT INTO t VALUES (?, 'A', ?, ?, ?, ?, ?, ?, ?)",
+                    [(f"p{k}", *r) for k, r in enumerate(rows)])
+    query = "SELECT * FROM t ORDER BY brand_id, player_id"
+    got = _profiles_in_sql(con, query, [])
+    frame = fetch_df(con, query)
+    assert [(b, p) for b, p, _ in got] == list(zip(frame["brand_id"], frame["player_id"], strict=True))
+    assert [load_profile(j) for _, _, j in got] == [load_profile(j) for j in profile_json(frame)]
+    assert all(list(load_profile(j)) == list(frame.columns) for _, _, j in got)
+    assert _profiles_in_sql(con, "SELECT *, 1.5::DECIMAL(4, 1) AS x FROM t", []) is None
+    con.execute("INSERT INTO t VALUES ('old', 'A', 1, 1, 1, true, '', TIMESTAMP '0999-12-31 00:00:00', NULL)")
+    assert _profiles_in_sql(con, query, []) is None
 
 
 def test_load_profile_reads_what_json_reads():

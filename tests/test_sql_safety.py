@@ -45,6 +45,11 @@ REVIEWED: dict[str, dict[str, str]] = {
         "', '.join(('s.' + ident(m + '_score') for m in models))": "the models' score columns (ml.models constants), "
                                                                     "each through ident()",
         "picks": "arg_max(...) FILTER (WHERE model = ?) per model: the model bound, the alias through ident()",
+        "query": "_warehouse_state's profile query: constant text, the score columns through ident(), models bound",
+        "fields": "'name': expression per column of DESCRIBE: the name through literal(), the column through "
+                  "ident() inside a constant template of _SQL_JSON",
+        "bounds": "min / max of DESCRIBE's date columns, each through ident()",
+        "', '.join((ident(c) for c in wanted))": "constant column names present in the query (DESCRIBE), ident()",
     },
     "crm/campaigns/history.py": {
         "columns": "_read_outbox's column list: literal texts of its two callers in this module",
