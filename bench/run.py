@@ -54,11 +54,12 @@ BIN = Path(sys.executable).parent
 STEPS = ("simulator", "landing", "refresh", "spark", "service", "triggers")
 
 
-def run_timed(cmd: list[str], env: dict[str, str], check: bool = True) -> tuple[float, float, str]:
+def run_timed(cmd: list[str], env: dict[str, str], check: bool = True,
+              cwd: Path | None = None) -> tuple[float, float, str]:
     """Run a command; return (seconds, peak RSS in MiB of that process tree's largest member, stdout).
-    ``check``: raise when it fails."""
+    ``check``: raise when it fails; ``cwd``: its working directory (default this process's)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=cwd)
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
