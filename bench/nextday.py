@@ -48,12 +48,25 @@ def _fingerprint(home: Path, checkout: Path) -> None:
     (home / "dbt" / "built_project.sha256").write_text(_project_fingerprint(home, checkout) + "\n")
 
 
+def _home(work: Path) -> Path:
+    """Where every run of the bench happens: one path, since a home holds its own absolute paths
+    (MLflow's artifact locations, the warehouse's views of the landed files)."""
+    return work / "home"
+
+
+def _restore(saved: Path, work: Path) -> Path:
+    home = _home(work)
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(saved, home, symlinks=True)
+    return home
+
+
 def prepare(work: Path, players: int, days: int, seed: int, checkout: Path) -> Path:
     """The first day's home, kept as ``work/day1`` (made once; reused when it exists)."""
     day1 = work / "day1"
     if (day1 / "held_back").is_dir():
         return day1
-    home = work / "prepare"
+    home = _home(work)
     shutil.rmtree(home, ignore_errors=True)
     env = _env(home, checkout)
     run_timed([str(BIN / "crm"), "simulate", "--players", str(players), "--days", str(days), "--seed", str(seed),
@@ -79,12 +92,11 @@ def day1_for(day1: Path, work: Path, checkout: Path, index: int) -> Path:
     wanted = _project_fingerprint(day1, checkout)
     if wanted == built:
         return day1
-    home = work / f"day1_{index}"
-    marker = home / "dbt" / "built_project.sha256"
+    saved = work / f"day1_{index}"
+    marker = saved / "dbt" / "built_project.sha256"
     if marker.exists() and marker.read_text().strip() == wanted:
-        return home
-    shutil.rmtree(home, ignore_errors=True)
-    shutil.copytree(day1, home, symlinks=True)
+        return saved
+    home = _restore(day1, work)
     state = home / "dbt" / "day1_state"
     shutil.copytree(home / "dbt" / "target", state)
     import duckdb
@@ -101,18 +113,16 @@ def day1_for(day1: Path, work: Path, checkout: Path, index: int) -> Path:
     print(f"  {checkout}: its changed models rebuilt on a copy of the first day (as of {as_of}) ...", flush=True)
     run_timed([str(BIN / "dbt"), "run", "--quiet", "--project-dir", project, "--profiles-dir", project,
                "--target-path", str(home / "dbt" / "target"), "--log-path", str(home / "dbt" / "logs"), *rest,
-               # the views too: they name the files of the home they were built in (the first day's)
-               "--select", "state:modified", "config.materialized:view", "--state", str(state), "--full-refresh"],
-              _env(home, checkout),
-              cwd=checkout)
-    marker.write_text(wanted + "\n")
-    return home
+               "--select", "state:modified", "--state", str(state), "--full-refresh"],
+              _env(home, checkout), cwd=checkout)
+    (home / "dbt" / "built_project.sha256").write_text(wanted + "\n")
+    shutil.rmtree(saved, ignore_errors=True)
+    home.rename(saved)
+    return saved
 
 
 def next_day(day1: Path, work: Path, checkout: Path) -> dict:
-    home = work / "next"
-    shutil.rmtree(home, ignore_errors=True)
-    shutil.copytree(day1, home, symlinks=True)
+    home = _restore(day1, work)
     held = next((home / "held_back").glob("*.parquet"))
     shutil.move(held, Paths(home).incoming / held.name)
     _fingerprint(home, checkout)
@@ -131,6 +141,7 @@ def next_day(day1: Path, work: Path, checkout: Path) -> dict:
                                             if r["unique_id"].startswith(("test.", "unit_test."))), 1)}
     shutil.rmtree(home, ignore_errors=True)
     return {"checkout": str(checkout), "success": summary.get("success", False), "seconds": round(secs, 1),
+            "failed_steps": summary.get("failed_steps", []),
             "peak_rss_mib": round(rss), "steps_seconds": round(sum(steps.values()), 1),
             "warehouse_seconds": round(steps.get("warehouse", float("nan")), 1), **nodes,
             "slowest": {k: round(v, 1) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])[:10]}}
@@ -172,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:
         print(str(run["checkout"])[-40:].ljust(40) + "".join(f"{run.get(c, '')}".rjust(18) for c in cols))
         print("    slowest: " + ", ".join(f"{k} {v}" for k, v in run["slowest"].items()))
+        if not run["success"]:
+            print("    FAILED: " + (", ".join(run["failed_steps"]) or "see the run's log under the home"))
     return 0 if all(r["success"] for r in runs) else 1
 
 
