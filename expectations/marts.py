@@ -74,12 +74,16 @@ def dim_player_columns() -> list[str]:
     return ["player_id", *(f"consent_{ch}_version" for ch in CHANNELS)]
 
 
+CONSENT_COLUMNS = ("player_id", "channel", "changed_at", "consent_version")  # of int_consents_versioned
+
+
 def gate_dim_player(dim_player: pd.DataFrame, consents: pd.DataFrame,
                     docs_dir: str | Path | None = None) -> GateResult:
     """``dim_player`` and ``int_consents_versioned`` (consent versions only increase).
 
     ``dim_player`` needs ``player_id`` and the ``consent_<channel>_version`` columns
-    (:func:`dim_player_columns`); the suite validates only those and what it derives from them."""
+    (:func:`dim_player_columns`), ``consents`` :data:`CONSENT_COLUMNS`; the suites validate only those
+    and what they derive from them."""
     dim = dim_player[[c for c in dim_player_columns() if c in dim_player]].copy()
     counts = consent_counts(dim, consents)
     exps = [gx.expectations.ExpectColumnValuesToNotBeNull(column="player_id"),
@@ -93,7 +97,7 @@ def gate_dim_player(dim_player: pd.DataFrame, consents: pd.DataFrame,
         exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column=f"{col}_is_latest", value_set=[True]))
         desc[len(exps) - 1] = f"{col} is the player's latest {ch} consent version"
     dim_result = validate(dim, "marts_dim_player", exps, id_column="player_id", descriptions=desc, docs_dir=docs_dir)
-    cons = consents.copy()
+    cons = consents[[c for c in CONSENT_COLUMNS if c in consents]].copy()  # GX hashes the frame it validates
     cons["version_increases"] = consent_versions_increase(cons).to_numpy() if len(cons) else []
     cons_result = validate(
         cons, "marts_consents_versioned",

@@ -60,11 +60,11 @@ def warehouse(context: AssetExecutionContext, dbt: DbtCliResource, crm: CrmResou
                          "version is the player's latest; consent versions only increase (int_consents_versioned).")
 def marts_dim_player_gate(crm: CrmResource) -> AssetCheckResult:
     from crm.warehouse import read_table
-    from expectations.marts import dim_player_columns, gate_dim_player
+    from expectations.marts import CONSENT_COLUMNS, dim_player_columns, gate_dim_player
 
     paths = crm.paths()
     result = gate_dim_player(read_table(paths, "dim_player", columns=dim_player_columns()),
-                             read_table(paths, "int_consents_versioned"),
+                             read_table(paths, "int_consents_versioned", columns=CONSENT_COLUMNS),
                              docs_dir=docs_dir(paths))
     return gate_check_result(result)
 
