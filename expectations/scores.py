@@ -17,6 +17,7 @@ import great_expectations as gx
 import numpy as np
 import pandas as pd
 
+from crm.warehouse import isin
 from expectations.drift import name_drift, score_label
 from expectations.marts import referential_integrity
 from expectations.thresholds import threshold
@@ -85,9 +86,9 @@ def gate_scores(scores: pd.DataFrame, population: pd.Series, dim_player: pd.Data
             3: f"probability scores ({', '.join(prob)}) within [0, 1]",
             5: "uplift scores finite (not probabilities: no range)"}
     parts = [validate(df, f"{SUITE}_values", exps, id_column="player_id", descriptions=desc, docs_dir=docs_dir)]
-    pop = pd.Series(pd.unique(pd.Series(population).dropna()), dtype=object)
+    pop = pd.Series(population).dropna().drop_duplicates().reset_index(drop=True)
     cov = pd.concat([pd.DataFrame({"player_id": pop.to_numpy(), "model": m,
-                                   "scored": pop.isin(set(scores.loc[scores["model"] == m, "player_id"])).to_numpy()})
+                                   "scored": isin(pop, scores.loc[scores["model"] == m, "player_id"])})
                      for m in prob], ignore_index=True) if len(pop) and prob else pd.DataFrame(
         {"player_id": pd.Series([], dtype=object), "model": [], "scored": pd.Series([], dtype=bool)})
     cov["scored"] = cov["scored"].astype(bool)
