@@ -34,7 +34,8 @@ def _between_columns_as_64_bit(df: pd.DataFrame, expectations: list) -> pd.DataF
     Int64 / Float64 that a column with NULLs becomes) goes value by value through Python: 11 s of
     the features gate at 1,000,000 players. Integers without a missing value become int64,
     others float64 with NaN for missing (GX leaves missing values out of the check either way),
-    unless an integer is too large for a float to hold exactly: that column is left as it is.
+    unless an integer is too large for a float to hold exactly (or, without missing values, for
+    int64): that column is left as it is.
     """
     from great_expectations.expectations import ExpectColumnValuesToBeBetween
 
@@ -49,9 +50,10 @@ def _between_columns_as_64_bit(df: pd.DataFrame, expectations: list) -> pd.DataF
                 or not pd.api.types.is_numeric_dtype(dtype):
             continue
         if pd.api.types.is_integer_dtype(dtype):
-            if not col.hasnans:
+            top = 0 if col.isna().all() else max(abs(int(col.min())), abs(int(col.max())))
+            if not col.hasnans and top < 2**63:  # an unsigned value past int64 is left as it is
                 changed[c] = col.astype("int64")
-            elif col.isna().all() or col.abs().max() <= _EXACT_IN_FLOAT:
+            elif top <= _EXACT_IN_FLOAT:
                 changed[c] = col.astype("float64")
         else:
             changed[c] = col.astype("float64")

@@ -393,7 +393,7 @@ def test_landing_gate_in_chunks_equals_one_pass(tmp_path):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(st.one_of(st.none(), st.integers(-5, 15)), min_size=1, max_size=12),
-       dtype=st.sampled_from(["int32", "Int64", "Int32", "float32", "Float64", "UInt8"]))
+       dtype=st.sampled_from(["int32", "Int64", "Int32", "float32", "Float64", "UInt8", "uint64"]))
 def test_range_checks_count_the_same_whatever_the_numeric_dtype(values, dtype):
     """validate() hands GX's range check 64-bit columns (its numpy path; other dtypes go value by
     value through Python): the verdict and the count of values out of range are those of the plain
@@ -402,14 +402,17 @@ def test_range_checks_count_the_same_whatever_the_numeric_dtype(values, dtype):
 
     from expectations.validate import validate
 
-    if dtype in ("int32", "UInt8"):
+    if dtype in ("int32", "UInt8", "uint64"):
         values = [0 if v is None else v for v in values]
-    if dtype == "UInt8":
+    if dtype in ("UInt8", "uint64"):
         values = [abs(v) for v in values]
+    low = 0
+    if dtype == "uint64":  # past int64 (as int64 it would read -5, inside the range): left as it is
+        values, low = [2**64 - 5, *values[1:]], -10
     df = pd.DataFrame({"player_id": [f"p{i}" for i in range(len(values))],
                        "x": pd.Series(values, dtype=dtype)})
-    r = validate(df, "range", [gx.expectations.ExpectColumnValuesToBeBetween(column="x", min_value=0, max_value=10)],
+    r = validate(df, "range", [gx.expectations.ExpectColumnValuesToBeBetween(column="x", min_value=low, max_value=10)],
                  id_column="player_id")
-    out = [v for v in values if v is not None and not 0 <= v <= 10]
+    out = [v for v in values if v is not None and not low <= v <= 10]
     x = r.outcomes[0]
     assert x.success == (not out) and (x.unexpected_count or 0) == len(out)
