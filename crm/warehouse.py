@@ -233,6 +233,22 @@ def read_scoring_population(paths: Paths) -> pd.DataFrame:
         """)
 
 
+MARGIN_DAYS = 90  # the house margin is observed over this many days up to the as-of date
+
+
+def observed_house_margin(paths: Paths, as_of: dt.date, days: int = MARGIN_DAYS) -> tuple[float, float, float]:
+    """(margin, GGR, stake) over the ``days`` days before ``as_of`` (``fct_player_daily``, EUR cents):
+    :func:`ml.policy.house_margin` of the totals (0 when nothing was staked)."""
+    from ml.policy import house_margin
+
+    with connect(paths) as con:
+        ggr, stake = con.execute(
+            "SELECT coalesce(sum(ggr_eur), 0)::DOUBLE, coalesce(sum(stake_eur), 0)::DOUBLE FROM fct_player_daily "
+            "WHERE activity_date < ? AND activity_date >= ?",
+            [as_of, as_of - dt.timedelta(days=days)]).fetchone()
+    return house_margin(ggr, stake), ggr, stake
+
+
 # ---- the incremental build: when the dbt project changes, the next build is a full one ----------
 def dbt_project_fingerprint() -> str:
     """SHA-256 over the dbt project's SQL, YAML and seeds: incremental tables built by other code

@@ -60,7 +60,8 @@ SENT_COLUMNS = ("player_id", "campaign_id", "channel", "as_of_date", "offer_temp
 # the builder's names would pass the builder's mistakes. tests/test_vocabulary.py keeps them equal.
 CHANNELS = ("email", "push", "sms", "in_app")
 JURISDICTIONS = ("UK", "MT", "NL", "SE", "DE")
-UPLIFT_SCORE_COLUMN = "uplift_ngr_score"  # the score `target: by: uplift` ranks by
+UPLIFT_SCORE_COLUMN = "uplift_value_score"  # the gross predicted value of the offer (EUR cents)
+VALUE_COLUMN = "predicted_value_eur_cents"  # that value net of the row's offer cost: what `target: by: uplift` ranks by
 
 _KNOWN = "(" + ", ".join(f"'{j}'" for j in JURISDICTIONS) + ")"
 _BONUS = "l.offer_template IN ('bonus', 'cashback', 'free_spins')"
@@ -396,9 +397,10 @@ class GateContext:
     ``budget_cents``: the campaign's offer budget left for this list (the treated rows'
     ``offer_cost_eur_cents`` must sum to at most this; :func:`crm.campaigns.budget.gate_limit`
     gives it, earlier dates' spend deducted); ``min_uplift_cents``: for a campaign targeted by
-    uplift, every row's ``uplift_ngr_score`` must be above it. ``day_lists`` (the published
-    higher-priority lists of the same day), ``sent`` (the outbox of the day, :func:`read_sent`)
-    and ``limits``: see :func:`day_checks`. ``size_history``: listed counts of recent runs
+    uplift, every row's ``predicted_value_eur_cents`` must be above it and equal to its
+    ``uplift_value_score`` less its ``offer_cost_eur_cents`` (recomputed here, not trusted).
+    ``day_lists`` (the published higher-priority lists of the same day), ``sent`` (the outbox of
+    the day, :func:`read_sent`) and ``limits``: see :func:`day_checks`. ``size_history``: listed counts of recent runs
     (:func:`recent_list_sizes`; empty or None: passes with a note). ``docs_dir``: build GX Data
     Docs there."""
 
@@ -454,11 +456,18 @@ def gate_list(gated: GatedList, ctx: GateContext | None = None) -> GateResult:
         descriptions[len(exps) - 1] = f"offer cost of the treated within the budget ({budget_cents} EUR cents" + (
             f", less {paid_before:g} already sent today to players no longer listed)" if paid_before else ")")
     if min_uplift_cents is not None:
-        uplift = (pd.to_numeric(df[UPLIFT_SCORE_COLUMN], errors="coerce") if UPLIFT_SCORE_COLUMN in df
-                  else pd.Series(float("nan"), index=df.index))
-        df["uplift_above_min"] = (uplift > min_uplift_cents).astype(bool)  # NULL: not above
+        def numbers(column: str) -> pd.Series:
+            return (pd.to_numeric(df[column], errors="coerce") if column in df
+                    else pd.Series(float("nan"), index=df.index)).astype(float)
+
+        value = numbers(VALUE_COLUMN)
+        recomputed = numbers(UPLIFT_SCORE_COLUMN) - numbers("offer_cost_eur_cents")
+        # NULL: not above; a listed value that is not the score less the cost: a builder's mistake
+        df["uplift_above_min"] = ((value > min_uplift_cents) & ((value - recomputed).abs() <= 1e-6)).astype(bool)
         exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column="uplift_above_min", value_set=[True]))
-        descriptions[len(exps) - 1] = f"every listed player's predicted uplift above {min_uplift_cents} EUR cents"
+        descriptions[len(exps) - 1] = (f"every listed player's predicted value net of the offer cost above "
+                                       f"{min_uplift_cents} EUR cents (and equal to {UPLIFT_SCORE_COLUMN} less "
+                                       "offer_cost_eur_cents)")
     given = ctx.limits.as_dict()
     limits = dict(zip(_DAY_CHECK_COLUMNS, given.values(), strict=True))
     if any(v is not None for v in limits.values()) and len(df):

@@ -163,9 +163,14 @@ MODELS: dict[str, ModelConfig] = {c.name: c for c in (CHURN, DEPOSIT_INTENT)}
 UPLIFT_DEPOSIT_MODEL = "uplift_deposit"
 UPLIFT_NGR_MODEL = "uplift_ngr"
 UPLIFT_MODELS: dict[str, str] = {UPLIFT_DEPOSIT_MODEL: "deposited_7d", UPLIFT_NGR_MODEL: "ngr_eur_14d"}
-# The uplift score campaigns target by (``target: by: uplift``): predicted incremental NGR if
-# treated, EUR cents over 14 days net of the bonus cost; may be negative, not a probability.
-UPLIFT_SCORE_MODEL = UPLIFT_NGR_MODEL
+# The uplift score campaigns target by (``target: by: uplift``): the gross predicted value of an
+# offer, EUR cents (ml.policy.deposit_value_cents: the uplift_deposit champion's predicted deposit
+# uplift x the player's expected theoretical win), derived at scoring; campaigns net it of their
+# offer's cost. May be negative, not a probability. uplift_ngr (realized NGR, which carries the
+# players' luck) is trained and scored as a challenger for comparison (bench.policy).
+UPLIFT_VALUE_MODEL = "uplift_value"
+UPLIFT_VALUE_SOURCE = UPLIFT_DEPOSIT_MODEL  # the registered model the value is derived from
+UPLIFT_SCORE_MODEL = UPLIFT_VALUE_MODEL
 # Models whose scores campaigns can use, in list-column order (player_scores.model values):
 # crm.warehouse.read_audience pivots each to <model>_score / <model>_model_version.
 SCORE_MODELS: tuple[str, ...] = (*MODELS, UPLIFT_SCORE_MODEL)
@@ -173,7 +178,7 @@ SCORE_MODELS: tuple[str, ...] = (*MODELS, UPLIFT_SCORE_MODEL)
 PROBABILITY_SCORE_FIELDS: tuple[str, ...] = tuple(f"{m}_score" for m in MODELS)
 # The name a model is registered under in MLflow, per model (uplift models: their own name).
 REGISTERED_NAMES: dict[str, str] = {**{c.name: c.registered_name for c in MODELS.values()},
-                                    **{m: m for m in UPLIFT_MODELS}}
+                                    **{m: m for m in UPLIFT_MODELS}, UPLIFT_VALUE_MODEL: UPLIFT_VALUE_SOURCE}
 
 
 def get_config(name: str | ModelConfig) -> ModelConfig | None:

@@ -16,6 +16,14 @@ One selection rule, used both by campaign lists (``target: by: uplift`` in
 With equal costs (a fixed bonus) the rule picks the highest values that fit the budget,
 which is optimal; with unequal costs (cashback) it is the usual greedy approximation.
 
+The value a campaign targeted by uplift ranks by (:func:`deposit_value_cents`, one rule for
+the lists and ``bench.policy``): the predicted uplift of the player's deposit probability
+(model ``uplift_deposit``) times the theoretical win the player brings at their own recent
+pace (:func:`expected_theoretical_win_cents`: 30-day stake x the house margin observed in the
+data), net of the offer's cost. Theoretical win, not realized NGR: realized NGR carries the
+players' luck at the tables, which swamps campaign effects at the sizes of a campaign's
+holdout (``bench.policy`` measures both).
+
 Pure functions over arrays and DataFrames: no I/O, no Dagster, nothing from :mod:`crm`.
 """
 
@@ -40,8 +48,43 @@ class Selection:
     stopped_by: str  # "budget" | "max_count" | "candidates" (all candidates taken)
 
 
+def house_margin(ggr_cents: float, stake_cents: float) -> float:
+    """The house margin observed in the data: GGR over stake (0 when nothing was staked).
+
+    Bounded to [0, 1]: a margin outside it (a period where players won more than they staked, or
+    bad data) would turn every predicted value negative or absurd; 0 makes the value of any
+    offer its cost, so nobody is targeted by it."""
+    if not np.isfinite(stake_cents) or stake_cents <= 0 or not np.isfinite(ggr_cents):
+        return 0.0
+    return float(min(max(ggr_cents / stake_cents, 0.0), 1.0))
+
+
+def expected_theoretical_win_cents(stake_30d_cents, margin: float) -> np.ndarray:
+    """What a player is worth to the house over a month at their own recent pace, EUR cents:
+    the player's 30-day stake (EUR cents; missing, negative or not finite: 0) times the house margin."""
+    stake = _floats(stake_30d_cents)
+    return np.where(np.isfinite(stake), np.clip(stake, 0.0, None), 0.0) * float(margin)
+
+
+def deposit_value_cents(deposit_uplift, theoretical_win_cents) -> np.ndarray:
+    """Gross predicted value of an offer, EUR cents, before its cost: the predicted uplift of the
+    player's deposit probability times their expected theoretical win. NaN where the uplift is
+    unknown (no model, no profiling consent) or not finite (a broken model): such a player is never
+    targeted."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = _floats(deposit_uplift) * _floats(theoretical_win_cents)
+    return np.where(np.isfinite(value), value, np.nan)
+
+
+def net_value_cents(gross_value_cents, cost_cents) -> np.ndarray:
+    """The value campaigns rank by: gross predicted value net of the offer's cost (EUR cents)."""
+    return _floats(gross_value_cents) - _costs(cost_cents)
+
+
 def _floats(x) -> np.ndarray:
     """Numbers as float64, anything missing or non-numeric (None, pd.NA) as NaN."""
+    if isinstance(x, np.ndarray | pd.Series) and x.dtype.kind in "fiub":  # already numbers: no object round trip
+        return np.asarray(x, dtype=float).reshape(-1)
     return pd.to_numeric(pd.Series(np.asarray(x, dtype=object).reshape(-1)), errors="coerce").to_numpy(dtype=float)
 
 
@@ -128,7 +171,7 @@ def compare_policies(
     budget_cents: float,
     *,
     cost_col: str = "offer_cost_eur_cents",
-    uplift_col: str = "uplift_ngr_score",
+    uplift_col: str = "predicted_value_eur_cents",
     churn_col: str = "churn_score",
     truth_col: str = "true_effect_ngr",
     id_col: str = "player_id",

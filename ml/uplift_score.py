@@ -5,6 +5,8 @@ The registered pyfunc (:mod:`ml.uplift_train`) wraps the joblib file of
 :class:`ml.uplift.UpliftModel` inside scores raw feature columns. A score is the predicted
 uplift: treated minus control expected outcome (a probability difference for
 ``uplift_deposit``, EUR cents of 14-day NGR for ``uplift_ngr``), so it can be negative.
+:func:`value_scores` derives from the ``uplift_deposit`` scores the value campaigns target by
+(``uplift_value``, :func:`ml.policy.deposit_value_cents`).
 
 Never imports Dagster.
 """
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ml import registry
+from ml.policy import deposit_value_cents, expected_theoretical_win_cents
 from ml.uplift import UpliftModel
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -79,3 +82,19 @@ def score_players(loaded: LoadedUplift, features: pd.DataFrame) -> pd.DataFrame:
         "model_name": loaded.model_name,
         "model_version": loaded.version,
     }, index=features.index)
+
+
+STAKE_FEATURE = "stake_eur_30d"  # the player's recent pace: expected theoretical win = this x the house margin
+
+
+def value_scores(deposit: pd.DataFrame, features: pd.DataFrame, margin: float) -> pd.DataFrame:
+    """The ``uplift_value`` scores (:data:`ml.models.UPLIFT_VALUE_MODEL`): each player's predicted deposit
+    uplift (``deposit``, from :func:`score_players` of the ``uplift_deposit`` champion, rows aligned with
+    ``features``) times their expected theoretical win at the observed house ``margin``; EUR cents, gross of
+    any offer's cost. Model name and version stay the deposit model's: the value is that model's."""
+    if STAKE_FEATURE not in features:
+        raise ValueError(f"the features have no {STAKE_FEATURE!r}: the expected theoretical win needs it")
+    if len(deposit) != len(features):
+        raise ValueError(f"{len(deposit)} deposit scores for {len(features)} feature rows")
+    win = expected_theoretical_win_cents(features[STAKE_FEATURE].to_numpy(dtype="float64", na_value=np.nan), margin)
+    return deposit.assign(score=deposit_value_cents(deposit["score"].to_numpy(dtype="float64"), win))

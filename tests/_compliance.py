@@ -24,9 +24,11 @@ from crm.campaigns.spec import CampaignSpec
 AS_OF = dt.date(2025, 10, 1)  # a Wednesday
 CHANNELS = ["email", "push", "sms", "in_app"]
 MAYBE_BOOL = st.one_of(st.none(), st.booleans())
-# Predicted incremental NGR if treated, EUR cents: negative, zero, ties, a value that rounds to zero.
-UPLIFT_CENTS = st.one_of(st.none(), st.sampled_from([-2500.0, -1.0, 0.0, 1e-7, 50.0, 500.0, 1000.0, 2500.0]),
-                         st.floats(-5000, 5000))
+# Gross predicted value of an offer, EUR cents (the list nets it of the offer's cost): negative, zero,
+# ties, a value that rounds to zero, values around the offers' costs, extremes.
+UPLIFT_CENTS = st.one_of(st.none(), st.sampled_from([-2500.0, -1.0, 0.0, 1e-7, 50.0, 500.0, 1000.0, 1000.000001,
+                                                     2500.0, 5000.0, 1e9]),
+                         st.floats(-5000, 20000))
 BONUS_TEMPLATES = ("bonus", "cashback", "free_spins")
 
 
@@ -68,8 +70,8 @@ def profiles(draw, max_players: int = 40, clean_share: float = 0.0) -> pd.DataFr
             "bonuses_received": draw(st.sampled_from([0, 0, 0, 1, 3, None])),
             "churn_score": draw(st.one_of(st.none(), st.floats(0, 1))),
             "churn_model_version": "1",
-            "uplift_ngr_score": draw(UPLIFT_CENTS),
-            "uplift_ngr_model_version": "2",
+            "uplift_value_score": draw(UPLIFT_CENTS),
+            "uplift_value_model_version": "2",
             "net_loss_eur_7d": draw(st.integers(-5000, 50000)),
             "days_since_last_active": draw(st.integers(0, 120)),
             "tenure_days": draw(st.integers(0, 400)),

@@ -167,7 +167,7 @@ def _uplift_spec(**over) -> CampaignSpec:
 def _winback_audience(n: int = 200, uplift: np.ndarray | None = None) -> pd.DataFrame:
     aud = _audience(n).assign(days_since_last_active=10)
     if uplift is not None:
-        aud = aud.assign(uplift_ngr_score=uplift, uplift_ngr_model_version="2")
+        aud = aud.assign(uplift_value_score=uplift, uplift_value_model_version="2")
     return aud
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -135,24 +136,33 @@ def test_uplift_champion_scores_after_a_manual_promotion(first_run):
     from dagster import AssetKey
 
     from crm.ingest.landing import default_as_of
-    from crm.warehouse import read_audience
+    from crm.warehouse import observed_house_margin, read_audience, read_table
     from ml import registry
     from orchestration.run import run_refresh
 
     _, instance = first_run
     p = _paths()
     client = registry.get_client(p.mlflow_tracking_uri)
-    if registry.champion_version(client, "uplift_ngr") is None:
-        registry.promote(p.mlflow_tracking_uri, "uplift_ngr", "1", "pipeline test: score with v1", by="tester")
+    if registry.champion_version(client, "uplift_deposit") is None:
+        registry.promote(p.mlflow_tracking_uri, "uplift_deposit", "1", "pipeline test: score with v1", by="tester")
     as_of = default_as_of(p)
     result, _ = run_refresh(instance, as_of.isoformat(), asset_selection=[AssetKey("player_scores")])
     assert result.success
     audience = read_audience(p, as_of)
-    scored = audience["uplift_ngr_score"].notna()
+    scored = audience["uplift_value_score"].notna()
     assert scored.any() and not (scored & ~audience["consent_profiling"].astype(bool)).any()
-    assert (audience.loc[scored, "uplift_ngr_score"] < 0).any()  # an uplift, not a probability
-    assert set(audience.loc[scored, "uplift_ngr_model_version"]) == {
-        str(registry.champion_version(client, "uplift_ngr").version)}
+    champion = str(registry.champion_version(client, "uplift_deposit").version)
+    assert set(audience.loc[scored, "uplift_value_model_version"]) == {champion}
+    # the value is the deposit uplift x the 30-day stake x the house margin of the last 90 days
+    margin, ggr, stake = observed_house_margin(p, as_of)
+    assert 0 < margin < 0.2 and ggr > 0 and stake > 0
+    deposit = read_table(p, "player_scores", "WHERE model = 'uplift_deposit' AND as_of_date = ?", [as_of])
+    features = read_table(p, "player_features")[["player_id", "stake_eur_30d"]]
+    expected = deposit.merge(features, on="player_id").set_index("player_id")
+    expected = expected["score"] * expected["stake_eur_30d"].fillna(0).clip(lower=0) * margin
+    got = audience.loc[scored].set_index("player_id")["uplift_value_score"]
+    assert len(got) == len(expected) and np.allclose(got.loc[expected.index], expected, rtol=1e-9, atol=1e-9)
+    assert (got < 0).any() and (got > 0).any()  # an uplift times a win: either sign, not a probability
 
 
 def test_lists_are_published_gated_and_dispatched(first_run):

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crm.campaigns import eligibility, experiments
-from crm.campaigns.lists import build_list, list_dir, offer_cost_cents, publish
+from crm.campaigns.lists import VALUE_COLUMN, build_list, list_dir, offer_cost_cents, publish
 from crm.campaigns.spec import CampaignError, CampaignSpec, load_campaign
 from crm.config import CAMPAIGNS_DIR, Paths
 from crm.warehouse import read_audience, write_scores
@@ -28,6 +28,10 @@ from expectations.campaign_list import GateContext, GatedList, gate_list, recomp
 from ml.policy import (
     POLICIES,
     compare_policies,
+    deposit_value_cents,
+    expected_theoretical_win_cents,
+    house_margin,
+    net_value_cents,
     select_by_value_per_cost,
     take_within_budget,
     value_per_cost_order,
@@ -88,7 +92,8 @@ def _audience(n: int = 1000, seed: int = 0) -> pd.DataFrame:
         "consent_in_app": True, "consent_profiling": True,
         **{f"consent_{ch}_products": "casino,sports" for ch in ("email", "push", "sms", "in_app")},  # DE: per product
         "churn_score": rng.uniform(0, 1, n), "churn_model_version": "3",
-        "uplift_ngr_score": np.round(rng.normal(300, 1500, n), 2), "uplift_ngr_model_version": "7",
+        # gross value: the EUR 10 bonus of _spec() costs 1000 cents, so net ~ N(300, 1500)
+        "uplift_value_score": np.round(rng.normal(1300, 1500, n), 2), "uplift_value_model_version": "7",
         "net_loss_eur_7d": rng.integers(0, 60_000, n), "days_since_last_active": rng.integers(0, 90, n),
     })
 
@@ -112,10 +117,12 @@ def test_budget_and_holdout_accounting(tmp_path):
     assert 0 < built.funnel["holdout"] == len(rows) - 50 < 0.25 * len(rows)
     # the list is the top of the ranking: nobody left out predicted better than anybody listed
     left_out = aud[~aud["player_id"].isin(rows["player_id"])]
-    assert rows["uplift_ngr_score"].min() >= left_out["uplift_ngr_score"].max()
-    assert (rows["uplift_ngr_score"] > 0).all()
-    assert t["predicted_incremental_ngr_eur_cents"] == round(treated["uplift_ngr_score"].sum())
-    assert built.model_versions == ["churn_lgbm v3", "uplift_ngr v7"]
+    assert rows["uplift_value_score"].min() >= left_out["uplift_value_score"].max()
+    # the value listed and ranked by: the gross value less the offer's cost, above the minimum (0)
+    assert np.allclose(rows[VALUE_COLUMN], rows["uplift_value_score"] - rows["offer_cost_eur_cents"])
+    assert (rows[VALUE_COLUMN] > 0).all() and not (rows["uplift_value_score"] <= 1000).any()
+    assert t["predicted_value_eur_cents"] == round(treated[VALUE_COLUMN].sum())
+    assert built.model_versions == ["churn_lgbm v3", "uplift_deposit v7"]
     manifest = publish(built, Paths(tmp_path).ensure())
     assert manifest["total_offer_cost_eur_cents"] == 50_000 and manifest["targeting"]["budget_eur_cents"] == 50_000
     # the gate agrees, from the list alone
@@ -123,25 +130,28 @@ def test_budget_and_holdout_accounting(tmp_path):
     assert ok.success, ok.summary()
     tight = gate_list(GatedList(rows, aud, 0.1, ["A"]), GateContext(budget_cents=49_999, min_uplift_cents=0))
     assert not tight.success and [o.column for o in tight.failed] == ["treated_cost_eur_cents"]
-    low = rows.copy()
-    low.loc[low.index[0], "uplift_ngr_score"] = 0.0
-    bad = gate_list(GatedList(low, aud, 0.1, ["A"]), GateContext(budget_cents=50_000, min_uplift_cents=0))
-    assert [o.column for o in bad.failed] == ["uplift_above_min"] and bad.failed[0].sample == [low["player_id"][0]]
+    for column, value in ((VALUE_COLUMN, 0.0), ("uplift_value_score", 1000.0), ("uplift_value_score", 2e9)):
+        # a listed value at the minimum, or one that is not the score less the cost: the gate fails the row
+        low = rows.copy()
+        low.loc[low.index[0], column] = value
+        bad = gate_list(GatedList(low, aud, 0.1, ["A"]), GateContext(budget_cents=50_000, min_uplift_cents=0))
+        assert [o.column for o in bad.failed] == ["uplift_above_min"] and bad.failed[0].sample == [low["player_id"][0]]
 
 
 def test_without_budget_every_positive_responder_is_listed():
     aud = _audience(300)
     spec = _spec(offer={"template": "none"}, target={"by": "uplift", "min_uplift_eur": 5})
     built = build_list(spec, aud, AS_OF)
-    assert set(built.rows["player_id"]) == set(aud.loc[aud["uplift_ngr_score"] > 500, "player_id"])
+    assert set(built.rows["player_id"]) == set(aud.loc[aud["uplift_value_score"] > 500, "player_id"])
     assert built.targeting["stopped_by"] == "candidates" and built.targeting["spent_eur_cents"] == 0
 
 
 def test_players_at_or_below_the_minimum_are_left_out():
-    aud = _audience(6).assign(uplift_ngr_score=[-10.0, 0.0, 1e-7, 0.000001, 50.0, 50.01])
+    # net of the EUR 10 bonus (1000 cents): -10, 0, 1e-7, 1e-6, 50, 50.01
+    aud = _audience(6).assign(uplift_value_score=[990.0, 1000.0, 1000.0000001, 1000.000001, 1050.0, 1050.01])
 
     def listed(spec: CampaignSpec) -> list[float]:
-        return list(build_list(spec, aud, AS_OF).rows["uplift_ngr_score"])
+        return [round(v, 6) for v in build_list(spec, aud, AS_OF).rows[VALUE_COLUMN]]
 
     assert listed(_spec(experiment={"holdout": 0.0})) == [0.000001, 50.0, 50.01]  # 1e-7 is 0 on the list
     assert listed(_spec(target={"by": "uplift", "budget_eur": 500, "min_uplift_eur": 0.5})) == [50.01]
@@ -150,12 +160,13 @@ def test_players_at_or_below_the_minimum_are_left_out():
 def test_max_list_size_caps_the_targeted_prefix():
     aud = _audience(300)
     built = build_list(_spec(max_list_size=7, target={"by": "uplift", "budget_eur": 10_000}), aud, AS_OF)
-    top = aud.sort_values("uplift_ngr_score", ascending=False).head(7)
+    top = aud.sort_values("uplift_value_score", ascending=False).head(7)
     assert set(built.rows["player_id"]) == set(top["player_id"]) and built.targeting["stopped_by"] == "max_count"
 
 
 def test_cashback_ranks_by_uplift_per_cent_of_its_own_cost():
-    aud = _audience(4).assign(player_id=["a", "b", "c", "d"], uplift_ngr_score=[1000.0, 3000.0, 10.0, 900.0],
+    # gross values; net of each player's cashback [500, 5000, 0, 500]: 1000, 3000, 10, 900
+    aud = _audience(4).assign(player_id=["a", "b", "c", "d"], uplift_value_score=[1500.0, 8000.0, 10.0, 1400.0],
                               net_loss_eur_7d=[5_000, 50_000, 0, 5_000])
     spec = _spec(offer={"template": "cashback", "percent": 10, "cap_eur": 50},
                  target={"by": "uplift", "budget_eur": 10}, experiment={"holdout": 0.0})
@@ -167,11 +178,11 @@ def test_cashback_ranks_by_uplift_per_cent_of_its_own_cost():
 
 def test_player_without_profiling_consent_is_never_targeted(monkeypatch):
     aud = _audience(50)
-    best = aud["uplift_ngr_score"].idxmax()
+    best = aud["uplift_value_score"].idxmax()
     aud["consent_profiling"] = aud["consent_profiling"].astype(object)
     aud.loc[best, "consent_profiling"] = False
     aud.loc[aud.index[0], "consent_profiling"] = None
-    aud.loc[aud.index[0], "uplift_ngr_score"] = 1e6
+    aud.loc[aud.index[0], "uplift_value_score"] = 1e6
     unconsented = {aud.loc[best, "player_id"], aud.loc[aud.index[0], "player_id"]}
     spec = _spec(target={"by": "uplift", "budget_eur": 10_000})
     built = build_list(spec, aud, AS_OF)
@@ -209,12 +220,12 @@ def _expected_targets(profile: pd.DataFrame, spec: CampaignSpec) -> list[str]:
         bound = spec.segment.scores.get("churn_score")
         if bound is not None and (r["churn_score"] is None or r["churn_score"] < bound.min):
             continue
-        if r["uplift_ngr_score"] is None:
-            continue
-        u = float(np.round(r["uplift_ngr_score"], 6))  # as on the list
-        if u <= spec.target.min_uplift_cents:
+        if r["uplift_value_score"] is None:
             continue
         c = int(cost[pid])
+        u = float(np.round(r["uplift_value_score"], 6)) - c  # the score as on the list, net of the offer
+        if u <= spec.target.min_uplift_cents:
+            continue
         cands.append((-(math.inf if c == 0 else u / c), -u, pid, c))
     out, spent, budget = [], 0, spec.target.budget_cents
     for _, _, pid, c in sorted(cands):
@@ -238,7 +249,8 @@ def test_uplift_lists_stay_eligible_within_budget_and_above_minimum(profile, cam
         r = by_id.loc[pid].to_dict()
         assert oracle_eligible(r, campaign), f"{pid} listed but ineligible: {r}"
         assert r["consent_profiling"] is True
-    assert (rows["uplift_ngr_score"].notna() & (rows["uplift_ngr_score"] > campaign.target.min_uplift_cents)).all()
+    assert (rows[VALUE_COLUMN].notna() & (rows[VALUE_COLUMN] > campaign.target.min_uplift_cents)).all()
+    assert np.allclose(rows[VALUE_COLUMN], rows["uplift_value_score"] - rows["offer_cost_eur_cents"])
     treated_cost = int(rows.loc[rows["variant"] != "holdout", "offer_cost_eur_cents"].sum())
     assert treated_cost == t["spent_eur_cents"]
     if campaign.target.budget_cents is not None:
@@ -262,14 +274,14 @@ def test_read_audience_pivots_uplift_scores_unbounded(tmp_path):
         con.execute("CREATE TABLE player_features AS SELECT * FROM (VALUES ('p1', 3), ('p2', 4)) t(player_id, x)")
     as_of = dt.date(2025, 10, 1)
     before = read_audience(paths, as_of)  # no scores yet: the columns exist, all NULL
-    assert before["uplift_ngr_score"].isna().all() and "uplift_ngr_model_version" in before
+    assert before["uplift_value_score"].isna().all() and "uplift_value_model_version" in before
     scores = pd.DataFrame({"player_id": ["p1", "p2"], "model_name": "m", "model_version": "5"})
     write_scores(paths, scores.assign(score=[0.2, 0.9]), as_of, "churn")
-    write_scores(paths, scores.assign(score=[-1234.5, 98765.25], model_version="2"), as_of, "uplift_ngr")
+    write_scores(paths, scores.assign(score=[-1234.5, 98765.25], model_version="2"), as_of, "uplift_value")
     aud = read_audience(paths, as_of).set_index("player_id")
-    assert aud.loc["p1", "uplift_ngr_score"] == -1234.5 and aud.loc["p2", "uplift_ngr_score"] == 98765.25
-    assert aud.loc["p2", "uplift_ngr_model_version"] == "2" and aud.loc["p2", "churn_score"] == 0.9
-    assert pd.isna(aud.loc["p3", "uplift_ngr_score"])
+    assert aud.loc["p1", "uplift_value_score"] == -1234.5 and aud.loc["p2", "uplift_value_score"] == 98765.25
+    assert aud.loc["p2", "uplift_value_model_version"] == "2" and aud.loc["p2", "churn_score"] == 0.9
+    assert pd.isna(aud.loc["p3", "uplift_value_score"])
 
 
 # --------------------------------------------------------------------------- ml.policy
@@ -298,7 +310,7 @@ def _frame(n: int, seed: int, equal_cost: bool = True) -> pd.DataFrame:
         "player_id": [f"p{i:05d}" for i in range(n)],
         "offer_cost_eur_cents": 1000 if equal_cost else rng.integers(0, 5000, n),
         "true_effect_ngr": truth,
-        "uplift_ngr_score": truth + rng.normal(0, 1500, n),
+        "predicted_value_eur_cents": truth + rng.normal(0, 1500, n),
         "churn_score": rng.uniform(0, 1, n),
     })
 
@@ -334,6 +346,59 @@ def test_oracle_is_never_beaten_and_perfect_uplift_is_the_oracle(seed, n, budget
     if equal_cost:  # the greedy rule is optimal for a fixed bonus
         best = out.loc["oracle", "incremental_ngr_cents"]
         assert (out["incremental_ngr_cents"] <= best + 1e-6).all(), out
-    perfect = compare_policies(frame.assign(uplift_ngr_score=frame["true_effect_ngr"]), budget, seed=seed,
+    perfect = compare_policies(frame.assign(predicted_value_eur_cents=frame["true_effect_ngr"]), budget, seed=seed,
                                random_draws=1)
     assert perfect.loc["uplift"].equals(perfect.loc["oracle"].rename("uplift"))
+
+
+# --------------------------------------------------------------------------- the value targeting ranks by
+
+def test_house_margin_is_bounded_and_zero_without_stake():
+    assert house_margin(4_000, 100_000) == pytest.approx(0.04)
+    assert house_margin(-500, 100_000) == 0.0  # players won more than they staked: no value
+    assert house_margin(300_000, 100_000) == 1.0
+    for stake in (0, -1, float("nan"), float("inf")):
+        assert house_margin(100, stake) == 0.0
+    assert house_margin(float("nan"), 100) == 0.0
+
+
+ODD_NUMBERS = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**12, 10**12),
+                        st.sampled_from(["12.5", " 7 ", "abc", "", "NaN", "-3"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(uplift=st.lists(ODD_NUMBERS, min_size=1, max_size=30), data=st.data(),
+       margin=st.floats(0, 1), cost=st.integers(0, 10**7))
+def test_value_is_uplift_times_theoretical_win_less_cost_and_unknown_stays_unknown(uplift, data, margin, cost):
+    stake = data.draw(st.lists(ODD_NUMBERS, min_size=len(uplift), max_size=len(uplift)))
+    win = expected_theoretical_win_cents(stake, margin)
+    # missing, negative or broken stake: worth nothing; never negative, never NaN
+    s = pd.to_numeric(pd.Series(stake, dtype=object), errors="coerce").to_numpy(dtype=float)
+    assert np.array_equal(win, np.where(np.isfinite(s) & (s > 0), s, 0.0) * margin)
+    gross = deposit_value_cents(uplift, win)
+    net = net_value_cents(gross, np.full(len(uplift), cost))
+    u = pd.to_numeric(pd.Series(uplift, dtype=object), errors="coerce").to_numpy(dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = u * win
+    # unknown or infinite uplift (a broken model): unknown value, never targeted
+    assert np.array_equal(np.isnan(gross), ~np.isfinite(expected))
+    assert np.allclose(net[~np.isnan(gross)], (expected - cost)[~np.isnan(gross)])
+    ids = [f"p{i}" for i in range(len(uplift))]
+    sel = select_by_value_per_cost(net, np.full(len(uplift), cost), ids, None)
+    assert not np.isnan(net[sel.index]).any() and (net[sel.index] > 0).all()
+
+
+def test_value_scores_derive_from_the_deposit_uplift_and_the_stake():
+    from ml.uplift_score import value_scores
+
+    features = pd.DataFrame({"player_id": ["a", "b", "c", "d"],
+                             "stake_eur_30d": pd.array([100_000, None, -5, 2_000_000], dtype="Int64")})
+    deposit = pd.DataFrame({"player_id": ["a", "b", "c", "d"], "score": [0.1, 0.5, 0.3, -0.05],
+                            "model_name": "uplift_deposit", "model_version": "4"})
+    out = value_scores(deposit, features, 0.04)
+    assert list(out["score"]) == pytest.approx([400.0, 0.0, 0.0, -4000.0])
+    assert list(out["model_version"]) == ["4"] * 4 and list(out["model_name"]) == ["uplift_deposit"] * 4
+    with pytest.raises(ValueError, match="stake_eur_30d"):
+        value_scores(deposit, features.drop(columns="stake_eur_30d"), 0.04)
+    with pytest.raises(ValueError, match="3 deposit scores for 4"):
+        value_scores(deposit.head(3), features, 0.04)

@@ -160,28 +160,31 @@ def test_score_models_derive_from_ml_models():
     from crm.campaigns import lists, spec
     from ml import models, uplift_train
 
-    assert SCORE_MODELS == models.SCORE_MODELS == ("churn", "deposit_intent", "uplift_ngr")
+    assert SCORE_MODELS == models.SCORE_MODELS == ("churn", "deposit_intent", "uplift_value")
     assert warehouse.SCORE_MODELS == lists.SCORES == SCORE_MODELS
-    assert warehouse.UPLIFT_SCORE_MODEL == UPLIFT_SCORE_MODEL == "uplift_ngr"
-    assert lists.UPLIFT_SCORE == "uplift_ngr_score"
+    assert warehouse.UPLIFT_SCORE_MODEL == UPLIFT_SCORE_MODEL == "uplift_value"
+    assert lists.UPLIFT_SCORE == "uplift_value_score"
     assert spec.SCORE_FIELDS == ("churn_score", "deposit_intent_score")
     assert uplift_train.UPLIFT_MODELS == {"uplift_deposit": "deposited_7d", "uplift_ngr": "ngr_eur_14d"}
-    assert UPLIFT_SCORE_MODEL in models.UPLIFT_MODELS
+    # the value campaigns target by is derived from a trained uplift model, under its name
+    assert UPLIFT_SCORE_MODEL not in models.UPLIFT_MODELS and models.UPLIFT_VALUE_SOURCE in models.UPLIFT_MODELS
     assert models.REGISTERED_NAMES == {
         "churn": "churn_lgbm",
         "deposit_intent": "deposit_intent_lgbm",
         "uplift_deposit": "uplift_deposit",
         "uplift_ngr": "uplift_ngr",
+        "uplift_value": "uplift_deposit",
     }
-    # list columns are what they were (lists stay byte-identical)
+    # the list's columns (a change here changes every published file's layout)
     assert lists.LIST_COLUMNS[11:17] == (
         "churn_score",
         "churn_model_version",
         "deposit_intent_score",
         "deposit_intent_model_version",
-        "uplift_ngr_score",
-        "uplift_ngr_model_version",
+        "uplift_value_score",
+        "uplift_value_model_version",
     )
+    assert lists.LIST_COLUMNS[-1] == lists.VALUE_COLUMN == "predicted_value_eur_cents"
 
 
 # ------------------------------------------------------------- the gates' independent copies
@@ -199,6 +202,7 @@ def test_the_list_gate_copies_agree():
     assert gate.CHANNELS == CHANNELS
     assert gate.JURISDICTIONS == JURISDICTIONS
     assert gate.UPLIFT_SCORE_COLUMN == f"{UPLIFT_SCORE_MODEL}_score"
+    assert gate.VALUE_COLUMN == "predicted_value_eur_cents"
     assert gate._KNOWN == "(" + ", ".join(f"'{j}'" for j in JURISDICTIONS) + ")"
     # the recomputed-eligibility SQL names every channel in each of its CASE l.channel blocks
     blocks = re.findall(r"CASE l\.channel(.*?)END", gate._RECOMPUTE_SQL, re.S)

@@ -52,16 +52,17 @@ from crm.campaigns.offers import offer_cost_cents
 from crm.campaigns.spec import CampaignSpec, Rule
 from crm.config import Paths
 from crm.contract import REGISTERED_NAMES, SCORE_MODELS, UPLIFT_SCORE_MODEL
-from ml.policy import select_by_value_per_cost, take_within_budget
+from ml.policy import net_value_cents, select_by_value_per_cost, take_within_budget
 
 # The model scores a list carries (the vocabulary: ml.models.SCORE_MODELS), for players with profiling consent.
 SCORES = SCORE_MODELS
-UPLIFT_SCORE = f"{UPLIFT_SCORE_MODEL}_score"  # predicted incremental NGR if treated, EUR cents (not a probability)
+UPLIFT_SCORE = f"{UPLIFT_SCORE_MODEL}_score"  # gross predicted value of an offer, EUR cents (not a probability)
+VALUE_COLUMN = "predicted_value_eur_cents"  # that value net of the list's offer cost: what `target: uplift` ranks by
 SCORE_DECIMALS = 6  # scores are rounded so on the list; targeting ranks the rounded values
 _MODEL_LABELS = REGISTERED_NAMES
 LIST_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "send_at_utc", "product", "brand_id",
                 "country", "locale", "timezone", *[c for m in SCORES for c in (f"{m}_score", f"{m}_model_version")],
-                "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days")
+                "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days", VALUE_COLUMN)
 LIST_FILE = "list.parquet"  # the canonical list, holdout included: the gate and dispatch read it
 ANALYST_CSV = "list_with_holdout.csv"  # the same rows as CSV, for analysts: never upload it to a sender
 MARKETER_XLSX = "list.xlsx"  # for marketers: only the players to contact, one sheet per variant
@@ -185,10 +186,11 @@ def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: i
                      already_sent: frozenset[str] = frozenset()) -> tuple[pd.DataFrame, dict]:
     """The eligible players a ``target: by: uplift`` campaign lists, and the targeting summary.
 
-    Value = ``uplift_ngr_score`` (EUR cents, net of the bonus cost; NULL or without profiling
-    consent: never targeted); cost = this campaign's offer cost per player
-    (:func:`offer_cost_cents`: the bonus value, or the cashback on the player's last 7-day
-    net loss up to the cap). Players above ``min_uplift_eur`` are ranked by value per cent
+    Value = :func:`predicted_value_cents`: ``uplift_value_score`` (the predicted deposit uplift x
+    the player's expected theoretical win, :func:`ml.policy.deposit_value_cents`) net of this
+    campaign's offer cost per player (:func:`offer_cost_cents`: the bonus value, or the cashback on
+    the player's last 7-day net loss up to the cap); NULL or without profiling consent: never
+    targeted. Players above ``min_uplift_eur`` are ranked by value per cent
     of cost and taken in that order while the cost of the *treated* ones fits the budget
     (``budget_cents``, default ``target.budget_eur``; the caller passes the smaller of that
     and what is left of ``budget.total_eur``). Holdout membership is a salted hash of the
@@ -202,8 +204,8 @@ def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: i
     t, exp = spec.target, spec.experiment
     budget = t.budget_cents if budget_cents is None else budget_cents
     ids = eligible["player_id"].astype(str).to_numpy()
-    value = np.where(_profiling(eligible), _score(eligible, UPLIFT_SCORE), np.nan)
     cost = offer_cost_cents(eligible, spec)
+    value = predicted_value_cents(eligible, cost)
     holdout = experiments.assign(spec.id, exp.salt, ids, exp.holdout, exp.variants) == experiments.HOLDOUT
     free = holdout | np.isin(ids, list(already_sent)) if already_sent else holdout
     sel = select_by_value_per_cost(value, cost, ids, max(budget, 0) if budget is not None else None,
@@ -215,10 +217,16 @@ def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: i
         "by": "uplift", "budget_eur_cents": budget, "min_uplift_eur_cents": t.min_uplift_cents,
         "eligible": len(eligible), "scored": int(np.isfinite(value).sum()), "above_min_uplift": sel.candidates,
         "targeted": len(sel.index), "treated": len(treated), "spent_eur_cents": int(round(sel.spent)),
-        "predicted_incremental_ngr_eur_cents": int(round(float(value[treated].sum()))),
+        "predicted_value_eur_cents": int(round(float(value[treated].sum()))),
         "stopped_by": sel.stopped_by,
     }
     return eligible.iloc[sel.index], summary
+
+
+def predicted_value_cents(df: pd.DataFrame, cost_cents: np.ndarray) -> np.ndarray:
+    """Each row's predicted value of the offer net of its cost (``cost_cents``), EUR cents, from the
+    rounded ``uplift_value_score`` as listed; NaN without profiling consent or without a score."""
+    return np.where(_profiling(df), net_value_cents(_score(df, UPLIFT_SCORE), cost_cents), np.nan)
 
 
 def _target_all(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: int | None,
@@ -694,6 +702,7 @@ def _list_rows(spec: CampaignSpec, eligible: pd.DataFrame, variant: np.ndarray, 
 
     # Model scores are profiling: a list carries them only for players who consented to it.
     profiling = _profiling(eligible)
+    cost = offer_cost_cents(eligible, spec)
     score_cols = {}
     for m in SCORES:
         score = _score(eligible, f"{m}_score")
@@ -713,8 +722,9 @@ def _list_rows(spec: CampaignSpec, eligible: pd.DataFrame, variant: np.ndarray, 
         "timezone": col("timezone"),
         **score_cols,
         "offer_template": spec.offer.template,
-        "offer_cost_eur_cents": offer_cost_cents(eligible, spec),
+        "offer_cost_eur_cents": cost,
         "offer_wagering": float(spec.offer.wagering),
         "offer_expiry_days": int(spec.offer.expiry_days),
+        VALUE_COLUMN: predicted_value_cents(eligible, cost),
     }, columns=list(LIST_COLUMNS)).reset_index(drop=True)
     return rows

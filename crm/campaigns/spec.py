@@ -199,8 +199,10 @@ class Target(_Strict):
     """Who among the eligible players gets the campaign.
 
     ``by: all`` (default): everyone eligible in the segment. ``by: uplift``: the players
-    with the highest predicted incremental NGR (model ``uplift_ngr``, EUR cents, net of
-    the bonus cost) per cent of offer cost, leaving out those predicted at or below
+    with the highest predicted value of the offer net of its cost (the ``uplift_deposit``
+    champion's predicted deposit uplift x the player's expected theoretical win, less the
+    offer's cost: the list's ``predicted_value_eur_cents``, EUR cents) per cent of offer cost,
+    leaving out those predicted at or below
     ``min_uplift_eur``, while the offer cost of the treated (non-holdout) players stays
     within ``budget_eur`` (no budget: every player above the minimum). See
     :func:`ml.policy.select_by_value_per_cost` for the exact rule.

@@ -14,9 +14,16 @@ from dagster import (
 )
 
 from crm.lineage import lineage
-from crm.warehouse import read_scoring_population, read_table, read_training_data, write_scores
+from crm.warehouse import (
+    MARGIN_DAYS,
+    observed_house_margin,
+    read_scoring_population,
+    read_table,
+    read_training_data,
+    write_scores,
+)
 from ml import uplift_score
-from ml.models import MODELS, ModelConfig
+from ml.models import MODELS, UPLIFT_VALUE_MODEL, UPLIFT_VALUE_SOURCE, ModelConfig
 from ml.retrain import retrain_decision
 from ml.score import score_model
 from ml.train import train_model
@@ -160,6 +167,16 @@ def player_scores(context: AssetExecutionContext, crm: CrmResource) -> Materiali
         meta[f"{name}_median"] = num(u.median() if len(u) else 0.0)
         meta[f"{name}_share_negative"] = num((u < 0).mean() if len(u) else 0.0)
         context.log.info(f"{name}: scored {len(u)} players with v{loaded.version}")
+        if name == UPLIFT_VALUE_SOURCE:  # the value campaigns target by: deposit uplift x theoretical win
+            margin, ggr, stake = observed_house_margin(paths, as_of)
+            value = uplift_score.value_scores(scores, features, margin)
+            write_scores(paths, value, as_of, UPLIFT_VALUE_MODEL)
+            v = value["score"]
+            meta["house_margin"] = num(margin)
+            meta[f"{UPLIFT_VALUE_MODEL}_median_eur_cents"] = num(v.median() if len(v) else 0.0)
+            meta[f"{UPLIFT_VALUE_MODEL}_share_above_5_eur"] = num((v > 500).mean() if len(v) else 0.0)
+            context.log.info(f"{UPLIFT_VALUE_MODEL}: house margin {margin:.4f} over the last {MARGIN_DAYS} days "
+                             f"(GGR {ggr / 100:,.0f} / stake {stake / 100:,.0f} EUR)")
     meta["feature_drift_psi"] = table(pd.DataFrame(drift_rows).sort_values("psi", ascending=False), limit=20) \
         if drift_rows else MetadataValue.text("no reference")
     return MaterializeResult(metadata=meta)
