@@ -205,7 +205,8 @@ def test_model_is_registered_as_champion(first_run):
     with duckdb.connect(str(_paths().warehouse), read_only=True) as con:
         models = dict(con.execute("SELECT model, count(*) FROM player_scores GROUP BY model").fetchall())
     # uplift models score too once they have a champion (test_uplift_models_trained_and_champions_scored)
-    assert {"churn", "deposit_intent"} <= set(models) <= {"churn", "deposit_intent", "uplift_deposit", "uplift_ngr"}
+    assert {"churn", "deposit_intent"} <= set(models) <= {"churn", "deposit_intent", "uplift_deposit", "uplift_ngr",
+                                                                  "uplift_value"}
     assert len(set(models.values())) == 1
 
 
