@@ -3,18 +3,21 @@
 One selection rule, used both by campaign lists (``target: by: uplift`` in
 :mod:`crm.campaigns.lists`) and by :func:`compare_policies`:
 
-1. candidates are the players whose value (predicted incremental NGR, EUR cents, net of
-   the bonus cost) is known and strictly above ``min_value``;
+1. candidates are the players whose value (predicted incremental value, EUR cents, net of
+   the offer's cost) is known and strictly above ``min_value``;
 2. they are ranked by value per cent of offer cost, best first; a player whose offer
    costs nothing (e.g. cashback on a week without net loss) ranks above every costly
    one; ties go to the higher value, then to the smaller id (deterministic);
 3. players are taken in that order while the cost of the *paid* ones (not ``free``:
-   the holdout, which is never sent the offer) fits in the budget; the walk stops at
-   the first paid player that does not fit, so the selection is always a prefix of
-   the ranking and the spend never exceeds the budget.
+   the holdout, which is never sent the offer) fits in the budget; a paid player whose
+   offer no longer fits what is left is passed over and the walk goes on (a cheaper offer
+   further down may still fit), so the spend never exceeds the budget and a list is empty
+   only when no candidate's offer fits it (:func:`take_best_that_fit`).
 
 With equal costs (a fixed bonus) the rule picks the highest values that fit the budget,
 which is optimal; with unequal costs (cashback) it is the usual greedy approximation.
+``by: all`` lists and the baseline policies walk their order as a prefix instead
+(:func:`take_within_budget`: "while the budget lasts").
 
 The value a campaign targeted by uplift ranks by (:func:`deposit_value_cents`, one rule for
 the lists and ``bench.policy``): the predicted uplift of the player's deposit probability
@@ -138,6 +141,35 @@ def take_within_budget(
     return Selection(order[:n], float(cum[n - 1]) if n else 0.0, len(order), stopped)
 
 
+def take_best_that_fit(
+    order: np.ndarray, cost, budget: float | None = None, *, free=None, max_count: int | None = None
+) -> Selection:
+    """``order`` walked best first, at most ``max_count`` taken: a paid player is taken when their
+    cost fits what is left of ``budget`` (None: no limit) and passed over when it does not.
+
+    Until the first player is passed over this is :func:`take_within_budget` (``free`` players,
+    the holdout, taken at no cost). After it, a free player is taken only when their offer would
+    fit what is left (not charged): the holdout stays a random share of the players the budget
+    reaches, not of the whole ranking. A plain loop over the candidates (the players above the
+    minimum value, not the audience), entered only when the prefix stops early."""
+    first = take_within_budget(order, cost, budget, free=free, max_count=max_count)
+    if first.stopped_by != "budget":
+        return first
+    order = np.asarray(order, dtype=np.int64)
+    c = _costs(cost)
+    is_free = np.zeros(len(c), dtype=bool) if free is None else np.asarray(free, dtype=bool)
+    taken = first.index.tolist()
+    left = float(budget) - first.spent
+    for i in order[len(first.index) + 1:].tolist():  # the player at len(first.index) did not fit
+        if max_count is not None and len(taken) == max_count:
+            return Selection(np.asarray(taken, dtype=np.int64), float(budget) - left, len(order), "max_count")
+        if c[i] <= left:
+            taken.append(i)
+            if not is_free[i]:
+                left -= c[i]
+    return Selection(np.asarray(taken, dtype=np.int64), float(budget) - left, len(order), "budget")
+
+
 def select_by_value_per_cost(
     value,
     cost,
@@ -152,7 +184,7 @@ def select_by_value_per_cost(
     v = _floats(value)
     order = value_per_cost_order(v, cost, ids)
     order = order[v[order] > min_value]  # NaN compares False: unknown values are never selected
-    return take_within_budget(order, cost, budget, free=free, max_count=max_count)
+    return take_best_that_fit(order, cost, budget, free=free, max_count=max_count)
 
 
 def _summary(sel_index: np.ndarray, cost: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -208,6 +208,24 @@ def test_same_input_same_list_bytes_in_any_row_order(tmp_path):
 
 def _expected_targets(profile: pd.DataFrame, spec: CampaignSpec) -> list[str]:
     """The ranking rule re-stated plainly, player by player, over the oracle-eligible players."""
+    cands, holdout = _candidates(profile, spec)
+    out, spent, budget, passed_over = [], 0, spec.target.budget_cents, False
+    for _, _, pid, c in sorted(cands):
+        paid = 0 if holdout[pid] else c
+        if spec.max_list_size is not None and len(out) == spec.max_list_size:
+            break
+        # once a player was passed over, a holdout player is listed only where their offer would fit
+        if budget is not None and (spent + paid > budget or (passed_over and spent + c > budget)):
+            passed_over = passed_over or spent + paid > budget
+            continue  # passed over: a cheaper offer further down may still fit
+        out.append(pid)
+        spent += paid
+    return out
+
+
+def _candidates(profile: pd.DataFrame, spec: CampaignSpec) -> tuple[list[tuple], dict[str, bool]]:
+    """(-(value per cent), -value, player, cost) of each oracle-eligible player above the minimum,
+    and each player's holdout membership."""
     rows = profile_rows(profile)
     cost = dict(zip(profile["player_id"], offer_cost_cents(profile, spec), strict=True))
     holdout = dict(zip(profile["player_id"], experiments.assign(
@@ -227,16 +245,7 @@ def _expected_targets(profile: pd.DataFrame, spec: CampaignSpec) -> list[str]:
         if u <= spec.target.min_uplift_cents:
             continue
         cands.append((-(math.inf if c == 0 else u / c), -u, pid, c))
-    out, spent, budget = [], 0, spec.target.budget_cents
-    for _, _, pid, c in sorted(cands):
-        paid = 0 if holdout[pid] else c
-        if budget is not None and spent + paid > budget:
-            break
-        if spec.max_list_size is not None and len(out) == spec.max_list_size:
-            break
-        out.append(pid)
-        spent += paid
-    return out
+    return cands, holdout
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -258,6 +267,12 @@ def test_uplift_lists_stay_eligible_within_budget_and_above_minimum(profile, cam
     if campaign.max_list_size is not None:
         assert len(rows) <= campaign.max_list_size
     assert sorted(rows["player_id"]) == sorted(_expected_targets(profile, campaign))
+    # some eligible player's predicted net value is above the minimum and their offer fits the budget:
+    # the list is not empty (a list that cannot be sent to says why instead)
+    budget = campaign.target.budget_cents
+    if any(budget is None or c <= budget for *_, c in _candidates(profile, campaign)[0]):
+        assert len(rows) > 0
+    assert (built.empty_because is None) == (built.to_contact > 0)
     assert recompute_violations(rows, profile).isna().all()
     f = built.funnel
     assert f["listed"] == f["targeted"] == f["holdout"] + sum(v for k, v in f.items() if k.startswith("variant_"))
@@ -295,6 +310,14 @@ def test_ranking_order_ties_zero_cost_and_unknowns():
     assert [ids[i] for i in value_per_cost_order(value, cost, ids)] == ["a", "d", "c", "e", "f", "b"]
     sel = select_by_value_per_cost(value, cost, ids, budget=300)
     assert [ids[i] for i in sel.index] == ["a", "d", "c"] and sel.spent == 300 and sel.stopped_by == "budget"
+    # an offer that no longer fits is passed over, a cheaper one further down is still taken
+    sel = select_by_value_per_cost(value, cost, ids, budget=250)
+    assert [ids[i] for i in sel.index] == ["a", "d"] and sel.spent == 200 and sel.stopped_by == "budget"
+    sel = select_by_value_per_cost([100.0, 900.0, 50.0], [100, 1000, 50], ["x", "y", "z"], budget=160)
+    assert [["x", "y", "z"][i] for i in sel.index] == ["x", "z"] and sel.spent == 150  # y (0.9) too dear, z fits
+    sel = select_by_value_per_cost([100.0, 900.0, 50.0, 40.0], [100, 1000, 50, 40], list("xyzw"), budget=1000,
+                                   max_count=2)
+    assert [list("xyzw")[i] for i in sel.index] == ["x", "z"] and sel.stopped_by == "max_count"
     # free (holdout) players are taken at no cost; the walk stops at the first paid one that does not fit
     free = [False, False, True, False, False, False]
     sel = take_within_budget(value_per_cost_order(value, cost, ids), cost, 300, free=free)

@@ -195,9 +195,10 @@ def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: i
     (``budget_cents``, default ``target.budget_eur``; the caller passes the smaller of that
     and what is left of ``budget.total_eur``). Holdout membership is a salted hash of the
     player alone, so it is known before selection: a holdout player is listed (as a
-    randomized control of the targeted population) but costs nothing; the walk stops at
-    the first treated player who does not fit, so the list is a prefix of the ranking and
-    the treated cost never exceeds the budget. ``max_list_size`` caps the number listed
+    randomized control of the targeted population) but costs nothing; a treated player whose
+    offer no longer fits what is left is passed over (a cheaper offer further down may fit), so
+    the treated cost never exceeds the budget and the list is empty only when no candidate's
+    offer fits it. ``max_list_size`` caps the number listed
     (holdout included). Players in ``already_sent`` (this campaign's messages already dispatched
     that day, paid for by the budget the caller passes) cost nothing more, like the holdout.
     """
