@@ -63,7 +63,32 @@ def _target_campaign(paths) -> tuple[str, int]:
     return target.campaign_id, int(target.cost_eur)
 
 
-POLICY_ROWS = ("value_uplift", "ngr_uplift", "churn", "random", "oracle")
+POLICY_ROWS = ("value_uplift", "value_truth_fit", "ngr_uplift", "churn", "random", "oracle")
+
+
+def _truth_fitted_uplift(past: pd.DataFrame, cand: pd.DataFrame, truth: pd.DataFrame, features: list[str],
+                         seed: int) -> np.ndarray:
+    """The deposit uplift these features can tell at best: a LightGBM regressor fitted on the true
+    effects (``true_effect_deposit_prob``) of the past exposures, predicting the candidates'."""
+    from lightgbm import LGBMRegressor
+
+    rows = past.merge(truth[["campaign_id", "player_id", "true_effect_deposit_prob"]], how="inner",
+                      on=["campaign_id", "player_id"], validate="one_to_one")
+    rows = rows[rows["true_effect_deposit_prob"].notna()]
+
+    def matrix(df: pd.DataFrame) -> pd.DataFrame:
+        out = df[features].copy()
+        for name in features:
+            if not pd.api.types.is_numeric_dtype(out[name]) or pd.api.types.is_bool_dtype(out[name]):
+                categories = sorted(rows[name].dropna().astype(str).unique())
+                out[name] = pd.Categorical(df[name].astype("string"), categories=categories)
+            else:
+                out[name] = out[name].astype("float64")
+        return out
+
+    model = LGBMRegressor(n_estimators=300, learning_rate=0.05, num_leaves=31, min_child_samples=50,
+                          random_state=seed, verbose=-1, n_jobs=1)
+    return model.fit(matrix(rows), rows["true_effect_deposit_prob"]).predict(matrix(cand))
 
 
 def _truth_model_fractions(fit, df: pd.DataFrame, truth: pd.DataFrame, seed: int) -> dict:
@@ -160,8 +185,13 @@ def run(home: Path, budget_share: float = 0.2, seed: int = 0, log=print) -> dict
     budget = budget_share * len(frame) * cost
     table = compare_policies(frame, budget, seed=seed)
     alt = compare_policies(frame.assign(predicted_value_eur_cents=ngr), budget, seed=seed)
+    # the same value rule with the best deposit uplift the features allow: the ceiling of model quality
+    best_u = _truth_fitted_uplift(past, cand, truth, list(fits["deposited_7d"].prepared.schema.names), seed)
+    best = compare_policies(frame.assign(predicted_value_eur_cents=net_value_cents(deposit_value_cents(best_u, win),
+                                                                                   costs)), budget, seed=seed)
     table = table.rename(index={"uplift": "value_uplift"})
     table.loc["ngr_uplift"] = alt.loc["uplift"]
+    table.loc["value_truth_fit"] = best.loc["uplift"]
     table = table.reindex(list(POLICY_ROWS))
     truth_fit = _truth_model_fractions(fits["deposited_7d"], frames["deposited_7d"], truth, seed)
     return {
