@@ -16,6 +16,9 @@
   against causalml's on the same split (bench.uplift) and targeting policies at one budget
   against the simulator's truth (bench.policy), and the day's campaign lists over that home
   replicated to --lists-players players against one bare DuckDB join (bench.lists; 0 skips it);
+* targeting policies (value uplift, the same rule with a model fitted on the true effects, NGR
+  uplift, churn, random, oracle) over --policy-seeds simulator seeds at each of --policy-sizes,
+  with 95 % intervals of the true incremental NGR per euro of bonus (bench.policy --sizes);
 * on the last end-to-end home (200,000 players by default): gate overhead, the refresh of the
   same as-of date with every asset check against the same assets without any (bench.gates;
   --no-gates skips it);
@@ -51,7 +54,7 @@ from pathlib import Path
 from crm.config import DBT_PROJECT_DIR, Paths, crm_home
 
 BIN = Path(sys.executable).parent
-STEPS = ("simulator", "landing", "refresh", "spark", "service", "triggers")
+STEPS = ("simulator", "landing", "refresh", "policy", "spark", "service", "triggers")
 
 
 def run_timed(cmd: list[str], env: dict[str, str], check: bool = True,
@@ -236,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--service-stores", default="sqlite,postgres", help="stores of the service bench")
     ap.add_argument("--triggers-rates", default="25,50,100", help="events/s of the trigger bench (bench.triggers)")
     ap.add_argument("--triggers-seconds", type=float, default=20.0, help="seconds of load per trigger run")
+    ap.add_argument("--policy-sizes", default="20000,200000",
+                    help="players per targeting-policy comparison (python -m bench.policy --sizes)")
+    ap.add_argument("--policy-seeds", type=int, default=5, help="simulator seeds per policy size")
     ap.add_argument("--only", default=",".join(STEPS),
                     help=f"the steps to run, a comma list of {', '.join(STEPS)} (default: all)")
     args = ap.parse_args(argv)
@@ -262,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
         report["refresh"].append(bench_refresh(
             root, n, args.days, with_ml=args.ml and i == 0, lists_players=args.lists_players,
             gates_repeat=args.gates_repeat if args.gates and i == len(e2e_sizes) - 1 else 0))
+    if args.policy_sizes and "policy" in only:
+        print(f"targeting policies over {args.policy_seeds} seeds at {args.policy_sizes} players "
+              "(python -m bench.policy) ...", flush=True)
+        _, _, out = run_timed([sys.executable, "-m", "bench.policy", "--sizes", args.policy_sizes, "--seeds",
+                               str(args.policy_seeds), "--work", str(root), "--json"], os.environ.copy())
+        report["policy_seeds"] = json.loads(out)
     if args.spark_players and "spark" in only:
         print(f"warehouse build on local Spark beside DuckDB: {args.spark_players:,} players "
               "(python -m bench.spark) ...",
@@ -354,6 +366,12 @@ def print_report(report: dict) -> None:
             print(f"\nGate overhead on the {r['players']:,}-player home: refresh with all checks vs. without "
                   "(python -m bench.gates)")
             print(gates_table(r["gates"]))
+    if "policy_seeds" in report:
+        from bench.policy import format_summary
+
+        print("\nTargeting policies over simulator seeds (python -m bench.policy --sizes ... --seeds ...)")
+        for size, r in report["policy_seeds"].items():
+            print(format_summary(int(size), r["summary"]))
     if "spark" in report:
         from bench.spark import format_table as spark_table
 
