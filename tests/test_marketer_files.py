@@ -225,3 +225,22 @@ def test_dispatch_counts_the_players_to_contact_from_the_gated_rows_not_the_mani
     (d / "manifest.json").write_text(json.dumps(m | {"to_contact": 0, "empty_because": "forged"}))
     r = dispatch_list(paths, spec.id, AS_OF, spec=spec)
     assert r.status == "awaiting_approval" and r.new_messages == 0
+
+
+def test_explain_an_uplift_campaign_shows_the_players_predicted_value(tmp_path):
+    from crm.campaigns.day import explain_player
+
+    spec = _uplift_spec()  # a EUR 10 bonus: 1000 cents
+    gross = np.full(200, 400.0)  # net of the bonus: -600 cents, below the minimum (0)
+    gross[7] = 4000.0  # net 3000 cents: picked
+    aud = _winback_audience(uplift=gross)
+    paths = Paths(tmp_path).ensure()
+    picked, left_out = aud["player_id"].iloc[7], aud["player_id"].iloc[8]
+    e = explain_player(paths, picked, spec, [spec], AS_OF, audience=aud)
+    assert e["listed"] and e["predicted_value_eur_cents"] == 3000.0
+    e = explain_player(paths, left_out, spec, [spec], AS_OF, audience=aud)
+    assert not e["listed"] and e["predicted_value_eur_cents"] == -600.0
+    assert "predicted value net of the offer -6.00 EUR; minimum 0.00 EUR" in format_explanation(e)
+    unscored = aud.assign(uplift_value_score=np.nan)
+    e = explain_player(paths, left_out, spec, [spec], AS_OF, audience=unscored)
+    assert e["predicted_value_eur_cents"] is None and "no predicted value" in e["decision"]

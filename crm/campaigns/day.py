@@ -40,9 +40,11 @@ from crm.campaigns.lists import (
     build_list,
     campaign_context,
     list_dir,
+    predicted_value_cents,
     scope_mask,
     with_list,
 )
+from crm.campaigns.offers import offer_cost_cents
 from crm.campaigns.policy import POLICY, Calendar, ContactPolicy, load_calendar
 from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths, campaigns_dir
@@ -178,6 +180,13 @@ def explain_player(paths: Paths, player_id: str, spec: CampaignSpec, specs: list
     else:
         why = f"listed as {listed['variant'].iloc[0]}" + (
             " (holdout: not sent)" if listed["variant"].iloc[0] == "holdout" else "")
+    value = None  # by uplift: the player's predicted value net of the offer, what the ranking read
+    if spec.target.by == "uplift":
+        v = float(predicted_value_cents(row, offer_cost_cents(row, spec))[0])
+        value = None if v != v else round(v, 2)
+        why += (" (no predicted value: no uplift score or no profiling consent)" if value is None else
+                f" (predicted value net of the offer {value / 100:,.2f} EUR; minimum "
+                f"{spec.target.min_uplift_cents / 100:,.2f} EUR)")
     directory = list_dir(paths, spec.id, as_of)
     published = None
     if (directory / "list.parquet").exists():
@@ -192,7 +201,7 @@ def explain_player(paths: Paths, player_id: str, spec: CampaignSpec, specs: list
                   "observed": f"brand {row['brand_id'].iloc[0]}, country {row['country'].iloc[0]}"},
         "segment": segment, "rules": rules, "targeting": built.targeting,
         "listed": not listed.empty, "variant": None if listed.empty else str(listed["variant"].iloc[0]),
-        "decision": why, "reason": reason, "published_list": published,
+        "decision": why, "reason": reason, "published_list": published, "predicted_value_eur_cents": value,
     }
 
 
