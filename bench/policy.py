@@ -208,10 +208,12 @@ def run(home: Path, budget_share: float = 0.2, seed: int = 0, log=print) -> dict
 
 
 def _corr(a, b) -> float:
+    """bench.uplift's correlation over the rows where both are finite (a value is NaN without a score)."""
+    from bench.uplift import _corr as corr
+
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     ok = np.isfinite(a) & np.isfinite(b)
-    return float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 2 and a[ok].std() > 0 and b[ok].std() > 0 \
-        else float("nan")
+    return corr(a[ok], b[ok])
 
 
 def format_table(res: dict) -> str:

@@ -249,6 +249,20 @@ def observed_house_margin(paths: Paths, as_of: dt.date, days: int = MARGIN_DAYS)
     return house_margin(ggr, stake), ggr, stake
 
 
+def write_uplift_value(paths: Paths, deposit: pd.DataFrame, features: pd.DataFrame,
+                       as_of: dt.date) -> tuple[pd.DataFrame, float, float, float]:
+    """Derive and write the as-of date's ``uplift_value`` scores (what ``target: by: uplift`` ranks by)
+    from the ``uplift_deposit`` champion's scores ``deposit`` (rows aligned with ``features``), at the
+    house margin observed before ``as_of`` (:func:`ml.uplift_score.value_scores`). Returns the scores
+    written and (margin, GGR, stake)."""
+    from ml.uplift_score import value_scores
+
+    margin, ggr, stake = observed_house_margin(paths, as_of)
+    value = value_scores(deposit, features, margin)
+    write_scores(paths, value, as_of, _models.UPLIFT_VALUE_MODEL)
+    return value, margin, ggr, stake
+
+
 # ---- the incremental build: when the dbt project changes, the next build is a full one ----------
 def dbt_project_fingerprint() -> str:
     """SHA-256 over the dbt project's SQL, YAML and seeds: incremental tables built by other code

@@ -16,11 +16,11 @@ from dagster import (
 from crm.lineage import lineage
 from crm.warehouse import (
     MARGIN_DAYS,
-    observed_house_margin,
     read_scoring_population,
     read_table,
     read_training_data,
     write_scores,
+    write_uplift_value,
 )
 from ml import uplift_score
 from ml.models import MODELS, UPLIFT_VALUE_MODEL, UPLIFT_VALUE_SOURCE, ModelConfig
@@ -168,9 +168,7 @@ def player_scores(context: AssetExecutionContext, crm: CrmResource) -> Materiali
         meta[f"{name}_share_negative"] = num((u < 0).mean() if len(u) else 0.0)
         context.log.info(f"{name}: scored {len(u)} players with v{loaded.version}")
         if name == UPLIFT_VALUE_SOURCE:  # the value campaigns target by: deposit uplift x theoretical win
-            margin, ggr, stake = observed_house_margin(paths, as_of)
-            value = uplift_score.value_scores(scores, features, margin)
-            write_scores(paths, value, as_of, UPLIFT_VALUE_MODEL)
+            value, margin, ggr, stake = write_uplift_value(paths, scores, features, as_of)
             v = value["score"]
             meta["house_margin"] = num(margin)
             meta[f"{UPLIFT_VALUE_MODEL}_median_eur_cents"] = num(v.median() if len(v) else 0.0)
