@@ -49,7 +49,7 @@ from expectations.validate import GateResult, outcome, validate
 
 REQUIRED_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "offer_cost_eur_cents")
 SUITE = "campaign_list"
-_BONUS_TEMPLATES = ("bonus", "cashback", "free_spins")
+NO_OFFER = "none"  # every other offer_template (or a missing one) is a bonus for the rules: fail closed
 # the columns day_checks writes, one per DayLimits field, in the same order
 _DAY_CHECK_COLUMNS = ("day_cost_within_cap", "one_bonus_offer_per_day", "channel_day_cap", "global_day_cap",
                       "cooldown")
@@ -64,7 +64,7 @@ UPLIFT_SCORE_COLUMN = "uplift_value_score"  # the gross predicted value of the o
 VALUE_COLUMN = "predicted_value_eur_cents"  # that value net of the row's offer cost: what `target: by: uplift` ranks by
 
 _KNOWN = "(" + ", ".join(f"'{j}'" for j in JURISDICTIONS) + ")"
-_BONUS = "l.offer_template IN ('bonus', 'cashback', 'free_spins')"
+_BONUS = "l.offer_template IS DISTINCT FROM 'none'"
 # the rules of a jurisdiction apply to it and to any unknown one (the strictest set)
 _IN = "(p.country = '{code}' OR p.country IS NULL OR p.country NOT IN " + _KNOWN + ")"
 
@@ -252,7 +252,7 @@ def _day_messages(lst: pd.DataFrame, day_lists: list[pd.DataFrame], sent: pd.Dat
              else pd.DataFrame({c: pd.Series(dtype=object) for c in columns}))
     other = pd.DataFrame({
         "player_id": other["player_id"].astype(str), "channel": other["channel"].astype(str),
-        "bonus": other["offer_template"].isin(_BONUS_TEMPLATES).to_numpy(dtype=bool),
+        "bonus": other["offer_template"].astype(object).ne(NO_OFFER).to_numpy(dtype=bool),
         # a missing cost fails closed; a negative one (a broken list) never makes room under the cap
         "cost": pd.to_numeric(other["offer_cost_eur_cents"], errors="coerce").fillna(float("inf")).clip(lower=0),
         "at": pd.to_datetime(other["at"]).astype("datetime64[us]")})
@@ -291,7 +291,7 @@ def day_checks(lst: pd.DataFrame, day_lists: list[pd.DataFrame], *, sent: pd.Dat
     ch_before = (pid + "|" + lst["channel"].astype(str)).map(ch_counts).fillna(0).to_numpy(dtype=float)
     cost = (pd.to_numeric(lst["offer_cost_eur_cents"], errors="coerce").fillna(float("inf")).clip(lower=0)
             .to_numpy(dtype=float))
-    is_bonus = lst["offer_template"].isin(_BONUS_TEMPLATES).to_numpy(dtype=bool)
+    is_bonus = lst["offer_template"].astype(object).ne(NO_OFFER).to_numpy(dtype=bool)
     ok = pd.DataFrame(index=lst.index)
     ok["day_cost_within_cap"] = ~treated | (cost == 0) | (
         True if max_cost_per_player_cents is None else cost_before + cost <= max_cost_per_player_cents)

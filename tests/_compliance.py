@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from hypothesis import strategies as st
 
-from crm.campaigns.spec import CampaignSpec
+from crm.campaigns.spec import OFFER_TEMPLATES, CampaignSpec
 
 AS_OF = dt.date(2025, 10, 1)  # a Wednesday
 CHANNELS = ["email", "push", "sms", "in_app"]
@@ -29,7 +29,7 @@ MAYBE_BOOL = st.one_of(st.none(), st.booleans())
 UPLIFT_CENTS = st.one_of(st.none(), st.sampled_from([-2500.0, -1.0, 0.0, 1e-7, 50.0, 500.0, 1000.0, 1000.000001,
                                                      2500.0, 5000.0, 1e9]),
                          st.floats(-5000, 20000))
-BONUS_TEMPLATES = ("bonus", "cashback", "free_spins")
+NO_OFFER = "none"  # any other template is a bonus
 
 
 def _mostly(good, *bad):
@@ -102,7 +102,7 @@ def _send_times(daytime: int = 2) -> st.SearchStrategy[str]:
 @st.composite
 def campaigns(draw, uplift: bool | None = None) -> CampaignSpec:
     """A random campaign; ``uplift`` True / False forces ``target: by: uplift`` on / off (None: drawn)."""
-    template = draw(st.sampled_from(["none", "bonus", "cashback", "free_spins"]))
+    template = draw(st.sampled_from(list(OFFER_TEMPLATES)))
     data = {
         "id": "prop_test", "name": "property test", "channel": draw(st.sampled_from(CHANNELS)),
         "offer": {"template": template, "value_eur": 10, "percent": 10, "cap_eur": 50,
@@ -131,7 +131,7 @@ def campaigns(draw, uplift: bool | None = None) -> CampaignSpec:
 def day_campaigns(draw, cid: str) -> CampaignSpec:
     """A campaign of a day with the engine's limits drawn too: priority (ties), frequency,
     budget, dedup key, named segment, transactional, send time."""
-    template = draw(st.sampled_from(["none", "bonus", "cashback", "free_spins"]))
+    template = draw(st.sampled_from(list(OFFER_TEMPLATES)))
     channel = draw(st.sampled_from(CHANNELS))
     data: dict = {
         "id": cid, "name": cid, "channel": channel,
@@ -248,12 +248,15 @@ def _true(v) -> bool:
 
 def offer_cost(row: dict, c: CampaignSpec) -> int:
     o = c.offer
-    if o.template in ("bonus", "free_spins"):
+    if o.template in ("bonus", "free_spins", "mission", "tournament"):
         return round(o.value_eur * 100)
+    if o.template == "deposit_match":  # the next deposit is unknown: the cap
+        return round(o.cap_eur * 100)
     if o.template == "cashback":
         loss = row.get("net_loss_eur_7d")
-        loss = 0 if _missing(loss) else max(loss, 0)
-        return int(min(round(loss * o.percent / 100), round(o.cap_eur * 100)))
+        if _missing(loss):  # unknown loss: the cap, the most it can cost
+            return round(o.cap_eur * 100)
+        return int(min(round(max(loss, 0) * o.percent / 100), round(o.cap_eur * 100)))
     return 0
 
 
@@ -279,7 +282,7 @@ def oracle_reasons(row: dict, c: CampaignSpec, messages: list[dict] = (), calend
     country = row.get("country")
     law = LAW.get(country, STRICTEST) if not _missing(country) else STRICTEST
     age = row.get("age_years")
-    is_bonus = c.offer.template in BONUS_TEMPLATES
+    is_bonus = c.offer.template != NO_OFFER
     s = c.schedule
     if (s.start and as_of < s.start) or (s.end and as_of > s.end) or (
             s.weekdays and ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][as_of.weekday()] not in s.weekdays):
@@ -380,7 +383,7 @@ def profile_rows(profile: pd.DataFrame) -> pd.DataFrame:
 def planned(rows: pd.DataFrame, c: CampaignSpec, as_of: dt.date = AS_OF) -> list[dict]:
     """The messages a built list sends (its non-holdout rows), as the oracle reads them."""
     send = dt.datetime.combine(as_of, c.schedule.send_time)
-    bonus = c.offer.template in BONUS_TEMPLATES
+    bonus = c.offer.template != NO_OFFER
     return [{"player_id": r.player_id, "channel": c.channel, "campaign_id": c.id,
              "dedup_key": c.frequency.dedup_key or c.id, "sent_at": send, "is_bonus_offer": bonus,
              "cost_cents": int(r.offer_cost_eur_cents),

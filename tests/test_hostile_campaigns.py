@@ -34,7 +34,7 @@ FULL: dict = {
     "segment": {"rules": [{"field": "deposit_eur_90d", "op": ">=", "value": 100},
                           {"field": "days_since_last_active", "op": "between", "value": [1, 60]}],
                 "scores": {"churn_score": {"min": 0.1, "max": 0.9}}},
-    "offer": {"template": "bonus", "value_eur": 5, "percent": 10, "cap_eur": 50, "wagering": 5, "expiry_days": 7},
+    "offer": {"template": "bonus", "value_eur": 5, "percent": 10, "cap_eur": 50, "wager_eur": 20, "wagering": 5, "expiry_days": 7},
     "target": {"by": "uplift", "budget_eur": 100, "min_uplift_eur": 1},
     "experiment": {"holdout": 0.1, "variants": {"A": 1}},
     "budget": {"total_eur": 1000, "per_player_per_day_eur": 50},

@@ -44,14 +44,13 @@ import numpy as np
 import pandas as pd
 
 from crm.campaigns.experiments import HOLDOUT
-from crm.campaigns.spec import CampaignSpec
+from crm.campaigns.spec import BONUS_TEMPLATES, CampaignSpec
 from crm.config import Paths
 from crm.contract import CHANNELS
 from crm.warehouse import connect, table_exists
 
 MESSAGE_COLUMNS = ("player_id", "channel", "campaign_id", "dedup_key", "sent_at", "is_bonus_offer", "cost_cents",
                    "offer_ends_at", "source")
-BONUS_TEMPLATES = ("bonus", "cashback", "free_spins")
 API = "api"  # the source of messages the service sent for POST /v1/messaging/send
 SENT_TODAY = "outbox_today"  # the source of messages already dispatched on the as-of date being built
 _LATEST = dt.time(23, 59, 59)

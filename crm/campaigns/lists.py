@@ -409,6 +409,12 @@ def offer_text(spec: CampaignSpec) -> str:
         return f"Free spins worth EUR {o.value_eur:,.2f}{terms}"
     if o.template == "cashback":
         return f"Cashback of {o.percent:g}% of the last 7 days' net loss, up to EUR {o.cap_eur:,.2f}{terms}"
+    if o.template == "deposit_match":
+        return f"Deposit match of {o.percent:g}% of the next deposit, up to EUR {o.cap_eur:,.2f}{terms}"
+    if o.template == "mission":
+        return f"Mission: wager EUR {o.wager_eur:,.2f} on a provider new to you, reward EUR {o.value_eur:,.2f}{terms}"
+    if o.template == "tournament":
+        return f"Tournament entry worth EUR {o.value_eur:,.2f}{terms}"
     return "No offer"
 
 

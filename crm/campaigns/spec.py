@@ -173,11 +173,28 @@ class _NamedSegment(_Strict):
 _NAMED: dict[str, _NamedSegment] = {n: _NamedSegment.model_validate(d) for n, d in NAMED_SEGMENTS.items()}
 
 
+# The offer templates and how each costs (EUR cents per player), in one place (README "Offers"):
+# * bonus, free_spins, mission, tournament: a fixed value (``value_eur``: the bonus, the spins'
+#   stake, the mission's reward, the entry's value), what it costs if the player takes it all;
+# * cashback: ``percent`` of the player's net loss of the last 7 days, at most ``cap_eur`` (the
+#   cap when the loss is unknown: fail closed);
+# * deposit_match: ``percent`` of the player's next deposit, at most ``cap_eur``: the cap (the
+#   deposit is not known when the offer is made).
+OFFER_TEMPLATES = ("none", "bonus", "cashback", "free_spins", "deposit_match", "mission", "tournament")
+BONUS_TEMPLATES = OFFER_TEMPLATES[1:]  # every offer but none is a bonus for the rules (fail closed)
+FIXED_VALUE_TEMPLATES = ("bonus", "free_spins", "mission", "tournament")
+CAPPED_TEMPLATES = ("cashback", "deposit_match")
+
+
 class Offer(_Strict):
-    template: Literal["none", "bonus", "cashback", "free_spins"] = "none"
-    value_eur: float = Field(default=0, ge=0, le=MAX_EUR, description="bonus value or free-spins value, EUR")
-    percent: float = Field(default=0, ge=0, le=100, description="cashback percent of 7-day net loss")
-    cap_eur: float = Field(default=0, ge=0, le=MAX_EUR, description="cashback cap per player, EUR")
+    template: Literal[OFFER_TEMPLATES] = "none"  # type: ignore[valid-type]
+    value_eur: float = Field(default=0, ge=0, le=MAX_EUR,
+                             description="bonus, free spins, mission reward or tournament entry value, EUR")
+    percent: float = Field(default=0, ge=0, le=100,
+                           description="cashback percent of 7-day net loss; deposit match percent of the deposit")
+    cap_eur: float = Field(default=0, ge=0, le=MAX_EUR, description="cashback or deposit match cap per player, EUR")
+    wager_eur: float = Field(default=0, ge=0, le=MAX_EUR,
+                             description="a mission's target: what the player wagers to earn the reward, EUR")
     wagering: float = Field(default=0, ge=0, le=100)
     expiry_days: int = Field(default=7, ge=1, le=90)
 
@@ -186,13 +203,26 @@ class Offer(_Strict):
         return self.template != "none"
 
     @property
+    def fixed_cost_cents(self) -> int | None:
+        """What the offer costs any player, EUR cents; None when it depends on the player (cashback)."""
+        if self.template in FIXED_VALUE_TEMPLATES:
+            return round(self.value_eur * 100)
+        if self.template == "deposit_match":
+            return round(self.cap_eur * 100)
+        return 0 if self.template == "none" else None
+
+    @property
+    def max_cost_cents(self) -> int:
+        """The most the offer can cost one player, EUR cents."""
+        fixed = self.fixed_cost_cents
+        return round(self.cap_eur * 100) if fixed is None else fixed
+
+    @property
     def can_cost(self) -> bool:
         """Whether any player could cost something (a budget can bind)."""
-        if self.template in ("bonus", "free_spins"):
-            return self.value_eur > 0
-        if self.template == "cashback":
+        if self.template in CAPPED_TEMPLATES:
             return self.percent > 0 and self.cap_eur > 0
-        return False
+        return self.max_cost_cents > 0
 
 
 class Target(_Strict):
@@ -383,7 +413,7 @@ class CampaignSpec(_Strict):
         if (v.total_eur is not None or v.per_player_per_day_eur is not None) and not offer.can_cost:
             raise ValueError(f"a budget is set but the offer ({offer.template}) costs nothing, so it cannot bind; "
                              "remove the budget block or give the offer a value")
-        fixed = round(offer.value_eur * 100) if offer.template in ("bonus", "free_spins") else None
+        fixed = offer.fixed_cost_cents if offer.template in FIXED_VALUE_TEMPLATES else None
         per_player = v.per_player_per_day_cents
         if fixed is not None and per_player is not None and fixed > per_player:
             raise ValueError(f"per_player_per_day_eur {v.per_player_per_day_eur} is below the offer's value "

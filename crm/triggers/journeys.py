@@ -281,7 +281,7 @@ def _send(worker, conn: sa.Connection, run: dict, journey: JourneySpec, current:
     ask = SendAsk(brand_id=brand, player_id=player, spec=spec, template_id=send.template,
                   params=message_params(spec, brand) | send.params, source="journey",
                   delivery_id=delivery_id_of(run["id"], current.id),
-                  cost_cents=round(send.offer.value_eur * 100) if send.offer.template in ("bonus", "free_spins") else 0)
+                  cost_cents=send.offer.max_cost_cents)  # cashback: the cap (no 7-day loss online)
     out = check_and_queue(conn, [ask], now, calendar, worker.outbox, worker.templates)[0]
     if out.queued:
         jr.advance(conn, run, now, step=run["step"] + 1, due_at=now, what="sent", delivery_id=out.delivery_id,

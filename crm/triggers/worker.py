@@ -63,12 +63,16 @@ def delivery_id_of(trigger_id: str, event_id: str) -> str:
 
 def offer_cost_cents(trigger: TriggerSpec, envelope: dict) -> int:
     """What the trigger's offer costs for this event: cashback = percent of the bet's loss, up to
-    the cap; a bonus or free spins: their value."""
+    the cap (the cap when the event has no loss we can read); any other offer: its cost model
+    (:attr:`crm.campaigns.spec.Offer.max_cost_cents`)."""
     o = trigger.offer
     if o.template == "cashback":
-        loss = derived(str(envelope.get("event_type")), envelope.get("payload") or {}, "loss_eur") or 0.0
-        return round(min(float(loss) * o.percent / 100, o.cap_eur) * 100)
-    return round(o.value_eur * 100) if o.template != "none" else 0
+        loss = derived(str(envelope.get("event_type")), envelope.get("payload") or {}, "loss_eur")
+        try:
+            return round(min(max(float(loss), 0.0) * o.percent / 100, o.cap_eur) * 100)
+        except (TypeError, ValueError, OverflowError):
+            return o.max_cost_cents
+    return o.max_cost_cents
 
 
 class TriggerWorker:
