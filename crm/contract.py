@@ -221,6 +221,9 @@ PAYLOADS: dict[str, tuple[Field, ...]] = {
     "crm.unsubscribe": _CRM,
     "crm.complaint": _CRM,
     "crm.bounce": _CRM,
+    # an offer POST /v1/offers/generate issued: the casino's bonus.* events carry its offer_id back
+    "offer.issued": _f("offer_id:string template:string cost:integer currency:string campaign_id:string? "
+                       "intent:string? offer_name:string? channel:string? expires_at:timestamp?"),
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(PAYLOADS)

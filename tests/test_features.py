@@ -152,6 +152,16 @@ def later(home, base) -> dict:
         _event(14, "session.started", newbie, _ts(D, 9), session_id="late_s2"),
         _event(15, "bet.settled", newbie, _ts(D, 9, 5), stake=1_000, win=0, currency="EUR",
                provider="LateProvider", game_category="slots"),
+        # an offer POST /v1/offers/generate issued, credited and consumed by the casino; another never taken
+        _event(16, "offer.issued", c, _ts(day, 8), offer_id="of_late", template="tournament", cost=200,
+               currency="EUR", campaign_id="offer_any", intent="any", offer_name="tour", channel="email",
+               expires_at=_ts(day + dt.timedelta(days=7), 8)),
+        _event(17, "bonus.issued", c, _ts(day, 9, 30), offer_id="of_late", template="tournament", cost=200,
+               currency=c["currency"]),
+        _event(18, "bonus.consumed", c, _ts(day, 11), offer_id="of_late", template="tournament", cost=200,
+               currency=c["currency"]),
+        _event(19, "offer.issued", a, _ts(day, 8), offer_id="of_late_2", template="cashback", cost=1_000,
+               currency="EUR", intent="winback", offer_name="cash", channel="sms"),
     ]
     paths = Paths(home)
     with open(paths.incoming / "zz_late_events.jsonl", "w") as f:
@@ -391,3 +401,15 @@ def test_imported_daily_aggregates_reach_dim_fct_features_and_labels(base, later
     first = mine.loc[pd.Timestamp(D + dt.timedelta(days=7))]
     assert not bool(first["churned"]) and bool(first["deposited_7d"])
     assert mine["deposited_7d"].notna().all() and mine["deposited_7d"].astype(bool).all()
+
+
+def test_offers_join_the_bonus_events_that_carry_their_id(home, later):
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        df = con.execute("SELECT * FROM fct_offers ORDER BY offer_id").df().set_index("offer_id")
+    assert df.index.tolist() == ["of_late", "of_late_2"]
+    taken, never = df.loc["of_late"], df.loc["of_late_2"]
+    assert taken["player_id"] == later["c"] and taken["status"] == "consumed" and taken["cost_eur_cents"] == 200
+    assert taken["credited_cost_minor"] == 200 and taken["intent"] == "any" and taken["offer_name"] == "tour"
+    assert pd.Timestamp(taken["consumed_at"]) > pd.Timestamp(taken["credited_at"]) > pd.Timestamp(taken["issued_at"])
+    assert pd.Timestamp(taken["expires_at"]) - pd.Timestamp(taken["issued_at"]) == pd.Timedelta(days=7)
+    assert never["player_id"] == later["a"] and never["status"] == "issued" and pd.isna(never["credited_at"])

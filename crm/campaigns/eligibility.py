@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from crm.campaigns.history import empty_history
+from crm.campaigns.history import OFFER_ISSUED, empty_history
 from crm.campaigns.jurisdictions import rules_for
 from crm.campaigns.offers import offer_cost_cents
 from crm.campaigns.policy import POLICY, Calendar, ContactPolicy, blackout_names
@@ -263,9 +263,12 @@ def contact_features(df: pd.DataFrame, c: CampaignSpec, ctx: Context) -> pd.Data
     sent = h["sent_at"].to_numpy(dtype="datetime64[us]")
     sent = np.where(np.isnat(sent), send, sent)  # a message of unknown time: as if sent now (fail closed)
     day = sent.astype("datetime64[D]")
+    # an issued offer (POST /v1/offers/generate) is a bonus in the ledger, not a message: it counts
+    # for the bonus and cost rules and dedup, never for a cap or the cooldown
+    message = (h["source"] != OFFER_ISSUED).to_numpy(dtype=bool)
     is_today = day == today
-    in_week = (day >= today - 6) & (day <= today)
-    on_channel = (h["channel"] == c.channel).to_numpy()
+    in_week = (day >= today - 6) & (day <= today) & message
+    on_channel = (h["channel"] == c.channel).to_numpy() & message
     gap_hours = np.abs(sent - send) / _HOUR
     dup = (h["dedup_key"] == c.dedup_key).to_numpy() & (gap_hours < caps["dedup_days"] * 24)
     bonus = h["is_bonus_offer"].to_numpy(dtype=bool)
@@ -273,9 +276,9 @@ def contact_features(df: pd.DataFrame, c: CampaignSpec, ctx: Context) -> pd.Data
     running = bonus & (day < today) & ~np.isnat(ends) & (ends > send)
     agg = pd.DataFrame({
         "channel_day": is_today & on_channel, "channel_week": in_week & on_channel,
-        "all_day": is_today, "all_week": in_week, "duplicates": dup, "bonus_offers_today": bonus & is_today,
+        "all_day": is_today & message, "all_week": in_week, "duplicates": dup, "bonus_offers_today": bonus & is_today,
         "cost_today_cents": np.where(is_today, h["cost_cents"].to_numpy(dtype=np.int64), 0),
-        "nearest_hours": gap_hours,
+        "nearest_hours": np.where(message, gap_hours, np.nan),
         "last_duplicate_at": np.where(dup, sent, np.datetime64("NaT", "us")),
         "running_offer_until": np.where(running, ends, np.datetime64("NaT", "us")),
         "bonus_ever": bonus,

@@ -52,6 +52,9 @@ from crm.warehouse import connect, table_exists
 MESSAGE_COLUMNS = ("player_id", "channel", "campaign_id", "dedup_key", "sent_at", "is_bonus_offer", "cost_cents",
                    "offer_ends_at", "source")
 API = "api"  # the source of messages the service sent for POST /v1/messaging/send
+# The source of offers POST /v1/offers/generate issued: a bonus in the ledger (one a day, cost per
+# player per day, a running offer, dedup), not a message (no cap, cooldown or quiet hours counts it).
+OFFER_ISSUED = "offer"
 SENT_TODAY = "outbox_today"  # the source of messages already dispatched on the as-of date being built
 _LATEST = dt.time(23, 59, 59)
 _DEFAULT_EXPIRY_DAYS = 30  # an offer of an unknown campaign: assume it runs long (fail closed)
@@ -244,6 +247,21 @@ def store_messages(rows: list[dict]) -> pd.DataFrame:
                   [API] * len(df))
 
 
+def offer_campaign_id(intent: str) -> str:
+    """The one-player campaign (and dedup key) an offer of ``intent`` is checked and counted as."""
+    return f"offer_{intent}"
+
+
+def offer_messages(rows: list[dict]) -> pd.DataFrame:
+    """Issued offers (:func:`crm.store.offers.ledger_rows`) as history rows of source :data:`OFFER_ISSUED`."""
+    if not rows:
+        return empty_history()
+    df = pd.DataFrame(rows)
+    ids = [offer_campaign_id(i) for i in df["intent"]]
+    return _frame(df["player_id"], df["channel"], ids, ids, pd.to_datetime(df["issued_at"]), [True] * len(df),
+                  df["cost_cents"].astype("int64"), pd.to_datetime(df["expires_at"]), [OFFER_ISSUED] * len(df))
+
+
 def reported_rows(rows: list[dict]) -> pd.DataFrame:
     """The store's copy of reported messages (:func:`crm.store.profile.reported_of`) as history
     rows, as :func:`delivered_messages` gives them to the lists."""
@@ -256,21 +274,28 @@ def reported_rows(rows: list[dict]) -> pd.DataFrame:
 
 
 def api_messages(paths: Paths, since: dt.datetime, until: dt.datetime) -> pd.DataFrame:
-    """API sends in [since, until) from the service store, if there is one (none: no rows)."""
+    """API sends and issued offers in [since, until) from the service store, if there is one (none: no rows)."""
     if not os.environ.get("CRM_DATABASE_URL") and not paths.service_db.exists():
         return empty_history()
     import sqlalchemy as sa
 
     from crm.store.db import make_engine
     from crm.store.deliveries import api_messages as stored
+    from crm.store.offers import all_ledger_rows
 
     engine = make_engine(paths)
+    parts = []
     try:
-        return store_messages(stored(engine, since, until))
-    except sa.exc.OperationalError:  # a store from before the deliveries table (not migrated yet): no API sends
-        return empty_history()
+        for read in (lambda: store_messages(stored(engine, since, until)),
+                     lambda: offer_messages(all_ledger_rows(engine, since, until))):
+            try:
+                parts.append(read())
+            except sa.exc.OperationalError:  # a store from before the table (not migrated yet): none
+                continue
     finally:
         engine.dispose()
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else empty_history())
 
 
 def load_history(paths: Paths, as_of: dt.date, specs: Iterable[CampaignSpec], *, days: int) -> pd.DataFrame:

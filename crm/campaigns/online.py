@@ -31,9 +31,8 @@ from typing import Annotated, Literal
 
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from crm import safe_yaml
 from crm.campaigns.eligibility import Context, evaluate, reason_text
 from crm.campaigns.history import (
     empty_history,
@@ -44,7 +43,7 @@ from crm.campaigns.history import (
     store_messages,
 )
 from crm.campaigns.policy import CALENDAR_FILE, POLICY, Calendar, load_calendar
-from crm.campaigns.spec import CampaignSpec, Frequency, Schedule, format_validation_error, load_campaigns
+from crm.campaigns.spec import CampaignSpec, Frequency, Schedule, load_campaigns, load_config_file
 from crm.config import Paths, campaigns_dir
 from crm.contract import PRODUCTS, consent_column
 from crm.store import deliveries as dl
@@ -88,18 +87,7 @@ def load_frequency_policies(directory: str | Path) -> dict[str, FrequencyPolicy]
     """The built-in policies and those of ``<directory>/_frequency_policies.yaml`` (which may not
     redefine a built-in one). A broken file raises :class:`FrequencyPolicyError` (fail closed)."""
     path = Path(directory) / POLICIES_FILE
-    if not path.exists():
-        return dict(BUILT_IN)
-    if not path.is_file():
-        raise FrequencyPolicyError(f"{path}: not a regular file")
-    try:
-        data = safe_yaml.load(path)
-    except safe_yaml.YamlInputError as e:
-        raise FrequencyPolicyError(safe_yaml.short(str(e))) from None
-    try:
-        parsed = _PoliciesFile.model_validate(data or {})
-    except ValidationError as e:
-        raise FrequencyPolicyError(format_validation_error(path, "frequency policies", e)) from None
+    parsed = load_config_file(path, _PoliciesFile, "frequency policies", FrequencyPolicyError)
     clash = sorted(set(parsed.policies) & set(BUILT_IN))
     if clash:
         raise FrequencyPolicyError(f"{path}: {', '.join(clash)} is built in and cannot be redefined")

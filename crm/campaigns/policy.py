@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from crm import safe_yaml
 from crm.contract import CHANNELS, JURISDICTIONS, MESSAGE_CHANNELS, PRODUCTS
 
 CALENDAR_FILE = "_calendar.yaml"
@@ -100,25 +99,9 @@ def load_calendar(directory: str | Path) -> Calendar:
     A broken calendar raises :class:`CalendarError`: lists are not built against a
     calendar we cannot read (fail closed).
     """
-    from crm.campaigns.spec import format_validation_error  # it imports this module
+    from crm.campaigns.spec import load_config_file  # it imports this module
 
-    path = Path(directory) / CALENDAR_FILE
-    if not path.exists() and not path.is_symlink():
-        return Calendar()
-    if not path.is_file():  # a folder, a device, a dangling link: fail closed
-        raise CalendarError(f"{path}: not a regular file")
-    try:
-        data = safe_yaml.load(path)
-    except safe_yaml.YamlInputError as e:  # too big, an alias bomb, not UTF-8, not YAML, a value like 2025-13-01
-        raise CalendarError(safe_yaml.short(str(e))) from None
-    if data is None:  # an empty file: no blackouts
-        return Calendar()
-    if not isinstance(data, dict):
-        raise CalendarError(f"{path}: expected a mapping with a 'blackouts' list at the top level")
-    try:
-        return Calendar.model_validate(data)
-    except ValidationError as e:
-        raise CalendarError(format_validation_error(path, "calendar", e)) from None
+    return load_config_file(Path(directory) / CALENDAR_FILE, Calendar, "calendar (a 'blackouts' list)", CalendarError)
 
 
 def blackout_names(calendar: Calendar, local_dates: np.ndarray, countries: np.ndarray, channel: str,

@@ -499,6 +499,30 @@ def format_validation_error(where: str | Path, what: str, err: ValidationError) 
     return "\n".join(lines)
 
 
+def load_config_file(path: str | Path, model: type, what: str, error: type[Exception]):
+    """The ``model`` in the optional configuration file ``path`` (the frequency policies, the
+    calendar, the offer catalogue): absent or empty, the model's defaults; anything else that is
+    not a regular file holding a mapping valid for ``model`` is an ``error`` naming the file, the
+    field and what was expected (fail closed). The file is hostile input (:mod:`crm.safe_yaml`)."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return model()
+    if not path.is_file():  # a folder, a device, a dangling link
+        raise error(f"{path}: not a regular file")
+    try:
+        data = safe_yaml.load(path)
+    except safe_yaml.YamlInputError as e:  # too big, an alias bomb, not UTF-8, not YAML, a value like 2025-13-01
+        raise error(safe_yaml.short(str(e))) from None
+    if data is None:
+        return model()
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping of {what} at the top level, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise error(format_validation_error(path, what, e)) from None
+
+
 def load_spec_file(path: str | Path, model: type, what: str, error: type[Exception]):
     """The ``model`` in YAML file ``path`` (a campaign, a trigger, a journey); any problem with the
     file is an ``error`` naming it, the field and what was expected. The file is hostile input

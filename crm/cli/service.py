@@ -97,7 +97,7 @@ def api_keys_group() -> None:
 @click.argument("name")
 @click.option("--brand", required=True, help="the one brand this key may send for")
 @click.option("--scope", "scopes", multiple=True, required=True,
-              type=click.Choice(["events:write", "feedback:write", "messaging:send"]),
+              type=click.Choice(["events:write", "feedback:write", "messaging:send", "offers:generate"]),
               help="a scope (repeat for several)")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable record (with the key)")
 def create_cmd(name: str, brand: str, scopes: tuple[str, ...], as_json: bool) -> None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from crm.config import Paths, campaigns_dir
-from crm.service import messaging, metrics
+from crm.service import messaging, metrics, offers
 from crm.service.auth import LiveKeys
 from crm.service.batcher import Batcher
 from crm.service.events import process_together
@@ -71,6 +71,7 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
             stop.set()
             await asyncio.to_thread(app.state.sender.close)  # the sends already waiting are answered
             await asyncio.to_thread(app.state.event_checker.close)  # and the events
+            await asyncio.to_thread(app.state.offer_maker.close)  # and the offers
             for thread in threads:
                 await asyncio.to_thread(thread.join, 30)
             for task in tasks:
@@ -96,5 +97,7 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
     app.include_router(events_router)
     messaging.setup(app, paths, clock)
     app.include_router(messaging.router)
+    offers.setup(app)
+    app.include_router(offers.router)
     app.include_router(metrics.router)
     return app

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from crm.store.schema import ID_CHARS, NAME_CHARS, api_keys
 
-SCOPES = ("events:write", "feedback:write", "messaging:send")
+SCOPES = ("events:write", "feedback:write", "messaging:send", "offers:generate")
 KEY_PREFIX = "crm_"
 MAX_KEY_CHARS = 200  # a presented key longer than this is not one of ours (never hashed)
 _NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:@-]{{0,{NAME_CHARS - 1}}}")

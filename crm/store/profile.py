@@ -45,6 +45,7 @@ from crm.contract import (
 )
 from crm.store.db import insert_many, key_chunks
 from crm.store.schema import address_suppressions, contacts, profile_stops, profiles, reported_messages, synced_files
+from ml.models import UPLIFT_VALUE_MODEL
 
 WITHDRAWAL, SELF_EXCLUSION, COOLING_OFF, LIMIT_HIT = "withdrawal", "self_exclusion", "cooling_off", "limit_hit"
 LIMIT_HIT_EVENT = "rg.limit.hit"
@@ -417,8 +418,9 @@ def _warehouse_state(paths: Paths, stop_event_ids: list[str]
     with connect(paths) as con:
         params: list = []
         query = "SELECT * FROM dim_player ORDER BY brand_id, player_id"
-        if table_exists(con, SCORES_TABLE):  # each model's latest probability score, as <model>_score
-            models = [f.removesuffix("_score") for f in PROBABILITY_SCORE_FIELDS]
+        if table_exists(con, SCORES_TABLE):  # each model's latest probability score, as <model>_score,
+            # and the predicted value of a bonus (uplift_value_score, EUR cents: offer generation reads it)
+            models = [f.removesuffix("_score") for f in PROBABILITY_SCORE_FIELDS] + [UPLIFT_VALUE_MODEL]
             picks = ", ".join(f"arg_max(score, as_of_date) FILTER (WHERE model = ?) AS {ident(m + '_score')}"
                               for m in models)
             query = (f"SELECT d.*, {', '.join('s.' + ident(m + '_score') for m in models)} FROM dim_player d "

@@ -256,3 +256,36 @@ synced_files = sa.Table(
     sa.Column("file_name", sa.String(ID_CHARS), primary_key=True),
     sa.Column("synced_at", sa.DateTime, nullable=False),
 )
+
+# ---------------------------------------------------------------- offers (migration 0007)
+# Each offer POST /v1/offers/generate issued (crm.store.offers): the player's bonus of the day in the
+# contact ledger, and the id the casino's bonus.* events carry back (the warehouse's fct_offers).
+offers = sa.Table(
+    "offers", metadata,
+    sa.Column("offer_id", sa.String(ID_CHARS), primary_key=True),
+    sa.Column("brand_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("player_id", sa.String(ID_CHARS), nullable=False),
+    sa.Column("intent", sa.String(64), nullable=False),
+    sa.Column("offer_name", sa.String(64), nullable=False),  # its name in the offer catalogue
+    sa.Column("template", sa.String(40), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # JSON: the offer's terms
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("product", sa.String(40), nullable=False),
+    sa.Column("cost_cents", sa.BigInteger, nullable=False),  # EUR cents: the template's cost model
+    sa.Column("predicted_value_cents", sa.BigInteger, nullable=True),  # gross predicted incremental value
+    sa.Column("issued_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("key_id", sa.Integer, nullable=False),
+    sa.Index("ix_offers_player", "brand_id", "player_id", "issued_at"),
+    sa.Index("ix_offers_issued", "issued_at"),
+)
+
+# What each intent's offers cost per brand and (UTC) day: the row is locked while an offer is
+# decided, so two processes never both spend the last of a budget.
+offer_spend = sa.Table(
+    "offer_spend", metadata,
+    sa.Column("brand_id", sa.String(ID_CHARS), primary_key=True),
+    sa.Column("intent", sa.String(64), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("spent_cents", sa.BigInteger, nullable=False),
+)
