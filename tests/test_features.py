@@ -413,3 +413,10 @@ def test_offers_join_the_bonus_events_that_carry_their_id(home, later):
     assert pd.Timestamp(taken["consumed_at"]) > pd.Timestamp(taken["credited_at"]) > pd.Timestamp(taken["issued_at"])
     assert pd.Timestamp(taken["expires_at"]) - pd.Timestamp(taken["issued_at"]) == pd.Timedelta(days=7)
     assert never["player_id"] == later["a"] and never["status"] == "issued" and pd.isna(never["credited_at"])
+    from crm.measurement.offers import offer_report
+
+    report = offer_report(Paths(home)).set_index("offer")
+    assert report.loc["tour", "issued"] == 1 and report.loc["tour", "consumed"] == 1
+    assert report.loc["tour", "consumed_share"] == 1.0 and report.loc["tour", "cost_consumed_eur"] == 2.0
+    assert report.loc["cash", "consumed"] == 0 and report.loc["cash", "cost_issued_eur"] == 10.0
+    assert offer_report(Paths(home), since="2030-01-01").empty

@@ -190,6 +190,20 @@ def test_broken_catalogues_are_named(tmp_path):
     assert load_catalogue(CAMPAIGNS_DIR).intents  # the shipped catalogue loads
 
 
+def test_the_catalogue_command_names_what_is_broken(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from crm.cli import main
+
+    monkeypatch.setenv("CRM_CAMPAIGNS_DIR", str(CAMPAIGNS_DIR))
+    ok = CliRunner().invoke(main, ["offers", "catalogue"])
+    assert ok.exit_code == 0 and "winback" in ok.output and "Deposit match of 50%" in ok.output
+    monkeypatch.setenv("CRM_CAMPAIGNS_DIR", str(tmp_path))
+    (tmp_path / "_offers.yaml").write_text(yaml.safe_dump({"offers": {"a": {"offer": {"template": "bonux"}}}}))
+    bad = CliRunner().invoke(main, ["offers", "catalogue"])
+    assert bad.exit_code == 1 and "offers.a.offer.template" in bad.output, bad.output
+
+
 # --------------------------------------------------------------------------- the API
 
 CATALOGUE = {

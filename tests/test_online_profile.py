@@ -65,12 +65,17 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
     for day, score in ((AS_OF - dt.timedelta(days=1), 0.2), (AS_OF, 0.8)):
         write_scores(paths, pd.DataFrame({"player_id": ["p1"], "score": [score], "model_name": ["churn"],
                                           "model_version": ["1"]}), day, "churn")
+    # and the predicted value of a bonus (EUR cents), which offer generation reads
+    write_scores(paths, pd.DataFrame({"player_id": ["p2"], "score": [1234.5], "model_name": ["uplift_value"],
+                                      "model_version": ["3"]}), AS_OF, "uplift_value")
     engine = make_engine(paths)
     upgrade_to_head(engine)
     out = sync_profiles(paths, engine)
     with engine.connect() as conn:
         assert effective_profile(conn, "A", "p1")[0]["churn_score"] == 0.8
         assert effective_profile(conn, "A", "p2")[0]["churn_score"] is None
+        assert effective_profile(conn, "A", "p2")[0]["uplift_value_score"] == 1234.5
+        assert effective_profile(conn, "A", "p1")[0]["uplift_value_score"] is None
     assert out["profiles"] == 3 and out["as_of_date"] == AS_OF.isoformat() and out["stops_live"] == 0
     assert out["reported_messages"] == 2
     with engine.connect() as conn:

@@ -48,7 +48,7 @@ from crm.campaigns.eligibility import (
     reason_text,
 )
 from crm.campaigns.history import not_yet_sent, planned_messages, split_own_sends
-from crm.campaigns.offers import offer_cost_cents
+from crm.campaigns.offers import offer_cost_cents, offer_terms
 from crm.campaigns.spec import CampaignSpec, Rule
 from crm.config import Paths
 from crm.contract import REGISTERED_NAMES, SCORE_MODELS, UPLIFT_SCORE_MODEL
@@ -401,21 +401,7 @@ def list_dir(paths: Paths, campaign_id: str, as_of: dt.date) -> Path:
 
 def offer_text(spec: CampaignSpec) -> str:
     """The campaign's offer in plain words."""
-    o = spec.offer
-    terms = (f", wagering {o.wagering:g}x" if o.wagering else "") + f", expires after {o.expiry_days} days"
-    if o.template == "bonus":
-        return f"Bonus of EUR {o.value_eur:,.2f}{terms}"
-    if o.template == "free_spins":
-        return f"Free spins worth EUR {o.value_eur:,.2f}{terms}"
-    if o.template == "cashback":
-        return f"Cashback of {o.percent:g}% of the last 7 days' net loss, up to EUR {o.cap_eur:,.2f}{terms}"
-    if o.template == "deposit_match":
-        return f"Deposit match of {o.percent:g}% of the next deposit, up to EUR {o.cap_eur:,.2f}{terms}"
-    if o.template == "mission":
-        return f"Mission: wager EUR {o.wager_eur:,.2f} on a provider new to you, reward EUR {o.value_eur:,.2f}{terms}"
-    if o.template == "tournament":
-        return f"Tournament entry worth EUR {o.value_eur:,.2f}{terms}"
-    return "No offer"
+    return offer_terms(spec.offer)
 
 
 def _sheet_names(variants: list[str]) -> dict[str, str]:

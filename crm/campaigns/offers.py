@@ -31,3 +31,21 @@ def cost_cents(df: pd.DataFrame, o: Offer) -> np.ndarray:
 def offer_cost_cents(df: pd.DataFrame, spec: CampaignSpec) -> np.ndarray:
     """Cost of the campaign's offer per player in EUR cents (:func:`cost_cents`)."""
     return cost_cents(df, spec.offer)
+
+
+def offer_terms(o: Offer) -> str:
+    """An offer's terms in plain words (the lists' summary, `crm offers catalogue`)."""
+    terms = (f", wagering {o.wagering:g}x" if o.wagering else "") + f", expires after {o.expiry_days} days"
+    if o.template == "bonus":
+        return f"Bonus of EUR {o.value_eur:,.2f}{terms}"
+    if o.template == "free_spins":
+        return f"Free spins worth EUR {o.value_eur:,.2f}{terms}"
+    if o.template == "cashback":
+        return f"Cashback of {o.percent:g}% of the last 7 days' net loss, up to EUR {o.cap_eur:,.2f}{terms}"
+    if o.template == "deposit_match":
+        return f"Deposit match of {o.percent:g}% of the next deposit, up to EUR {o.cap_eur:,.2f}{terms}"
+    if o.template == "mission":
+        return f"Mission: wager EUR {o.wager_eur:,.2f} on a provider new to you, reward EUR {o.value_eur:,.2f}{terms}"
+    if o.template == "tournament":
+        return f"Tournament entry worth EUR {o.value_eur:,.2f}{terms}"
+    return "No offer"

@@ -337,6 +337,7 @@ def _register_groups() -> None:
     from crm.cli.explain import explain_cmd
     from crm.cli.gate import gate_group
     from crm.cli.ml import ml_group
+    from crm.cli.offers import offers_group
     from crm.cli.service import api_events_group, api_keys_group, profiles_group, serve_cmd
     from crm.cli.triggers import journeys_group, triggers_group
 
@@ -353,6 +354,7 @@ def _register_groups() -> None:
     main.add_command(mailbox_cmd)
     main.add_command(triggers_group)
     main.add_command(journeys_group)
+    main.add_command(offers_group)
 
 
 _register_groups()
