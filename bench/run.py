@@ -14,7 +14,8 @@
 * the dbt build as a ratio to one bare DuckDB aggregation over the same landed events;
 * on the first end-to-end home: model quality and scoring speed (bench.ml), uplift learners
   against causalml's on the same split (bench.uplift) and targeting policies at one budget
-  against the simulator's truth (bench.policy), and the day's campaign lists over that home
+  against the simulator's truth (bench.policy), next best game against its baselines (bench.games),
+  and the day's campaign lists over that home
   replicated to --lists-players players against one bare DuckDB join (bench.lists; 0 skips it);
 * targeting policies (value uplift, the same rule with a model fitted on the true effects, NGR
   uplift, churn, random, oracle) over --policy-seeds simulator seeds at each of --policy-sizes,
@@ -146,6 +147,9 @@ def bench_refresh(root: Path, players: int, days: int, with_ml: bool = False, li
         print("targeting policies at one budget (python -m bench.policy) ...", flush=True)
         _, _, out = run_timed([sys.executable, "-m", "bench.policy", "--home", str(home), "--json"], env)
         result["policy"] = json.loads(out)
+        print("next best game vs popularity and favourite provider (python -m bench.games) ...", flush=True)
+        _, _, out = run_timed([sys.executable, "-m", "bench.games", "--home", str(home), "--json"], env)
+        result["games"] = json.loads(out)
     if with_ml and lists_players:
         # The day's campaign lists over this home replicated to lists_players players (issue 5).
         # In its own process: the peak RSS of its measuring children is theirs, not this one's.
@@ -355,6 +359,11 @@ def print_report(report: dict) -> None:
 
             print(f"\nTargeting policies on the {r['players']:,}-player home (python -m bench.policy)")
             print(policy_table(r["policy"]))
+        if "games" in r:
+            from bench.games import format_table as games_table
+
+            print(f"\nNext best game on the {r['players']:,}-player home (python -m bench.games)")
+            print(games_table(r["games"]))
         if "lists_bench" in r:
             from bench.lists import format_table as lists_table
 

@@ -19,6 +19,7 @@ from crm.sql import ident
 from ml import models as _models
 
 SCORES_TABLE = "player_scores"
+RECS_TABLE = "game_recommendations"  # next best game per player and as-of date (crm.campaigns.next_game)
 
 
 @contextmanager
@@ -189,7 +190,8 @@ def read_audience(paths: Paths, as_of: dt.date) -> pd.DataFrame:
     Every player in the profile is present; players without a feature row (inactive for
     90 days) or without a score have NULLs there, which segment rules treat as no match.
     Each model of :data:`SCORE_MODELS` gives ``<model>_score`` and
-    ``<model>_model_version`` columns.
+    ``<model>_model_version`` columns; ``recommended_game`` is the date's first next best game
+    (:data:`RECS_TABLE`, written by :mod:`crm.campaigns.next_game`).
     """
     with connect(paths) as con:
         has_scores = table_exists(con, SCORES_TABLE)
@@ -209,13 +211,18 @@ def read_audience(paths: Paths, as_of: dt.date) -> pd.DataFrame:
             f", s.{m}_score, s.{m}_model_version" if has_scores
             else f", NULL::DOUBLE AS {m}_score, NULL::VARCHAR AS {m}_model_version" for m in SCORE_MODELS)
         select_features = "".join(f", f.{ident(c)}" for c in feature_cols)
+        has_recs = table_exists(con, RECS_TABLE)
+        rec_col = ", r.game AS recommended_game" if has_recs else ", NULL::VARCHAR AS recommended_game"
+        rec_join = (f"LEFT JOIN (SELECT player_id, game FROM {ident(RECS_TABLE)} WHERE as_of_date = $as_of "
+                    "AND rank = 1) r USING (player_id)") if has_recs else ""
         return fetch_df(con, f"""
-            SELECT p.* {select_features} {score_cols}
+            SELECT p.* {select_features} {score_cols} {rec_col}
             FROM dim_player p
             LEFT JOIN player_features f USING (player_id)
             {score_join}
+            {rec_join}
             ORDER BY p.player_id
-        """, {"as_of": as_of} if has_scores else None)
+        """, {"as_of": as_of} if has_scores or has_recs else None)
 
 
 def read_scoring_population(paths: Paths) -> pd.DataFrame:

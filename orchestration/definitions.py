@@ -17,6 +17,7 @@ from dagster_dbt import DbtCliResource
 from crm.campaigns.spec import load_campaigns
 from crm.config import campaigns_dir, export_env
 from orchestration.assets.campaigns import campaign_assets
+from orchestration.assets.games import game_assets
 from orchestration.assets.landing import landed_events, landing_checks
 from orchestration.assets.ml import ml_checks, model_assets, player_scores, uplift_assets
 from orchestration.assets.readouts import readout_assets
@@ -48,7 +49,8 @@ daily_refresh = define_asset_job(
 )
 
 defs = Definitions(
-    assets=[landed_events, warehouse, *model_assets, *uplift_assets, player_scores, online_profiles, journey_entries,
+    assets=[landed_events, warehouse, *model_assets, *uplift_assets, player_scores, *game_assets, online_profiles,
+            journey_entries,
             realtime_activity,
             *campaign_asset_defs, *readout_assets(specs)],
     asset_checks=[*landing_checks, *warehouse_checks, *ml_checks, *campaign_checks, *mart_freshness_checks],

@@ -101,7 +101,13 @@ def print_summary(s: dict) -> None:
         print(f"  {t:<28} {n:>10,}")
     nan = float("nan")
     for key, m in s["models"].items():
-        if "qini_auc" in m:  # an uplift model
+        if m.get("retrained") is False:
+            print(f"\nModel {key}: not retrained: {m.get('retrain_reason')} (champion v{m.get('champion_version')})")
+            continue
+        if "discovery_recall_at_3" in m:  # next best game
+            print(f"\nModel {m.get('model')}: discovery recall@3={m['discovery_recall_at_3']:.3f} "
+                  f"(evaluated on the plays after {m.get('eval_cut')}; baselines in the asset's metadata)")
+        elif "qini_auc" in m:  # an uplift model
             print(f"\nModel {m.get('model')} ({m.get('selected_learner')}): held-out qini_auc={m['qini_auc']:.4g}  "
                   f"uplift@10%={m.get('uplift_at_10', nan):.4g}  uplift@30%={m.get('uplift_at_30', nan):.4g}  "
                   f"vs churn-score ranking {_g(m.get('baseline_churn_qini_auc'))}")

@@ -91,7 +91,8 @@ def test_marketers_xlsx_holds_only_the_players_to_contact_in_euros_with_plain_he
         assert [r[header.index("Offer value (EUR)")] for r in body] == pytest.approx(
             (expected["offer_cost_eur_cents"] / 100).tolist()) and body[0][header.index("Offer value (EUR)")] == 12.5
         assert ws.cell(2, header.index("Offer value (EUR)") + 1).number_format == "#,##0.00"
-        assert ws.freeze_panes == "A2" and ws.auto_filter.ref == f"A1:M{len(body) + 1}"
+        last = chr(ord("A") + len(MARKETER_COLUMNS) - 1)  # the filter spans every column
+        assert ws.freeze_panes == "A2" and ws.auto_filter.ref == f"A1:{last}{len(body) + 1}"
         assert ws["A1"].font.b and ws["A1"].fill.fgColor.rgb.endswith("DDEBF7")
         assert ws.column_dimensions["A"].width > 8
     # analysts keep both arms: the canonical Parquet and the CSV beside it

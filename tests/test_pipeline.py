@@ -130,6 +130,54 @@ def test_uplift_models_trained_and_champions_scored(first_run):
         assert scored.get(name, 0) == (population if champ is not None else 0), (name, md["decision"].value)
 
 
+def test_next_best_game_is_trained_and_its_recommendations_keep_the_rules(first_run):
+    """The ranker trains against its baselines and becomes champion; every recommendation is a game of
+    a provider licensed in the player's jurisdiction, never high-volatility or long-session to a
+    player with an RG marker (checked here in SQL, apart from the Python that wrote them), personal
+    only with profiling consent; the lists carry the first as recommended_game."""
+    from crm.campaigns.lists import published_lists
+    from ml import registry
+
+    result, _ = first_run
+    meta = {e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    md = meta["next_best_game_model"]
+    assert md["trained"].value is True and md["promoted_to_champion"].value is True, md.get("reason")
+    assert 0 < md["discovery_recall_at_3"].value <= 1
+    p = _paths()
+    client = registry.get_client(p.mlflow_tracking_uri)
+    run = client.get_run(registry.champion_version(client, "next_best_game").run_id)
+    assert {"discovery_recall_at_3", "popularity_discovery_recall_at_3", "favourite_provider_discovery_recall_at_3",
+            "all_coverage_at_3"} <= set(run.data.metrics)
+    with duckdb.connect(str(p.warehouse), read_only=True) as con:
+        n_players, with_rec = con.execute(
+            "SELECT (SELECT count(*) FROM dim_player), count(DISTINCT player_id) FROM game_recommendations").fetchone()
+        violations = con.execute("""
+            SELECT count(*) FROM game_recommendations r
+            JOIN dim_player d USING (player_id)
+            JOIN games g USING (game)
+            LEFT JOIN provider_licences l ON l.provider = g.provider AND l.jurisdiction = d.country
+            WHERE l.provider IS NULL
+               OR ((d.harm_risk_flag IS DISTINCT FROM false OR d.self_excluded_now IS DISTINCT FROM false
+                    OR d.cooling_off_now IS DISTINCT FROM false OR d.ever_self_excluded IS DISTINCT FROM false
+                    OR coalesce(d.rg_limit_hits_30d, 1) > 0)
+                   AND (g.volatility NOT IN ('low', 'medium') OR g.long_session IS DISTINCT FROM false))
+               OR (r.basis = 'model' AND d.consent_profiling IS DISTINCT FROM true)""").fetchone()[0]
+        ranks = con.execute("SELECT max(rank), count(*) FILTER (WHERE rank = 1) FROM game_recommendations").fetchone()
+        marked = con.execute("""
+            SELECT count(DISTINCT r.player_id) FROM game_recommendations r JOIN dim_player d USING (player_id)
+            WHERE d.harm_risk_flag OR d.ever_self_excluded OR d.rg_limit_hits_30d > 0""").fetchone()[0]
+        first = dict(con.execute("SELECT player_id, game FROM game_recommendations WHERE rank = 1").fetchall())
+    assert violations == 0
+    assert with_rec > 0.9 * n_players and ranks == (3, with_rec)
+    assert marked > 0  # the rule was exercised: players with a marker got a (safe) game
+    listed = [m for m in published_lists(p) if m["counts"]["listed"]]
+    assert listed
+    for m in listed:
+        df = pd.read_parquet(Path(m["path"]) / "list.parquet")
+        assert (df["recommended_game"].fillna("") == df["player_id"].map(first).fillna("")).all(), m["campaign_id"]
+
+
 def test_uplift_champion_scores_after_a_manual_promotion(first_run):
     """On 800 players an uplift model may not beat random targeting, so nothing is promoted
     automatically; a data scientist's `crm ml promote` makes the next scoring use it."""

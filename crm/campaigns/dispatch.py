@@ -70,7 +70,7 @@ QUIET_HOURS_AT_SEND = "quiet_hours_at_send"  # held: the send runs late, into th
 LATER_MESSAGE_SENT = "later_message_sent"
 SUPPRESSED_FILE = "suppressed_at_send.json"  # beside the list: who was not sent and why
 MESSAGE_FIELDS = ("idempotency_key", "campaign_id", "channel", "player_id", "variant", "as_of_date",
-                  "locale", "timezone", "offer_template", "offer_cost_eur_cents")
+                  "locale", "timezone", "offer_template", "offer_cost_eur_cents", "recommended_game")
 
 
 class DispatchBlocked(RuntimeError):
@@ -390,8 +390,10 @@ def _messages(campaign_id: str, as_of: dt.date, to_send: pd.DataFrame, sent: set
         key = idempotency_key(campaign_id, as_of.isoformat(), r.player_id, r.channel)
         if key in sent:
             continue
-        msg = {"idempotency_key": key, **{f: getattr(r, f) for f in MESSAGE_FIELDS[1:]}}
+        msg = {"idempotency_key": key, **{f: getattr(r, f, None) for f in MESSAGE_FIELDS[1:]}}
         msg["offer_cost_eur_cents"] = int(msg["offer_cost_eur_cents"])
+        if not isinstance(msg["recommended_game"], str):  # none (NaN, or a list from before the column)
+            msg["recommended_game"] = None
         msg["planned_send_at"], msg["sent_at"] = _iso(planned), _iso(send_at)
         new.append(msg)
     return new

@@ -61,6 +61,11 @@ def message_params(spec: CampaignSpec, brand_id: str) -> dict:
             "expiry_days": o.expiry_days}
 
 
+def _text(v) -> str:
+    """A list value as template text: missing (None, NaN) as "" (a template tests it with ``{% if %}``)."""
+    return "" if v is None or (isinstance(v, float) and v != v) else str(v)
+
+
 def _consents(paths: Paths, channel: str, player_ids: list[str]) -> dict[str, dict]:
     """The players' consent on ``channel`` in the warehouse (the basis the list was built on)."""
     if not paths.warehouse.exists() or not player_ids:
@@ -121,7 +126,8 @@ def enqueue_outbox(paths: Paths, spec: CampaignSpec, messages: list[dict], brand
             sent_at = dt.datetime.fromisoformat(str(m["sent_at"]).replace("Z", "+00:00")).replace(tzinfo=None)
             new.append(dl.new_delivery(
                 brand_id=brand, player_id=pid, channel=m["channel"], template_id=template,
-                params=message_params(spec, brand), transactional=spec.transactional, campaign_id=spec.id,
+                params=message_params(spec, brand) | {"recommended_game": _text(m.get("recommended_game"))},
+                transactional=spec.transactional, campaign_id=spec.id,
                 dedup_key=spec.dedup_key, product=spec.product, basis=basis, source="batch",
                 locale=m.get("locale"), is_bonus=spec.offer.is_bonus,
                 cost_cents=int(m.get("offer_cost_eur_cents") or 0),

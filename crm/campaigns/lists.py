@@ -62,7 +62,8 @@ SCORE_DECIMALS = 6  # scores are rounded so on the list; targeting ranks the rou
 _MODEL_LABELS = REGISTERED_NAMES
 LIST_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "send_at_utc", "product", "brand_id",
                 "country", "locale", "timezone", *[c for m in SCORES for c in (f"{m}_score", f"{m}_model_version")],
-                "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days", VALUE_COLUMN)
+                "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days", "recommended_game",
+                VALUE_COLUMN)
 LIST_FILE = "list.parquet"  # the canonical list, holdout included: the gate and dispatch read it
 ANALYST_CSV = "list_with_holdout.csv"  # the same rows as CSV, for analysts: never upload it to a sender
 MARKETER_XLSX = "list.xlsx"  # for marketers: only the players to contact, one sheet per variant
@@ -76,7 +77,7 @@ MARKETER_COLUMNS: dict[str, str] = {
     "player_id": "Player ID", "variant": "Variant", "channel": "Channel", "send_at_utc": "Send at (UTC)",
     "brand_id": "Brand", "country": "Country", "locale": "Language", "timezone": "Time zone", "product": "Product",
     "offer_template": "Offer", "offer_cost_eur_cents": "Offer value (EUR)", "offer_wagering": "Wagering (times)",
-    "offer_expiry_days": "Offer expires after (days)",
+    "offer_expiry_days": "Offer expires after (days)", "recommended_game": "Recommended game",
 }
 EUR_COLUMNS = frozenset({"offer_cost_eur_cents"})  # cents in the list, euros in the marketer's file
 # The funnel's stages in plain words (the summary sheet); variant_<name> stages are worded apart.
@@ -718,6 +719,7 @@ def _list_rows(spec: CampaignSpec, eligible: pd.DataFrame, variant: np.ndarray, 
         "offer_cost_eur_cents": cost,
         "offer_wagering": float(spec.offer.wagering),
         "offer_expiry_days": int(spec.offer.expiry_days),
+        "recommended_game": col("recommended_game"),
         VALUE_COLUMN: predicted_value_cents(eligible, cost),
     }, columns=list(LIST_COLUMNS)).reset_index(drop=True)
     return rows

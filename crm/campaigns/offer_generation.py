@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -129,17 +131,21 @@ def load_catalogue(directory: str | Path) -> Catalogue:
 
 
 def _known_true(profile: dict, col: str) -> bool:
-    """True unless the profile says False for certain (missing or unreadable: True, fail closed)."""
+    """True unless the profile says False for certain (a bool False; anything else, missing or
+    unreadable, is True: fail closed)."""
     v = profile.get(col)
-    return not (v is False or (isinstance(v, (int, float)) and not isinstance(v, bool) and v == 0))
+    return not (v is False or (isinstance(v, np.bool_) and not v))
+
+
+HARM_FLAGS = ("harm_risk_flag", "self_excluded_now", "cooling_off_now", "ever_self_excluded")
 
 
 def harm_markers(profile: dict) -> list[str]:
-    """The player's responsible-gambling markers (an unknown one counts as present)."""
-    out = [col for col in ("harm_risk_flag", "self_excluded_now", "cooling_off_now", "ever_self_excluded")
-           if _known_true(profile, col)]
+    """The player's responsible-gambling markers (an unknown one counts as present): a flag of
+    :data:`HARM_FLAGS` that is not False, a limit hit in 30 days (``rg_limit_hits_30d``)."""
+    out = [col for col in HARM_FLAGS if _known_true(profile, col)]
     hits = profile.get("rg_limit_hits_30d")
-    if isinstance(hits, bool) or not isinstance(hits, int | float) or not hits <= 0:  # None, NaN, text: a marker
+    if isinstance(hits, bool) or not isinstance(hits, numbers.Real) or not hits <= 0:  # None, NaN, text: a marker
         out.append("rg_limit_hits_30d")
     return out
 

@@ -17,16 +17,19 @@ with fx as (
 
 games as (
 
+    -- per provider and category first (the game grain below them is for next best game), so
+    -- each amount is converted to EUR cents once, as before the game was in the grain
     select
         g.player_id,
         g.activity_date,
         g.provider,
         g.game_category,
-        g.bets,
-        {{ to_eur_cents('g.stake * ' ~ fx_rate_or_fail('fx.eur_per_unit', 'g.currency')) }} as stake_eur
+        sum(g.bets) as bets,
+        {{ to_eur_cents('sum(g.stake) * ' ~ fx_rate_or_fail('any_value(fx.eur_per_unit)', 'g.currency')) }} as stake_eur
     from {{ ref('int_bets_daily_by_game') }} as g
     left join fx on g.currency = fx.currency
     where {{ in_refresh_days(refresh, date_column='g.activity_date') }}
+    group by g.player_id, g.activity_date, g.provider, g.game_category, g.currency
 
 ),
 

@@ -1,4 +1,4 @@
--- Settled bets per player, UTC day, game provider, game category and currency, amounts in
+-- Settled bets per player, UTC day, game (with its provider and category) and currency, amounts in
 -- minor units of that currency (summed exactly as integers; converted to EUR downstream).
 -- The bet stream is the largest: its JSON payload is parsed once, here, for both the daily
 -- activity (fct_player_daily) and the game preferences of the feature snapshots.
@@ -12,6 +12,7 @@
 select
     player_id,
     cast(occurred_at as date) as activity_date,
+    game,
     provider,
     game_category,
     currency,
@@ -25,4 +26,4 @@ select
 from {{ ref('stg_casino__bets') }}
 where event_type = 'bet.settled'
   and {{ in_refresh_days(refresh, timestamp_column='occurred_at') }}
-group by player_id, activity_date, provider, game_category, currency
+group by player_id, activity_date, game, provider, game_category, currency
