@@ -41,7 +41,8 @@ def worlds(draw):
         "game": [f"g{i}" for i in range(n_games)],
         "provider": [draw(st.sampled_from(PROVIDERS)) for _ in range(n_games)],
         "game_category": [draw(st.sampled_from(["slots", "live", "table"])) for _ in range(n_games)],
-        "volatility": [draw(st.sampled_from(["low", "medium", "high", "HIGH", "extreme", None])) for _ in range(n_games)],
+        "volatility": [draw(st.sampled_from(["low", "medium", "high", "HIGH", "extreme", None]))
+                       for _ in range(n_games)],
         "long_session": [draw(st.sampled_from([False, False, True, None])) for _ in range(n_games)],
     })
     pairs = draw(st.lists(st.tuples(st.sampled_from(PROVIDERS), st.sampled_from(COUNTRIES)), max_size=15, unique=True))
