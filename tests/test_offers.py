@@ -355,3 +355,29 @@ def test_lists_count_issued_offers(svc, monkeypatch):
     mine = got[got["player_id"] == "l1"]
     assert list(mine.columns) == list(MESSAGE_COLUMNS)
     assert mine["source"].tolist() == ["offer"] and mine["is_bonus_offer"].all() and mine["cost_cents"].sum() == 200
+
+
+def test_the_try_command_decides_like_the_api_and_issues_nothing(svc, monkeypatch):
+    from click.testing import CliRunner
+
+    from crm.cli import main
+
+    url, keys, engine, paths = svc
+    _player(engine, "t1")
+    _player(engine, "t2", country="NL", timezone="Europe/Amsterdam", age_years=22)
+    monkeypatch.setenv("CRM_HOME", str(paths.home))
+    monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    with engine.connect() as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(offers)).scalar_one()
+    res = CliRunner().invoke(main, ["offers", "try", "--brand", "A", "--player", "t1", "--player", "t2",
+                                    "--intent", "tour_only", "--at", AT.isoformat() + "Z", "--json"])
+    assert res.exit_code == 0, res.output
+    got = {r["player_id"]: r for r in json.loads(res.output)}
+    assert got["t1"]["offer"] == "tour" and got["t1"]["cost_minor"] == 200
+    assert got["t2"]["offer"] is None and got["t2"]["reason"] == "bonus_under_jurisdiction_age"
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(offers)).scalar_one() == before
+    # the API then issues exactly what the dry run said
+    assert generate(url, keys["a"], "k-t1", "t1", intent="tour_only")[1]["offer"] == "tour"
+    bad = CliRunner().invoke(main, ["offers", "try", "--brand", "A", "--player", "t1", "--intent", "nope"])
+    assert bad.exit_code == 2 and "not an intent" in bad.output

@@ -43,7 +43,7 @@ from crm.campaigns.offer_generation import (
     load_catalogue,
     offer_spec,
 )
-from crm.campaigns.online import FrequencyPolicyError, _concat
+from crm.campaigns.online import FrequencyPolicyError, OutboxHistory, _concat
 from crm.campaigns.policy import POLICY, CalendarError
 from crm.config import campaigns_dir
 from crm.contract import CHANNELS
@@ -151,13 +151,31 @@ def _terms(decision: Decision) -> dict:
     return o.model_dump(exclude={"template"})
 
 
-def _history(app, conn: sa.Connection, brand: str, player: str, since: dt.datetime, day: dt.date):
-    """The player's messages (our lists' outbox, the store's deliveries, those the casino reported)
-    and the offers issued to them, since ``since``: the one contact ledger."""
-    return _concat(app.state.outbox_history.for_players([player], day),
-                   store_messages(dl.player_messages(conn, brand, [player], since)),
-                   reported_rows(reported_of(conn, brand, [player], since)),
-                   offer_messages(offer_store.ledger_rows(conn, brand, [player], since)))
+def decide_in_store(conn: sa.Connection, outbox: OutboxHistory, catalogue: Catalogue, calendar, *, brand: str,
+                    player: str, intent_name: str, channel: str, at: dt.datetime, max_cost_cents: int | None = None,
+                    rg_safe: bool = True, lock: bool = True) -> Decision:
+    """The offer for one player of ``brand`` now, from the store: the online profile (its row
+    locked with ``lock``), the one contact ledger (our lists' outbox, the store's deliveries,
+    messages the casino reported, offers issued) and the intent's budget left today (its row
+    locked with ``lock``), then :func:`crm.campaigns.offer_generation.decide`. Writes nothing
+    (but the budget row when ``lock`` creates it). ``intent_name`` must be in ``catalogue``."""
+    intent = catalogue.intents[intent_name]
+    profile, _ = effective_profiles(conn, [(brand, player)], for_update=lock)[(brand, player)]
+    history = empty_history()
+    if profile is not None:
+        specs = [offer_spec(intent_name, intent, catalogue.offers[n].offer, channel, brand, at) for n in intent.offers]
+        since = at - dt.timedelta(days=lookback_days(specs, POLICY.dedup_days))
+        history = _concat(outbox.for_players([player], at.date()),
+                          store_messages(dl.player_messages(conn, brand, [player], since)),
+                          reported_rows(reported_of(conn, brand, [player], since)),
+                          offer_messages(offer_store.ledger_rows(conn, brand, [player], since)))
+    left = None
+    if intent.budget_eur_per_day is not None:
+        spent = (offer_store.spent_today(conn, brand, intent_name, at.date()) if lock
+                 else offer_store.spent(conn, brand, intent_name, at.date()))
+        left = max(round(intent.budget_eur_per_day * 100) - spent, 0)
+    return decide(profile, intent_name, intent, catalogue, channel=channel, brand_id=brand, at=at, history=history,
+                  calendar=calendar, max_cost_cents=max_cost_cents, rg_safe=rg_safe, budget_left_cents=left)
 
 
 def _generate(app, call: _Call) -> tuple[int, dict] | HTTPException:
@@ -178,19 +196,9 @@ def _generate(app, call: _Call) -> tuple[int, dict] | HTTPException:
         if intent is None:
             return HTTPException(422, f"context.intent {body.context.intent!r}: not an intent of {CATALOGUE_FILE} "
                                       f"(known: {', '.join(sorted(catalogue.intents)) or 'none'})")
-        profile, _ = effective_profiles(conn, [(brand, player)], for_update=True)[(brand, player)]
-        specs = [offer_spec(body.context.intent, intent, catalogue.offers[n].offer, body.context.channel, brand, at)
-                 for n in intent.offers]
-        since = at - dt.timedelta(days=lookback_days(specs, POLICY.dedup_days))
-        history = _history(app, conn, brand, player, since, at.date()) if profile is not None else empty_history()
-        left = None
-        if intent.budget_eur_per_day is not None:
-            spent = offer_store.spent_today(conn, brand, body.context.intent, at.date())
-            left = max(round(intent.budget_eur_per_day * 100) - spent, 0)
-        decision = decide(profile, body.context.intent, intent, catalogue, channel=body.context.channel,
-                          brand_id=brand, at=at, history=history, calendar=calendar,
-                          max_cost_cents=body.constraints.max_cost_minor, rg_safe=body.constraints.rg_safe,
-                          budget_left_cents=left)
+        decision = decide_in_store(conn, app.state.outbox_history, catalogue, calendar, brand=brand, player=player,
+                                   intent_name=body.context.intent, channel=body.context.channel, at=at,
+                                   max_cost_cents=body.constraints.max_cost_minor, rg_safe=body.constraints.rg_safe)
         considered = [Considered(**c.as_dict()) for c in decision.candidates]
         if decision.chosen is None:
             answer = GenerateAnswer(status="NO_OFFER", reason=decision.reason, detail=decision.reason_text(),

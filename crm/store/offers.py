@@ -68,6 +68,12 @@ def spent_today(conn: sa.Connection, brand_id: str, intent: str, day: dt.date) -
     return int(conn.execute(sa.select(offer_spend.c.spent_cents).where(*key).with_for_update()).scalar_one())
 
 
+def spent(conn: sa.Connection, brand_id: str, intent: str, day: dt.date) -> int:
+    """What ``intent``'s offers of ``brand_id`` cost on ``day`` (EUR cents), read without a lock."""
+    return int(conn.execute(sa.select(offer_spend.c.spent_cents).where(*_spend_key(brand_id, intent, day))).scalar()
+               or 0)
+
+
 def ledger_rows(conn: sa.Connection, brand_id: str, player_ids: Sequence[str], since: dt.datetime) -> list[dict]:
     """The players' offers issued since ``since``, as contact-ledger rows
     (:func:`crm.campaigns.history.offer_messages` reads them)."""
