@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import socket
 import threading
 import time
@@ -12,7 +14,7 @@ import urllib.request
 
 import uvicorn
 
-from crm.config import Paths
+from crm.config import CAMPAIGNS_DIR, Paths
 from crm.service import create_app
 
 
@@ -60,3 +62,20 @@ def call(url: str, method: str = "GET", body: bytes | object | None = None, key:
         return status, json.loads(text)
     except ValueError:
         return status, text
+
+
+@contextlib.contextmanager
+def own_campaigns(home):
+    """A copy of the shipped campaign folder under ``home``, as ``$CRM_CAMPAIGNS_DIR`` until the block
+    ends (a module-scoped fixture cannot use monkeypatch); yields the folder."""
+    campaigns = home / "campaigns"
+    shutil.copytree(CAMPAIGNS_DIR, campaigns)
+    old = os.environ.get("CRM_CAMPAIGNS_DIR")
+    os.environ["CRM_CAMPAIGNS_DIR"] = str(campaigns)
+    try:
+        yield campaigns
+    finally:
+        if old is None:
+            os.environ.pop("CRM_CAMPAIGNS_DIR", None)
+        else:
+            os.environ["CRM_CAMPAIGNS_DIR"] = old

@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
-import shutil
 
 import pandas as pd
 import pytest
@@ -35,7 +33,7 @@ from crm.store.db import make_engine, upgrade_to_head
 from crm.store.keys import create_key
 from crm.store.schema import accepted_events, offer_spend, offers
 from tests._compliance import AS_OF, message_histories, oracle_reasons, profile_rows, profiles
-from tests._service import call, running_server
+from tests._service import call, own_campaigns, running_server
 from tests.test_service_messaging import clean_profile, put_profiles
 
 AT = dt.datetime.combine(AS_OF, dt.time(12, 0))
@@ -224,25 +222,16 @@ CATALOGUE = {
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory, module_store_url):
     home = tmp_path_factory.mktemp("offers")
-    campaigns = home / "campaigns"
-    shutil.copytree(CAMPAIGNS_DIR, campaigns)
-    (campaigns / "_offers.yaml").write_text(yaml.safe_dump(CATALOGUE))
-    old = os.environ.get("CRM_CAMPAIGNS_DIR")
-    os.environ["CRM_CAMPAIGNS_DIR"] = str(campaigns)
-    paths = Paths(home).ensure()
-    engine = make_engine(paths, module_store_url)
-    upgrade_to_head(engine)
-    keys = {"a": create_key(engine, "offers-a", "A", ["offers:generate"])[1],
-            "b": create_key(engine, "offers-b", "B", ["offers:generate"])[1],
-            "send": create_key(engine, "send-a", "A", ["messaging:send"])[1]}
-    try:
+    with own_campaigns(home) as campaigns:
+        (campaigns / "_offers.yaml").write_text(yaml.safe_dump(CATALOGUE))
+        paths = Paths(home).ensure()
+        engine = make_engine(paths, module_store_url)
+        upgrade_to_head(engine)
+        keys = {"a": create_key(engine, "offers-a", "A", ["offers:generate"])[1],
+                "b": create_key(engine, "offers-b", "B", ["offers:generate"])[1],
+                "send": create_key(engine, "send-a", "A", ["messaging:send"])[1]}
         with running_server(paths, engine=engine, clock=lambda: AT) as url:
             yield url, keys, engine, paths
-    finally:
-        if old is None:
-            os.environ.pop("CRM_CAMPAIGNS_DIR", None)
-        else:
-            os.environ["CRM_CAMPAIGNS_DIR"] = old
 
 
 def generate(url, key, idem, player, intent="winback", channel="email", **constraints):

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +15,7 @@ from crm.config import CAMPAIGNS_DIR, Paths
 from crm.store.db import make_engine, upgrade_to_head
 from crm.store.keys import create_key
 from crm.store.schema import accepted_events, address_suppressions, deliveries, profile_stops, profiles
-from tests._service import call, running_server
+from tests._service import call, own_campaigns, running_server
 
 NOW = dt.datetime(2025, 10, 1, 12, 0)  # a Wednesday, midday in Europe
 
@@ -47,27 +45,18 @@ def put_profiles(engine, rows: list[dict]) -> None:
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory, module_store_url):  # the module runs once per store backend (conftest.py)
     home = tmp_path_factory.mktemp("msg")
-    campaigns = home / "campaigns"
-    shutil.copytree(CAMPAIGNS_DIR, campaigns)
-    old = os.environ.get("CRM_CAMPAIGNS_DIR")
-    os.environ["CRM_CAMPAIGNS_DIR"] = str(campaigns)
-    paths = Paths(home).ensure()
-    engine = make_engine(paths, module_store_url)
-    upgrade_to_head(engine)
-    keys = {
-        "send": create_key(engine, "sender-a", "A", ["messaging:send"])[1],
-        "all": create_key(engine, "all-a", "A", ["messaging:send", "feedback:write", "events:write"])[1],
-        "b": create_key(engine, "all-b", "B", ["messaging:send", "feedback:write", "events:write"])[1],
-        "events": create_key(engine, "events-a", "A", ["events:write"])[1],
-    }
-    try:
+    with own_campaigns(home):
+        paths = Paths(home).ensure()
+        engine = make_engine(paths, module_store_url)
+        upgrade_to_head(engine)
+        keys = {
+            "send": create_key(engine, "sender-a", "A", ["messaging:send"])[1],
+            "all": create_key(engine, "all-a", "A", ["messaging:send", "feedback:write", "events:write"])[1],
+            "b": create_key(engine, "all-b", "B", ["messaging:send", "feedback:write", "events:write"])[1],
+            "events": create_key(engine, "events-a", "A", ["events:write"])[1],
+        }
         with running_server(paths, engine=engine, clock=lambda: NOW) as url:
             yield url, keys, engine, paths
-    finally:
-        if old is None:
-            os.environ.pop("CRM_CAMPAIGNS_DIR", None)
-        else:
-            os.environ["CRM_CAMPAIGNS_DIR"] = old
 
 
 def send(url, key, idem, player, channel="email", template="payment_failure_help", policy="transactional", **extra):
