@@ -108,6 +108,12 @@ REVIEWED: dict[str, dict[str, str]] = {
         "score_join": "built from SCORE_MODELS and SCORES_TABLE; the date is bound ($as_of)",
         "score_cols": "built from SCORE_MODELS",
         "select_features": "player_features column names, each through ident()",
+        "rec_col": "constant SQL text",
+        "rec_join": "built from RECS_TABLE through ident(); the date is bound ($as_of)",
+    },
+    "crm/campaigns/next_game.py": {
+        "pick": "module constant column names, each through ident()",
+        "', '.join(_RECS_COLUMNS)": "module constant column names",
     },
     "expectations/campaign_list.py": {
         "_typed('lst_raw', frame, _LIST_COLUMNS)": "column names and types of the module's constant dict",
