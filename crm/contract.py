@@ -227,6 +227,8 @@ PAYLOADS: dict[str, tuple[Field, ...]] = {
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(PAYLOADS)
+# Written by our own service, never by a casino (the simulator does not emit them).
+SERVICE_EVENT_TYPES: tuple[str, ...] = ("offer.issued",)
 
 
 # --------------------------------------------------------------------------- enumerated values

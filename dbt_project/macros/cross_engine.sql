@@ -349,3 +349,44 @@
     {%- endif %}
   {%- endfor %}
 {%- endmacro %}
+
+
+{% macro spark__load_csv_rows(model, agate_table) %}
+  {#- dbt-spark's own version passes the seed's values as bindings, which its session connection pastes
+      into the SQL between single quotes without escaping: a value with a quote (Gonzo's Quest,
+      Play'n GO) breaks the statement, and a crafted one could inject SQL. Here every value becomes a
+      Spark literal: NULL, a boolean, a number, or a string with its backslashes and quotes escaped. -#}
+  {% set batch_size = get_batch_size() %}
+  {% set column_override = model['config'].get('column_types', {}) %}
+  {% set statements = [] %}
+  {% for chunk in agate_table.rows | batch(batch_size) %}
+      {% set sql %}
+          insert into {{ this.render() }} values
+          {% for row in chunk -%}
+              ({%- for col_name in agate_table.column_names -%}
+                  {%- set inferred_type = adapter.convert_type(agate_table, loop.index0) -%}
+                  {%- set type = column_override.get(col_name, inferred_type) -%}
+                  {%- set v = row[loop.index0] -%}
+                  cast({{ spark_seed_literal(v) }} as {{ type }})
+                  {%- if not loop.last %},{%- endif %}
+              {%- endfor -%})
+              {%- if not loop.last %},{%- endif %}
+          {%- endfor %}
+      {% endset %}
+      {% do adapter.add_query(sql, abridge_sql_log=True) %}
+      {% if loop.index0 == 0 %}
+          {% do statements.append(sql) %}
+      {% endif %}
+  {% endfor %}
+  {{ return(statements[0]) }}
+{% endmacro %}
+
+
+{% macro spark_seed_literal(v) -%}
+  {%- if v is none -%} null
+  {%- elif v is sameas true -%} true
+  {%- elif v is sameas false -%} false
+  {%- elif v is number -%} {{ v }}
+  {%- else -%} '{{ (v | string) | replace("\\", "\\\\") | replace("'", "\\'") }}'
+  {%- endif -%}
+{%- endmacro %}

@@ -1,7 +1,8 @@
 -- What each player played per UTC day and game, before the as-of date: the input of next best
--- game (ml/games.py). A view over int_bets_daily_by_game (no second copy of the bet grain);
--- rounds and bets count engagement without a currency.
-{{ config(materialized='view') }}
+-- game (ml/games.py). On DuckDB a view over int_bets_daily_by_game (no second copy of the bet
+-- grain); on Spark a table, since only tables are handed over to the DuckDB warehouse
+-- (crm/warehouse_spark.py). Rounds and bets count engagement without a currency.
+{{ config(materialized=('view' if target.type == 'duckdb' else 'table')) }}
 {% set as_of = run_as_of_date() %}
 
 select
