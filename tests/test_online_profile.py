@@ -21,13 +21,13 @@ from crm.store.events import hand_off
 from crm.store.keys import create_key
 from crm.store.profile import effective_profile
 from crm.store.schema import contacts, profile_stops, reported_messages, synced_files
-from crm.warehouse import write_scores
+from crm.warehouse import connect, write_scores
 from tests._dbt import dbt_build
 from tests._service import call, running_server
 
 AS_OF = dt.date(2025, 10, 1)
 NOW = dt.datetime(2025, 10, 1, 12, 0)
-BUILD = ("--select", "+dim_player", "+stg_casino__crm_messages", "--exclude", "test_type:unit",
+BUILD = ("--select", "+dim_player", "+stg_casino__crm_messages", "+player_features", "--exclude", "test_type:unit",
          "--indirect-selection", "cautious")
 
 
@@ -76,6 +76,11 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
         assert effective_profile(conn, "A", "p2")[0]["churn_score"] is None
         assert effective_profile(conn, "A", "p2")[0]["uplift_value_score"] == 1234.5
         assert effective_profile(conn, "A", "p1")[0]["uplift_value_score"] is None
+        # and what a cashback is costed on (player_features; no feature row: absent, so the cap)
+        losses = {pid: effective_profile(conn, "A", pid)[0].get("net_loss_eur_7d") for pid in ("p1", "p2")}
+    with connect(paths) as con:
+        expected = dict(con.execute("SELECT player_id, net_loss_eur_7d FROM player_features").fetchall())
+    assert losses == {pid: expected.get(pid) for pid in ("p1", "p2")}
     assert out["profiles"] == 3 and out["as_of_date"] == AS_OF.isoformat() and out["stops_live"] == 0
     assert out["reported_messages"] == 2
     with engine.connect() as conn:

@@ -42,9 +42,9 @@ REVIEWED: dict[str, dict[str, str]] = {
         "', '.join((ident(c) for c in wanted))": "dim_player's own column names (DESCRIBE), each through ident()",
     },
     "crm/store/profile.py": {
-        "', '.join(('s.' + ident(m + '_score') for m in models))": "the models' score columns (ml.models constants), "
-                                                                    "each through ident()",
         "picks": "arg_max(...) FILTER (WHERE model = ?) per model: the model bound, the alias through ident()",
+        "''.join((', ' + c for c in extra))": "the score columns and net_loss_eur_7d, each through ident()",
+        "' '.join(joins)": "constant join text, the scores table through ident()",
         "query": "_warehouse_state's profile query: constant text, the score columns through ident(), models bound",
         "fields": "'name': expression per column of DESCRIBE: the name through literal(), the column through "
                   "ident() inside a constant template of _SQL_JSON",

@@ -218,3 +218,13 @@ def test_the_list_gate_copies_agree():
     profile = gate._PROFILE_COLUMNS
     for ch in CHANNELS:
         assert {f"consent_{ch}", f"consent_{ch}_products", f"consent_{ch}_products_withdrawn"} <= set(profile)
+
+
+def test_the_online_profile_carries_the_cashback_cost_input():
+    """The store keeps its own name of the feature a cashback is costed on (it sits below campaigns)."""
+    from crm.campaigns import offers
+    from crm.store import profile
+    from ml.features import FEATURE_NAMES
+
+    assert profile.LOSS_COLUMN == offers.LOSS_COLUMN == "net_loss_eur_7d"
+    assert offers.LOSS_COLUMN in FEATURE_NAMES

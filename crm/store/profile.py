@@ -47,6 +47,8 @@ from crm.store.db import insert_many, key_chunks
 from crm.store.schema import address_suppressions, contacts, profile_stops, profiles, reported_messages, synced_files
 from ml.models import UPLIFT_VALUE_MODEL
 
+LOSS_COLUMN = "net_loss_eur_7d"  # crm.campaigns.offers.LOSS_COLUMN (the store sits below campaigns)
+
 WITHDRAWAL, SELF_EXCLUSION, COOLING_OFF, LIMIT_HIT = "withdrawal", "self_exclusion", "cooling_off", "limit_hit"
 LIMIT_HIT_EVENT = "rg.limit.hit"
 # contract payload key -> the channel its address serves
@@ -417,16 +419,24 @@ def _warehouse_state(paths: Paths, stop_event_ids: list[str]
 
     with connect(paths) as con:
         params: list = []
-        query = "SELECT * FROM dim_player ORDER BY brand_id, player_id"
+        extra: list[str] = []  # columns beside dim_player's, and the joins that bring them
+        joins: list[str] = []
         if table_exists(con, SCORES_TABLE):  # each model's latest probability score, as <model>_score,
             # and the predicted value of a bonus (uplift_value_score, EUR cents: offer generation reads it)
             models = [f.removesuffix("_score") for f in PROBABILITY_SCORE_FIELDS] + [UPLIFT_VALUE_MODEL]
             picks = ", ".join(f"arg_max(score, as_of_date) FILTER (WHERE model = ?) AS {ident(m + '_score')}"
                               for m in models)
-            query = (f"SELECT d.*, {', '.join('s.' + ident(m + '_score') for m in models)} FROM dim_player d "
-                     f"LEFT JOIN (SELECT player_id, {picks} FROM {ident(SCORES_TABLE)} GROUP BY player_id) s "
-                     "USING (player_id) ORDER BY brand_id, player_id")
+            extra += ["s." + ident(m + "_score") for m in models]
+            joins.append(f"LEFT JOIN (SELECT player_id, {picks} FROM {ident(SCORES_TABLE)} GROUP BY player_id) s "
+                         "USING (player_id)")
             params = models
+        if table_exists(con, "player_features") and LOSS_COLUMN in {
+                r[0] for r in con.execute("DESCRIBE player_features").fetchall()}:
+            # what a cashback offer is costed on (crm.campaigns.offers.cost_cents; none: its cap)
+            extra.append("f." + ident(LOSS_COLUMN))
+            joins.append("LEFT JOIN player_features f USING (player_id)")
+        query = (f"SELECT d.*{''.join(', ' + c for c in extra)} FROM dim_player d {' '.join(joins)} "
+                 "ORDER BY brand_id, player_id")
         rows = _profiles_in_sql(con, query, params)
         if rows is None:
             df = fetch_df(con, query, params)
