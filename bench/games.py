@@ -26,7 +26,13 @@ import numpy as np
 
 
 def run(home: Path, seeds: int) -> dict:
-    from crm.campaigns.next_game import _allowed_for, allowed_games, last_day_of, read_inputs
+    from crm.campaigns.next_game import (
+        allowed_for_players,
+        allowed_games,
+        has_profiling_consent,
+        last_day_of,
+        read_inputs,
+    )
     from crm.config import Paths
     from ml.games import BASELINES, Catalogue, fit_and_evaluate, recommend
 
@@ -34,7 +40,7 @@ def run(home: Path, seeds: int) -> dict:
     data = read_inputs(paths)
     games, players = data["games"], data["players"]
     catalogue = Catalogue.of(games)
-    allowed_for = _allowed_for(players, games, data["licences"])
+    allowed_for = allowed_for_players(players, games, data["licences"])
     last = last_day_of(data["plays"], dt.date.max)  # the last day with play
     runs = []
     model = None
@@ -46,8 +52,7 @@ def run(home: Path, seeds: int) -> dict:
                      "train_cut": ev.train_cut.isoformat(), "eval_cut": ev.eval_cut.isoformat()})
     ids = players["player_id"].astype(str).to_numpy()
     allowed = allowed_games(players, games, data["licences"])
-    personal = players["consent_profiling"].map(lambda v: v is True or (isinstance(v, np.bool_) and bool(v))
-                                                ).to_numpy(dtype=bool)
+    personal = has_profiling_consent(players)
     t0 = time.perf_counter()
     top, _ = recommend(model, data["plays"], catalogue, ids, allowed, personal, last, 3)
     rec_secs = time.perf_counter() - t0

@@ -247,6 +247,12 @@ def store_messages(rows: list[dict]) -> pd.DataFrame:
                   [API] * len(df))
 
 
+def concat_history(first: pd.DataFrame, *more: pd.DataFrame) -> pd.DataFrame:
+    """History frames together (the empty ones left out; ``first`` when all are empty)."""
+    parts = [p for p in (first, *more) if len(p)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else first)
+
+
 def offer_campaign_id(intent: str) -> str:
     """The one-player campaign (and dedup key) an offer of ``intent`` is checked and counted as."""
     return f"offer_{intent}"

@@ -63,6 +63,12 @@ def allowed_games(players: pd.DataFrame, games: pd.DataFrame, licences: pd.DataF
     return out & ~(marked[:, None] & risky[None, :])
 
 
+def has_profiling_consent(players: pd.DataFrame) -> np.ndarray:
+    """Per row: profiling consent for certain (True; anything else, missing included, is no)."""
+    return players["consent_profiling"].map(lambda v: v is True or (isinstance(v, np.bool_) and bool(v))
+                                            ).to_numpy(dtype=bool)
+
+
 def read_inputs(paths: Paths) -> dict[str, pd.DataFrame]:
     """The play history (``fct_player_game_daily``), the catalogue (``games``, in game order), the
     licences and the players (jurisdiction, RG state, profiling consent) from the warehouse."""
@@ -80,7 +86,8 @@ def read_inputs(paths: Paths) -> dict[str, pd.DataFrame]:
         }
 
 
-def _allowed_for(players: pd.DataFrame, games: pd.DataFrame, licences: pd.DataFrame):
+def allowed_for_players(players: pd.DataFrame, games: pd.DataFrame, licences: pd.DataFrame):
+    """``allowed_for(player_ids)``: :func:`allowed_games` for those players (one not in ``players``: none)."""
     by_id = players.set_index(players["player_id"].astype(str))
 
     def allowed_for(ids: np.ndarray) -> np.ndarray:
@@ -103,8 +110,9 @@ def train(paths: Paths, as_of: dt.date, *, tracking_uri: str, artifact_location:
     from ml.games import train_and_log
 
     data = read_inputs(paths)
-    return train_and_log(data["plays"], data["games"], _allowed_for(data["players"], data["games"], data["licences"]),
-                         last_day_of(data["plays"], as_of), tracking_uri=tracking_uri,
+    allowed_for = allowed_for_players(data["players"], data["games"], data["licences"])
+    return train_and_log(data["plays"], data["games"], allowed_for, last_day_of(data["plays"], as_of),
+                         tracking_uri=tracking_uri,
                          artifact_location=artifact_location, lineage=lineage)
 
 
@@ -124,8 +132,7 @@ def write_recommendations(paths: Paths, as_of: dt.date, *, tracking_uri: str) ->
     catalogue = Catalogue.of(games)  # the same order as games (read_inputs)
     ids = players["player_id"].astype(str).to_numpy()
     allowed = allowed_games(players, games, data["licences"])
-    personal = players["consent_profiling"].map(lambda v: v is True or (isinstance(v, np.bool_) and bool(v))
-                                                ).to_numpy(dtype=bool)
+    personal = has_profiling_consent(players)
     top, scores = recommend(model, data["plays"], catalogue, ids, allowed, personal, as_of, TOP)
     rows = [(ids[i], as_of, j + 1, catalogue.games[top[i, j]], float(scores[i, j]),
              "model" if personal[i] else "popular", str(mv.version))

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crm.campaigns.eligibility import Context, evaluate, reason_text
 from crm.campaigns.history import (
+    concat_history,
     empty_history,
     lookback_days,
     outbox_messages,
@@ -194,11 +195,6 @@ class SendOutcome:
         return self.delivery_id is not None
 
 
-def _concat(first, *more):
-    parts = [p for p in (first, *more) if len(p)]
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else first)
-
-
 def check_and_queue(conn: sa.Connection, asks: list[SendAsk], at: dt.datetime, calendar: Calendar,
                     outbox: OutboxHistory, templates) -> list[SendOutcome]:
     """Check ``asks`` at instant ``at`` (naive UTC) with the rule table and queue the allowed ones
@@ -240,7 +236,7 @@ def check_and_queue(conn: sa.Connection, asks: list[SendAsk], at: dt.datetime, c
         mine = store_messages(dl.player_messages(conn, brand, players, lookback))
         reported = reported_rows(reported_of(conn, brand, players, lookback))
         ours = outbox.for_players([asks[i].player_id for i, p, _ in members if p], at.date())
-        verdicts = check_sends([p for _, p, _ in members], spec, _concat(ours, mine, reported), at, calendar)
+        verdicts = check_sends([p for _, p, _ in members], spec, concat_history(ours, mine, reported), at, calendar)
         for (i, _, locale), verdict in zip(members, verdicts, strict=True):
             ask = asks[i]
             if not verdict.eligible or ask.holdout:

@@ -32,7 +32,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm.campaigns.history import empty_history, lookback_days, offer_messages, reported_rows, store_messages
+from crm.campaigns.history import (
+    concat_history,
+    empty_history,
+    lookback_days,
+    offer_messages,
+    reported_rows,
+    store_messages,
+)
 from crm.campaigns.offer_generation import (
     CATALOGUE_FILE,
     NAME,
@@ -43,7 +50,7 @@ from crm.campaigns.offer_generation import (
     load_catalogue,
     offer_spec,
 )
-from crm.campaigns.online import FrequencyPolicyError, OutboxHistory, _concat
+from crm.campaigns.online import FrequencyPolicyError, OutboxHistory
 from crm.campaigns.policy import POLICY, CalendarError
 from crm.config import campaigns_dir
 from crm.contract import CHANNELS
@@ -165,7 +172,7 @@ def decide_in_store(conn: sa.Connection, outbox: OutboxHistory, catalogue: Catal
     if profile is not None:
         specs = [offer_spec(intent_name, intent, catalogue.offers[n].offer, channel, brand, at) for n in intent.offers]
         since = at - dt.timedelta(days=lookback_days(specs, POLICY.dedup_days))
-        history = _concat(outbox.for_players([player], at.date()),
+        history = concat_history(outbox.for_players([player], at.date()),
                           store_messages(dl.player_messages(conn, brand, [player], since)),
                           reported_rows(reported_of(conn, brand, [player], since)),
                           offer_messages(offer_store.ledger_rows(conn, brand, [player], since)))
