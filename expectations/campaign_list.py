@@ -60,6 +60,7 @@ SENT_COLUMNS = ("player_id", "campaign_id", "channel", "as_of_date", "offer_temp
 # the builder's names would pass the builder's mistakes. tests/test_vocabulary.py keeps them equal.
 CHANNELS = ("email", "push", "sms", "in_app")
 JURISDICTIONS = ("UK", "MT", "NL", "SE", "DE")
+OFFER_NAME = "offer_name"  # a row's offer of a campaign that chooses it per player (GateContext.offer_choices)
 UPLIFT_SCORE_COLUMN = "uplift_value_score"  # the gross predicted value of the offer (EUR cents)
 VALUE_COLUMN = "predicted_value_eur_cents"  # that value net of the row's offer cost: what `target: by: uplift` ranks by
 
@@ -311,6 +312,28 @@ def day_checks(lst: pd.DataFrame, day_lists: list[pd.DataFrame], *, sent: pd.Dat
     return ok.astype(bool)
 
 
+def _offer_matches_a_choice(df: pd.DataFrame, choices: Mapping[str, Mapping]) -> pd.Series:
+    """Per row: its ``offer_name`` is one of ``choices`` and its template, wagering, expiry equal that
+    choice's and its cost is within the choice's most (anything missing: False)."""
+    if OFFER_NAME not in df or not len(df):
+        return pd.Series(False, index=df.index, dtype=bool)
+    name = df[OFFER_NAME].astype(object)
+
+    def term(key: str) -> pd.Series:
+        return name.map({k: v[key] for k, v in choices.items()})
+
+    def numbers(column: str) -> pd.Series:
+        return (pd.to_numeric(df[column], errors="coerce") if column in df
+                else pd.Series(float("nan"), index=df.index)).astype(float)
+
+    template = df["offer_template"].astype(object) if "offer_template" in df else pd.Series(None, index=df.index)
+    ok = (name.isin(list(choices)) & template.eq(term("template"))
+          & numbers("offer_wagering").eq(term("wagering").astype(float))
+          & numbers("offer_expiry_days").eq(term("expiry_days").astype(float))
+          & (numbers("offer_cost_eur_cents") <= term("max_cost_cents").astype(float)))
+    return ok.fillna(False).astype(bool)
+
+
 def own_sends_not_listed(lst: pd.DataFrame, sent: pd.DataFrame | None) -> tuple[float, dict[str, float]]:
     """(offer cost this list's campaign already sent on its as-of date to messages not on the list
     as treated rows, cost already sent per message key of the list): what its budget already paid."""
@@ -402,7 +425,9 @@ class GateContext:
     ``day_lists`` (the published higher-priority lists of the same day), ``sent`` (the outbox of
     the day, :func:`read_sent`) and ``limits``: see :func:`day_checks`. ``size_history``: listed counts of recent runs
     (:func:`recent_list_sizes`; empty or None: passes with a note). ``docs_dir``: build GX Data
-    Docs there."""
+    Docs there. ``offer_choices``: for a campaign whose offer is chosen per player, its choices'
+    terms (:func:`offer_choice_terms`): each row's ``offer_name`` must be one of them with its
+    terms, and the predicted value is the score x that choice's relative effect less the cost."""
 
     budget_cents: int | None = None
     min_uplift_cents: float | None = None
@@ -411,6 +436,15 @@ class GateContext:
     limits: DayLimits = field(default_factory=DayLimits)
     size_history: list[int] | None = None
     docs_dir: str | Path | None = None
+    offer_choices: Mapping[str, Mapping[str, float | str]] | None = None
+
+
+def offer_choice_terms(choices: Mapping) -> dict[str, dict[str, float | str]]:
+    """A campaign's ``offer.choices`` as the plain terms :class:`GateContext` checks rows against
+    (template, wagering, expiry days, the most it may cost, relative effect)."""
+    return {name: {"template": c.offer.template, "wagering": float(c.offer.wagering),
+                   "expiry_days": int(c.offer.expiry_days), "max_cost_cents": int(c.offer.max_cost_cents),
+                   "relative_effect": float(c.relative_effect)} for name, c in choices.items()}
 
 
 def gate_list(gated: GatedList, ctx: GateContext | None = None) -> GateResult:
@@ -426,6 +460,7 @@ def gate_list(gated: GatedList, ctx: GateContext | None = None) -> GateResult:
     lst, profile, holdout_share, variants = gated.rows, gated.profile, gated.holdout_share, list(gated.variants)
     budget_cents, min_uplift_cents, sent = ctx.budget_cents, ctx.min_uplift_cents, ctx.sent
     day_lists, size_history, docs_dir = list(ctx.day_lists or []), ctx.size_history, ctx.docs_dir
+    choices = dict(ctx.offer_choices or {})
     df = lst.copy()
     df["compliance_violation"] = recompute_violations(df, profile).to_numpy() if len(df) else []
     df["compliance_violation"] = df["compliance_violation"].fillna("none")
@@ -461,13 +496,20 @@ def gate_list(gated: GatedList, ctx: GateContext | None = None) -> GateResult:
                     else pd.Series(float("nan"), index=df.index)).astype(float)
 
         value = numbers(VALUE_COLUMN)
-        recomputed = numbers(UPLIFT_SCORE_COLUMN) - numbers("offer_cost_eur_cents")
+        effect = (df[OFFER_NAME].map({k: float(v["relative_effect"]) for k, v in choices.items()}).astype(float)
+                  if choices and OFFER_NAME in df else pd.Series(float("nan") if choices else 1.0, index=df.index))
+        recomputed = numbers(UPLIFT_SCORE_COLUMN) * effect - numbers("offer_cost_eur_cents")
         # NULL: not above; a listed value that is not the score less the cost: a builder's mistake
         df["uplift_above_min"] = ((value > min_uplift_cents) & ((value - recomputed).abs() <= 1e-6)).astype(bool)
         exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column="uplift_above_min", value_set=[True]))
         descriptions[len(exps) - 1] = (f"every listed player's predicted value net of the offer cost above "
                                        f"{min_uplift_cents} EUR cents (and equal to {UPLIFT_SCORE_COLUMN} less "
                                        "offer_cost_eur_cents)")
+    if choices:
+        df["offer_is_a_choice"] = _offer_matches_a_choice(df, choices)
+        exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column="offer_is_a_choice", value_set=[True]))
+        descriptions[len(exps) - 1] = (f"every row's offer is one of the campaign's {len(choices)} choices, on its "
+                                       "terms (template, wagering, expiry) and within its cost")
     given = ctx.limits.as_dict()
     limits = dict(zip(_DAY_CHECK_COLUMNS, given.values(), strict=True))
     if any(v is not None for v in limits.values()) and len(df):

@@ -100,16 +100,23 @@ def _costs(cost, n: int | None = None) -> np.ndarray:
     return c
 
 
+def value_per_cost(value, cost) -> np.ndarray:
+    """Value per cent of cost, the ranking key of campaigns and offers: a free offer is worth
+    +inf when its value is positive and -inf otherwise; an unknown value (NaN) stays NaN."""
+    v = _floats(value)
+    c = _costs(cost, len(v))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(c > 0, v / np.where(c > 0, c, 1), np.where(v > 0, np.inf, -np.inf))
+    return np.where(np.isnan(v), np.nan, ratio)
+
+
 def value_per_cost_order(value, cost, ids: Sequence) -> np.ndarray:
     """Positions sorted best first by value / cost (zero cost: +inf when value > 0).
 
     Ties: higher value first, then smaller id. Unknown values (NaN) come last.
     """
     v = _floats(value)
-    c = _costs(cost, len(v))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(c > 0, v / np.where(c > 0, c, 1), np.where(v > 0, np.inf, -np.inf))
-    ratio = np.where(np.isnan(v), np.nan, ratio)
+    ratio = value_per_cost(v, cost)
     keys = np.asarray([str(i) for i in ids], dtype=str)
     if len(keys) != len(v):
         raise ValueError(f"{len(keys)} ids for {len(v)} values")

@@ -127,6 +127,46 @@ def campaigns(draw, uplift: bool | None = None) -> CampaignSpec:
     return CampaignSpec.model_validate(data)
 
 
+OFFER_NAMES = st.sampled_from(["cashback_10", "match_50", "spins", "mission_x", "entry", "a", "z9_"])
+
+
+@st.composite
+def offer_choices(draw) -> dict:
+    """A campaign's ``offer.choices`` (1-4 offers): every bonus template, wagering around the UK cap,
+    values around the daily cost cap, relative effects from 0 to 3."""
+    out = {}
+    for name in draw(st.lists(OFFER_NAMES, min_size=1, max_size=4, unique=True)):
+        template = draw(st.sampled_from([t for t in OFFER_TEMPLATES if t != NO_OFFER]))
+        out[name] = {"offer": {"template": template, "value_eur": draw(st.sampled_from([1, 5, 10, 40])),
+                               "percent": draw(st.sampled_from([10, 50])), "cap_eur": draw(st.sampled_from([5, 25])),
+                               "wager_eur": 20, "wagering": draw(st.sampled_from([0, 1, 10, 10.5, 35])),
+                               "expiry_days": draw(st.sampled_from([1, 7, 30]))},
+                     "relative_effect": draw(st.sampled_from([0.0, 0.3, 1.0, 1.4, 3.0]))}
+    return out
+
+
+@st.composite
+def chooser_campaigns(draw, cid: str = "prop_choice") -> CampaignSpec:
+    """A random campaign whose offer is chosen per player (``offer.choices``, targeted by uplift),
+    with a budget, a minimum, a cost cap per player and a list size drawn too."""
+    target: dict = {"by": "uplift", "min_uplift_eur": draw(st.sampled_from([0, 0.5, 5]))}
+    budget = draw(st.sampled_from([None, None, 0.01, 10, 60, 1000]))
+    if budget is not None:
+        target["budget_eur"] = budget
+    data = {
+        "id": cid, "name": "property test, offer chosen per player", "channel": draw(st.sampled_from(CHANNELS)),
+        "offer": {"choices": draw(offer_choices())}, "target": target,
+        "experiment": {"salt": cid, "holdout": draw(st.sampled_from([0.0, 0.1, 0.5])), "variants": {"A": 1}},
+        "product": draw(st.sampled_from(["casino", "casino", "sports"])),
+        "schedule": {"send_time_utc": draw(_send_times())},
+    }
+    if draw(st.booleans()):
+        data["budget"] = {"per_player_per_day_eur": draw(st.sampled_from([40, 60, 100]))}
+    if draw(st.booleans()):
+        data["max_list_size"] = draw(st.integers(1, 10))
+    return CampaignSpec.model_validate(data)
+
+
 @st.composite
 def day_campaigns(draw, cid: str) -> CampaignSpec:
     """A campaign of a day with the engine's limits drawn too: priority (ties), frequency,
@@ -383,11 +423,15 @@ def profile_rows(profile: pd.DataFrame) -> pd.DataFrame:
 def planned(rows: pd.DataFrame, c: CampaignSpec, as_of: dt.date = AS_OF) -> list[dict]:
     """The messages a built list sends (its non-holdout rows), as the oracle reads them."""
     send = dt.datetime.combine(as_of, c.schedule.send_time)
-    bonus = c.offer.template != NO_OFFER
+
+    def offer(r):  # the row's own offer (chosen per player: its choice's), never the list's word for it
+        return c.offer.choices[r.offer_name].offer if c.offer.choices else c.offer
+
     return [{"player_id": r.player_id, "channel": c.channel, "campaign_id": c.id,
-             "dedup_key": c.frequency.dedup_key or c.id, "sent_at": send, "is_bonus_offer": bonus,
-             "cost_cents": int(r.offer_cost_eur_cents),
-             "offer_ends_at": send + dt.timedelta(days=c.offer.expiry_days) if bonus else None}
+             "dedup_key": c.frequency.dedup_key or c.id, "sent_at": send,
+             "is_bonus_offer": offer(r).template != NO_OFFER, "cost_cents": int(r.offer_cost_eur_cents),
+             "offer_ends_at": send + dt.timedelta(days=offer(r).expiry_days) if offer(r).template != NO_OFFER
+             else None}
             for r in rows.itertuples() if r.variant != "holdout"]
 
 

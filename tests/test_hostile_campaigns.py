@@ -73,6 +73,10 @@ def _leaves(doc: object, path: tuple = ()) -> list[tuple]:
 
 
 LEAVES = _leaves(FULL)
+# The same campaign with its offer chosen per player: the choices' numbers are fuzzed too.
+FULL_CHOICE: dict = FULL | {"offer": {"choices": {"a": {"offer": FULL["offer"], "relative_effect": 1.5}}}}
+DOCS = {"fixed": FULL, "choice": FULL_CHOICE}
+PLACES = [("fixed", p) for p in LEAVES] + [("choice", p) for p in _leaves(FULL_CHOICE) if p[0] == "offer"]
 
 
 def _set(doc: dict, path: tuple, value: object) -> dict:
@@ -95,7 +99,8 @@ def _numbers(obj: object) -> list:
 def test_the_fuzzed_campaign_covers_every_numeric_field():
     """A numeric field added to the spec later is fuzzed too, or this fails."""
     assert load_campaigns_of({"fuzzed.yaml": yaml.safe_dump(FULL)})[1] == []
-    dotted = {".".join(map(str, p)) for p in LEAVES}
+    assert load_campaigns_of({"fuzzed.yaml": yaml.safe_dump(FULL_CHOICE)})[1] == []
+    dotted = {".".join(map(str, p)) for _, p in PLACES}
     missing = {f for f in _numeric_fields(CampaignSpec) if not fnmatch.filter(dotted, f)}
     assert not missing, f"add these to FULL: {sorted(missing)}"
 
@@ -126,9 +131,10 @@ def _sane(value: object) -> bool:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(where=st.sampled_from(LEAVES), value=HOSTILE_NUMBERS)
-def test_any_number_in_any_numeric_field_loads_or_names_the_file_and_field(where, value):
-    body = yaml.safe_dump(_set(FULL, where, value), allow_unicode=True)
+@given(place=st.sampled_from(PLACES), value=HOSTILE_NUMBERS)
+def test_any_number_in_any_numeric_field_loads_or_names_the_file_and_field(place, value):
+    doc, where = place
+    body = yaml.safe_dump(_set(DOCS[doc], where, value), allow_unicode=True)
     specs, errors = load_campaigns_of({"fuzzed.yaml": body, "good_one.yaml": GOOD})
     assert "good_one" in [s.id for s in specs]  # the other campaigns always load
     if errors:

@@ -39,12 +39,14 @@ from crm.campaigns.lists import (
     build_day,
     build_list,
     campaign_context,
+    gross_value_cents,
     list_dir,
-    predicted_value_cents,
+    offer_value_cents,
     scope_mask,
     with_list,
 )
-from crm.campaigns.offers import offer_cost_cents
+from crm.campaigns.offer_generation import choose_offers
+from crm.campaigns.offers import OFFER_NAME
 from crm.campaigns.policy import POLICY, Calendar, ContactPolicy, load_calendar
 from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths, campaigns_dir
@@ -157,7 +159,21 @@ def explain_player(paths: Paths, player_id: str, spec: CampaignSpec, specs: list
     listed = built.rows[built.rows["player_id"] == player_id]
     in_scope = bool(scope_mask(row, spec).iloc[0])
     segment = _segment_lines(row, spec)
-    rules = eligibility.explain(row, spec, campaign_context(spec, ctx)[0])[0]
+    own_ctx = campaign_context(spec, ctx)[0]
+    offers = None  # an offer chosen per player: every choice's verdict, cost and value
+    if spec.offer.choices:
+        choices = choose_offers(row, spec, own_ctx, gross_value_cents(row), spec.target.min_uplift_cents or 0)
+        shown = str(choices.shown[0])
+        rules = eligibility.explain(row, spec.with_offer(spec.offer.choices[shown].offer), own_ctx)[0]
+        offers = [{"offer": name, "template": c.offer.template, "chosen": name == choices.names[0],
+                   "rules_shown": name == shown, "eligible": bool(choices.per_offer[name]["eligible"].iloc[0]),
+                   "failed": [f for f in str(choices.per_offer[name]["failed"].iloc[0]).split(",") if f],
+                   "cost_eur_cents": int(choices.cost_cents[name][0]),
+                   "predicted_value_eur_cents": _cents(choices.net_cents[name][0])}
+                  for name, c in spec.offer.choices.items()]
+        row = row.assign(**{OFFER_NAME: choices.names})
+    else:
+        rules = eligibility.explain(row, spec, own_ctx)[0]
     failing = [r["rule"] for r in rules if not r["passed"]]
     reason = None  # why the player is left out, in the plain words of eligibility.REASONS
     if not in_scope:
@@ -182,8 +198,7 @@ def explain_player(paths: Paths, player_id: str, spec: CampaignSpec, specs: list
             " (holdout: not sent)" if listed["variant"].iloc[0] == "holdout" else "")
     value = None  # by uplift: the player's predicted value net of the offer, what the ranking read
     if spec.target.by == "uplift":
-        v = float(predicted_value_cents(row, offer_cost_cents(row, spec))[0])
-        value = None if v != v else round(v, 2)
+        value = _cents(offer_value_cents(row, spec)[1][0])
         why += (" (no predicted value: no uplift score or no profiling consent)" if value is None else
                 f" (predicted value net of the offer {value / 100:,.2f} EUR; minimum "
                 f"{spec.target.min_uplift_cents / 100:,.2f} EUR)")
@@ -202,7 +217,12 @@ def explain_player(paths: Paths, player_id: str, spec: CampaignSpec, specs: list
         "segment": segment, "rules": rules, "targeting": built.targeting,
         "listed": not listed.empty, "variant": None if listed.empty else str(listed["variant"].iloc[0]),
         "decision": why, "reason": reason, "published_list": published, "predicted_value_eur_cents": value,
+        "offers": offers,
     }
+
+
+def _cents(v: float) -> float | None:
+    return None if v != v else round(float(v), 2)
 
 
 def format_explanation(e: dict) -> str:
@@ -222,6 +242,16 @@ def format_explanation(e: dict) -> str:
         note = "  [bypassed: transactional]" if r["verdict"].startswith("bypassed") else ""
         why = f"  ({r['reason']})" if not r["passed"] and r.get("reason") else ""
         out.append(f"  {verdict}  {r['rule']:<{width}}  {r['observed']}{note}{why}")
+    if e.get("offers"):
+        out.append("offer chosen per player (rules above: the offer marked *; value = predicted value net of "
+                   "its cost):")
+        for o in e["offers"]:
+            value = "no prediction" if o["predicted_value_eur_cents"] is None else \
+                f"value {o['predicted_value_eur_cents'] / 100:,.2f} EUR"
+            verdict = ("CHOSEN" if o["chosen"] else "allowed" if o["eligible"]
+                       else "refused: " + ", ".join(o["failed"]))
+            out.append(f"  {'*' if o['rules_shown'] else ' '} {o['offer']:<24} {o['template']:<13} cost "
+                       f"{o['cost_eur_cents'] / 100:,.2f} EUR, {value}: {verdict}")
     t = e["targeting"]
     out.append("targeting:    " + ", ".join(f"{k}={v}" for k, v in t.items()))
     out += ["", f"decision: {'LISTED' if e['listed'] else 'NOT LISTED'} — {e['decision']}"]

@@ -70,7 +70,8 @@ QUIET_HOURS_AT_SEND = "quiet_hours_at_send"  # held: the send runs late, into th
 LATER_MESSAGE_SENT = "later_message_sent"
 SUPPRESSED_FILE = "suppressed_at_send.json"  # beside the list: who was not sent and why
 MESSAGE_FIELDS = ("idempotency_key", "campaign_id", "channel", "player_id", "variant", "as_of_date",
-                  "locale", "timezone", "offer_template", "offer_cost_eur_cents", "recommended_game")
+                  "locale", "timezone", "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days",
+                  "offer_name", "recommended_game")
 
 
 class DispatchBlocked(RuntimeError):

@@ -233,6 +233,9 @@ def contact_features(df: pd.DataFrame, c: CampaignSpec, ctx: Context) -> pd.Data
     offer of ours ever); the local ``timezone_used`` / ``local_minute`` / ``local_date`` of
     the send, the ``blackout`` covering it, and this campaign's ``offer_cost_cents``.
     """
+    if c.offer.chosen_per_player:  # its rules depend on the offer: each choice is checked as a fixed offer
+        raise ValueError(f"campaign {c.id} chooses its offer per player: check each choice "
+                         "(crm.campaigns.offer_generation.choose_offers), not the campaign")
     n = len(df)
     pids = df["player_id"].astype(str).to_numpy()
     send_at = c.schedule.send_at(ctx.as_of)

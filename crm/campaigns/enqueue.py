@@ -26,7 +26,7 @@ import re
 
 import sqlalchemy as sa
 
-from crm.campaigns.spec import CampaignSpec
+from crm.campaigns.spec import CampaignSpec, Offer
 from crm.channels.templates import TemplateStore
 from crm.config import Paths
 from crm.contract import consent_column
@@ -42,9 +42,24 @@ def delivery_id_for(idempotency_key: str) -> str:
     return "b_" + hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:40]
 
 
-def message_template(spec: CampaignSpec, templates: TemplateStore | None = None) -> str:
+def message_template(spec: CampaignSpec, templates: TemplateStore | None = None, offer: Offer | None = None) -> str:
+    """The template of a campaign's message: the campaign's own (named by its id) if there is one,
+    else its offer's (``offer``: the player's choice of an offer chosen per player)."""
     store = templates or TemplateStore()
-    return spec.id if spec.id in store.ids() or spec.offer.template == "none" else spec.offer.template
+    template = (offer or spec.offer).template
+    return spec.id if spec.id in store.ids() or template == "none" else template
+
+
+def message_offer(spec: CampaignSpec, message: dict) -> Offer:
+    """The offer of one message: the campaign's, or the message's choice (``offer_name``) of an
+    offer chosen per player; a choice the campaign does not have is an error (never guessed)."""
+    if not spec.offer.choices:
+        return spec.offer
+    name = message.get("offer_name")
+    if name not in spec.offer.choices:
+        raise ValueError(f"campaign {spec.id}: the message to {message.get('player_id')!r} names offer "
+                         f"{str(name)[:60]!r}, not one of its choices ({', '.join(spec.offer.choices)})")
+    return spec.offer.choices[name].offer
 
 
 def brand_site(brand_id: str) -> str:
@@ -52,13 +67,14 @@ def brand_site(brand_id: str) -> str:
     return (os.environ.get(key) or f"https://{re.sub(r'[^a-z0-9-]', '-', brand_id.lower())}.example").rstrip("/")
 
 
-def message_params(spec: CampaignSpec, brand_id: str) -> dict:
-    """The template parameters of a campaign's message to a player of ``brand_id``: offer terms only."""
+def message_params(spec: CampaignSpec, brand_id: str, offer: Offer | None = None) -> dict:
+    """The template parameters of a campaign's message to a player of ``brand_id``: offer terms only
+    (``offer``: the player's own of an offer chosen per player)."""
     site = brand_site(brand_id)
-    o = spec.offer
+    o = offer or spec.offer
     return {"brand_name": brand_id, "claim_url": f"{site}/promotions", "help_url": f"{site}/help/payments",
-            "value_eur": o.value_eur, "cashback_percent": o.percent, "cap_eur": o.cap_eur, "wagering": o.wagering,
-            "expiry_days": o.expiry_days}
+            "value_eur": o.value_eur, "cashback_percent": o.percent, "match_percent": o.percent, "cap_eur": o.cap_eur,
+            "wager_eur": o.wager_eur, "wagering": o.wagering, "expiry_days": o.expiry_days}
 
 
 def _text(v) -> str:
@@ -111,7 +127,7 @@ def enqueue_outbox(paths: Paths, spec: CampaignSpec, messages: list[dict], brand
         todo = {k: m for k, m in ids.items() if k not in known}
         if not todo:
             return 0
-        template = message_template(spec)
+        store, template_of = TemplateStore(), {}  # offer template -> message template (a lookup lists the folder)
         consents = _consents(paths, spec.channel, sorted({str(m["player_id"]) for m in todo.values()}))
         new: list[dl.NewDelivery] = []
         for delivery_id, m in todo.items():
@@ -124,14 +140,19 @@ def enqueue_outbox(paths: Paths, spec: CampaignSpec, messages: list[dict], brand
             if spec.transactional:
                 basis["transactional"] = "a transactional campaign: caps, cooldown and quiet hours do not apply"
             sent_at = dt.datetime.fromisoformat(str(m["sent_at"]).replace("Z", "+00:00")).replace(tzinfo=None)
+            offer = message_offer(spec, m)
+            if spec.offer.choices:
+                basis["offer"] = m.get("offer_name")
+            if offer.template not in template_of:
+                template_of[offer.template] = message_template(spec, store, offer)
             new.append(dl.new_delivery(
-                brand_id=brand, player_id=pid, channel=m["channel"], template_id=template,
-                params=message_params(spec, brand) | {"recommended_game": _text(m.get("recommended_game"))},
+                brand_id=brand, player_id=pid, channel=m["channel"], template_id=template_of[offer.template],
+                params=message_params(spec, brand, offer) | {"recommended_game": _text(m.get("recommended_game"))},
                 transactional=spec.transactional, campaign_id=spec.id,
                 dedup_key=spec.dedup_key, product=spec.product, basis=basis, source="batch",
-                locale=m.get("locale"), is_bonus=spec.offer.is_bonus,
+                locale=m.get("locale"), is_bonus=offer.is_bonus,
                 cost_cents=int(m.get("offer_cost_eur_cents") or 0),
-                offer_ends_at=sent_at + dt.timedelta(days=spec.offer.expiry_days) if spec.offer.is_bonus else None,
+                offer_ends_at=sent_at + dt.timedelta(days=offer.expiry_days) if offer.is_bonus else None,
                 delivery_id=delivery_id, at=sent_at))
         with engine.begin() as conn:
             dl.insert_deliveries(conn, new)

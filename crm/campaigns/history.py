@@ -89,16 +89,22 @@ def _keys(campaign_ids: pd.Series, specs: Mapping[str, CampaignSpec]) -> pd.Seri
 
 
 def planned_messages(rows: pd.DataFrame, spec: CampaignSpec, as_of: dt.date) -> pd.DataFrame:
-    """The messages a list will send: its non-holdout rows, at the campaign's send time."""
+    """The messages a list will send: its non-holdout rows, at the campaign's send time, each with
+    its row's offer (template and expiry: an offer chosen per player differs by row; a row without
+    a readable template is a bonus, without a readable expiry the campaign's longest)."""
     sent = rows[rows["variant"] != HOLDOUT]
     n = len(sent)
     send_at = spec.schedule.send_at(as_of)
-    is_bonus = spec.offer.template in BONUS_TEMPLATES
-    ends = send_at + dt.timedelta(days=spec.offer.expiry_days) if is_bonus else None
+    template = sent["offer_template"] if "offer_template" in sent else pd.Series(spec.offer.template, index=sent.index)
+    is_bonus = template.astype(object).ne("none").to_numpy(dtype=bool) | (spec.offer.is_bonus and "offer_template"
+                                                                           not in sent)
+    expiry = (pd.to_numeric(sent["offer_expiry_days"], errors="coerce") if "offer_expiry_days" in sent
+              else pd.Series(np.nan, index=sent.index)).fillna(spec.offer.max_expiry_days).to_numpy()
+    ends = (pd.Timestamp(send_at) + pd.to_timedelta(expiry, unit="D")).where(is_bonus)
     return _frame(sent["player_id"].astype(str).to_numpy(), [spec.channel] * n, [spec.id] * n,
-                  [spec.dedup_key] * n, [send_at] * n, [is_bonus] * n,
+                  [spec.dedup_key] * n, [send_at] * n, is_bonus,
                   pd.to_numeric(sent["offer_cost_eur_cents"]).fillna(0).astype("int64").to_numpy(),
-                  [ends] * n, ["planned"] * n)
+                  ends, ["planned"] * n)
 
 
 def delivered_messages(paths: Paths, since: dt.datetime, as_of: dt.date,
@@ -191,7 +197,7 @@ def outbox_messages(paths: Paths, since: dt.date, as_of: dt.date, specs: Mapping
     on_time = (released.dt.normalize() >= day) & (released.dt.normalize() <= pd.Timestamp(as_of))
     sent_at = released.where(on_time).fillna(_utc(df["planned_send_at"])).fillna(scheduled)
     is_bonus = df["offer_template"].isin(BONUS_TEMPLATES).to_numpy()
-    expiry = df["campaign_id"].map(lambda c: specs[c].offer.expiry_days if c in specs else _DEFAULT_EXPIRY_DAYS)
+    expiry = df["campaign_id"].map(lambda c: specs[c].offer.max_expiry_days if c in specs else _DEFAULT_EXPIRY_DAYS)
     ends = (sent_at + pd.to_timedelta(expiry.astype("int64"), unit="D")).where(is_bonus)
     source = np.where(df["as_of_date"] == as_of.isoformat(), SENT_TODAY, "outbox")
     return _frame(df["player_id"], df["channel"], df["campaign_id"], _keys(df["campaign_id"], specs), sent_at,
@@ -233,7 +239,8 @@ def lookback_days(specs: Iterable[CampaignSpec], policy_dedup_days: int) -> int:
     """How far back the history must reach for every window a rule looks at."""
     days = [7, policy_dedup_days, _DEFAULT_EXPIRY_DAYS]
     for s in specs:
-        days += [s.frequency.dedup_days or 0, s.offer.expiry_days, int(np.ceil((s.frequency.cooldown_hours or 0) / 24))]
+        days += [s.frequency.dedup_days or 0, s.offer.max_expiry_days,
+                 int(np.ceil((s.frequency.cooldown_hours or 0) / 24))]
     return max(days) + 1
 
 

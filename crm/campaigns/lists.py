@@ -48,7 +48,8 @@ from crm.campaigns.eligibility import (
     reason_text,
 )
 from crm.campaigns.history import not_yet_sent, planned_messages, split_own_sends
-from crm.campaigns.offers import offer_cost_cents, offer_terms
+from crm.campaigns.offer_generation import choose_offers
+from crm.campaigns.offers import OFFER_NAME, offer_cost_cents, offer_effects, offer_fields, offer_terms
 from crm.campaigns.spec import CampaignSpec, Rule
 from crm.config import Paths
 from crm.contract import REGISTERED_NAMES, SCORE_MODELS, UPLIFT_SCORE_MODEL
@@ -62,8 +63,8 @@ SCORE_DECIMALS = 6  # scores are rounded so on the list; targeting ranks the rou
 _MODEL_LABELS = REGISTERED_NAMES
 LIST_COLUMNS = ("player_id", "campaign_id", "channel", "variant", "as_of_date", "send_at_utc", "product", "brand_id",
                 "country", "locale", "timezone", *[c for m in SCORES for c in (f"{m}_score", f"{m}_model_version")],
-                "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days", "recommended_game",
-                VALUE_COLUMN)
+                "offer_template", "offer_cost_eur_cents", "offer_wagering", "offer_expiry_days", OFFER_NAME,
+                "recommended_game", VALUE_COLUMN)
 LIST_FILE = "list.parquet"  # the canonical list, holdout included: the gate and dispatch read it
 ANALYST_CSV = "list_with_holdout.csv"  # the same rows as CSV, for analysts: never upload it to a sender
 MARKETER_XLSX = "list.xlsx"  # for marketers: only the players to contact, one sheet per variant
@@ -77,7 +78,7 @@ MARKETER_COLUMNS: dict[str, str] = {
     "player_id": "Player ID", "variant": "Variant", "channel": "Channel", "send_at_utc": "Send at (UTC)",
     "brand_id": "Brand", "country": "Country", "locale": "Language", "timezone": "Time zone", "product": "Product",
     "offer_template": "Offer", "offer_cost_eur_cents": "Offer value (EUR)", "offer_wagering": "Wagering (times)",
-    "offer_expiry_days": "Offer expires after (days)", "recommended_game": "Recommended game",
+    "offer_expiry_days": "Offer expires after (days)", OFFER_NAME: "Offer name", "recommended_game": "Recommended game",
 }
 EUR_COLUMNS = frozenset({"offer_cost_eur_cents"})  # cents in the list, euros in the marketer's file
 # The funnel's stages in plain words (the summary sheet); variant_<name> stages are worded apart.
@@ -206,8 +207,7 @@ def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: i
     t, exp = spec.target, spec.experiment
     budget = t.budget_cents if budget_cents is None else budget_cents
     ids = eligible["player_id"].astype(str).to_numpy()
-    cost = offer_cost_cents(eligible, spec)
-    value = predicted_value_cents(eligible, cost)
+    cost, value = offer_value_cents(eligible, spec)
     holdout = experiments.assign(spec.id, exp.salt, ids, exp.holdout, exp.variants) == experiments.HOLDOUT
     free = holdout | np.isin(ids, list(already_sent)) if already_sent else holdout
     sel = select_by_value_per_cost(value, cost, ids, max(budget, 0) if budget is not None else None,
@@ -225,10 +225,24 @@ def target_by_uplift(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: i
     return eligible.iloc[sel.index], summary
 
 
-def predicted_value_cents(df: pd.DataFrame, cost_cents: np.ndarray) -> np.ndarray:
-    """Each row's predicted value of the offer net of its cost (``cost_cents``), EUR cents, from the
-    rounded ``uplift_value_score`` as listed; NaN without profiling consent or without a score."""
-    return np.where(_profiling(df), net_value_cents(_score(df, UPLIFT_SCORE), cost_cents), np.nan)
+def gross_value_cents(df: pd.DataFrame) -> np.ndarray:
+    """Each row's predicted value of a bonus before its cost, EUR cents: the rounded
+    ``uplift_value_score`` as listed; NaN without profiling consent or without a score."""
+    return np.where(_profiling(df), _score(df, UPLIFT_SCORE), np.nan)
+
+
+def predicted_value_cents(df: pd.DataFrame, cost_cents: np.ndarray, effect: np.ndarray | float = 1.0) -> np.ndarray:
+    """Each row's predicted value of the offer net of its cost (``cost_cents``), EUR cents: the gross
+    value (:func:`gross_value_cents`) x the offer's relative ``effect``, less the cost; NaN without
+    profiling consent or without a score."""
+    return net_value_cents(gross_value_cents(df) * effect, cost_cents)
+
+
+def offer_value_cents(df: pd.DataFrame, spec: CampaignSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's offer cost, its predicted value net of that cost), EUR cents: the campaign's offer,
+    or the row's choice (:data:`~crm.campaigns.offers.OFFER_NAME`) with its relative effect."""
+    cost = offer_cost_cents(df, spec)
+    return cost, predicted_value_cents(df, cost, offer_effects(df, spec))
 
 
 def _target_all(spec: CampaignSpec, eligible: pd.DataFrame, budget_cents: int | None,
@@ -284,8 +298,15 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, conte
     # once, not twice (a third of a list's time at 1 M players went to such copies)
     scoped = scope_mask(audience, spec).to_numpy(dtype=bool)
     in_segment = audience[scoped & segment_mask(audience, spec).to_numpy(dtype=bool)]
-    verdicts = eligibility.evaluate(in_segment, spec, ctx)
-    eligible = in_segment[verdicts["eligible"].to_numpy()].copy()
+    if spec.offer.choices:  # each player's offer: the best of the choices every rule allows them
+        choices = choose_offers(in_segment, spec, ctx, gross_value_cents(in_segment),
+                                spec.target.min_uplift_cents or 0)
+        verdicts = choices.verdicts
+        eligible = in_segment[choices.eligible].copy()
+        eligible[OFFER_NAME] = choices.names[choices.eligible]
+    else:
+        verdicts = eligibility.evaluate(in_segment, spec, ctx)
+        eligible = in_segment[verdicts["eligible"].to_numpy()].copy()
     # the dedup window holds for the holdout too: a player this campaign held out recently is not
     # listed again (the hash would hold them out again, while the treated are deduplicated)
     held_out = eligible["player_id"].astype(str).isin(ctx.held_out.get(spec.id, frozenset())).to_numpy()
@@ -696,7 +717,7 @@ def _list_rows(spec: CampaignSpec, eligible: pd.DataFrame, variant: np.ndarray, 
 
     # Model scores are profiling: a list carries them only for players who consented to it.
     profiling = _profiling(eligible)
-    cost = offer_cost_cents(eligible, spec)
+    cost, value = offer_value_cents(eligible, spec)
     score_cols = {}
     for m in SCORES:
         score = _score(eligible, f"{m}_score")
@@ -715,11 +736,10 @@ def _list_rows(spec: CampaignSpec, eligible: pd.DataFrame, variant: np.ndarray, 
         "locale": col("locale"),
         "timezone": col("timezone"),
         **score_cols,
-        "offer_template": spec.offer.template,
+        **offer_fields(eligible, spec),
         "offer_cost_eur_cents": cost,
-        "offer_wagering": float(spec.offer.wagering),
-        "offer_expiry_days": int(spec.offer.expiry_days),
+        OFFER_NAME: col(OFFER_NAME),
         "recommended_game": col("recommended_game"),
-        VALUE_COLUMN: predicted_value_cents(eligible, cost),
+        VALUE_COLUMN: value,
     }, columns=list(LIST_COLUMNS)).reset_index(drop=True)
     return rows

@@ -45,19 +45,29 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crm.campaigns.eligibility import reason_text
+from crm.campaigns.eligibility import Context, evaluate, reason_text
 from crm.campaigns.history import offer_campaign_id
 from crm.campaigns.offers import cost_cents
 from crm.campaigns.online import check_sends
 from crm.campaigns.policy import Calendar
-from crm.campaigns.spec import MAX_EUR, CampaignSpec, Offer, Schedule, Target, load_config_file
+from crm.campaigns.spec import (
+    MAX_EUR,
+    OFFER_NAME,
+    CampaignSpec,
+    Offer,
+    OfferChoice,
+    Schedule,
+    Target,
+    load_config_file,
+)
 from crm.contract import PRODUCTS
+from ml.policy import value_per_cost
 
 CATALOGUE_FILE = "_offers.yaml"
 VALUE_FIELD = "uplift_value_score"  # the online profile's predicted value of a bonus (EUR cents)
-NAME = r"^[a-z0-9][a-z0-9_]{0,47}$"
+NAME = OFFER_NAME
 
 # why no offer (besides the rule table's own rule names)
 UNKNOWN_PLAYER, RG_MARKER = "unknown_player", "rg_marker"
@@ -78,24 +88,7 @@ class OfferCatalogueError(ValueError):
     """``_offers.yaml`` cannot be used (the file and field are named)."""
 
 
-class CatalogueOffer(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    offer: Offer
-    relative_effect: float = Field(default=1.0, ge=0, le=10, description=(
-        "its effect relative to the bonuses the uplift model learned from (1: the same)"))
-    description: str = Field(default="", max_length=500)
-
-    @model_validator(mode="after")
-    def _is_an_offer(self) -> CatalogueOffer:
-        if not self.offer.is_bonus:
-            raise ValueError("offer.template is 'none': a catalogue offer must be one of the offer templates")
-        try:  # what a campaign with this offer would be refused for (e.g. a value above the policy's daily cap)
-            CampaignSpec(id="catalogue_check", name="catalogue check", channel="email", offer=self.offer,
-                         target=Target(by="uplift"))
-        except ValidationError as e:
-            raise ValueError("; ".join(str(x.get("msg", "")) for x in e.errors(include_url=False))[:500]) from None
-        return self
+CatalogueOffer = OfferChoice  # a catalogue's offer: its terms, relative effect and description
 
 
 class Intent(BaseModel):
@@ -187,9 +180,9 @@ class Candidate:
 
     @property
     def per_euro(self) -> float:
-        """Net predicted value per euro of cost (a free offer worth something: infinite)."""
-        net = self.net_cents or 0.0
-        return net / (self.cost_cents / 100) if self.cost_cents > 0 else (math.inf if net > 0 else 0.0)
+        """Net predicted value per euro of cost (:func:`ml.policy.value_per_cost`: a free offer worth
+        something is infinite)."""
+        return float(value_per_cost([self.net_cents or 0.0], [self.cost_cents])[0]) * 100
 
     def as_dict(self) -> dict:
         return {"offer": self.name, "template": self.offer.template, "cost_minor": self.cost_cents,
@@ -251,3 +244,83 @@ def decide(profile: dict | None, intent_name: str, intent: Intent, catalogue: Ca
         return Decision(best, None, out)
     reasons = {c.refused for c in out}
     return Decision(None, reasons.pop() if len(reasons) == 1 else NO_OFFER_FITS, out)
+
+
+@dataclass(frozen=True)
+class Choices:
+    """Per row of a frame, a campaign's offer chosen per player (:func:`choose_offers`)."""
+
+    names: np.ndarray  # the chosen choice's name (None: no choice may be sent)
+    shown: np.ndarray  # the choice whose verdicts are shown: the chosen one, else the nearest to allowed
+    verdicts: pd.DataFrame  # the rule table's verdicts of the offer shown
+    per_offer: dict[str, pd.DataFrame]  # every choice's verdicts (eligibility.evaluate)
+    cost_cents: dict[str, np.ndarray]  # every choice's cost
+    net_cents: dict[str, np.ndarray]  # every choice's predicted value net of its cost (NaN: unknown)
+
+    @property
+    def eligible(self) -> np.ndarray:
+        return self.verdicts["eligible"].to_numpy(dtype=bool)
+
+
+def choose_offers(frame: pd.DataFrame, spec: CampaignSpec, context: Context, value_cents: np.ndarray,
+                  min_value_cents: float = 0.0) -> Choices:
+    """Each player's offer of a campaign whose offer is chosen per player (``offer.intent`` or
+    ``offer.choices``): the batch lists' side of :func:`decide`, vectorised.
+
+    Every choice goes through the lists' whole rule table as the campaign with that fixed offer
+    (:func:`crm.campaigns.eligibility.evaluate`: consent, RG, age, the jurisdiction's bonus rules,
+    one bonus a day, cost per player per day, caps, dedup, quiet hours...). Of the choices a player
+    may get whose predicted value net of its cost (``value_cents`` x its ``relative_effect`` - its
+    cost) is above ``min_value_cents`` (the campaign's ``target.min_uplift_eur``), the one with the
+    highest net value per cent of cost wins (:func:`ml.policy.value_per_cost`; ties: the higher net
+    value, then the choices' order), as :func:`decide` ranks; when none is above the minimum, the
+    best of the allowed ones all the same (targeting leaves the player out: below the minimum);
+    without a predicted value (``value_cents`` NaN), the first allowed choice (targeting by uplift
+    never lists such a player). Whether the chosen offer fits the budget is targeting's decision
+    (:func:`crm.campaigns.lists.target_by_uplift`). A player no choice is allowed for is shown with
+    the verdicts of the choice that fails the fewest rules (ties: the first).
+    """
+    names = list(spec.offer.choices)
+    if not names:
+        raise ValueError(f"campaign {spec.id}: its offer is not chosen per player (no offer.choices)")
+    n = len(frame)
+    value = np.asarray(value_cents, dtype=float).reshape(n)
+    best = np.full(n, -1)
+    best_above = np.zeros(n, dtype=bool)
+    best_ratio, best_net = np.full(n, -np.inf), np.full(n, -np.inf)
+    first_ok, nearest, fewest = np.full(n, -1), np.full(n, -1), np.full(n, np.iinfo(np.int64).max)
+    per_offer: dict[str, pd.DataFrame] = {}
+    costs: dict[str, np.ndarray] = {}
+    nets: dict[str, np.ndarray] = {}
+    for k, name in enumerate(names):
+        choice = spec.offer.choices[name]
+        verdicts = evaluate(frame, spec.with_offer(choice.offer), context)
+        per_offer[name] = verdicts
+        ok = verdicts["eligible"].to_numpy(dtype=bool)
+        cost = cost_cents(frame, choice.offer)
+        net = value * choice.relative_effect - cost
+        costs[name], nets[name] = cost, net
+        ratio = value_per_cost(net, cost)
+        known = ok & ~np.isnan(net)
+        above = known & (net > min_value_cents)
+        better = known & ((best < 0) | (above & ~best_above) | ((above == best_above) & (
+            (ratio > best_ratio) | ((ratio == best_ratio) & (net > best_net)))))
+        best = np.where(better, k, best)
+        best_above = np.where(better, above, best_above)
+        best_ratio, best_net = np.where(better, ratio, best_ratio), np.where(better, net, best_net)
+        first_ok = np.where((first_ok < 0) & ok, k, first_ok)
+        failing = (~verdicts[[c for c in verdicts if c.startswith("pass__")]].to_numpy(dtype=bool)).sum(axis=1)
+        fewer = failing < fewest
+        nearest, fewest = np.where(fewer, k, nearest), np.where(fewer, failing, fewest)
+    chosen = np.where(best >= 0, best, first_ok)
+    shown = np.where(chosen >= 0, chosen, nearest)
+    out = per_offer[names[0]].copy()
+    for k, name in enumerate(names[1:], start=1):
+        here = shown == k
+        if here.any():
+            other = per_offer[name]
+            for col in out.columns:
+                out[col] = np.where(here, other[col].to_numpy(), out[col].to_numpy())
+    labels = np.asarray(names, dtype=object)
+    picked = np.where(chosen >= 0, labels[np.maximum(chosen, 0)], None)
+    return Choices(picked.astype(object), labels[shown], out, per_offer, costs, nets)

@@ -19,7 +19,16 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from crm import safe_yaml
 from crm.campaigns.policy import POLICY, PRODUCTS
@@ -225,6 +234,138 @@ class Offer(_Strict):
         return self.max_cost_cents > 0
 
 
+OFFER_NAME = r"^[a-z0-9][a-z0-9_]{0,47}$"  # an offer of the catalogue, an intent
+MAX_CHOICES = 20
+CATALOGUE_CONTEXT = "offer_catalogue"  # validation context: the campaign folder's offer catalogue
+
+
+class OfferChoice(_Strict):
+    """An offer a player may be given: its terms and how its effect compares with the bonuses the
+    uplift model learned from (the catalogue's offers, a campaign's ``offer.choices``)."""
+
+    offer: Offer
+    relative_effect: float = Field(default=1.0, ge=0, le=10, description=(
+        "its effect relative to the bonuses the uplift model learned from (1: the same)"))
+    description: str = Field(default="", max_length=500)
+
+    @model_validator(mode="after")
+    def _is_an_offer(self) -> OfferChoice:
+        if not self.offer.is_bonus:
+            raise ValueError("offer.template is 'none': an offer to choose must be one of the offer templates")
+        try:  # what a campaign with this offer would be refused for (e.g. a value above the policy's daily cap)
+            CampaignSpec(id="offer_check", name="offer check", channel="email", offer=self.offer,
+                         target=Target(by="uplift"))
+        except ValidationError as e:
+            raise ValueError("; ".join(str(x.get("msg", "")) for x in e.errors(include_url=False))[:500]) from None
+        return self
+
+
+class CampaignOffer(Offer):
+    """A campaign's offer: fixed terms (:class:`Offer`), or a choice per player.
+
+    ``intent: winback`` gives each player the best of the catalogue intent's offers for them
+    (``campaigns/_offers.yaml``): the one every rule allows with the highest predicted value net
+    of its cost per euro (:func:`crm.campaigns.offer_generation.choose_offers`, the rule of
+    ``POST /v1/offers/generate``). Loading the campaign copies the intent's offers into
+    ``choices``, so the campaign's version (its spec hash, what is approved) changes whenever the
+    catalogue changes them. ``choices`` may also be written in the campaign itself instead of an
+    intent. A campaign with choices targets by uplift (the choice is by predicted value).
+    """
+
+    intent: Annotated[str, Field(pattern=OFFER_NAME)] | None = None
+    choices: dict[Annotated[str, Field(pattern=OFFER_NAME)], OfferChoice] = Field(default={}, max_length=MAX_CHOICES)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_intent(cls, data: object, info: ValidationInfo) -> object:
+        if isinstance(data, Offer) and not isinstance(data, CampaignOffer):  # a fixed offer given as a model
+            return data.model_dump()
+        if not isinstance(data, dict) or data.get("intent") is None:
+            return data
+        context = info.context or {}
+        if CATALOGUE_CONTEXT not in context:
+            if data.get("choices"):  # a loaded campaign's dump: the intent already resolved
+                return data
+            raise ValueError("offer.intent names an intent of the offer catalogue (campaigns/_offers.yaml), which "
+                             "is read when the campaign is loaded from its folder (crm.campaigns.spec.load_campaign)")
+        catalogue = context[CATALOGUE_CONTEXT]
+        if isinstance(catalogue, Exception):
+            raise ValueError(f"offer.intent needs the offer catalogue, which cannot be read: {catalogue}")
+        if "choices" in data:
+            raise ValueError("give offer.intent (the catalogue's offers) or offer.choices (the campaign's own), "
+                             "not both")
+        name = data["intent"]
+        intent = catalogue.intents.get(name) if isinstance(name, str) else None
+        if intent is None:
+            known = ", ".join(sorted(catalogue.intents)) or "none: the catalogue has no intents"
+            raise ValueError(f"offer.intent {safe_yaml.short(repr(name), MAX_ECHO_CHARS)} is not an intent of "
+                             f"campaigns/_offers.yaml (known: {known})")
+        return {**data, "choices": {o: catalogue.offers[o].model_dump() for o in intent.offers}}
+
+    @model_validator(mode="after")
+    def _choice_or_terms(self) -> CampaignOffer:
+        if not self.choices:
+            return self
+        terms = sorted(self.model_fields_set - {"intent", "choices"})
+        if terms:
+            raise ValueError(f"offer.{terms[0]} is set beside offer.{'intent' if self.intent else 'choices'}: an "
+                             "offer chosen per player takes its terms from its choices; remove "
+                             f"{', '.join('offer.' + t for t in terms)}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_choice(self, handler):
+        """A fixed offer serialises as before choices existed (its campaign's spec hash, and so its
+        approval, does not change); an offer chosen per player as its intent and choices only."""
+        out = handler(self)
+        if isinstance(out, dict) and self.chosen_per_player:
+            return {k: out[k] for k in ("intent", "choices") if k in out and (k != "intent" or self.intent)}
+        if isinstance(out, dict):
+            if self.intent is None:
+                out.pop("intent", None)
+            if not self.choices:
+                out.pop("choices", None)
+        return out
+
+    @property
+    def chosen_per_player(self) -> bool:
+        return bool(self.choices) or self.intent is not None
+
+    @property
+    def options(self) -> list[Offer]:
+        """The offers a player may get: the choices, or the one fixed offer."""
+        return [c.offer for c in self.choices.values()] if self.choices else [self]
+
+    @property
+    def is_bonus(self) -> bool:
+        return self.chosen_per_player or super().is_bonus  # fail closed: an unresolved intent is a bonus
+
+    @property
+    def fixed_cost_cents(self) -> int | None:
+        return None if self.chosen_per_player else super().fixed_cost_cents
+
+    @property
+    def max_cost_cents(self) -> int:
+        return max(o.max_cost_cents for o in self.options) if self.choices else super().max_cost_cents
+
+    @property
+    def can_cost(self) -> bool:
+        return any(o.can_cost for o in self.options) if self.choices else (
+            self.intent is not None or super().can_cost)
+
+    @property
+    def max_expiry_days(self) -> int:
+        """The longest any of its offers runs (how far back a running offer is looked for)."""
+        return max(o.expiry_days for o in self.options)
+
+    @property
+    def label(self) -> str:
+        """Short: the template, or ``choice of N (intent)``."""
+        if not self.chosen_per_player:
+            return self.template
+        return f"choice of {len(self.choices)}" + (f" ({self.intent})" if self.intent else "")
+
+
 class Target(_Strict):
     """Who among the eligible players gets the campaign.
 
@@ -359,7 +500,7 @@ class CampaignSpec(_Strict):
     brands: list[str] = []  # empty = all brands
     jurisdictions: list[Literal[JURISDICTIONS]] = []  # type: ignore[valid-type]
     segment: Segment = Segment()
-    offer: Offer = Offer()
+    offer: CampaignOffer = CampaignOffer()
     target: Target = Target()
     experiment: Experiment = Experiment()
     # 1 = highest: the lists of a day are built in priority order (ties by id), each seeing
@@ -395,12 +536,19 @@ class CampaignSpec(_Strict):
                              "a value")
         return v
 
+    @model_validator(mode="after")
+    def _choice_by_value(self) -> CampaignSpec:
+        if self.offer.chosen_per_player and self.target.by != "uplift":
+            raise ValueError("the offer is chosen per player by its predicted value (offer.intent or offer.choices), "
+                             "which needs 'target: {by: uplift}'")
+        return self
+
     @field_validator("transactional")
     @classmethod
     def _transactional_carries_no_offer(cls, v: bool, info: ValidationInfo) -> bool:
         offer = info.data.get("offer")
         if v and offer is not None and offer.is_bonus:
-            raise ValueError(f"a transactional message cannot carry an offer (offer.template is {offer.template!r}); "
+            raise ValueError(f"a transactional message cannot carry an offer (the offer is {offer.label!r}); "
                              "expected offer.template: none, or transactional: false")
         return v
 
@@ -413,17 +561,20 @@ class CampaignSpec(_Strict):
         if (v.total_eur is not None or v.per_player_per_day_eur is not None) and not offer.can_cost:
             raise ValueError(f"a budget is set but the offer ({offer.template}) costs nothing, so it cannot bind; "
                              "remove the budget block or give the offer a value")
-        fixed = offer.fixed_cost_cents if offer.template in FIXED_VALUE_TEMPLATES else None
-        per_player = v.per_player_per_day_cents
-        if fixed is not None and per_player is not None and fixed > per_player:
-            raise ValueError(f"per_player_per_day_eur {v.per_player_per_day_eur} is below the offer's value "
-                             f"{offer.value_eur}: no player could ever get it; expected at least {offer.value_eur}")
-        if fixed is not None and fixed > POLICY.max_cost_per_player_per_day_cents:
-            raise ValueError(f"the offer's value (offer.value_eur) {offer.value_eur} EUR exceeds the policy's maximum "
-                             f"cost per player per day ({POLICY.max_cost_per_player_per_day_cents / 100:g} EUR)")
-        if v.total_cents is not None and fixed is not None and fixed > v.total_cents:
-            raise ValueError(f"total_eur {v.total_eur} is below one offer ({offer.value_eur} EUR); expected at least "
-                             f"{offer.value_eur}")
+        names = list(offer.choices) if offer.choices else [None]
+        for name, o in zip(names, offer.options, strict=True):
+            which = "the offer's" if name is None else f"offer choice {name}'s"
+            fixed = o.fixed_cost_cents if o.template in FIXED_VALUE_TEMPLATES else None
+            per_player = v.per_player_per_day_cents
+            if fixed is not None and per_player is not None and fixed > per_player:
+                raise ValueError(f"per_player_per_day_eur {v.per_player_per_day_eur} is below {which} value "
+                                 f"{o.value_eur}: no player could ever get it; expected at least {o.value_eur}")
+            if fixed is not None and fixed > POLICY.max_cost_per_player_per_day_cents:
+                raise ValueError(f"{which} value (value_eur) {o.value_eur} EUR exceeds the policy's maximum cost per "
+                                 f"player per day ({POLICY.max_cost_per_player_per_day_cents / 100:g} EUR)")
+            if v.total_cents is not None and fixed is not None and fixed > v.total_cents:
+                raise ValueError(f"total_eur {v.total_eur} is below one offer ({which} {o.value_eur} EUR); expected "
+                                 f"at least {o.value_eur}")
         return v
 
     @field_validator("frequency")
@@ -462,6 +613,10 @@ class CampaignSpec(_Strict):
     def order_key(self) -> tuple[int, str]:
         """Build order of a day's lists: priority (1 first), then id."""
         return (self.priority, self.id)
+
+    def with_offer(self, offer: Offer) -> CampaignSpec:
+        """This campaign with the fixed ``offer`` (one of its choices: what the rule table checks)."""
+        return self.model_copy(update={"offer": CampaignOffer.model_validate(offer.model_dump())})
 
     def spec_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
@@ -523,10 +678,11 @@ def load_config_file(path: str | Path, model: type, what: str, error: type[Excep
         raise error(format_validation_error(path, what, e)) from None
 
 
-def load_spec_file(path: str | Path, model: type, what: str, error: type[Exception]):
+def load_spec_file(path: str | Path, model: type, what: str, error: type[Exception], context: dict | None = None):
     """The ``model`` in YAML file ``path`` (a campaign, a trigger, a journey); any problem with the
     file is an ``error`` naming it, the field and what was expected. The file is hostile input
-    (:mod:`crm.safe_yaml`), and its name must be its ``id``."""
+    (:mod:`crm.safe_yaml`), and its name must be its ``id``. ``context``: pydantic's validation
+    context (a campaign's: the offer catalogue)."""
     path = Path(path)
     if not path.is_file():  # a folder, a device, a pipe (e.g. a link to /dev/zero): not a spec
         raise error(f"{path}: not a regular file")
@@ -538,7 +694,7 @@ def load_spec_file(path: str | Path, model: type, what: str, error: type[Excepti
         raise error(f"{path}: expected a mapping of {what} fields at the top level, "
                     f"got {'nothing (an empty file)' if data is None else type(data).__name__}")
     try:
-        spec = model.model_validate(data)
+        spec = model.model_validate(data, context=context)
     except ValidationError as e:
         raise error(format_validation_error(path, what, e)) from None
     except (ArithmeticError, TypeError, RecursionError) as e:  # a validator's bug must not stop the other files
@@ -549,19 +705,34 @@ def load_spec_file(path: str | Path, model: type, what: str, error: type[Excepti
     return spec
 
 
-def load_campaign(path: str | Path) -> CampaignSpec:
-    """The campaign in ``path``; any problem with the file is a :class:`CampaignError` naming it."""
-    return load_spec_file(path, CampaignSpec, "campaign", CampaignError)
+def offer_catalogue(directory: str | Path) -> object:
+    """The offer catalogue of a campaign folder (``_offers.yaml``) as a campaign's ``offer.intent``
+    reads it, or the error that says why it cannot be read (only a campaign with an intent fails)."""
+    from crm.campaigns.offer_generation import OfferCatalogueError, load_catalogue  # it imports this module
+
+    try:
+        return load_catalogue(directory)
+    except OfferCatalogueError as e:
+        return e
+
+
+def load_campaign(path: str | Path, catalogue: object = None) -> CampaignSpec:
+    """The campaign in ``path``; any problem with the file is a :class:`CampaignError` naming it.
+    An ``offer.intent`` is resolved with ``catalogue`` (default: the folder's, :func:`offer_catalogue`)."""
+    catalogue = offer_catalogue(Path(path).parent) if catalogue is None else catalogue
+    return load_spec_file(path, CampaignSpec, "campaign", CampaignError, {CATALOGUE_CONTEXT: catalogue})
 
 
 def load_campaigns(directory: str | Path) -> tuple[list[CampaignSpec], list[str]]:
     """All campaigns in a folder: the valid specs and an error message per broken file."""
     specs, errors = [], []
+    catalogue = None
     for path in sorted(Path(directory).glob("*.y*ml")):
         if path.name.startswith("_"):  # _calendar.yaml and other shared files are not campaigns
             continue
+        catalogue = offer_catalogue(directory) if catalogue is None else catalogue
         try:
-            specs.append(load_campaign(path))
+            specs.append(load_campaign(path, catalogue))
         except CampaignError as e:
             errors.append(str(e))
     return specs, errors

@@ -37,7 +37,15 @@ from crm.campaigns.policy import POLICY
 from crm.campaigns.spec import CampaignSpec
 from crm.config import Paths
 from crm.warehouse import read_table
-from expectations.campaign_list import DayLimits, GateContext, GatedList, gate_list, read_sent, recent_list_sizes
+from expectations.campaign_list import (
+    DayLimits,
+    GateContext,
+    GatedList,
+    gate_list,
+    offer_choice_terms,
+    read_sent,
+    recent_list_sizes,
+)
 from expectations.validate import GateResult
 from orchestration.assets._gates import check_result, docs_dir
 from orchestration.assets._keys import campaign_key
@@ -70,7 +78,8 @@ def gate_published_list(paths: Paths, spec: CampaignSpec, specs: list[CampaignSp
         sent=read_sent(paths.outbox, as_of, lists_dir=paths.lists),
         # a transactional message bypasses the caps and the cooldown
         limits=DayLimits.from_caps(effective_caps(spec, POLICY), marketing=not spec.transactional),
-        size_history=recent_list_sizes(paths.lists / spec.id, as_of), docs_dir=docs))
+        size_history=recent_list_sizes(paths.lists / spec.id, as_of), docs_dir=docs,
+        offer_choices=offer_choice_terms(spec.offer.choices) or None))
 
 
 def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
