@@ -191,7 +191,7 @@ def _summary(b, build_s: float | None = None, publish_s: float | None = None) ->
     sup = b.suppression
     first = sup["first_failing_rule"]
     return {
-        "campaign_id": s.id, "priority": s.priority, "channel": s.channel, "offer": s.offer.template,
+        "campaign_id": s.id, "priority": s.priority, "channel": s.channel, "offer": s.offer.label,
         "target": s.target.by, "in_segment": b.funnel["in_segment"], "eligible": b.funnel["eligible"],
         "listed": b.funnel["listed"], "holdout": b.funnel["holdout"],
         "first_failing_day_rule": sum(first.get(r, 0) for r in DAY_RULES),

@@ -288,6 +288,8 @@ def test_each_player_gets_their_own_offer_and_the_explanation_shows_every_choice
     paths = Paths(tmp_path / "home").ensure()
     manifest = publish(built, paths)
     assert manifest["to_contact"] == 2 and manifest["total_offer_cost_eur_cents"] == 2900
+    assert manifest["offers_chosen"] == {"match": {"players": 1, "cost_eur_cents": 2500},
+                                         "spins": {"players": 1, "cost_eur_cents": 400}}
     e = explain_player(paths, "p_uk", spec, [spec], AS_OF, aud)
     offers = {o["offer"]: o for o in e["offers"]}
     assert offers["spins"]["chosen"] and not offers["match"]["eligible"]

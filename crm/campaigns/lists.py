@@ -108,6 +108,17 @@ class BuiltList:
         """Listed players to send to (every variant; the holdout is never contacted)."""
         return int((self.rows["variant"] != experiments.HOLDOUT).sum())
 
+    def offers_chosen(self) -> dict[str, dict[str, int]]:
+        """For an offer chosen per player: per offer, the players to contact and their offer cost
+        (EUR cents), in the order of the campaign's choices; empty for a fixed offer."""
+        if not self.campaign.offer.choices:
+            return {}
+        sent = self.rows[self.rows["variant"] != experiments.HOLDOUT]
+        by = sent.groupby(OFFER_NAME)["offer_cost_eur_cents"]
+        players, cost = by.size(), by.sum()
+        return {name: {"players": int(players.get(name, 0)), "cost_eur_cents": int(cost.get(name, 0))}
+                for name in self.campaign.offer.choices}
+
 
 def _rule_mask(df: pd.DataFrame, rule: Rule) -> pd.Series:
     col = df[rule.field]
@@ -508,6 +519,8 @@ def write_xlsx(built: BuiltList, path: Path, approval: dict | None = None) -> No
     line("Channel", spec.channel)
     line("Product", spec.product)
     line("Offer", offer_text(spec))
+    for name, n in built.offers_chosen().items():
+        line(f"  {name}: players to contact, cost (EUR)", f"{n['players']:,}, {n['cost_eur_cents'] / 100:,.2f}")
     line("Total offer cost (EUR)", float(contact["offer_cost_eur_cents"].sum()) / 100, money)
     if approval is not None:
         line("Approval when the list was built", approval["state"].replace("_", " "))
@@ -628,6 +641,7 @@ def publish(built: BuiltList, paths: Paths) -> dict:
             **core,
             "approval_at_publish": approval,
             "targeting": built.targeting,
+            **({"offers_chosen": built.offers_chosen()} if spec.offer.choices else {}),
             "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
                       for name in LIST_FILES},
         }

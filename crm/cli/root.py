@@ -214,7 +214,7 @@ def campaigns_cmd(directory: str | None) -> None:
     except CalendarError as e:
         errors.append(str(e))
     for s in specs:
-        click.echo(f"ok    {s.id:<28} {s.channel:<7} priority={s.priority:<4} offer={s.offer.template} "
+        click.echo(f"ok    {s.id:<28} {s.channel:<7} priority={s.priority:<4} offer={s.offer.label} "
                    f"holdout={s.experiment.holdout}{' transactional' if s.transactional else ''}")
     for e in errors:
         click.echo(f"ERROR {e}", err=True)

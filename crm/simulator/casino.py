@@ -20,7 +20,11 @@ The world it simulates, in short:
   while excluded;
 * consents per channel (granted at registration, later revoked / re-granted);
 * four past CRM campaigns with a 20% holdout and heterogeneous true effects
-  (positive / none / negative responders) that change the generated behaviour;
+  (positive / none / negative responders) that change the generated behaviour; a
+  player's response type leans on a lasting promo sensitivity (``promo_sensitivity``
+  in the truth), which also raises their take-up of reload, cashback and free-spin
+  bonuses and how often they wager a bonus through, so past bonus behaviour tells
+  something of how they will respond;
 * optional dirty records (``dirty_rate``) to exercise quarantine.
 
 Everything is drawn from ``np.random.default_rng([seed, chunk])`` (and

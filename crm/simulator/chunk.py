@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import ndtr, ndtri
 
 from crm.contract import CHANNELS, CONSENT_CHANNELS
 from crm.simulator.world import (
@@ -45,6 +46,11 @@ from crm.simulator.world import (
     local_seconds,
 )
 
+# How much of a player's response to a campaign is their lasting promo sensitivity (the correlation
+# of the latent draw across campaigns), and how strongly it raises their take-up of offers (log scale).
+PROMO_PERSISTENCE = 0.7
+PROMO_TAKE_UP = 0.5
+
 
 class Chunk:
     """One chunk of players: draws their lives and holds the events as column arrays."""
@@ -52,6 +58,11 @@ class Chunk:
     def __init__(self, world: World, index: int, first: int, n: int):
         self.w, self.index, self.n = world, index, n
         self.rng = np.random.default_rng([world.seed, index])
+        # a lasting trait (its own stream, so every other draw is the same as without it): how much a
+        # player is drawn to promotions. It makes them respond alike to every campaign
+        # (PROMO_PERSISTENCE) and shows in their bonus behaviour (take-up of reloads, cashback and
+        # free spins, wagering bonuses through), as bonus-seeking players do.
+        self.promo = np.random.default_rng([world.seed, index, 2]).standard_normal(n)
         self.pg = first + np.arange(n, dtype=np.int64)
         self.parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, dict]]] = {}
         self.camp_rows: list[dict[str, np.ndarray]] = []
@@ -242,6 +253,9 @@ class Chunk:
         sel = elig & (rng.random(n) < 0.7)
         ctrl = rng.random(n) < 0.2
         u = rng.random(n)
+        # the response type leans on the player's lasting promo sensitivity (high: a positive
+        # responder more often, low: a negative one), the rest drawn anew for each campaign
+        u = ndtr(-PROMO_PERSISTENCE * self.promo + math.sqrt(1.0 - PROMO_PERSISTENCE ** 2) * ndtri(u))
         lapsing = (self.T - cp.day) < (self.L + 7.0)
         p_pos = np.clip(0.28 + 0.22 * lapsing + 0.08 * (self.ptype == 1) - 0.12 * (self.ptype == 2),
                         0.05, 0.9)
@@ -483,7 +497,8 @@ class Chunk:
         # welcome bonus on the first deposit (allowed in SE: first occasion; not NL under 24)
         welcome_ok = ~self.minor[dp] & ~((self.cc[dp] == NL) & (self.age_end[dp] < 24))
         welcome = first & ~self.pre[dp] & welcome_ok & (rng.random(len(dp)) < 0.75)
-        reload = ~first & ok & (rng.random(len(dp)) < 0.05)
+        promo = np.exp(PROMO_TAKE_UP * self.promo)  # a promo-sensitive player takes up more offers
+        reload = ~first & ok & (rng.random(len(dp)) < 0.05 * promo[dp])
         cap_w = np.rint(10000 * fx)
         cap_r = np.rint(5000 * fx)
         b_p = [dp[welcome], dp[reload]]
@@ -496,12 +511,12 @@ class Chunk:
         A = len(self.a_p)
         aq = self.a_p
         loss_thr = 5000.0 * FX[self.cc[aq]]
-        cb = self.bonus_ok[aq] & (-self.a_net > loss_thr) & (rng.random(A) < 0.06)
+        cb = self.bonus_ok[aq] & (-self.a_net > loss_thr) & (rng.random(A) < 0.06 * promo[aq])
         b_p.append(aq[cb])
         b_ts.append(self.a_last_end[cb] + rng.uniform(60.0, 800.0, int(cb.sum())))
         b_tmpl.append(np.full(int(cb.sum()), 2))
         b_cost.append(np.rint(-self.a_net[cb] * 0.1))
-        fs = np.nonzero(self.bonus_ok[aq] & (rng.random(A) < 0.02))[0]
+        fs = np.nonzero(self.bonus_ok[aq] & (rng.random(A) < 0.02 * promo[aq]))[0]
         s = self._random_session(fs)
         b_p.append(aq[fs])
         b_ts.append(self.s_start[s] + rng.uniform(10.0, 60.0, len(fs)))
@@ -528,7 +543,7 @@ class Chunk:
         iday = np.floor((bts - w.start_ts) / DAY).astype(np.int64)
         nxt = self._next_active_day()
         nd = nxt[bp, np.minimum(iday + 1, D)]
-        used = (nd <= iday + 7) & (nd < D) & (rng.random(nb) < 0.8)
+        used = (nd <= iday + 7) & (nd < D) & (rng.random(nb) < np.clip(0.8 + 0.12 * self.promo[bp], 0.4, 0.98))
         ua = np.searchsorted(self.a_key, bp[used] * D + nd[used])
         s = self.a_first[ua]
         uts = self.s_start[s] + rng.uniform(0.1, 0.9, len(s)) * self.s_dur[s]

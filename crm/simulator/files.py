@@ -227,6 +227,7 @@ _PLAYERS_SCHEMA = pa.schema([
     ("stake_per_round_eur", pa.float64()), ("rg_limit_kind", pa.string()),
     ("exclusion_scope", pa.string()), ("excluded_from", pa.timestamp("s")),
     ("excluded_until", pa.timestamp("s")), ("returns_after_exclusion", pa.bool_()),
+    ("promo_sensitivity", pa.float64()),
 ])
 _EFFECTS_SCHEMA = pa.schema([
     ("campaign_id", pa.string()), ("player_id", pa.string()), ("arm", pa.string()),
@@ -266,7 +267,7 @@ class TruthWriters:
             "rg_limit_kind": take(LIMIT_KINDS, np.where(ch.lim, ch.lim_kind, -1)),
             "exclusion_scope": take(SELF_EXCLUSION_SCOPES, np.where(ch.blocked, ch.se_scope, -1)),
             "excluded_from": ts_array(ch.blk_lo), "excluded_until": ts_array(ch.blk_until),
-            "returns_after_exclusion": ch.returns,
+            "returns_after_exclusion": ch.returns, "promo_sensitivity": np.round(ch.promo, 6),
         }, schema=_PLAYERS_SCHEMA))
         if not ch.camp_rows:
             return

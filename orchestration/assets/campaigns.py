@@ -176,6 +176,10 @@ def _list_metadata(spec: CampaignSpec, higher: list[CampaignSpec], built, manife
         "total_offer_cost_eur": manifest["total_offer_cost_eur_cents"] / 100,
         "model_versions": ", ".join(built.model_versions) or "none",
         "targeting": md_table(manifest.get("targeting", {"by": "all"}), "targeting", "value"),
+        **({"offers_chosen": table([{"offer": k, "players_to_contact": v["players"],
+                                     "offer_cost_eur": v["cost_eur_cents"] / 100}
+                                    for k, v in manifest["offers_chosen"].items()])}
+           if manifest.get("offers_chosen") else {}),
         "preview": table(built.rows, limit=10) if len(built.rows) else MetadataValue.text("empty"),
     }
 
