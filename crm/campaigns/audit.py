@@ -7,7 +7,8 @@
      "ts":"2025-10-23T11:21:05.123456Z"}
 
 * ``seq`` counts from 1 with no gaps; ``ts`` is UTC ISO-8601; ``kind`` is one of :data:`KINDS`
-  (``gate_override``: :mod:`crm.campaigns.overrides`); ``campaign_id`` / ``spec_hash`` say which campaign
+  (``gate_override``: :mod:`crm.campaigns.overrides`; ``user_changed``: ``crm users``, with the user,
+  role, brands and regions in ``details``); ``campaign_id`` / ``spec_hash`` say which campaign
   version the entry is about; ``by`` and ``reason`` who and why; ``details`` anything else (a JSON object).
 * ``hash`` = sha256 of the canonical JSON of the entry without ``hash`` (so it covers
   ``prev_hash``); ``prev_hash`` = the previous entry's ``hash`` (:data:`GENESIS` for seq 1).
@@ -61,7 +62,7 @@ from filelock import FileLock, Timeout
 from crm.config import Paths
 
 GENESIS = "0" * 64  # prev_hash of the first entry
-KINDS = ("campaign_changed", "approved", "rejected", "gate_override")
+KINDS = ("campaign_changed", "approved", "rejected", "gate_override", "user_changed")
 FIELDS = ("seq", "ts", "kind", "campaign_id", "spec_hash", "by", "reason", "details", "prev_hash", "hash")
 LOCK_TIMEOUT_S = 30.0
 

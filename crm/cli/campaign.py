@@ -138,7 +138,7 @@ def status_cmd(campaign_id: str | None, as_json: bool) -> None:
 # ----------------------------------------------------------------------------------------------- crm audit
 @click.group("audit")
 def audit_group() -> None:
-    """The audit log: approvals, rejections and campaign changes, hash-chained ($CRM_HOME/audit/)."""
+    """The audit log: approvals, rejections, campaign and user changes, hash-chained ($CRM_HOME/audit/)."""
 
 
 @audit_group.command("verify")
@@ -190,6 +190,9 @@ def show_cmd(campaign_id: str | None, as_json: bool) -> None:
         click.echo("no audit entries" + (f" for {campaign_id}" if campaign_id else ""))
         return
     for e in entries:
+        details = e.get("details") if isinstance(e.get("details"), dict) else {}
+        about = e.get("campaign_id") or (f"user {details.get('user')} ({details.get('action')})"
+                                         if e.get("kind") == "user_changed" else "-")
         click.echo(f"{e.get('seq', '?'):>5} {e.get('ts', '')[:19]}  {e.get('kind', ''):<16} "
-                   f"{e.get('campaign_id') or '-':<28} {(e.get('spec_hash') or '-')[:12]:<12} "
+                   f"{about:<28} {(e.get('spec_hash') or '-')[:12]:<12} "
                    f"{e.get('by', '')}: {e.get('reason', '')}")

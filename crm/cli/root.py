@@ -340,6 +340,7 @@ def _register_groups() -> None:
     from crm.cli.offers import offers_group
     from crm.cli.service import api_events_group, api_keys_group, profiles_group, serve_cmd
     from crm.cli.triggers import journeys_group, triggers_group
+    from crm.cli.users import users_group
 
     main.add_command(ml_group)
     main.add_command(explain_cmd)
@@ -355,6 +356,7 @@ def _register_groups() -> None:
     main.add_command(triggers_group)
     main.add_command(journeys_group)
     main.add_command(offers_group)
+    main.add_command(users_group)
 
 
 _register_groups()

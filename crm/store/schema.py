@@ -24,6 +24,21 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.DateTime, nullable=True),
 )
 
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(NAME_CHARS), nullable=False, unique=True),
+    sa.Column("role", sa.String(40), nullable=False),
+    sa.Column("brands", sa.String(1000), nullable=False),  # space-separated, sorted; "*": every brand
+    sa.Column("regions", sa.String(200), nullable=False),  # space-separated jurisdictions, sorted; "*": all
+    sa.Column("password_hash", sa.String(300), nullable=False),  # crm.store.users.hash_password
+    sa.Column("failed_logins", sa.Integer, nullable=False, default=0),
+    sa.Column("locked_until", sa.DateTime, nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("password_changed_at", sa.DateTime, nullable=False),
+    sa.Column("disabled_at", sa.DateTime, nullable=True),
+)
+
 accepted_events = sa.Table(
     "accepted_events", metadata,
     sa.Column("event_id", sa.String(ID_CHARS), primary_key=True),
