@@ -57,8 +57,8 @@ lint: venv  ## ruff, the import layering (import-linter contracts in pyproject.t
 ui: venv  ## Dagster UI on :3000, MLflow UI on :5000, Data Docs on :3001 over the data home (Ctrl-C stops all)
 	$(BIN)/python -m crm.cli.ui --dagster-port $(DAGSTER_PORT) --mlflow-port $(MLFLOW_PORT) --docs-port $(DOCS_PORT)
 
-serve: venv  ## the integration API on :8000 (docs at /docs) with a delivery worker and a local SMTP mailbox on :2525
-	$(BIN)/crm serve --port $(API_PORT) --local-mailbox $(SMTP_PORT)
+serve: venv  ## the integration API on 127.0.0.1:8000 (docs at /docs, web page at /ui) with a delivery worker and a local SMTP mailbox on :2525
+	CRM_UI_INSECURE_COOKIES=1 $(BIN)/crm serve --port $(API_PORT) --local-mailbox $(SMTP_PORT)
 
 # Benchmark-only dependencies (causalml), never installed by `venv`/`test`: constrained by the lock.
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt

@@ -61,6 +61,7 @@ class User:
     disabled_at: dt.datetime | None
     locked_until: dt.datetime | None
     failed_logins: int
+    password_changed_at: dt.datetime
 
     def to_dict(self) -> dict:
         def iso(t: dt.datetime | None) -> str | None:
@@ -69,7 +70,7 @@ class User:
         return {"id": self.id, "name": self.name, "role": self.role, "brands": list(self.brands),
                 "regions": list(self.regions), "created_at": iso(self.created_at),
                 "disabled_at": iso(self.disabled_at), "locked_until": iso(self.locked_until),
-                "failed_logins": self.failed_logins}
+                "failed_logins": self.failed_logins, "password_changed_at": iso(self.password_changed_at)}
 
 
 def _now() -> dt.datetime:
@@ -157,7 +158,7 @@ def _scope(values: list[str] | tuple[str, ...], what: str, pattern: re.Pattern |
 
 def _row(r) -> User:
     return User(r.id, r.name, r.role, tuple(r.brands.split()), tuple(r.regions.split()), r.created_at,
-                r.disabled_at, r.locked_until, int(r.failed_logins or 0))
+                r.disabled_at, r.locked_until, int(r.failed_logins or 0), r.password_changed_at)
 
 
 def add_user(engine: sa.Engine, name: str, role: str, brands: list[str] | tuple[str, ...],

@@ -1,0 +1,195 @@
+"""The web page's first step (issue 18): sign-in with CSRF and lockout, signed sessions that end
+when the account changes, and campaigns scoped by brand and region (another brand's campaign by
+URL: the same 404 as none), over the real app served by uvicorn, the real store and campaign files the test writes. The
+client keeps cookies itself (they are Secure: a browser sends them over HTTPS only; the TLS step
+of the issue comes later)."""
+
+from __future__ import annotations
+
+import http.client
+import re
+from http.cookies import SimpleCookie
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from _service import running_server
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crm.config import Paths
+from crm.service import create_app
+from crm.store import users as u
+
+PW = "correct horse battery"
+CAMPAIGNS = {
+    "a_only": "brands: [A]\n",
+    "b_only": "brands: [B]\n",
+    "every_brand": "",
+    "a_in_uk": "brands: [A]\njurisdictions: [UK]\n",
+    "a_script": "brands: [A]\n",
+}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    home = tmp_path_factory.mktemp("web")
+    folder = home / "campaigns"
+    folder.mkdir()
+    for cid, extra in CAMPAIGNS.items():
+        name = "<script>alert(1)</script>" if cid == "a_script" else cid.replace("_", " ")
+        (folder / f"{cid}.yaml").write_text(f"id: {cid}\nname: '{name}'\nowner: Ana Lopez\nchannel: email\n{extra}")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CRM_CAMPAIGNS_DIR", str(folder))
+    app = create_app(Paths(home))
+    engine = app.state.engine
+    u.add_user(engine, "ana.a", "marketing", ["A"], ["*"], PW)
+    u.add_user(engine, "uma.a", "marketing", ["A"], ["UK"], PW)
+    u.add_user(engine, "bo.b", "marketing", ["B"], ["*"], PW)
+    u.add_user(engine, "cleo.all", "compliance", ["*"], ["*"], PW)
+    u.add_user(engine, "lock.me", "analytics", ["A"], ["*"], PW)
+    with running_server(Paths(home), app=app) as url:
+        app.state.url = url
+        yield app, home
+    mp.undo()
+    engine.dispose()
+
+
+class Response:
+    def __init__(self, status: int, headers, text: str, set_cookies: list[str]):
+        self.status_code, self.headers, self.text, self.set_cookies = status, headers, text, set_cookies
+
+
+class Browser:
+    """Requests without following redirects, keeping the cookies the server sets."""
+
+    def __init__(self, url: str):
+        self.host = urlsplit(url).netloc
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> Response:
+        conn = http.client.HTTPConnection(self.host, timeout=60)
+        h = dict(headers or {})
+        if self.cookies:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        text = r.read().decode("utf-8", "replace")
+        for raw in r.headers.get_all("set-cookie") or []:
+            for name, morsel in SimpleCookie(raw).items():
+                if morsel["max-age"] == "0" or morsel.value in ("", '""'):
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+        conn.close()
+        return Response(r.status, {k.lower(): v for k, v in r.headers.items()}, text,
+                        r.headers.get_all("set-cookie") or [])
+
+    def get(self, path: str) -> Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, data: dict | None = None, content: bytes | None = None,
+             headers: dict | None = None) -> Response:
+        if data is not None:
+            return self.request("POST", path, urlencode(data).encode(),
+                                {"Content-Type": "application/x-www-form-urlencoded"})
+        return self.request("POST", path, content, headers)
+
+
+def _client(app) -> Browser:
+    return Browser(app.state.url)
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([0-9a-f]{64})"', html).group(1)
+
+
+def sign_in(app, name: str, password: str = PW) -> tuple[Browser, Response]:
+    c = _client(app)
+    form = c.get("/ui/login")
+    r = c.post("/ui/login", data={"csrf": _csrf(form.text), "name": name, "password": password})
+    return c, r
+
+
+def _ids(html: str) -> set[str]:
+    return set(re.findall(r'href="/ui/campaigns/([a-z_]+)"', html))
+
+
+def test_signed_out_is_sent_to_sign_in_and_a_form_without_its_token_is_refused(site):
+    app, _ = site
+    c = _client(app)
+    assert c.get("/ui/campaigns").headers["location"] == "/ui/login"
+    assert c.get("/ui/campaigns/a_only").headers["location"] == "/ui/login"
+    assert c.post("/ui/login", data={"name": "ana.a", "password": PW}).status_code == 403
+    c.get("/ui/login")
+    assert c.post("/ui/login", data={"csrf": "0" * 64, "name": "ana.a", "password": PW}).status_code == 403
+    _, wrong = sign_in(app, "ana.a", "not the password")
+    assert wrong.status_code == 401 and "wrong name or password" in wrong.text
+    _, unknown = sign_in(app, "nobody.here")
+    assert unknown.status_code == 401 and "wrong name or password" in unknown.text
+
+
+def test_each_user_sees_only_campaigns_of_their_brands_and_regions(site):
+    app, _ = site
+    c, r = sign_in(app, "ana.a")
+    assert r.status_code == 303 and r.headers["location"] == "/ui/campaigns"
+    (cookie,) = [x for x in r.set_cookies if x.startswith("crm_session=")]
+    assert "HttpOnly" in cookie and "Secure" in cookie and "samesite=strict" in cookie.lower()
+    page = c.get("/ui/campaigns")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    # brand A, every region: not B's, not the all-brands one
+    assert _ids(page.text) == {"a_only", "a_script", "a_in_uk"}
+    assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;" in page.text
+    detail = c.get("/ui/campaigns/a_only")
+    assert detail.status_code == 200 and "id: a_only" in detail.text
+    for other in ("b_only", "every_brand", "no_such_campaign", "..%2F..%2Fetc%2Fpasswd"):
+        assert c.get(f"/ui/campaigns/{other}").status_code == 404, other
+    # brand A in the UK only: a campaign for every jurisdiction reaches players they may not see
+    uma = sign_in(app, "uma.a")[0]
+    assert _ids(uma.get("/ui/campaigns").text) == {"a_in_uk"} and uma.get("/ui/campaigns/a_only").status_code == 404
+    assert _ids(sign_in(app, "bo.b")[0].get("/ui/campaigns").text) == {"b_only"}
+    assert _ids(sign_in(app, "cleo.all")[0].get("/ui/campaigns").text) == set(CAMPAIGNS)
+
+
+def test_a_session_ends_on_sign_out_tampering_disabling_or_a_new_password(site):
+    app, _ = site
+    c, _ = sign_in(app, "bo.b")
+    page = c.get("/ui/campaigns")
+    assert page.status_code == 200
+    assert c.post("/ui/logout", data={"csrf": "f" * 64}).status_code == 403  # not this page's form
+    out = c.post("/ui/logout", data={"csrf": _csrf(page.text)})
+    assert out.status_code == 303 and c.get("/ui/campaigns").status_code == 303
+    c, r = sign_in(app, "bo.b")
+    token = c.cookies["crm_session"]
+    forged = _client(app)
+    forged.cookies["crm_session"] = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert forged.get("/ui/campaigns").status_code == 303
+    u.set_disabled(app.state.engine, "bo.b", True)
+    assert c.get("/ui/campaigns").status_code == 303
+    u.set_disabled(app.state.engine, "bo.b", False)
+    c, _ = sign_in(app, "bo.b")
+    assert c.get("/ui/campaigns").status_code == 200
+    u.set_password(app.state.engine, "bo.b", PW + "!")
+    assert c.get("/ui/campaigns").status_code == 303
+    u.set_password(app.state.engine, "bo.b", PW)
+
+
+def test_the_lockout_holds_on_the_page(site):
+    app, _ = site
+    for _ in range(u.MAX_FAILURES):
+        _, r = sign_in(app, "lock.me", "wrong wrong wrong")
+        assert r.status_code == 401
+    _, r = sign_in(app, "lock.me")
+    assert r.status_code == 401 and "locked until" in r.text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(body=st.one_of(st.binary(max_size=6000), st.text(max_size=300).map(str.encode)),
+       content_type=st.sampled_from(["application/x-www-form-urlencoded", "multipart/form-data", "text/plain", ""]))
+def test_no_form_body_makes_a_server_error(site, body, content_type):
+    app, _ = site
+    c = _client(app)
+    c.get("/ui/login")
+    for path in ("/ui/login", "/ui/logout"):
+        r = c.post(path, content=body, headers={"content-type": content_type})
+        assert r.status_code < 500, (path, r.status_code)
