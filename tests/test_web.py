@@ -47,6 +47,8 @@ def site(tmp_path_factory):
     u.add_user(engine, "bo.b", "marketing", ["B"], ["*"], PW)
     u.add_user(engine, "cleo.all", "compliance", ["*"], ["*"], PW)
     u.add_user(engine, "lock.me", "analytics", ["A"], ["*"], PW)
+    u.add_user(engine, "ana.author", "compliance", ["*"], ["*"], PW, person="Ana Lopez")  # the campaigns' owner
+    u.add_user(engine, "cai.a", "compliance", ["A"], ["*"], PW, person="Cai Ng")
     with running_server(Paths(home), app=app) as url:
         app.state.url = url
         yield app, home
@@ -148,6 +150,7 @@ def test_each_user_sees_only_campaigns_of_their_brands_and_regions(site):
     assert _ids(uma.get("/ui/campaigns").text) == {"a_in_uk"} and uma.get("/ui/campaigns/a_only").status_code == 404
     assert _ids(sign_in(app, "bo.b")[0].get("/ui/campaigns").text) == {"b_only"}
     assert _ids(sign_in(app, "cleo.all")[0].get("/ui/campaigns").text) == set(CAMPAIGNS)
+    assert "Approve this version" not in detail.text  # a marketer approves nothing
 
 
 def test_a_session_ends_on_sign_out_tampering_disabling_or_a_new_password(site):
@@ -193,3 +196,35 @@ def test_no_form_body_makes_a_server_error(site, body, content_type):
     for path in ("/ui/login", "/ui/logout"):
         r = c.post(path, content=body, headers={"content-type": content_type})
         assert r.status_code < 500, (path, r.status_code)
+
+
+def test_approval_on_the_page_is_four_eyes_scoped_and_audited(site):
+    from crm.campaigns.audit import read_entries
+
+    app, home = site
+    author, _ = sign_in(app, "ana.author")
+    page = author.get("/ui/campaigns/a_only")
+    assert "Approve this version" in page.text
+    refused = author.post("/ui/campaigns/a_only/approve", data={"csrf": _csrf(page.text), "reason": "looks fine"})
+    assert refused.status_code == 409 and "author" in refused.text
+    # a marketer of brand A: the role does not allow it; a brand-A compliance officer: not for every brand
+    marketer, _ = sign_in(app, "ana.a")
+    token = _csrf(marketer.get("/ui/campaigns").text)
+    assert marketer.post("/ui/campaigns/a_only/approve", data={"csrf": token, "reason": "x"}).status_code == 403
+    cai, _ = sign_in(app, "cai.a")
+    assert cai.post("/ui/campaigns/every_brand/approve",
+                    data={"csrf": _csrf(cai.get("/ui/campaigns").text), "reason": "x"}).status_code == 404
+    cleo, _ = sign_in(app, "cleo.all")
+    token = _csrf(cleo.get("/ui/campaigns").text)
+    assert cleo.post("/ui/campaigns/a_only/approve", data={"csrf": "0" * 64, "reason": "ok"}).status_code == 403
+    assert cleo.post("/ui/campaigns/a_only/approve", data={"csrf": token, "reason": "  "}).status_code == 422
+    ok = cai.post("/ui/campaigns/a_only/approve", data={"csrf": _csrf(cai.get("/ui/campaigns").text),
+                                                        "reason": "budget  signed off"})
+    assert ok.status_code == 303
+    assert "approved" in cai.get("/ui/campaigns").text
+    no = cleo.post("/ui/campaigns/b_only/reject", data={"csrf": token, "reason": "wrong audience"})
+    assert no.status_code == 303
+    entries = [(e["kind"], e["campaign_id"], e["by"], e["reason"]) for e in read_entries(Paths(home))
+               if e["kind"] in ("approved", "rejected")]
+    assert entries == [("approved", "a_only", "Cai Ng", "budget signed off"),
+                       ("rejected", "b_only", "cleo.all", "wrong audience")]

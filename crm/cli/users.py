@@ -31,8 +31,8 @@ def _audit(paths, by: str, reason: str, user, action: str) -> None:
     if name_problem(by):
         raise click.ClickException(f"--by: {name_problem(by)}")
     append(paths, "user_changed", by=person_name(by), reason=reason,
-           details={"action": action, "user": user.name, "role": user.role, "brands": list(user.brands),
-                    "regions": list(user.regions)})
+           details={"action": action, "user": user.name, "person": user.person, "role": user.role,
+                    "brands": list(user.brands), "regions": list(user.regions)})
 
 
 def _by_option(f):
@@ -62,17 +62,23 @@ def users_group() -> None:
               help="what they may do (crm/access.py)")
 @click.option("--brand", "brands", multiple=True, required=True, help="a brand they may see (repeat; * for all)")
 @click.option("--region", "regions", multiple=True, help="a jurisdiction they may see (repeat; default: * for all)")
+@click.option("--person", help="their name as approvals record it, e.g. 'Ana Lopez' (default: NAME); the author "
+                               "of a campaign (its owner) can never approve it")
 @_by_option
 @click.option("--reason", default="", help="why (the audit log)")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable record")
-def add_cmd(name: str, role: str, brands: tuple[str, ...], regions: tuple[str, ...], by: str, reason: str,
-            as_json: bool) -> None:
+def add_cmd(name: str, role: str, brands: tuple[str, ...], regions: tuple[str, ...], person: str | None, by: str,
+            reason: str, as_json: bool) -> None:
     """Add user NAME; the password is read from stdin (asked twice at a terminal), 12+ characters."""
+    from crm.campaigns.approvals import name_problem, person_name
     from crm.store.users import UserError, add_user
 
+    person = name if person is None else person
+    if name_problem(person):
+        raise click.ClickException(f"--person: {name_problem(person)}")
     paths, engine = _engine()
     try:
-        user = add_user(engine, name, role, list(brands), list(regions) or ["*"], _password())
+        user = add_user(engine, name, role, list(brands), list(regions) or ["*"], _password(), person_name(person))
         _audit(paths, by, reason, user, "added")
     except UserError as e:
         raise click.ClickException(str(e)) from e

@@ -1,5 +1,5 @@
 """The web page for marketers and compliance officers (``/ui``), served by ``crm serve``: first
-step, sign-in and the campaigns a user may see (issue 18).
+step, sign-in, the campaigns a user may see, and approving or rejecting them (issue 18).
 
 * Sign-in: a form (``POST /ui/login``) checked by :func:`crm.store.users.authenticate` (lockout
   included). The session is a cookie signed with ``itsdangerous`` (a key of 32 random bytes in
@@ -204,7 +204,43 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
     import yaml
 
     text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    return _page("campaign.html", user=user, c=found[0], spec_yaml=text, csrf=_csrf(request, user.name))
+    return _page("campaign.html", user=user, c=found[0], spec_yaml=text, csrf=_csrf(request, user.name),
+                 may_approve=may_approve(user, spec))
+
+
+def may_approve(user, spec) -> bool:
+    """Approving reaches every player of the campaign: the user must be allowed ``campaign.approve``
+    on each of its brands in each of its jurisdictions (every brand / jurisdiction: ``*``)."""
+    return all(can(user, "campaign.approve", b, r)
+               for b in (spec.brands or ["*"]) for r in (spec.jurisdictions or ["*"]))
+
+
+@router.post("/campaigns/{campaign_id}/{decision}")
+async def decide(request: Request, campaign_id: str, decision: str) -> Response:
+    """Approve or reject the campaign's current version (four-eyes: never its author), as
+    ``crm campaign approve|reject`` does, recorded in the audit log under the user's person name."""
+    from crm.campaigns.approvals import ApprovalError, approve, reject
+
+    user, away = _signed_in(request)
+    if away:
+        return away
+    form = await _form(request)
+    if form is None or not hmac.compare_digest(form.get("csrf", ""), _csrf(request, user.name)):
+        return _page("error.html", 403, message="The form did not come from this page.")
+    found = [r for r in _campaign_rows(request, user) if r["id"] == campaign_id]
+    if decision not in ("approve", "reject") or not found:
+        return _page("error.html", 404, message="No such campaign.")
+    spec = found[0]["spec"]
+    if not may_approve(user, spec):
+        return _page("error.html", 403, message="Your role, brands or regions do not allow approving this campaign.")
+    reason = " ".join(form.get("reason", "").split())
+    if not reason or len(reason) > 500:
+        return _page("error.html", 422, message="A reason of 1 to 500 characters is required.")
+    try:
+        (approve if decision == "approve" else reject)(request.app.state.paths, spec, user.person, reason)
+    except ApprovalError as e:
+        return _page("error.html", 409, message=str(e))
+    return RedirectResponse(f"/ui/campaigns/{campaign_id}", status_code=303)
 
 
 def setup(app, paths: Paths) -> None:

@@ -28,6 +28,7 @@ users = sa.Table(
     "users", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(NAME_CHARS), nullable=False, unique=True),
+    sa.Column("person", sa.String(200), nullable=False),  # the person's name: approvals and the audit log
     sa.Column("role", sa.String(40), nullable=False),
     sa.Column("brands", sa.String(1000), nullable=False),  # space-separated, sorted; "*": every brand
     sa.Column("regions", sa.String(200), nullable=False),  # space-separated jurisdictions, sorted; "*": all

@@ -54,6 +54,7 @@ class SignInRefused(PermissionError):
 class User:
     id: int
     name: str
+    person: str  # the person's name, as approvals and the audit log record it
     role: str
     brands: tuple[str, ...]  # ("*",): every brand
     regions: tuple[str, ...]  # jurisdictions; ("*",): every region
@@ -67,7 +68,7 @@ class User:
         def iso(t: dt.datetime | None) -> str | None:
             return None if t is None else t.isoformat() + "Z"
 
-        return {"id": self.id, "name": self.name, "role": self.role, "brands": list(self.brands),
+        return {"id": self.id, "name": self.name, "person": self.person, "role": self.role, "brands": list(self.brands),
                 "regions": list(self.regions), "created_at": iso(self.created_at),
                 "disabled_at": iso(self.disabled_at), "locked_until": iso(self.locked_until),
                 "failed_logins": self.failed_logins, "password_changed_at": iso(self.password_changed_at)}
@@ -157,15 +158,17 @@ def _scope(values: list[str] | tuple[str, ...], what: str, pattern: re.Pattern |
 
 
 def _row(r) -> User:
-    return User(r.id, r.name, r.role, tuple(r.brands.split()), tuple(r.regions.split()), r.created_at,
+    return User(r.id, r.name, r.person, r.role, tuple(r.brands.split()), tuple(r.regions.split()), r.created_at,
                 r.disabled_at, r.locked_until, int(r.failed_logins or 0), r.password_changed_at)
 
 
 def add_user(engine: sa.Engine, name: str, role: str, brands: list[str] | tuple[str, ...],
-             regions: list[str] | tuple[str, ...], password: str) -> User:
+             regions: list[str] | tuple[str, ...], password: str, person: str | None = None) -> User:
     """A new user. ``name``: lower case, 2-100 of a-z 0-9 _ . @ - (a sign-in name, e.g. ``ana.lopez``);
     ``brands``: brand ids or ``["*"]``; ``regions``: jurisdictions (:data:`crm.contract.JURISDICTIONS`) or
-    ``["*"]``. Bad input is a :class:`UserError` naming the field; nothing is written then."""
+    ``["*"]``; ``person``: their name as approvals record it (default ``name``; the caller checks it
+    is a person's name, :func:`crm.campaigns.approvals.name_problem`). Bad input is a
+    :class:`UserError` naming the field; nothing is written then."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise UserError(f"name {str(name)[:60]!r}: 2-{NAME_CHARS} characters, lower-case letters first, then "
                         "a-z 0-9 _ . @ -")
@@ -174,14 +177,17 @@ def add_user(engine: sa.Engine, name: str, role: str, brands: list[str] | tuple[
     brand_text = _scope(brands, "brand", _BRAND, None)
     region_text = _scope([str(r).upper() if isinstance(r, str) and r != ALL else r for r in regions], "region",
                          None, JURISDICTIONS)
+    person = name if person is None else person
+    if not isinstance(person, str) or not person.strip() or len(person) > 200:
+        raise UserError("person: the person's name, 1-200 characters")
     stored = hash_password(check_password(password))
     now = _now()
     with engine.begin() as conn:
         if conn.execute(sa.select(users.c.id).where(users.c.name == name)).first():
             raise UserError(f"a user named {name!r} exists already")
         uid = conn.execute(users.insert().values(
-            name=name, role=role, brands=brand_text, regions=region_text, password_hash=stored, failed_logins=0,
-            created_at=now, password_changed_at=now)).inserted_primary_key[0]
+            name=name, person=person, role=role, brands=brand_text, regions=region_text, password_hash=stored,
+            failed_logins=0, created_at=now, password_changed_at=now)).inserted_primary_key[0]
         return _row(conn.execute(sa.select(users).where(users.c.id == uid)).one())
 
 

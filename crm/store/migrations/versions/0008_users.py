@@ -19,6 +19,7 @@ def upgrade() -> None:
         "users",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("name", sa.String(100), nullable=False, unique=True),
+        sa.Column("person", sa.String(200), nullable=False),
         sa.Column("role", sa.String(40), nullable=False),
         sa.Column("brands", sa.String(1000), nullable=False),
         sa.Column("regions", sa.String(200), nullable=False),
