@@ -49,11 +49,28 @@ def site(tmp_path_factory):
     u.add_user(engine, "lock.me", "analytics", ["A"], ["*"], PW)
     u.add_user(engine, "ana.author", "compliance", ["*"], ["*"], PW, person="Ana Lopez")  # the campaigns' owner
     u.add_user(engine, "cai.a", "compliance", ["A"], ["*"], PW, person="Cai Ng")
+    _publish_a_list(home, folder / "a_only.yaml")
     with running_server(Paths(home), app=app) as url:
         app.state.url = url
         yield app, home
     mp.undo()
     engine.dispose()
+
+
+def _publish_a_list(home, spec_file) -> None:
+    """A published list of ``a_only`` for 2025-10-01: three clean players of brand A."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from crm.campaigns.lists import build_list, publish
+    from crm.campaigns.spec import load_campaign
+
+    aud = pd.DataFrame([{"player_id": f"p_{i}", "brand_id": "A", "country": "MT", "locale": "en", "timezone":
+                         "Europe/Malta", "age_years": 40, "age_verified": True, "self_excluded_now": False,
+                         "ever_self_excluded": False, "returned_after_exclusion": False, "cooling_off_now": False,
+                         "harm_risk_flag": False, "consent_email": True, "consent_profiling": True} for i in range(3)])
+    publish(build_list(load_campaign(spec_file), aud, dt.date(2025, 10, 1)), Paths(home))
 
 
 class Response:
@@ -228,3 +245,33 @@ def test_approval_on_the_page_is_four_eyes_scoped_and_audited(site):
                if e["kind"] in ("approved", "rejected")]
     assert entries == [("approved", "a_only", "Cai Ng", "budget signed off"),
                        ("rejected", "b_only", "cleo.all", "wrong audience")]
+
+
+def test_list_downloads_are_scoped_and_audited(site):
+    from crm.campaigns.audit import read_entries
+
+    app, home = site
+    ana, _ = sign_in(app, "ana.a")
+    page = ana.get("/ui/campaigns/a_only")
+    assert "2025-10-01" in page.text and 'lists/2025-10-01/list.xlsx' in page.text
+    xlsx = ana.get("/ui/campaigns/a_only/lists/2025-10-01/list.xlsx")
+    folder = Paths(home).lists / "a_only" / "2025-10-01"
+    assert xlsx.status_code == 200 and xlsx.headers["content-disposition"].startswith("attachment")
+    csv = ana.get("/ui/campaigns/a_only/lists/2025-10-01/list_with_holdout.csv")
+    assert csv.status_code == 200 and csv.text == (folder / "list_with_holdout.csv").read_text()
+    for path in ("/ui/campaigns/a_only/lists/2025-10-01/manifest.json",     # not a download
+                 "/ui/campaigns/a_only/lists/2025-10-02/list.xlsx",         # no list that day
+                 "/ui/campaigns/a_only/lists/..%2F..%2F..%2Fservice/session.key",
+                 "/ui/campaigns/a_only/lists/2025-13-01/list.xlsx",
+                 "/ui/campaigns/b_only/lists/2025-10-01/list.xlsx"):      # another brand's
+        assert ana.get(path).status_code == 404, path
+    assert sign_in(app, "bo.b")[0].get("/ui/campaigns/a_only/lists/2025-10-01/list.xlsx").status_code == 404
+    support_user = "sam.support"
+    u.add_user(app.state.engine, support_user, "support", ["A"], ["*"], PW)
+    assert sign_in(app, support_user)[0].get("/ui/campaigns/a_only/lists/2025-10-01/list.xlsx").status_code == 403
+    got = [(e["by"], e["campaign_id"], e["details"]["file"], e["details"]["sha256"]) for e in read_entries(Paths(home))
+           if e["kind"] == "list_downloaded"]
+    import hashlib
+    assert got == [("ana.a", "a_only", "list.xlsx", hashlib.sha256((folder / "list.xlsx").read_bytes()).hexdigest()),
+                   ("ana.a", "a_only", "list_with_holdout.csv",
+                    hashlib.sha256((folder / "list_with_holdout.csv").read_bytes()).hexdigest())]

@@ -1,5 +1,6 @@
 """The web page for marketers and compliance officers (``/ui``), served by ``crm serve``: first
-step, sign-in, the campaigns a user may see, and approving or rejecting them (issue 18).
+step, sign-in, the campaigns a user may see, approving or rejecting them, and their published lists
+with counts, suppression and downloads (each download audited) (issue 18).
 
 * Sign-in: a form (``POST /ui/login``) checked by :func:`crm.store.users.authenticate` (lockout
   included). The session is a cookie signed with ``itsdangerous`` (a key of 32 random bytes in
@@ -154,12 +155,17 @@ async def logout(request: Request) -> Response:
     return page
 
 
+def _in_scope(user, action: str, spec, every: bool = False) -> bool:
+    """``action`` allowed on one (``every``: each) of the brands and jurisdictions ``spec`` reaches. A
+    campaign for every brand (or jurisdiction) counts as ``*``: only a user of all of them, since it
+    reaches players the others may not see."""
+    scopes = (can(user, action, b, r) for b in (spec.brands or ["*"]) for r in (spec.jurisdictions or ["*"]))
+    return all(scopes) if every else any(scopes)
+
+
 def _campaign_visible(user, spec) -> bool:
-    """Visible when the user may see one of the campaign's brands in one of its jurisdictions; a
-    campaign for every brand (or every jurisdiction) needs a user of every brand (or region), since it
-    reaches players they may not see."""
-    return any(can(user, "campaign.view", b, r)
-               for b in (spec.brands or ["*"]) for r in (spec.jurisdictions or ["*"]))
+    """Visible to a user who may see one of its brands in one of its jurisdictions."""
+    return _in_scope(user, "campaign.view", spec)
 
 
 def _campaign_rows(request: Request, user) -> list[dict]:
@@ -205,14 +211,68 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
 
     text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     return _page("campaign.html", user=user, c=found[0], spec_yaml=text, csrf=_csrf(request, user.name),
-                 may_approve=may_approve(user, spec))
+                 may_approve=may_approve(user, spec), may_download=_in_scope(user, "list.download", spec, every=True),
+                 lists=_lists_of(request.app.state.paths, campaign_id) if _in_scope(user, "list.view", spec) else [])
+
+
+DOWNLOADS = {"list.xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+             "list_with_holdout.csv": "text/csv; charset=utf-8"}
+
+
+def _lists_of(paths: Paths, campaign_id: str) -> list[dict]:
+    """The campaign's published lists, newest first: date, counts, suppression by first failing rule,
+    gate verdict."""
+    from crm.campaigns.lists import gate_verdict, read_manifest
+
+    out = []
+    for mf in sorted((paths.lists / campaign_id).glob("*/manifest.json"), reverse=True)[:30]:
+        m = read_manifest(mf.parent)
+        passed, why = gate_verdict(mf.parent)
+        out.append({"as_of": m.get("as_of_date"), "to_contact": m.get("to_contact", 0),
+                    "listed": m.get("counts", {}).get("listed", 0), "holdout": m.get("counts", {}).get("holdout", 0),
+                    "cost": m.get("total_offer_cost_eur_cents", 0) / 100, "empty_because": m.get("empty_because"),
+                    "suppression": m.get("suppression", {}), "gate": "passed" if passed else why})
+    return out
+
+
+@router.get("/campaigns/{campaign_id}/lists/{as_of}/{file_name}")
+def download(request: Request, campaign_id: str, as_of: str, file_name: str) -> Response:
+    """A published list's file (the marketer's XLSX or the analysts' CSV), for a user allowed
+    ``list.download`` on every brand and jurisdiction of the campaign; each download is a
+    ``list_downloaded`` entry of the audit log (who, which file, its sha256)."""
+    import datetime as dt
+
+    from crm.campaigns.audit import append
+    from crm.campaigns.lists import list_dir
+
+    user, away = _signed_in(request)
+    if away:
+        return away
+    found = [r for r in _campaign_rows(request, user) if r["id"] == campaign_id]
+    try:
+        day = dt.date.fromisoformat(as_of) if len(as_of) == 10 else None
+    except ValueError:
+        day = None
+    if not found or day is None or file_name not in DOWNLOADS:
+        return _page("error.html", 404, message="No such list file.")
+    if not _in_scope(user, "list.download", found[0]["spec"], every=True):
+        return _page("error.html", 403, message="Your role, brands or regions do not allow downloading this list.")
+    path = list_dir(request.app.state.paths, campaign_id, day) / file_name
+    if not path.is_file():
+        return _page("error.html", 404, message="No such list file.")
+    data = path.read_bytes()
+    append(request.app.state.paths, "list_downloaded", by=user.person, campaign_id=campaign_id,
+           details={"user": user.name, "file": file_name, "as_of_date": day.isoformat(),
+                    "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+    return Response(data, media_type=DOWNLOADS[file_name], headers={
+        "Content-Disposition": f'attachment; filename="{campaign_id}_{day.isoformat()}_{file_name}"',
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
 
 def may_approve(user, spec) -> bool:
     """Approving reaches every player of the campaign: the user must be allowed ``campaign.approve``
     on each of its brands in each of its jurisdictions (every brand / jurisdiction: ``*``)."""
-    return all(can(user, "campaign.approve", b, r)
-               for b in (spec.brands or ["*"]) for r in (spec.jurisdictions or ["*"]))
+    return _in_scope(user, "campaign.approve", spec, every=True)
 
 
 @router.post("/campaigns/{campaign_id}/{decision}")
