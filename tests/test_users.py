@@ -174,15 +174,19 @@ def test_the_cli_adds_from_stdin_lists_without_hashes_and_audits_every_change(tm
     short = run.invoke(main, ["users", "add", "bo.x", "--role", "admin", "--brand", "*", "--by", "Dana Admin"],
                        input="short\n")
     assert short.exit_code != 0 and "12 to 1024 characters" in short.output
+    totp = run.invoke(main, ["users", "totp", "ana.lopez", "--by", "Dana Admin"])
+    assert totp.exit_code == 0 and "otpauth://totp/casino-crm:ana.lopez?secret=" in totp.output
     assert run.invoke(main, ["users", "disable", "ana.lopez", "--by", "Dana Admin"]).exit_code == 0
     listed = run.invoke(main, ["users", "list", "--json"])
     rows = json.loads(listed.output)
     assert [r["name"] for r in rows] == ["ana.lopez"] and rows[0]["disabled_at"] and "scrypt" not in listed.output
+    assert rows[0]["second_factor"] is True
     unknown = run.invoke(main, ["users", "unlock", "nobody", "--by", "Dana Admin"])
     assert unknown.exit_code != 0 and "no user named 'nobody'" in unknown.output
     entries = [e for e in read_entries(Paths(tmp_path)) if e["kind"] == "user_changed"]
-    assert [(e["details"]["action"], e["by"]) for e in entries] == [("added", "Dana Admin"),
-                                                                    ("disabled", "Dana Admin")]
+    assert [(e["details"]["action"], e["by"]) for e in entries] == [
+        ("added", "Dana Admin"), ("second_factor_enrolled", "Dana Admin"), ("disabled", "Dana Admin")]
+    assert "secret" not in json.dumps(entries)
     assert entries[0]["reason"] == "new hire" and entries[0]["details"]["regions"] == ["UK"]
     assert PW not in json.dumps(entries) and verify(Paths(tmp_path)).ok
     help_text = run.invoke(main, ["users", "add", "--help"]).output

@@ -9,8 +9,9 @@ from __future__ import annotations
 import http.client
 import re
 from http.cookies import SimpleCookie
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pyotp
 import pytest
 from _service import running_server
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from crm.config import Paths
 from crm.service import create_app
 from crm.store import users as u
+from crm.store.schema import users as users_table
 
 PW = "correct horse battery"
 CAMPAIGNS = {
@@ -49,6 +51,8 @@ def site(tmp_path_factory):
     u.add_user(engine, "lock.me", "analytics", ["A"], ["*"], PW)
     u.add_user(engine, "ana.author", "compliance", ["*"], ["*"], PW, person="Ana Lopez")  # the campaigns' owner
     u.add_user(engine, "cai.a", "compliance", ["A"], ["*"], PW, person="Cai Ng")
+    for name in ("cleo.all", "ana.author", "cai.a"):
+        SECRETS[name] = parse_qs(urlsplit(u.enroll_totp(engine, name)[1]).query)["secret"][0]
     _publish_a_list(home, folder / "a_only.yaml")
     with running_server(Paths(home), app=app) as url:
         app.state.url = url
@@ -122,10 +126,19 @@ def _csrf(html: str) -> str:
     return re.search(r'name="csrf" value="([0-9a-f]{64})"', html).group(1)
 
 
-def sign_in(app, name: str, password: str = PW) -> tuple[Browser, Response]:
+SECRETS: dict[str, str] = {}  # the second factor of the compliance users (enrolled in the fixture)
+
+
+def sign_in(app, name: str, password: str = PW, code: str | None = None) -> tuple[Browser, Response]:
     c = _client(app)
     form = c.get("/ui/login")
-    r = c.post("/ui/login", data={"csrf": _csrf(form.text), "name": name, "password": password})
+    if code is None and name in SECRETS:  # a fresh code each time: one is accepted once
+        engine = app.state.engine
+        with engine.begin() as conn:  # forget the last step so the current code works again in this test
+            conn.execute(users_table.update().where(users_table.c.name == name).values(totp_last_step=None))
+        code = pyotp.TOTP(SECRETS[name]).now()
+    r = c.post("/ui/login", data={"csrf": _csrf(form.text), "name": name, "password": password,
+                                  **({"code": code} if code else {})})
     return c, r
 
 
@@ -275,3 +288,23 @@ def test_list_downloads_are_scoped_and_audited(site):
     assert got == [("ana.a", "a_only", "list.xlsx", hashlib.sha256((folder / "list.xlsx").read_bytes()).hexdigest()),
                    ("ana.a", "a_only", "list_with_holdout.csv",
                     hashlib.sha256((folder / "list_with_holdout.csv").read_bytes()).hexdigest())]
+
+
+def test_admin_and_compliance_sign_in_with_a_second_factor_used_once(site):
+    app, _ = site
+    u.add_user(app.state.engine, "noor.admin", "admin", ["*"], ["*"], PW)
+    _, r = sign_in(app, "noor.admin")
+    assert r.status_code == 401 and "second factor" in r.text and "crm users totp noor.admin" in r.text
+    secret = parse_qs(urlsplit(u.enroll_totp(app.state.engine, "noor.admin")[1]).query)["secret"][0]
+    _, r = sign_in(app, "noor.admin")  # no code
+    assert r.status_code == 401 and "second-factor code" in r.text
+    _, r = sign_in(app, "noor.admin", code="000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
+    assert r.status_code == 401
+    code = pyotp.TOTP(secret).now()
+    c, r = sign_in(app, "noor.admin", code=code)
+    assert r.status_code == 303 and c.get("/ui/campaigns").status_code == 200
+    _, again = sign_in(app, "noor.admin", code=code)  # the same code twice: refused (replay)
+    assert again.status_code == 401
+    assert u.get_user(app.state.engine, "noor.admin").failed_logins == 1  # the replay (the success reset the others)
+    # a marketer needs none
+    assert sign_in(app, "bo.b")[1].status_code == 303

@@ -168,3 +168,24 @@ def unlock_cmd(name: str, by: str, reason: str, as_json: bool) -> None:
     from crm.store.users import unlock
 
     _change(name, by, reason, "unlocked", as_json, unlock)
+
+
+@users_group.command("totp")
+@click.argument("name")
+@_by_option
+@click.option("--reason", default="", help="why (the audit log)")
+def totp_cmd(name: str, by: str, reason: str) -> None:
+    """Enroll (or replace) NAME's second factor: prints an otpauth:// URI once, for an authenticator
+    app. The admin and compliance roles cannot sign in to the web page without one."""
+    from crm.store.users import UserError, enroll_totp
+
+    paths, engine = _engine()
+    try:
+        user, uri = enroll_totp(engine, name)
+        _audit(paths, by, reason, user, "second_factor_enrolled")
+    except UserError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        engine.dispose()
+    click.echo(f"second factor enrolled for {user.name}; add it to an authenticator app (shown only this once):")
+    click.echo(uri)

@@ -132,7 +132,8 @@ async def login(request: Request) -> Response:
     if form is None or not pre or not hmac.compare_digest(form.get("csrf", ""), _csrf(request, pre)):
         return _page("error.html", 403, message="The form expired or did not come from this page: sign in again.")
     try:
-        user = users_store.authenticate(request.app.state.engine, form.get("name", ""), form.get("password", ""))
+        user = users_store.authenticate(request.app.state.engine, form.get("name", ""), form.get("password", ""),
+                                        code=form.get("code") or None)
     except users_store.SignInRefused as e:
         return _login_page(request, str(e), 401)
     page = RedirectResponse("/ui/campaigns", status_code=303)

@@ -38,6 +38,8 @@ users = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("password_changed_at", sa.DateTime, nullable=False),
     sa.Column("disabled_at", sa.DateTime, nullable=True),
+    sa.Column("totp_secret", sa.String(64), nullable=True),  # base32 (crm users totp); the second factor
+    sa.Column("totp_last_step", sa.BigInteger, nullable=True),  # the last code's time step: no code twice
 )
 
 accepted_events = sa.Table(

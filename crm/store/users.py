@@ -10,6 +10,12 @@ re-hashes each password at its owner's next sign-in. Why not argon2id: it needs 
 dependency (argon2-cffi) that this platform does not otherwise need, and scrypt gives the same
 protection against GPU guessing at this cost.
 
+Second factor: the roles of :data:`SECOND_FACTOR_ROLES` (admin, compliance) sign in with a TOTP
+code too (RFC 6238, 30-second steps, one step of clock drift either way, ``pyotp``); the secret is
+made by :func:`enroll_totp` (``crm users totp NAME``) and shown once as an ``otpauth://`` URI for an
+authenticator app; a code is accepted once (its time step is kept), and a missing or wrong code
+counts as a failed sign-in.
+
 Sign-in (:func:`authenticate`): :data:`MAX_FAILURES` wrong passwords in a row lock the account for
 :data:`LOCKOUT`; a locked, disabled or unknown account is refused with the same work done (a hash
 is computed either way), so the time taken does not tell whether a name exists.
@@ -31,6 +37,8 @@ from crm.contract import JURISDICTIONS
 from crm.store.schema import ID_CHARS, NAME_CHARS, users
 
 ROLES = ("marketing", "compliance", "analytics", "support", "admin")
+SECOND_FACTOR_ROLES = frozenset({"admin", "compliance"})
+TOTP_ISSUER = "casino-crm"
 ALL = "*"  # every brand, or every region
 SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P = 17, 8, 1
 SCRYPT_MAXMEM = 256 * 1024 * 1024
@@ -63,6 +71,7 @@ class User:
     locked_until: dt.datetime | None
     failed_logins: int
     password_changed_at: dt.datetime
+    has_totp: bool = False
 
     def to_dict(self) -> dict:
         def iso(t: dt.datetime | None) -> str | None:
@@ -71,7 +80,8 @@ class User:
         return {"id": self.id, "name": self.name, "person": self.person, "role": self.role, "brands": list(self.brands),
                 "regions": list(self.regions), "created_at": iso(self.created_at),
                 "disabled_at": iso(self.disabled_at), "locked_until": iso(self.locked_until),
-                "failed_logins": self.failed_logins, "password_changed_at": iso(self.password_changed_at)}
+                "failed_logins": self.failed_logins, "password_changed_at": iso(self.password_changed_at),
+                "second_factor": self.has_totp}
 
 
 def _now() -> dt.datetime:
@@ -159,7 +169,8 @@ def _scope(values: list[str] | tuple[str, ...], what: str, pattern: re.Pattern |
 
 def _row(r) -> User:
     return User(r.id, r.name, r.person, r.role, tuple(r.brands.split()), tuple(r.regions.split()), r.created_at,
-                r.disabled_at, r.locked_until, int(r.failed_logins or 0), r.password_changed_at)
+                r.disabled_at, r.locked_until, int(r.failed_logins or 0), r.password_changed_at,
+                r.totp_secret is not None)
 
 
 def add_user(engine: sa.Engine, name: str, role: str, brands: list[str] | tuple[str, ...],
@@ -229,11 +240,43 @@ def unlock(engine: sa.Engine, name: str) -> User:
     return get_user(engine, name)
 
 
-def authenticate(engine: sa.Engine, name: str, password: str, now: dt.datetime | None = None) -> User:
+def enroll_totp(engine: sa.Engine, name: str) -> tuple[User, str]:
+    """A new TOTP secret for ``name`` (replacing any): returns the user and the ``otpauth://`` URI to
+    show once (an authenticator app reads it, e.g. as a QR code)."""
+    import pyotp
+
+    get_user(engine, name)
+    secret = pyotp.random_base32()
+    with engine.begin() as conn:
+        conn.execute(users.update().where(users.c.name == name).values(totp_secret=secret, totp_last_step=None))
+    return get_user(engine, name), pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=TOTP_ISSUER)
+
+
+def _totp_step(secret: str | None, code: object, now: dt.datetime, last: int | None) -> int | None:
+    """The time step ``code`` is valid for (now, or one step either side), later than ``last``; None:
+    no secret, not a 6-digit code, wrong, or used already."""
+    import pyotp
+
+    if not secret or not isinstance(code, str) or not code.isdigit() or len(code) != 6:
+        return None
+    totp = pyotp.TOTP(secret)
+    t = now.replace(tzinfo=dt.UTC)
+    for drift in (0, -1, 1):
+        at = t + dt.timedelta(seconds=30 * drift)
+        if hmac.compare_digest(totp.at(at), code):
+            step = int(at.timestamp()) // 30
+            return step if last is None or step > last else None
+    return None
+
+
+def authenticate(engine: sa.Engine, name: str, password: str, now: dt.datetime | None = None,
+                 code: str | None = None) -> User:
     """The user ``name`` if ``password`` is theirs and the account is usable; else
     :class:`SignInRefused`. Each wrong password counts; the :data:`MAX_FAILURES`-th in a row locks
     the account for :data:`LOCKOUT` (a right password while locked is refused too and does not
-    unlock it). A right one resets the count, and re-hashes a password stored with older costs."""
+    unlock it). A right one resets the count, and re-hashes a password stored with older costs. A
+    role of :data:`SECOND_FACTOR_ROLES` needs an enrolled TOTP and its current ``code`` as well (a
+    wrong or missing code counts like a wrong password)."""
     now = now or _now()
     if not isinstance(name, str) or not isinstance(password, str) or len(password) > MAX_PASSWORD_CHARS \
             or len(name) > NAME_CHARS:
@@ -252,15 +295,21 @@ def authenticate(engine: sa.Engine, name: str, password: str, now: dt.datetime |
             refused = "this account is disabled"
         elif r.locked_until is not None and r.locked_until > now:
             refused = f"too many wrong passwords: locked until {r.locked_until:%Y-%m-%d %H:%M} UTC"
-        elif not ok:
+        elif ok and r.role in SECOND_FACTOR_ROLES and r.totp_secret is None:
+            refused = f"the {r.role} role signs in with a second factor: enroll one first (crm users totp {r.name})"
+        elif not ok or (r.role in SECOND_FACTOR_ROLES and _totp_step(r.totp_secret, code, now,
+                                                                     r.totp_last_step) is None):
             failures = int(r.failed_logins or 0) + 1
             locked = now + LOCKOUT if failures >= MAX_FAILURES else None
             conn.execute(users.update().where(users.c.id == r.id).values(
                 failed_logins=0 if locked else failures, locked_until=locked))
-            refused = "wrong name or password" + (
+            refused = ("wrong name or password" if not ok or r.role not in SECOND_FACTOR_ROLES
+                       else "wrong or used second-factor code") + (
                 f"; too many in a row: locked until {locked:%Y-%m-%d %H:%M} UTC" if locked else "")
         else:
             values: dict = {"failed_logins": 0, "locked_until": None}
+            if r.role in SECOND_FACTOR_ROLES:
+                values["totp_last_step"] = _totp_step(r.totp_secret, code, now, r.totp_last_step)
             if needs_rehash(r.password_hash):
                 values["password_hash"] = hash_password(password)
             conn.execute(users.update().where(users.c.id == r.id).values(**values))

@@ -29,6 +29,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("password_changed_at", sa.DateTime, nullable=False),
         sa.Column("disabled_at", sa.DateTime, nullable=True),
+        sa.Column("totp_secret", sa.String(64), nullable=True),
+        sa.Column("totp_last_step", sa.BigInteger, nullable=True),
     )
 
 
