@@ -308,3 +308,104 @@ def test_admin_and_compliance_sign_in_with_a_second_factor_used_once(site):
     assert u.get_user(app.state.engine, "noor.admin").failed_logins == 1  # the replay (the success reset the others)
     # a marketer needs none
     assert sign_in(app, "bo.b")[1].status_code == 303
+
+
+def _self_signed(directory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 signed by its own key (cryptography), as PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
+
+
+def test_crm_serve_over_tls_with_a_self_signed_certificate(tmp_path):
+    """`crm serve --ssl-certfile --ssl-keyfile`: the API and the web page over HTTPS only, the session
+    cookie Secure, a verified TLS 1.2+ connection; plain HTTP to the port gets no answer."""
+    import os
+    import ssl
+    import subprocess
+    import sys
+    import time
+
+    from _service import free_port
+
+    from crm.store.db import make_engine, upgrade_to_head
+
+    home = tmp_path / "home"
+    engine = make_engine(Paths(home))
+    upgrade_to_head(engine)
+    u.add_user(engine, "tls.user", "marketing", ["A"], ["*"], PW)
+    engine.dispose()
+    certfile, keyfile = _self_signed(tmp_path)
+    port = free_port()
+    env = {**os.environ, "CRM_HOME": str(home), "CRM_CAMPAIGNS_DIR": str(tmp_path / "no_campaigns")}
+    env.pop("CRM_DATABASE_URL", None)
+    env.pop("CRM_UI_INSECURE_COOKIES", None)
+    serve = subprocess.Popen([sys.executable, "-m", "crm.cli", "serve", "--port", str(port), "--delivery-workers",
+                              "0", "--trigger-workers", "0", "--hand-off-every", "0", "--ssl-certfile", certfile,
+                              "--ssl-keyfile", keyfile], env=env, stderr=subprocess.PIPE, text=True)
+    ctx = ssl.create_default_context(cafile=certfile)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+                conn.request("GET", "/healthz")
+                health = conn.getresponse()
+                assert health.status == 200 and conn.sock.version() in ("TLSv1.2", "TLSv1.3")
+                health.read()
+                conn.close()
+                break
+            except (ConnectionError, OSError):
+                assert serve.poll() is None and time.monotonic() < deadline, "crm serve did not start over TLS"
+                time.sleep(0.3)
+        # the web page over HTTPS: the pre-session cookie and the session cookie are Secure
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+        conn.request("GET", "/ui/login")
+        page = conn.getresponse()
+        text, pre = page.read().decode(), SimpleCookie(page.headers["set-cookie"])
+        assert "Secure" in page.headers["set-cookie"]
+        body = urlencode({"csrf": _csrf(text), "name": "tls.user", "password": PW}).encode()
+        conn.request("POST", "/ui/login", body=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded", "Cookie": f"crm_pre={pre['crm_pre'].value}"})
+        signed = conn.getresponse()
+        signed.read()
+        cookie = [c for c in signed.headers.get_all("set-cookie") if c.startswith("crm_session=")][0]
+        assert signed.status == 303 and "Secure" in cookie and "HttpOnly" in cookie
+        conn.close()
+        # plain HTTP on the TLS port: no HTTP answer
+        plain = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+            plain.request("GET", "/healthz")
+            plain.getresponse().read()
+    finally:
+        serve.terminate()
+        serve.wait(30)
+
+
+def test_crm_serve_wants_both_tls_files(tmp_path):
+    from click.testing import CliRunner
+
+    from crm.cli import main
+
+    certfile, _ = _self_signed(tmp_path)
+    r = CliRunner().invoke(main, ["serve", "--ssl-certfile", certfile])
+    assert r.exit_code == 2 and "give both --ssl-certfile and --ssl-keyfile" in r.output

@@ -32,14 +32,21 @@ def _engine():
 @click.option("--local-mailbox", "mailbox_port", type=int, default=None, metavar="PORT",
               help="also run a local SMTP server on PORT that stores what it receives in $CRM_HOME/mailbox/, "
                    "and send email there (make serve)")
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="serve HTTPS with this certificate (PEM, the chain after the certificate); with --ssl-keyfile")
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="the certificate's private key (PEM)")
 def serve_cmd(host: str, port: int, hand_off_every: float, delivery_workers: int, trigger_workers: int,
-              mailbox_port: int | None) -> None:
+              mailbox_port: int | None, ssl_certfile: str | None, ssl_keyfile: str | None) -> None:
     """Run the integration API: POST /v1/events, /v1/messaging/send, /v1/messaging/feedback,
     GET /v1/deliveries/{id}, /v1/metrics (docs at /docs, schema at /openapi.json).
 
     Migrates the store first. Accepted events are handed to landing/incoming/api_*.jsonl every
     --hand-off-every seconds; `crm ingest`, the land_incoming sensor or `crm run` land them. Sends are
     checked against the online profile (`crm profiles sync`, or the daily refresh's online_profiles).
+
+    With --ssl-certfile and --ssl-keyfile it serves HTTPS (TLS 1.2 or later, uvicorn's ssl module);
+    the web page's session cookies are Secure, so serve it over HTTPS, here or behind a TLS proxy.
 
     Trigger workers decide the firings of campaigns/triggers/*.yaml for each accepted event
     (`crm triggers work`) and queue their messages for the delivery workers.
@@ -55,6 +62,9 @@ def serve_cmd(host: str, port: int, hand_off_every: float, delivery_workers: int
 
     from crm.channels.mailbox import LocalMailbox
 
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise click.UsageError("give both --ssl-certfile and --ssl-keyfile, or neither")
+    tls = ["--ssl-certfile", ssl_certfile, "--ssl-keyfile", ssl_keyfile] if ssl_certfile else []
     paths, engine = _engine()
     engine.dispose()
     with contextlib.ExitStack() as stack:
@@ -64,14 +74,14 @@ def serve_cmd(host: str, port: int, hand_off_every: float, delivery_workers: int
             os.environ.setdefault("CRM_SMTP_FROM", "casino-crm demo <crm@casino-crm.example>")
             click.echo(f"local mailbox on {box.url}: messages land in {box.directory}", err=True)
         if not delivery_workers and not trigger_workers:
-            _serve_api(paths, host, port, hand_off_every)
+            _serve_api(paths, host, port, hand_off_every, ssl_certfile, ssl_keyfile)
             return
         from crm.cli.ui import Child, supervise
 
         crm = [sys.executable, "-m", "crm.cli"]
         api = Child("api", [*crm, "serve", "--host", host, "--port", str(port), "--hand-off-every",
-                            str(hand_off_every), "--delivery-workers", "0", "--trigger-workers", "0"],
-                    url=f"http://{host}:{port}/docs")
+                            str(hand_off_every), "--delivery-workers", "0", "--trigger-workers", "0", *tls],
+                    url=f"{'https' if tls else 'http'}://{host}:{port}/docs")
         workers = [Child(f"delivery-worker-{i + 1}", [*crm, "deliveries", "work", "--idle-sleep", "0.05"])
                    for i in range(delivery_workers)]
         workers += [Child(f"trigger-worker-{i + 1}", [*crm, "triggers", "work"]) for i in range(trigger_workers)]
@@ -79,13 +89,14 @@ def serve_cmd(host: str, port: int, hand_off_every: float, delivery_workers: int
     sys.exit(code)
 
 
-def _serve_api(paths, host: str, port: int, hand_off_every: float) -> None:
+def _serve_api(paths, host: str, port: int, hand_off_every: float, ssl_certfile: str | None = None,
+               ssl_keyfile: str | None = None) -> None:
     import uvicorn
 
     from crm.service import create_app
 
     app = create_app(paths, hand_off_every=hand_off_every or None, watch_slos=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
 
 
 @click.group("api-keys")
