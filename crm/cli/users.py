@@ -40,6 +40,15 @@ def _by_option(f):
                         help="who makes the change (written to the audit log)")(f)
 
 
+def _changes_a_user(f):
+    """NAME, --by, --reason and --json: the options of every command that changes one user."""
+    for option in reversed((click.argument("name"), _by_option,
+                            click.option("--reason", default="", help="why (the audit log)"),
+                            click.option("--json", "as_json", is_flag=True, help="print a machine-readable record"))):
+        f = option(f)
+    return f
+
+
 def _show(user, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(user.to_dict(), indent=2))
@@ -122,10 +131,7 @@ def _change(name: str, by: str, reason: str, action: str, as_json: bool, change)
 
 
 @users_group.command("passwd")
-@click.argument("name")
-@_by_option
-@click.option("--reason", default="", help="why (the audit log)")
-@click.option("--json", "as_json", is_flag=True, help="print a machine-readable record")
+@_changes_a_user
 def passwd_cmd(name: str, by: str, reason: str, as_json: bool) -> None:
     """Set NAME's password (from stdin) and lift a lockout."""
     from crm.store.users import set_password
@@ -135,10 +141,7 @@ def passwd_cmd(name: str, by: str, reason: str, as_json: bool) -> None:
 
 
 @users_group.command("disable")
-@click.argument("name")
-@_by_option
-@click.option("--reason", default="", help="why (the audit log)")
-@click.option("--json", "as_json", is_flag=True, help="print a machine-readable record")
+@_changes_a_user
 def disable_cmd(name: str, by: str, reason: str, as_json: bool) -> None:
     """Disable NAME: they can no longer sign in (kept for the audit log's sake)."""
     from crm.store.users import set_disabled
@@ -147,10 +150,7 @@ def disable_cmd(name: str, by: str, reason: str, as_json: bool) -> None:
 
 
 @users_group.command("enable")
-@click.argument("name")
-@_by_option
-@click.option("--reason", default="", help="why (the audit log)")
-@click.option("--json", "as_json", is_flag=True, help="print a machine-readable record")
+@_changes_a_user
 def enable_cmd(name: str, by: str, reason: str, as_json: bool) -> None:
     """Enable NAME again."""
     from crm.store.users import set_disabled
@@ -159,10 +159,7 @@ def enable_cmd(name: str, by: str, reason: str, as_json: bool) -> None:
 
 
 @users_group.command("unlock")
-@click.argument("name")
-@_by_option
-@click.option("--reason", default="", help="why (the audit log)")
-@click.option("--json", "as_json", is_flag=True, help="print a machine-readable record")
+@_changes_a_user
 def unlock_cmd(name: str, by: str, reason: str, as_json: bool) -> None:
     """Lift NAME's lockout after too many wrong passwords."""
     from crm.store.users import unlock
