@@ -68,9 +68,11 @@ JSON_TYPES: dict[str, tuple[str, ...]] = {
     "timestamp": ("VARCHAR",),  # ISO-8601 UTC, checked with try_cast
 }
 
-# Payload keys with contact details or device identity: no relation of the warehouse shows them
-# (dbt macro pii_fields(), the same list).
-PII_FIELDS = ("email", "phone", "device_id", "ip")
+# Payload keys with direct identifiers (contact details, device and network identity, names, the
+# payment instrument): split off into the PII vault at landing and replaced by a keyed pseudonym
+# (crm.store.vault); no relation of the warehouse shows them (dbt macro pii_fields(), the same list).
+PII_FIELDS = ("email", "phone", "device_id", "ip", "first_name", "last_name", "full_name", "name",
+              "address", "postcode", "card_number", "iban", "payment_instrument")
 
 ENVELOPE_REQUIRED = ("event_id", "event_type", "player_id", "brand_id", "occurred_at")
 ENVELOPE_OPTIONAL = ("trace_id",)

@@ -23,7 +23,9 @@ from crm.campaigns.spec import CampaignSpec
 from crm.channels.mailbox import LocalMailbox
 from crm.config import Paths
 from crm.store.db import make_engine, upgrade_to_head
-from crm.store.schema import contacts, deliveries
+from crm.store.profile import store_contacts
+from crm.store.schema import deliveries
+from crm.store.vault import Vault
 
 # 1,000 in CI (under a minute); CRM_CRASH_TEST_MESSAGES=10000 for the full drill (BENCHMARKS.md)
 MESSAGES = int(os.environ.get("CRM_CRASH_TEST_MESSAGES", "1000"))
@@ -47,9 +49,8 @@ def test_sigkill_mid_dispatch_every_message_once(tmp_path):
                  "planned_send_at": f"{as_of}T10:00:00Z", "sent_at": f"{as_of}T10:00:00Z"} for i in range(MESSAGES)]
     brands = {m["player_id"]: "A" for m in messages}
     with engine.begin() as conn:
-        conn.execute(contacts.insert(), [{"brand_id": "A", "player_id": m["player_id"], "channel": "email",
-                                          "address": f"{m['player_id']}@example.com",
-                                          "updated_at": dt.datetime(2025, 9, 1)} for m in messages])
+        store_contacts(conn, Vault(paths), [("A", m["player_id"], "email", f"{m['player_id']}@example.com",
+                                             dt.datetime(2025, 9, 1)) for m in messages])
     assert enqueue_outbox(paths, spec, messages, brands, engine=engine) == MESSAGES
     assert enqueue_outbox(paths, spec, messages, brands, engine=engine) == 0  # a re-dispatch queues nothing twice
 

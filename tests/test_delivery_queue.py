@@ -27,8 +27,10 @@ from crm.config import Paths
 from crm.service.worker import DeliveryWorker, WorkerConfigError, rate_limits_from_env
 from crm.store import deliveries as dl
 from crm.store.db import make_engine, upgrade_to_head
+from crm.store.profile import store_contacts
 from crm.store.queue import claim_due, queue_depth, record_result
-from crm.store.schema import address_suppressions, contacts, deliveries, delivery_events, profile_stops
+from crm.store.schema import address_suppressions, deliveries, delivery_events, profile_stops
+from crm.store.vault import Vault
 
 BOUNCE = "gone@example.test"  # 550 at RCPT
 ALWAYS_BUSY = "busy@example.test"  # 451 at RCPT, every time
@@ -118,10 +120,9 @@ def worker(paths, engine, port, **kw) -> DeliveryWorker:
     return DeliveryWorker(paths, engine, environ=env_for(port), **kw)
 
 
-def add_contact(engine, player: str, address: str, channel: str = "email") -> None:
+def add_contact(paths: Paths, engine, player: str, address: str, channel: str = "email") -> None:
     with engine.begin() as conn:
-        conn.execute(contacts.insert().values(brand_id="A", player_id=player, channel=channel, address=address,
-                                              updated_at=dl.now()))
+        store_contacts(conn, Vault(paths), [("A", player, channel, address, dl.now())])
 
 
 def queue(engine, player: str, channel: str = "email", transactional: bool = False, params=None,
@@ -157,7 +158,7 @@ def test_each_delivery_sent_exactly_once_with_its_id_and_no_address_in_logs(stor
     handler, port = smtp
     ids = []
     for i in range(5):
-        add_contact(engine, f"p{i}", f"player{i}@example.test")
+        add_contact(paths, engine, f"p{i}", f"player{i}@example.test")
         ids.append(queue(engine, f"p{i}"))
     caplog.set_level(logging.DEBUG, logger="crm")
     with worker(paths, engine, port) as w:
@@ -181,8 +182,8 @@ def test_each_delivery_sent_exactly_once_with_its_id_and_no_address_in_logs(stor
 def test_hard_bounce_suppresses_the_address_and_the_next_send_is_refused(store, smtp):
     paths, engine = store
     handler, port = smtp
-    add_contact(engine, "p1", BOUNCE)
-    add_contact(engine, "p1", "+4915100000", channel="sms")
+    add_contact(paths, engine, "p1", BOUNCE)
+    add_contact(paths, engine, "p1", "+4915100000", channel="sms")
     first = queue(engine, "p1")
     with worker(paths, engine, port) as w:
         assert w.run_once() == {"claimed": 1, "bounced": 1}
@@ -203,7 +204,7 @@ def test_hard_bounce_suppresses_the_address_and_the_next_send_is_refused(store, 
 def test_451_is_retried_later_with_backoff_then_sent(store, smtp):
     paths, engine = store
     handler, port = smtp
-    add_contact(engine, "p1", "slow@example.test")
+    add_contact(paths, engine, "p1", "slow@example.test")
     handler.defer["slow@example.test"] = 2
     did = queue(engine, "p1")
     clock = Clock()
@@ -229,7 +230,7 @@ def test_451_is_retried_later_with_backoff_then_sent(store, smtp):
 def test_dead_letter_after_the_last_attempt(store, smtp):
     paths, engine = store
     handler, port = smtp
-    add_contact(engine, "p1", ALWAYS_BUSY)
+    add_contact(paths, engine, "p1", ALWAYS_BUSY)
     did = queue(engine, "p1")
     clock = Clock()
     outcomes = []
@@ -248,7 +249,7 @@ def test_stops_received_after_queueing_refuse_the_send(store, smtp):
     paths, engine = store
     handler, port = smtp
     for p in ("p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"):
-        add_contact(engine, p, f"{p}@example.test")
+        add_contact(paths, engine, p, f"{p}@example.test")
     before = dl.now() - dt.timedelta(hours=1)
     add_stop(engine, "p6", "withdrawal", channel="email", at=before)  # before the delivery: the creator's to weigh
     ids = {p: queue(engine, p, transactional=(p == "p2"), is_bonus=(p == "p7"))
@@ -277,7 +278,7 @@ def test_transactional_before_marketing(store, smtp):
     marketing = [queue(engine, f"m{i}", not_before=t0 + dt.timedelta(seconds=i)) for i in range(4)]
     urgent = queue(engine, "t1", transactional=True)  # queued last, due last
     for p in ("m0", "m1", "m2", "m3", "t1"):
-        add_contact(engine, p, f"{p}@example.test")
+        add_contact(paths, engine, p, f"{p}@example.test")
     with worker(paths, engine, port) as w:
         assert w.run_once(1) == {"claimed": 1, "sent": 1}
         assert handler.ids() == [urgent]
@@ -290,7 +291,7 @@ def test_addresses_templates_and_the_file_outbox(store, smtp):
     handler, port = smtp
     no_address = queue(engine, "nobody")
     bad = queue(engine, "p1", params={"brand_name": "X"})  # missing parameters
-    add_contact(engine, "p1", "p1@example.test")
+    add_contact(paths, engine, "p1", "p1@example.test")
     push = queue(engine, "p9", channel="push")  # addressed by player id, written to the outbox
     with worker(paths, engine, port) as w:
         assert w.run_once() == {"claimed": 3, "refused": 2, "sent": 1}
@@ -308,7 +309,7 @@ def test_two_workers_over_200_deliveries_never_send_one_twice(store, smtp):
     handler, port = smtp
     ids = set()
     for i in range(200):
-        add_contact(engine, f"p{i}", f"p{i}@example.test")
+        add_contact(paths, engine, f"p{i}", f"p{i}@example.test")
         ids.add(queue(engine, f"p{i}", transactional=i % 5 == 0))
     start = threading.Barrier(2)
     sent: dict[str, int] = {}
@@ -356,7 +357,7 @@ def test_concurrent_claims_are_disjoint(store):
 def test_a_crashed_workers_lease_expires_and_the_next_run_sends(store, smtp):
     paths, engine = store
     handler, port = smtp
-    add_contact(engine, "p1", "p1@example.test")
+    add_contact(paths, engine, "p1", "p1@example.test")
     did = queue(engine, "p1")
     clock = Clock()
     [row] = claim_due(engine, 10, "crashed", lease=dt.timedelta(seconds=30), now=clock())  # then it dies
@@ -413,7 +414,7 @@ def test_rate_limit_waits_within_the_lease_and_hands_back_beyond_it(store, smtp)
         fake["t"] += s
 
     for p in ("p1", "p2", "p3"):
-        add_contact(engine, p, f"{p}@example.test")
+        add_contact(paths, engine, p, f"{p}@example.test")
         queue(engine, p)
     limiter = RateLimiter({"email": (2.0, 1.0)}, lambda: fake["t"])
     with worker(paths, engine, port, limiter=limiter, sleep=sleep) as w:
@@ -474,7 +475,7 @@ def test_queue_depth_and_the_cli(tmp_path, monkeypatch):
 def test_run_forever_sends_what_arrives_and_stops_when_told(store, smtp):
     paths, engine = store
     handler, port = smtp
-    add_contact(engine, "p1", "p1@example.test")
+    add_contact(paths, engine, "p1", "p1@example.test")
     stop = threading.Event()
     batches = []
     w = worker(paths, engine, port)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import duckdb
 import pandas as pd
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +22,7 @@ from crm.store.events import hand_off
 from crm.store.keys import create_key
 from crm.store.profile import effective_profile
 from crm.store.schema import contacts, profile_stops, reported_messages, synced_files
+from crm.store.vault import CHANNEL_FIELDS, Vault
 from crm.warehouse import connect, write_scores
 from tests._dbt import dbt_build
 from tests._service import call, running_server
@@ -50,6 +52,19 @@ def _events() -> list[dict]:
     out.append({"event_id": "own-send-p2", "event_type": "crm.delivery", "player_id": "p2", "brand_id": "A",
                 "occurred_at": "2025-09-30T10:00:00Z",
                 "payload": {"delivery_id": "casino-124", "campaign_id": "x" * 500, "channel": "EMAIL "}})
+    return out
+
+
+def _contacts(conn, paths) -> dict:
+    """(player, channel) -> the address the vault holds, checking the store's pseudonym is its own
+    and that no landed file holds the address in clear."""
+    vault, out = Vault(paths), {}
+    for r in conn.execute(sa.select(contacts)):
+        address = vault.contact(r.brand_id, r.player_id, r.channel)
+        assert r.address_pseudonym == vault.pseudonym(CHANNEL_FIELDS[r.channel], address)
+        assert not duckdb.execute("SELECT count(*) FROM read_parquet(?) WHERE contains(payload, ?)",
+                                  [str(paths.events / "*.parquet"), address]).fetchone()[0]
+        out[(r.player_id, r.channel)] = address
     return out
 
 
@@ -89,7 +104,7 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
         ("A", "p1", "email", "casino_newsletter", dt.datetime(2025, 9, 30, 9, 0)),
         ("A", "p2", "email", "x" * 128, dt.datetime(2025, 9, 30, 10, 0))]
     with engine.connect() as conn:
-        got = {(r.player_id, r.channel): r.address for r in conn.execute(sa.select(contacts))}
+        got = _contacts(conn, paths)
         assert got == {("p1", "email"): "one@example.com", ("p2", "email"): "two@example.com"}
         profile, _ = effective_profile(conn, "A", "p1")
     assert profile["consent_email"] is True and profile["consent_email_source"] == "consent.granted"
@@ -110,7 +125,7 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
     assert ingest_file(later, paths).loaded == 3
     assert sync_profiles(paths, engine)["contacts_updated"] == 2
     with engine.connect() as conn:
-        got = {(r.player_id, r.channel): r.address for r in conn.execute(sa.select(contacts))}
+        got = _contacts(conn, paths)
     assert got == {("p1", "email"): "new-one@example.com", ("p2", "email"): "two@example.com",
                    ("p3", "sms"): "+35699000000"}
     # the files read are recorded; an address removed from the store is not read back from them
@@ -120,7 +135,7 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
         conn.execute(contacts.delete().where(contacts.c.player_id == "p2"))
     assert sync_profiles(paths, engine)["contacts_updated"] == 0
     with engine.connect() as conn:
-        assert conn.execute(sa.select(contacts.c.address).where(contacts.c.player_id == "p2")).first() is None
+        assert conn.execute(sa.select(contacts.c.channel).where(contacts.c.player_id == "p2")).first() is None
 
     key = create_key(engine, "all", "A", ["messaging:send", "events:write"])[1]
     body = {"channel": "email", "template_id": "payment_failure_help", "frequency_policy_id": "transactional",

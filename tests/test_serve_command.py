@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from crm.config import CAMPAIGNS_DIR, Paths
 from crm.store.db import make_engine, upgrade_to_head
 from crm.store.keys import create_key
-from crm.store.schema import contacts
+from crm.store.profile import store_contacts
+from crm.store.vault import Vault
 from crm.triggers.spec import load_trigger
 from tests._service import call, free_port
 from tests.test_service_messaging import clean_profile, put_profiles, send
@@ -50,9 +51,8 @@ def test_crm_serve_delivers_through_its_worker_process_and_stops_them_all(tmp_pa
     [p2] = [p for p in (f"p{i}" for i in range(2, 50)) if not help_.in_holdout("A", p)][:1]
     put_profiles(engine, [clean_profile("p1"), clean_profile(p2)])
     with engine.begin() as conn:
-        for p in ("p1", p2):
-            conn.execute(contacts.insert().values(brand_id="A", player_id=p, channel="email",
-                                                  address=f"{p}@players.example", updated_at=dt.datetime(2025, 9, 1)))
+        store_contacts(conn, Vault(paths), [("A", p, "email", f"{p}@players.example", dt.datetime(2025, 9, 1))
+                                            for p in ("p1", p2)])
     engine.dispose()
     port, smtp_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_SMTP", "CRM_DATABASE_URL"))}

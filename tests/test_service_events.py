@@ -260,3 +260,31 @@ def test_hand_off_from_the_serve_loop(tmp_path, store_url):
             time.sleep(0.1)
     (f,) = paths.incoming.glob("api_*.jsonl")
     assert json.loads(f.read_text())["event_id"] == "ev_loop1"
+
+
+def test_identifiers_go_to_the_vault_not_the_store(api):
+    """A registration over the API: the store and the hand-off file hold pseudonyms only; the vault
+    holds the values (newest per field), and the contact ledger knows an email exists."""
+    from crm.store.schema import contacts
+    from crm.store.vault import Vault, is_pseudonym
+
+    url, keys, engine, paths = api
+    reg = event("pii1", event_type="player.registered", player_id="p_pii", payload={
+        "country": "MT", "locale": "en-MT", "timezone": "Europe/Malta", "birth_date": "1990-01-01",
+        "currency": "EUR", "email": "  Pii.Person@Example.COM ", "phone": "+356 7900 0001",
+        "ip": "198.51.100.23", "device_id": "dev-pii-1"})
+    status, out = call(url + "/v1/events", "POST", [reg], key=keys["a"])
+    assert status == 202, out
+    [row] = stored(engine, accepted_events, event_id="ev_pii1")
+    payload = json.loads(row.envelope)["payload"]
+    for field, value in (("email", "Pii.Person"), ("phone", "7900"), ("ip", "198.51.100.23"), ("device_id", "dev-pii")):
+        assert value not in row.envelope and is_pseudonym(payload[field])
+    vault = Vault(paths)
+    assert vault.values("A", "p_pii") == {"email": "Pii.Person@Example.COM", "phone": "+356 7900 0001",
+                                          "ip": "198.51.100.23", "device_id": "dev-pii-1"}
+    assert payload["email"] == vault.pseudonym("email", "pii.person@example.com")  # case and spaces alike
+    got = {c.channel: c.address_pseudonym for c in stored(engine, contacts, player_id="p_pii")}
+    assert got == {"email": payload["email"], "sms": payload["phone"]}
+    store_events.hand_off(paths, engine)  # (or the server's own hand-off loop did)
+    text = "".join(f.read_text() for f in paths.incoming.glob("api_*.jsonl"))
+    assert "ev_pii1" in text and "Pii.Person" not in text and "198.51.100.23" not in text

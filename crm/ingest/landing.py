@@ -42,6 +42,7 @@ from crm.contract import (
     MAX_ID_CHARS,
     MAX_RECORD_BYTES,
     PAYLOADS,
+    PII_FIELDS,
     SELF_EXCLUSION_START,
     STOP_EVENTS,
     VOCABULARIES,
@@ -719,6 +720,47 @@ def _write(con: duckdb.DuckDBPyConnection, paths: Paths, path: Path, batch_id: s
         tmp_files.append((tmp, final))
 
 
+def _split_identifiers(con: duckdb.DuckDBPyConnection, paths: Paths) -> dict[str, int]:
+    """Move the direct identifiers of the records to land into the PII vault and leave their
+    pseudonyms in the payloads (:mod:`crm.store.vault`), before anything is written: the landed
+    batch never holds one. Only records whose text names a PII key are read into Python (a text
+    search first: registrations and profile updates, a few per player). Quarantined records stay
+    as they came (raw, to be repaired; ``crm privacy forget`` clears a player's from them)."""
+    import orjson
+
+    from crm.store.vault import Vault
+
+    named = " OR ".join(f"contains(c.payload, {literal(chr(34) + f + chr(34))})" for f in PII_FIELDS)
+    rows = con.execute(f"""
+        SELECT c.record_no, c.brand_id, c.player_id, c.occurred_at, c.payload
+        FROM checked c JOIN keep USING (record_no) WHERE keep AND ({named})
+    """).fetchall()
+    if not rows:
+        return {"stored": 0, "older": 0, "forgotten": 0}
+    vault = Vault(paths)
+    try:
+        patched_no, patched, found = [], [], []
+        for record_no, brand, player, at, text in rows:
+            payload = orjson.loads(text)
+            if not isinstance(payload, dict):
+                continue
+            out, ids = vault.split(payload, brand, player, at)
+            if out != payload:
+                patched_no.append(record_no)
+                patched.append(orjson.dumps(out).decode())
+                found += ids
+        counts = vault.put(found)
+    finally:
+        vault.dispose()
+    if patched_no:
+        con.register("_pseudonymised", pa.table({"record_no": pa.array(patched_no, pa.int64()),
+                                                 "payload": pa.array(patched, pa.string())}))
+        con.execute("UPDATE checked SET payload = p.payload FROM _pseudonymised p "
+                    "WHERE checked.record_no = p.record_no")
+        con.unregister("_pseudonymised")
+    return counts
+
+
 def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
     """Land one file of contract events. Returns the counts; never loses a record."""
     path = Path(path).resolve()
@@ -741,6 +783,7 @@ def ingest_file(path: str | Path, paths: Paths) -> IngestReport:
         _check(con, paths)
         records, quarantined, duplicates, reasons = _counts(con)
         loaded = records - quarantined - duplicates
+        _split_identifiers(con, paths)
         _write(con, paths, path, batch_id, loaded, quarantined, tmp_files)
     except duckdb.Error as e:  # a file DuckDB cannot read as it claims to be: that file fails, nothing is written
         for tmp, _ in tmp_files:

@@ -20,6 +20,7 @@ from crm.service.events import process_together
 from crm.service.events import router as events_router
 from crm.store.db import make_engine, upgrade_to_head
 from crm.store.events import hand_off
+from crm.store.vault import Vault
 from crm.triggers.journeys import JourneySet
 from crm.triggers.spec import TriggerSet
 
@@ -85,6 +86,7 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
                               "`Authorization: Bearer <key>` (`crm api-keys create`).")
     app.state.paths, app.state.engine, app.state.revision = paths, engine, revision
     app.state.live_keys = LiveKeys()
+    app.state.vault = Vault(paths)  # identifiers split off accepted events (crm.service.events)
     app.state.triggers = TriggerSet(campaigns_dir())  # the firings each accepted event starts
     app.state.journeys = JourneySet(campaigns_dir())  # the journeys an accepted event converts
     # events are checked in one thread, the requests waiting together in one call of landing's SQL

@@ -1,13 +1,16 @@
 """``POST /v1/events``: contract events one by one or in batches.
 
 Each record is checked by landing's own contract SQL (:func:`crm.ingest.landing.validate_records`);
-good ones are stored (committed before the answer), bad ones quarantined in the store with the
-reason, records of another brand than the key's refused and not stored.
+good ones are stored (committed before the answer) with their direct identifiers moved into the PII
+vault first (:func:`pseudonymised`), bad ones quarantined in the store with the reason (as sent:
+``crm privacy forget`` clears a player's), records of another brand than the key's refused and
+not stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 from typing import Literal
@@ -17,11 +20,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from crm.contract import PII_FIELDS
 from crm.ingest.landing import RecordCheck, validate_records
 from crm.service.auth import require_scope
 from crm.store.events import store_records
 from crm.store.keys import ApiKey
+from crm.store.profile import parse_time
 from crm.store.schema import REASON_CHARS
+from crm.store.vault import Vault
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -86,7 +92,7 @@ def process_together(app, calls: list[tuple[ApiKey, list]]) -> list:
     """Requests waiting together (:class:`crm.service.batcher.Batcher`): their records checked by one
     call of landing's contract SQL (its cost is almost all fixed: about 50 ms however few records),
     then each request stored in its own transaction and answered, in order."""
-    paths, engine = app.state.paths, app.state.engine
+    paths, engine, vault = app.state.paths, app.state.engine, app.state.vault
     subscriptions, goals = app.state.triggers.subscriptions(), app.state.journeys.goals()
     texts = [[_record_text(r) for r in records] for _, records in calls]
     checks = iter(validate_records([t for ts in texts for t in ts if t is not None], paths))
@@ -94,14 +100,29 @@ def process_together(app, calls: list[tuple[ApiKey, list]]) -> list:
     for (key, records), ts in zip(calls, texts, strict=True):
         mine = [next(checks) for t in ts if t is not None]
         try:
-            out.append(_finish(engine, key, records, ts, mine, subscriptions, goals))
+            out.append(_finish(engine, key, records, ts, mine, subscriptions, goals, vault))
         except Exception as e:  # noqa: BLE001 - that request's own error (the others are answered)
             out.append(e)
     return out
 
 
+def pseudonymised(vault: Vault, envelopes: list[dict]) -> list[dict]:
+    """The envelopes with their identifiers moved into the PII vault (stored there first: an event is
+    never stored with one, and a retried request finds them again), pseudonyms in their place."""
+    out, found = [], []
+    for env in envelopes:
+        payload = env.get("payload")
+        if isinstance(payload, dict) and any(k in payload for k in PII_FIELDS):
+            at = parse_time(env.get("occurred_at")) or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            payload, ids = vault.split(payload, env["brand_id"], env["player_id"], at)
+            env, found = {**env, "payload": payload}, found + ids
+        out.append(env)
+    vault.put(found)
+    return out
+
+
 def _finish(engine, key: ApiKey, records: list, texts: list[str | None], checked: list[RecordCheck],
-            subscriptions=None, goals=None) -> tuple[int, dict]:
+            subscriptions, goals, vault: Vault) -> tuple[int, dict]:
     checks = iter(checked)
     results: list[RecordResult] = []
     good: list[tuple[int, dict]] = []
@@ -120,7 +141,8 @@ def _finish(engine, key: ApiKey, records: list, texts: list[str | None], checked
         else:
             good.append((i, chk.envelope))
             results.append(RecordResult(index=i, event_id=chk.envelope["event_id"], status="accepted"))
-    new = store_records(engine, key.id, [env for _, env in good], bad, subscriptions=subscriptions, goals=goals)
+    envelopes = pseudonymised(vault, [env for _, env in good])
+    new = store_records(engine, key.id, envelopes, bad, subscriptions=subscriptions, goals=goals)
     for (i, _), is_new in zip(good, new, strict=True):
         if not is_new:
             results[i].status = "duplicate"

@@ -9,8 +9,10 @@ One loop (``crm deliveries work``; run several, on one machine or many: the clai
    the delivery's channel or every channel, a self-exclusion, a cooling-off;
    :func:`crm.store.queue.holding_stop`) -> ``refused`` "withdrawn before the send". Fail closed:
    transactional messages are held too;
-3. **the address**: ``contacts`` for ``email`` and ``sms`` (none -> ``refused`` "no address"); the
-   player id for ``push`` and ``in_app`` (the gateway behind the webhook knows the devices);
+3. **the address**: for ``email`` and ``sms`` the player must have one in ``contacts`` (its
+   pseudonym) and the clear address is read from the PII vault (:mod:`crm.store.vault`) right
+   before the send (none, or a forgotten player -> ``refused`` "no address"); the player id for
+   ``push`` and ``in_app`` (the gateway behind the webhook knows the devices);
 4. **the content**: :class:`~crm.channels.TemplateStore` (``$CRM_TEMPLATES_DIR``, default
    ``templates/``) in the delivery's locale (the template's default when it has none); a template
    that cannot be rendered -> ``refused`` with the reason;
@@ -59,6 +61,7 @@ from crm.store import deliveries as dl
 from crm.store import queue
 from crm.store.profile import suppression_reason
 from crm.store.schema import contacts
+from crm.store.vault import Vault
 
 log = logging.getLogger("crm.deliveries")
 
@@ -122,6 +125,14 @@ class DeliveryWorker:
         self.lease, self.send_margin = lease, send_margin
         self._given = dict(channels or {})
         self._made: dict[str, Channel] = {}
+        self._vault: Vault | None = None
+
+    @property
+    def vault(self) -> Vault:
+        """The PII vault the addresses are read from (opened on first use)."""
+        if self._vault is None:
+            self._vault = Vault(self.paths, self.environ)
+        return self._vault
 
     # ------------------------------------------------------------------ adapters
     def channel(self, name: str) -> Channel:
@@ -140,6 +151,9 @@ class DeliveryWorker:
     def close(self) -> None:
         """Close the adapters this worker made (SMTP's kept connection)."""
         made, self._made = self._made, {}
+        if self._vault is not None:
+            self._vault.dispose()
+            self._vault = None
         for adapter in made.values():
             exit_ = getattr(adapter, "__exit__", None)
             if exit_ is not None:
@@ -224,7 +238,7 @@ class DeliveryWorker:
         brand, player, channel = row["brand_id"], row["player_id"], row["channel"]
         checks = [suppression_reason(brand, player, channel), queue.holding_stop_id(row)]
         if channel in ADDRESSED_CHANNELS:
-            checks.append(sa.select(contacts.c.address).where(
+            checks.append(sa.select(contacts.c.address_pseudonym).where(
                 contacts.c.brand_id == brand, contacts.c.player_id == player, contacts.c.channel == channel)
                 .limit(1).scalar_subquery())
         suppressed, stop_id, *contact = conn.execute(sa.select(*checks)).one()
@@ -235,7 +249,11 @@ class DeliveryWorker:
             return (f"withdrawn before the send: {stop['event_type']} ({stop['kind']}"
                     f"{', ' + stop['channel'] if stop.get('channel') else ''}) at "
                     f"{stop['occurred_at'].isoformat(timespec='seconds')}"), None, None
-        address = contact[0] if contact else player  # push / in_app: the gateway knows the devices
+        if contact and contact[0]:
+            # the clear address, from the PII vault, at the channel edge only (never stored or logged)
+            address = self.vault.contact(brand, player, channel)
+        else:
+            address = None if contact else player  # push / in_app: the gateway knows the devices
         if not address:
             return f"no address for {channel}", None, None
         try:

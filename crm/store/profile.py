@@ -15,8 +15,9 @@
   warehouse that are not our own dispatches reported back, over the caps' look-back window,
   replaced with the copy: the send check counts them in caps, cooldown and dedup as the lists
   do (:func:`crm.campaigns.history.reported_messages` is the one definition of both).
-* **Contacts** (``contacts``): email and phone from ``player.registered`` / ``player.updated``,
-  read at the channel edge only; **address suppressions**: a hard bounce suppresses the
+* **Contacts** (``contacts``): which players have an email / phone, as the address's pseudonym
+  (the address is in the PII vault, :mod:`crm.store.vault`, read at the channel edge only), from
+  ``player.registered`` / ``player.updated``; **address suppressions**: a hard bounce suppresses the
   player's address on that channel until a new address arrives.
 """
 
@@ -45,6 +46,7 @@ from crm.contract import (
 )
 from crm.store.db import insert_many, key_chunks
 from crm.store.schema import address_suppressions, contacts, profile_stops, profiles, reported_messages, synced_files
+from crm.store.vault import CHANNEL_FIELDS, Identifier, Vault, is_pseudonym
 from ml.models import UPLIFT_VALUE_MODEL
 
 LOSS_COLUMN = "net_loss_eur_7d"  # crm.campaigns.offers.LOSS_COLUMN (the store sits below campaigns)
@@ -52,7 +54,7 @@ LOSS_COLUMN = "net_loss_eur_7d"  # crm.campaigns.offers.LOSS_COLUMN (the store s
 WITHDRAWAL, SELF_EXCLUSION, COOLING_OFF, LIMIT_HIT = "withdrawal", "self_exclusion", "cooling_off", "limit_hit"
 LIMIT_HIT_EVENT = "rg.limit.hit"
 # contract payload key -> the channel its address serves
-CONTACT_FIELDS = {"email": "email", "phone": "sms"}
+CONTACT_FIELDS = {field: channel for channel, field in CHANNEL_FIELDS.items()}
 _CHUNK = 500
 
 
@@ -106,29 +108,41 @@ def record_accepted(conn: sa.Connection, envelopes: Iterable[dict], received_at:
         if env.get("event_type") in ("player.registered", "player.updated"):
             payload = env.get("payload") or {}
             for field, channel in CONTACT_FIELDS.items():
-                address = payload.get(field)
-                if isinstance(address, str) and address.strip():
-                    upsert_contact(conn, env["brand_id"], env["player_id"], channel, address.strip(), occurred)
+                # the API split the address into the vault before storing (crm.service.events): a
+                # clear value here is never stored
+                if is_pseudonym(payload.get(field)):
+                    upsert_contact(conn, env["brand_id"], env["player_id"], channel, payload[field], occurred)
     return stops
 
 
-def upsert_contact(conn: sa.Connection, brand_id: str, player_id: str, channel: str, address: str,
+def upsert_contact(conn: sa.Connection, brand_id: str, player_id: str, channel: str, pseudonym: str,
                    at: dt.datetime) -> bool:
-    """Keep the newest address per player and channel (by the event's time); a changed address
-    lifts the channel's bounce suppression. Returns True when the address was stored."""
-    address = address[:320]
+    """Keep the newest address per player and channel (its pseudonym, by the event's time); a changed
+    address lifts the channel's bounce suppression. Returns True when the address was stored."""
+    if not is_pseudonym(pseudonym):
+        raise ValueError("contacts hold an address's pseudonym (crm.store.vault), never the address")
     key = (contacts.c.brand_id == brand_id) & (contacts.c.player_id == player_id) & (contacts.c.channel == channel)
-    old = conn.execute(sa.select(contacts.c.address, contacts.c.updated_at).where(key)).first()
+    old = conn.execute(sa.select(contacts.c.address_pseudonym, contacts.c.updated_at).where(key)).first()
     if old is not None and old.updated_at > at:
         return False
     if old is None:
         conn.execute(contacts.insert().values(brand_id=brand_id, player_id=player_id, channel=channel,
-                                              address=address, updated_at=at))
+                                              address_pseudonym=pseudonym, updated_at=at))
     else:
-        conn.execute(contacts.update().where(key).values(address=address, updated_at=at))
-    if old is None or old.address != address:
+        conn.execute(contacts.update().where(key).values(address_pseudonym=pseudonym, updated_at=at))
+    if old is None or old.address_pseudonym != pseudonym:
         conn.execute(address_suppressions.delete().where(_suppression_of(brand_id, player_id, channel)))
     return True
+
+
+def store_contacts(conn: sa.Connection, vault: Vault, rows: Iterable[tuple[str, str, str, str, dt.datetime]]) -> int:
+    """Addresses given directly rather than in an event ((brand, player, channel, address, time) rows,
+    e.g. an operator's import): each into the vault, its pseudonym into ``contacts``. Returns how many
+    were stored (a newer one kept is not)."""
+    rows = list(rows)
+    vault.put(Identifier(b, p, CHANNEL_FIELDS[ch], a.strip(), at) for b, p, ch, a, at in rows)
+    return sum(upsert_contact(conn, b, p, ch, vault.pseudonym(CHANNEL_FIELDS[ch], a.strip()), at)
+               for b, p, ch, a, at in rows)
 
 
 def suppress_address(conn: sa.Connection, brand_id: str, player_id: str, channel: str, reason: str,
@@ -458,8 +472,9 @@ CONTACTS_SYNC = "contacts"
 
 
 def _landed_contacts(paths: Paths, done: set[str]) -> tuple[list[tuple], list[str]]:
-    """(brand, player, channel, address, time) of the newest email / phone per player in the landed
-    batch files not in ``done``, and those files' names."""
+    """(brand, player, channel, address pseudonym, time) of the newest email / phone per player in
+    the landed batch files not in ``done``, and those files' names. A file landed before the vault
+    holds the address in clear: it is moved into the vault here and its pseudonym returned."""
     import duckdb
 
     files = sorted(f for f in paths.events.glob("*.parquet") if f.name[:128] not in done)
@@ -481,13 +496,23 @@ def _landed_contacts(paths: Paths, done: set[str]) -> tuple[list[tuple], list[st
             FROM c WHERE address IS NOT NULL AND address <> ''
             GROUP BY ALL
         """, [names, names]).fetchall()
+    legacy = [r for r in rows if not is_pseudonym(r[3])]
+    if legacy:
+        vault = Vault(paths)
+        try:
+            vault.put(Identifier(b, p, CHANNEL_FIELDS[ch], a, pd.Timestamp(t).to_pydatetime().replace(tzinfo=None))
+                      for b, p, ch, a, t in legacy)
+            rows = [r if is_pseudonym(r[3]) else (*r[:3], vault.pseudonym(CHANNEL_FIELDS[r[2]], r[3]), r[4])
+                    for r in rows]
+        finally:
+            vault.dispose()
     return rows, [f.name for f in files]
 
 
 def _known_contacts(conn: sa.Connection, landed: list[tuple]) -> dict[tuple[str, str, str], tuple[str, dt.datetime]]:
-    """The stored (address, updated_at) of the landed rows' players: all contacts for a big batch
-    (the first sync), else only those players' (a day's registrations and updates)."""
-    q = sa.select(contacts.c.brand_id, contacts.c.player_id, contacts.c.channel, contacts.c.address,
+    """The stored (address pseudonym, updated_at) of the landed rows' players: all contacts for a big
+    batch (the first sync), else only those players' (a day's registrations and updates)."""
+    q = sa.select(contacts.c.brand_id, contacts.c.player_id, contacts.c.channel, contacts.c.address_pseudonym,
                   contacts.c.updated_at)
     if len(landed) > 50_000:
         rows = conn.execute(q).all()
@@ -495,7 +520,7 @@ def _known_contacts(conn: sa.Connection, landed: list[tuple]) -> dict[tuple[str,
         key = sa.tuple_(contacts.c.brand_id, contacts.c.player_id)
         rows = [r for chunk in key_chunks(sorted({(b, p) for b, p, _, _, _ in landed}))
                 for r in conn.execute(q.where(key.in_(chunk)))]
-    return {(r.brand_id, r.player_id, r.channel): (r.address, r.updated_at) for r in rows}
+    return {(r.brand_id, r.player_id, r.channel): (r.address_pseudonym, r.updated_at) for r in rows}
 
 
 def _sync_contacts(conn: sa.Connection, landed: list[tuple]) -> int:
@@ -507,9 +532,9 @@ def _sync_contacts(conn: sa.Connection, landed: list[tuple]) -> int:
         at = pd.Timestamp(t).to_pydatetime().replace(tzinfo=None)
         old = known.get((b, p, ch))
         if old is None:
-            fresh.append({"brand_id": b, "player_id": p, "channel": ch, "address": a[:320], "updated_at": at})
-            known[(b, p, ch)] = (a[:320], at)
-        elif old[0] != a[:320] and at >= old[1]:
+            fresh.append({"brand_id": b, "player_id": p, "channel": ch, "address_pseudonym": a, "updated_at": at})
+            known[(b, p, ch)] = (a, at)
+        elif old[0] != a and at >= old[1]:
             changed += upsert_contact(conn, b, p, ch, a, at)
     for i in range(0, len(fresh), 5000):
         conn.execute(contacts.insert(), fresh[i:i + 5000])

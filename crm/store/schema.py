@@ -97,14 +97,15 @@ profile_stops = sa.Table(
     sa.Index("ix_profile_stops_player", "brand_id", "player_id"),
 )
 
-# Contact addresses, read at the channel edge only (the warehouse holds none): from player.registered
-# and player.updated events, over the API or landed.
+# Which players have an address per channel, as its pseudonym (migration 0009): the address itself is
+# in the PII vault (crm.store.vault), read at the channel edge only. From player.registered and
+# player.updated events, over the API or landed.
 contacts = sa.Table(
     "contacts", metadata,
     sa.Column("brand_id", sa.String(ID_CHARS), primary_key=True),
     sa.Column("player_id", sa.String(ID_CHARS), primary_key=True),
     sa.Column("channel", sa.String(40), primary_key=True),  # email | sms
-    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("address_pseudonym", sa.String(40), nullable=False),  # crm.store.vault.Vault.pseudonym
     sa.Column("updated_at", sa.DateTime, nullable=False),  # the event's time
 )
 
