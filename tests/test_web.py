@@ -14,15 +14,15 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pyotp
 import pytest
 from _service import running_server
+from _web import PW, Browser, Response, csrf_of
+from _web import sign_in as _sign_in
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crm.config import Paths
 from crm.service import create_app
 from crm.store import users as u
-from crm.store.schema import users as users_table
 
-PW = "correct horse battery"
 CAMPAIGNS = {
     "a_only": "brands: [A]\n",
     "b_only": "brands: [B]\n",
@@ -77,73 +77,20 @@ def _publish_a_list(home, spec_file) -> None:
     publish(build_list(load_campaign(spec_file), aud, dt.date(2025, 10, 1)), Paths(home))
 
 
-class Response:
-    def __init__(self, status: int, headers, text: str, set_cookies: list[str]):
-        self.status_code, self.headers, self.text, self.set_cookies = status, headers, text, set_cookies
-
-
-class Browser:
-    """Requests without following redirects, keeping the cookies the server sets."""
-
-    def __init__(self, url: str):
-        self.host = urlsplit(url).netloc
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> Response:
-        conn = http.client.HTTPConnection(self.host, timeout=60)
-        h = dict(headers or {})
-        if self.cookies:
-            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        conn.request(method, path, body=body, headers=h)
-        r = conn.getresponse()
-        text = r.read().decode("utf-8", "replace")
-        for raw in r.headers.get_all("set-cookie") or []:
-            for name, morsel in SimpleCookie(raw).items():
-                if morsel["max-age"] == "0" or morsel.value in ("", '""'):
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = morsel.value
-        conn.close()
-        return Response(r.status, {k.lower(): v for k, v in r.headers.items()}, text,
-                        r.headers.get_all("set-cookie") or [])
-
-    def get(self, path: str) -> Response:
-        return self.request("GET", path)
-
-    def post(self, path: str, data: dict | None = None, content: bytes | None = None,
-             headers: dict | None = None) -> Response:
-        if data is not None:
-            return self.request("POST", path, urlencode(data).encode(),
-                                {"Content-Type": "application/x-www-form-urlencoded"})
-        return self.request("POST", path, content, headers)
-
-
 def _client(app) -> Browser:
     return Browser(app.state.url)
 
 
-def _csrf(html: str) -> str:
-    return re.search(r'name="csrf" value="([0-9a-f]{64})"', html).group(1)
-
-
+_csrf = csrf_of
 SECRETS: dict[str, str] = {}  # the second factor of the compliance users (enrolled in the fixture)
 
 
 def sign_in(app, name: str, password: str = PW, code: str | None = None) -> tuple[Browser, Response]:
-    c = _client(app)
-    form = c.get("/ui/login")
-    if code is None and name in SECRETS:  # a fresh code each time: one is accepted once
-        engine = app.state.engine
-        with engine.begin() as conn:  # forget the last step so the current code works again in this test
-            conn.execute(users_table.update().where(users_table.c.name == name).values(totp_last_step=None))
-        code = pyotp.TOTP(SECRETS[name]).now()
-    r = c.post("/ui/login", data={"csrf": _csrf(form.text), "name": name, "password": password,
-                                  **({"code": code} if code else {})})
-    return c, r
+    return _sign_in(app, name, SECRETS, password, code)
 
 
 def _ids(html: str) -> set[str]:
-    return set(re.findall(r'href="/ui/campaigns/([a-z_]+)"', html))
+    return set(re.findall(r'href="/ui/campaigns/([a-z_]+)"', html)) - {"new"}  # the form's link
 
 
 def test_signed_out_is_sent_to_sign_in_and_a_form_without_its_token_is_refused(site):

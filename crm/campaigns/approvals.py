@@ -330,6 +330,12 @@ def _record_changes(tx: audit.Transaction, specs: Iterable[CampaignSpec], by: st
     return out
 
 
+def record_changes(tx: audit.Transaction, specs: Iterable[CampaignSpec], by: str) -> list[dict]:
+    """:func:`record_spec_changes` inside an audit transaction the caller holds (the web page records
+    the version a campaign file had before it writes a new one, under the same lock)."""
+    return _record_changes(tx, specs, by=by)
+
+
 def record_spec_changes(paths: Paths, specs: Iterable[CampaignSpec], by: str = "pipeline") -> list[dict]:
     """Log ``campaign_changed`` for every spec whose hash differs from the last one logged for it.
 

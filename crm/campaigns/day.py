@@ -63,11 +63,14 @@ def higher_priority(spec: CampaignSpec, specs: Iterable[CampaignSpec]) -> list[C
 
 
 def day_context(paths: Paths, as_of: dt.date, specs: list[CampaignSpec], *, calendar: Calendar | None = None,
-                policy: ContactPolicy = POLICY) -> Context:
+                policy: ContactPolicy = POLICY, history: pd.DataFrame | None = None) -> Context:
     """The context of a day before any of its lists: history (with every message already sent on
     ``as_of``), calendar, budgets spent on earlier dates (the spend ledger, :mod:`crm.campaigns.budget`),
-    earlier bonus offers."""
-    history = load_history(paths, as_of, specs, days=lookback_days(specs, policy.dedup_days))
+    earlier bonus offers. ``history``: the message history when the caller has it already (the
+    service's, from its store, :mod:`crm.campaigns.dry_run`: it never opens the warehouse); default
+    :func:`crm.campaigns.history.load_history`."""
+    if history is None:
+        history = load_history(paths, as_of, specs, days=lookback_days(specs, policy.dedup_days))
     spent = spent_before(paths, [s.id for s in specs if s.budget.total_cents is not None], as_of)  # spend ledger
     held_out = recent_holdouts(paths, specs, as_of, {s.id: int(effective_caps(s, policy)["dedup_days"]) for s in specs})
     return Context(as_of=as_of, history=history,
@@ -139,19 +142,20 @@ def _segment_lines(row: pd.DataFrame, spec: CampaignSpec) -> list[dict]:
 
 
 def explain_player(paths: Paths, player_id: str, spec: CampaignSpec, specs: list[CampaignSpec],
-                   as_of: dt.date, audience: pd.DataFrame | None = None) -> dict:
+                   as_of: dt.date, audience: pd.DataFrame | None = None, base: Context | None = None) -> dict:
     """Why ``player_id`` is on ``spec``'s list of ``as_of`` or not: scope, segment, every
     eligibility rule with its observed value, targeting / budget, the decision, and what the
-    published list of that day says."""
+    published list of that day says. ``base``: the day's context when the caller has it
+    (:func:`day_context`; default: made here)."""
     _check_unique(specs, spec)
     audience = read_audience(paths, as_of) if audience is None else audience
     row = audience[audience["player_id"].astype(str) == player_id]
     if row.empty:
         raise KeyError(f"player {player_id!r} is not in the profile as of {as_of}")
     try:
-        ctx, source = context_for(paths, spec, specs, as_of), "published higher-priority lists"
+        ctx, source = context_for(paths, spec, specs, as_of, base), "published higher-priority lists"
     except HigherPriorityListMissing:  # the day is not (fully) published: build it in memory, same rules
-        ctx = day_context(paths, as_of, specs)
+        ctx = base if base is not None else day_context(paths, as_of, specs)
         for b in build_day(higher_priority(spec, specs), audience, as_of, ctx):
             ctx = with_list(ctx, b.rows, b.campaign, as_of)
         source = "higher-priority lists rebuilt in memory (not all published)"

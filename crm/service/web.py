@@ -1,6 +1,8 @@
-"""The web page for marketers and compliance officers (``/ui``), served by ``crm serve``: first
-step, sign-in, the campaigns a user may see, approving or rejecting them, and their published lists
-with counts, suppression and downloads (each download audited) (issue 18).
+"""The web page for marketers and compliance officers (``/ui``), served by ``crm serve``: sign-in,
+the campaigns a user may see, approving or rejecting them, their published lists with counts,
+suppression and downloads (each download audited), drafting a campaign from a form with a dry run
+before saving (:mod:`crm.service.draft_form`, :mod:`crm.campaigns.dry_run`, :mod:`crm.campaigns.drafts`),
+the diff between a campaign's versions, and "why is this player out?" (issue 18).
 
 * Sign-in: a form (``POST /ui/login``) checked by :func:`crm.store.users.authenticate` (lockout
   included). The session is a cookie signed with ``itsdangerous`` (a key of 32 random bytes in
@@ -15,9 +17,22 @@ with counts, suppression and downloads (each download audited) (issue 18).
   (fail closed: it reaches players of brands they may not see). Another brand's campaign by URL:
   404, the same answer as a campaign that does not exist.
 
+* Drafting (``/ui/campaigns/new``, ``campaign.draft`` / ``campaign.submit`` on every brand and
+  jurisdiction of the draft): brands and jurisdictions offered are the user's own; *Dry run* builds
+  the list on the service's profile copy (the service never opens the warehouse) and saves
+  nothing; *Submit for approval* writes ``<id>.yaml`` into the campaign folder the pipeline reads,
+  validated by its loader, atomically, audited, ``approval.required`` set. An existing campaign is
+  replaced only by a user who may see and draft it on every brand and jurisdiction, from its Edit
+  form (the version it edited named: a version changed meanwhile is not overwritten). The id
+  ``new`` is the form's own path: a campaign cannot take it here.
+* Explain (``/ui/campaigns/<id>/explain?player=P``, ``player.explain``): every rule's verdict for a
+  player of the user's brands and regions on the profile copy; any other id, of another brand
+  included, gets the same "no such player" answer.
+
 Forms are ``application/x-www-form-urlencoded`` parsed with the standard library (``urllib.parse``,
-bounded to :data:`MAX_FORM_BYTES`): the only form fields are short strings, so the multipart
-parser FastAPI's ``Form`` needs (python-multipart) would be a dependency for nothing.
+bounded to :data:`MAX_FORM_BYTES`, the campaign form to :data:`crm.service.draft_form.MAX_FORM_BYTES`):
+the form fields are short strings, so the multipart parser FastAPI's ``Form`` needs
+(python-multipart) would be a dependency for nothing.
 Pages are Jinja2 (autoescaped) from ``crm/service/web_templates/``.
 """
 
@@ -95,20 +110,26 @@ def _page(name: str, status: int = 200, **context) -> HTMLResponse:
                                  "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"})
 
 
-async def _form(request: Request) -> dict[str, str] | None:
-    """The urlencoded form of a POST (None: too big or not a form)."""
+async def _fields(request: Request, max_bytes: int = MAX_FORM_BYTES,
+                  max_fields: int = 20) -> dict[str, list[str]] | None:
+    """The urlencoded form of a POST, every value of each field (None: too big or not a form)."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         return None
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > max_bytes:
             return None
     try:
-        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=20)
+        return parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=max_fields)
     except (UnicodeDecodeError, ValueError):
         return None
-    return {k: v[0] for k, v in parsed.items()}
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """The urlencoded form of a POST, the first value of each field (None: too big or not a form)."""
+    parsed = await _fields(request)
+    return None if parsed is None else {k: v[0] for k, v in parsed.items()}
 
 
 def _login_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
@@ -156,12 +177,20 @@ async def logout(request: Request) -> Response:
     return page
 
 
+def _allowed(user, action: str, brands, jurisdictions, every: bool = False) -> bool:
+    """``action`` allowed on one (``every``: each) of ``brands`` in ``jurisdictions``; none given
+    counts as ``*`` (every brand or jurisdiction): only a user of all of them."""
+    if not all(isinstance(x, list) and all(isinstance(v, str) for v in x) for x in (brands or [], jurisdictions or [])):
+        return False  # not a spec's shape (an old version's record): fail closed
+    scopes = (can(user, action, b, r) for b in (brands or ["*"]) for r in (jurisdictions or ["*"]))
+    return all(scopes) if every else any(scopes)
+
+
 def _in_scope(user, action: str, spec, every: bool = False) -> bool:
     """``action`` allowed on one (``every``: each) of the brands and jurisdictions ``spec`` reaches. A
     campaign for every brand (or jurisdiction) counts as ``*``: only a user of all of them, since it
     reaches players the others may not see."""
-    scopes = (can(user, action, b, r) for b in (spec.brands or ["*"]) for r in (spec.jurisdictions or ["*"]))
-    return all(scopes) if every else any(scopes)
+    return _allowed(user, action, list(spec.brands), list(spec.jurisdictions), every)
 
 
 def _campaign_visible(user, spec) -> bool:
@@ -196,11 +225,145 @@ def campaigns_page(request: Request) -> Response:
     if away:
         return away
     return _page("campaigns.html", user=user, campaigns=_campaign_rows(request, user),
-                 csrf=_csrf(request, user.name))
+                 csrf=_csrf(request, user.name), may_draft=_may_draft(user))
 
+
+# ------------------------------------------------------------------------------------ drafting
+
+def _may_draft(user) -> bool:
+    """Whether the user may draft a campaign for one of their brands at all."""
+    return any(can(user, "campaign.draft", b) for b in user.brands)
+
+
+def _draftable(user, spec) -> bool:
+    """Whether the user may change ``spec``: see it, and draft on each of its brands and jurisdictions."""
+    return _campaign_visible(user, spec) and _in_scope(user, "campaign.draft", spec, every=True)
+
+
+def _known_brands(request: Request, specs) -> list[str]:
+    """Brands a user of every brand may pick: those of the profile copy and of the campaigns."""
+    import sqlalchemy as sa
+
+    from crm.store.schema import profiles
+
+    with request.app.state.engine.connect() as conn:
+        found = set(conn.execute(sa.select(profiles.c.brand_id).distinct().limit(200)).scalars())
+    return sorted(found | {b for s in specs for b in s.brands})[:200]
+
+
+def _draft_setting(request: Request, user):
+    """(the campaign folder, its valid campaigns, its offer catalogue, the user's choices)."""
+    from crm.campaigns.spec import load_campaigns, offer_catalogue
+    from crm.service.draft_form import choices_for
+
+    folder = campaigns_dir()
+    specs, _ = load_campaigns(folder)
+    catalogue = offer_catalogue(folder)
+    intents = [] if isinstance(catalogue, Exception) else sorted(catalogue.intents)
+    known = _known_brands(request, specs) if "*" in user.brands else []
+    return folder, specs, catalogue, choices_for(user, known, intents)
+
+
+def _edited(user, specs, campaign_id: str | None):
+    """The campaign an Edit form is for: one the user may change and the form can show (None: none)."""
+    from crm.service.draft_form import editable
+
+    found = [s for s in specs if s.id == campaign_id] if campaign_id else []
+    return found[0] if found and _draftable(user, found[0]) and editable(found[0]) else None
+
+
+def _draft_page(request: Request, user, choices, values: dict, *, status: int = 200, errors: dict | None = None,
+                dry=None, base=None, notice: str = "") -> HTMLResponse:
+    return _page("draft.html", status, user=user, csrf=_csrf(request, user.name), ch=choices, values=values,
+                 errors=errors or {}, dry=dry, base=base, notice=notice)
+
+
+@router.get("/campaigns/new")
+def draft_form(request: Request) -> Response:
+    """The campaign form: empty, or (``?from=ID``) showing a campaign the user may change."""
+    from crm.service.draft_form import values_of
+
+    user, away = _signed_in(request)
+    if away:
+        return away
+    if not _may_draft(user):
+        return _page("error.html", 403, message="Your role does not draft campaigns.")
+    _, specs, _, choices = _draft_setting(request, user)
+    source = request.query_params.get("from")
+    base = _edited(user, specs, source) if source is not None else None
+    if source is not None and base is None:  # unknown, another brand's, or not one the form can show
+        return _page("error.html", 404, message="No such campaign to edit here.")
+    return _draft_page(request, user, choices, values_of(base), base=base)
+
+
+@router.post("/campaigns/new")
+async def draft_submit(request: Request) -> Response:
+    """*Dry run* (``action=dry_run``: the list on the profile copy, nothing saved) or *Submit for
+    approval* (``action=submit``: the file written, audited; then the campaign's page)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from crm.campaigns.audit import AuditError
+    from crm.campaigns.drafts import DraftRefused, save_campaign, spec_data
+    from crm.campaigns.dry_run import Busy, dry_run
+    from crm.service import draft_form as df
+
+    user, away = _signed_in(request)
+    if away:
+        return away
+    form = await _fields(request, df.MAX_FORM_BYTES, df.MAX_FORM_FIELDS)
+    if form is None:
+        return _page("error.html", 413, message="The form is too big, or not a form.")
+    if not hmac.compare_digest((form.get("csrf") or [""])[0], _csrf(request, user.name)):
+        return _page("error.html", 403, message="The form did not come from this page.")
+    if not _may_draft(user):
+        return _page("error.html", 403, message="Your role does not draft campaigns.")
+    action = (form.get("action") or [""])[0]
+    if action not in ("dry_run", "submit"):
+        return _page("error.html", 400, message="Choose Dry run or Submit for approval.")
+    folder, specs, catalogue, choices = await run_in_threadpool(_draft_setting, request, user)
+    source = (form.get("from") or [""])[0]
+    base = _edited(user, specs, source) if source else None
+    if source and base is None:
+        return _page("error.html", 404, message="No such campaign to edit here.")
+    values = {k: v for k, v in form.items() if k in df.FIELDS}
+    data, errors, rows = df.campaign_data(form, choices, user.person, spec_data(base) if base else None)
+    spec, invalid = df.validate(data, catalogue, rows)
+    errors = df.merge(errors, invalid)
+    if spec is not None and not _in_scope(user, "campaign.draft", spec, every=True):
+        errors = df.merge(errors, {"brands": ["outside the brands and regions you may draft for"]})
+    if errors:
+        return _draft_page(request, user, choices, values, status=422, errors=errors, base=base)
+    paths, engine = request.app.state.paths, request.app.state.engine
+    if action == "dry_run":
+        try:
+            result = await run_in_threadpool(dry_run, paths, engine, spec, specs, folder)
+        except Busy as e:
+            return _draft_page(request, user, choices, values, status=429, base=base, notice=str(e))
+        return _draft_page(request, user, choices, values, dry=result, base=base)
+    if not _in_scope(user, "campaign.submit", spec, every=True):
+        return _draft_page(request, user, choices, values, status=403, base=base,
+                           errors={"form": ["your role, brands or regions do not allow submitting this campaign"]})
+    try:
+        await run_in_threadpool(
+            save_campaign, paths, folder, spec, by=user.person, user=user.name,
+            may_replace=lambda old: _draftable(user, old),
+            base_hash=base.spec_hash() if base is not None and base.id == spec.id else None)
+    except DraftRefused as e:
+        return _draft_page(request, user, choices, values, status=409, base=base,
+                           errors={e.field or "form": [str(e)]})
+    except AuditError as e:
+        return _draft_page(request, user, choices, values, status=409, base=base,
+                           errors={"form": [f"nothing saved: {e}"]})
+    return RedirectResponse(f"/ui/campaigns/{spec.id}", status_code=303)
+
+
+# ------------------------------------------------------------------------------------ a campaign
 
 @router.get("/campaigns/{campaign_id}")
 def campaign_page(request: Request, campaign_id: str) -> Response:
+    from crm.campaigns.drafts import spec_diff
+    from crm.service.draft_form import editable
+
     user, away = _signed_in(request)
     if away:
         return away
@@ -211,9 +374,60 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
     import yaml
 
     text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    diff = spec_diff(request.app.state.paths, spec, lambda old: _allowed(
+        user, "campaign.view", old.get("brands"), old.get("jurisdictions")))
     return _page("campaign.html", user=user, c=found[0], spec_yaml=text, csrf=_csrf(request, user.name),
                  may_approve=may_approve(user, spec), may_download=_in_scope(user, "list.download", spec, every=True),
-                 lists=_lists_of(request.app.state.paths, campaign_id) if _in_scope(user, "list.view", spec) else [])
+                 lists=_lists_of(request.app.state.paths, campaign_id) if _in_scope(user, "list.view", spec) else [],
+                 diff=diff, may_edit=_draftable(user, spec) and editable(spec),
+                 may_explain=_in_scope(user, "player.explain", spec), author=_same_person(user, spec))
+
+
+def _same_person(user, spec) -> bool:
+    from crm.campaigns.approvals import same_person
+
+    return same_person(user.person, spec.owner)
+
+
+MAX_PLAYER_ID_CHARS = 64
+
+
+@router.get("/campaigns/{campaign_id}/explain")
+def explain_page(request: Request, campaign_id: str) -> Response:
+    """Why is this player out (or in)? Every rule's verdict for a player of the user's brands and
+    regions, on the profile copy; an unknown id and another brand's get the same answer."""
+    from crm.campaigns.dry_run import Busy, explain_online
+    from crm.campaigns.spec import load_campaigns
+
+    user, away = _signed_in(request)
+    if away:
+        return away
+    found = [r for r in _campaign_rows(request, user) if r["id"] == campaign_id]
+    if not found:
+        return _page("error.html", 404, message="No such campaign.")
+    spec = found[0]["spec"]
+    if not _in_scope(user, "player.explain", spec):
+        return _page("error.html", 403, message="Your role, brands or regions do not allow explaining players.")
+    player = request.query_params.get("player", "").strip()
+    context = {"user": user, "c": found[0], "csrf": _csrf(request, user.name), "player": player[:200]}
+    if not player:
+        return _page("explain.html", **context, result=None, message="")
+    if len(player) > MAX_PLAYER_ID_CHARS or not player.isprintable():
+        return _page("explain.html", 422, **context, result=None,
+                     message=f"A player id is at most {MAX_PLAYER_ID_CHARS} printable characters.")
+    folder = campaigns_dir()
+    specs, _ = load_campaigns(folder)
+    brands = [b for b in spec.brands if can(user, "player.explain", b)] if spec.brands else (
+        None if "*" in user.brands else list(user.brands))
+    try:
+        result = explain_online(request.app.state.paths, request.app.state.engine, player, spec, specs, brands, folder,
+                                lambda b, country: can(user, "player.explain", b, country or ""))
+    except Busy as e:
+        return _page("explain.html", 429, **context, result=None, message=str(e))
+    if result is None:  # unknown, another brand's or region's: the same answer
+        return _page("explain.html", 404, **context, result=None,
+                     message="No player with this id in the profile of your brands and regions.")
+    return _page("explain.html", **context, result=result, message="")
 
 
 DOWNLOADS = {"list.xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
