@@ -527,3 +527,52 @@ def test_backup_restores_into_a_new_home_with_the_same_lists_scores_and_audit_ch
         restore(report.archive, target)
     with pytest.raises(BackupError, match="outside the data home"):
         backup(src, src.home / "inside.tar")
+
+
+def test_forgetting_a_player_leaves_none_of_their_identifiers_under_the_home(first_run, tmp_path):
+    """The right to be forgotten after a whole run: on a copy of the home (landing, warehouse, store,
+    vault, MLflow, Dagster, Data Docs, lists, logs), ``crm privacy forget`` for one simulated player,
+    then every byte under the home is searched (compressed Parquet, DuckDB, zip and gzip content
+    decoded) for their emails, phone, device id and IP: none remains; another player's are kept."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from crm.cli import main
+    from crm.config import Paths
+    from crm.store.vault import Vault, vault_keys
+    from tests._pii_search import occurrences
+
+    src = _paths().home
+    home = tmp_path / "home"
+    shutil.copytree(src, home, ignore=shutil.ignore_patterns(".run.lock*"))
+    vault = Vault(Paths(home), {})
+    with vault.engine(vault.default_url).connect() as conn:
+        players = [(r.brand_id, r.player_id) for r in conn.execute(vault_keys.select().order_by("player_id"))]
+    held = {p: vault.values(*p) for p in players}
+    vault.dispose()
+    assert len(held) >= 700 and all(v.get("email") for v in held.values())
+    ips = [v.get("ip") for v in held.values()]
+    # a player whose IP is their own (a shared one stays in the other players' records, rightly),
+    # with an address changed since registration (the old one is in the raw files only)
+    brand, player = next(p for p, v in held.items() if ips.count(v.get("ip")) == 1 and v.get("phone")
+                         and ".net" in v["email"])
+    mine = held[(brand, player)]
+    [(registered,)] = duckdb.execute(
+        "SELECT payload FROM read_parquet(?) WHERE player_id = ? AND event_type = 'player.registered'",
+        [str(home / "landing" / "incoming" / "*.parquet"), player]).fetchall()
+    old_email = json.loads(registered)["email"]
+    assert old_email != mine["email"]
+    needles = [mine["email"], old_email, mine["phone"], mine["device_id"], mine["ip"]]
+    other = next(v for p, v in held.items() if p != (brand, player))
+    assert {n.lower() for _, n in occurrences(home, needles)} == {n.lower() for n in needles}
+
+    env = {"CRM_HOME": str(home), "CRM_DATABASE_URL": f"sqlite:///{home / 'service' / 'service.db'}"}
+    out = CliRunner().invoke(main, ["privacy", "forget", player, "--brand", brand, "--by", "Dana DPO",
+                                    "--reason", "erasure request #1"], env=env, catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    left = occurrences(home, needles)
+    assert left == [], left
+    assert occurrences(home, [other["email"]]), "another player's identifiers are untouched"
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM dim_player WHERE player_id = ?", [player]).fetchone()[0] == 1

@@ -80,6 +80,7 @@ REVIEWED: dict[str, dict[str, str]] = {
     },
     "crm/ingest/landing.py": {
         "'OR REPLACE ' if replace else ''": "one of two constant texts",
+        "named": "contains(payload, literal(...)) per key of crm.contract.PII_FIELDS (the contract's own names)",
         "name": "a field of crm.contract.VOCABULARIES (the contract's own names)",
         "sent": "SQL built in _payload_out_sql from contract field names",
         "fields": "the file's column names, each through ident() (crm.sql)",

@@ -62,7 +62,8 @@ from filelock import FileLock, Timeout
 from crm.config import Paths
 
 GENESIS = "0" * 64  # prev_hash of the first entry
-KINDS = ("campaign_changed", "approved", "rejected", "gate_override", "user_changed", "list_downloaded")
+KINDS = ("campaign_changed", "approved", "rejected", "gate_override", "user_changed", "list_downloaded",
+         "player_forgotten")
 FIELDS = ("seq", "ts", "kind", "campaign_id", "spec_hash", "by", "reason", "details", "prev_hash", "hash")
 LOCK_TIMEOUT_S = 30.0
 

@@ -338,6 +338,7 @@ def _register_groups() -> None:
     from crm.cli.gate import gate_group
     from crm.cli.ml import ml_group
     from crm.cli.offers import offers_group
+    from crm.cli.privacy import privacy_group
     from crm.cli.service import api_events_group, api_keys_group, profiles_group, serve_cmd
     from crm.cli.triggers import journeys_group, triggers_group
     from crm.cli.users import users_group
@@ -348,6 +349,7 @@ def _register_groups() -> None:
     main.add_command(audit_group)
     main.add_command(gate_group)
     main.add_command(serve_cmd)
+    main.add_command(privacy_group)
     main.add_command(api_keys_group)
     main.add_command(api_events_group)
     main.add_command(profiles_group)

@@ -451,15 +451,36 @@ def landed_glob(paths: Paths) -> str | None:
     return str(paths.events / "*.parquet") if any(paths.events.glob("*.parquet")) else None
 
 
+def _rewritten_log(paths: Paths) -> Path:
+    return paths.ingest_log.with_name("rewritten_log.jsonl")
+
+
 def already_ingested(paths: Paths) -> dict[str, dict]:
-    """batch_id -> log entry of every file landed so far."""
+    """batch_id -> log entry of every file landed so far (a landed file rewritten since, by
+    :func:`record_rewritten`, is known by its new content's id too, with the entry it landed as)."""
     out: dict[str, dict] = {}
     if paths.ingest_log.exists():
         for line in paths.ingest_log.read_text().splitlines():
             if line.strip():
                 entry = json.loads(line)
                 out[entry["batch_id"]] = entry
+    if _rewritten_log(paths).exists():
+        for line in _rewritten_log(paths).read_text().splitlines():
+            if line.strip():
+                alias = json.loads(line)
+                if alias["landed_as"] in out:
+                    out[alias["batch_id"]] = out[alias["landed_as"]]
     return out
+
+
+def record_rewritten(paths: Paths, old_digest: str, path: Path) -> None:
+    """A landed incoming file was rewritten in place (``crm privacy forget`` cleared identifiers from
+    it): its new content is the same landed file, never landed again (its quarantined records would
+    be counted twice)."""
+    new = file_digest(path)[:16]
+    if old_digest[:16] in already_ingested(paths) and new != old_digest[:16]:
+        with _rewritten_log(paths).open("a") as f:
+            f.write(json.dumps({"batch_id": new, "landed_as": old_digest[:16], "file": path.name}) + "\n")
 
 
 def _gate_log(paths: Paths) -> Path:
@@ -739,12 +760,13 @@ def _split_identifiers(con: duckdb.DuckDBPyConnection, paths: Paths) -> dict[str
         return {"stored": 0, "older": 0, "forgotten": 0}
     vault = Vault(paths)
     try:
+        gone = vault.forgotten((b, p) for _, b, p, _, _ in rows)
         patched_no, patched, found = [], [], []
         for record_no, brand, player, at, text in rows:
             payload = orjson.loads(text)
             if not isinstance(payload, dict):
                 continue
-            out, ids = vault.split(payload, brand, player, at)
+            out, ids = vault.split(payload, brand, player, at, forgotten=(brand, player) in gone)
             if out != payload:
                 patched_no.append(record_no)
                 patched.append(orjson.dumps(out).decode())

@@ -110,11 +110,14 @@ def pseudonymised(vault: Vault, envelopes: list[dict]) -> list[dict]:
     """The envelopes with their identifiers moved into the PII vault (stored there first: an event is
     never stored with one, and a retried request finds them again), pseudonyms in their place."""
     out, found = [], []
+    named = [e for e in envelopes if isinstance(e.get("payload"), dict) and any(k in e["payload"] for k in PII_FIELDS)]
+    gone = vault.forgotten((e["brand_id"], e["player_id"]) for e in named)
     for env in envelopes:
         payload = env.get("payload")
         if isinstance(payload, dict) and any(k in payload for k in PII_FIELDS):
             at = parse_time(env.get("occurred_at")) or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-            payload, ids = vault.split(payload, env["brand_id"], env["player_id"], at)
+            payload, ids = vault.split(payload, env["brand_id"], env["player_id"], at,
+                                       forgotten=(env["brand_id"], env["player_id"]) in gone)
             env, found = {**env, "payload": payload}, found + ids
         out.append(env)
     vault.put(found)

@@ -114,7 +114,7 @@ def _secret(env: Mapping[str, str], var: str, path: Path) -> bytes:
     text = env.get(var)
     if text:
         try:
-            key = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+            key = base64.b64decode(text.strip() + "=" * (-len(text.strip()) % 4), altchars=b"-_", validate=True)
         except ValueError as e:
             raise VaultError(f"${var} is not url-safe base64: {e}") from e
         if len(key) != 32:
@@ -187,9 +187,11 @@ class Vault:
         return PSEUDONYM_PREFIX + digest[:32]
 
     def split(self, payload: dict, brand_id: str, player_id: str, occurred_at: dt.datetime,
-              ) -> tuple[dict, list[Identifier]]:
+              forgotten: bool = False) -> tuple[dict, list[Identifier]]:
         """The payload with each identifier replaced by its pseudonym (nested objects too, e.g. a
-        ``payload_received`` kept by landing), and the top-level identifiers to store here."""
+        ``payload_received`` kept by landing), and the top-level identifiers to store here. For a
+        ``forgotten`` player (:meth:`forgotten`) the identifiers are nulled, not pseudonymised: a
+        pseudonym would link the new value to them again."""
         region = payload.get("country") if isinstance(payload.get("country"), str) else None
         found: list[Identifier] = []
 
@@ -199,6 +201,9 @@ class Vault:
                 for k, v in obj.items():
                     if k in PII_FIELDS and isinstance(v, str | int | float) and not isinstance(v, bool):
                         text = str(v)
+                        if forgotten:
+                            out[k] = None
+                            continue
                         if text.strip() and not is_pseudonym(text):
                             if top:
                                 found.append(Identifier(brand_id, player_id, k, text.strip()[:MAX_VALUE_CHARS],
