@@ -104,6 +104,21 @@ def context_for(paths: Paths, spec: CampaignSpec, specs: list[CampaignSpec], as_
     return ctx
 
 
+def context_so_far(paths: Paths, spec: CampaignSpec, specs: list[CampaignSpec], as_of: dt.date,
+                   audience: pd.DataFrame, base: Context | None = None) -> tuple[Context, str]:
+    """The context ``spec``'s list is built in, and where its higher-priority lists came from: their
+    published lists (:func:`context_for`); when one is not published (or stale), all of them rebuilt
+    in memory from ``audience``, by the same rules (what :func:`explain_player` and the web page's
+    dry run show before the day's lists exist). ``base``: the day's context (default: made here)."""
+    try:
+        return context_for(paths, spec, specs, as_of, base), "published higher-priority lists"
+    except HigherPriorityListMissing:  # the day is not (fully) published: build it in memory, same rules
+        ctx = base if base is not None else day_context(paths, as_of, specs)
+        for b in build_day(higher_priority(spec, specs), audience, as_of, ctx):
+            ctx = with_list(ctx, b.rows, b.campaign, as_of)
+        return ctx, "higher-priority lists rebuilt in memory (not all published)"
+
+
 def build_one(paths: Paths, spec: CampaignSpec, specs: list[CampaignSpec], as_of: dt.date,
               audience: pd.DataFrame | None = None) -> BuiltList:
     """One campaign's list, after the published lists of the higher-priority campaigns of the day."""
@@ -152,13 +167,7 @@ def explain_player(paths: Paths, player_id: str, spec: CampaignSpec, specs: list
     row = audience[audience["player_id"].astype(str) == player_id]
     if row.empty:
         raise KeyError(f"player {player_id!r} is not in the profile as of {as_of}")
-    try:
-        ctx, source = context_for(paths, spec, specs, as_of, base), "published higher-priority lists"
-    except HigherPriorityListMissing:  # the day is not (fully) published: build it in memory, same rules
-        ctx = base if base is not None else day_context(paths, as_of, specs)
-        for b in build_day(higher_priority(spec, specs), audience, as_of, ctx):
-            ctx = with_list(ctx, b.rows, b.campaign, as_of)
-        source = "higher-priority lists rebuilt in memory (not all published)"
+    ctx, source = context_so_far(paths, spec, specs, as_of, audience, base)
     built = build_list(spec, audience, as_of, ctx)
     listed = built.rows[built.rows["player_id"] == player_id]
     in_scope = bool(scope_mask(row, spec).iloc[0])

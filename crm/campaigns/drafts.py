@@ -197,8 +197,9 @@ def versions(paths: Paths, campaign_id: str) -> list[dict]:
 
 
 def spec_text(spec: dict) -> str:
-    """A version's spec as the campaign page shows it (YAML, every field)."""
-    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    """A version's spec as YAML, every field, keys sorted: the log keeps specs as canonical JSON (keys
+    sorted), so both sides of a diff are in one order and only what changed differs."""
+    return yaml.safe_dump(spec, sort_keys=True, allow_unicode=True, default_flow_style=False)
 
 
 def approved_hashes(paths: Paths, spec: CampaignSpec) -> list[str]:

@@ -12,9 +12,10 @@ the pipeline's own list builder, :func:`crm.campaigns.lists.build_list` (segment
 table of :mod:`crm.campaigns.eligibility`, targeting, budget, holdout), over that copy, in the
 day's context of :func:`crm.campaigns.day.day_context` (our outbox, the spend ledger, earlier
 bonus offers and holdouts, the calendar) with the message history taken from the store instead of
-the warehouse; the published lists of the higher-priority campaigns of the copy's date count as
-they do in the pipeline. The explanation is :func:`crm.campaigns.day.explain_player` on the same
-audience and context.
+the warehouse; the lists of the higher-priority campaigns of the copy's date come first, as in the
+pipeline: their published lists, or, when one is not published, all of them rebuilt in memory on
+the copy (:func:`crm.campaigns.day.context_so_far`, what ``crm explain`` does). The explanation
+is :func:`crm.campaigns.day.explain_player` on the same audience and context.
 
 **What the copy does not hold.** The model features beyond ``net_loss_eur_7d`` (``deposit_eur_90d``,
 ``sessions_30d``, ...) live only in the warehouse's ``player_features``. ``days_since_last_active``
@@ -39,7 +40,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from crm.campaigns.day import HigherPriorityListMissing, day_context, explain_player, higher_priority, published_rows
+from crm.campaigns.day import context_so_far, day_context, explain_player, higher_priority
 from crm.campaigns.eligibility import Context, reason_text
 from crm.campaigns.history import (
     concat_history,
@@ -49,7 +50,7 @@ from crm.campaigns.history import (
     reported_rows,
     store_messages,
 )
-from crm.campaigns.lists import SCORES, build_list, with_list
+from crm.campaigns.lists import SCORES, build_list
 from crm.campaigns.policy import POLICY, load_calendar
 from crm.campaigns.spec import RULE_FIELDS, CampaignSpec, Segment
 from crm.config import Paths
@@ -175,25 +176,13 @@ class DryRun:
     every_failing_rule: list[dict] = field(default_factory=list)
     after_eligibility: list[dict] = field(default_factory=list)
     not_applied: list[str] = field(default_factory=list)
-    higher_priority_lists: list[str] = field(default_factory=list)  # published lists of the day counted
-    higher_priority_missing: list[str] = field(default_factory=list)
+    higher_priority: list[str] = field(default_factory=list)  # the campaigns whose lists of the day come first
+    context: str = ""  # where those lists came from: published, or rebuilt in memory
     empty_because: str | None = None
 
 
 def _rows(counts: dict[str, int]) -> list[dict]:
     return [{"rule": k, "players": int(v), "reason": reason_text(k)} for k, v in counts.items()]
-
-
-def _with_published(paths: Paths, ctx: Context, spec: CampaignSpec, specs: list[CampaignSpec]
-                    ) -> tuple[Context, list[str], list[str]]:
-    counted, missing = [], []
-    for h in higher_priority(spec, specs):
-        try:
-            ctx = with_list(ctx, published_rows(paths, h, ctx.as_of), h, ctx.as_of)
-            counted.append(h.id)
-        except HigherPriorityListMissing:
-            missing.append(h.id)
-    return ctx, counted, missing
 
 
 @contextmanager
@@ -218,8 +207,8 @@ def dry_run(paths: Paths, engine: sa.Engine, spec: CampaignSpec, specs: list[Cam
                                       "(`crm run`, or `crm profiles sync`)")
         shown, not_applied = applicable(spec, aud.held)
         day_specs = [s for s in specs if s.id != spec.id] + [shown]
-        ctx = online_context(paths, engine, aud.as_of, day_specs, campaigns)
-        ctx, counted, missing = _with_published(paths, ctx, shown, day_specs)
+        base = online_context(paths, engine, aud.as_of, day_specs, campaigns)
+        ctx, source = context_so_far(paths, shown, day_specs, aud.as_of, aud.frame, base)
         built = build_list(shown, aud.frame, aud.as_of, ctx)
     treated = built.rows[built.rows["variant"] != "holdout"]
     sup = built.suppression
@@ -230,7 +219,8 @@ def dry_run(paths: Paths, engine: sa.Engine, spec: CampaignSpec, specs: list[Cam
                   first_failing_rule=_rows(sup.get("first_failing_rule", {})),
                   every_failing_rule=_rows(sup.get("every_failing_rule", {})),
                   after_eligibility=_rows(sup.get("after_eligibility", {})), not_applied=not_applied,
-                  higher_priority_lists=counted, higher_priority_missing=missing, empty_because=built.empty_because)
+                  higher_priority=[h.id for h in higher_priority(shown, day_specs)], context=source,
+                  empty_because=built.empty_because)
 
 
 def explain_online(paths: Paths, engine: sa.Engine, player_id: str, spec: CampaignSpec, specs: list[CampaignSpec],

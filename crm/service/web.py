@@ -141,6 +141,16 @@ def _login_page(request: Request, message: str = "", status: int = 200) -> HTMLR
     return page
 
 
+@router.get("/style.css")
+def stylesheet() -> Response:
+    """The pages' styles (a file of the same origin: the Content-Security-Policy refuses inline styles)."""
+    return Response(_STYLE, media_type="text/css; charset=utf-8",
+                    headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+
+_STYLE = Path(__file__).with_name("web_templates").joinpath("style.css").read_bytes()
+
+
 @router.get("/login")
 def login_form(request: Request) -> Response:
     return _login_page(request)
@@ -274,8 +284,14 @@ def _edited(user, specs, campaign_id: str | None):
 
 def _draft_page(request: Request, user, choices, values: dict, *, status: int = 200, errors: dict | None = None,
                 dry=None, base=None, notice: str = "") -> HTMLResponse:
+    def first(name: str) -> str:  # a field's value as text (a macro's output would be markup, escaped again)
+        return (values.get(name) or [""])[0]
+
+    from crm.campaigns.lists import FUNNEL_LABELS
+
     return _page("draft.html", status, user=user, csrf=_csrf(request, user.name), ch=choices, values=values,
-                 errors=errors or {}, dry=dry, base=base, notice=notice)
+                 first=first, errors=errors or {}, dry=dry, base=base, notice=notice,
+                 labels=FUNNEL_LABELS | {"holdout": "Holdout (never contacted)"})
 
 
 @router.get("/campaigns/new")
