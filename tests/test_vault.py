@@ -253,11 +253,15 @@ def test_forget_refuses_without_who_and_why(tmp_path):
     assert out.exit_code != 0 and "--reason" in out.output
 
 
-def test_vault_on_each_backend(tmp_path, store_url):
-    """The vault on SQLite and PostgreSQL (CRM_VAULT_URL): put, read, newest wins, forget."""
+@pytest.mark.parametrize("bulk", [100, 20_000])
+def test_vault_on_each_backend(tmp_path, store_url, monkeypatch, bulk):
+    """The vault on SQLite and PostgreSQL (CRM_VAULT_URL): put, read, newest wins, forget; batches
+    looked up by key and (past BULK_PLAYERS) by one scan."""
+    monkeypatch.setattr("crm.store.vault.BULK_PLAYERS", bulk)
     vault = Vault(Paths(tmp_path), {"CRM_VAULT_URL": store_url})
     ids = [Identifier("A", f"p{i}", "email", f"p{i}@x.example", T0) for i in range(1200)]  # > one IN chunk
     assert vault.put(ids)["stored"] == 1200
+    assert vault.put(ids) == {"stored": 1200, "older": 0, "forgotten": 0}  # the same again: same keys
     assert vault.put([Identifier("A", "p7", "email", "new7@x.example", T0 + dt.timedelta(1))])["stored"] == 1
     assert vault.contact("A", "p7", "email") == "new7@x.example" and vault.contact("A", "p1199", "email")
     assert vault.forget("A", "p7") == {"email": "new7@x.example"}

@@ -48,6 +48,7 @@ from crm.store.db import key_chunks, make_engine
 
 PSEUDONYM_PREFIX = "pii1:"
 _PSEUDONYM = re.compile(r"pii1:[0-9a-f]{32}")
+BULK_PLAYERS = 20_000  # a batch naming more players reads the vault's tables whole (crm.store.vault.Vault._rows_of)
 MAX_VALUE_CHARS = 1000  # an identifier longer than this is cut (an address line is far shorter)
 _NONCE = 12
 # the channel whose address each identifier is (crm.store.profile.CONTACT_FIELDS, the other way round)
@@ -210,10 +211,10 @@ class Vault:
                                                         occurred_at, region))
                             out[k] = self.pseudonym(k, text)
                             continue
-                    out[k] = walk(v, False)
+                    out[k] = walk(v, False) if isinstance(v, dict | list) else v
                 return out
             if isinstance(obj, list):
-                return [walk(v, False) for v in obj]
+                return [walk(v, False) if isinstance(v, dict | list) else v for v in obj]
             return obj
 
         return walk(payload, True), found
@@ -235,27 +236,35 @@ class Vault:
             raise VaultError(f"the data key of {brand_id}/{player_id} does not open with this master key "
                              "(CRM_VAULT_MASTER_KEY or vault/master.key changed?)") from e
 
+    @staticmethod
+    def _rows_of(conn: sa.Connection, table: sa.Table, columns: list, players: set[tuple[str, str]]):
+        """The rows of ``table`` of these players: looked up by key in chunks, or for a batch of many
+        (a first landing) read whole in one scan and filtered here, which is far cheaper."""
+        c = table.c
+        if len(players) > BULK_PLAYERS:
+            return [r for r in conn.execute(sa.select(c.brand_id, c.player_id, *columns))
+                    if (r.brand_id, r.player_id) in players]
+        return [r for chunk in key_chunks(sorted(players)) for r in conn.execute(
+            sa.select(c.brand_id, c.player_id, *columns).where(sa.tuple_(c.brand_id, c.player_id).in_(chunk)))]
+
     def _located(self, players: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, AESGCM]]:
         """(brand, player) -> (vault url, their data key) for those that have one."""
         out: dict[tuple[str, str], tuple[str, AESGCM]] = {}
         for url in self.urls():
+            wanted = set(players) - set(out)
+            if not wanted:
+                break
             with self.engine(url).connect() as conn:
-                for chunk in key_chunks(sorted(set(players) - set(out))):
-                    k = vault_keys.c
-                    for r in conn.execute(sa.select(k.brand_id, k.player_id, k.wrapped_key).where(
-                            sa.tuple_(k.brand_id, k.player_id).in_(chunk))):
-                        out[(r.brand_id, r.player_id)] = (url, self._unwrap(r.brand_id, r.player_id, r.wrapped_key))
+                for r in self._rows_of(conn, vault_keys, [vault_keys.c.wrapped_key], wanted):
+                    out[(r.brand_id, r.player_id)] = (url, self._unwrap(r.brand_id, r.player_id, r.wrapped_key))
         return out
 
     def forgotten(self, players: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        players = sorted(set(players))
+        players = set(players)
         out: set[tuple[str, str]] = set()
         for url in self.urls():
             with self.engine(url).connect() as conn:
-                for chunk in key_chunks(players):
-                    f = vault_forgotten.c
-                    out |= {(r.brand_id, r.player_id) for r in conn.execute(sa.select(f.brand_id, f.player_id).where(
-                        sa.tuple_(f.brand_id, f.player_id).in_(chunk)))}
+                out |= {(r.brand_id, r.player_id) for r in self._rows_of(conn, vault_forgotten, [], players)}
         return out
 
     # -- values --------------------------------------------------------------------------------
@@ -304,11 +313,8 @@ class Vault:
 
     def _store_values(self, conn: sa.Connection, items: list[tuple[Identifier, AESGCM]]) -> tuple[int, int]:
         v = vault_values.c
-        known: dict[tuple[str, str, str], dt.datetime] = {}
-        for chunk in key_chunks(sorted({(i.brand_id, i.player_id) for i, _ in items})):
-            for r in conn.execute(sa.select(v.brand_id, v.player_id, v.field, v.occurred_at).where(
-                    sa.tuple_(v.brand_id, v.player_id).in_(chunk))):
-                known[(r.brand_id, r.player_id, r.field)] = r.occurred_at
+        known = {(r.brand_id, r.player_id, r.field): r.occurred_at for r in self._rows_of(
+            conn, vault_values, [v.field, v.occurred_at], {(i.brand_id, i.player_id) for i, _ in items})}
         inserts, stored, older = [], 0, 0
         for i, aead in items:
             k = (i.brand_id, i.player_id, i.field)
