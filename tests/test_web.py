@@ -175,6 +175,17 @@ def test_no_form_body_makes_a_server_error(site, body, content_type):
         assert r.status_code < 500, (path, r.status_code)
 
 
+def test_a_token_with_any_character_is_refused_not_a_server_error(site):
+    """``hmac.compare_digest`` raises on non-ASCII text: every form's token is compared as bytes."""
+    app, _ = site
+    c, _ = sign_in(app, "ana.a")
+    for path in ("/ui/logout", "/ui/campaigns/new", "/ui/campaigns/a_only/approve"):
+        assert c.post(path, data={"csrf": "é" * 64, "reason": "x", "action": "submit"}).status_code == 403, path
+    fresh = _client(app)
+    fresh.get("/ui/login")
+    assert fresh.post("/ui/login", data={"csrf": "🎰", "name": "ana.a", "password": PW}).status_code == 403
+
+
 def test_approval_on_the_page_is_four_eyes_scoped_and_audited(site):
     from crm.campaigns.audit import read_entries
 

@@ -205,9 +205,15 @@ def test_edit_diff_against_the_approved_version_and_explain(site):
     max_ = login(app, "max.a")
     edit = max_.get("/ui/campaigns/new?from=spring_bonus")
     assert edit.status_code == 200 and 'value="spring_bonus"' in edit.text and "readonly" in edit.text
-    changed = form(id="spring_bonus", **{"offer.value_eur": "15", "from": "spring_bonus"})
+    version = re.search(r'name="version" value="([0-9a-f]{64})"', edit.text).group(1)
+    changed = form(id="spring_bonus", **{"offer.value_eur": "15", "from": "spring_bonus", "version": version})
     r = post_draft(max_, "submit", changed, page="/ui/campaigns/new?from=spring_bonus")
     assert r.status_code == 303, field_errors(r.text)
+    # the same form again, from the version it was opened on: that version is gone, nothing is overwritten
+    stale = post_draft(ana, "submit", changed | {"offer.value_eur": "12"}, page="/ui/campaigns/new?from=spring_bonus")
+    assert stale.status_code == 409 and "changed since you opened it" in field_errors(stale.text)["id"]
+    assert post_draft(ana, "submit", {k: v for k, v in changed.items() if k != "version"},
+                      page="/ui/campaigns/new?from=spring_bonus").status_code == 409
     spec = load_campaign(folder / "spring_bonus.yaml")
     assert spec.owner == "Max Moreau" and spec.offer.value_eur == 15
     page = ana.get("/ui/campaigns/spring_bonus")
@@ -263,16 +269,17 @@ def _tree(home: Path) -> set[str]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(mutation=_mutation, fields=_random, name=_names, valid=st.booleans(), player=_odd,
-       action=st.sampled_from(["dry_run", "submit", "submit", "other"]))
+       action=st.sampled_from(["dry_run", "submit", "submit", "other"]), bad_token=st.one_of(st.none(), _odd))
 def test_hostile_forms_make_no_server_error_no_stray_file_and_no_leak(site, mutation, fields, name, valid, action,
-                                                                       player):
+                                                                       player, bad_token):
     app, home, folder = site
     c = _FUZZ.setdefault("ana", login(app, "ana.a"))
     token = _FUZZ.setdefault("token", csrf_of(c.get("/ui/campaigns/new").text))
     outside = _tree(home) - {f for f in _tree(home) if f.startswith(("campaigns/", "audit/", "service/"))}
     data = form(id=f"fz_{len(_FUZZ)}", name=name) | mutation if valid else fields
     _FUZZ[len(_FUZZ)] = True
-    r = c.post("/ui/campaigns/new", data={**data, "csrf": token, "action": action})
+    r = c.post("/ui/campaigns/new", data={**data, "csrf": token if bad_token is None else bad_token,
+                                          "action": action})
     assert r.status_code < 500, (r.status_code, r.text[:500])
     r = c.get("/ui/campaigns/a_only/explain?player=" + quote(player[:300] if isinstance(player, str) else ""))
     assert r.status_code < 500

@@ -27,6 +27,7 @@ new is stored.
 from __future__ import annotations
 
 import difflib
+import hmac
 import os
 import re
 import shutil
@@ -130,7 +131,7 @@ def save_campaign(paths: Paths, folder: Path, spec: CampaignSpec, *, by: str, us
                                    "id") from None
             if not may_replace(old):
                 raise DraftRefused("this id is taken: choose another", "id")
-            if base_hash != old.spec_hash():
+            if base_hash is None or not hmac.compare_digest(base_hash.encode(), old.spec_hash().encode()):
                 raise DraftRefused("a campaign of this id exists" + (
                     " and was changed since you opened it: open it again" if base_hash else
                     ": open it and choose Edit to change it, or choose another id"), "id")

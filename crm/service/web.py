@@ -84,6 +84,12 @@ def _csrf(request: Request, basis: str) -> str:
     return hmac.new(request.app.state.ui_key, f"csrf|{basis}".encode(), hashlib.sha256).hexdigest()
 
 
+def _same(given: str, expected: str) -> bool:
+    """A form's token against the expected one, in constant time. As bytes: ``hmac.compare_digest``
+    raises TypeError on text with a non-ASCII character, which a hostile form may well send."""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
+
+
 def _secure() -> bool:
     return os.environ.get("CRM_UI_INSECURE_COOKIES") != "1"
 
@@ -160,7 +166,7 @@ def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     form = await _form(request)
     pre = request.cookies.get(PRE_COOKIE, "")
-    if form is None or not pre or not hmac.compare_digest(form.get("csrf", ""), _csrf(request, pre)):
+    if form is None or not pre or not _same(form.get("csrf", ""), _csrf(request, pre)):
         return _page("error.html", 403, message="The form expired or did not come from this page: sign in again.")
     try:
         user = users_store.authenticate(request.app.state.engine, form.get("name", ""), form.get("password", ""),
@@ -179,8 +185,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     user = current_user(request)
     form = await _form(request)
-    if user is not None and (form is None or not hmac.compare_digest(form.get("csrf", ""),
-                                                                      _csrf(request, user.name))):
+    if user is not None and (form is None or not _same(form.get("csrf", ""), _csrf(request, user.name))):
         return _page("error.html", 403, message="The form did not come from this page.")
     page = RedirectResponse("/ui/login", status_code=303)
     page.delete_cookie(SESSION_COOKIE, path="/ui", secure=_secure(), httponly=True, samesite="strict")
@@ -309,7 +314,8 @@ def draft_form(request: Request) -> Response:
     base = _edited(user, specs, source) if source is not None else None
     if source is not None and base is None:  # unknown, another brand's, or not one the form can show
         return _page("error.html", 404, message="No such campaign to edit here.")
-    return _draft_page(request, user, choices, values_of(base), base=base)
+    values = values_of(base) | ({"version": [base.spec_hash()]} if base is not None else {})
+    return _draft_page(request, user, choices, values, base=base)
 
 
 @router.post("/campaigns/new")
@@ -329,7 +335,7 @@ async def draft_submit(request: Request) -> Response:
     form = await _fields(request, df.MAX_FORM_BYTES, df.MAX_FORM_FIELDS)
     if form is None:
         return _page("error.html", 413, message="The form is too big, or not a form.")
-    if not hmac.compare_digest((form.get("csrf") or [""])[0], _csrf(request, user.name)):
+    if not _same((form.get("csrf") or [""])[0], _csrf(request, user.name)):
         return _page("error.html", 403, message="The form did not come from this page.")
     if not _may_draft(user):
         return _page("error.html", 403, message="Your role does not draft campaigns.")
@@ -341,7 +347,7 @@ async def draft_submit(request: Request) -> Response:
     base = _edited(user, specs, source) if source else None
     if source and base is None:
         return _page("error.html", 404, message="No such campaign to edit here.")
-    values = {k: v for k, v in form.items() if k in df.FIELDS}
+    values = {k: v for k, v in form.items() if k in df.FIELDS or k == "version"}  # version: the one edited
     data, errors, rows = df.campaign_data(form, choices, user.person, spec_data(base) if base else None)
     spec, invalid = df.validate(data, catalogue, rows)
     errors = df.merge(errors, invalid)
@@ -363,7 +369,7 @@ async def draft_submit(request: Request) -> Response:
         await run_in_threadpool(
             save_campaign, paths, folder, spec, by=user.person, user=user.name,
             may_replace=lambda old: _draftable(user, old),
-            base_hash=base.spec_hash() if base is not None and base.id == spec.id else None)
+            base_hash=(form.get("version") or [""])[0][:64] if base is not None and base.id == spec.id else None)
     except DraftRefused as e:
         return _draft_page(request, user, choices, values, status=409, base=base,
                            errors={e.field or "form": [str(e)]})
@@ -516,7 +522,7 @@ async def decide(request: Request, campaign_id: str, decision: str) -> Response:
     if away:
         return away
     form = await _form(request)
-    if form is None or not hmac.compare_digest(form.get("csrf", ""), _csrf(request, user.name)):
+    if form is None or not _same(form.get("csrf", ""), _csrf(request, user.name)):
         return _page("error.html", 403, message="The form did not come from this page.")
     found = [r for r in _campaign_rows(request, user) if r["id"] == campaign_id]
     if decision not in ("approve", "reject") or not found:
