@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pandas as pd
 import pytest
+import yaml
 from _service import running_server
 from _web import AS_OF, PW, Browser, csrf_of, players, put_players, sign_in
 from hypothesis import HealthCheck, given, settings
@@ -126,6 +127,9 @@ def test_a_dry_run_counts_the_list_on_the_profile_copy_and_saves_nothing(site):
     # the form shows what was submitted, for the next step
     assert '<option selected>deposit_eur_90d</option>' in r.text and '<option selected>&gt;=</option>' in r.text
     assert 'name="brands" value="A" checked' in r.text and 'name="id" value="autumn_bonus"' in r.text
+    # the catalogue's best offer per player, by uplift: nobody in the copy has an uplift score yet
+    r = post_draft(c, "dry_run", form(**{"offer.template": "none", "offer.intent": "winback", "target.by": "uplift"}))
+    assert r.status_code == 200 and re.search(r"<td>Eligible with a predicted uplift</td><td>0</td>", r.text)
     assert sorted(p.name for p in folder.iterdir()) == before and read_entries(Paths(home)) == log
     # another brand's dry run counts its own players only
     bo = login(app, "bo.b")
@@ -165,6 +169,13 @@ def test_submitting_writes_the_yaml_the_pipeline_reads_audited_and_pending(site)
     assert load_campaign(path).spec_hash() == spec.spec_hash()
     assert bo.get("/ui/campaigns/winter_bonus").status_code == 404
     assert bo.get("/ui/campaigns/new?from=winter_bonus").status_code == 404
+    # an offer from the catalogue is written as its intent (loading resolves its choices again)
+    r = post_draft(c, "submit", form(id="winter_winback", **{"offer.template": "none", "offer.intent": "winback",
+                                                              "target.by": "uplift", "target.budget_eur": "500"}))
+    assert r.status_code == 303, field_errors(r.text)
+    written = yaml.safe_load((folder / "winter_winback.yaml").read_text())
+    assert written["offer"] == {"intent": "winback"} and written["target"] == {"by": "uplift", "budget_eur": 500.0}
+    assert set(load_campaign(folder / "winter_winback.yaml").offer.choices) == {"deposit_match_50", "free_spins_20"}
 
 
 def test_errors_are_named_next_to_their_fields_and_nothing_is_written(site):
