@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,8 @@ from crm.campaigns.lists import build_list, list_dir, publish, record_gate
 from crm.campaigns.spec import CampaignSpec, load_campaign
 from crm.cli import main
 from crm.config import CAMPAIGNS_DIR, Paths
+from crm.store.db import make_engine
+from crm.store.schema import audit_entries
 
 H = "ab" * 32
 
@@ -113,8 +116,8 @@ def test_head_file_tampering_and_the_limits_of_self_verification(tmp_path):
     anchor4 = f"4:{json.loads(lines[3])['hash']}"
     assert verify(paths, anchor=anchor).ok and verify(paths, anchor=anchor4).ok
 
-    # Limit (documented): someone who rewrites the log *and* HEAD consistently is not caught by the
-    # log alone ...
+    # Someone who rewrites the log *and* HEAD consistently (every hash recomputed, the end cut) is
+    # not caught by the chain alone: the store's append-only copy catches it ...
     rewritten, prev = [], audit.GENESIS
     for i, line in enumerate(lines[:4]):
         e = json.loads(line) | {"prev_hash": prev} | ({"by": "mallory"} if i == 1 else {})
@@ -123,8 +126,19 @@ def test_head_file_tampering_and_the_limits_of_self_verification(tmp_path):
         rewritten.append((audit.canonical(e) + "\n").encode())
     log_file(paths).write_bytes(b"".join(rewritten))
     head_file(paths).write_text(json.dumps({"seq": 4, "hash": prev}) + "\n")
+    res = verify(paths)
+    assert not res.ok and res.first_bad_seq == 2 and "append-only copy" in res.problem
+    # ... whose rows the database refuses to change or delete to match
+    engine = make_engine(paths)
+    for stmt in (audit_entries.update().values(hash=prev), audit_entries.delete().where(audit_entries.c.seq == 5)):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(stmt)
+    engine.dispose()
+    # Limit (documented): with the store's file deleted too, the log alone verifies; an anchor kept
+    # elsewhere still catches both the rewrite and the truncation
+    for f in (tmp_path / "service").glob("service.db*"):
+        f.unlink()
     assert verify(paths).ok
-    # ... but an anchor kept elsewhere catches both the rewrite and the truncation
     res = verify(paths, anchor=anchor)
     assert not res.ok and res.first_bad_line == 5 and "anchor records seq 5" in res.problem
     res = verify(paths, anchor=anchor4)
@@ -640,3 +654,37 @@ def test_cli_refuses_the_owner_in_disguise(tmp_path, monkeypatch):
         assert r.exit_code == 1 and expected in r.output, r.output
     r = CliRunner().invoke(main, ["campaign", "status", "big_bonus", "--json"])
     assert json.loads(r.output)[0]["state"] == "pending"
+
+
+def test_the_store_copy_is_append_only_on_each_backend(tmp_path, store_url, monkeypatch):
+    """The audit entries' copy in the store (SQLite and PostgreSQL): written on append, copied when
+    the store was out of reach, never changed or removed through the database, and a log cut at its
+    end against it fails verification."""
+    monkeypatch.setenv("CRM_DATABASE_URL", store_url)
+    paths = Paths(tmp_path)
+    _log(paths, 3)
+    engine = make_engine(paths, store_url)
+    with engine.connect() as conn:
+        assert [r.seq for r in conn.execute(sa.select(audit_entries).order_by("seq"))] == [1, 2, 3]
+    refused = [audit_entries.update().values(hash="0" * 64), audit_entries.delete()]
+    if engine.dialect.name == "postgresql":
+        refused.append(sa.text("TRUNCATE audit_entries"))
+    for stmt in refused:
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(stmt)
+    # the store out of reach for one append: the entry is in the file, verify warns, the next append copies it
+    monkeypatch.setenv("CRM_DATABASE_URL", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
+    audit.append(paths, "approved", by="dave", reason="ok", campaign_id="camp_one", spec_hash=H)
+    monkeypatch.setenv("CRM_DATABASE_URL", store_url)
+    res = verify(paths)
+    assert res.ok and any("not yet in the store" in w for w in res.warnings)
+    audit.append(paths, "approved", by="erin", reason="ok", campaign_id="camp_one", spec_hash=H)
+    res = verify(paths)
+    assert res.ok and not res.warnings and res.store_copy == 5
+    # the last two lines cut, HEAD rewritten to match: only the store's copy can tell
+    lines = log_file(paths).read_bytes().splitlines(keepends=True)
+    log_file(paths).write_bytes(b"".join(lines[:3]))
+    head_file(paths).write_text(json.dumps({"seq": 3, "hash": json.loads(lines[2])["hash"]}) + "\n")
+    res = verify(paths)
+    assert not res.ok and "store's append-only copy holds seq 5" in res.problem
+    engine.dispose()

@@ -26,7 +26,15 @@ truncated line, an inserted line whose hash was recomputed but does not chain, d
 last line(s) or emptying/removing the file (HEAD is ahead of the log), and a HEAD that was
 removed while the log was not. Verification stops at the first bad line and names it and why.
 
-**What it cannot detect.** There is no secret: someone who can write both ``audit.jsonl`` and
+**The store's copy.** Each entry is also written to the store's ``audit_entries`` table, which the
+database keeps append-only (triggers refuse UPDATE and DELETE; :mod:`crm.store.audit_entries`), and
+:func:`verify` compares the two: a log rewritten with recomputed hashes, or cut at its end with HEAD
+rewritten to match, no longer verifies. Where the store is a SQLite file beside the log, whoever can
+replace both files can still rewrite history; PostgreSQL with a service role that does not own the
+table cannot.
+
+**What it cannot detect** (without the store's copy, or with it replaced). There is no secret:
+someone who can write both ``audit.jsonl`` and
 ``HEAD`` can rewrite the whole tail with recomputed hashes, or truncate the log and rewrite HEAD
 to match, or append well-formed entries. The chain makes tampering *evident*, not impossible. To
 close that gap, keep the head (``crm audit verify`` prints ``seq:hash``) somewhere the writer of
@@ -60,6 +68,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from crm.config import Paths
+from crm.store.audit_entries import witness, witnessed
 
 GENESIS = "0" * 64  # prev_hash of the first entry
 KINDS = ("campaign_changed", "approved", "rejected", "gate_override", "user_changed", "list_downloaded",
@@ -181,6 +190,7 @@ class Transaction:
         finally:
             os.close(fd)
         _write_head(self.paths, entry["seq"], entry["hash"])
+        witness(self.paths, [(entry, canonical(entry))])  # the store's append-only copy
         self.entries.append(entry)
         return entry
 
@@ -211,6 +221,8 @@ def transaction(paths: Paths) -> Iterator[Transaction]:
         head = _read_head(paths)
         if entries and (head is None or head.get("seq") != entries[-1]["seq"]):
             _write_head(paths, entries[-1]["seq"], entries[-1]["hash"])  # an append interrupted before HEAD
+        if (checked.store_copy or 0) < len(entries):  # an append that missed the store, or a log from before it
+            witness(paths, [(e, canonical(e)) for e in entries])
         yield Transaction(paths, entries)
     finally:
         lock.release()
@@ -235,6 +247,7 @@ class VerifyResult:
     problem: str = ""
     warnings: list[str] = field(default_factory=list)
     log_file: str = ""
+    store_copy: int | None = None  # entries in the store's append-only copy (None: no store yet)
 
     @property
     def anchor(self) -> str:
@@ -288,7 +301,7 @@ def verify(paths: Paths, anchor: str | None = None) -> VerifyResult:
         res.problem = f"line {i}" + (f" (seq {seq})" if seq is not None else "") + f": {why}"
         return res
 
-    prev_hash, expected = GENESIS, 1
+    prev_hash, expected, hashes = GENESIS, 1, {}
     for i, line in enumerate(lines, 1):
         if i == len(lines) and not complete:
             return bad(i, "the last line has no newline: a truncated write or an edit")
@@ -302,11 +315,40 @@ def verify(paths: Paths, anchor: str | None = None) -> VerifyResult:
             return bad(i, why, seq)
         prev_hash, expected = e["hash"], expected + 1
         res.entries, res.head_seq, res.head_hash = i, seq, e["hash"]
+        hashes[seq] = e["hash"]
 
     if anchor_seq is not None and anchor_seq > res.head_seq:
         return bad(res.entries + 1, f"the log ends at seq {res.head_seq} but the anchor records seq {anchor_seq}: "
                                     "entries were deleted from the end (or the log rewritten)")
-    return _check_head(paths, res, lines, bad)
+    res = _check_head(paths, res, lines, bad)
+    return _check_store_copy(paths, res, hashes, bad) if res.ok else res
+
+
+def _check_store_copy(paths: Paths, res: VerifyResult, hashes: dict[int, str], bad) -> VerifyResult:
+    """The sound chain against the store's append-only copy (:mod:`crm.store.audit_entries`): every
+    entry there must be in the log with the same hash, and the log must reach its last one."""
+    copied = witnessed(paths)
+    res.store_copy = None if copied is None else len(copied)
+    if copied is None:
+        if hashes:
+            res.warnings.append("no store copy of the audit log to compare with (no store yet, or it "
+                                "cannot be reached)")
+        return res
+    for seq in sorted(copied):
+        if seq > res.head_seq:
+            gone = max(copied) - res.head_seq
+            return bad(res.entries + 1, f"the log ends at seq {res.head_seq} but the store's append-only copy "
+                                        f"holds seq {max(copied)}: the last {gone} entr"
+                                        f"{'y was' if gone == 1 else 'ies were'} deleted (or the log rewritten)")
+        if hashes.get(seq) != copied[seq]:
+            return bad(seq, "the entry differs from the store's append-only copy: the log was rewritten "
+                            "(with recomputed hashes) up to here", seq)
+    missing = len(hashes) - len(copied)
+    if missing:
+        res.warnings.append(f"{missing} entr{'y is' if missing == 1 else 'ies are'} not yet in the store's "
+                            "append-only copy (an append that did not reach the store, or a log from before it): "
+                            "the next append copies them")
+    return res
 
 
 def _entry_problem(e, line: bytes, expected: int, prev_hash: str, anchor: str | None,

@@ -308,3 +308,16 @@ offer_spend = sa.Table(
     sa.Column("day", sa.Date, primary_key=True),
     sa.Column("spent_cents", sa.BigInteger, nullable=False),
 )
+
+
+# The audit log's entries (crm.campaigns.audit), append-only in the database (migration 0010: triggers
+# refuse UPDATE / DELETE / TRUNCATE): the file's witness, so a rewritten or shortened log is found.
+audit_entries = sa.Table(
+    "audit_entries", metadata,
+    sa.Column("log", sa.String(500), primary_key=True),  # the data home's audit log (its resolved path)
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry", sa.Text, nullable=False),  # the canonical JSON line, as in audit.jsonl
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
+)
