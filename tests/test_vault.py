@@ -267,3 +267,24 @@ def test_vault_on_each_backend(tmp_path, store_url, monkeypatch, bulk):
     assert vault.forget("A", "p7") == {"email": "new7@x.example"}
     assert vault.values("A", "p7") == {} and vault.forgotten([("A", "p7"), ("A", "p8")]) == {("A", "p7")}
     vault.dispose()
+
+
+def test_two_writers_making_the_same_new_key(tmp_path, monkeypatch):
+    """The API and a landing seal a new player's first identifiers at once: the loser of the race
+    on the player's key stores again under the winner's key, and both values open."""
+    paths = Paths(tmp_path)
+    first, second = Vault(paths), Vault(paths)
+    seen = second._located
+    calls = []
+
+    def stale(players):  # what the second writer saw before the first committed
+        calls.append(1)
+        return {} if len(calls) == 1 else seen(players)
+
+    monkeypatch.setattr(second, "_located", stale)
+    first.put([Identifier("A", "p1", "email", "p1@x.example", T0)])
+    second.put([Identifier("A", "p1", "phone", "+35699000001", T0)])
+    assert len(calls) == 2
+    assert first.values("A", "p1") == {"email": "p1@x.example", "phone": "+35699000001"}
+    first.dispose()
+    second.dispose()

@@ -271,7 +271,16 @@ class Vault:
     def put(self, identifiers: Iterable[Identifier]) -> dict[str, int]:
         """Store the newest value per (player, field); a player's first identifiers make their data
         key, in the vault of their region. Identifiers of a forgotten player are dropped.
-        Returns counts: stored, older (a newer value is kept), forgotten (dropped)."""
+        Returns counts: stored, older (a newer value is kept), forgotten (dropped).
+        Two writers making the same new player's key at once (the API and a landing): the one that
+        loses the race reads the winner's key and stores again."""
+        identifiers = list(identifiers)
+        try:
+            return self._put(identifiers)
+        except sa.exc.IntegrityError:
+            return self._put(identifiers)
+
+    def _put(self, identifiers: list[Identifier]) -> dict[str, int]:
         newest: dict[tuple[str, str, str], Identifier] = {}
         for i in identifiers:
             k = (i.brand_id, i.player_id, i.field)
