@@ -218,9 +218,19 @@ class ListVerdict:
     summary: str
 
 
+def gate_outcomes(result: GateResult) -> list[dict]:
+    """Each expectation's verdict as ``gate.json`` keeps it (what the web page's gate view shows):
+    its name, pass or fail, severity, description, failing-row count and observed value (as text,
+    at most 200 characters; the failing rows' ids stay in the Data Docs)."""
+    return [{"expectation": o.name, "success": bool(o.success), "severity": o.severity,
+             "description": str(o.description)[:500], "unexpected_count": o.unexpected_count,
+             "observed": str(o.observed)[:200]} for o in result.outcomes]
+
+
 def record_list_gate(paths: Paths, campaign_id: str, as_of: dt.date, result: GateResult) -> ListVerdict:
     """Apply the overrides of the list's ``compliance_gate`` to ``result``, check the manifest
-    checksums and write ``gate.json`` (:func:`crm.campaigns.lists.record_gate`, with the overrides listed).
+    checksums and write ``gate.json`` (:func:`crm.campaigns.lists.record_gate`, with the overrides listed
+    and each expectation's verdict, :func:`gate_outcomes`).
 
     Dispatch proceeds only if every non-waived error passed and no file changed since publish.
     """
@@ -232,5 +242,5 @@ def record_list_gate(paths: Paths, campaign_id: str, as_of: dt.date, result: Gat
     passed = result.success and not tampered
     summary = result.summary() + (f"; files changed since publish: {tampered}" if tampered else "")
     record_gate(directory, result.suite, passed, {"summary": summary, "as_of_date": as_of.isoformat(),
-                                                  "overrides": applied})
+                                                  "overrides": applied, "outcomes": gate_outcomes(result)})
     return ListVerdict(result, applied, tampered, passed, summary)
