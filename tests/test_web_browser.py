@@ -219,3 +219,108 @@ def test_draft_approve_download_explain_and_be_denied_brand_b_in_a_browser(site)
     local = urlparse(base).netloc
     assert all(urlparse(r).netloc == local for r in requests if urlparse(r).scheme in ("http", "https")), requests
 
+
+
+@pytest.fixture(scope="module")
+def pages_site(tmp_path_factory):
+    """A brand-A campaign with a readout, a published list with its gate and a real GX Data Docs site
+    (one of its values is a script), brand A's and B's triggers and journeys with firings and runs."""
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: apt-get install -y chromium (Debian's package; never `playwright install`)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is in requirements.lock: make venv")
+    import json
+
+    import great_expectations as gx
+    import pandas as pd
+    from test_readout import _rows
+    from test_web_pages import JOURNEY, TRIGGER, _stores
+
+    from crm.campaigns.overrides import record_list_gate
+    from crm.measurement.readout import campaign_readout, write_readout
+    from expectations.validate import validate
+
+    home = tmp_path_factory.mktemp("browser_pages")
+    folder = home / "campaigns"
+    for sub in ("triggers", "journeys"):
+        (folder / sub).mkdir(parents=True)
+    (folder / "autumn_a.yaml").write_text("id: autumn_a\nname: Autumn reload (A)\nowner: Ana Lopez\nchannel: email\n"
+                                          "brands: [A]\n")
+    for tid, name, brands in (("trig_a", "Help after a failed deposit (A)", "brands: [A]\n"),
+                              ("trig_b", "Help after a failed deposit (B)", "brands: [B]\n"), ("trig_all", "All", "")):
+        (folder / "triggers" / f"{tid}.yaml").write_text(TRIGGER.format(id=tid, name=name, brands=brands))
+    for jid, brands in (("journey_a", "brands: [A]\n"), ("journey_b", "brands: [B]\n")):
+        (folder / "journeys" / f"{jid}.yaml").write_text(JOURNEY.format(id=jid, brands=brands))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CRM_CAMPAIGNS_DIR", str(folder))
+    mp.setenv("CRM_UI_INSECURE_COOKIES", "1")
+    paths = Paths(home)
+    app = create_app(paths)
+    engine = app.state.engine
+    put_players(engine, players())
+    spec = load_campaign(folder / "autumn_a.yaml")
+    publish(build_list(spec, online_audience(engine, ["A"]).frame, AS_OF), paths)
+    listed = pd.read_parquet(paths.lists / "autumn_a" / AS_OF.isoformat() / "list.parquet")
+    hostile = pd.concat([listed[["player_id"]], pd.DataFrame({"player_id": ["<script>alert(9)</script>"]})])
+    result = validate(hostile, "autumn_a", [
+        gx.expectations.ExpectColumnValuesToBeUnique(column="player_id"),
+        gx.expectations.ExpectColumnValuesToMatchRegex(column="player_id", regex=r"^a_[a-z0-9_]+$"),
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1, max_value=1000)],
+        id_column="player_id", docs_dir=home / "gx" / "data_docs")
+    record_list_gate(paths, "autumn_a", AS_OF, result)
+    readout = campaign_readout(_rows(n_t=800, n_c=200, campaign="autumn_a"), "autumn_a", expected_control_share=0.2)
+    write_readout(paths, json.loads(json.dumps(readout, default=str)))
+    _stores(engine)
+    u.add_user(engine, "ana.a", "analytics", ["A"], ["*"], PW)
+    with running_server(paths, app=app) as url:
+        yield url
+    mp.undo()
+    engine.dispose()
+
+
+def test_readout_gates_data_docs_and_triggers_in_a_browser(pages_site):
+    """A brand-A analyst reads a campaign's readout (the inline SVG plot), its list's gate, follows
+    the link to its Data Docs (a hostile value there runs no script, links inside the site work)
+    and the triggers page; brand B's trigger is not found."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base = pages_site
+    dialogs: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            _sign_in(page, base, "ana.a")
+            page.goto(f"{base}/ui/campaigns/autumn_a")
+            page.get_by_role("link", name="Readout").click()
+            expect(page.locator("#readout-summary")).to_contain_text("treatment 800 / control 200")
+            plot = page.locator("#readout-plot")
+            expect(plot.locator("circle")).to_have_count(9)  # 5 effects and 4 guardrails
+            assert plot.bounding_box()["width"] > 600
+            _shot(page, "readout")
+            page.get_by_role("link", name="Gates of its lists").click()
+            gate = page.locator(f"#gate-{AS_OF}")
+            expect(gate).to_contain_text("failed")
+            row = gate.locator("tr", has_text="expect_column_values_to_match_regex(player_id)")
+            expect(row).to_contain_text("FAIL")
+            expect(gate.locator("tr", has_text="expect_column_values_to_be_unique(player_id)")).to_contain_text("pass")
+            _shot(page, "gates")
+            page.get_by_role("link", name="Data Docs of its list gate").click()
+            validation = page.get_by_role("cell", name="pandas-autumn_a")
+            expect(validation).to_be_visible()  # a table drawn by GX's scripts: they run, in the sandbox
+            validation.click()  # its row links the validation: the Data Docs cookie goes with it
+            page.wait_for_url(re.compile(r".*/ui/data-docs/autumn_a/validations/.*\.html$"))
+            expect(page.get_by_role("heading", name="Expectation Validation Result")).to_be_visible()
+            assert "<script>alert(9)</script>" in page.content()  # GX pasted the value as markup
+            _shot(page, "data-docs")
+            # the value <script>alert(9)</script>, written unescaped by GX, ran in an opaque origin: no
+            # dialog (no allow-modals), no cookie, nothing of the page's origin
+            assert dialogs == [] and page.evaluate("() => self.origin") == "null"
+            page.goto(f"{base}/ui/triggers")
+            expect(page.locator("#trigger-trig_a .n-sent")).to_have_text("2")
+            expect(page.locator("#journey-journey_a .n-converted")).to_have_text("1")
+            expect(page.locator("#trigger-trig_b")).to_have_count(0)
+            _shot(page, "triggers")
+            assert page.goto(f"{base}/ui/triggers/trig_b").status == 404
+        finally:
+            browser.close()

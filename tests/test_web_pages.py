@@ -280,6 +280,21 @@ def test_data_docs_are_served_read_only_by_scope(site, docs):
     assert ana.get("/ui/data-docs/landing_events/index.html").status_code == 404  # every brand's data
     assert ada.get("/ui/data-docs/landing_events/index.html").status_code == 200
     assert 'href="/ui/data-docs/landing_events/index.html"' in ada.get("/ui/gates").text
+    # a link followed inside a sandboxed page is a cross-site navigation: the session (SameSite=Strict) stays
+    # behind, the Data Docs cookie (Lax, /ui/data-docs only, the same user) goes
+    (docs_cookie,) = [x for x in r.set_cookies if x.startswith("crm_docs=")]
+    assert "HttpOnly" in docs_cookie and "samesite=lax" in docs_cookie.lower() and "Path=/ui/data-docs" in docs_cookie
+    alone = Browser(app.state.url)
+    alone.cookies = {"crm_docs": ana.cookies["crm_docs"]}
+    assert alone.get("/ui/data-docs/a_only/index.html").status_code == 200
+    assert alone.get("/ui/data-docs/b_only/index.html").status_code == 404
+    assert alone.get("/ui/campaigns").status_code == 303  # nothing else
+    forged = Browser(app.state.url)
+    forged.cookies = {"crm_docs": ana.cookies["crm_session"]}  # the session's signature is not the docs cookie's
+    assert forged.get("/ui/data-docs/a_only/index.html").status_code == 303
+    ana.post("/ui/logout", data={"csrf": re.search(r'name="csrf" value="([0-9a-f]{64})"',
+                                                   ana.get("/ui/campaigns").text).group(1)})
+    assert "crm_docs" not in ana.cookies
     signed_out = Browser(app.state.url)
     assert signed_out.get("/ui/data-docs/a_only/index.html").status_code == 303
     assert signed_out.get("/ui/data-docs/a_only/static/page.html").status_code == 303  # HTML: always signed in

@@ -55,6 +55,7 @@ from crm.config import Paths, campaigns_dir
 from crm.store import users as users_store
 
 SESSION_COOKIE, PRE_COOKIE = "crm_session", "crm_pre"
+DOCS_COOKIE = "crm_docs"  # the Data Docs' own (crm.service.web_pages): SameSite=Lax, path /ui/data-docs
 SESSION_HOURS = 8
 MAX_FORM_BYTES = 4096
 
@@ -189,6 +190,7 @@ async def logout(request: Request) -> Response:
         return _page("error.html", 403, message="The form did not come from this page.")
     page = RedirectResponse("/ui/login", status_code=303)
     page.delete_cookie(SESSION_COOKIE, path="/ui", secure=_secure(), httponly=True, samesite="strict")
+    page.delete_cookie(DOCS_COOKIE, path="/ui/data-docs", secure=_secure(), httponly=True, samesite="lax")
     return page
 
 

@@ -17,10 +17,14 @@ with their counts. Sign-in, sessions and pages as in :mod:`crm.service.web`; acc
   ``list.view`` on each of its brands and jurisdictions (the pages name failing rows by player id,
   as a list does: the analytics, compliance and marketing roles); any other site (landing, marts,
   scores: every brand) for such a user of every brand and region. The path is resolved (symlinks
-  included) and must stay under the docs root. HTML pages are served with a CSP ``sandbox``: their
-  scripts run in an opaque origin and cannot read or post anything of the page's own origin. The
-  sites' ``static/`` files (the vendored Bootstrap, jQuery, Font Awesome and GX images: no data) are
-  served without a session, since a sandboxed page's requests carry no SameSite=Strict cookie.
+  included) and must stay under the docs root. GX writes the values it shows (ids, observed values)
+  into its pages without escaping them and draws its tables with inline scripts, so a hostile value
+  in the data is a script there: the pages are served under :data:`DOC_CSP`, a sandbox that runs
+  them in an opaque origin (they read no cookie and nothing of this origin, fetch nothing, post no
+  form). Requests made from such a page are cross-site: a link followed inside the site carries the
+  SameSite=Lax :data:`DOCS_COOKIE` (set beside the session when a signed-in user opens a page; it
+  opens Data Docs only, for the same user, and ends with the session), and the sites' ``static/``
+  files (the vendored Bootstrap, jQuery, Font Awesome and GX's images: no data) need no session.
 * Triggers and journeys (``/ui/triggers``, ``campaign.view``): the triggers and journeys of the
   folder the pipeline reads (``campaigns/triggers``, ``campaigns/journeys``) that the user may see,
   and over the last ``days`` (default 7) from the store: firings by outcome (sent, suppressed by
@@ -43,15 +47,35 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from crm.config import Paths, campaigns_dir
-from crm.service.web import _allowed, _campaign_rows, _csrf, _in_scope, _page, _signed_in, current_user
+from crm.service.web import (
+    DOCS_COOKIE,
+    SESSION_HOURS,
+    _allowed,
+    _campaign_rows,
+    _csrf,
+    _in_scope,
+    _page,
+    _secure,
+    _signed_in,
+    current_user,
+)
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 MAX_JSON_BYTES = 5 * 1024 * 1024
 MAX_DOC_BYTES = 20 * 1024 * 1024
 MAX_LISTS = 30
+FONTS = (".woff", ".woff2", ".ttf", ".eot")
+# the Data Docs pages: GX writes values (player ids, observed values) into them unescaped and renders
+# its tables with inline scripts, so a hostile value in the data is a script there. The pages run in
+# a sandbox without allow-same-origin (an opaque origin: no cookie, no storage, no read of this
+# origin; no modal dialog, form or plugin) and may fetch nothing (connect-src 'none').
+DOC_CSP = ("sandbox allow-scripts allow-popups; default-src 'self'; script-src 'self' 'unsafe-inline'; "
+           "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'none'; "
+           "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 DOCS_SUBDIR = Path("gx") / "data_docs"  # under the data home: expectations.data_docs.DOCS_SUBDIR
 DOC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
              ".js": "text/javascript; charset=utf-8", ".json": "application/json", ".png": "image/png",
@@ -142,7 +166,7 @@ def normalise_readout(data, campaign_id: str) -> dict:
             "cost_eur": _num(bonus.get("cost_eur")) if bonus else None}
 
 
-PLOT_WIDTH, LABEL_WIDTH, ROW_HEIGHT, VALUE_WIDTH = 720, 260, 30, 170
+PLOT_WIDTH, LABEL_WIDTH, ROW_HEIGHT, VALUE_WIDTH = 860, 270, 30, 250
 
 
 def plot_rows(result: dict) -> dict:
@@ -335,8 +359,8 @@ def all_gates_page(request: Request) -> Response:
 
 def _doc_response(path: Path, html: bool) -> Response:
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
-    if html:  # GX pages are generated from data: their scripts run in an opaque origin
-        headers["Content-Security-Policy"] = "sandbox allow-scripts allow-popups; frame-ancestors 'none'"
+    if html:  # GX pages paste the data they show without escaping: no script runs on them
+        headers["Content-Security-Policy"] = DOC_CSP
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_DOC_BYTES + 1)
@@ -379,8 +403,14 @@ def data_docs(request: Request, rel: str) -> Response:
     site = rel.split("/")[0]
     inner = path.relative_to(root.resolve()).parts
     if len(inner) > 2 and inner[1] == "static" and path.suffix.lower() != ".html":
-        return _doc_response(path, html=False)  # vendored scripts, styles, fonts and GX images: no data
+        page = _doc_response(path, html=False)  # vendored scripts, styles, fonts and GX images: no data
+        if path.suffix.lower() in FONTS:  # a font loads in CORS mode, and a sandboxed page's origin is null
+            page.headers["Access-Control-Allow-Origin"] = "*"
+        return page
     user = current_user(request)
+    signed_in = user is not None
+    if user is None:
+        user = _docs_user(request)
     if user is None:
         return RedirectResponse("/ui/login", status_code=303)
     specs, _ = load_campaigns(campaigns_dir())
@@ -392,7 +422,34 @@ def data_docs(request: Request, rel: str) -> Response:
         allowed = _all_scope(user)
     if not allowed or inner[0] != site:  # a site reached through another's symlink: refused
         return _page("error.html", 404, message="No such Data Docs page.")
-    return _doc_response(path, html=path.suffix.lower() == ".html")
+    page = _doc_response(path, html=path.suffix.lower() == ".html")
+    if signed_in:  # the docs cookie: the same user and password time as the session, its own signature
+        token = _docs_serializer(request).dumps({"name": user.name, "since": user.password_changed_at.isoformat()})
+        page.set_cookie(DOCS_COOKIE, token, max_age=SESSION_HOURS * 3600, httponly=True, samesite="lax",
+                        secure=_secure(), path="/ui/data-docs")
+    return page
+
+
+def _docs_serializer(request: Request) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(request.app.state.ui_key, salt="crm-ui-data-docs")
+
+
+def _docs_user(request: Request):
+    """The user of the Data Docs cookie, checked as a session is (signature, age, account enabled,
+    password unchanged since); None otherwise."""
+    from crm.store import users as users_store
+
+    raw = request.cookies.get(DOCS_COOKIE)
+    if not raw or len(raw) > 1000:
+        return None
+    try:
+        data = _docs_serializer(request).loads(raw, max_age=SESSION_HOURS * 3600)
+        user = users_store.get_user(request.app.state.engine, data["name"])
+    except (BadSignature, KeyError, TypeError, users_store.UserError):
+        return None
+    if user.disabled_at is not None or data.get("since") != user.password_changed_at.isoformat():
+        return None
+    return user
 
 
 # ------------------------------------------------------------------------------------ triggers and journeys
