@@ -4,6 +4,9 @@ compliance officer with the same person's name is refused too (four-eyes), anoth
 signs in with a TOTP code and approves it, the marketer downloads its published list, edits it (the
 page shows the diff against the approved version), explains a player, and is denied brand B's pages and
 files (404). The stylesheet loads (the pages' CSP refuses inline styles) and nothing comes from another host.
+A brand-A analyst then reads a campaign's readout (its inline SVG plot), its list's gate, follows the link
+to the gate's Data Docs (a real Great Expectations site holding a ``<script>`` value: it runs in the
+sandbox's opaque origin, no dialog) and the triggers page.
 
 With ``CRM_SCREENSHOTS=docs/img`` the main pages are saved there as PNG for docs/web.md (not on every run).
 Needs ``/usr/bin/chromium`` (``apt-get install -y chromium``; ``.ci/run`` installs it); Playwright never
