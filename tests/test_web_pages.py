@@ -297,9 +297,20 @@ def test_data_docs_are_served_read_only_by_scope(site, docs):
     assert "crm_docs" not in ana.cookies
     signed_out = Browser(app.state.url)
     assert signed_out.get("/ui/data-docs/a_only/index.html").status_code == 303
-    assert signed_out.get("/ui/data-docs/a_only/static/page.html").status_code == 303  # HTML: always signed in
-    css = signed_out.get("/ui/data-docs/a_only/static/vendor/x.css")  # vendored assets: no data, no session
-    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    # the pages' static files (no data) need no session; they come from what the sites are built from,
+    # never from a site, so the answer does not say whether a site exists
+    for site in ("a_only", "b_only", "no_such_site"):
+        js = signed_out.get(f"/ui/data-docs/{site}/static/vendor/jquery/jquery.min.js")
+        assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript"), site
+        logo = signed_out.get(f"/ui/data-docs/{site}/static/images/short-logo.png")
+        assert logo.status_code == 200 and logo.body.startswith(b"\x89PNG"), site
+        assert logo.headers["content-security-policy"].startswith("sandbox")
+    font = signed_out.get("/ui/data-docs/x/static/vendor/fontawesome/webfonts/fa-solid-900.woff2")
+    assert font.status_code == 200 and font.headers["access-control-allow-origin"] == "*"
+    for path in ("a_only/static/vendor/x.css", "a_only/static/page.html", "x/static/vendor/README.md",
+                 "x/static/vendor/../../../secret.html", "x/static/vendor/%2e%2e/%2e%2e/%2e%2e/secret.html",
+                 "x/static/other/a.css", "x/static/", "x/static/vendor"):
+        assert signed_out.get("/ui/data-docs/" + path).status_code == 404, path
 
 
 @pytest.mark.parametrize("path", [

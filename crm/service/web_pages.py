@@ -23,8 +23,10 @@ with their counts. Sign-in, sessions and pages as in :mod:`crm.service.web`; acc
   them in an opaque origin (they read no cookie and nothing of this origin, fetch nothing, post no
   form). Requests made from such a page are cross-site: a link followed inside the site carries the
   SameSite=Lax :data:`DOCS_COOKIE` (set beside the session when a signed-in user opens a page; it
-  opens Data Docs only, for the same user, and ends with the session), and the sites' ``static/``
-  files (the vendored Bootstrap, jQuery, Font Awesome and GX's images: no data) need no session.
+  opens Data Docs only, for the same user, and ends with the session). A page's ``static/`` files
+  (Bootstrap, jQuery, Font Awesome, GX's styles and images: no data) need no session: they are
+  served from what the sites are built from (:func:`public_static`), never from a site, so the
+  answer is the same whether a site exists or not.
 * Triggers and journeys (``/ui/triggers``, ``campaign.view``): the triggers and journeys of the
   folder the pipeline reads (``campaigns/triggers``, ``campaigns/journeys``) that the user may see,
   and over the last ``days`` (default 7) from the store: firings by outcome (sent, suppressed by
@@ -49,7 +51,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from crm.config import Paths, campaigns_dir
+from crm.config import REPO_ROOT, Paths, campaigns_dir
 from crm.service.web import (
     DOCS_COOKIE,
     SESSION_HOURS,
@@ -68,7 +70,8 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 MAX_JSON_BYTES = 5 * 1024 * 1024
 MAX_DOC_BYTES = 20 * 1024 * 1024
 MAX_LISTS = 30
-FONTS = (".woff", ".woff2", ".ttf", ".eot")
+FONTS = (".woff", ".woff2", ".ttf", ".eot", ".otf")
+VENDOR = REPO_ROOT / "expectations" / "data_docs_static" / "vendor"  # what the sites' static/vendor holds
 # the Data Docs pages: GX writes values (player ids, observed values) into them unescaped and renders
 # its tables with inline scripts, so a hostile value in the data is a script there. The pages run in
 # a sandbox without allow-same-origin (an opaque origin: no cookie, no storage, no read of this
@@ -80,7 +83,8 @@ DOCS_SUBDIR = Path("gx") / "data_docs"  # under the data home: expectations.data
 DOC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
              ".js": "text/javascript; charset=utf-8", ".json": "application/json", ".png": "image/png",
              ".jpg": "image/jpeg", ".gif": "image/gif", ".svg": "image/svg+xml", ".ico": "image/x-icon",
-             ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".eot": "application/vnd.ms-fontobject",
+             ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".otf": "font/otf",
+             ".eot": "application/vnd.ms-fontobject",
              ".map": "application/json", ".txt": "text/plain; charset=utf-8"}
 
 
@@ -359,8 +363,9 @@ def all_gates_page(request: Request) -> Response:
 
 def _doc_response(path: Path, html: bool) -> Response:
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
-    if html:  # GX pages paste the data they show without escaping: no script runs on them
-        headers["Content-Security-Policy"] = DOC_CSP
+    # GX pages paste the data they show without escaping: they run in the sandbox; any other file
+    # opened by itself (an SVG is a document) runs nothing
+    headers["Content-Security-Policy"] = DOC_CSP if html else "sandbox; default-src 'none'; frame-ancestors 'none'"
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_DOC_BYTES + 1)
@@ -391,22 +396,46 @@ def resolve_doc(root: Path, rel: str) -> Path | None:
     return target
 
 
+def _gx_static() -> Path | None:
+    import importlib.util
+
+    found = importlib.util.find_spec("great_expectations")
+    return Path(found.origin).parent / "render" / "view" / "static" if found and found.origin else None
+
+
+def public_static(rest: list[str]) -> Path | None:
+    """A file of a site's ``static/`` folder, taken from what the sites are built from, never from
+    a site: ``vendor/...`` from the vendored copies (expectations/data_docs_static/vendor), ``images``,
+    ``styles`` and ``fonts`` from GX's package. Not HTML; the path checked as :func:`resolve_doc` does."""
+    if not rest or rest[0] not in ("vendor", "images", "styles", "fonts"):
+        return None
+    base = VENDOR if rest[0] == "vendor" else _gx_static()
+    inner = "/".join(rest[1:] if rest[0] == "vendor" else rest)
+    if base is None or not base.is_dir() or inner.lower().endswith((".html", ".htm", ".md")):
+        return None
+    return resolve_doc(base, inner)
+
+
 @router.get("/data-docs/{rel:path}")
 def data_docs(request: Request, rel: str) -> Response:
     """A Data Docs file, read-only (see the module docstring for who sees which site)."""
     from crm.campaigns.spec import load_campaigns
 
+    parts = rel.split("/")
+    if len(parts) > 2 and parts[1] == "static":  # whatever the site, existing or not: it is not told
+        shipped = public_static(parts[2:])
+        if shipped is None:
+            return _page("error.html", 404, message="No such Data Docs page.")
+        page = _doc_response(shipped, html=False)
+        if shipped.suffix.lower() in FONTS:  # a font loads in CORS mode, and a sandboxed page's origin is null
+            page.headers["Access-Control-Allow-Origin"] = "*"
+        return page
     root = docs_root(request.app.state.paths)
     path = resolve_doc(root, rel)
     if path is None:
         return _page("error.html", 404, message="No such Data Docs page.")
-    site = rel.split("/")[0]
+    site = parts[0]
     inner = path.relative_to(root.resolve()).parts
-    if len(inner) > 2 and inner[1] == "static" and path.suffix.lower() != ".html":
-        page = _doc_response(path, html=False)  # vendored scripts, styles, fonts and GX images: no data
-        if path.suffix.lower() in FONTS:  # a font loads in CORS mode, and a sandboxed page's origin is null
-            page.headers["Access-Control-Allow-Origin"] = "*"
-        return page
     user = current_user(request)
     signed_in = user is not None
     if user is None:
