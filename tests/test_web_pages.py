@@ -327,6 +327,31 @@ def test_data_docs_refuse_paths_out_of_the_root_and_symlinks(site, docs, path):
         assert r.status_code == 404 and "SECRET" not in r.text and "site b_only" not in r.text, (who, path)
 
 
+def test_the_landing_gate_for_a_user_of_every_brand_and_region(site):
+    from crm.ingest.landing import record_landing_gate
+
+    app, home = site
+    paths = Paths(home)
+    paths.ingest_log.parent.mkdir(parents=True, exist_ok=True)
+    record_landing_gate(paths, ["batch_1", "batch_2"], True, "landing: all 12 expectations passed")
+    record_landing_gate(paths, ["batch_2"], False, f"landing: 1 of 12 failed: {HOSTILE}")
+    with paths.ingest_log.with_name("gate_log.jsonl").open("a") as f:
+        f.write('not json\n{"batch_id": ["x"]}\n')
+    page = sign_in(app, "ada.all").get("/ui/gates").text
+    rows = re.findall(r"<tr><td>(batch_\d)</td><td class=\"[^\"]+\">(passed|failed)</td>", page)
+    assert rows == [("batch_2", "failed"), ("batch_1", "passed")]  # the last verdict of a batch counts
+    assert HOSTILE not in page and "2 line(s) of the gate ledger are not verdicts" in page
+    assert "Landing gate" not in sign_in(app, "ana.a").get("/ui/gates").text  # every brand's events
+
+
+def test_the_campaign_page_links_the_pages_the_role_may_open(site):
+    app, _ = site
+    page = sign_in(app, "ana.a").get("/ui/campaigns/a_only").text
+    assert 'href="/ui/campaigns/a_only/readout"' in page and 'href="/ui/campaigns/a_only/gates"' in page
+    support = sign_in(app, "sam.a").get("/ui/campaigns/a_only").text
+    assert "a_only/readout" not in support and "a_only/gates" not in support
+
+
 # ------------------------------------------------------------------------------------ triggers and journeys
 
 def test_triggers_and_journeys_with_their_counts_by_brand(site):

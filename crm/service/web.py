@@ -404,7 +404,9 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
                  may_approve=may_approve(user, spec), may_download=_in_scope(user, "list.download", spec, every=True),
                  lists=_lists_of(request.app.state.paths, campaign_id) if _in_scope(user, "list.view", spec) else [],
                  diff=diff, may_edit=_draftable(user, spec) and editable(spec),
-                 may_explain=_in_scope(user, "player.explain", spec), author=_same_person(user, spec))
+                 may_explain=_in_scope(user, "player.explain", spec), author=_same_person(user, spec),
+                 may_readout=_in_scope(user, "readout.view", spec, every=True),
+                 may_gates=_in_scope(user, "gate.view", spec, every=True))
 
 
 def _same_person(user, spec) -> bool:

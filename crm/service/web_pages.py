@@ -44,6 +44,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -357,8 +358,49 @@ def all_gates_page(request: Request) -> Response:
         for d in sorted(root.iterdir())[:200]:
             if d.is_dir() and d.name not in ids and (link := _site_index(root, d.name)):
                 sites.append({"name": d.name, "link": link})
+    every = _allowed(user, "gate.view", [], [], every=True)
     return _page("all_gates.html", user=user, csrf=_csrf(request, user.name), rows=rows, sites=sites,
-                 may_docs=_all_scope(user))
+                 may_docs=_all_scope(user), landing=landing_gates(paths) if every else None)
+
+
+LANDING_TAIL_BYTES = 1024 * 1024
+LANDING_ROWS = 20
+
+
+def landing_gates(paths: Paths) -> dict:
+    """The landing gate's latest verdicts (its ledger ``landing/gate_log.jsonl``, the last line of a
+    batch counts: :func:`crm.ingest.landing.batches_to_gate`), newest first, from the ledger's last
+    megabyte; a line that is not a verdict is counted, not shown."""
+    ledger = paths.ingest_log.with_name("gate_log.jsonl")
+    try:
+        with open(ledger, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - LANDING_TAIL_BYTES))
+            tail = f.read(LANDING_TAIL_BYTES)
+    except FileNotFoundError:
+        return {"rows": [], "broken": 0, "exists": False}
+    except OSError:
+        return {"rows": [], "broken": 1, "exists": True}
+    lines = tail.split(b"\n")[1:] if size > LANDING_TAIL_BYTES else tail.split(b"\n")
+    latest: dict[str, dict] = {}
+    broken = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            e = json.loads(line.decode("utf-8"))
+            batch = _text(e["batch_id"], 128)
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+            broken += 1
+            continue
+        if not batch:
+            broken += 1
+            continue
+        latest.pop(batch, None)  # the last verdict of a batch counts, in its place
+        latest[batch] = {"batch_id": batch, "passed": e.get("passed") is True,
+                         "checked_at": _text(e.get("checked_at"), 40), "summary": _text(e.get("summary"), 500)}
+    rows = list(latest.values())[::-1][:LANDING_ROWS]
+    return {"rows": rows, "broken": broken, "exists": True}
 
 
 def _doc_response(path: Path, html: bool) -> Response:
