@@ -62,7 +62,7 @@ def _contacts(conn, paths) -> dict:
     for r in conn.execute(sa.select(contacts)):
         address = vault.contact(r.brand_id, r.player_id, r.channel)
         assert r.address_pseudonym == vault.pseudonym(CHANNEL_FIELDS[r.channel], address)
-        assert not duckdb.execute("SELECT count(*) FROM read_parquet(?) WHERE contains(payload, ?)",
+        assert not duckdb.connect().execute("SELECT count(*) FROM read_parquet(?) WHERE contains(payload, ?)",
                                   [str(paths.events / "*.parquet"), address]).fetchone()[0]
         out[(r.player_id, r.channel)] = address
     return out

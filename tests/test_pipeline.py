@@ -558,7 +558,7 @@ def test_forgetting_a_player_leaves_none_of_their_identifiers_under_the_home(fir
     brand, player = next(p for p, v in held.items() if ips.count(v.get("ip")) == 1 and v.get("phone")
                          and ".net" in v["email"])
     mine = held[(brand, player)]
-    [(registered,)] = duckdb.execute(
+    [(registered,)] = duckdb.connect().execute(
         "SELECT payload FROM read_parquet(?) WHERE player_id = ? AND event_type = 'player.registered'",
         [str(home / "landing" / "incoming" / "*.parquet"), player]).fetchall()
     old_email = json.loads(registered)["email"]

@@ -40,7 +40,8 @@ def landed_text(paths: Paths) -> str:
     files = sorted(paths.events.glob("*.parquet"))
     if not files:
         return ""
-    rows = duckdb.execute("SELECT to_json(t)::VARCHAR FROM read_parquet(?) t", [[str(f) for f in files]]).fetchall()
+    rows = duckdb.connect().execute("SELECT to_json(t)::VARCHAR FROM read_parquet(?) t",
+                                    [[str(f) for f in files]]).fetchall()
     return "\n".join(r[0] for r in rows)
 
 
@@ -218,7 +219,8 @@ def test_forget_clears_every_byte_and_keeps_the_rest(tmp_path):
     # the other player and the forgotten one's pseudonymous events are still there
     assert Vault(paths).contact("A", "p2", "email") == "keep.me@example.org"
     assert "keep.me@example.org" in (paths.incoming / "day1.jsonl").read_text()
-    landed = duckdb.execute("SELECT event_id FROM read_parquet(?)", [str(paths.events / "*.parquet")]).fetchall()
+    landed = duckdb.connect().execute("SELECT event_id FROM read_parquet(?)",
+                                      [str(paths.events / "*.parquet")]).fetchall()
     assert {"e1", "e2", "e3", "legacy1"} <= {r[0] for r in landed}
     with engine.connect() as conn:
         assert {r.player_id for r in conn.execute(sa.select(contacts))} == {"p2"}
@@ -231,7 +233,7 @@ def test_forget_clears_every_byte_and_keeps_the_rest(tmp_path):
     ingest_file(paths.incoming / "later.parquet", paths)
     assert len(already_ingested(paths)) > logged
     assert Vault(paths).values("A", "p1") == {}
-    e5 = duckdb.execute("SELECT payload FROM read_parquet(?) WHERE event_id = 'e5'",
+    e5 = duckdb.connect().execute("SELECT payload FROM read_parquet(?) WHERE event_id = 'e5'",
                         [str(paths.events / "*.parquet")]).fetchone()[0]
     assert json.loads(e5)["email"] is None
     # the request is in the audit log, without the values

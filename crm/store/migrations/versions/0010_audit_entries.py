@@ -15,9 +15,6 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-REFUSAL = "the audit log is append-only"
-
-
 def upgrade() -> None:
     op.create_table(
         "audit_entries",
@@ -29,18 +26,19 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.DateTime, nullable=False),
     )
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"""
+        op.execute("""
             CREATE FUNCTION audit_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN RAISE EXCEPTION '{REFUSAL}'; END $$""")
+            BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$""")
         op.execute("CREATE TRIGGER audit_entries_no_change BEFORE UPDATE OR DELETE ON audit_entries "
                    "FOR EACH ROW EXECUTE FUNCTION audit_entries_append_only()")
         op.execute("CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries "
                    "FOR EACH STATEMENT EXECUTE FUNCTION audit_entries_append_only()")
         op.execute("REVOKE UPDATE, DELETE, TRUNCATE ON audit_entries FROM PUBLIC")
     else:
-        for action in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER audit_entries_no_{action.lower()} BEFORE {action} ON audit_entries "
-                       f"BEGIN SELECT RAISE(ABORT, '{REFUSAL}'); END")
+        op.execute("CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries "
+                   "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+        op.execute("CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries "
+                   "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
 
 
 def downgrade() -> None:
