@@ -38,6 +38,7 @@ demo: venv  ## simulate a casino (PLAYERS, DAYS, SEED) and run the whole pipelin
 	$(BIN)/crm run
 	$(BIN)/crm lists
 	$(BIN)/crm campaign status
+	$(BIN)/crm templates review --all --no-show --by "Demo Compliance Officer" --reason "make demo: the shipped texts, reviewed for the demo"
 	$(BIN)/crm deliveries drain --local-mailbox
 
 run: venv  ## run the daily refresh on what is landed (DATE=YYYY-MM-DD to override the as-of date)

@@ -194,23 +194,27 @@ def clean_profile(pid: str) -> dict:
 
 def prepare_store(home: Path, db_url: str | None, token: str, players: int) -> str:
     """Migrate the store, fill the profile and contacts with ``players`` clean players; return a key."""
+    from crm.campaigns.template_reviews import approve_all as approve_templates
     from crm.config import Paths
     from crm.store.db import make_engine, upgrade_to_head
     from crm.store.keys import create_key
-    from crm.store.schema import contacts, profiles
+    from crm.store.profile import store_contacts
+    from crm.store.schema import profiles
+    from crm.store.vault import Vault
 
     paths = Paths(home).ensure()
     engine = make_engine(paths, db_url)
     try:
         upgrade_to_head(engine)
+        approve_templates(paths, by="Bench Reviewer", reason="the bench's home")
         _, key = create_key(engine, f"bench-send-{token}", BRAND, ["messaging:send"])
         ids = [player_id(token, i) for i in range(players)]
         with engine.begin() as conn:
             conn.execute(profiles.insert(), [{"brand_id": BRAND, "player_id": p, "as_of_date": NOW.date(),
                                               "profile": json.dumps(clean_profile(p)), "synced_at": NOW}
                                              for p in ids])
-            conn.execute(contacts.insert(), [{"brand_id": BRAND, "player_id": p, "channel": "email",
-                                              "address": f"{p}@players.example", "updated_at": NOW} for p in ids])
+            # addresses into the PII vault, their pseudonyms into contacts (crm.store.vault)
+            store_contacts(conn, Vault(paths), [(BRAND, p, "email", f"{p}@players.example", NOW) for p in ids])
     finally:
         engine.dispose()
     return key

@@ -158,24 +158,28 @@ def load(url: str, key: str, rate: float, path: Path, timeout: float, out: Path)
 
 def prepare(home: Path, db_url: str | None, token: str, players: int) -> str:
     from crm.campaigns import approvals
+    from crm.campaigns.template_reviews import approve_all as approve_templates
     from crm.config import CAMPAIGNS_DIR, Paths
     from crm.store.db import make_engine, upgrade_to_head
     from crm.store.keys import create_key
-    from crm.store.schema import contacts, profiles
+    from crm.store.profile import store_contacts
+    from crm.store.schema import profiles
+    from crm.store.vault import Vault
     from crm.triggers.spec import load_triggers
 
     paths = Paths(home).ensure()
     engine = make_engine(paths, db_url)
     try:
         upgrade_to_head(engine)
+        approve_templates(paths, by="Bench Reviewer", reason="the bench's home")
         _, key = create_key(engine, f"bench-events-{token}", BRAND, ["events:write"])
         ids = [f"p{token}_{i:06d}" for i in range(players)]
         with engine.begin() as conn:
             conn.execute(profiles.insert(), [
                 {"brand_id": BRAND, "player_id": p, "as_of_date": NOW.date(), "synced_at": NOW,
                  "profile": json.dumps(clean_profile(p) | {"rg_limit_hits_30d": 0})} for p in ids])
-            conn.execute(contacts.insert(), [{"brand_id": BRAND, "player_id": p, "channel": "email",
-                                              "address": f"{p}@players.example", "updated_at": NOW} for p in ids])
+            # addresses into the PII vault, their pseudonyms into contacts (crm.store.vault)
+            store_contacts(conn, Vault(paths), [(BRAND, p, "email", f"{p}@players.example", NOW) for p in ids])
     finally:
         engine.dispose()
     triggers = {t.id: t for t in load_triggers(CAMPAIGNS_DIR)[0]}

@@ -26,6 +26,7 @@ from crm.store.db import make_engine, upgrade_to_head
 from crm.store.profile import store_contacts
 from crm.store.schema import deliveries
 from crm.store.vault import Vault
+from tests._templates import approve_templates
 
 # 1,000 in CI (under a minute); CRM_CRASH_TEST_MESSAGES=10000 for the full drill (BENCHMARKS.md)
 MESSAGES = int(os.environ.get("CRM_CRASH_TEST_MESSAGES", "1000"))
@@ -40,6 +41,7 @@ def test_sigkill_mid_dispatch_every_message_once(tmp_path):
     paths = Paths(tmp_path).ensure()
     engine = make_engine(paths)
     upgrade_to_head(engine)
+    approve_templates(paths)
     spec = CampaignSpec.model_validate({"id": "crash_test", "name": "crash", "channel": "email",
                                         "offer": {"template": "bonus", "value_eur": 10, "wagering": 5}})
     as_of = "2025-10-01"

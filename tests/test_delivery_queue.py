@@ -31,6 +31,7 @@ from crm.store.profile import store_contacts
 from crm.store.queue import claim_due, queue_depth, record_result
 from crm.store.schema import address_suppressions, deliveries, delivery_events, profile_stops
 from crm.store.vault import Vault
+from tests._templates import approve_templates
 
 BOUNCE = "gone@example.test"  # 550 at RCPT
 ALWAYS_BUSY = "busy@example.test"  # 451 at RCPT, every time
@@ -108,6 +109,7 @@ def store(tmp_path, store_url):
     paths = Paths(tmp_path)
     engine = make_engine(paths, store_url)
     upgrade_to_head(engine)
+    approve_templates(paths)
     yield paths, engine
     engine.dispose()
 
@@ -448,6 +450,7 @@ def test_queue_depth_and_the_cli(tmp_path, monkeypatch):
     paths = Paths(tmp_path)
     engine = make_engine(paths)
     upgrade_to_head(engine)
+    approve_templates(paths)
     old = dl.now() - dt.timedelta(minutes=5)
     queue(engine, "p1", channel="push", not_before=old)
     queue(engine, "p2", channel="in_app")
@@ -492,3 +495,56 @@ def test_run_forever_sends_what_arrives_and_stops_when_told(store, smtp):
         thread.join(10)
     assert not thread.is_alive() and sorted(handler.ids()) == sorted(ids)
     assert sum(b.get("sent", 0) for b in batches) == 3 and w._made == {}  # adapters closed on the way out
+
+
+def test_a_text_no_reviewer_approved_is_never_sent(tmp_path, smtp, monkeypatch):
+    """Content review at the channel edge: an unreviewed locale, a rejected version, a changed text
+    (a new version) are refused; the reviewed version is sent; the author cannot review it."""
+    import shutil
+
+    import yaml
+
+    from crm.campaigns.approvals import ApprovalError
+    from crm.campaigns.template_reviews import review
+    from crm.campaigns.template_reviews import status as review_status
+
+    handler, port = smtp
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    shutil.copy(TemplateStore().root / f"{TEMPLATE}.yaml", templates)
+    paths = Paths(tmp_path)
+    engine = make_engine(paths)
+    upgrade_to_head(engine)
+    store = TemplateStore(templates)
+    add_contact(paths, engine, "p1", "p1@example.test")
+    add_contact(paths, engine, "p2", "p2@example.test")
+
+    def send(player: str) -> dict:
+        did = queue(engine, player)
+        with worker(paths, engine, port, templates=TemplateStore(templates)) as w:
+            w.run_once()
+        return status(engine, did)
+
+    row = send("p1")
+    assert row["status"] == "refused" and "not approved by a reviewer" in row["history"][-1]["detail"]
+    template = store.get(TEMPLATE)
+    locale = template.default_locale
+    review(paths, template, locale, "rejected", "Rita Reviewer", "the RG line is missing")
+    assert send("p1")["status"] == "refused"
+    review(paths, template, locale, "approved", "Rita Reviewer", "fixed")
+    assert send("p1")["status"] == "sent" and len(handler.received) == 1
+    # a changed text is a new version: unreviewed, refused again
+    path = templates / f"{TEMPLATE}.yaml"
+    path.write_text(path.read_text() + "owner: Otto Owner\n")
+    changed = TemplateStore(templates).get(TEMPLATE)
+    assert changed.version(locale) == template.version(locale)  # the owner is not part of the text
+    data = yaml.safe_load(path.read_text())
+    data["locales"][locale]["text"] += "\nOne more line nobody reviewed."
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    changed = TemplateStore(templates).get(TEMPLATE)
+    assert changed.version(locale) != template.version(locale)
+    assert send("p2")["status"] == "refused"
+    assert {r.state for r in review_status(paths, TemplateStore(templates)) if r.locale == locale} == {"unreviewed"}
+    with pytest.raises(ApprovalError, match="cannot review"):
+        review(paths, changed, locale, "approved", "otto owner", "mine")
+    engine.dispose()

@@ -23,6 +23,7 @@ from crm.store.profile import store_contacts
 from crm.store.vault import Vault
 from crm.triggers.spec import load_trigger
 from tests._service import call, free_port
+from tests._templates import approve_templates
 from tests.test_service_messaging import clean_profile, put_profiles, send
 
 
@@ -46,6 +47,7 @@ def test_crm_serve_delivers_through_its_worker_process_and_stops_them_all(tmp_pa
     paths = Paths(tmp_path).ensure()
     engine = make_engine(paths, f"sqlite:///{paths.service_db}")
     upgrade_to_head(engine)
+    approve_templates(paths)
     _, key = create_key(engine, "serve-test", "A", ["messaging:send", "events:write"])
     help_ = load_trigger(CAMPAIGNS_DIR / "triggers" / "payment_failed_help.yaml")
     [p2] = [p for p in (f"p{i}" for i in range(2, 50)) if not help_.in_holdout("A", p)][:1]

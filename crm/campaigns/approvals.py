@@ -263,7 +263,7 @@ def status(paths: Paths, spec: CampaignSpec, manifest: dict | None = None, *,
     return st
 
 
-def _check_person_and_reason(by: str, reason: str) -> tuple[str, str]:
+def check_person_and_reason(by: str, reason: str) -> tuple[str, str]:
     """``by`` as recorded (:func:`person_name`) and the reason; an :class:`ApprovalError` if either is unusable."""
     reason = (reason or "").strip()
     if not person_name(by):
@@ -290,7 +290,7 @@ def approve(paths: Paths, spec: CampaignSpec, by: str, reason: str, manifest: di
     Raises :class:`ApprovalError` when ``by`` is the campaign's owner (or a pipeline name), or
     when ``by`` or ``reason`` is empty. The version is logged as a change first if it is new.
     """
-    by, reason = _check_person_and_reason(by, reason)
+    by, reason = check_person_and_reason(by, reason)
     if same_person(by, spec.owner):
         raise ApprovalError(f"{by!r} is the author (owner) of campaign {spec.id!r} (owner: {spec.owner!r}) and "
                             "cannot approve it: four eyes means a second person approves")
@@ -304,7 +304,7 @@ def approve(paths: Paths, spec: CampaignSpec, by: str, reason: str, manifest: di
 
 def reject(paths: Paths, spec: CampaignSpec, by: str, reason: str, manifest: dict | None = None) -> dict:
     """Record a rejection of the current version of ``spec`` (withdraws an approval of it)."""
-    by, reason = _check_person_and_reason(by, reason)
+    by, reason = check_person_and_reason(by, reason)
     with audit.transaction(paths) as tx:
         _record_changes(tx, [spec], by=by)
         return tx.append("rejected", by=by, reason=reason, campaign_id=spec.id, spec_hash=spec.spec_hash(),

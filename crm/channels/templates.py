@@ -34,6 +34,8 @@ template's ``default_locale``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -127,10 +129,20 @@ class Template:
     params: tuple[Placeholder, ...]
     sources: Mapping[str, Mapping[str, str]]  # normalized locale -> part -> Jinja source
     compiled: Mapping[str, Mapping[str, jinja2.Template]]
+    owner: str = ""  # who wrote it: never its reviewer (crm.campaigns.template_reviews)
 
     @property
     def locales(self) -> tuple[str, ...]:
         return tuple(self.sources)
+
+    def version(self, locale: str) -> str:
+        """The reviewed unit: sha256 of one locale's texts with the template's id and declared
+        parameters (canonical JSON). Any change to the words, or to what a placeholder may hold,
+        is a new version that needs its own review (crm.campaigns.template_reviews)."""
+        body = {"id": self.id, "locale": locale, "parts": dict(sorted(self.sources[locale].items())),
+                "params": sorted(p.name for p in self.params)}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False,
+                                         separators=(",", ":")).encode("utf-8")).hexdigest()
 
     def resolve_locale(self, locale: str, brand_default: str | None = None) -> str:
         for candidate in locale_chain(locale, brand_default, self.default_locale):
@@ -144,7 +156,7 @@ def parse_template(data: object, where: str, template_id: str) -> Template:
     """A :class:`Template` from the parsed YAML of its file (``where`` names it in errors)."""
     if not isinstance(data, dict):
         raise TemplateError(f"{where}: a mapping with id, default_locale, params and locales")
-    unknown = set(data) - {"id", "description", "default_locale", "params", "locales"}
+    unknown = set(data) - {"id", "description", "default_locale", "params", "locales", "owner"}
     if unknown:
         raise TemplateError(f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))}")
     if data.get("id") != template_id:
@@ -194,7 +206,11 @@ def parse_template(data: object, where: str, template_id: str) -> Template:
         raise TemplateError(f"{where}: default_locale {default!r} is not a BCP-47 tag") from None
     if default_norm not in sources:
         raise TemplateError(f"{where}: default_locale {default!r} has no texts under locales")
-    return Template(template_id, str(data.get("description", "")), default_norm, tuple(params), sources, compiled)
+    owner = data.get("owner") or ""
+    if not isinstance(owner, str) or len(owner) > 200:
+        raise TemplateError(f"{where}: owner: the name of the person who wrote it (at most 200 characters)")
+    return Template(template_id, str(data.get("description", "")), default_norm, tuple(params), sources, compiled,
+                    owner.strip())
 
 
 def _check_params(params: Mapping[str, object], where: str, depth: int = 0) -> None:

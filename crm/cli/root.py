@@ -340,6 +340,7 @@ def _register_groups() -> None:
     from crm.cli.offers import offers_group
     from crm.cli.privacy import privacy_group
     from crm.cli.service import api_events_group, api_keys_group, profiles_group, serve_cmd
+    from crm.cli.templates import templates_group
     from crm.cli.triggers import journeys_group, triggers_group
     from crm.cli.users import users_group
 
@@ -350,6 +351,7 @@ def _register_groups() -> None:
     main.add_command(gate_group)
     main.add_command(serve_cmd)
     main.add_command(privacy_group)
+    main.add_command(templates_group)
     main.add_command(api_keys_group)
     main.add_command(api_events_group)
     main.add_command(profiles_group)

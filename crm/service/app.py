@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from crm.config import Paths, campaigns_dir
-from crm.service import messaging, metrics, offers, web, web_pages
+from crm.service import messaging, metrics, offers, template_pages, web, web_pages
 from crm.service.auth import LiveKeys
 from crm.service.batcher import Batcher
 from crm.service.events import process_together
@@ -105,4 +105,5 @@ def create_app(paths: Paths, engine: sa.Engine | None = None, hand_off_every: fl
     web.setup(app, paths)
     app.include_router(web.router)  # the web page (/ui): signed-in people, scoped by crm.access
     app.include_router(web_pages.router)  # its readout, gates, Data Docs and triggers pages
+    app.include_router(template_pages.router)  # and the content review of message templates
     return app

@@ -15,7 +15,8 @@ One loop (``crm deliveries work``; run several, on one machine or many: the clai
    ``push`` and ``in_app`` (the gateway behind the webhook knows the devices);
 4. **the content**: :class:`~crm.channels.TemplateStore` (``$CRM_TEMPLATES_DIR``, default
    ``templates/``) in the delivery's locale (the template's default when it has none); a template
-   that cannot be rendered -> ``refused`` with the reason;
+   that cannot be rendered, or whose locale is not at a version a reviewer approved
+   (:mod:`crm.campaigns.template_reviews`) -> ``refused`` with the reason;
 5. **the rate limit** of the channel (``CRM_RATE_LIMIT_<CHANNEL>=rate[/burst]``, messages per
    second): wait for a token while the lease allows, else hand the delivery back untried;
 6. **the send**: :func:`~crm.channels.channel_from_env` per channel, made once and kept (SMTP keeps
@@ -42,6 +43,7 @@ from collections.abc import Callable, Mapping
 
 import sqlalchemy as sa
 
+from crm.campaigns.template_reviews import ApprovedTemplates
 from crm.channels import (
     REFUSED,
     TEMPORARY_FAILURE,
@@ -126,6 +128,7 @@ class DeliveryWorker:
         self._given = dict(channels or {})
         self._made: dict[str, Channel] = {}
         self._vault: Vault | None = None
+        self.approved_templates = ApprovedTemplates(paths)  # content review: approved versions only
 
     @property
     def vault(self) -> Vault:
@@ -260,6 +263,10 @@ class DeliveryWorker:
             template = self.templates.get(row["template_id"])
             locale = row["locale"] or template.default_locale
             rendered = self.templates.render(row["template_id"], locale, row["params"])
+            version = template.version(rendered.locale)
+            if (template.id, rendered.locale, version) not in self.approved_templates:
+                return (f"template {template.id} ({rendered.locale}) version {version[:12]} is not approved by a "
+                        "reviewer (crm templates review, or the web page's review)"), None, None
             message = Message(row["delivery_id"], row["channel"], row["player_id"], row["brand_id"], locale,
                               row["template_id"], row["params"], bool(row["transactional"]), row["campaign_id"],
                               address)
