@@ -688,3 +688,36 @@ def test_the_store_copy_is_append_only_on_each_backend(tmp_path, store_url, monk
     res = verify(paths)
     assert not res.ok and "store's append-only copy holds seq 5" in res.problem
     engine.dispose()
+
+
+def test_offer_catalogue_and_calendar_versions_are_logged(tmp_path):
+    """Each version of the campaign folder's shared files is a config_changed entry with its content;
+    an unchanged file adds nothing; a removed one is recorded; the service's catalogue reload logs too."""
+    from crm.campaigns.approvals import record_config_changes
+    from crm.config import CAMPAIGNS_DIR
+    from crm.service.offers import CatalogueCache
+
+    paths, folder = Paths(tmp_path), tmp_path / "campaigns"
+    folder.mkdir()
+    (folder / "_offers.yaml").write_text((CAMPAIGNS_DIR / "_offers.yaml").read_text())
+    (folder / "_calendar.yaml").write_text("blackouts: []\n")
+    first = record_config_changes(paths, folder)
+    assert sorted(e["details"]["file"] for e in first) == ["_calendar.yaml", "_offers.yaml"]
+    assert all(e["reason"] == "first seen" and e["details"]["content"] for e in first)
+    assert record_config_changes(paths, folder) == []
+    (folder / "_calendar.yaml").write_text("blackouts: [{date: 2026-12-24, reason: Christmas Eve}]\n")
+    [changed] = record_config_changes(paths, folder, by="Dana Admin")
+    assert changed["reason"] == "changed" and changed["by"] == "Dana Admin"
+    assert changed["details"]["previous_sha256"] == first[0]["details"]["sha256"]
+    (folder / "_calendar.yaml").unlink()
+    [removed] = record_config_changes(paths, folder)
+    assert removed["reason"] == "removed" and removed["details"]["sha256"] is None
+    # the service reads the catalogue again when the file changes, and logs the new version
+    seen = []
+    cache = CatalogueCache(folder, on_reload=lambda f: seen.extend(record_config_changes(paths, f, by="service")))
+    cache.get()
+    assert seen == []  # the version the pipeline logged already
+    (folder / "_offers.yaml").write_text((CAMPAIGNS_DIR / "_offers.yaml").read_text() + "\n# edited\n")
+    cache.get()
+    assert [e["details"]["file"] for e in seen] == ["_offers.yaml"] and seen[0]["by"] == "service"
+    assert verify(paths).ok

@@ -9,6 +9,7 @@ make a 5xx, a file outside the campaign folder or a campaign another brand sees.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import shutil
 from pathlib import Path
@@ -33,6 +34,8 @@ from crm.store import users as u
 
 SECRETS: dict[str, str] = {}
 CAMPAIGNS = {"a_only": "brands: [A]\n", "b_only": "brands: [B]\n", "a_in_uk": "brands: [A]\njurisdictions: [UK]\n"}
+
+WEB_EXAMPLES = int(os.environ.get("CRM_WEB_EXAMPLES", "30"))  # hostile inputs per fuzz test; raise it locally
 
 
 def write_campaigns(folder: Path) -> None:
@@ -277,7 +280,8 @@ def _tree(home: Path) -> set[str]:
     return {str(p.relative_to(home)) for p in home.rglob("*") if p.is_file()}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=WEB_EXAMPLES,
+          deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(mutation=_mutation, fields=_random, name=_names, valid=st.booleans(), player=_odd,
        action=st.sampled_from(["dry_run", "submit", "submit", "other"]), bad_token=st.one_of(st.none(), _odd))

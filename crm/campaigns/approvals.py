@@ -355,3 +355,38 @@ def latest_manifest(paths: Paths, campaign_id: str) -> dict | None:
     found = sorted((p for p in Path(paths.lists / campaign_id).glob("*/manifest.json")
                     if not p.parent.name.startswith(".")), key=lambda p: p.parent.name)  # not temp folders
     return read_manifest(found[-1].parent) if found else None
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def record_config_changes(paths: Paths, directory: str | Path, by: str = "pipeline") -> list[dict]:
+    """Log each new version of the campaign folder's shared files (``_offers.yaml``: the offer
+    catalogue the API and chooser campaigns read; ``_calendar.yaml``: the blackout calendar) as a
+    ``config_changed`` entry with its content (first 1 MiB) and sha256, and a removed one as such.
+    Called by each campaign list of a run and by the service when it reads the catalogue again.
+    Returns the entries written."""
+    import hashlib
+
+    folder = Path(directory)
+    current = {}
+    for f in sorted(folder.glob("_*.yaml")):
+        if f.is_file() and not f.is_symlink():
+            data = f.read_bytes()
+            current[f.name] = (hashlib.sha256(data).hexdigest(), data[:MAX_CONFIG_BYTES].decode("utf-8", "replace"))
+    with audit.transaction(paths) as tx:
+        last: dict[str, str | None] = {}
+        for e in tx.entries:
+            d = e.get("details") or {}
+            if e.get("kind") == "config_changed" and isinstance(d, dict) and isinstance(d.get("file"), str):
+                last[d["file"]] = d.get("sha256")
+        out = []
+        for name in sorted(set(current) | {n for n, h in last.items() if h is not None}):
+            sha, text = current.get(name, (None, None))
+            if last.get(name) == sha:
+                continue
+            out.append(tx.append("config_changed", by=by, reason="first seen" if name not in last else
+                                 ("removed" if sha is None else "changed"),
+                                 details={"file": name, "sha256": sha, "previous_sha256": last.get(name),
+                                          "content": text}))
+        return out

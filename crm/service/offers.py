@@ -32,6 +32,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from crm.campaigns.approvals import record_config_changes
+from crm.campaigns.audit import AuditError
 from crm.campaigns.history import (
     concat_history,
     empty_history,
@@ -126,8 +128,9 @@ class GenerateAnswer(BaseModel):
 class CatalogueCache:
     """The offer catalogue of a campaign folder, read again only when the file changes."""
 
-    def __init__(self, directory: str | FsPath):
+    def __init__(self, directory: str | FsPath, on_reload=None):
         self.path = FsPath(directory) / CATALOGUE_FILE
+        self.on_reload = on_reload  # called with the folder when the file is read again (the audit log)
         self._lock = threading.Lock()
         self._key: tuple | None = None
         self._value: Catalogue | None = None
@@ -142,6 +145,8 @@ class CatalogueCache:
             if key != self._key or self._value is None:
                 self._value = load_catalogue(self.path.parent)
                 self._key = key
+                if self.on_reload is not None:
+                    self.on_reload(self.path.parent)
             return self._value
 
 
@@ -314,6 +319,15 @@ async def get_offer(request: Request, offer_id: Annotated[str, Path(pattern=OFFE
 def setup(app) -> None:
     """What the routes need on ``app.state`` beside :func:`crm.service.messaging.setup`'s (the
     send configuration, the outbox history, the clock): the catalogue and the offer thread."""
-    app.state.offer_catalogue = CatalogueCache(campaigns_dir())
+    app.state.offer_catalogue = CatalogueCache(campaigns_dir(), on_reload=lambda folder: _audit_config(app, folder))
     # offers are decided in one thread, one after another (each sees the offers before it)
     app.state.offer_maker = Batcher(lambda calls: _offer_batch(app, calls), name="offer-maker")
+
+
+def _audit_config(app, folder) -> None:
+    """A new catalogue version is a ``config_changed`` audit entry; a log that cannot take it (it does
+    not verify) is reported, and the offers still follow the catalogue (their own checks decide)."""
+    try:
+        record_config_changes(app.state.paths, folder, by="service")
+    except AuditError as e:
+        log.error("the offer catalogue changed but the audit log cannot record it: %s", e)

@@ -26,7 +26,7 @@ from dagster import (
     asset_check,
 )
 
-from crm.campaigns.approvals import record_spec_changes
+from crm.campaigns.approvals import record_config_changes, record_spec_changes
 from crm.campaigns.budget import gate_limit
 from crm.campaigns.day import build_one, higher_priority, published_rows
 from crm.campaigns.dispatch import dispatch_list
@@ -35,7 +35,7 @@ from crm.campaigns.lists import list_dir, publish, read_manifest
 from crm.campaigns.overrides import record_list_gate
 from crm.campaigns.policy import POLICY
 from crm.campaigns.spec import CampaignSpec
-from crm.config import Paths
+from crm.config import Paths, campaigns_dir
 from crm.warehouse import read_table
 from expectations.campaign_list import (
     DayLimits,
@@ -99,6 +99,7 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
         built = build_one(paths, spec, specs, as_of, audience=crm.audience(as_of))  # read once per run
         manifest = publish(built, paths)
         changed = record_spec_changes(paths, [spec])  # the audit log sees every campaign version
+        record_config_changes(paths, campaigns_dir())  # ... and of the offer catalogue and calendar
         context.log.info(f"{spec.id}: {built.funnel} -> {manifest['path']}")
         return MaterializeResult(metadata=_list_metadata(spec, higher, built, manifest, changed,
                                                          list_dir(paths, spec.id, as_of)))
