@@ -98,11 +98,17 @@ def _secure() -> bool:
 def current_user(request: Request) -> users_store.User | None:
     """The signed-in user of this request, reloaded from the store (None: not signed in, expired,
     tampered, disabled, or the password changed since sign-in)."""
-    raw = request.cookies.get(SESSION_COOKIE)
+    return user_of_cookie(request, SESSION_COOKIE, _serializer(request))
+
+
+def user_of_cookie(request: Request, cookie: str, serializer: URLSafeTimedSerializer) -> users_store.User | None:
+    """The user a signed cookie names, checked as a session is (signature, age, account enabled,
+    password unchanged since it was issued); None otherwise. Sessions and the Data Docs cookie."""
+    raw = request.cookies.get(cookie)
     if not raw or len(raw) > 1000:
         return None
     try:
-        data = _serializer(request).loads(raw, max_age=SESSION_HOURS * 3600)
+        data = serializer.loads(raw, max_age=SESSION_HOURS * 3600)
         user = users_store.get_user(request.app.state.engine, data["name"])
     except (BadSignature, KeyError, TypeError, users_store.UserError):
         return None

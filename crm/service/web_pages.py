@@ -50,7 +50,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import URLSafeTimedSerializer
 
 from crm.config import REPO_ROOT, Paths, campaigns_dir
 from crm.service.web import (
@@ -64,6 +64,7 @@ from crm.service.web import (
     _secure,
     _signed_in,
     current_user,
+    user_of_cookie,
 )
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -506,21 +507,8 @@ def _docs_serializer(request: Request) -> URLSafeTimedSerializer:
 
 
 def _docs_user(request: Request):
-    """The user of the Data Docs cookie, checked as a session is (signature, age, account enabled,
-    password unchanged since); None otherwise."""
-    from crm.store import users as users_store
-
-    raw = request.cookies.get(DOCS_COOKIE)
-    if not raw or len(raw) > 1000:
-        return None
-    try:
-        data = _docs_serializer(request).loads(raw, max_age=SESSION_HOURS * 3600)
-        user = users_store.get_user(request.app.state.engine, data["name"])
-    except (BadSignature, KeyError, TypeError, users_store.UserError):
-        return None
-    if user.disabled_at is not None or data.get("since") != user.password_changed_at.isoformat():
-        return None
-    return user
+    """The user of the Data Docs cookie, checked as a session is; None otherwise."""
+    return user_of_cookie(request, DOCS_COOKIE, _docs_serializer(request))
 
 
 # ------------------------------------------------------------------------------------ triggers and journeys
