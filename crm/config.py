@@ -101,6 +101,13 @@ class Paths:
         return self.home / "service" / "service.db"
 
     @property
+    def feature_copy(self) -> Path:
+        """The warehouse's ``player_features`` of the profile copy's date, written with the copy
+        (:func:`crm.store.profile.sync_profiles`): what the web page's dry run reads the model
+        features from (Parquet; the service never opens the DuckDB warehouse)."""
+        return self.home / "service" / "features.parquet"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 

@@ -44,6 +44,9 @@ def _events() -> list[dict]:
             out.append({"event_id": f"c-{pid}-{ch}", "event_type": "consent.granted", "player_id": pid,
                         "brand_id": "A", "occurred_at": "2025-09-01T10:01:00Z",
                         "payload": {"channel": ch, "product": "casino", "source": "signup"}})
+    # p1 plays: a feature row (what the dry run's snapshot carries)
+    out.append({"event_id": "dep-p1", "event_type": "payment.captured", "player_id": "p1", "brand_id": "A",
+                "occurred_at": "2025-09-29T20:00:00Z", "payload": {"amount": 25_000, "currency": "EUR"}})
     # a message the casino sent itself and reported: the send check counts it like the lists do
     out.append({"event_id": "own-send-p1", "event_type": "crm.delivery", "player_id": "p1", "brand_id": "A",
                 "occurred_at": "2025-09-30T09:00:00Z",
@@ -74,7 +77,7 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
     paths = Paths(tmp_path).ensure()
     src = tmp_path / "events.jsonl"
     src.write_text("\n".join(json.dumps(e) for e in _events()) + "\n")
-    assert ingest_file(src, paths).loaded == 11
+    assert ingest_file(src, paths).loaded == 12
     dbt_build(tmp_path, AS_OF, *BUILD)
     # the models' latest scores travel with the profile (journeys enter on churn_score)
     for day, score in ((AS_OF - dt.timedelta(days=1), 0.2), (AS_OF, 0.8)):
@@ -96,6 +99,14 @@ def test_sync_send_withdraw_rebuild_retire(tmp_path, monkeypatch):
     with connect(paths) as con:
         expected = dict(con.execute("SELECT player_id, net_loss_eur_7d FROM player_features").fetchall())
     assert losses == {pid: expected.get(pid) for pid in ("p1", "p2")}
+    # the model features dim_player lacks go to the snapshot the web page's dry run reads
+    snap = pd.read_parquet(paths.feature_copy)
+    with connect(paths) as con:
+        features = con.execute("SELECT * FROM player_features ORDER BY player_id").df()
+    assert len(snap) == len(features) > 0 and set(snap["as_of_date"].astype(str)) == {AS_OF.isoformat()}
+    assert {"deposit_eur_90d", "sessions_30d", "net_loss_eur_7d"} <= set(snap.columns)
+    assert "consent_email" not in snap and "tenure_days" not in snap  # dim_player's own columns stay its own
+    pd.testing.assert_series_equal(snap["deposit_eur_90d"], features["deposit_eur_90d"], check_dtype=False)
     assert out["profiles"] == 3 and out["as_of_date"] == AS_OF.isoformat() and out["stops_live"] == 0
     assert out["reported_messages"] == 2
     with engine.connect() as conn:

@@ -49,6 +49,8 @@ REVIEWED: dict[str, dict[str, str]] = {
         "fields": "'name': expression per column of DESCRIBE: the name through literal(), the column through "
                   "ident() inside a constant template of _SQL_JSON",
         "bounds": "min / max of DESCRIBE's date columns, each through ident()",
+        "', '.join((ident(c) for c in (*keys, *cols)))": "_copy_features: ml.features.FEATURE_NAMES present in "
+                                                         "DESCRIBE player_features, and constant keys, each ident()",
         "', '.join((ident(c) for c in wanted))": "constant column names present in the query (DESCRIBE), ident()",
     },
     "crm/campaigns/history.py": {

@@ -140,6 +140,46 @@ def test_a_dry_run_counts_the_list_on_the_profile_copy_and_saves_nothing(site):
     assert r.status_code == 200 and re.search(r"<td>Players in the profile</td><td>10</td>", r.text)
 
 
+def test_a_dry_run_checks_feature_rules_on_the_snapshot_of_the_copys_date(site):
+    """With the feature snapshot the sync writes beside the copy, a rule on a model feature is checked,
+    and the count is the pipeline's own on the same players; a snapshot of another date is not used."""
+    app, home, _ = site
+    snapshot = Paths(home).feature_copy
+    ids = [p["player_id"] for p in players() if p["brand_id"] == "A"]
+    rich = {pid for pid in ids[::2]}  # every other player deposited 5,000 EUR (cents), the others nothing
+    for as_of in (AS_OF, AS_OF - dt.timedelta(days=1)):
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"brand_id": "A", "player_id": ids, "as_of_date": as_of,
+                      "deposit_eur_90d": [500_000.0 if pid in rich else 0.0 for pid in ids]}).to_parquet(snapshot)
+        try:
+            r = post_draft(login(app, "ana.a"), "dry_run",
+                           form(**{"rule1.field": "deposit_eur_90d", "rule1.op": ">=", "rule1.value": "100"}))
+        finally:
+            snapshot.unlink()
+        assert r.status_code == 200, field_errors(r.text) or r.text[:2000]
+        if as_of != AS_OF:  # yesterday's features do not stand for the copy's date
+            assert "Not checked here" in r.text and "deposit_eur_90d &gt;= 100" in r.text
+            continue
+        assert "Not checked here" not in r.text
+        spec = CampaignSpec.model_validate({
+            "id": "autumn_bonus", "name": "x", "channel": "email", "brands": ["A"], "jurisdictions": ["MT"],
+            "segment": {"named": ["active"], "rules": [{"field": "deposit_eur_90d", "op": ">=", "value": 100}]},
+            "offer": {"template": "bonus", "value_eur": 10, "wagering": 10}})
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"brand_id": "A", "player_id": ids, "as_of_date": as_of,
+                      "deposit_eur_90d": [500_000.0 if pid in rich else 0.0 for pid in ids]}).to_parquet(snapshot)
+        try:
+            frame = online_audience(app.state.engine, ["A"], snapshot, ["deposit_eur_90d"]).frame
+        finally:
+            snapshot.unlink()
+        built = build_list(spec, frame, AS_OF)
+        assert 0 < built.funnel["in_segment"] < 40  # 40 without the rule (the test above): half are rich
+        assert set(built.rows["player_id"]) <= rich
+        assert re.search(r"<td>In the segment</td><td>(\d+)</td>", r.text).group(1) == str(built.funnel["in_segment"])
+        shown = re.search(r'class="to-contact">([\d,]+)<', r.text).group(1)
+        assert int(shown) == built.to_contact > 0
+
+
 def test_submitting_writes_the_yaml_the_pipeline_reads_audited_and_pending(site):
     app, home, folder = site
     c = login(app, "ana.a")

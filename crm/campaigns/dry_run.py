@@ -17,21 +17,24 @@ pipeline: their published lists, or, when one is not published, all of them rebu
 the copy (:func:`crm.campaigns.day.context_so_far`, what ``crm explain`` does). The explanation
 is :func:`crm.campaigns.day.explain_player` on the same audience and context.
 
-**What the copy does not hold.** The model features beyond ``net_loss_eur_7d`` (``deposit_eur_90d``,
-``sessions_30d``, ...) live only in the warehouse's ``player_features``. ``days_since_last_active``
-is derived from ``dim_player.last_active_at`` at the copy's as-of date, as the feature is defined
-(days between the last active date and the as-of date); ``tenure_days``, ``age_years``,
-``brand_id`` and ``country`` are ``dim_player``'s own. A segment rule on a field the copy lacks is
-**not applied** here, and the result names it (:attr:`DryRun.not_applied`): the audience is then
-an upper bound of what the pipeline's list will find. Players of the copy are those of its as-of
-date; the pipeline builds a new campaign's first list on a later date, from a newer warehouse.
+**The model features.** The copy holds ``dim_player``'s columns; the other model features
+(``deposit_eur_90d``, ``sessions_30d``, ...) come from the snapshot of the warehouse's
+``player_features`` written with the copy (:attr:`crm.config.Paths.feature_copy`, Parquet, only
+the columns the day's segments name are read), joined on brand and player as the pipeline's
+:func:`crm.warehouse.read_audience` joins them (``dim_player`` wins on overlap; a player without
+a feature row has NULLs: no rule on them matches). A snapshot of another date than the copy's is
+not used. Should a rule name a field neither holds (no snapshot yet: a copy taken before this
+existed, or a warehouse without features), it is **not applied**, and the result names it
+(:attr:`DryRun.not_applied`): the audience is then an upper bound of what the pipeline's list
+will find. Players of the copy are those of its as-of date; the pipeline builds a new
+campaign's first list on a later date, from a newer warehouse.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,10 +84,12 @@ class Audience:
     held: frozenset[str]  # the fields the copy holds (for at least one player), derived ones included
 
 
-def online_audience(engine: sa.Engine, brands: Sequence[str] | None) -> Audience:
+def online_audience(engine: sa.Engine, brands: Sequence[str] | None, features: Path | None = None,
+                    fields: Iterable[str] = ()) -> Audience:
     """The store's profile copy of ``brands`` (None: every brand), each player's live stops applied,
-    ``days_since_last_active`` derived, and every column a list reads present (NULL where the copy
-    has no value: a rule on it matches nobody, fail closed)."""
+    ``days_since_last_active`` derived, the ``fields`` the copy lacks read from the feature snapshot
+    ``features`` (:func:`_with_features`), and every column a list reads present (NULL where
+    the copy has no value: a rule on it matches nobody, fail closed)."""
     c, s = profiles.c, profile_stops.c
     query = sa.select(c.brand_id, c.player_id, c.profile, c.as_of_date, c.synced_at).order_by(c.brand_id, c.player_id)
     stops_query = sa.select(profile_stops).where(s.retired_at.is_(None)).order_by(
@@ -108,6 +113,8 @@ def online_audience(engine: sa.Engine, brands: Sequence[str] | None) -> Audience
     as_of = max((r.as_of_date for r in rows), default=None)
     synced = max((r.synced_at for r in rows), default=None)
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame({"brand_id": [], "player_id": []})
+    if features is not None and as_of is not None:
+        frame = _with_features(frame, features, as_of, [f for f in dict.fromkeys(fields) if f not in frame])
     held = {col for col in frame.columns if frame[col].notna().any()}
     if DERIVED not in frame and "last_active_at" in frame and as_of is not None:
         last = pd.to_datetime(frame["last_active_at"], errors="coerce", utc=True, format="ISO8601")
@@ -122,6 +129,39 @@ def online_audience(engine: sa.Engine, brands: Sequence[str] | None) -> Audience
         if col not in frame:
             frame[col] = pd.Series([None] * len(frame), dtype=object)
     return Audience(frame, as_of, synced, frozenset(held))
+
+
+def _with_features(frame: pd.DataFrame, snapshot: Path, as_of: dt.date, wanted: list[str]) -> pd.DataFrame:
+    """``frame`` with the ``wanted`` columns of the feature snapshot that holds them, joined on
+    (brand, player); unchanged when there is no snapshot, it is of another date than ``as_of``
+    or it holds none of them."""
+    import pyarrow.parquet as pq
+
+    wanted = [f for f in wanted if f != DERIVED]  # derived from the copy's own last_active_at
+    if not wanted or not snapshot.exists() or not len(frame):
+        return frame
+    try:
+        pf = pq.ParquetFile(snapshot)
+    except (OSError, ValueError):  # being replaced, or damaged: the fields stay "not checked here"
+        return frame
+    cols = [c for c in wanted if c in pf.schema_arrow.names]
+    if not cols:
+        return frame
+    brands = sorted(set(frame["brand_id"].astype(str)))
+    table = pq.read_table(snapshot, columns=["brand_id", "player_id", "as_of_date", *cols],
+                          filters=[("brand_id", "in", brands)])
+    dates = {d for d in table.column("as_of_date").to_pylist() if d is not None}
+    if dates != {as_of}:
+        return frame
+    snap = table.drop(["as_of_date"]).to_pandas()
+    snap["brand_id"], snap["player_id"] = snap["brand_id"].astype(str), snap["player_id"].astype(str)
+    out = frame.assign(brand_id=frame["brand_id"].astype(str), player_id=frame["player_id"].astype(str))
+    return out.merge(snap.drop_duplicates(["brand_id", "player_id"]), on=["brand_id", "player_id"], how="left")
+
+
+def segment_fields(specs: Iterable[CampaignSpec]) -> list[str]:
+    """The fields the segments of ``specs`` name (named segments spelled out)."""
+    return list(dict.fromkeys(r.field for s in specs for r in s.segment.all_rules))
 
 
 def online_history(paths: Paths, engine: sa.Engine, as_of: dt.date, specs: Sequence[CampaignSpec]) -> pd.DataFrame:
@@ -201,7 +241,8 @@ def dry_run(paths: Paths, engine: sa.Engine, spec: CampaignSpec, specs: list[Cam
     anything: funnel, players to contact and held out, offer cost, who is left out by which rule.
     ``specs``: the campaign folder's campaigns (``spec`` replaces one of the same id)."""
     with _locked():
-        aud = online_audience(engine, spec.brands or None)
+        day_specs = [s for s in specs if s.id != spec.id] + [spec]
+        aud = online_audience(engine, spec.brands or None, paths.feature_copy, segment_fields(day_specs))
         if aud.as_of is None:
             return DryRun(False, note="the service holds no profile copy yet: it is taken after each refresh "
                                       "(`crm run`, or `crm profiles sync`)")
@@ -231,7 +272,8 @@ def explain_online(paths: Paths, engine: sa.Engine, player_id: str, spec: Campai
     refuses the player (unknown, another brand's or another region's: the same answer). Adds
     ``not_applied`` (segment rules the copy cannot check) and the copy's dates."""
     with _locked():
-        aud = online_audience(engine, brands)
+        aud = online_audience(engine, brands, paths.feature_copy,
+                              segment_fields([s for s in specs if s.id != spec.id] + [spec]))
         found = aud.frame[aud.frame["player_id"].astype(str) == player_id]
         if aud.as_of is None or len(found) != 1:  # none, or one id in two brands: which one is meant is unknown
             return None

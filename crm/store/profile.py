@@ -26,7 +26,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -459,6 +461,7 @@ def _warehouse_state(paths: Paths, stop_event_ids: list[str]
             wanted = [c for c in ("brand_id", "player_id", "as_of_date", "self_exclusion_started_at")
                       if c in {r[0] for r in con.execute(f"DESCRIBE {query}", params).fetchall()}]
             df = fetch_df(con, f"SELECT {', '.join(ident(c) for c in wanted)} FROM ({query})", params)
+        _copy_features(con, paths.feature_copy)
         seen: set[str] = set()
         if stop_event_ids and table_exists(con, "int_consents_versioned"):
             ids = pd.DataFrame({"event_id": stop_event_ids})
@@ -466,6 +469,45 @@ def _warehouse_state(paths: Paths, stop_event_ids: list[str]
             seen = {r[0] for r in con.execute(
                 "SELECT DISTINCT c.event_id FROM int_consents_versioned c JOIN _stop_ids USING (event_id)").fetchall()}
     return df, rows, seen
+
+
+def _copy_features(con, target: Path) -> None:
+    """Write the model features of ``player_features`` that ``dim_player`` lacks (brand, player and
+    as-of date beside them) to ``target``'s temporary sibling, Parquet: :func:`sync_profiles` puts it
+    in place with the copy. No ``player_features``: the temporary file is not written (and the
+    sync removes an older snapshot: features of another date must not stand for today's)."""
+    from crm.sql import ident, literal
+    from crm.warehouse import table_exists
+    from ml.features import FEATURE_NAMES
+
+    tmp = _features_tmp(target)
+    tmp.unlink(missing_ok=True)
+    if not table_exists(con, "player_features"):
+        return
+    have = {r[0] for r in con.execute("DESCRIBE player_features").fetchall()}
+    profile_cols = {r[0] for r in con.execute("DESCRIBE dim_player").fetchall()}
+    if not {"brand_id", "player_id", "as_of_date"} <= have:
+        return
+    cols = [c for c in FEATURE_NAMES if c in have and c not in profile_cols]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    keys = ("brand_id", "player_id", "as_of_date")
+    con.execute(f"COPY (SELECT {', '.join(ident(c) for c in (*keys, *cols))} FROM player_features "
+                "ORDER BY brand_id, player_id) "
+                f"TO {literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+
+
+def _features_tmp(target: Path) -> Path:
+    return target.with_name(target.name + ".tmp")
+
+
+def _publish_features(target: Path) -> None:
+    """The snapshot :func:`_copy_features` wrote replaces the previous one in one rename, or, when
+    the warehouse had no features, the previous one is removed."""
+    tmp = _features_tmp(target)
+    if tmp.exists():
+        os.replace(tmp, target)
+    else:
+        target.unlink(missing_ok=True)
 
 
 CONTACTS_SYNC = "contacts"
@@ -548,7 +590,9 @@ def sync_profiles(paths: Paths, engine: sa.Engine,
     messages with ``reported(as_of, now)`` (the rows of ``reported_messages`` for a copy of that
     as-of date: :func:`crm.campaigns.online.sync_online_profiles` passes the lists' definition;
     the store does not read campaigns). One transaction: a send checked meanwhile sees the old
-    copy or the new one, never half of each."""
+    copy or the new one, never half of each. The model features ``dim_player`` lacks are written
+    beside the copy (:attr:`crm.config.Paths.feature_copy`, put in place after the transaction:
+    the dry run uses a snapshot only when its date is the copy's)."""
     with engine.connect() as conn:
         pending = [r.event_id for r in conn.execute(sa.select(profile_stops.c.event_id).where(
             profile_stops.c.retired_at.is_(None), profile_stops.c.kind == WITHDRAWAL))]
@@ -577,6 +621,7 @@ def sync_profiles(paths: Paths, engine: sa.Engine,
         for i in range(0, len(files), 5000):
             conn.execute(synced_files.insert(), [{"purpose": CONTACTS_SYNC, "file_name": f[:128], "synced_at": at}
                                                  for f in files[i:i + 5000]])
+    _publish_features(paths.feature_copy)
     with engine.connect() as conn:
         live = conn.execute(sa.select(sa.func.count()).select_from(profile_stops)
                             .where(profile_stops.c.retired_at.is_(None))).scalar_one()
