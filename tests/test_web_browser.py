@@ -66,7 +66,9 @@ def site(tmp_path_factory):
     u.add_user(engine, "mia.a", "marketing", ["A"], ["*"], PW, person="Mia Marketer")
     u.add_user(engine, "mia.review", "compliance", ["A"], ["*"], PW, person="Mia Marketer")
     u.add_user(engine, "cleo.a", "compliance", ["A"], ["*"], PW, person="Cleo Compliance")
-    secrets = {n: parse_qs(urlsplit(u.enroll_totp(engine, n)[1]).query)["secret"][0] for n in ("mia.review", "cleo.a")}
+    u.add_user(engine, "rita", "compliance", ["*"], ["*"], PW, person="Rita Reviewer")  # texts serve every brand
+    secrets = {n: parse_qs(urlsplit(u.enroll_totp(engine, n)[1]).query)["secret"][0]
+               for n in ("mia.review", "cleo.a", "rita")}
     with running_server(Paths(home), app=app) as url:
         yield url, home, folder, secrets, engine
     mp.undo()
@@ -176,6 +178,16 @@ def test_draft_approve_download_explain_and_be_denied_brand_b_in_a_browser(site)
             page.get_by_role("button", name="Approve this version").click()
             page.wait_for_url(f"{base}/ui/campaigns/autumn_reload")
             expect(page.locator("#approval-state")).to_contain_text("approved by Cleo Compliance")
+            assert page.goto(f"{base}/ui/templates/bonus/en").status == 404  # texts are every brand's
+            _sign_out(page, base)
+
+            # a compliance officer of every brand reviews a message text: the sample, placeholders filled
+            _sign_in(page, base, "rita", pyotp.TOTP(secrets["rita"]).now())
+            page.goto(f"{base}/ui/templates/bonus/en")
+            expect(page.locator("#review-state")).to_have_text("unreviewed")
+            expect(page.locator("#sample-text")).to_contain_text("EUR 20 bonus")
+            expect(page.locator("#sample-text")).not_to_contain_text("{{")
+            _shot(page, "template-review")
             _sign_out(page, base)
 
             # the pipeline publishes the approved campaign's list; the marketer downloads it
