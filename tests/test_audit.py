@@ -690,9 +690,11 @@ def test_the_store_copy_is_append_only_on_each_backend(tmp_path, store_url, monk
     engine.dispose()
 
 
-def test_offer_catalogue_and_calendar_versions_are_logged(tmp_path):
-    """Each version of the campaign folder's shared files is a config_changed entry with its content;
-    an unchanged file adds nothing; a removed one is recorded; the service's catalogue reload logs too."""
+def test_offer_catalogue_calendar_and_rule_table_versions_are_logged(tmp_path, monkeypatch):
+    """Each version of the campaign folder's shared files and of the eligibility rule table (code) is a
+    config_changed entry with its content; an unchanged one adds nothing; a removed file is recorded;
+    the service's catalogue reload logs too."""
+    from crm.campaigns import eligibility
     from crm.campaigns.approvals import record_config_changes
     from crm.config import CAMPAIGNS_DIR
     from crm.service.offers import CatalogueCache
@@ -702,13 +704,21 @@ def test_offer_catalogue_and_calendar_versions_are_logged(tmp_path):
     (folder / "_offers.yaml").write_text((CAMPAIGNS_DIR / "_offers.yaml").read_text())
     (folder / "_calendar.yaml").write_text("blackouts: []\n")
     first = record_config_changes(paths, folder)
-    assert sorted(e["details"]["file"] for e in first) == ["_calendar.yaml", "_offers.yaml"]
+    assert sorted(e["details"]["file"] for e in first) == ["_calendar.yaml", "_offers.yaml", eligibility.RULE_TABLE]
     assert all(e["reason"] == "first seen" and e["details"]["content"] for e in first)
+    rules = next(e for e in first if e["details"]["file"] == eligibility.RULE_TABLE)["details"]["content"]
+    assert all(f". {r.name}: {r.description}" in rules for r in eligibility.RULES) and "code='UK'" in rules
     assert record_config_changes(paths, folder) == []
+    # a rule's code changes (its words need not): a new version, with the one before named
+    sha, text = eligibility.rule_table_version()
+    monkeypatch.setattr(eligibility, "rule_table_version", lambda: ("f" * 64, text))
+    [new_rules] = record_config_changes(paths, folder, by="Dana Admin")
+    assert new_rules["details"]["file"] == eligibility.RULE_TABLE and new_rules["details"]["previous_sha256"] == sha
     (folder / "_calendar.yaml").write_text("blackouts: [{date: 2026-12-24, reason: Christmas Eve}]\n")
     [changed] = record_config_changes(paths, folder, by="Dana Admin")
     assert changed["reason"] == "changed" and changed["by"] == "Dana Admin"
-    assert changed["details"]["previous_sha256"] == first[0]["details"]["sha256"]
+    assert changed["details"]["previous_sha256"] == next(
+        e for e in first if e["details"]["file"] == "_calendar.yaml")["details"]["sha256"]
     (folder / "_calendar.yaml").unlink()
     [removed] = record_config_changes(paths, folder)
     assert removed["reason"] == "removed" and removed["details"]["sha256"] is None

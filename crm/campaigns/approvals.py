@@ -362,14 +362,17 @@ MAX_CONFIG_BYTES = 1024 * 1024
 
 def record_config_changes(paths: Paths, directory: str | Path, by: str = "pipeline") -> list[dict]:
     """Log each new version of the campaign folder's shared files (``_offers.yaml``: the offer
-    catalogue the API and chooser campaigns read; ``_calendar.yaml``: the blackout calendar) as a
+    catalogue the API and chooser campaigns read; ``_calendar.yaml``: the blackout calendar) and of
+    the eligibility rule table (code: :func:`crm.campaigns.eligibility.rule_table_version`) as a
     ``config_changed`` entry with its content (first 1 MiB) and sha256, and a removed one as such.
     Called by each campaign list of a run and by the service when it reads the catalogue again.
     Returns the entries written."""
     import hashlib
 
+    from crm.campaigns.eligibility import RULE_TABLE, rule_table_version
+
     folder = Path(directory)
-    current = {}
+    current = {RULE_TABLE: rule_table_version()}
     for f in sorted(folder.glob("_*.yaml")):
         if f.is_file() and not f.is_symlink():
             data = f.read_bytes()

@@ -644,3 +644,33 @@ def suppression_counts(verdicts: pd.DataFrame) -> dict[str, dict[str, int]]:
     every = {n: int((~verdicts[f"pass__{n}"]).sum()) for n in RULE_NAMES}
     return {"first_failing_rule": {k: int(v) for k, v in sorted(first.items(), key=lambda kv: (-kv[1], kv[0]))},
             "every_failing_rule": {k: v for k, v in every.items() if v}}
+
+
+RULE_TABLE = "eligibility rules (code)"  # its name among the config_changed entries of the audit log
+
+
+def rule_table_version() -> tuple[str, str]:
+    """(sha256, text) of the rule table in force: each rule's name, what it checks and in which
+    order, each jurisdiction's parameters, and the policy's defaults as text; the hash also covers
+    the source of this module and :mod:`crm.campaigns.jurisdictions`, so a change of a rule's code
+    that leaves its words alone is a new version too. The rules are code (reviewed in git); this
+    puts each version in force in the audit log, beside the offer catalogue's and calendar's
+    (:func:`crm.campaigns.approvals.record_config_changes`)."""
+    import hashlib
+    import inspect
+    import sys
+
+    from crm.campaigns import jurisdictions
+
+    lines = ["Rules, in order (a player must pass every one):"]
+    lines += [f"{i}. {r.name}: {r.description}" + (" [bypassed by transactional messages]"
+                                                   if r.transactional_bypass else "")
+              for i, r in enumerate(RULES, 1)]
+    lines += ["", "Jurisdictions:"]
+    lines += [repr(j) for j in (*jurisdictions.RULES.values(), jurisdictions.STRICTEST)]
+    lines += ["", f"House policy defaults: {POLICY!r}"]
+    text = "\n".join(lines) + "\n"
+    digest = hashlib.sha256(text.encode())
+    for module in (sys.modules[__name__], jurisdictions):
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest(), text
