@@ -4,7 +4,10 @@ Landing (:mod:`crm.ingest.landing`) and the API (``/v1/events``) split every pay
 :data:`crm.contract.PII_FIELDS` (email, phone, device id, IP, names, payment instrument) off the
 event before anything is stored: the value goes here, and the event keeps a **pseudonym** in its
 place (:meth:`Vault.pseudonym`: a keyed HMAC-SHA256, ``pii1:`` + 32 hex digits), so landed events,
-the warehouse, lists and models can still tell "the same device" without knowing it. The channels
+the warehouse, lists and models can still tell "the same device" without knowing it. The split
+also adds **derived keys** (:func:`derived_forms`, :data:`crm.contract.DERIVED_PII_FIELDS`): the
+pseudonyms of an IP's network, of a name's variant-free form and of a normalized address, so that
+variants link in the warehouse (entity resolution, docs/abuse.md) while only the split sees them. The channels
 read the clear value here at send time only (:meth:`Vault.contact`).
 
 * **Encryption**: each player has their own data key (AES-256-GCM, the ``cryptography`` library),
@@ -31,9 +34,11 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
 import secrets
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +113,97 @@ def normalized(field: str, value: str) -> str:
     if field == "phone":
         return ("+" if v.startswith("+") else "") + re.sub(r"\D", "", v)
     return v.casefold() if field in ("first_name", "last_name", "name", "full_name") else v
+
+
+# -- derived keys: what makes variants of one identifier link (crm.contract.DERIVED_PII_FIELDS) -----
+_PUNCT = re.compile(r"[^\w\s]|_")
+# street words written in full or abbreviated ("12 High Street" ~ "12 high st."): the short form
+_STREET_WORDS = {"street": "st", "road": "rd", "avenue": "ave", "av": "ave", "lane": "ln", "drive": "dr",
+                 "court": "ct", "place": "pl", "square": "sq", "terrace": "ter", "crescent": "cres",
+                 "close": "cl", "gardens": "gdns", "boulevard": "blvd", "highway": "hwy", "north": "n",
+                 "south": "s", "east": "e", "west": "w", "apartment": "apt", "flat": "apt", "number": "no"}
+_SOUNDEX = {**dict.fromkeys("bfpv", "1"), **dict.fromkeys("cgjkqsxz", "2"), **dict.fromkeys("dt", "3"),
+            "l": "4", **dict.fromkeys("mn", "5"), "r": "6"}
+
+
+def _tokens(text: str) -> list[str]:
+    """Casefolded words without accents and punctuation ("Ó'Brien-Smith" -> ["obrien", "smith"])."""
+    plain = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in plain if not unicodedata.combining(c))
+    return _PUNCT.sub(lambda m: " " if m.group() in "-_/,;" else "", plain).split()
+
+
+def soundex(word: str) -> str:
+    """American Soundex ("Smith", "Smyth" -> S530; "Jon", "John" -> J500): a phonetic key, written
+    out here (a dozen lines) rather than a dependency."""
+    letters = [c for c in word if "a" <= c <= "z"]
+    if not letters:
+        return word[:4]
+    out, last = letters[0].upper(), _SOUNDEX.get(letters[0], "")
+    for c in letters[1:]:
+        code = _SOUNDEX.get(c, "")
+        if code and code != last:
+            out += code
+        if c not in "hw":  # h and w do not separate two letters of one code; vowels do
+            last = code
+    return (out + "000")[:4]
+
+
+def name_form(first: str, last: str) -> str | None:
+    """The form a name's variants share: the sorted initials of its words and the Soundex of its
+    longest word (ties: the smaller code). "John Smith", "Jon Smith", "J. Smith" and "Smith John"
+    all give ``js|S530``: the order of the fields, a misspelt vowel and an initial do not matter.
+    Coarse on purpose (John and James Smith share it): a weak attribute, weighted by its frequency."""
+    words = _tokens(f"{first} {last}")
+    if len(words) < 2:
+        return None
+    full = [w for w in words if len(w) > 1]
+    if not full:
+        return None
+    longest = max(len(w) for w in full)
+    return "".join(sorted(w[0] for w in words)) + "|" + min(soundex(w) for w in full if len(w) == longest)
+
+
+def address_form(address: str, postcode: str) -> str | None:
+    """The normalized street line and postcode ("12 High St." + "sw1a 1aa" ~ "12 high street" +
+    "SW1A1AA"): words casefolded, accents and punctuation dropped, street words abbreviated; the
+    postcode without spaces. None without both (a street line alone names many places)."""
+    words = [_STREET_WORDS.get(w, w) for w in _tokens(address)]
+    code = "".join(_tokens(postcode))
+    return f"{' '.join(words)}|{code}" if words and code else None
+
+
+def ip_network(ip: str) -> str | None:
+    """The network of an address: the /24 of an IPv4 (an IPv4-mapped IPv6 too), the /64 of an IPv6;
+    None when it is not an IP address."""
+    try:
+        addr = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return str(ipaddress.ip_network(f"{addr}/{24 if addr.version == 4 else 64}", strict=False))
+
+
+def _text(payload: Mapping, key: str) -> str:
+    v = payload.get(key)
+    return str(v) if isinstance(v, str | int | float) and not isinstance(v, bool) and not is_pseudonym(v) else ""
+
+
+def derived_forms(payload: Mapping) -> dict[str, str]:
+    """The clear forms the derived keys are computed from (crm.contract.DERIVED_PII_FIELDS), from a
+    payload's clear identifiers: ``ip_net`` from ``ip``, ``name_key`` from first + last name (or a
+    full name), ``address_key`` from ``address`` + ``postcode``. Only the split sees them."""
+    out = {}
+    if (ip := _text(payload, "ip")) and (net := ip_network(ip)):
+        out["ip_net"] = net
+    first, last = _text(payload, "first_name"), _text(payload, "last_name")
+    whole = _text(payload, "full_name") or _text(payload, "name")
+    if (form := name_form(first, last) if first and last else name_form(whole, "")) is not None:
+        out["name_key"] = form
+    if (form := address_form(_text(payload, "address"), _text(payload, "postcode"))) is not None:
+        out["address_key"] = form
+    return out
 
 
 def _secret(env: Mapping[str, str], var: str, path: Path) -> bytes:
@@ -217,7 +313,13 @@ class Vault:
                 return [walk(v, False) if isinstance(v, dict | list) else v for v in obj]
             return obj
 
-        return walk(payload, True), found
+        out = walk(payload, True)
+        if not forgotten:
+            # derived keys (crm.contract.DERIVED_PII_FIELDS): from the clear values, as keyed hashes only;
+            # one sent by the casino was pseudonymised like any identifier above and is replaced here
+            for k, form in derived_forms(payload).items():
+                out[k] = self.pseudonym(k, form)
+        return out, found
 
     # -- keys ----------------------------------------------------------------------------------
     @staticmethod
