@@ -21,6 +21,7 @@ from orchestration.assets.games import game_assets
 from orchestration.assets.landing import landed_events, landing_checks
 from orchestration.assets.ml import ml_checks, model_assets, player_scores, uplift_assets
 from orchestration.assets.readouts import readout_assets
+from orchestration.assets.risk import risk_assets
 from orchestration.assets.service import journey_entries, online_profiles, realtime_activity
 from orchestration.assets.warehouse import warehouse, warehouse_checks
 from orchestration.dbt_project import DBT_PROJECT
@@ -51,7 +52,7 @@ daily_refresh = define_asset_job(
 defs = Definitions(
     assets=[landed_events, warehouse, *model_assets, *uplift_assets, player_scores, *game_assets, online_profiles,
             journey_entries,
-            realtime_activity,
+            realtime_activity, *risk_assets,
             *campaign_asset_defs, *readout_assets(specs)],
     asset_checks=[*landing_checks, *warehouse_checks, *ml_checks, *campaign_checks, *mart_freshness_checks],
     jobs=[daily_refresh, land_incoming],

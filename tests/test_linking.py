@@ -162,3 +162,20 @@ def test_no_clear_value_reaches_the_warehouse(tmp_path_factory, batch):
     clear = {str(v).strip()[:1000] for body in batch for v in body.values()} | {"clear-device-legacy"}
     text = "\n".join(r[0] for r in query(paths, "SELECT to_json(t)::VARCHAR FROM int_player_identifiers t"))
     assert not [c for c in clear if len(c) >= 4 and c in text]
+
+
+def test_the_dagster_asset_draws_the_clusters(linked_home, monkeypatch):
+    from dagster import DagsterInstance, materialize
+
+    from orchestration.assets.risk import player_clusters
+    from orchestration.resources import CrmResource
+
+    for var in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "DBT_LOG_PATH"):  # export_env sets them: restored after
+        monkeypatch.setenv(var, "")
+    monkeypatch.setenv("CRM_HOME", str(linked_home.home))
+    result = materialize([player_clusters], instance=DagsterInstance.ephemeral(), resources={"crm": CrmResource()},
+                         partition_key=AS_OF.isoformat())
+    assert result.success
+    meta = result.asset_materializations_for_node("player_clusters")[0].metadata
+    assert {k: meta[k].value for k in ("links", "clusters", "accounts_linked", "largest_cluster")} == {
+        "links": 3, "clusters": 3, "accounts_linked": 6, "largest_cluster": 2}
