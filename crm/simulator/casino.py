@@ -94,7 +94,9 @@ from crm.contract import EVENT_TYPES
 from crm.simulator.chunk import Chunk
 from crm.simulator.files import TruthWriters, write_chunk
 from crm.simulator.world import (
+    ABUSE,
     DIRTY_KINDS,
+    Abuse,
     World,
 )
 
@@ -131,6 +133,7 @@ def simulate(
     chunk_players: int = 50_000,
     dirty_rate: float = 0.0005,
     progress: bool = True,
+    abuse: Abuse = ABUSE,
 ) -> SimulationSummary:
     """Simulate ``players`` over ``days`` days from ``start_date`` and write raw event files."""
     if fmt not in ("parquet", "jsonl"):
@@ -140,7 +143,7 @@ def simulate(
     if not 0.0 <= dirty_rate < 1.0:
         raise ValueError("dirty_rate must be in [0, 1)")
     t0 = time.perf_counter()
-    world = World(seed, days, start_date, players)
+    world = World(seed, days, start_date, players, abuse)
     for d in (paths.incoming, paths.truth, paths.exports):
         d.mkdir(parents=True, exist_ok=True)
     for old in sorted(paths.incoming.glob(f"events_s{seed}_c*")):

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from crm.contract import CHANNELS, CONSENT_CHANNELS
+from crm.simulator.abuse import Identities
 from crm.simulator.world import (
     CAT_MULT,
     CAT_N,
@@ -46,6 +47,9 @@ from crm.simulator.world import (
     local_seconds,
 )
 
+# Families whose events a bonus hunter's main-stream life does not emit (crm.simulator.abuse draws it).
+HUNTER_DROPS = frozenset(("upd", "session", "bet", "pay", "wallet", "bonus", "limit", "reality", "exclusion", "crm"))
+
 # How much of a player's response to a campaign is their lasting promo sensitivity (the correlation
 # of the latent draw across campaigns), and how strongly it raises their take-up of offers (log scale).
 PROMO_PERSISTENCE = 0.7
@@ -68,6 +72,8 @@ class Chunk:
         self.camp_rows: list[dict[str, np.ndarray]] = []
         self._players()
         self._timeline()
+        # identities and planted abuse: their own stream, values only (crm.simulator.abuse)
+        self.ids = Identities(self)
         self._visits()
         self._consents_and_campaigns()
         self._activity()
@@ -75,15 +81,31 @@ class Chunk:
         self._bonuses()
         self._bets_and_sessions()
         self._rg_and_account()
+        self.ids.hunt()
+        self.abuse_truth = self.ids.truth()
 
     # ---------------------------------------------------------------- emit
     def emit(self, fam: str, et, ts: np.ndarray, p: np.ndarray, **cols) -> None:
-        """Queue events of one family: event type(s), time (epoch s), player index, columns."""
+        """Queue events of one family: event type(s), time (epoch s), player index, columns.
+
+        The main stream's events of a bonus hunter are left out but for their registration and
+        consents: their life is :meth:`crm.simulator.abuse.Identities.hunt`'s. Payments get the
+        fingerprint of their instrument."""
         p = np.asarray(p, np.int64)
         if len(p) == 0:
             return
         et = np.broadcast_to(np.asarray(et, np.int16), p.shape)
+        ts = np.broadcast_to(ts, p.shape)
         cols = {k: np.broadcast_to(np.asarray(v), p.shape) for k, v in cols.items()}
+        if self.ids.dropping and fam in HUNTER_DROPS:
+            keep = ~self.ids.hunter[p]
+            if not keep.all():
+                et, ts, p = et[keep], ts[keep], p[keep]
+                cols = {k: v[keep] for k, v in cols.items()}
+                if len(p) == 0:
+                    return
+        if fam == "pay":
+            cols |= {"inst": self.ids.instrument(p, cols["psp"]), "ipre": cols["method"]}
         self.parts.setdefault(fam, []).append((et, np.floor(ts).astype(np.int64), p, cols))
 
     def outside_block(self, p: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -474,6 +496,7 @@ class Chunk:
                   self.a_last_end[wd][good] + rng.uniform(60.0, 600.0, int(good.sum())), wq[good],
                   amount=wamt[good], psp=wp[good], method=PSP_METHOD[wp[good]],
                   tr=n + np.arange(int(good.sum())), reason=-1)
+        self.tr_next = n + int(good.sum())
         # occasional wallet adjustments inside a session
         for et, prob, reasons, lo_eur, hi_eur in (("wallet.credit", 0.02, (0, 1, 2, 3), 1, 50),
                                                   ("wallet.debit", 0.006, (4, 5), 1, 20)):
@@ -535,7 +558,7 @@ class Chunk:
         uk = self.cc[bp] == UK
         wagering = np.where(uk, np.where(tmpl == 2, 1, 10), np.array([35, 30, 1, 20])[tmpl])
         offer = np.where(camp >= 0, 4 + camp, tmpl)
-        nb = len(bp)
+        nb = self.bid_next = len(bp)
         bid = np.arange(nb)
         cols = dict(template=tmpl, offer=offer, cost=cost, wagering=wagering, campaign=camp, bid=bid)
         self.emit("bonus", ET["bonus.issued"], bts, bp, **cols)
@@ -572,10 +595,7 @@ class Chunk:
         sid = np.arange(S)
         dev = np.where(rng.random(S) < 0.85, self.dev[self.s_p], rng.choice(3, S, p=(0.62, 0.28, 0.10)))
         chan = ((dev != 1) & self.app[self.s_p]).astype(np.int64)
-        self.emit("session", ET["session.started"], self.s_start, self.s_p, sid=sid, device=dev,
-                  chan=chan, dur=-1)
-        self.emit("session", ET["session.ended"], self.s_start + self.s_dur, self.s_p, sid=sid,
-                  device=dev, chan=chan, dur=self.s_dur.astype(np.int64))
+        self.session_events(sid, self.s_start, self.s_dur, self.s_p, dev, chan)
         # one bet.settled per game, at the end of the game
         ng = np.bincount(self.g_s, minlength=S)
         cg = np.cumsum(self.g_dur)
@@ -592,22 +612,28 @@ class Chunk:
         pl = (self.g_cat > 0) & (rng.random(G) < 0.02)
         self.emit("bet", ET["bet.placed"], g_ts[pl] - self.g_dur[pl], self.g_p[pl],
                   **({k: v[pl] for k, v in cols.items()} | {"win": 0, "in_bonus": in_bonus[pl]}))
-        # reality checks every hour of play
-        n_rc = np.minimum(self.s_dur // 3600, 4).astype(np.int64)
-        rs = np.repeat(sid, n_rc)
+
+    def session_events(self, sid: np.ndarray, start: np.ndarray, dur: np.ndarray, p: np.ndarray,
+                       dev: np.ndarray, chan: np.ndarray) -> None:
+        """session.started and session.ended of sessions ``sid``, a reality check every hour of play."""
+        self.emit("session", ET["session.started"], start, p, sid=sid, device=dev, chan=chan, dur=-1)
+        self.emit("session", ET["session.ended"], start + dur, p, sid=sid, device=dev, chan=chan,
+                  dur=dur.astype(np.int64))
+        n_rc = np.minimum(dur // 3600, 4).astype(np.int64)
+        rs = np.repeat(np.arange(len(sid)), n_rc)
         j = np.arange(len(rs)) - group_first(n_rc) + 1
-        self.emit("reality", ET["rg.reality_check"], self.s_start[rs] + 3600.0 * j, self.s_p[rs],
-                  minutes=60 * j, sid=rs)
+        self.emit("reality", ET["rg.reality_check"], start[rs] + 3600.0 * j, p[rs], minutes=60 * j,
+                  sid=sid[rs])
 
     # ---------------------------------------------------------------- registration, RG, account
     def _rg_and_account(self) -> None:
         w, rng, n = self.w, self.rng, self.n
         allp = np.arange(n)
+        phone = rng.integers(10**8, 10**9, n)
+        device, ip = rng.integers(10**9, 10**10, n), rng.integers(0, 2**24, n)
         self.emit("reg", ET["player.registered"], self.reg_ts, allp,
                   country=self.cc, region=self.region, locale=self.cc, tz=self.cc, dial=self.cc,
-                  birth=self.birth_day, phone=rng.integers(10**8, 10**9, n),
-                  device=rng.integers(10**9, 10**10, n), ip=rng.integers(0, 2**24, n),
-                  kyc=self.kyc_at_reg)
+                  birth=self.birth_day, phone=phone, kyc=self.kyc_at_reg, **self.ids.registration(device, ip))
         # player.updated: late KYC, e-mail changes
         kyc = ~self.kyc_at_reg & np.isfinite(self.verify_ts) & (self.verify_ts < w.end_ts)
         self.emit("upd", ET["player.updated"], self.verify_ts[kyc], allp[kyc], kind=0)

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from crm.config import Paths
 from crm.contract import CHANNELS, EVENT_TYPES, PAYLOADS, SELF_EXCLUSION_SCOPES, STOP_EVENTS
+from crm.simulator.abuse import ROLES, SHARED_TEXT
 from crm.simulator.chunk import Chunk
 from crm.simulator.world import (
     BAD_TIMESTAMPS,
@@ -235,6 +236,10 @@ _EFFECTS_SCHEMA = pa.schema([
     ("responder_type", pa.string()), ("deposit_prob_control", pa.float64()),
     ("deposit_prob_treated", pa.float64()),
 ])
+ABUSE_SCHEMA = pa.schema([
+    ("player_id", pa.string()), ("brand_id", pa.string()), ("ring_id", pa.string()), ("role", pa.string()),
+    ("linked_to", pa.string()), ("shared_attributes", pa.string()),
+])
 ASSIGNMENTS_SCHEMA = pa.schema([
     ("campaign_id", pa.string()), ("player_id", pa.string()), ("arm", pa.string()),
     ("channel", pa.string()), ("sent_at", pa.timestamp("s")),
@@ -248,6 +253,7 @@ class TruthWriters:
         self.players = pq.ParquetWriter(paths.truth / "players.parquet", _PLAYERS_SCHEMA)
         self.effects = pq.ParquetWriter(paths.truth / "campaign_effects.parquet", _EFFECTS_SCHEMA)
         self.assign = pq.ParquetWriter(paths.exports / "campaign_assignments.parquet", ASSIGNMENTS_SCHEMA)
+        self.abuse = pq.ParquetWriter(paths.truth / "abuse_accounts.parquet", ABUSE_SCHEMA)
 
     def write(self, ch: Chunk) -> None:
         w = ch.w
@@ -269,9 +275,20 @@ class TruthWriters:
             "excluded_from": ts_array(ch.blk_lo), "excluded_until": ts_array(ch.blk_until),
             "returns_after_exclusion": ch.returns, "promo_sensitivity": np.round(ch.promo, 6),
         }, schema=_PLAYERS_SCHEMA))
+        ab = ch.abuse_truth
+        ring_id = pa.array(np.char.add(f"ring_{w.seed}_{ch.index:04d}_", ab["ring"].astype(str)),
+                           mask=ab["ring"] < 0)
+        self.abuse.write_table(pa.table({
+            "player_id": pid[ab["p"]], "brand_id": take(BRANDS, ch.brand[ab["p"]]), "ring_id": ring_id,
+            "role": take(ROLES, ab["role"]),
+            "linked_to": pa.array(pid[np.maximum(ab["linked"], 0)], mask=ab["linked"] < 0),
+            "shared_attributes": take(SHARED_TEXT, ab["mask"]),
+        }, schema=ABUSE_SCHEMA))
         if not ch.camp_rows:
             return
         rows = {k: np.concatenate([r[k] for r in ch.camp_rows]) for k in ch.camp_rows[0]}
+        # bonus hunters' main-stream lives are not in the events (crm.simulator.abuse): nor in campaigns
+        rows = {k: v[~ch.ids.hunter[rows["p"]]] for k, v in rows.items()}
         camp_ids = tuple(c.campaign_id for c in w.campaigns)
         camp = take(camp_ids, rows["campaign"])
         ppid = pa.array(pid[rows["p"]])
@@ -292,6 +309,6 @@ class TruthWriters:
         }, schema=ASSIGNMENTS_SCHEMA))
 
     def close(self) -> None:
-        for wr in (self.players, self.effects, self.assign):
+        for wr in (self.players, self.effects, self.assign, self.abuse):
             wr.close()
 

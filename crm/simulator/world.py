@@ -96,6 +96,112 @@ BAD_TIMESTAMPS = ("2025-13-45T25:61:00Z", "not-a-timestamp", "", "31/12/2025 25:
 DIRTY_KINDS = ("unknown_event_type", "missing_field", "wrong_type", "bad_timestamp",
                "missing_timestamp", "duplicate")
 
+# --------------------------------------------------------------------------- identities
+# Names per country (first names with a spelling variant of the same initial), streets, payment
+# instruments. A small list on purpose: strangers share names, so a name alone is a weak link.
+FIRST_NAMES = (
+    (("John", "Jon"), ("Michael", "Micheal"), ("David", "Dave"), ("Sarah", "Sara"), ("Emma", "Ema"),
+     ("Thomas", "Tom"), ("Daniel", "Dan"), ("Jessica", "Jess"), ("Laura", "Lora"),
+     ("Christopher", "Chris"), ("Rebecca", "Rebekah"), ("Matthew", "Mathew")),
+    (("Joseph", "Joe"), ("Maria", "Marija"), ("Antoine", "Anthony"), ("Carmen", "Carmin"),
+     ("Francesca", "Franceska"), ("Paul", "Pawl"), ("Rita", "Reeta"), ("Mark", "Marc"),
+     ("Nicole", "Nicol"), ("Stephen", "Steven"), ("Claire", "Clare"), ("Luke", "Luka")),
+    (("Jan", "Jann"), ("Pieter", "Piet"), ("Sanne", "Sane"), ("Daan", "Dan"), ("Lotte", "Lot"),
+     ("Thijs", "Tijs"), ("Anouk", "Anouck"), ("Bram", "Braam"), ("Femke", "Femka"), ("Ruben", "Reuben"),
+     ("Eva", "Eefje"), ("Sem", "Semm")),
+    (("Erik", "Eric"), ("Anna", "Ana"), ("Lars", "Lasse"), ("Karin", "Karen"), ("Johan", "Johann"),
+     ("Maja", "Maya"), ("Nils", "Niels"), ("Elin", "Ellin"), ("Oskar", "Oscar"), ("Sofia", "Sophia"),
+     ("Mikael", "Michael"), ("Linnea", "Linea")),
+    (("Lukas", "Lucas"), ("Maximilian", "Max"), ("Sophie", "Sofie"), ("Felix", "Feliks"), ("Lena", "Leni"),
+     ("Jonas", "Jonah"), ("Julia", "Julija"), ("Paul", "Pauli"), ("Katharina", "Katarina"),
+     ("Stefan", "Stephan"), ("Sabine", "Sabina"), ("Thomas", "Tomas")),
+)
+LAST_NAMES = (
+    ("Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Robinson", "Wright",
+     "Thompson", "Evans", "Walker", "White", "Roberts", "Green"),
+    ("Borg", "Camilleri", "Vella", "Farrugia", "Zammit", "Galea", "Micallef", "Grech", "Attard", "Spiteri",
+     "Azzopardi", "Mifsud", "Agius", "Pace", "Debono", "Cassar"),
+    ("de Jong", "Jansen", "de Vries", "van den Berg", "van Dijk", "Bakker", "Janssen", "Visser", "Smit",
+     "Meijer", "de Boer", "Mulder", "de Groot", "Bos", "Vos", "Peters"),
+    ("Andersson", "Johansson", "Karlsson", "Nilsson", "Eriksson", "Larsson", "Olsson", "Persson",
+     "Svensson", "Gustafsson", "Pettersson", "Jonsson", "Jansson", "Hansson", "Bengtsson", "Lindberg"),
+    ("Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz",
+     "Hoffmann", "Schäfer", "Koch", "Bauer", "Richter", "Klein", "Wolf"),
+)
+STREETS = (
+    ("High Street", "Station Road", "Church Lane", "Park Avenue", "Victoria Road", "Mill Lane",
+     "Queens Drive", "Green Close"),
+    ("Triq il-Kbira", "Triq San Gorg", "Main Street", "Church Street", "Republic Street", "Triq il-Knisja",
+     "Sea View Road", "Triq tal-Balal"),
+    ("Kerkstraat", "Dorpsstraat", "Schoolstraat", "Molenweg", "Stationsweg", "Julianalaan",
+     "Beatrixstraat", "Kastanjelaan"),
+    ("Storgatan", "Kyrkogatan", "Drottninggatan", "Skolgatan", "Parkvägen", "Ringvägen", "Järnvägsgatan",
+     "Sjövägen"),
+    ("Hauptstraße", "Schulstraße", "Gartenstraße", "Bahnhofstraße", "Dorfstraße", "Bergstraße",
+     "Lindenstraße", "Kirchstraße"),
+)
+_STREET_ABBR = {"Street": "St", "Road": "Rd", "Lane": "Ln", "Avenue": "Ave", "Drive": "Dr", "Close": "Cl"}
+
+
+def _offsets(groups: tuple[tuple, ...]) -> tuple[np.ndarray, np.ndarray]:
+    n = np.array([len(g) for g in groups])
+    return np.cumsum(n) - n, n
+
+
+FIRST_START, FIRST_N = _offsets(FIRST_NAMES)
+LAST_START, LAST_N = _offsets(LAST_NAMES)
+STREET_START, STREET_N = _offsets(STREETS)
+_FIRST = tuple(f for c in FIRST_NAMES for f in c)
+_LAST = tuple(name for c in LAST_NAMES for name in c)
+_STREET = tuple(s for c in STREETS for s in c)
+NF, NLAST, NSTREET = len(_FIRST), len(_LAST), len(_STREET)
+# one dictionary for both name fields: first names as written (0), misspelt (1), an initial (2),
+# lower case (3); then last names as written (4), lower case (5), upper case (6). Code: form * block + i.
+NAME_FORMS = (tuple(f[0] for f in _FIRST) + tuple(f[1] for f in _FIRST) + tuple(f[0][0] + "." for f in _FIRST)
+              + tuple(f[0].lower() for f in _FIRST) + _LAST + tuple(s.lower() for s in _LAST)
+              + tuple(s.upper() for s in _LAST))
+# how an account writes its name: (first-name form, last-name form), or swapped ("Smith John")
+NAME_MODES = ("as written", "misspelt", "initial", "lower case", "swapped", "upper-case surname")
+# streets as written (0), abbreviated ("High St"; other languages as written) (1), lower case (2)
+STREET_FORMS = (_STREET + tuple(" ".join(_STREET_ABBR.get(w, w) for w in s.split()) for s in _STREET)
+                + tuple(s.lower() for s in _STREET))
+INSTRUMENT_PREFIX = ("card", "bank", "wallet", "voucher")  # per payment METHOD
+
+
+@dataclass(frozen=True)
+class Abuse:
+    """What the simulator plants (:mod:`crm.simulator.abuse`): shares of all players, each drawn
+    per chunk. Zero turns a kind off."""
+
+    rings: float = 0.015  # accounts in multi-account rings (2-15 accounts of one brand)
+    ring_hunters: float = 0.8  # of the ring accounts that can (new, no RG flag): hunt bonuses
+    hunters: float = 0.01  # bonus hunters on their own
+    reregistrations: float = 0.003  # new accounts of self-excluded players, opened while excluded
+    families: float = 0.06  # accounts of a household (same address, mostly the same router)
+    offices: float = 0.02  # accounts behind an office network (one /24, tens of accounts)
+    carrier_nat: float = 0.03  # accounts behind a mobile carrier's NAT (one IP, hundreds of accounts)
+
+
+ABUSE = Abuse()
+NO_ABUSE = Abuse(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+RING_SIZES = np.arange(2, 16)
+RING_SIZE_P = RING_SIZES ** -2.0 / (RING_SIZES ** -2.0).sum()  # skewed to pairs and triples
+RING_BURST_H = (2.0, 96.0)  # a ring registers within this many hours (log-uniform)
+# a ring's own attribute types: device, ip network, payment instrument, address, name; each account
+# takes each of its ring's types with RING_TAKE (at least two where the ring has two, mostly)
+RING_TYPE_P = np.array([0.5, 0.6, 0.4, 0.3, 0.45])
+RING_TAKE = 0.85
+RING_SAME_IP = 0.3  # a ring account on its ring's exact IP, else another address of its /24
+HUNT_RTP = 0.99  # the low-house-edge table games hunters wager on
+HUNT_STAKE_EUR = (1.0, 2.5)  # stake per round, EUR
+REREG_REUSE_P = np.array([0.6, 0.5, 0.6, 0.5])  # device, payment instrument, name + birth date, address
+FAMILY_SIZE_P = (0.5, 0.3, 0.15, 0.05)  # 2-5 accounts
+FAMILY_ROUTER, FAMILY_SURNAME = 0.8, 0.6  # an account on the home IP; a family with one surname
+FAMILY_DEVICE, FAMILY_CARD = 0.4, 0.6  # a household device / joint card (each used by ~70% of it)
+OFFICE_SIZE = (18.0, 0.5, 6, 60)  # median, log-sd, min, max
+OFFICE_ONE_IP, OFFICE_WORKSTATION = 0.5, 0.3  # one NAT address / a shared workstation
+NAT_GATEWAYS = 2  # carrier NAT addresses per country (the same in every chunk)
+
 
 @dataclass(frozen=True)
 class Campaign:
@@ -123,8 +229,8 @@ class World:
 
     OFF_LO = -800  # first day (relative to start) with a known UTC offset
 
-    def __init__(self, seed: int, days: int, start_date: dt.date, players: int):
-        self.seed, self.days, self.start_date = seed, days, start_date
+    def __init__(self, seed: int, days: int, start_date: dt.date, players: int, abuse: Abuse = ABUSE):
+        self.seed, self.days, self.start_date, self.abuse = seed, days, start_date, abuse
         self.start_ts = float(dt.datetime.combine(start_date, dt.time(), dt.UTC).timestamp())
         self.end_ts = self.start_ts + days * DAY
         span = range(self.OFF_LO, days + 3)
@@ -138,6 +244,7 @@ class World:
             [weekday_factor[(start_date + dt.timedelta(d)).weekday()] for d in range(days)], np.float32)
         self.campaigns = campaign_plan(days)
         self.pid_width = max(7, len(str(players - 1)))
+        self.nat_ip = np.random.default_rng([seed, 19]).integers(0, 2**24, (len(COUNTRIES), NAT_GATEWAYS))
 
     def utc(self, cc: np.ndarray, day: np.ndarray, local_seconds: np.ndarray) -> np.ndarray:
         """UTC epoch seconds of a local time of day on day ``day`` (relative to start)."""
@@ -174,17 +281,33 @@ def group_first(counts: np.ndarray) -> np.ndarray:
     return np.repeat(starts, counts)
 
 
+# A postcode in the country's format from the number ``pc`` (UK "AB12 3CD", MT "ABC 1234",
+# NL "1234 AB", SE "123 45", DE "12345").
+_L = "chr(CAST(65 + pc // {} % 26 AS INTEGER))"
+_POSTCODE = (
+    "CASE country WHEN 'UK' THEN " + _L.format(1) + " || " + _L.format(26) + " || (1 + pc // 676 % 20) || ' ' "
+    "|| (pc // 13520 % 10) || " + _L.format(135200) + " || " + _L.format(3515200) + " "
+    "WHEN 'MT' THEN " + _L.format(1) + " || " + _L.format(26) + " || " + _L.format(676) + " || ' ' "
+    "|| (1000 + pc // 17576 % 9000) "
+    "WHEN 'NL' THEN (1000 + pc % 9000) || ' ' || " + _L.format(9000) + " || " + _L.format(234000) + " "
+    "WHEN 'SE' THEN (100 + pc % 900) || ' ' || lpad(CAST(pc // 900 % 100 AS VARCHAR), 2, '0') "
+    "ELSE lpad(CAST(1000 + pc % 99000 AS VARCHAR), 5, '0') END"
+)
+
 # Per family: columns that are codes into a dictionary, trace_id expression, payload expression.
 FAMILIES: dict[str, tuple[dict[str, tuple[str, ...]], str, str]] = {
     "reg": (
-        {"country": COUNTRIES, "region": REGIONS, "locale": LOCALES, "tz": TIMEZONES, "dial": DIAL},
+        {"country": COUNTRIES, "region": REGIONS, "locale": LOCALES, "tz": TIMEZONES, "dial": DIAL,
+         "fname": NAME_FORMS, "lname": NAME_FORMS, "street": STREET_FORMS},
         "'r' || pg",
         "json_object('country', country, 'region', region, 'locale', locale, 'timezone', tz, "
         "'birth_date', strftime(birth, '%Y-%m-%d'), 'currency', cur, "
         "'email', 'player' || pg || '@example.com', 'phone', dial || ' ' || phone, "
         "'device_id', 'dev_' || device, "
         "'ip', '10.' || (ip // 65536) || '.' || (ip // 256 % 256) || '.' || (ip % 256), "
-        "'age_verified', kyc)",
+        "'age_verified', kyc, 'first_name', fname, 'last_name', lname, "
+        "'address', CASE WHEN country IN ('UK', 'MT') THEN house || ' ' || street ELSE street || ' ' || house END, "
+        "'postcode', " + _POSTCODE + ")",
     ),
     "upd": (
         {},
@@ -214,11 +337,12 @@ FAMILIES: dict[str, tuple[dict[str, tuple[str, ...]], str, str]] = {
         "'session_id', '{sp}' || sid)",
     ),
     "pay": (
-        {"psp": PSPS, "method": METHODS, "reason": FAIL_REASONS + REFUND_REASONS},
+        {"psp": PSPS, "method": METHODS, "reason": FAIL_REASONS + REFUND_REASONS, "ipre": INSTRUMENT_PREFIX},
         "'p' || tr",
         "CASE WHEN reason IS NULL THEN json_object('amount', amount, 'currency', cur, 'psp', psp, "
-        "'method', method) ELSE json_object('amount', amount, 'currency', cur, 'psp', psp, "
-        "'method', method, 'reason_code', reason) END",
+        "'method', method, 'payment_instrument', ipre || '_' || printf('%012x', inst)) "
+        "ELSE json_object('amount', amount, 'currency', cur, 'psp', psp, "
+        "'method', method, 'reason_code', reason, 'payment_instrument', ipre || '_' || printf('%012x', inst)) END",
     ),
     "wallet": (
         {"reason": WALLET_REASONS},
