@@ -20,6 +20,37 @@ from ml import models as _models
 
 SCORES_TABLE = "player_scores"
 RECS_TABLE = "game_recommendations"  # next best game per player and as-of date (crm.campaigns.next_game)
+CLUSTERS_TABLE = "player_clusters"  # linked accounts (crm.risk.linking): one row per account with a link
+# What a list reads of an account's cluster: whether another account of it is self-excluded (now, or
+# ended and not played since: the person's own exclusion rules), and one such account (for explain).
+LINKED_EXCLUSION_COLUMNS = ("linked_self_excluded", "linked_excluded_player")
+
+
+def linked_exclusion(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
+    """(select columns, join) that add :data:`LINKED_EXCLUSION_COLUMNS` to a query over
+    ``dim_player`` (aliased ``d`` or ``p``, joined on ``player_id``): NULL for an account with no
+    link. Without a clusters table (the linking step has not run yet) both columns are NULL.
+
+    An account is linked to another when the linking step put them in one cluster (pairs sharing
+    identifiers of two independent kinds, docs/abuse.md): the same person, so the other account's
+    self-exclusion is theirs too (the ``linked_self_excluded`` rule of the rule table)."""
+    cols = ", ".join(f"lx.{ident(c)}" for c in LINKED_EXCLUSION_COLUMNS)
+    if not table_exists(con, CLUSTERS_TABLE):
+        return ", NULL::BOOLEAN AS linked_self_excluded, NULL::VARCHAR AS linked_excluded_player", ""
+    return ", " + cols, f"""
+        LEFT JOIN (
+            SELECT c.player_id,
+                   bool_or(coalesce(o.self_excluded_now, false) OR (coalesce(o.ever_self_excluded, false)
+                           AND NOT coalesce(o.returned_after_exclusion, false))) AS linked_self_excluded,
+                   min(o.player_id) FILTER (WHERE coalesce(o.self_excluded_now, false)
+                           OR (coalesce(o.ever_self_excluded, false)
+                               AND NOT coalesce(o.returned_after_exclusion, false))) AS linked_excluded_player
+            FROM {ident(CLUSTERS_TABLE)} c
+            JOIN {ident(CLUSTERS_TABLE)} m ON m.brand_id = c.brand_id AND m.cluster_id = c.cluster_id
+                 AND m.player_id <> c.player_id
+            JOIN dim_player o ON o.brand_id = m.brand_id AND o.player_id = m.player_id
+            GROUP BY c.player_id
+        ) lx USING (player_id)"""
 
 
 @contextmanager
@@ -211,16 +242,18 @@ def read_audience(paths: Paths, as_of: dt.date) -> pd.DataFrame:
             f", s.{m}_score, s.{m}_model_version" if has_scores
             else f", NULL::DOUBLE AS {m}_score, NULL::VARCHAR AS {m}_model_version" for m in SCORE_MODELS)
         select_features = "".join(f", f.{ident(c)}" for c in feature_cols)
+        linked_cols, linked_join = linked_exclusion(con)
         has_recs = table_exists(con, RECS_TABLE)
         rec_col = ", r.game AS recommended_game" if has_recs else ", NULL::VARCHAR AS recommended_game"
         rec_join = (f"LEFT JOIN (SELECT player_id, game FROM {ident(RECS_TABLE)} WHERE as_of_date = $as_of "
                     "AND rank = 1) r USING (player_id)") if has_recs else ""
         return fetch_df(con, f"""
-            SELECT p.* {select_features} {score_cols} {rec_col}
+            SELECT p.* {select_features} {score_cols} {rec_col} {linked_cols}
             FROM dim_player p
             LEFT JOIN player_features f USING (player_id)
             {score_join}
             {rec_join}
+            {linked_join}
             ORDER BY p.player_id
         """, {"as_of": as_of} if has_scores or has_recs else None)
 

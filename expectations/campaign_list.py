@@ -77,6 +77,7 @@ SELECT l.player_id,
          CASE WHEN coalesce(p.self_excluded_now, true) THEN 'self-excluded' END,
          CASE WHEN coalesce(p.ever_self_excluded, true)
                    AND NOT coalesce(p.returned_after_exclusion, false) THEN 'excluded, not returned' END,
+         CASE WHEN coalesce(p.linked_self_excluded, false) THEN 'a linked account is self-excluded' END,
          CASE WHEN coalesce(p.cooling_off_now, true) THEN 'cooling off' END,
          CASE WHEN coalesce(p.harm_risk_flag, true) THEN 'harm risk' END,
          CASE WHEN NOT coalesce(
@@ -106,11 +107,12 @@ FROM lst l LEFT JOIN profile p USING (player_id)
 """
 
 
-# Columns the checks read; absent ones are NULL, which every check treats as failing.
+# Columns the checks read; absent ones are NULL, which every check but the linked one treats as failing.
 _PROFILE_COLUMNS = {
     "player_id": "VARCHAR", "country": "VARCHAR", "age_years": "DOUBLE", "self_excluded_now": "BOOLEAN",
     "ever_self_excluded": "BOOLEAN", "returned_after_exclusion": "BOOLEAN", "cooling_off_now": "BOOLEAN",
     "harm_risk_flag": "BOOLEAN", "consent_profiling": "BOOLEAN", "bonuses_received": "DOUBLE",
+    "linked_self_excluded": "BOOLEAN",  # NULL: no linked account (or linking never ran), not a failure
     **{f"consent_{ch}": "BOOLEAN" for ch in CHANNELS},
     **{f"consent_{ch}_products": "VARCHAR" for ch in CHANNELS},
     **{f"consent_{ch}_products_withdrawn": "VARCHAR" for ch in CHANNELS},

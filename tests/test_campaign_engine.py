@@ -290,6 +290,14 @@ def test_gate_recomputes_the_jurisdiction_rules_from_the_profile():
     v = dict(zip(rows["player_id"], recompute_violations(rows, aud2), strict=True))
     assert {p: (None if pd.isna(x) else x) for p, x in v.items()} == {
         "de": "no consent for product casino (DE)", "mt_withdrawn": "product casino withdrawn on email", "ok": None}
+    # a linked account's self-exclusion, as the warehouse joins it (NULL: no linked account)
+    aud3 = _audience(3).assign(player_id=["linked", "unlinked", "clear"], linked_self_excluded=[True, None, False],
+                               country="DE")
+    rows = build_list(spec, aud3.assign(linked_self_excluded=None), AS_OF).rows  # poisoned: the column dropped
+    v = dict(zip(rows["player_id"], recompute_violations(rows, aud3), strict=True))
+    assert {p: (None if pd.isna(x) else x) for p, x in v.items()} == {
+        "linked": "a linked account is self-excluded", "unlinked": None, "clear": None}
+    assert "linked" not in set(build_list(spec, aud3, AS_OF).rows["player_id"])
 
 
 def test_gate_checks_the_days_limits_across_lists():

@@ -102,6 +102,7 @@ def test_send_is_queued_with_its_basis_and_is_idempotent(svc):
     ({"consent_email": False}, "no_channel_consent"),
     ({"cooling_off_now": True}, "cooling_off"),
     ({"harm_risk_flag": True}, "harm_risk"),
+    ({"linked_self_excluded": True}, "linked_self_excluded"),  # another account of theirs is excluded
     ({"country": "UK", "age_verified": False}, "age_not_verified"),
 ])
 def test_a_send_is_refused_by_the_batch_rule_and_nothing_is_queued(svc, over, rule):

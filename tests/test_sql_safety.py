@@ -49,6 +49,8 @@ REVIEWED: dict[str, dict[str, str]] = {
         "fields": "'name': expression per column of DESCRIBE: the name through literal(), the column through "
                   "ident() inside a constant template of _SQL_JSON",
         "bounds": "min / max of DESCRIBE's date columns, each through ident()",
+        "linked_cols": "crm.warehouse.linked_exclusion(): module constant column names through ident()",
+        "linked_join": "crm.warehouse.linked_exclusion(): constant SQL, the clusters table through ident()",
         "', '.join((ident(c) for c in (*keys, *cols)))": "_copy_features: ml.features.FEATURE_NAMES present in "
                                                          "DESCRIBE player_features, and constant keys, each ident()",
         "', '.join((ident(c) for c in wanted))": "constant column names present in the query (DESCRIBE), ident()",
@@ -113,6 +115,8 @@ REVIEWED: dict[str, dict[str, str]] = {
         "select_features": "player_features column names, each through ident()",
         "rec_col": "constant SQL text",
         "rec_join": "built from RECS_TABLE through ident(); the date is bound ($as_of)",
+        "linked_cols": "linked_exclusion(): LINKED_EXCLUSION_COLUMNS (module constants) through ident()",
+        "linked_join": "linked_exclusion(): constant SQL, CLUSTERS_TABLE through ident()",
     },
     "crm/campaigns/next_game.py": {
         "pick": "module constant column names, each through ident()",

@@ -428,6 +428,14 @@ RULES: tuple[Rule, ...] = (
                                 zip(_col(df, "ever_self_excluded"), _col(df, "returned_after_exclusion"),
                                     strict=True)],
          reason="Was self-excluded and has not played again since the exclusion ended"),
+    Rule("linked_self_excluded", "no account linked to the player (the same person by shared identifiers) is "
+         "self-excluded, or was and has not played since",
+         lambda df, f, c, ctx: ~_flag(df, "linked_self_excluded", False),
+         lambda df, f, c, ctx: [f"linked_self_excluded={v} (linked account {p})" if v not in ("unknown", False)
+                                else f"linked_self_excluded={v}" for v, p in
+                                zip(_col(df, "linked_self_excluded"), _col(df, "linked_excluded_player"),
+                                    strict=True)],
+         reason="Another account of the same person is self-excluded"),
     Rule("cooling_off", "not in a cooling-off period",
          lambda df, f, c, ctx: ~_flag(df, "cooling_off_now", True),
          lambda df, f, c, ctx: [f"cooling_off_now={v}" for v in _col(df, "cooling_off_now")],
