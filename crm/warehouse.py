@@ -22,8 +22,14 @@ SCORES_TABLE = "player_scores"
 RECS_TABLE = "game_recommendations"  # next best game per player and as-of date (crm.campaigns.next_game)
 CLUSTERS_TABLE = "player_clusters"  # linked accounts (crm.risk.linking): one row per account with a link
 # What a list reads of an account's cluster: whether another account of it is self-excluded (now, or
-# ended and not played since: the person's own exclusion rules), and one such account (for explain).
+# ended and not played since: the person's own exclusion rules) or cooling off, and one such account.
 LINKED_EXCLUSION_COLUMNS = ("linked_self_excluded", "linked_excluded_player")
+
+
+# The other account's own state that stops the player: excluded now, ended and not played since, or
+# cooling off (a break the person asked for is theirs on every account, as an exclusion is)
+_STOPPED = ("(coalesce(o.self_excluded_now, false) OR coalesce(o.cooling_off_now, false) "
+            "OR (coalesce(o.ever_self_excluded, false) AND NOT coalesce(o.returned_after_exclusion, false)))")
 
 
 def linked_exclusion(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
@@ -40,11 +46,8 @@ def linked_exclusion(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
     return ", " + cols, f"""
         LEFT JOIN (
             SELECT c.player_id,
-                   bool_or(coalesce(o.self_excluded_now, false) OR (coalesce(o.ever_self_excluded, false)
-                           AND NOT coalesce(o.returned_after_exclusion, false))) AS linked_self_excluded,
-                   min(o.player_id) FILTER (WHERE coalesce(o.self_excluded_now, false)
-                           OR (coalesce(o.ever_self_excluded, false)
-                               AND NOT coalesce(o.returned_after_exclusion, false))) AS linked_excluded_player
+                   bool_or({_STOPPED}) AS linked_self_excluded,
+                   min(o.player_id) FILTER (WHERE {_STOPPED}) AS linked_excluded_player
             FROM {ident(CLUSTERS_TABLE)} c
             JOIN {ident(CLUSTERS_TABLE)} m ON m.brand_id = c.brand_id AND m.cluster_id = c.cluster_id
                  AND m.player_id <> c.player_id

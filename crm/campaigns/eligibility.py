@@ -429,7 +429,7 @@ RULES: tuple[Rule, ...] = (
                                     strict=True)],
          reason="Was self-excluded and has not played again since the exclusion ended"),
     Rule("linked_self_excluded", "no account linked to the player (the same person by shared identifiers) is "
-         "self-excluded, or was and has not played since",
+         "self-excluded or cooling off, or was excluded and has not played since",
          lambda df, f, c, ctx: ~_flag(df, "linked_self_excluded", False),
          lambda df, f, c, ctx: [f"linked_self_excluded={v} (linked account {p})" if v not in ("unknown", False)
                                 else f"linked_self_excluded={v}" for v, p in
