@@ -71,10 +71,10 @@ JSON_TYPES: dict[str, tuple[str, ...]] = {
 # Payload keys with direct identifiers (contact details, device and network identity, names, the
 # payment instrument): split off into the PII vault at landing and replaced by a keyed pseudonym
 # (crm.store.vault); no relation of the warehouse shows them (dbt macro pii_fields(), the same list).
-# The last three are derived at the split (crm.store.vault.derived_forms), never sent: keyed hashes of
+# The last four are derived at the split (crm.store.vault.derived_forms), never sent: keyed hashes of
 # the IP's network (/24, /64), of a name's variant-free form and of the normalized address + postcode,
 # so "J. Smith" and "John Smith" or "12 High St" and "12 high street" link without a clear value.
-DERIVED_PII_FIELDS = ("ip_net", "name_key", "address_key")
+DERIVED_PII_FIELDS = ("ip_net", "name_key", "name_key_swapped", "address_key")
 PII_FIELDS = ("email", "phone", "device_id", "ip", "first_name", "last_name", "full_name", "name",
               "address", "postcode", "card_number", "iban", "payment_instrument", *DERIVED_PII_FIELDS)
 

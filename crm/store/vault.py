@@ -122,6 +122,9 @@ _STREET_WORDS = {"street": "st", "road": "rd", "avenue": "ave", "av": "ave", "la
                  "court": "ct", "place": "pl", "square": "sq", "terrace": "ter", "crescent": "cres",
                  "close": "cl", "gardens": "gdns", "boulevard": "blvd", "highway": "hwy", "north": "n",
                  "south": "s", "east": "e", "west": "w", "apartment": "apt", "flat": "apt", "number": "no"}
+# the HMAC label of a derived key where it differs from its field: both name forms are hashed as
+# "name_key", so a swapped name's second form equals the first form of the name written right
+DERIVED_LABEL = {"name_key_swapped": "name_key"}
 _SOUNDEX = {**dict.fromkeys("bfpv", "1"), **dict.fromkeys("cgjkqsxz", "2"), **dict.fromkeys("dt", "3"),
             "l": "4", **dict.fromkeys("mn", "5"), "r": "6"}
 
@@ -149,19 +152,24 @@ def soundex(word: str) -> str:
     return (out + "000")[:4]
 
 
-def name_form(first: str, last: str) -> str | None:
-    """The form a name's variants share: the sorted initials of its words and the Soundex of its
-    longest word (ties: the smaller code). "John Smith", "Jon Smith", "J. Smith" and "Smith John"
-    all give ``js|S530``: the order of the fields, a misspelt vowel and an initial do not matter.
-    Coarse on purpose (John and James Smith share it): a weak attribute, weighted by its frequency."""
+def name_forms(first: str, last: str) -> list[str]:
+    """The forms a name's variants share: the sorted initials of its words and the Soundex of its
+    surname, and a second form with the first name taken as the surname (names arrive swapped,
+    "Smith John"), unless the first name is an initial. "John Smith", "Jon Smith", "J. Smith",
+    "john smith" and "Smith John" all have ``js|S530`` among their forms. ``last`` empty: ``first``
+    is a whole name, its last full word taken as the surname. Coarse on purpose (John and Jane Smith
+    share a form): a weak attribute, weighted by its frequency."""
     words = _tokens(f"{first} {last}")
     if len(words) < 2:
-        return None
-    full = [w for w in words if len(w) > 1]
-    if not full:
-        return None
-    longest = max(len(w) for w in full)
-    return "".join(sorted(w[0] for w in words)) + "|" + min(soundex(w) for w in full if len(w) == longest)
+        return []
+    initials = "".join(sorted(w[0] for w in words))
+    if last:
+        surname, given = "".join(_tokens(last)), "".join(_tokens(first))
+    else:
+        full = [w for w in words if len(w) > 1] or [""]
+        surname, given = full[-1], full[0] if len(full) > 1 else ""
+    forms = [f"{initials}|{soundex(w)}" for w in (surname, given) if len(w) > 1]
+    return list(dict.fromkeys(forms))
 
 
 def address_form(address: str, postcode: str) -> str | None:
@@ -192,15 +200,17 @@ def _text(payload: Mapping, key: str) -> str:
 
 def derived_forms(payload: Mapping) -> dict[str, str]:
     """The clear forms the derived keys are computed from (crm.contract.DERIVED_PII_FIELDS), from a
-    payload's clear identifiers: ``ip_net`` from ``ip``, ``name_key`` from first + last name (or a
+    payload's clear identifiers: ``ip_net`` from ``ip``, ``name_key`` and ``name_key_swapped`` (the
+    name read the other way round) from first + last name (or a
     full name), ``address_key`` from ``address`` + ``postcode``. Only the split sees them."""
     out = {}
     if (ip := _text(payload, "ip")) and (net := ip_network(ip)):
         out["ip_net"] = net
     first, last = _text(payload, "first_name"), _text(payload, "last_name")
     whole = _text(payload, "full_name") or _text(payload, "name")
-    if (form := name_form(first, last) if first and last else name_form(whole, "")) is not None:
-        out["name_key"] = form
+    forms = name_forms(first, last) if first and last else name_forms(whole, "")
+    for k, form in zip(("name_key", "name_key_swapped"), forms, strict=False):
+        out[k] = form
     if (form := address_form(_text(payload, "address"), _text(payload, "postcode"))) is not None:
         out["address_key"] = form
     return out
@@ -318,7 +328,7 @@ class Vault:
             # derived keys (crm.contract.DERIVED_PII_FIELDS): from the clear values, as keyed hashes only;
             # one sent by the casino was pseudonymised like any identifier above and is replaced here
             for k, form in derived_forms(payload).items():
-                out[k] = self.pseudonym(k, form)
+                out[k] = self.pseudonym(DERIVED_LABEL.get(k, k), form)
         return out, found
 
     # -- keys ----------------------------------------------------------------------------------

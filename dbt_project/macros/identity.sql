@@ -2,17 +2,18 @@
 
 {% macro identity_attribute_types() -%}
   {#- The payload keys whose pseudonyms link accounts, and the independent evidence each one is:
-      two accounts link only when they share values of two different types. An IP and its
-      network are one type, and so are a street address and its derived key. The rest of the
+      two accounts link only when they share values of two different types. An IP, its network,
+      a street address and its derived key are one type, `place`: a household's address and its
+      router's IP are one fact (where someone lives), not two, and counted apart they link every
+      family (measured: bench/abuse.py, BENCHMARKS.md). Both name forms are one type. The other
       identifiers (first / last name alone, postcode alone, a full name's exact spelling) are kept
-      in int_player_identifiers but link nothing: too common on their own, and name_key covers
-      a name's variants. -#}
+      in int_player_identifiers but link nothing: too common on their own, and name_key covers a
+      name's variants. -#}
   {{- return({
       'device_id': 'device',
-      'ip': 'network', 'ip_net': 'network',
+      'ip': 'place', 'ip_net': 'place', 'address': 'place', 'address_key': 'place',
       'payment_instrument': 'payment', 'card_number': 'payment', 'iban': 'payment',
-      'address': 'address', 'address_key': 'address',
-      'name_key': 'name',
+      'name_key': 'name', 'name_key_swapped': 'name',
       'email': 'contact', 'phone': 'contact'
   }) -}}
 {%- endmacro %}
