@@ -356,7 +356,7 @@ class Identities:
     # ---------------------------------------------------------------- hunters
     def hunt(self) -> None:
         """The bonus hunters' lives: soon after registering the smallest deposit, the welcome bonus
-        (100% of it), about the wagering it requires (x35, UK x10) at 1-2.5 EUR a round on low-edge
+        (100% of it), about the wagering it requires (x35, UK x10) at 0.5-1.5 EUR a round on low-edge
         table (and some live) games in one to three sessions, the bonus consumed, a withdrawal of
         what is left; then nothing. Ids continue the chunk's (sessions, payments, bonuses)."""
         ch, rng, w = self.ch, self.rng, self.ch.w
@@ -378,7 +378,7 @@ class Identities:
         wagering = np.where(cc == UK, 10, 35)
         bonus = dict(template=0, offer=0, cost=dep, wagering=wagering, campaign=-1, bid=ch.bid_next + np.arange(H))
         ch.emit("bonus", ET["bonus.issued"], cap + rng.uniform(5.0, 60.0, H), h, **bonus)
-        # games: the requirement (and a little more) in stakes of 1-2.5 EUR a round
+        # games: the requirement (and a little more) in small stakes
         need = wagering * dep * rng.uniform(1.0, 1.08, H)
         spr = rng.uniform(*HUNT_STAKE_EUR, H) * FX[cc] * 100
         ng = np.maximum(1, np.ceil(need / (30 * spr))).astype(np.int64)
@@ -428,9 +428,9 @@ class Identities:
         sorted by player and role. Called once the chunk's events are drawn: an instrument counts as
         shared only where both accounts paid with it."""
         ch = self.ch
-        paid = np.zeros(ch.n, bool)  # paid with the instrument at their usual provider
+        paid = np.zeros(ch.n, bool)  # an event names the instrument at their usual provider
         for _, _, p, cols in ch.parts.get("pay", []):
-            paid[p[cols["psp"] == ch.psp[p]]] = True
+            paid[p[(cols["psp"] == ch.psp[p]) & (cols["inst"] >= 0)]] = True
         bits = 1 << np.arange(len(ATTRIBUTES))
         rows: list[tuple[np.ndarray, ...]] = []
         ring_of = np.full(ch.n, -1)

@@ -30,6 +30,7 @@ from crm.simulator.world import (
     GAMES_LAM,
     HAZARD,
     INF,
+    INSTRUMENT_EVENTS,
     NL,
     PSP_METHOD,
     REGION_N,
@@ -49,6 +50,7 @@ from crm.simulator.world import (
 
 # Families whose events a bonus hunter's main-stream life does not emit (crm.simulator.abuse draws it).
 HUNTER_DROPS = frozenset(("upd", "session", "bet", "pay", "wallet", "bonus", "limit", "reality", "exclusion", "crm"))
+_INSTRUMENT_ET = np.array([ET[t] for t in INSTRUMENT_EVENTS], np.int16)
 
 # How much of a player's response to a campaign is their lasting promo sensitivity (the correlation
 # of the latent draw across campaigns), and how strongly it raises their take-up of offers (log scale).
@@ -105,7 +107,8 @@ class Chunk:
                 if len(p) == 0:
                     return
         if fam == "pay":
-            cols |= {"inst": self.ids.instrument(p, cols["psp"]), "ipre": cols["method"]}
+            named = np.isin(et, _INSTRUMENT_ET)
+            cols |= {"inst": np.where(named, self.ids.instrument(p, cols["psp"]), -1), "ipre": cols["method"]}
         self.parts.setdefault(fam, []).append((et, np.floor(ts).astype(np.int64), p, cols))
 
     def outside_block(self, p: np.ndarray, ts: np.ndarray) -> np.ndarray:
