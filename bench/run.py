@@ -4,7 +4,8 @@
                         [--lists-players 1000000] [--gates/--no-gates] [--gates-repeat 1]
                         [--landing-players 200000] [--service-rate 200] [--service-seconds 25]
                         [--service-stores sqlite,postgres] [--triggers-rates 25,50,100]
-                        [--spark-players 200000] [--only simulator,landing,refresh,spark,service,triggers]
+                        [--spark-players 200000] [--abuse-sizes 20000]
+                        [--only simulator,landing,refresh,spark,service,triggers,abuse]
 
 * simulator: events/s and peak memory (max RSS of the simulating process) per size;
 * landing (`crm ingest`: the contract checks and normalization) against one bare DuckDB copy of
@@ -32,6 +33,9 @@
 * real-time triggers (issue 15): a casino's event mix posted to `POST /v1/events` at steady rates
   (--triggers-rates events/s), event to the help message's SMTP receipt, the highest rate with
   p95 under 1 s, and the share of triggered sends the rules refused, by rule (bench.triggers).
+* ring detection (issue 19): entity resolution over the identifiers' pseudonyms (player_clusters)
+  against the simulator's planted rings, beside "any shared attribute" and "same ip" linking, and
+  the linking step's time and peak memory, at each of --abuse-sizes (bench.abuse).
 
 --only runs some steps, e.g. `make bench BENCH_ARGS="--only service"`.
 
@@ -55,7 +59,7 @@ from pathlib import Path
 from crm.config import DBT_PROJECT_DIR, Paths, crm_home
 
 BIN = Path(sys.executable).parent
-STEPS = ("simulator", "landing", "refresh", "policy", "spark", "service", "triggers")
+STEPS = ("simulator", "landing", "refresh", "policy", "spark", "service", "triggers", "abuse")
 
 
 def run_timed(cmd: list[str], env: dict[str, str], check: bool = True,
@@ -246,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy-sizes", default="20000,200000",
                     help="players per targeting-policy comparison (python -m bench.policy --sizes)")
     ap.add_argument("--policy-seeds", type=int, default=5, help="simulator seeds per policy size")
+    ap.add_argument("--abuse-sizes", default="20000",
+                    help="players per ring-detection run (bench.abuse; the issue's large size: 20000,1000000)")
     ap.add_argument("--only", default=",".join(STEPS),
                     help=f"the steps to run, a comma list of {', '.join(STEPS)} (default: all)")
     args = ap.parse_args(argv)
@@ -300,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
                                "--seconds", str(args.triggers_seconds), "--stores", args.service_stores,
                                "--work", str(root)], os.environ.copy())
         report["triggers"] = json.loads(out)
+    for n in [int(x) for x in args.abuse_sizes.split(",") if x and "abuse" in only]:
+        print(f"ring detection: {n:,} players x {args.days} days (python -m bench.abuse) ...", flush=True)
+        _, _, out = run_timed([sys.executable, "-m", "bench.abuse", "--players", str(n), "--days", str(args.days),
+                               "--keep", str(root / f"abuse_{n}"), "--json"], os.environ.copy())
+        report.setdefault("abuse", []).append(json.loads(out))
 
     # the measurements are saved before anything is printed: a printing bug never loses an hour of them
     out = crm_home() / "bench" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
@@ -399,6 +410,11 @@ def print_report(report: dict) -> None:
         print("\nReal-time triggers: an event mix posted to /v1/events, event to the help message's SMTP receipt, vs "
               "the target p95 < 1 s (python -m bench.triggers)")
         print(triggers_table(report["triggers"]))
+    for r in report.get("abuse", []):
+        from bench.abuse import format_table as abuse_table
+
+        print("\nRing detection: player_clusters vs naive linking, against the truth (python -m bench.abuse)")
+        print(abuse_table(r))
 
 
 if __name__ == "__main__":
