@@ -243,18 +243,21 @@ def test_bonus_hunters_deposit_the_minimum_wager_the_requirement_and_withdraw(co
 
 
 # --------------------------------------------------------------------------- innocent sharing
-@pytest.mark.parametrize("kind", ["ip", "ip_net", "device_id", "address", "name"])
+@pytest.mark.parametrize("kind", ["ip", "ip_net", "device_id", "address", "name", "payment_instrument"])
 def test_innocents_outnumber_abusers_among_accounts_sharing_an_identifier(con, kind):
     """Naive linking on any one shared identifier finds mostly innocent accounts (families, offices,
     a carrier's NAT, namesakes); the abusers are ring accounts, hunters, re-registrations and the
     self-excluded players they belong to."""
-    col = {"name": "lower(first_name) || ' ' || lower(last_name)",
-           "address": "address || postcode"}.get(kind, kind)
+    values = {"name": "SELECT player_id, lower(first_name) || ' ' || lower(last_name) AS v FROM reg",
+              "address": "SELECT player_id, address || postcode AS v FROM reg",
+              "payment_instrument": "SELECT player_id, instrument AS v FROM inst"}.get(
+                  kind, f"SELECT player_id, {kind} AS v FROM reg")
     sharing, abusive = con.execute(f"""
-        WITH v AS (SELECT player_id, {col} AS v FROM reg),
-        s AS (SELECT v FROM v GROUP BY 1 HAVING count(*) >= 2),
+        WITH v AS ({values}),
+        s AS (SELECT v FROM v GROUP BY 1 HAVING count(DISTINCT player_id) >= 2),
         bad AS (SELECT player_id FROM t WHERE role IN {ABUSERS} UNION SELECT linked_to FROM t)
-        SELECT count(*), count(*) FILTER (WHERE player_id IN (SELECT player_id FROM bad))
+        SELECT count(DISTINCT player_id),
+               count(DISTINCT player_id) FILTER (WHERE player_id IN (SELECT player_id FROM bad))
         FROM v WHERE v IN (SELECT v FROM s)""").fetchone()
     assert abusive > 0 and sharing - abusive > abusive, (kind, sharing, abusive)
 

@@ -25,11 +25,19 @@ The world it simulates, in short:
   in the truth), which also raises their take-up of reload, cashback and free-spin
   bonuses and how often they wager a bonus through, so past bonus behaviour tells
   something of how they will respond;
-* optional dirty records (``dirty_rate``) to exercise quarantine.
+* optional dirty records (``dirty_rate``) to exercise quarantine;
+* identities and planted abuse (:mod:`crm.simulator.abuse`, rates ``abuse``, default
+  :data:`~crm.simulator.world.ABUSE`): names, addresses and payment instruments for everyone;
+  multi-account rings registered in bursts, bonus hunters (the smallest deposit, the welcome
+  bonus, its wagering on low-edge games, a withdrawal), self-excluded players' new accounts, and
+  innocent sharing (families, offices, a carrier's NAT) that defeats linking on any one
+  identifier. Its truth: ``truth/abuse_accounts.parquet``.
 
 Everything is drawn from ``np.random.default_rng([seed, chunk])`` (and
 ``[seed, chunk, 1]`` for dirty records, so the clean events do not depend on
-``dirty_rate``): the same arguments give byte-identical files. Payload JSON is
+``dirty_rate``; ``[seed, chunk, 19]`` for identities and abuse, which change values only, so a
+player outside every abuse or sharing group lives the same life whatever the rates): the same
+arguments give byte-identical files. Payload JSON is
 serialised by DuckDB (``json_object``); rows are written in ``occurred_at`` order.
 
 Encoding notes for the pipeline:
@@ -42,10 +50,13 @@ Encoding notes for the pipeline:
 * only ``player.registered`` and its ``consent.granted`` (source ``registration``)
   may precede ``start_date``; everything else lies in ``[start_date, end_date]``.
 * payload keys beyond the contract: ``bonus_id`` on bonus.* (links issued ->
-  consumed | expired). Optional keys are omitted, never null: ``until`` is absent
-  for an indefinite self-exclusion, ``reason_code`` only on payment.failed /
-  payment.refund, ``campaign_id`` only on campaign bonuses, ``duration_s`` only
-  on session.ended.
+  consumed | expired); ``first_name``, ``last_name``, ``address``, ``postcode`` on
+  player.registered and ``payment_instrument`` (``card_`` / ``bank_`` / ``wallet_`` / ``voucher_``
+  + 12 hex digits) on payment.intent, payment.withdraw and payment.refund: PII keys
+  (:data:`crm.contract.PII_FIELDS`), in clear here, pseudonymised at landing. Optional keys
+  are omitted, never null: ``until`` is absent for an indefinite self-exclusion,
+  ``reason_code`` only on payment.failed / payment.refund, ``campaign_id`` only on campaign
+  bonuses, ``duration_s`` only on session.ended.
 * money: minor units of the player's currency (GBP, EUR, SEK); ``bet.settled``
   aggregates one game of a session (``rounds``, total ``stake`` and ``win``).
   ``bet.placed`` is rare (live/table), repeats the stake of the following
@@ -72,7 +83,10 @@ Encoding notes for the pipeline:
   a churned player may come back briefly if a campaign reactivates them.
   ``true_effect_ngr`` is the expected change in NGR (EUR cents, 7 days) including
   the bonus cost, so it is negative for non-responders of bonus campaigns.
-  Truth files describe the last run only (one seed).
+  Truth files describe the last run only (one seed). ``abuse_accounts``: a row per (player,
+  role) of :data:`crm.simulator.abuse.ROLES`, ``ring_id`` (unique in the run), ``linked_to`` (a
+  re-registration's excluded player), ``shared_attributes`` (see :mod:`crm.simulator.abuse`).
+  Bonus hunters' main-stream lives are not in the events, nor in the campaign truth and export.
 """
 
 from __future__ import annotations
@@ -135,7 +149,8 @@ def simulate(
     progress: bool = True,
     abuse: Abuse = ABUSE,
 ) -> SimulationSummary:
-    """Simulate ``players`` over ``days`` days from ``start_date`` and write raw event files."""
+    """Simulate ``players`` over ``days`` days from ``start_date`` and write raw event files
+    (``abuse``: the rates of planted abuse and sharing; :data:`~crm.simulator.world.NO_ABUSE` for none)."""
     if fmt not in ("parquet", "jsonl"):
         raise ValueError(f"fmt must be 'parquet' or 'jsonl', not {fmt!r}")
     if players < 1 or days < 1 or chunk_players < 1:
