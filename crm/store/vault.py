@@ -193,6 +193,9 @@ def ip_network(ip: str) -> str | None:
     return str(ipaddress.ip_network(f"{addr}/{24 if addr.version == 4 else 64}", strict=False))
 
 
+_DERIVED_FROM = frozenset({"ip", "first_name", "last_name", "full_name", "name", "address", "postcode"})
+
+
 def _text(payload: Mapping, key: str) -> str:
     v = payload.get(key)
     return str(v) if isinstance(v, str | int | float) and not isinstance(v, bool) and not is_pseudonym(v) else ""
@@ -203,6 +206,8 @@ def derived_forms(payload: Mapping) -> dict[str, str]:
     payload's clear identifiers: ``ip_net`` from ``ip``, ``name_key`` and ``name_key_swapped`` (the
     name read the other way round) from first + last name (or a
     full name), ``address_key`` from ``address`` + ``postcode``. Only the split sees them."""
+    if payload.keys().isdisjoint(_DERIVED_FROM):  # most events (payments: an instrument only)
+        return {}
     out = {}
     if (ip := _text(payload, "ip")) and (net := ip_network(ip)):
         out["ip_net"] = net
