@@ -152,6 +152,13 @@ def test_a_value_shared_by_hundreds_is_discounted(linked_home):
     assert query(linked_home, "SELECT count(*) FROM fct_identity_links WHERE player_a = 'h000'") == [(0,)]
 
 
+def test_staging_events_still_drop_every_identifier_key(linked_home):
+    # the derived keys are PII_FIELDS too: stg_casino__events (without_pii) nulls them like the others
+    assert query(linked_home, "SELECT count(*) FROM stg_casino__events WHERE payload LIKE '%pii1:%'") == [(0,)]
+    assert query(linked_home, "SELECT count(DISTINCT attribute) FROM int_player_identifiers "
+                              "WHERE attribute IN ('ip_net', 'name_key', 'name_key_swapped', 'address_key')") == [(4,)]
+
+
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
           phases=(Phase.explicit, Phase.reuse, Phase.generate))  # a dbt build per example: no shrinking
 @given(batch=st.lists(st.fixed_dictionaries({k: values for k in (
