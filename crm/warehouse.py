@@ -21,6 +21,10 @@ from ml import models as _models
 SCORES_TABLE = "player_scores"
 RECS_TABLE = "game_recommendations"  # next best game per player and as-of date (crm.campaigns.next_game)
 CLUSTERS_TABLE = "player_clusters"  # linked accounts (crm.risk.linking): one row per account with a link
+RISK_FLAGS_TABLE = "player_risk_flags"  # abuse risk flags after review (crm.risk.review)
+# What a list reads of the risk flags: whether the player is flagged for bonus abuse (pending review or
+# confirmed), and the review's state.
+RISK_FLAG_COLUMNS = ("risk_flagged", "risk_review")
 # What a list reads of an account's cluster: whether another account of it is self-excluded (now, or
 # ended and not played since: the person's own exclusion rules) or cooling off, and one such account.
 LINKED_EXCLUSION_COLUMNS = ("linked_self_excluded", "linked_excluded_player")
@@ -32,28 +36,41 @@ _STOPPED = ("(coalesce(o.self_excluded_now, false) OR coalesce(o.cooling_off_now
             "OR (coalesce(o.ever_self_excluded, false) AND NOT coalesce(o.returned_after_exclusion, false)))")
 
 
-def linked_exclusion(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
-    """(select columns, join) that add :data:`LINKED_EXCLUSION_COLUMNS` to a query over
-    ``dim_player`` (aliased ``d`` or ``p``, joined on ``player_id``): NULL for an account with no
-    link. Without a clusters table (the linking step has not run yet) both columns are NULL.
+def abuse_columns(con: duckdb.DuckDBPyConnection, dim: str) -> tuple[str, str]:
+    """(select columns, joins) that add :data:`LINKED_EXCLUSION_COLUMNS` and
+    :data:`RISK_FLAG_COLUMNS` to a query over ``dim_player`` aliased ``dim`` (``p`` or ``d``), by
+    brand and player: NULL for an account with no link or no risk score (also when the linking or
+    scoring step has not run yet). The risk flag is :mod:`crm.risk.review`'s (a score above the
+    threshold, reviewed or waiting).
 
     An account is linked to another when the linking step put them in one cluster (pairs sharing
     identifiers of two independent kinds, docs/abuse.md): the same person, so the other account's
     self-exclusion is theirs too (the ``linked_self_excluded`` rule of the rule table)."""
+    if dim not in ("p", "d"):  # an alias of the callers' constant SQL, never outside text
+        raise ValueError(f"dim_player's alias must be p or d, not {dim!r}")
+    on = "ON {a}.brand_id = " + dim + ".brand_id AND {a}.player_id = " + dim + ".player_id"
+    if table_exists(con, RISK_FLAGS_TABLE):
+        flag_cols = ", rf.risk_flagged, rf.risk_review"
+        flag_join = (" LEFT JOIN (SELECT brand_id, player_id, bool_or(flagged) AS risk_flagged, "
+                     f"min(review) AS risk_review FROM {ident(RISK_FLAGS_TABLE)} GROUP BY brand_id, player_id) rf "
+                     + on.format(a="rf"))
+    else:
+        flag_cols, flag_join = ", NULL::BOOLEAN AS risk_flagged, NULL::VARCHAR AS risk_review", ""
     cols = ", ".join(f"lx.{ident(c)}" for c in LINKED_EXCLUSION_COLUMNS)
     if not table_exists(con, CLUSTERS_TABLE):
-        return ", NULL::BOOLEAN AS linked_self_excluded, NULL::VARCHAR AS linked_excluded_player", ""
-    return ", " + cols, f"""
+        return (", NULL::BOOLEAN AS linked_self_excluded, NULL::VARCHAR AS linked_excluded_player" + flag_cols,
+                flag_join)
+    return ", " + cols + flag_cols, flag_join + f"""
         LEFT JOIN (
-            SELECT c.player_id,
+            SELECT c.brand_id, c.player_id,
                    bool_or({_STOPPED}) AS linked_self_excluded,
                    min(o.player_id) FILTER (WHERE {_STOPPED}) AS linked_excluded_player
             FROM {ident(CLUSTERS_TABLE)} c
             JOIN {ident(CLUSTERS_TABLE)} m ON m.brand_id = c.brand_id AND m.cluster_id = c.cluster_id
                  AND m.player_id <> c.player_id
             JOIN dim_player o ON o.brand_id = m.brand_id AND o.player_id = m.player_id
-            GROUP BY c.player_id
-        ) lx USING (player_id)"""
+            GROUP BY c.brand_id, c.player_id
+        ) lx """ + on.format(a="lx")
 
 
 @contextmanager
@@ -245,7 +262,7 @@ def read_audience(paths: Paths, as_of: dt.date) -> pd.DataFrame:
             f", s.{m}_score, s.{m}_model_version" if has_scores
             else f", NULL::DOUBLE AS {m}_score, NULL::VARCHAR AS {m}_model_version" for m in SCORE_MODELS)
         select_features = "".join(f", f.{ident(c)}" for c in feature_cols)
-        linked_cols, linked_join = linked_exclusion(con)
+        linked_cols, linked_join = abuse_columns(con, "p")
         has_recs = table_exists(con, RECS_TABLE)
         rec_col = ", r.game AS recommended_game" if has_recs else ", NULL::VARCHAR AS recommended_game"
         rec_join = (f"LEFT JOIN (SELECT player_id, game FROM {ident(RECS_TABLE)} WHERE as_of_date = $as_of "

@@ -87,6 +87,7 @@ SELECT l.player_id,
          CASE WHEN ({scored}) AND NOT coalesce(p.consent_profiling, false)
               THEN 'scored without profiling consent' END,
          CASE WHEN {bonus} AND {nl} AND coalesce(p.age_years, 0) < 24 THEN 'bonus under 24 (NL)' END,
+         CASE WHEN {bonus} AND coalesce(p.risk_flagged, false) THEN 'bonus to a player flagged for abuse' END,
          CASE WHEN {bonus} AND {uk} AND coalesce(l.offer_wagering, 1e9) > 10 THEN 'wagering over 10x (UK)' END,
          CASE WHEN {bonus} AND {se} AND coalesce(p.bonuses_received, 1) > 0
               THEN 'bonus after a first bonus (SE)' END,
@@ -113,6 +114,7 @@ _PROFILE_COLUMNS = {
     "ever_self_excluded": "BOOLEAN", "returned_after_exclusion": "BOOLEAN", "cooling_off_now": "BOOLEAN",
     "harm_risk_flag": "BOOLEAN", "consent_profiling": "BOOLEAN", "bonuses_received": "DOUBLE",
     "linked_self_excluded": "BOOLEAN",  # NULL: no linked account (or linking never ran), not a failure
+    "risk_flagged": "BOOLEAN",  # NULL: not scored (or scoring never ran), not a failure
     **{f"consent_{ch}": "BOOLEAN" for ch in CHANNELS},
     **{f"consent_{ch}_products": "VARCHAR" for ch in CHANNELS},
     **{f"consent_{ch}_products_withdrawn": "VARCHAR" for ch in CHANNELS},

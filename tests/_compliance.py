@@ -38,7 +38,7 @@ def _mostly(good, *bad):
 
 
 CLEAN = {"age_verified": True, "self_excluded_now": False, "ever_self_excluded": False,
-         "linked_self_excluded": None,
+         "linked_self_excluded": None, "risk_flagged": None,
          "returned_after_exclusion": False, "cooling_off_now": False, "harm_risk_flag": False,
          "consent_profiling": True, "bonuses_received": 0}
 
@@ -68,6 +68,8 @@ def profiles(draw, max_players: int = 40, clean_share: float = 0.0) -> pd.DataFr
             "cooling_off_now": draw(_mostly(False, True, None)),
             # another account of the same person self-excluded (None: no linked account)
             "linked_self_excluded": draw(st.sampled_from([None, None, None, False, True])),
+            # flagged for bonus abuse (None: not scored)
+            "risk_flagged": draw(st.sampled_from([None, None, None, False, True])),
             "harm_risk_flag": draw(_mostly(False, True, None)),
             "consent_profiling": draw(_mostly(True, False, None)),
             "bonuses_received": draw(st.sampled_from([0, 0, 0, 1, 3, None])),
@@ -340,6 +342,8 @@ def oracle_reasons(row: dict, c: CampaignSpec, messages: list[dict] = (), calend
         out.append("excluded, not returned")
     if _true(row.get("linked_self_excluded")):
         out.append("linked account self-excluded")
+    if is_bonus and _true(row.get("risk_flagged")):
+        out.append("bonus to a player flagged for abuse")
     if row.get("cooling_off_now") is not False or row.get("harm_risk_flag") is not False:
         out.append("cooling off or harm")
     if not _true(row.get(f"consent_{c.channel}")):

@@ -63,6 +63,8 @@ def test_hand_picked_players():
         "linked_excluded": ({"linked_self_excluded": True, "linked_excluded_player": "p_other"},
                             "linked_self_excluded"),
         "linked_not_excluded": ({"linked_self_excluded": False}, None),
+        "risk_flagged_bonus": ({"risk_flagged": True, "risk_review": "pending"}, "bonus_risk_flagged"),
+        "risk_cleared": ({"risk_flagged": False, "risk_review": "cleared"}, None),
         "minor": ({"age_years": 17}, "under_age"),
         "nl_23_bonus": ({"country": "NL", "age_years": 23}, "bonus_under_jurisdiction_age"),
         "uk_wagering_20x": ({"country": "UK"}, "wagering_over_cap"),

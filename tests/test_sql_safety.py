@@ -49,8 +49,8 @@ REVIEWED: dict[str, dict[str, str]] = {
         "fields": "'name': expression per column of DESCRIBE: the name through literal(), the column through "
                   "ident() inside a constant template of _SQL_JSON",
         "bounds": "min / max of DESCRIBE's date columns, each through ident()",
-        "linked_cols": "crm.warehouse.linked_exclusion(): module constant column names through ident()",
-        "linked_join": "crm.warehouse.linked_exclusion(): constant SQL, the clusters table through ident()",
+        "linked_cols": "crm.warehouse.abuse_columns(): module constant column names through ident()",
+        "linked_join": "crm.warehouse.abuse_columns(): constant SQL, the clusters table through ident()",
         "', '.join((ident(c) for c in (*keys, *cols)))": "_copy_features: ml.features.FEATURE_NAMES present in "
                                                          "DESCRIBE player_features, and constant keys, each ident()",
         "', '.join((ident(c) for c in wanted))": "constant column names present in the query (DESCRIBE), ident()",
@@ -104,6 +104,9 @@ REVIEWED: dict[str, dict[str, str]] = {
         "trace": "the simulator's trace-id SQL from module constants",
         "w.pid_width": "an integer (digits of the player id)",
     },
+    "crm/risk/review.py": {
+        "picked": "latest_scores: a constant list of column names, each through ident()",
+    },
     "crm/warehouse.py": {
         "where": "read_table: the caller's SQL filter with ? placeholders (callers: orchestration, literal text)",
         "', '.join((ident(c) for c in columns)) if columns else '*'": "read_table: each column name through ident()",
@@ -115,8 +118,8 @@ REVIEWED: dict[str, dict[str, str]] = {
         "select_features": "player_features column names, each through ident()",
         "rec_col": "constant SQL text",
         "rec_join": "built from RECS_TABLE through ident(); the date is bound ($as_of)",
-        "linked_cols": "linked_exclusion(): LINKED_EXCLUSION_COLUMNS (module constants) through ident()",
-        "linked_join": "linked_exclusion(): constant SQL, CLUSTERS_TABLE through ident()",
+        "linked_cols": "abuse_columns(): LINKED_EXCLUSION_COLUMNS (module constants) through ident()",
+        "linked_join": "abuse_columns(): constant SQL, CLUSTERS_TABLE through ident()",
     },
     "crm/campaigns/next_game.py": {
         "pick": "module constant column names, each through ident()",

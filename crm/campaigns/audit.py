@@ -72,7 +72,7 @@ from crm.store.audit_entries import witness, witnessed
 
 GENESIS = "0" * 64  # prev_hash of the first entry
 KINDS = ("campaign_changed", "approved", "rejected", "gate_override", "user_changed", "list_downloaded",
-         "player_forgotten", "template_reviewed", "config_changed")
+         "player_forgotten", "template_reviewed", "config_changed", "risk_reviewed")
 FIELDS = ("seq", "ts", "kind", "campaign_id", "spec_hash", "by", "reason", "details", "prev_hash", "hash")
 LOCK_TIMEOUT_S = 30.0
 

@@ -486,6 +486,12 @@ RULES: tuple[Rule, ...] = (
                                                              _col(df, "bonuses_received"), _col(df, "first_bonus_at"),
                                                              f["bonus_before"].tolist(), strict=True)],
          reason="Already had a bonus, and their country allows a bonus only once (Sweden)"),
+    Rule("bonus_risk_flagged", "bonus offers only to players not flagged for bonus abuse (a risk score above the "
+         "threshold waiting for review, or abuse confirmed by a reviewer)",
+         _bonus_only(lambda df, f, c, ctx: ~_flag(df, "risk_flagged", False)),
+         lambda df, f, c, ctx: [f"risk_flagged={v}, review {r}" if c.offer.is_bonus else _no_bonus_note(c)
+                                for v, r in zip(_col(df, "risk_flagged"), _col(df, "risk_review"), strict=True)],
+         reason="Flagged for bonus abuse (waiting for review, or confirmed)"),
     Rule("blackout", "the player's local send date is outside the calendar's blackout windows",
          lambda df, f, c, ctx: (f["blackout"].isna()).to_numpy(dtype=bool),
          lambda df, f, c, ctx: [f"local send date {'unknown' if pd.isna(d) else pd.Timestamp(d).date()}: "

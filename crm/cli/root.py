@@ -339,6 +339,7 @@ def _register_groups() -> None:
     from crm.cli.ml import ml_group
     from crm.cli.offers import offers_group
     from crm.cli.privacy import privacy_group
+    from crm.cli.risk import risk_group
     from crm.cli.service import api_events_group, api_keys_group, profiles_group, serve_cmd
     from crm.cli.templates import templates_group
     from crm.cli.triggers import journeys_group, triggers_group
@@ -351,6 +352,7 @@ def _register_groups() -> None:
     main.add_command(gate_group)
     main.add_command(serve_cmd)
     main.add_command(privacy_group)
+    main.add_command(risk_group)
     main.add_command(templates_group)
     main.add_command(api_keys_group)
     main.add_command(api_events_group)

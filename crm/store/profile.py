@@ -431,7 +431,7 @@ def _warehouse_state(paths: Paths, stop_event_ids: list[str]
     """The profile columns the sync reads itself (``df``: brand, player, as-of date, self-exclusion
     start), each profile's (brand, player, JSON) and the stop events the warehouse has seen."""
     from crm.sql import ident
-    from crm.warehouse import SCORES_TABLE, connect, fetch_df, linked_exclusion, table_exists
+    from crm.warehouse import SCORES_TABLE, abuse_columns, connect, fetch_df, table_exists
 
     with connect(paths) as con:
         params: list = []
@@ -451,8 +451,8 @@ def _warehouse_state(paths: Paths, stop_event_ids: list[str]
             # what a cashback offer is costed on (crm.campaigns.offers.cost_cents; none: its cap)
             extra.append("f." + ident(LOSS_COLUMN))
             joins.append("LEFT JOIN player_features f USING (player_id)")
-        # whether an account linked to the player is self-excluded (the rule table's linked_self_excluded)
-        linked_cols, linked_join = linked_exclusion(con)
+        # an account linked to the player self-excluded, the player's risk flag (the rule table reads both)
+        linked_cols, linked_join = abuse_columns(con, "d")
         query = (f"SELECT d.*{''.join(', ' + c for c in extra)}{linked_cols} FROM dim_player d {' '.join(joins)} "
                  f"{linked_join} ORDER BY brand_id, player_id")
         rows = _profiles_in_sql(con, query, params)
