@@ -27,7 +27,7 @@ RISK_FLAGS_TABLE = "player_risk_flags"  # abuse risk flags after review (crm.ris
 RISK_FLAG_COLUMNS = ("risk_flagged", "risk_review")
 # What a list reads of an account's cluster: whether another account of it is self-excluded (now, or
 # ended and not played since: the person's own exclusion rules) or cooling off, and one such account.
-LINKED_EXCLUSION_COLUMNS = ("linked_self_excluded", "linked_excluded_player")
+LINKED_EXCLUSION_COLUMNS = ("linked_self_excluded", "linked_excluded_player", "cluster_id")
 
 
 # The other account's own state that stops the player: excluded now, ended and not played since, or
@@ -58,13 +58,15 @@ def abuse_columns(con: duckdb.DuckDBPyConnection, dim: str) -> tuple[str, str]:
         flag_cols, flag_join = ", NULL::BOOLEAN AS risk_flagged, NULL::VARCHAR AS risk_review", ""
     cols = ", ".join(f"lx.{ident(c)}" for c in LINKED_EXCLUSION_COLUMNS)
     if not table_exists(con, CLUSTERS_TABLE):
-        return (", NULL::BOOLEAN AS linked_self_excluded, NULL::VARCHAR AS linked_excluded_player" + flag_cols,
+        return (", NULL::BOOLEAN AS linked_self_excluded, NULL::VARCHAR AS linked_excluded_player, "
+                "NULL::VARCHAR AS cluster_id" + flag_cols,
                 flag_join)
     return ", " + cols + flag_cols, flag_join + f"""
         LEFT JOIN (
             SELECT c.brand_id, c.player_id,
                    bool_or({_STOPPED}) AS linked_self_excluded,
-                   min(o.player_id) FILTER (WHERE {_STOPPED}) AS linked_excluded_player
+                   min(o.player_id) FILTER (WHERE {_STOPPED}) AS linked_excluded_player,
+                   any_value(c.cluster_id) AS cluster_id
             FROM {ident(CLUSTERS_TABLE)} c
             JOIN {ident(CLUSTERS_TABLE)} m ON m.brand_id = c.brand_id AND m.cluster_id = c.cluster_id
                  AND m.player_id <> c.player_id

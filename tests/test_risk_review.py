@@ -91,10 +91,12 @@ def test_flags_wait_for_review_keep_bonuses_away_and_follow_the_decisions(home):
     assert list(q["player_id"]) == ["p1", "q1"] and set(q["review"]) == {PENDING}  # highest score first
     assert write_flags(home) == {"scored": 4, "flagged": 3, PENDING: 3, CONFIRMED: 0, CLEARED: 0}
     bonus, news = listed(home, BONUS), listed(home, NEWS)
-    assert "p1" not in bonus and "q1" not in bonus and {"p2", "q2"} <= bonus  # flagged: no bonus
-    assert {"p1", "q1"} <= news  # a flag never stops a message without a bonus
+    assert "p1" not in bonus and "q1" not in bonus and "q2" in bonus  # flagged: no bonus
+    assert "p2" not in bonus  # p1's other account: the cluster's first account (p1) is the one offered it
+    assert {"p1", "q1", "p2"} <= news  # a flag never stops a message without a bonus
     built = build_list(BONUS, read_audience(home, AS_OF), AS_OF)
     assert built.suppression["first_failing_rule"]["bonus_risk_flagged"] == 2
+    assert built.suppression["first_failing_rule"]["cluster_took_offer"] == 1
 
     before = len(audit.read_entries(home))
     decide(home, "A", "q1", "clear", by="Rita Reviewer", reason="a family, checked the documents")
@@ -107,7 +109,7 @@ def test_flags_wait_for_review_keep_bonuses_away_and_follow_the_decisions(home):
     assert queue(home, ["A"]).empty
     write_flags(home)
     bonus = listed(home, BONUS)
-    assert "q1" in bonus and "p1" not in bonus
+    assert "q1" in bonus and "p1" not in bonus and "p2" not in bonus
 
     # new evidence for q1: flagged and waiting again; p1's score falls: still confirmed
     put_scores(home, [("A", "p1", 0.20, False, "ev-p1b"), ("A", "q1", 0.93, True, "ev-q1-new")])
@@ -153,3 +155,35 @@ def test_explain_shows_cluster_pseudonyms_score_and_review_for_the_brand_only(ho
     assert other.exit_code != 0 and "no player 'p1' of brand 'B'" in other.output
     q = CliRunner().invoke(main, ["risk", "queue", "--brand", "A", "--all"])
     assert q.exit_code == 0 and "A/p1" in q.output
+
+
+def test_a_bonus_goes_to_one_account_of_a_person_once(home):
+    """Bonus offers: one account of a cluster (the first by id) in a list, and none once another account
+    of the cluster got this campaign's bonus before; a message without a bonus reaches every account."""
+    from crm.campaigns.eligibility import Context, explain
+    from crm.campaigns.history import empty_history
+
+    with connect(home, read_only=False) as con:
+        con.execute("DROP TABLE IF EXISTS player_risk_flags")  # nobody flagged here
+    audience = read_audience(home, AS_OF)
+    assert audience.set_index("player_id").loc[["p1", "p2"], "cluster_id"].tolist() == ["A:p1", "A:p1"]
+    assert pd.isna(audience.set_index("player_id").loc["q1", "cluster_id"])
+    assert {"p1", "q1", "q2"} <= set(build_list(BONUS, audience, AS_OF).rows["player_id"])
+    assert "p2" not in set(build_list(BONUS, audience, AS_OF).rows["player_id"])
+    assert {"p1", "p2"} <= set(build_list(NEWS, audience, AS_OF).rows["player_id"])
+    # p2 got this campaign's bonus last week: p1 does not get it now; another campaign's bonus does not count
+    history = empty_history()
+    for cid in ("reload", "welcome"):
+        history.loc[len(history)] = {"player_id": "p2", "channel": "email", "campaign_id": cid, "dedup_key": cid,
+                                     "sent_at": pd.Timestamp("2025-09-24 10:00"), "is_bonus_offer": True,
+                                     "cost_cents": 1000, "offer_ends_at": pd.Timestamp("2025-09-25 10:00"),
+                                     "source": "outbox"}
+    ctx = Context(AS_OF, history=history[history["campaign_id"] == "reload"])
+    built = build_list(BONUS, audience, AS_OF, ctx)
+    assert not {"p1", "p2"} & set(built.rows["player_id"])
+    [rows] = explain(audience[audience["player_id"] == "p1"], BONUS, Context(AS_OF, history=history[
+        history["campaign_id"] == "reload"], clusters={"p1": "A:p1", "p2": "A:p1"}))
+    verdict = next(r for r in rows if r["rule"] == "cluster_took_offer")
+    assert verdict["verdict"] == "FAIL" and verdict["observed"] == "taken by linked account p2"
+    other = Context(AS_OF, history=history[history["campaign_id"] == "welcome"])
+    assert "p1" in set(build_list(BONUS, audience, AS_OF, other).rows["player_id"])

@@ -57,6 +57,9 @@ class Context:
     spent_cents: Mapping[str, int] = field(default_factory=dict)
     bonus_offered: frozenset[str] = frozenset()
     held_out: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # player -> their cluster of linked accounts (the same person: player_clusters), over the whole
+    # audience of the day (a cluster's other accounts may be outside a campaign's segment)
+    clusters: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def with_planned(self, planned: pd.DataFrame) -> Context:
         """This context plus the messages of a list built for the same day."""
@@ -251,6 +254,7 @@ def contact_features(df: pd.DataFrame, c: CampaignSpec, ctx: Context) -> pd.Data
     h = ctx.history
     h = h[h["player_id"].isin(pids)] if len(h) else h
     offered_before = np.isin(pids, list(ctx.bonus_offered)) if ctx.bonus_offered else np.zeros(n, bool)
+    out["cluster_offer_taken_by"] = _cluster_offer_taken(pids, c, ctx)
     if not len(h):
         zeros = np.zeros(n, dtype=np.int64)
         for col in ("channel_day", "channel_week", "all_day", "all_week", "duplicates", "bonus_offers_today",
@@ -299,6 +303,35 @@ def contact_features(df: pd.DataFrame, c: CampaignSpec, ctx: Context) -> pd.Data
     ever = agg["bonus_ever"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     out["bonus_before"] = ever | offered_before
     return pd.DataFrame(out, index=df.index)
+
+
+def _cluster_offer_taken(pids: np.ndarray, c: CampaignSpec, ctx: Context) -> np.ndarray:
+    """Per player of a bonus campaign: another account of their cluster that already got this
+    campaign's bonus offer (a bonus message or issued offer of the history with its dedup key), or,
+    failing that, the cluster's first account (by id) among this list's players, which is the one
+    that gets it; None when the offer is theirs to take (no cluster, or they are that first one)."""
+    out = np.full(len(pids), None, dtype=object)
+    if not c.offer.is_bonus or not ctx.clusters:
+        return out
+    clusters = ctx.clusters
+    mine = [(i, p, clusters.get(p)) for i, p in enumerate(pids) if clusters.get(p) is not None]
+    if not mine:
+        return out
+    takers: dict[str, set[str]] = {}
+    h = ctx.history
+    if len(h):
+        took = h[h["is_bonus_offer"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+                 & (h["dedup_key"] == c.dedup_key).to_numpy(dtype=bool)]
+        for p in took["player_id"].astype(str).unique():
+            if clusters.get(p) is not None:
+                takers.setdefault(clusters[p], set()).add(p)
+    first: dict[str, str] = {}
+    for _, p, k in sorted(mine, key=lambda t: t[1]):
+        first.setdefault(k, p)
+    for i, p, k in mine:
+        others = takers.get(k, set()) - {p}
+        out[i] = min(others) if others else (first[k] if first[k] != p else None)
+    return out
 
 
 # --------------------------------------------------------------------------- rules
@@ -492,6 +525,13 @@ RULES: tuple[Rule, ...] = (
          lambda df, f, c, ctx: [f"risk_flagged={v}, review {r}" if c.offer.is_bonus else _no_bonus_note(c)
                                 for v, r in zip(_col(df, "risk_flagged"), _col(df, "risk_review"), strict=True)],
          reason="Flagged for bonus abuse (waiting for review, or confirmed)"),
+    Rule("cluster_took_offer", "bonus offers: no other account of the player's cluster (the same person) already "
+         "got this campaign's bonus offer, or gets it in this list (the cluster's first account by id does)",
+         _bonus_only(lambda df, f, c, ctx: pd.isna(f["cluster_offer_taken_by"]).to_numpy(dtype=bool)),
+         lambda df, f, c, ctx: [(f"taken by linked account {t}" if isinstance(t, str) else
+                                 "no linked account took it") if c.offer.is_bonus else _no_bonus_note(c)
+                                for t in f["cluster_offer_taken_by"].tolist()],
+         reason="Another account of the same person already got this bonus offer"),
     Rule("blackout", "the player's local send date is outside the calendar's blackout windows",
          lambda df, f, c, ctx: (f["blackout"].isna()).to_numpy(dtype=bool),
          lambda df, f, c, ctx: [f"local send date {'unknown' if pd.isna(d) else pd.Timestamp(d).date()}: "

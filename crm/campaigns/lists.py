@@ -302,6 +302,10 @@ def build_list(spec: CampaignSpec, audience: pd.DataFrame, as_of: dt.date, conte
     ctx = context if context is not None else Context(as_of)
     if ctx.as_of != as_of:
         raise ValueError(f"context is for {ctx.as_of}, the list for {as_of}")
+    if not ctx.clusters and "cluster_id" in audience:  # the linked accounts of the whole audience
+        linked = audience[audience["cluster_id"].notna()]
+        ctx = replace(ctx, clusters=dict(zip(linked["player_id"].astype(str), linked["cluster_id"].astype(str),
+                                             strict=True)))
     ctx, sent = campaign_context(spec, ctx)
     sent_cents = int(sent["cost_cents"].sum())
     already = frozenset(sent.loc[sent["channel"] == spec.channel, "player_id"].astype(str))
