@@ -4,8 +4,8 @@
                         [--lists-players 1000000] [--gates/--no-gates] [--gates-repeat 1]
                         [--landing-players 200000] [--service-rate 200] [--service-seconds 25]
                         [--service-stores sqlite,postgres] [--triggers-rates 25,50,100]
-                        [--spark-players 200000] [--abuse-sizes 20000]
-                        [--only simulator,landing,refresh,spark,service,triggers,abuse]
+                        [--spark-players 200000] [--abuse-sizes 20000] [--risk-sizes 20000]
+                        [--only simulator,landing,refresh,spark,service,triggers,abuse,risk]
 
 * simulator: events/s and peak memory (max RSS of the simulating process) per size;
 * landing (`crm ingest`: the contract checks and normalization) against one bare DuckDB copy of
@@ -36,6 +36,10 @@
 * ring detection (issue 19): entity resolution over the identifiers' pseudonyms (player_clusters)
   against the simulator's planted rings, beside "any shared attribute" and "same ip" linking, and
   the linking step's time and peak memory, at each of --abuse-sizes (bench.abuse).
+* bonus-abuse risk score (issue 19): precision and recall of the flags of player_risk_scores against
+  the simulator's bonus hunters (ring members and re-registrations beside), next to the rule "bonus
+  share of stake > 0.5", and the training's and the scoring's time and peak memory, at each of
+  --risk-sizes (bench.risk).
 
 --only runs some steps, e.g. `make bench BENCH_ARGS="--only service"`.
 
@@ -59,7 +63,7 @@ from pathlib import Path
 from crm.config import DBT_PROJECT_DIR, Paths, crm_home
 
 BIN = Path(sys.executable).parent
-STEPS = ("simulator", "landing", "refresh", "policy", "spark", "service", "triggers", "abuse")
+STEPS = ("simulator", "landing", "refresh", "policy", "spark", "service", "triggers", "abuse", "risk")
 
 
 def run_timed(cmd: list[str], env: dict[str, str], check: bool = True,
@@ -252,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy-seeds", type=int, default=5, help="simulator seeds per policy size")
     ap.add_argument("--abuse-sizes", default="20000",
                     help="players per ring-detection run (bench.abuse; the issue's large size: 20000,1000000)")
+    ap.add_argument("--risk-sizes", default="20000",
+                    help="players per risk-score run (bench.risk; e.g. 20000,200000)")
     ap.add_argument("--only", default=",".join(STEPS),
                     help=f"the steps to run, a comma list of {', '.join(STEPS)} (default: all)")
     args = ap.parse_args(argv)
@@ -311,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         _, _, out = run_timed([sys.executable, "-m", "bench.abuse", "--players", str(n), "--days", str(args.days),
                                "--keep", str(root / f"abuse_{n}"), "--json"], os.environ.copy())
         report.setdefault("abuse", []).append(json.loads(out))
+    for n in [int(x) for x in args.risk_sizes.split(",") if x and "risk" in only]:
+        print(f"risk score: {n:,} players x {args.days} days (python -m bench.risk) ...", flush=True)
+        _, _, out = run_timed([sys.executable, "-m", "bench.risk", "--players", str(n), "--days", str(args.days),
+                               "--keep", str(root / f"risk_{n}"), "--json"], os.environ.copy())
+        report.setdefault("risk", []).append(json.loads(out))
 
     # the measurements are saved before anything is printed: a printing bug never loses an hour of them
     out = crm_home() / "bench" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
@@ -415,6 +426,12 @@ def print_report(report: dict) -> None:
 
         print("\nRing detection: player_clusters vs naive linking, against the truth (python -m bench.abuse)")
         print(abuse_table(r))
+    for r in report.get("risk", []):
+        from bench.risk import format_table as risk_table
+
+        print("\nBonus-abuse risk score: flags vs the truth, beside 'bonus share of stake > 0.5' "
+              "(python -m bench.risk)")
+        print(risk_table(r))
 
 
 if __name__ == "__main__":
