@@ -162,3 +162,24 @@ def test_evidence_key_is_stable_and_follows_the_cluster(home):
     b = risk.score_frame(features, grown, model).set_index("player_id")["evidence_key"]
     changed = set(a.index[a.to_numpy() != b.reindex(a.index).to_numpy()])
     assert changed == members & scored and np.all(a.drop(list(changed)) == b.drop(list(changed)))
+
+
+def test_the_dagster_assets_train_and_score(home, monkeypatch):
+    from dagster import DagsterInstance, materialize
+
+    from orchestration.assets.risk import abuse_risk_model, player_risk_scores
+    from orchestration.resources import RETRAIN_TAG, CrmResource
+
+    paths, as_of, _ = home
+    for var in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "DBT_LOG_PATH"):  # export_env sets them: restored after
+        monkeypatch.setenv(var, "")
+    monkeypatch.setenv("CRM_HOME", str(paths.home))
+    result = materialize([abuse_risk_model, player_risk_scores], instance=DagsterInstance.ephemeral(),
+                         resources={"crm": CrmResource()}, partition_key=as_of.isoformat(),
+                         tags={RETRAIN_TAG: "true"})
+    assert result.success
+    trained = result.asset_materializations_for_node("abuse_risk_model")[0].metadata
+    assert trained["trained"].value and trained["pr_auc"].value > 0.5
+    assert not trained["promoted_to_champion"].value  # the same data: a tie keeps the champion
+    scored = result.asset_materializations_for_node("player_risk_scores")[0].metadata
+    assert scored["model"].value == f"{abuse.MODEL_NAME} v1" and scored["scored"].value > scored["flagged"].value > 0
