@@ -187,3 +187,31 @@ def test_a_bonus_goes_to_one_account_of_a_person_once(home):
     assert verdict["verdict"] == "FAIL" and verdict["observed"] == "taken by linked account p2"
     other = Context(AS_OF, history=history[history["campaign_id"] == "welcome"])
     assert "p1" in set(build_list(BONUS, audience, AS_OF, other).rows["player_id"])
+
+
+def test_the_profile_copy_carries_clusters_and_flags(home, monkeypatch):
+    """The service's copy names each account's cluster (a stop over the API reaches its other accounts:
+    test_service_messaging) and carries the linked exclusion and risk flag the lists read."""
+    import sqlalchemy as sa
+
+    from crm.campaigns.online import sync_online_profiles
+    from crm.config import CAMPAIGNS_DIR
+    from crm.store.db import make_engine, upgrade_to_head
+    from crm.store.profile import effective_profile
+    from crm.store.schema import profiles
+
+    monkeypatch.setenv("CRM_CAMPAIGNS_DIR", str(CAMPAIGNS_DIR))
+    put_scores(home, [("A", "q1", 0.97, True, "ev-q1x")])
+    write_flags(home)
+    engine = make_engine(home)
+    upgrade_to_head(engine)
+    try:
+        sync_online_profiles(home, engine)
+        with engine.connect() as conn:
+            clusters = dict(conn.execute(sa.select(profiles.c.player_id, profiles.c.cluster_id)
+                                         .where(profiles.c.brand_id == "A")).all())
+            q1, _ = effective_profile(conn, "A", "q1")
+        assert clusters["p1"] == clusters["p2"] == "A:p1" and clusters["q1"] is None
+        assert q1["risk_flagged"] is True and q1["risk_review"] == "pending"
+    finally:
+        engine.dispose()

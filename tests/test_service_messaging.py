@@ -277,6 +277,28 @@ def test_stop_events_over_the_api_apply_before_the_warehouse_sees_them(svc):
                                          ("pw", "withdrawal", "*")]
 
 
+def test_a_stop_over_the_api_reaches_the_other_accounts_of_the_person_at_once(svc):
+    """A self-exclusion (or cooling-off) received for one account of a cluster refuses the sends to its
+    linked accounts before the warehouse has seen it; an account of another cluster is not touched."""
+    url, keys, engine, _ = svc
+    put_profiles(engine, [clean_profile("lk1", cluster_id="A:lk1"), clean_profile("lk2", cluster_id="A:lk1"),
+                          clean_profile("lk3", cluster_id="A:lk1"), clean_profile("lk9", cluster_id="A:lk9"),
+                          clean_profile("lk8", cluster_id="A:lk9")])
+    with engine.begin() as conn:
+        for pid, cl in (("lk1", "A:lk1"), ("lk2", "A:lk1"), ("lk3", "A:lk1"), ("lk9", "A:lk9"), ("lk8", "A:lk9")):
+            conn.execute(profiles.update().where(profiles.c.player_id == pid).values(cluster_id=cl))
+    assert send(url, keys["all"], "k-lk2-before", "lk2")[0] == 202
+    evs = [{"event_id": "se-lk1", "event_type": " RG.Self_Exclusion.Started", "player_id": "lk1", "brand_id": "A",
+            "occurred_at": "2025-10-01T11:00:00Z", "payload": {"scope": "Brand "}}]
+    status, body = call(f"{url}/v1/events", "POST", evs, key=keys["all"])
+    assert status == 202, body
+    assert send(url, keys["all"], "k-lk1", "lk1")[1]["rule"] == "self_excluded"
+    for pid in ("lk2", "lk3"):
+        status, body = send(url, keys["all"], f"k-{pid}", pid, channel="sms")
+        assert status == 422 and body["rule"] == "linked_self_excluded", body
+    assert send(url, keys["all"], "k-lk9", "lk9")[0] == 202  # another person
+
+
 def test_lists_count_the_api_sends(tmp_path):
     """A message sent over the API counts in the lists' history (caps, cooldown), as the lists'
     outbox counts in the API's check: one history, whichever path sent the message."""

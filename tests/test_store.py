@@ -184,7 +184,8 @@ def test_insert_many_stores_what_sqlalchemy_stores(engine):
     from crm.store.schema import profiles
 
     at = dt.datetime(2025, 9, 29, 1, 2, 3, 456789)
-    rows = [{"brand_id": "A", "player_id": f"p{i}", "profile": text, "as_of_date": day, "synced_at": when}
+    rows = [{"brand_id": "A", "player_id": f"p{i}", "profile": text, "as_of_date": day, "synced_at": when,
+             "cluster_id": "A:p0" if i < 2 else None}
             for i, (text, day, when) in enumerate([
                 ('{"x": 1}', dt.date(2025, 9, 29), at), ("caf\u00e9 \u200b 'quoted' \"x\"", dt.date(1, 1, 1), at),
                 ("", dt.date(9999, 12, 31), dt.datetime(2000, 2, 29)), ("?", dt.date(2025, 9, 29), at)])]

@@ -47,7 +47,15 @@ from crm.contract import (
     consent_withdrawn_column,
 )
 from crm.store.db import insert_many, key_chunks
-from crm.store.schema import address_suppressions, contacts, profile_stops, profiles, reported_messages, synced_files
+from crm.store.schema import (
+    ID_CHARS,
+    address_suppressions,
+    contacts,
+    profile_stops,
+    profiles,
+    reported_messages,
+    synced_files,
+)
 from crm.store.vault import CHANNEL_FIELDS, Identifier, Vault, is_pseudonym
 from ml.models import UPLIFT_VALUE_MODEL
 
@@ -265,14 +273,48 @@ def effective_profile(conn: sa.Connection, brand_id: str, player_id: str) -> tup
 
 def effective_profiles(conn: sa.Connection, players: Sequence[tuple[str, str]], for_update: bool = False
                        ) -> dict[tuple[str, str], tuple[dict | None, list[dict]]]:
-    """:func:`effective_profile` of many ``(brand_id, player_id)`` in two statements (the sends
-    checked together); ``for_update``: as :func:`stored_profiles`."""
+    """:func:`effective_profile` of many ``(brand_id, player_id)`` in a few statements (the sends
+    checked together); ``for_update``: as :func:`stored_profiles`. A self-exclusion or cooling-off
+    received for another account of a player's cluster (the same person) sets the player's
+    ``linked_self_excluded`` at once, as the warehouse will (:func:`crm.warehouse.abuse_columns`)."""
     found = stored_profiles(conn, players, for_update)
     stops = live_stops_of(conn, players)
+    linked = _linked_stops(conn, {k: v[0].get("cluster_id") for k, v in found.items()})
     out: dict[tuple[str, str], tuple[dict | None, list[dict]]] = {}
     for key in players:
         mine = stops.get(key, [])
-        out[key] = (apply_stops(found[key][0], mine) if key in found else None, mine)
+        p = apply_stops(found[key][0], mine) if key in found else None
+        if p is not None and key in linked:
+            p = p | {"linked_self_excluded": True, "linked_excluded_player": linked[key]}
+        out[key] = (p, mine)
+    return out
+
+
+def _linked_stops(conn: sa.Connection, clusters: dict[tuple[str, str], object]) -> dict[tuple[str, str], str]:
+    """Per player whose cluster holds another account with a live self-exclusion or cooling-off
+    received since the copy: that account's id."""
+    wanted = {(b, str(c)) for (b, _), c in clusters.items() if isinstance(c, str) and c}
+    if not wanted:
+        return {}
+    c, s = profiles.c, profile_stops.c
+    members: dict[tuple[str, str], list[str]] = {}
+    for chunk in key_chunks(sorted(wanted)):
+        for r in conn.execute(sa.select(c.brand_id, c.cluster_id, c.player_id).where(
+                sa.tuple_(c.brand_id, c.cluster_id).in_(chunk))):
+            members.setdefault((r.brand_id, r.cluster_id), []).append(r.player_id)
+    accounts = sorted({(b, p) for (b, _), ps in members.items() for p in ps})
+    stopped: set[tuple[str, str]] = set()
+    for chunk in key_chunks(accounts):
+        stopped |= {(r.brand_id, r.player_id) for r in conn.execute(sa.select(s.brand_id, s.player_id).where(
+            sa.tuple_(s.brand_id, s.player_id).in_(chunk), s.retired_at.is_(None),
+            s.kind.in_([SELF_EXCLUSION, COOLING_OFF])))}
+    out = {}
+    for (b, p), cl in clusters.items():
+        if not isinstance(cl, str):
+            continue
+        others = sorted(q for q in members.get((b, cl), []) if q != p and (b, q) in stopped)
+        if others:
+            out[(b, p)] = others[0]
     return out
 
 
@@ -460,7 +502,7 @@ def _warehouse_state(paths: Paths, stop_event_ids: list[str]
             df = fetch_df(con, query, params)
             rows = list(zip(df["brand_id"].astype(str), df["player_id"].astype(str), profile_json(df), strict=True))
         else:
-            wanted = [c for c in ("brand_id", "player_id", "as_of_date", "self_exclusion_started_at")
+            wanted = [c for c in ("brand_id", "player_id", "as_of_date", "self_exclusion_started_at", "cluster_id")
                       if c in {r[0] for r in con.execute(f"DESCRIBE {query}", params).fetchall()}]
             df = fetch_df(con, f"SELECT {', '.join(ident(c) for c in wanted)} FROM ({query})", params)
         _copy_features(con, paths.feature_copy)
@@ -513,6 +555,7 @@ def _publish_features(target: Path) -> None:
 
 
 CONTACTS_SYNC = "contacts"
+CLUSTER_CHARS = 2 * ID_CHARS + 1  # profiles.cluster_id (a longer id names no cluster here: none of ours is)
 
 
 def _landed_contacts(paths: Paths, done: set[str]) -> tuple[list[tuple], list[str]]:
@@ -606,8 +649,13 @@ def sync_profiles(paths: Paths, engine: sa.Engine,
             starts["brand_id"], starts["player_id"], starts["self_exclusion_started_at"], strict=True)}
     as_of = pd.Timestamp(df["as_of_date"].iloc[0]).date() if len(df) else dt.date.today()
     at = _now()
-    rows = [{"brand_id": str(b), "player_id": str(p), "profile": j, "as_of_date": as_of, "synced_at": at}
-            for b, p, j in profile_rows]
+    cluster_of = {}  # (brand, player) -> their cluster of linked accounts (live stops reach the others)
+    if "cluster_id" in df:
+        linked = df.dropna(subset=["cluster_id"])
+        cluster_of = {(str(b), str(p)): str(c) for b, p, c in zip(
+            linked["brand_id"], linked["player_id"], linked["cluster_id"], strict=True) if len(str(c)) <= CLUSTER_CHARS}
+    rows = [{"brand_id": str(b), "player_id": str(p), "profile": j, "as_of_date": as_of, "synced_at": at,
+             "cluster_id": cluster_of.get((str(b), str(p)))} for b, p, j in profile_rows]
     with engine.connect() as conn:  # the landed files whose addresses are stored already
         done = set(conn.execute(sa.select(synced_files.c.file_name).where(
             synced_files.c.purpose == CONTACTS_SYNC)).scalars())

@@ -76,6 +76,9 @@ profiles = sa.Table(
     sa.Column("profile", sa.Text, nullable=False),  # JSON: the dim_player row
     sa.Column("as_of_date", sa.Date, nullable=False),  # the warehouse's as-of date
     sa.Column("synced_at", sa.DateTime, nullable=False),
+    # the player's cluster of linked accounts (player_clusters: brand + ':' + an id), NULL without one
+    sa.Column("cluster_id", sa.String(2 * ID_CHARS + 1), nullable=True),
+    sa.Index("ix_profiles_cluster", "brand_id", "cluster_id"),
 )
 
 # The players' stop events (crm.contract.STOP_EVENTS) received since the profile was taken: a
