@@ -90,7 +90,8 @@ def campaign_assets(spec: CampaignSpec, specs: list[CampaignSpec] | None = None
 
     @asset(key=list_key(spec), group_name="campaigns", kinds={"csv", "parquet", "xlsx"}, partitions_def=DAILY,
            deps=[AssetKey("player_scores"), AssetKey("game_recommendations"), AssetKey("dim_player"),
-                 AssetKey("player_features"), AssetKey("player_clusters"),  # linked accounts' exclusions
+                 AssetKey("player_features"),
+                 AssetKey("player_clusters"), AssetKey("player_risk_flags"),  # linked accounts, abuse flags
                  *[list_key(h) for h in higher]],
            description=f"{spec.name} ({spec.channel}, priority {spec.priority}): segment ∩ eligibility "
                        f"(after {len(higher)} higher-priority lists of the day), offer, variants + holdout.",

@@ -6,6 +6,7 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 from crm.lineage import lineage
 from crm.risk import score as risk_score
 from crm.risk.linking import build_clusters
+from crm.risk.review import write_flags
 from ml.abuse import MODEL_NAME
 from ml.registry import NoModelError
 from ml.retrain import retrain_decision
@@ -82,4 +83,16 @@ def player_risk_scores(context: AssetExecutionContext, crm: CrmResource) -> Mate
         else MetadataValue.text("no flags")})
 
 
-risk_assets = [player_clusters, abuse_risk_model, player_risk_scores]
+@asset(group_name="risk", kinds={"duckdb"}, partitions_def=DAILY, deps=[player_risk_scores],
+       description="player_risk_flags: the risk scores with the reviewers' decisions applied (crm.risk.review: "
+                   "pending flags and confirmed abuse are flagged, a clear holds for the same evidence); what the "
+                   "lists' bonus_risk_flagged rule and the service's profile copy read. Review with "
+                   "`crm risk queue` / `crm risk review`.")
+def player_risk_flags(context: AssetExecutionContext, crm: CrmResource) -> MaterializeResult:
+    counts = write_flags(crm.paths())
+    context.log.info(f"player_risk_flags: {counts['flagged']} of {counts['scored']} scored players flagged "
+                     f"({counts['pending']} waiting for review)")
+    return MaterializeResult(metadata={k: num(v) for k, v in counts.items()})
+
+
+risk_assets = [player_clusters, abuse_risk_model, player_risk_scores, player_risk_flags]

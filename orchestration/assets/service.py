@@ -19,7 +19,8 @@ from orchestration.resources import DAILY, CrmResource
 @asset(group_name="service", kinds={"sqlite", "postgres"}, partitions_def=DAILY,
        # after the scores: the last write to the warehouse before the lists, which only read it
        deps=[AssetKey("dim_player"), AssetKey("int_consents_versioned"), AssetKey("stg_casino__crm_messages"),
-             AssetKey("player_scores"), AssetKey("player_clusters")],  # the copy carries linked exclusions
+             AssetKey("player_scores"),
+             AssetKey("player_clusters"), AssetKey("player_risk_flags")],  # linked exclusions, abuse flags
        description="dim_player copied into the service store (SQLite, or CRM_DATABASE_URL), so "
                    "/v1/messaging/send checks sends without opening the warehouse; stop events the API "
                    "received that the warehouse now shows are retired; contact addresses from the landed events; "
