@@ -65,9 +65,11 @@ def _summary(result, as_of: str, seconds: float) -> dict:
     landing = landed_summary(paths)
     marts = row_counts(paths, ["dim_player", "fct_player_daily", "player_feature_snapshots", "player_features",
                                "player_labels", "player_scores"])
-    models = {}
+    models, risk = {}, {}
     for ev in result.get_asset_materialization_events():
         mat = ev.event_specific_data.materialization
+        if mat.asset_key.path[-1] in ("player_clusters", "player_risk_flags"):
+            risk[mat.asset_key.path[-1]] = {k: _plain_meta(v) for k, v in mat.metadata.items()}
         if mat.asset_key.path[-1].endswith("_model"):
             models[mat.asset_key.path[-1]] = {k: _plain_meta(v) for k, v in mat.metadata.items()
                                               if not isinstance(getattr(v, "value", v), str) or len(str(v)) < 400}
@@ -82,7 +84,7 @@ def _summary(result, as_of: str, seconds: float) -> dict:
     skipped = [ev.step_key for ev in result.all_events if ev.event_type_value == "STEP_SKIPPED"]
     return {"success": result.success, "run_id": result.run_id, "as_of_date": as_of, "seconds": round(seconds, 1),
             "landing": landing, "marts": marts, "models": models, "lists": lists, "dispatch": dispatches(result),
-            "gates": gates, "step_seconds": step_seconds,
+            "gates": gates, "step_seconds": step_seconds, "risk": risk,
             "failed_steps": failed_steps, "skipped_steps": skipped}
 
 
@@ -123,6 +125,15 @@ def print_summary(s: dict) -> None:
     print("\nPublished lists:")
     for li in s["lists"]:
         print(f"  {li['campaign_id']:<28} {li['rows']:>8,} rows ({li['holdout']:,} holdout)  {li['path']}")
+    cl, fl = s.get("risk", {}).get("player_clusters"), s.get("risk", {}).get("player_risk_flags")
+    if cl or fl:
+        print("\nBonus abuse and linked accounts:")
+        if cl:
+            print(f"  {_g(cl.get('accounts_linked'))} accounts linked in {_g(cl.get('clusters'))} clusters "
+                  f"(largest {_g(cl.get('largest_cluster'))}) from {_g(cl.get('links'))} links")
+        if fl:
+            print(f"  {_g(fl.get('flagged'))} of {_g(fl.get('scored'))} scored players flagged for bonus abuse, "
+                  f"{_g(fl.get('pending'))} waiting for review (`crm risk queue`)")
     if s.get("dispatch"):
         print("\nDispatch:")
         for d in s["dispatch"]:
