@@ -88,6 +88,11 @@ def _summary(result, as_of: str, seconds: float) -> dict:
             "failed_steps": failed_steps, "skipped_steps": skipped}
 
 
+def _n(v) -> str:
+    """A count: 10,470 (not 1.047e+04)."""
+    return f"{int(v):,}" if isinstance(v, int | float) and v == v else str(v)
+
+
 def _g(v) -> str:
     return f"{v:.4g}" if isinstance(v, int | float) else str(v)
 
@@ -113,6 +118,11 @@ def print_summary(s: dict) -> None:
             print(f"\nModel {m.get('model')} ({m.get('selected_learner')}): held-out qini_auc={m['qini_auc']:.4g}  "
                   f"uplift@10%={m.get('uplift_at_10', nan):.4g}  uplift@30%={m.get('uplift_at_30', nan):.4g}  "
                   f"vs churn-score ranking {_g(m.get('baseline_churn_qini_auc'))}")
+        elif "precision_at_threshold" in m:  # the bonus-abuse risk model
+            print(f"\nModel {m.get('model')}: holdout pr_auc={m.get('pr_auc', nan):.3f}  "
+                  f"precision={m['precision_at_threshold']:.3f} recall={m.get('recall_at_threshold', nan):.3f} "
+                  f"at the flag threshold, vs the rule 'bonus share of stake > 0.5' "
+                  f"{m.get('baseline_share_rule_precision', nan):.3f} / {m.get('baseline_share_rule_recall', nan):.3f}")
         elif m.get("trained") is False:
             print(f"\nModel {key}: not trained: {m.get('reason')}")
             continue
@@ -129,11 +139,11 @@ def print_summary(s: dict) -> None:
     if cl or fl:
         print("\nBonus abuse and linked accounts:")
         if cl:
-            print(f"  {_g(cl.get('accounts_linked'))} accounts linked in {_g(cl.get('clusters'))} clusters "
-                  f"(largest {_g(cl.get('largest_cluster'))}) from {_g(cl.get('links'))} links")
+            print(f"  {_n(cl.get('accounts_linked'))} accounts linked in {_n(cl.get('clusters'))} clusters "
+                  f"(largest {_n(cl.get('largest_cluster'))}) from {_n(cl.get('links'))} links")
         if fl:
-            print(f"  {_g(fl.get('flagged'))} of {_g(fl.get('scored'))} scored players flagged for bonus abuse, "
-                  f"{_g(fl.get('pending'))} waiting for review (`crm risk queue`)")
+            print(f"  {_n(fl.get('flagged'))} of {_n(fl.get('scored'))} scored players flagged for bonus abuse, "
+                  f"{_n(fl.get('pending'))} waiting for review (`crm risk queue`)")
     if s.get("dispatch"):
         print("\nDispatch:")
         for d in s["dispatch"]:
