@@ -86,7 +86,7 @@ def explain(paths: Paths, brand_id: str, player_id: str) -> dict[str, Any] | Non
         key = r["evidence_key"] if isinstance(r["evidence_key"], str) else None
         review, flagged, _ = state(above, key, history)
         out["score"] = {"risk_score": None if pd.isna(r["risk_score"]) else float(r["risk_score"]),
-                        "above_threshold": above, "as_of_date": str(r["as_of_date"]), "evidence_key": key,
+                        "above_threshold": above, "as_of_date": str(r["as_of_date"])[:10], "evidence_key": key,
                         "model_version": None if pd.isna(r["model_version"]) else str(r["model_version"]),
                         "reasons": reasons}
     else:

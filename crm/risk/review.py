@@ -162,5 +162,5 @@ def decide(paths: Paths, brand_id: str, player_id: str, decision: str, *, by: st
     return audit.append(paths, REVIEWED, by=by, reason=reason.strip(), details={
         "brand_id": brand_id, "player_id": player_id, "decision": decision,
         "evidence_key": r["evidence_key"] if isinstance(r["evidence_key"], str) else None,
-        "risk_score": score, "as_of_date": str(r["as_of_date"]),
+        "risk_score": score, "as_of_date": str(r["as_of_date"])[:10],
         "model_version": None if pd.isna(r["model_version"]) else str(r["model_version"])})
