@@ -94,7 +94,22 @@ blocking_types as (
         on a.brand_id = b.brand_id and a.attribute_type = b.attribute_type and a.pseudonym = b.pseudonym
         and a.player_id < b.player_id
     where a.attribute_type <> 'name' and a.accounts <= {{ max_accounts }}
+      and b.attribute_type <> 'name' and b.accounts <= {{ max_accounts }}
     group by a.brand_id, a.player_id, b.player_id, a.attribute_type
+
+),
+
+candidate_names as (
+
+    -- each candidate pair with the first account's name forms, keyed by the second account and
+    -- the form: the join below can only go through the pair (a join of the name forms with each
+    -- other would make pairs by the square of a common name's accounts: 2.9 billion at 1 M players)
+    select
+        c.brand_id, c.player_a, c.player_b, a.weight, a.first_seen_at,
+        c.player_b || '|' || a.pseudonym as wanted
+    from (select distinct brand_id, player_a, player_b from blocking_types) c
+    join shared a
+        on a.brand_id = c.brand_id and a.player_id = c.player_a and a.attribute_type = 'name'
 
 ),
 
@@ -104,16 +119,17 @@ name_agreement as (
     -- a common one tells): name forms are coarse, and small name pools share them widely, so a
     -- cap would drop the very variants that link a ring ("Dave Green" ~ "David Green")
     select
-        c.brand_id, c.player_a, c.player_b, 'name' as attribute_type,
-        max(a.weight) as weight,
-        min(greatest(a.first_seen_at, b.first_seen_at)) as since
-    from (select distinct brand_id, player_a, player_b from blocking_types) c
-    join shared a
-        on a.brand_id = c.brand_id and a.player_id = c.player_a and a.attribute_type = 'name'
-    join shared b
-        on b.brand_id = c.brand_id and b.player_id = c.player_b and b.attribute_type = 'name'
-        and b.pseudonym = a.pseudonym
-    group by c.brand_id, c.player_a, c.player_b
+        n.brand_id, n.player_a, n.player_b, 'name' as attribute_type,
+        max(n.weight) as weight,
+        min(greatest(n.first_seen_at, b.first_seen_at)) as since
+    from candidate_names n
+    join (
+        select brand_id, player_id || '|' || pseudonym as held, first_seen_at
+        from shared
+        where attribute_type = 'name'
+    ) b
+        on b.brand_id = n.brand_id and b.held = n.wanted
+    group by n.brand_id, n.player_a, n.player_b
 
 ),
 
