@@ -132,6 +132,7 @@ def bench_abuse(root: Path, players: int, days: int, seed: int, dbt_vars: dict |
     print("  dbt build +fct_identity_links ...", file=sys.stderr, flush=True)
     secs, rss, _ = run_timed([str(BIN / "dbt"), "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
                               "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(home / "dbt" / "target"),
+                              "--log-path", str(home / "dbt" / "logs"),
                               "--select", "+fct_identity_links", "--exclude", "test_type:unit",
                               "--vars", json.dumps(vars_)], env)
     out["seconds"]["dbt_identity_models"], out["peak_rss_mib"]["dbt_identity_models"] = round(secs, 1), round(rss)
